@@ -1,0 +1,1 @@
+//! Admin process. See issue 6.

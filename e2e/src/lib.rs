@@ -1,0 +1,1 @@
+//! End-to-end test support: spawning binaries, free ports, HTTP helpers.

@@ -1,0 +1,1 @@
+//! Merge of shard search responses. See issue 4.

@@ -1,0 +1,177 @@
+//! Every error Miroir itself produces, and the **one** place that maps it to a Meilisearch
+//! error body `{message, code, type, link}` and an HTTP status.
+//!
+//! Errors that a node returns are forwarded verbatim and never pass through here. Layers keep
+//! their own error enums (document parsing, config, HTTP parsing, …) and convert into
+//! [`MeiliError`] with an [`ErrorCode`] at the edge.
+
+use serde::Serialize;
+
+/// Meilisearch's error `type` field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorType {
+    InvalidRequest,
+    Internal,
+    Auth,
+    System,
+}
+
+impl ErrorType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorType::InvalidRequest => "invalid_request",
+            ErrorType::Internal => "internal",
+            ErrorType::Auth => "auth",
+            ErrorType::System => "system",
+        }
+    }
+}
+
+macro_rules! error_codes {
+    ($( $variant:ident => ($code:literal, $status:literal, $ty:ident) ),* $(,)?) => {
+        /// An error code: its wire name, HTTP status and Meilisearch type, in one table.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum ErrorCode { $($variant),* }
+
+        impl ErrorCode {
+            /// The `code` field, e.g. `miroir_no_quorum` or `invalid_document_id`.
+            pub fn code(self) -> &'static str {
+                match self { $(ErrorCode::$variant => $code),* }
+            }
+            /// The HTTP status this error is answered with.
+            pub fn status(self) -> u16 {
+                match self { $(ErrorCode::$variant => $status),* }
+            }
+            /// The `type` field.
+            pub fn error_type(self) -> ErrorType {
+                match self { $(ErrorCode::$variant => ErrorType::$ty),* }
+            }
+            /// All codes, for documentation and tests.
+            pub const ALL: &'static [ErrorCode] = &[$(ErrorCode::$variant),*];
+        }
+    };
+}
+
+error_codes! {
+    // --- Miroir's own codes (PRODUCT.md §7) ---
+    MiroirPrimaryKeyRequired => ("miroir_primary_key_required", 400, InvalidRequest),
+    MiroirReservedField => ("miroir_reserved_field", 400, InvalidRequest),
+    MiroirInvalidAuth => ("miroir_invalid_auth", 401, Auth),
+    MiroirIdempotencyKeyReused => ("miroir_idempotency_key_reused", 409, InvalidRequest),
+    MiroirMultiAliasNotWritable => ("miroir_multi_alias_not_writable", 409, InvalidRequest),
+    MiroirNoQuorum => ("miroir_no_quorum", 503, System),
+    MiroirShardUnavailable => ("miroir_shard_unavailable", 503, System),
+    MiroirSettingsVersionStale => ("miroir_settings_version_stale", 503, System),
+    MiroirAdminUnavailable => ("miroir_admin_unavailable", 503, System),
+    MiroirNotImplemented => ("miroir_not_implemented", 501, InvalidRequest),
+    MiroirInvalidTopology => ("miroir_invalid_topology", 400, InvalidRequest),
+    // --- Meilisearch codes Miroir produces itself (before any node is touched) ---
+    InvalidDocumentId => ("invalid_document_id", 400, InvalidRequest),
+    MissingDocumentId => ("missing_document_id", 400, InvalidRequest),
+    IndexPrimaryKeyMultipleCandidatesFound => ("index_primary_key_multiple_candidates_found", 400, InvalidRequest),
+    IndexPrimaryKeyNoCandidateFound => ("index_primary_key_no_candidate_found", 400, InvalidRequest),
+    IndexPrimaryKeyAlreadyExists => ("index_primary_key_already_exists", 400, InvalidRequest),
+    MalformedPayload => ("malformed_payload", 400, InvalidRequest),
+    BadRequest => ("bad_request", 400, InvalidRequest),
+    InvalidContentType => ("invalid_content_type", 415, InvalidRequest),
+    MissingContentType => ("missing_content_type", 415, InvalidRequest),
+    MissingPayload => ("missing_payload", 400, InvalidRequest),
+    PayloadTooLarge => ("payload_too_large", 413, InvalidRequest),
+    InvalidSearchQ => ("invalid_search_q", 400, InvalidRequest),
+    InvalidSearchOffset => ("invalid_search_offset", 400, InvalidRequest),
+    InvalidSearchLimit => ("invalid_search_limit", 400, InvalidRequest),
+    InvalidSearchPage => ("invalid_search_page", 400, InvalidRequest),
+    InvalidSearchHitsPerPage => ("invalid_search_hits_per_page", 400, InvalidRequest),
+    IndexNotFound => ("index_not_found", 404, InvalidRequest),
+    DocumentNotFound => ("document_not_found", 404, InvalidRequest),
+    TaskNotFound => ("task_not_found", 404, InvalidRequest),
+    ApiKeyNotFound => ("api_key_not_found", 404, InvalidRequest),
+    MissingAuthorizationHeader => ("missing_authorization_header", 401, Auth),
+    InvalidApiKey => ("invalid_api_key", 403, Auth),
+    MissingMasterKey => ("missing_master_key", 401, Auth),
+    NotFound => ("not_found", 404, InvalidRequest),
+    Internal => ("internal", 500, Internal),
+    RequestHeaderFieldsTooLarge => ("request_header_fields_too_large", 431, InvalidRequest),
+    RequestTimeout => ("request_timeout", 408, InvalidRequest),
+    TooManyRequests => ("too_many_requests", 429, System),
+    Unavailable => ("unavailable", 503, System),
+}
+
+/// Where an error's `link` points. Meilisearch's own codes link to Meilisearch's error
+/// reference (as a node would); Miroir's codes link to `docs/errors.md` of this project.
+pub fn link_for(code: ErrorCode) -> String {
+    let c = code.code();
+    if c.starts_with("miroir_") {
+        format!("https://github.com/miroir-search/miroir/blob/main/docs/errors.md#{c}")
+    } else {
+        format!("https://docs.meilisearch.com/errors#{c}")
+    }
+}
+
+/// An error ready to be answered: a code and a human message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MeiliError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl MeiliError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        MeiliError { code, message: message.into() }
+    }
+
+    pub fn status(&self) -> u16 {
+        self.code.status()
+    }
+
+    /// The Meilisearch-shaped body: `{"message","code","type","link"}` (that key order).
+    pub fn to_body(&self) -> Vec<u8> {
+        #[derive(Serialize)]
+        struct Body<'a> {
+            message: &'a str,
+            code: &'a str,
+            #[serde(rename = "type")]
+            ty: &'a str,
+            link: String,
+        }
+        serde_json::to_vec(&Body {
+            message: &self.message,
+            code: self.code.code(),
+            ty: self.code.error_type().as_str(),
+            link: link_for(self.code),
+        })
+        .expect("serialising a fixed-shape struct cannot fail")
+    }
+}
+
+impl std::fmt::Display for MeiliError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.message, self.code.code())
+    }
+}
+
+impl std::error::Error for MeiliError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_has_meilisearch_shape() {
+        let e = MeiliError::new(ErrorCode::MiroirNoQuorum, "no group reached quorum for shard 3");
+        let v: serde_json::Value = serde_json::from_slice(&e.to_body()).unwrap();
+        assert_eq!(v["code"], "miroir_no_quorum");
+        assert_eq!(v["type"], "system");
+        assert_eq!(e.status(), 503);
+        assert_eq!(v.as_object().unwrap().len(), 4);
+    }
+
+    #[test]
+    fn codes_are_unique() {
+        let mut seen = std::collections::HashSet::new();
+        for c in ErrorCode::ALL {
+            assert!(seen.insert(c.code()), "duplicate code {}", c.code());
+        }
+    }
+}

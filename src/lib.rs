@@ -1,0 +1,23 @@
+//! # miroir-core
+//!
+//! The shared core of Miroir: everything both processes (the thread-per-core data plane in
+//! `runtime/` and the tokio admin process in `admin/`) must agree on, with **no I/O**.
+//!
+//! - [`ids`]: typed identifiers (`ShardId`, `NodeId`, `GroupId`, `TaskUid`).
+//! - [`topology`]: nodes grouped by replica group and the node status state machine.
+//! - [`routing`]: the normative, byte-exact routing of PRODUCT.md §1 (xxh64 + rendezvous).
+//! - [`documents`]: primary-key resolution, reserved fields, `_miroir_shard` injection.
+//! - [`config`]: the YAML/env/CLI configuration and its validation.
+//! - [`snapshot`]: the immutable state the admin publishes and the data plane reads.
+//! - [`error`]: every Miroir error code and its one mapping to a Meilisearch error body.
+
+pub mod config;
+pub mod documents;
+pub mod error;
+pub mod ids;
+pub mod routing;
+pub mod snapshot;
+pub mod topology;
+
+pub use error::{ErrorCode, MeiliError};
+pub use ids::{GroupId, NodeId, ShardId, TaskUid};

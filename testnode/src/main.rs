@@ -1,0 +1,2 @@
+//! Meilisearch-compatible test node. See issue 3.
+fn main() {}
