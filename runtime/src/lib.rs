@@ -1,1 +1,2 @@
 //! Data plane. See issue 5.
+pub mod http;
