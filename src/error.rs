@@ -96,6 +96,9 @@ error_codes! {
     RequestTimeout => ("request_timeout", 408, InvalidRequest),
     TooManyRequests => ("too_many_requests", 429, System),
     Unavailable => ("unavailable", 503, System),
+    MethodNotAllowed => ("method_not_allowed", 405, InvalidRequest),
+    UriTooLong => ("uri_too_long", 414, InvalidRequest),
+    InvalidDocumentCsvDelimiter => ("invalid_document_csv_delimiter", 400, InvalidRequest),
 }
 
 /// Where an error's `link` points. Meilisearch's own codes link to Meilisearch's error

@@ -17,6 +17,8 @@ pub mod error;
 pub mod ids;
 pub mod routing;
 pub mod snapshot;
+#[cfg(feature = "lmdb")]
+pub mod snapshot_store;
 pub mod topology;
 
 pub use error::{ErrorCode, MeiliError};

@@ -7,7 +7,7 @@
 //! refuses a snapshot it cannot read instead of misreading it.
 
 use crate::ids::{GroupId, NodeId, ShardId};
-use crate::topology::Node;
+use crate::topology::{Node, Topology, TopologyError};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -85,4 +85,303 @@ pub struct ShardMigration {
     pub group: GroupId,
     pub from: NodeId,
     pub to: NodeId,
+}
+
+/// Why a byte string is not a snapshot this build can read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("snapshot is {0} bytes, too short for the 2-byte format version")]
+    Truncated(usize),
+    #[error(
+        "snapshot format version {found} is not supported (this build reads version {supported})"
+    )]
+    UnsupportedVersion { found: u16, supported: u16 },
+    #[error("snapshot body does not decode: {0}")]
+    Body(String),
+    #[error("snapshot body has {0} trailing bytes")]
+    TrailingBytes(usize),
+}
+
+impl Snapshot {
+    /// `u16` big-endian [`SNAPSHOT_FORMAT_VERSION`], then the postcard encoding of `self`.
+    ///
+    /// Postcard is compact (varints, no field names) and not self-describing, which is why the
+    /// version header exists: any change to these types' shape must bump the version, and an
+    /// older reader then refuses the snapshot instead of misreading it.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = SNAPSHOT_FORMAT_VERSION.to_be_bytes().to_vec();
+        postcard::to_io(self, &mut out).expect("postcard serialisation into a Vec cannot fail");
+        out
+    }
+
+    /// Inverse of [`Snapshot::encode`]; rejects unknown versions and trailing garbage.
+    pub fn decode(bytes: &[u8]) -> Result<Snapshot, SnapshotError> {
+        let Some((version, body)) = bytes.split_first_chunk::<2>() else {
+            return Err(SnapshotError::Truncated(bytes.len()));
+        };
+        let version = u16::from_be_bytes(*version);
+        if version != SNAPSHOT_FORMAT_VERSION {
+            return Err(SnapshotError::UnsupportedVersion {
+                found: version,
+                supported: SNAPSHOT_FORMAT_VERSION,
+            });
+        }
+        let (snapshot, rest) =
+            postcard::take_from_bytes(body).map_err(|e| SnapshotError::Body(e.to_string()))?;
+        if !rest.is_empty() {
+            return Err(SnapshotError::TrailingBytes(rest.len()));
+        }
+        Ok(snapshot)
+    }
+
+    /// The routing view of this snapshot. Allocates: build it once per snapshot generation.
+    pub fn topology(&self) -> Result<Topology, TopologyError> {
+        Topology::new(
+            self.replication_factor,
+            self.replica_groups,
+            self.nodes.iter().cloned(),
+        )
+    }
+
+    pub fn index(&self, uid: &str) -> Option<&IndexMeta> {
+        self.indexes.get(uid)
+    }
+
+    pub fn node(&self, id: &str) -> Option<&Node> {
+        self.nodes.iter().find(|n| n.id.as_str() == id)
+    }
+
+    /// In-flight migrations of one index (pass to the routing's `*_with_migrations`).
+    pub fn migrations_for<'a>(
+        &'a self,
+        index: &'a str,
+    ) -> impl Iterator<Item = &'a ShardMigration> + 'a {
+        self.migrations.iter().filter(move |m| m.index == index)
+    }
+}
+
+impl IndexMeta {
+    /// A new index's metadata with Meilisearch's defaults (all wildcards, default ranking
+    /// rules, `maxValuesPerFacet` 100, `maxTotalHits` 1000, facet values sorted `alpha`).
+    pub fn new(
+        uid: impl Into<String>,
+        primary_key: Option<String>,
+        shards: u32,
+        now: &str,
+    ) -> Self {
+        IndexMeta {
+            uid: uid.into(),
+            primary_key,
+            shards,
+            fields: Vec::new(),
+            searchable_wildcard: true,
+            displayed_wildcard: true,
+            ranking_rules: DEFAULT_RANKING_RULES
+                .iter()
+                .map(|r| r.to_string())
+                .collect(),
+            max_values_per_facet: 100,
+            sort_facet_values_by: BTreeMap::from([("*".to_string(), FacetOrder::Alpha)]),
+            max_total_hits: 1000,
+            created_at: now.to_string(),
+            updated_at: now.to_string(),
+        }
+    }
+}
+
+/// Meilisearch v1.x default ranking rules, in order.
+pub const DEFAULT_RANKING_RULES: [&str; 6] = [
+    "words",
+    "typo",
+    "proximity",
+    "attribute",
+    "sort",
+    "exactness",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::topology::NodeStatus;
+    use proptest::prelude::*;
+
+    fn sample() -> Snapshot {
+        let mut indexes = BTreeMap::new();
+        let mut movies = IndexMeta::new(
+            "movies",
+            Some("id".into()),
+            64,
+            "2026-11-23T19:50:01.123456Z",
+        );
+        movies.fields = vec!["id".into(), "title".into()];
+        movies
+            .sort_facet_values_by
+            .insert("genre".into(), FacetOrder::Count);
+        indexes.insert("movies".to_string(), movies);
+        Snapshot {
+            generation: 9,
+            epoch: 4,
+            replication_factor: 1,
+            replica_groups: 2,
+            nodes: vec![
+                Node {
+                    id: NodeId::new("meili-0"),
+                    address: "http://127.0.0.1:7710".into(),
+                    replica_group: GroupId(0),
+                    status: NodeStatus::Active,
+                },
+                Node {
+                    id: NodeId::new("meili-1"),
+                    address: "http://127.0.0.1:7711".into(),
+                    replica_group: GroupId(1),
+                    status: NodeStatus::Joining,
+                },
+            ],
+            indexes,
+            keys: vec![ApiKey {
+                uid: "6062abda-a5aa-4414-ac91-ecd7944c0f8d".into(),
+                key: "d0552b41".into(),
+                name: Some("Default Search API Key".into()),
+                actions: vec!["search".into()],
+                indexes: vec!["*".into()],
+                expires_at: None,
+            }],
+            migrations: vec![ShardMigration {
+                index: "movies".into(),
+                shard: ShardId(3),
+                group: GroupId(1),
+                from: NodeId::new("meili-0"),
+                to: NodeId::new("meili-1"),
+            }],
+        }
+    }
+
+    #[test]
+    fn round_trip_and_helpers() {
+        let snap = sample();
+        let bytes = snap.encode();
+        assert_eq!(&bytes[..2], &SNAPSHOT_FORMAT_VERSION.to_be_bytes());
+        assert_eq!(Snapshot::decode(&bytes).unwrap(), snap);
+        assert_eq!(
+            snap.index("movies").unwrap().primary_key.as_deref(),
+            Some("id")
+        );
+        assert!(snap.index("nope").is_none());
+        assert_eq!(snap.node("meili-1").unwrap().status, NodeStatus::Joining);
+        assert_eq!(snap.migrations_for("movies").count(), 1);
+        assert_eq!(snap.migrations_for("other").count(), 0);
+        let t = snap.topology().unwrap();
+        assert_eq!(t.replica_groups(), 2);
+        assert_eq!(
+            Snapshot::decode(&Snapshot::default().encode()).unwrap(),
+            Snapshot::default()
+        );
+    }
+
+    #[test]
+    fn rejects_unknown_version_truncation_and_trailing_bytes() {
+        let mut bytes = sample().encode();
+        assert_eq!(
+            Snapshot::decode(&bytes[..1]).unwrap_err(),
+            SnapshotError::Truncated(1)
+        );
+        assert_eq!(
+            Snapshot::decode(&[]).unwrap_err(),
+            SnapshotError::Truncated(0)
+        );
+        assert!(matches!(
+            Snapshot::decode(&bytes[..bytes.len() - 3]).unwrap_err(),
+            SnapshotError::Body(_)
+        ));
+        bytes.push(0);
+        assert_eq!(
+            Snapshot::decode(&bytes).unwrap_err(),
+            SnapshotError::TrailingBytes(1)
+        );
+        bytes.pop();
+        bytes[..2].copy_from_slice(&(SNAPSHOT_FORMAT_VERSION + 1).to_be_bytes());
+        assert_eq!(
+            Snapshot::decode(&bytes).unwrap_err(),
+            SnapshotError::UnsupportedVersion {
+                found: SNAPSHOT_FORMAT_VERSION + 1,
+                supported: SNAPSHOT_FORMAT_VERSION
+            }
+        );
+    }
+
+    fn arb_status() -> impl Strategy<Value = NodeStatus> {
+        proptest::sample::select(NodeStatus::ALL.to_vec())
+    }
+
+    fn arb_node() -> impl Strategy<Value = Node> {
+        ("[a-z0-9-]{1,10}", "\\PC{0,20}", 0u32..4, arb_status()).prop_map(
+            |(id, address, g, status)| Node {
+                id: NodeId::new(id),
+                address,
+                replica_group: GroupId(g),
+                status,
+            },
+        )
+    }
+
+    fn arb_index() -> impl Strategy<Value = IndexMeta> {
+        (
+            "\\PC{1,12}",
+            proptest::option::of("[a-zA-Z_]{1,8}"),
+            1u32..1024,
+            proptest::collection::vec("\\PC{0,8}", 0..6),
+            any::<(bool, bool)>(),
+            proptest::collection::btree_map(
+                "[a-z*]{1,5}",
+                prop_oneof![Just(FacetOrder::Alpha), Just(FacetOrder::Count)],
+                0..3,
+            ),
+            any::<(u32, u32)>(),
+        )
+            .prop_map(
+                |(uid, pk, shards, fields, (sw, dw), sort, (mv, mt))| IndexMeta {
+                    uid,
+                    primary_key: pk,
+                    shards,
+                    fields,
+                    searchable_wildcard: sw,
+                    displayed_wildcard: dw,
+                    ranking_rules: vec!["words".into(), "title:asc".into()],
+                    max_values_per_facet: mv,
+                    sort_facet_values_by: sort,
+                    max_total_hits: mt,
+                    created_at: "2026-01-01T00:00:00.000Z".into(),
+                    updated_at: "2026-01-02T00:00:00.000Z".into(),
+                },
+            )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 1024, ..ProptestConfig::default() })]
+
+        #[test]
+        fn prop_round_trip(
+            generation in any::<u64>(), epoch in any::<u64>(), rf in any::<u32>(), rg in any::<u32>(),
+            nodes in proptest::collection::vec(arb_node(), 0..6),
+            indexes in proptest::collection::vec(arb_index(), 0..4),
+            expires in proptest::option::of(any::<i64>()),
+            shard in any::<u32>(),
+        ) {
+            let snap = Snapshot {
+                generation, epoch, replication_factor: rf, replica_groups: rg, nodes,
+                indexes: indexes.into_iter().map(|i| (i.uid.clone(), i)).collect(),
+                keys: vec![ApiKey { uid: "u".into(), key: "k".into(), name: None, actions: vec![], indexes: vec!["*".into()], expires_at: expires }],
+                migrations: vec![ShardMigration { index: "i".into(), shard: ShardId(shard), group: GroupId(0), from: NodeId::new("a"), to: NodeId::new("b") }],
+            };
+            prop_assert_eq!(Snapshot::decode(&snap.encode()).unwrap(), snap);
+        }
+
+        #[test]
+        fn prop_decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let _ = Snapshot::decode(&bytes);
+            let mut versioned = SNAPSHOT_FORMAT_VERSION.to_be_bytes().to_vec();
+            versioned.extend_from_slice(&bytes);
+            let _ = Snapshot::decode(&versioned);
+        }
+    }
 }

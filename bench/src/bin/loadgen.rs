@@ -1,0 +1,313 @@
+//! `loadgen` — the HTTP/1.1 load generator of `bench/run`.
+//!
+//! Two modes, both over keep-alive connections, one OS thread per connection (the generator
+//! must not share a reactor with what it measures, and threads keep it obviously correct):
+//!
+//! - **open loop** (`--rate R`): requests are *scheduled* at a fixed rate, spread evenly over
+//!   the connections; latency is measured from each request's scheduled start, not from when
+//!   it was actually sent, so a stalled server is charged for the requests it delayed
+//!   (coordinated-omission correction, as wrk2 does).
+//! - **closed loop** (no `--rate`): every connection sends its next request as soon as the
+//!   previous answer arrived; reports the maximum throughput.
+//!
+//! Output: one JSON object on stdout (`achieved_rps`, `p50_us` … `p999_us`, `errors`).
+
+use hdrhistogram::Histogram;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+struct Args {
+    addr: SocketAddr,
+    host: String,
+    path: String,
+    method: String,
+    body: Vec<u8>,
+    headers: Vec<String>,
+    connections: usize,
+    duration: Duration,
+    warmup: Duration,
+    rate: Option<f64>,
+    pin: Option<usize>,
+}
+
+fn usage() -> ! {
+    eprintln!(
+        "usage: loadgen --url http://HOST:PORT/PATH [--method POST] [--body-file F] \
+         [--header 'K: V']... [--connections N] [--duration SECS] [--warmup SECS] \
+         [--rate RPS] [--pin CORE]"
+    );
+    std::process::exit(2)
+}
+
+fn parse_args() -> Args {
+    let mut it = std::env::args().skip(1);
+    let (mut url, mut method, mut body, mut headers) =
+        (None, "GET".to_string(), Vec::new(), Vec::new());
+    let (mut connections, mut duration, mut warmup, mut rate, mut pin) =
+        (16, 10.0, 1.0, None, None);
+    while let Some(a) = it.next() {
+        let mut v = || it.next().unwrap_or_else(|| usage());
+        match a.as_str() {
+            "--url" => url = Some(v()),
+            "--method" => method = v(),
+            "--body-file" => body = std::fs::read(v()).expect("reading --body-file"),
+            "--body" => body = v().into_bytes(),
+            "--header" => headers.push(v()),
+            "--connections" => connections = v().parse().unwrap_or_else(|_| usage()),
+            "--duration" => duration = v().parse().unwrap_or_else(|_| usage()),
+            "--warmup" => warmup = v().parse().unwrap_or_else(|_| usage()),
+            "--rate" => rate = Some(v().parse().unwrap_or_else(|_| usage())),
+            "--pin" => pin = Some(v().parse().unwrap_or_else(|_| usage())),
+            _ => usage(),
+        }
+    }
+    let url = url.unwrap_or_else(|| usage());
+    let rest = url.strip_prefix("http://").unwrap_or_else(|| usage());
+    let (hostport, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let addr = hostport
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .unwrap_or_else(|| usage());
+    Args {
+        addr,
+        host: hostport.to_string(),
+        path: path.to_string(),
+        method,
+        body,
+        headers,
+        connections,
+        duration: Duration::from_secs_f64(duration),
+        warmup: Duration::from_secs_f64(warmup),
+        rate,
+        pin,
+    }
+}
+
+fn request_bytes(a: &Args) -> Vec<u8> {
+    let mut r = format!("{} {} HTTP/1.1\r\nHost: {}\r\n", a.method, a.path, a.host);
+    for h in &a.headers {
+        r.push_str(h);
+        r.push_str("\r\n");
+    }
+    if !a.body.is_empty() || a.method != "GET" {
+        r.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            a.body.len()
+        ));
+    }
+    r.push_str("\r\n");
+    let mut b = r.into_bytes();
+    b.extend_from_slice(&a.body);
+    b
+}
+
+/// Reads one response; returns its status. Handles Content-Length and chunked bodies.
+fn read_response(
+    r: &mut BufReader<TcpStream>,
+    line: &mut String,
+    sink: &mut Vec<u8>,
+) -> std::io::Result<u16> {
+    let bad = || std::io::Error::new(std::io::ErrorKind::InvalidData, "bad response");
+    line.clear();
+    if r.read_line(line)? == 0 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "closed",
+        ));
+    }
+    let status: u16 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(bad)?;
+    let (mut len, mut chunked) = (0usize, false);
+    loop {
+        line.clear();
+        r.read_line(line)?;
+        let l = line.trim_end();
+        if l.is_empty() {
+            break;
+        }
+        if let Some((n, v)) = l.split_once(':') {
+            if n.eq_ignore_ascii_case("content-length") {
+                len = v.trim().parse().map_err(|_| bad())?;
+            } else if n.eq_ignore_ascii_case("transfer-encoding")
+                && v.trim().eq_ignore_ascii_case("chunked")
+            {
+                chunked = true;
+            }
+        }
+    }
+    if chunked {
+        loop {
+            line.clear();
+            r.read_line(line)?;
+            let n = usize::from_str_radix(line.trim(), 16).map_err(|_| bad())?;
+            sink.resize(n + 2, 0);
+            r.read_exact(sink)?;
+            if n == 0 {
+                break;
+            }
+        }
+    } else {
+        sink.resize(len, 0);
+        r.read_exact(sink)?;
+    }
+    Ok(status)
+}
+
+fn is_closed(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        UnexpectedEof | ConnectionReset | BrokenPipe | ConnectionAborted
+    )
+}
+
+struct Outcome {
+    hist: Histogram<u64>,
+    ok: u64,
+    errors: u64,
+}
+
+fn connection(
+    a: Arc<Args>,
+    req: Arc<Vec<u8>>,
+    idx: usize,
+    start: Instant,
+    measure_from: Instant,
+    stop: Arc<AtomicBool>,
+) -> Outcome {
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
+    let (mut ok, mut errors) = (0u64, 0u64);
+    let mut conn: Option<(TcpStream, BufReader<TcpStream>, u64)> = None;
+    let (mut line, mut sink) = (String::new(), Vec::new());
+    // Open loop: this connection's share of the rate, phase-shifted so connections interleave.
+    let interval = a
+        .rate
+        .map(|r| Duration::from_secs_f64(a.connections as f64 / r));
+    let mut k: u32 = 0;
+    while !stop.load(Ordering::Relaxed) {
+        let intended = match interval {
+            Some(iv) => {
+                let t = start + iv.mul_f64(k as f64 + idx as f64 / a.connections as f64);
+                k += 1;
+                let now = Instant::now();
+                if t > now {
+                    std::thread::sleep(t - now);
+                }
+                t
+            }
+            None => Instant::now(),
+        };
+        // A server may close an idle keep-alive connection between requests (nginx after
+        // `keepalive_requests`); that is not a failed request: reconnect and send it once more.
+        let mut res = Err(std::io::Error::other("not sent"));
+        for attempt in 0..2 {
+            if conn.is_none() {
+                match TcpStream::connect(a.addr) {
+                    Ok(s) => {
+                        s.set_nodelay(true).ok();
+                        s.set_read_timeout(Some(Duration::from_secs(30))).ok();
+                        let r = BufReader::with_capacity(64 * 1024, s.try_clone().unwrap());
+                        conn = Some((s, r, 0));
+                    }
+                    Err(e) => {
+                        res = Err(e);
+                        std::thread::sleep(Duration::from_millis(10));
+                        break;
+                    }
+                }
+            }
+            let (w, r, served) = conn.as_mut().unwrap();
+            res = w
+                .write_all(&req)
+                .and_then(|_| read_response(r, &mut line, &mut sink));
+            match &res {
+                Err(e) if attempt == 0 && *served > 0 && is_closed(e) => conn = None,
+                Ok(_) => {
+                    *served += 1;
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        let done = Instant::now();
+        match res {
+            Ok(status) if status < 400 => {
+                if intended >= measure_from {
+                    ok += 1;
+                    hist.saturating_record(done.duration_since(intended).as_micros() as u64);
+                }
+            }
+            Ok(_) => errors += 1,
+            Err(_) => {
+                errors += 1;
+                conn = None;
+            }
+        }
+    }
+    Outcome { hist, ok, errors }
+}
+
+fn main() {
+    let a = Arc::new(parse_args());
+    let req = Arc::new(request_bytes(&a));
+    if let Some(core) = a.pin {
+        if let Some(id) =
+            core_affinity::get_core_ids().and_then(|ids| ids.into_iter().find(|c| c.id == core))
+        {
+            core_affinity::set_for_current(id);
+        }
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let start = Instant::now();
+    let measure_from = start + a.warmup;
+    let threads: Vec<_> = (0..a.connections)
+        .map(|i| {
+            let (a, req, stop) = (a.clone(), req.clone(), stop.clone());
+            let pin = a.pin;
+            std::thread::spawn(move || {
+                if let Some(core) = pin {
+                    if let Some(id) = core_affinity::get_core_ids()
+                        .and_then(|ids| ids.into_iter().find(|c| c.id == core))
+                    {
+                        core_affinity::set_for_current(id);
+                    }
+                }
+                connection(a, req, i, start, measure_from, stop)
+            })
+        })
+        .collect();
+    std::thread::sleep(a.warmup + a.duration);
+    stop.store(true, Ordering::Relaxed);
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
+    let (mut ok, mut errors) = (0, 0);
+    for t in threads {
+        let o = t.join().expect("connection thread");
+        hist.add(&o.hist).unwrap();
+        ok += o.ok;
+        errors += o.errors;
+    }
+    let secs = a.duration.as_secs_f64();
+    let q = |p: f64| hist.value_at_quantile(p) as f64;
+    let out = serde_json::json!({
+        "mode": if a.rate.is_some() { "open" } else { "closed" },
+        "target_rps": a.rate,
+        "connections": a.connections,
+        "duration_s": secs,
+        "requests": ok,
+        "errors": errors,
+        "achieved_rps": ok as f64 / secs,
+        "p50_us": q(0.5), "p90_us": q(0.9), "p99_us": q(0.99), "p999_us": q(0.999),
+        "max_us": hist.max() as f64,
+    });
+    println!("{out}");
+}
