@@ -1,0 +1,1355 @@
+//! HTTP front: hyper connections, routing by path segments, auth, fault injection and the
+//! handlers that translate Meilisearch's REST API onto [`Node`].
+//!
+//! Hyper is used directly (no framework) so the node can do what faults need: hang a request
+//! forever, or drop the connection without an answer (the service returns an error and hyper
+//! closes the socket). Unknown paths answer an empty 404 and known paths with the wrong method
+//! an empty 405 — what Meilisearch's actix-web router does (assumption, see docs/testing.md).
+
+use crate::documents;
+use crate::error::{ApiError, Result};
+use crate::faults::{Action, FaultSet, Faults};
+use crate::filter;
+use crate::index::Index;
+use crate::json::{Obj, Out};
+use crate::keys::{self, Key};
+use crate::node::{check_uid, Node, Payload};
+use crate::search::{self, Query};
+use crate::settings;
+use crate::tasks::{self, Task};
+use crate::tenant::{self, merge_filter, Tenant};
+use crate::timefmt;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use serde_json::{json, Value};
+use std::io::Read;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+pub const PKG_VERSION: &str = "1.16.0";
+
+pub struct App {
+    pub node: Arc<Node>,
+    pub faults: Option<Mutex<Faults>>,
+    pub canned: Option<Bytes>,
+}
+
+/// Returned to hyper to close the connection without answering (the `drop` fault).
+#[derive(Debug)]
+pub struct DropConnection;
+
+impl std::fmt::Display for DropConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("connection dropped by fault injection")
+    }
+}
+
+impl std::error::Error for DropConnection {}
+
+type Resp = Response<Full<Bytes>>;
+
+fn resp(status: u16, body: Vec<u8>) -> Resp {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+fn empty(status: u16) -> Resp {
+    let mut r = Response::new(Full::new(Bytes::new()));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    r
+}
+
+fn ok(v: Out) -> Result<Resp> {
+    Ok(resp(200, v.to_bytes()))
+}
+
+fn err_resp(e: &ApiError) -> Resp {
+    resp(e.status, e.body())
+}
+
+/// One parsed request.
+pub struct Req {
+    pub method: String,
+    pub segs: Vec<String>,
+    pub raw_query: String,
+    pub params: Vec<(String, String)>,
+    pub content_type: Option<String>,
+    pub auth: Option<String>,
+    pub body: Bytes,
+}
+
+fn pct_decode(s: &str, plus_is_space: bool) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' if i + 2 < b.len() => {
+                match u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16)
+                {
+                    Ok(v) => {
+                        out.push(v);
+                        i += 3;
+                        continue;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            b'+' if plus_is_space => out.push(b' '),
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+pub fn parse_query(q: &str) -> Vec<(String, String)> {
+    q.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (pct_decode(k, true), pct_decode(v, true))
+        })
+        .collect()
+}
+
+fn param<'a>(r: &'a Req, k: &str) -> Option<&'a str> {
+    r.params
+        .iter()
+        .rev()
+        .find(|(a, _)| a == k)
+        .map(|(_, v)| v.as_str())
+}
+
+fn usize_param(r: &Req, k: &str, code: &str, default: usize) -> Result<usize> {
+    match param(r, k) {
+        None => Ok(default),
+        Some(v) => v.parse().map_err(|_| {
+            ApiError::bad(
+                code,
+                format!(
+                    "Invalid value in parameter `{k}`: could not parse `{v}` as a positive integer"
+                ),
+            )
+        }),
+    }
+}
+
+/// Decodes `Content-Encoding` (gzip, deflate) bodies.
+fn decode_body(encoding: Option<&str>, body: Bytes) -> Result<Bytes> {
+    let mut out = Vec::new();
+    let res = match encoding.map(|e| e.trim().to_ascii_lowercase()).as_deref() {
+        None | Some("identity") | Some("") => return Ok(body),
+        Some("gzip") => flate2::read::GzDecoder::new(&body[..]).read_to_end(&mut out),
+        Some("deflate") => flate2::read::ZlibDecoder::new(&body[..]).read_to_end(&mut out),
+        Some(other) => {
+            return Err(ApiError::new(
+                415,
+                "unsupported_media_type",
+                format!("Unsupported Content-Encoding `{other}`"),
+            ))
+        }
+    };
+    res.map_err(|e| {
+        ApiError::bad(
+            "malformed_payload",
+            format!("The payload could not be decoded: `{e}`."),
+        )
+    })?;
+    Ok(Bytes::from(out))
+}
+
+/// Entry point per request.
+pub async fn serve(
+    app: Arc<App>,
+    req: Request<Incoming>,
+) -> std::result::Result<Resp, DropConnection> {
+    let method = req.method().as_str().to_string();
+    let path = req.uri().path().to_string();
+    let raw_query = req.uri().query().unwrap_or("").to_string();
+    let header = |n: &str| {
+        req.headers()
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let content_type = header("content-type");
+    let auth = header("authorization");
+    let encoding = header("content-encoding");
+    let body = match req.into_body().collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => return Err(DropConnection),
+    };
+    let segs: Vec<String> = path
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(|s| pct_decode(s, false))
+        .collect();
+
+    if let Some(f) = &app.faults {
+        if segs.first().map(String::as_str) == Some("_testnode") {
+            return Ok(control(&app, f, &method, &segs, &body));
+        }
+    }
+    let template = template(&segs);
+    let mut latency = 0;
+    let mut action = Action::Pass;
+    if let Some(f) = &app.faults {
+        let mut f = f.lock().unwrap_or_else(|e| e.into_inner());
+        f.count(&format!("{method} {template}"));
+        (latency, action) = f.decide(&method, &path);
+    }
+    if latency > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(latency)).await;
+    }
+    match action {
+        Action::Pass => {}
+        Action::Hang => std::future::pending::<()>().await,
+        Action::Drop => return Err(DropConnection),
+        Action::Error(status, body) => {
+            return Ok(resp(status, serde_json::to_vec(&body).unwrap_or_default()))
+        }
+    }
+    let body = match decode_body(encoding.as_deref(), body) {
+        Ok(b) => b,
+        Err(e) => return Ok(err_resp(&e)),
+    };
+    let r = Req {
+        method,
+        segs,
+        params: parse_query(&raw_query),
+        raw_query,
+        content_type,
+        auth,
+        body,
+    };
+    // Handlers are CPU-bound and short; running them inline keeps the node simple.
+    match route(&app, &r) {
+        Ok(resp) => Ok(resp),
+        Err(e) => Ok(err_resp(&e)),
+    }
+}
+
+/// Route template used by `/_testnode/counters` (ids replaced by placeholders).
+pub fn template(segs: &[String]) -> String {
+    let s: Vec<&str> = segs.iter().map(String::as_str).collect();
+    let t: Vec<&str> = match s.as_slice() {
+        ["indexes", _, "documents", x] if !["fetch", "delete-batch", "delete"].contains(x) => {
+            vec!["indexes", "{uid}", "documents", "{id}"]
+        }
+        ["indexes", _, rest @ ..] => [&["indexes", "{uid}"][..], rest].concat(),
+        ["tasks", x] if *x != "cancel" => vec!["tasks", "{uid}"],
+        ["batches", _] => vec!["batches", "{uid}"],
+        ["keys", _] => vec!["keys", "{key}"],
+        other => other.to_vec(),
+    };
+    format!("/{}", t.join("/"))
+}
+
+fn control(app: &App, f: &Mutex<Faults>, method: &str, segs: &[String], body: &[u8]) -> Resp {
+    let mut f = f.lock().unwrap_or_else(|e| e.into_inner());
+    match (method, segs.get(1).map(String::as_str)) {
+        ("GET", Some("faults")) => resp(200, serde_json::to_vec(&f.set).unwrap_or_default()),
+        ("POST", Some("faults")) => match serde_json::from_slice::<FaultSet>(body) {
+            Ok(set) => {
+                app.node.set_stalled(set.stall_tasks);
+                f.replace(set);
+                resp(200, serde_json::to_vec(&f.set).unwrap_or_default())
+            }
+            Err(e) => err_resp(&ApiError::bad(
+                "bad_request",
+                format!("invalid fault set: {e}"),
+            )),
+        },
+        ("DELETE", Some("faults")) => {
+            f.clear();
+            app.node.set_stalled(false);
+            resp(200, serde_json::to_vec(&f.set).unwrap_or_default())
+        }
+        ("GET", Some("counters")) => resp(200, serde_json::to_vec(&f.counters).unwrap_or_default()),
+        ("DELETE", Some("counters")) => {
+            f.counters.clear();
+            empty(204)
+        }
+        _ => empty(404),
+    }
+}
+
+/// Who is calling: no key = master key or no auth configured (everything allowed); a
+/// tenant token also carries its search rules.
+struct Caller {
+    key: Option<Key>,
+    tenant: Option<Tenant>,
+}
+
+impl Caller {
+    const OPEN: Caller = Caller {
+        key: None,
+        tenant: None,
+    };
+
+    fn index_ok(&self, index: &str) -> bool {
+        self.key.as_ref().is_none_or(|k| k.allows_index(index))
+    }
+
+    /// The search filter after the tenant token's rule for `index` (if any) is applied.
+    fn search_filter(&self, index: &str, client: &Value) -> Value {
+        match &self.tenant {
+            Some(t) => merge_filter(t.rule_for(index).flatten(), client),
+            None => client.clone(),
+        }
+    }
+}
+
+fn authorize(app: &App, r: &Req, action: &str, index: Option<&str>) -> Result<Caller> {
+    let Some(master) = &app.node.master_key else {
+        return Ok(Caller::OPEN);
+    };
+    let Some(h) = &r.auth else {
+        return Err(ApiError::missing_auth());
+    };
+    let token = h
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+        .ok_or_else(ApiError::invalid_key)?;
+    if constant_eq(token.as_bytes(), master.as_bytes()) {
+        return Ok(Caller::OPEN);
+    }
+    let now = timefmt::now();
+    let inner = app.node.inner.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(key) = inner
+        .keys
+        .iter()
+        .find(|k| constant_eq(k.key.as_bytes(), token.as_bytes()))
+        .cloned()
+    else {
+        // Not a key: maybe a tenant token signed with one. Tokens only ever grant search.
+        let tenant = tenant::verify(token, &inner.keys, (now / 1_000_000_000) as i64)
+            .ok_or_else(ApiError::invalid_key)?;
+        let allowed = action == "search"
+            && !tenant.key.expired(now)
+            && index.is_some_and(|i| tenant.rule_for(i).is_some());
+        return if allowed {
+            Ok(Caller {
+                key: Some(tenant.key.clone()),
+                tenant: Some(tenant),
+            })
+        } else {
+            Err(ApiError::invalid_key())
+        };
+    };
+    if key.expired(now) || !key.allows_action(action) || index.is_some_and(|i| !key.allows_index(i))
+    {
+        return Err(ApiError::invalid_key());
+    }
+    Ok(Caller {
+        key: Some(key),
+        tenant: None,
+    })
+}
+
+fn constant_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn json_body(r: &Req) -> Result<Value> {
+    match r.content_type.as_deref() {
+        None => return Err(ApiError::new(415, "missing_content_type", "A Content-Type header is missing. Accepted values for the Content-Type header are: `application/json`")),
+        Some(ct) if ct.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/json") => {}
+        Some(ct) => return Err(ApiError::new(415, "invalid_content_type", format!("The Content-Type `{ct}` is invalid. Accepted values for the Content-Type header are: `application/json`"))),
+    }
+    if r.body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad(
+            "missing_payload",
+            "A json payload is missing.",
+        ));
+    }
+    serde_json::from_slice(&r.body).map_err(|e| {
+        ApiError::bad(
+            "malformed_payload",
+            format!("The json payload provided is malformed. `{e}`."),
+        )
+    })
+}
+
+fn accepted(t: Task) -> Result<Resp> {
+    Ok(resp(202, t.summary().to_bytes()))
+}
+
+fn index_view(ix: &Index) -> Out {
+    Out::obj()
+        .with("uid", json!(ix.uid))
+        .with("createdAt", json!(timefmt::rfc3339(ix.created_at)))
+        .with("updatedAt", json!(timefmt::rfc3339(ix.updated_at)))
+        .with("primaryKey", json!(ix.primary_key))
+}
+
+fn index_stats(node: &Node, ix: &Index) -> Out {
+    let n = ix.len();
+    Out::obj()
+        .with("numberOfDocuments", json!(n))
+        .with("rawDocumentDbSize", json!(ix.doc_bytes))
+        .with(
+            "avgDocumentSize",
+            json!(ix.doc_bytes.checked_div(n).unwrap_or(0)),
+        )
+        .with("isIndexing", json!(node.is_indexing(&ix.uid)))
+        .with("numberOfEmbeddings", json!(0))
+        .with("numberOfEmbeddedDocuments", json!(0))
+        .with("fieldDistribution", ix.field_distribution())
+}
+
+fn with_index<T>(app: &App, uid: &str, f: impl FnOnce(&Index) -> Result<T>) -> Result<T> {
+    let indexes = app.node.indexes.read().unwrap_or_else(|e| e.into_inner());
+    let ix = indexes
+        .get(uid)
+        .ok_or_else(|| ApiError::index_not_found(uid))?;
+    f(ix)
+}
+
+fn route(app: &App, r: &Req) -> Result<Resp> {
+    let s: Vec<&str> = r.segs.iter().map(String::as_str).collect();
+    let m = r.method.as_str();
+    match (s.as_slice(), m) {
+        (["health"], "GET") => ok(Out::obj().with("status", json!("available"))),
+        (["version"], "GET") => {
+            authorize(app, r, "version", None)?;
+            ok(Out::obj()
+                .with("commitSha", json!("miroir-testnode"))
+                .with("commitDate", json!("unknown"))
+                .with("pkgVersion", json!(PKG_VERSION)))
+        }
+        (["stats"], "GET") => {
+            let caller = authorize(app, r, "stats.get", None)?;
+            let indexes = app.node.indexes.read().unwrap_or_else(|e| e.into_inner());
+            let mut per = Out::obj();
+            let mut size = 0;
+            let mut last = None;
+            for ix in indexes.values().filter(|ix| caller.index_ok(&ix.uid)) {
+                size += ix.doc_bytes;
+                last = last.max(Some(ix.updated_at));
+                per.push(ix.uid.clone(), index_stats(&app.node, ix));
+            }
+            ok(Out::obj()
+                .with("databaseSize", json!(size))
+                .with("usedDatabaseSize", json!(size))
+                .with("lastUpdate", json!(last.map(timefmt::rfc3339)))
+                .with("indexes", per))
+        }
+        (["indexes"], "GET") => {
+            let caller = authorize(app, r, "indexes.get", None)?;
+            let offset = usize_param(r, "offset", "invalid_index_offset", 0)?;
+            let limit = usize_param(r, "limit", "invalid_index_limit", 20)?;
+            let indexes = app.node.indexes.read().unwrap_or_else(|e| e.into_inner());
+            let all: Vec<&Index> = indexes
+                .values()
+                .filter(|ix| caller.index_ok(&ix.uid))
+                .collect();
+            let results: Vec<Out> = all
+                .iter()
+                .skip(offset)
+                .take(limit)
+                .map(|ix| index_view(ix))
+                .collect();
+            ok(Out::obj()
+                .with("results", Out::Arr(results))
+                .with("offset", json!(offset))
+                .with("limit", json!(limit))
+                .with("total", json!(all.len())))
+        }
+        (["indexes"], "POST") => {
+            let body = json_body(r)?;
+            let uid = match body.get("uid") {
+                Some(Value::String(u)) => u.clone(),
+                None => return Err(ApiError::bad("missing_index_uid", "Missing field `uid`")),
+                Some(v) => {
+                    return Err(ApiError::bad(
+                        "invalid_index_uid",
+                        format!(
+                            "Invalid value type at `.uid`: expected a string, but found {}: `{v}`",
+                            settings::kind_name(v)
+                        ),
+                    ))
+                }
+            };
+            check_uid(&uid)?;
+            authorize(app, r, "indexes.create", Some(&uid))?;
+            let pk = primary_key_field(&body)?;
+            for k in body.as_object().into_iter().flatten().map(|(k, _)| k) {
+                if k != "uid" && k != "primaryKey" {
+                    return Err(ApiError::bad(
+                        "bad_request",
+                        format!("Unknown field `{k}`: expected one of `uid`, `primaryKey`"),
+                    ));
+                }
+            }
+            accepted(app.node.enqueue(
+                Some(&uid),
+                "indexCreation",
+                Some(Obj::new().with("primaryKey", json!(pk))),
+                Payload::CreateIndex { primary_key: pk },
+            )?)
+        }
+        (["indexes", uid], _) => {
+            check_uid(uid)?;
+            match m {
+                "GET" => {
+                    authorize(app, r, "indexes.get", Some(uid))?;
+                    with_index(app, uid, |ix| ok(index_view(ix)))
+                }
+                "PATCH" => {
+                    authorize(app, r, "indexes.update", Some(uid))?;
+                    let body = json_body(r)?;
+                    for k in body.as_object().into_iter().flatten().map(|(k, _)| k) {
+                        if k != "primaryKey" {
+                            return Err(ApiError::bad(
+                                "bad_request",
+                                format!("Unknown field `{k}`: expected one of `primaryKey`"),
+                            ));
+                        }
+                    }
+                    let pk = primary_key_field(&body)?;
+                    accepted(app.node.enqueue(
+                        Some(uid),
+                        "indexUpdate",
+                        Some(Obj::new().with("primaryKey", json!(pk))),
+                        Payload::UpdateIndex { primary_key: pk },
+                    )?)
+                }
+                "DELETE" => {
+                    authorize(app, r, "indexes.delete", Some(uid))?;
+                    accepted(app.node.enqueue(
+                        Some(uid),
+                        "indexDeletion",
+                        Some(Obj::new().with("deletedDocuments", Value::Null)),
+                        Payload::DeleteIndex,
+                    )?)
+                }
+                _ => Ok(empty(405)),
+            }
+        }
+        (["indexes", uid, "stats"], "GET") => {
+            check_uid(uid)?;
+            authorize(app, r, "stats.get", Some(uid))?;
+            with_index(app, uid, |ix| ok(index_stats(&app.node, ix)))
+        }
+        (["indexes", uid, "documents"], _) => {
+            check_uid(uid)?;
+            match m {
+                "POST" | "PUT" => add_documents(app, r, uid, m == "PUT"),
+                "GET" => {
+                    authorize(app, r, "documents.get", Some(uid))?;
+                    let fields = param(r, "fields").map(split_list);
+                    let ids = param(r, "ids").map(split_list);
+                    let filter = param(r, "filter")
+                        .map(|f| Value::String(f.to_string()))
+                        .unwrap_or(Value::Null);
+                    let offset = usize_param(r, "offset", "invalid_document_offset", 0)?;
+                    let limit = usize_param(r, "limit", "invalid_document_limit", 20)?;
+                    list_documents(app, uid, offset, limit, fields, filter, ids)
+                }
+                "DELETE" => {
+                    authorize(app, r, "documents.delete", Some(uid))?;
+                    accepted(app.node.enqueue(
+                        Some(uid),
+                        "documentDeletion",
+                        Some(Obj::new().with("deletedDocuments", Value::Null)),
+                        Payload::ClearDocuments,
+                    )?)
+                }
+                _ => Ok(empty(405)),
+            }
+        }
+        (["indexes", uid, "documents", "fetch"], "POST") => {
+            check_uid(uid)?;
+            authorize(app, r, "documents.get", Some(uid))?;
+            let body = json_body(r)?;
+            let Value::Object(b) = &body else {
+                return Err(ApiError::bad(
+                    "bad_request",
+                    "Invalid value type: expected an object",
+                ));
+            };
+            for k in b.keys() {
+                if ![
+                    "offset",
+                    "limit",
+                    "fields",
+                    "filter",
+                    "ids",
+                    "retrieveVectors",
+                    "sort",
+                ]
+                .contains(&k.as_str())
+                {
+                    return Err(ApiError::bad("bad_request", format!("Unknown field `{k}`: expected one of `offset`, `limit`, `fields`, `retrieveVectors`, `ids`, `filter`")));
+                }
+            }
+            let num = |k: &str, d: usize| -> Result<usize> {
+                match b.get(k) {
+                    None | Some(Value::Null) => Ok(d),
+                    Some(v) => v.as_u64().map(|n| n as usize).ok_or_else(|| ApiError::bad(&format!("invalid_document_{k}"), format!("Invalid value type at `.{k}`: expected a positive integer, but found {}: `{v}`", settings::kind_name(v)))),
+                }
+            };
+            let strs = |k: &str| -> Option<Vec<String>> {
+                b.get(k)
+                    .and_then(Value::as_array)
+                    .map(|a| a.iter().filter_map(documents::id_from_value).collect())
+            };
+            list_documents(
+                app,
+                uid,
+                num("offset", 0)?,
+                num("limit", 20)?,
+                strs("fields"),
+                b.get("filter").cloned().unwrap_or(Value::Null),
+                strs("ids"),
+            )
+        }
+        (["indexes", uid, "documents", "delete-batch"], "POST") => {
+            check_uid(uid)?;
+            authorize(app, r, "documents.delete", Some(uid))?;
+            let body = json_body(r)?;
+            let Value::Array(items) = &body else {
+                return Err(ApiError::bad(
+                    "bad_request",
+                    format!(
+                        "Invalid value type: expected an array, but found {}: `{body}`",
+                        settings::kind_name(&body)
+                    ),
+                ));
+            };
+            let ids: Vec<String> = items.iter().filter_map(documents::id_from_value).collect();
+            accepted(
+                app.node.enqueue(
+                    Some(uid),
+                    "documentDeletion",
+                    Some(
+                        Obj::new()
+                            .with("providedIds", ids.len())
+                            .with("deletedDocuments", Value::Null),
+                    ),
+                    Payload::DeleteIds(ids),
+                )?,
+            )
+        }
+        (["indexes", uid, "documents", "delete"], "POST") => {
+            check_uid(uid)?;
+            authorize(app, r, "documents.delete", Some(uid))?;
+            let body = json_body(r)?;
+            let f = match body.get("filter") {
+                None | Some(Value::Null) => {
+                    return Err(ApiError::bad(
+                        "missing_document_filter",
+                        "Missing field `filter`",
+                    ))
+                }
+                Some(f) => f.clone(),
+            };
+            filter::parse(&f, "invalid_document_filter")?;
+            let details = Obj::new()
+                .with("providedIds", 0)
+                .with("deletedDocuments", Value::Null)
+                .with("originalFilter", json!(f.to_string()));
+            accepted(app.node.enqueue(
+                Some(uid),
+                "documentDeletion",
+                Some(details),
+                Payload::DeleteFilter(f),
+            )?)
+        }
+        (["indexes", uid, "documents", id], _) => {
+            check_uid(uid)?;
+            match m {
+                "GET" => {
+                    authorize(app, r, "documents.get", Some(uid))?;
+                    let fields = param(r, "fields").map(split_list);
+                    with_index(app, uid, |ix| {
+                        let doc = ix.doc(id).ok_or_else(|| ApiError::document_not_found(id))?;
+                        ok(Out::from(ix.project(doc, fields.as_deref())))
+                    })
+                }
+                "DELETE" => {
+                    authorize(app, r, "documents.delete", Some(uid))?;
+                    accepted(
+                        app.node.enqueue(
+                            Some(uid),
+                            "documentDeletion",
+                            Some(
+                                Obj::new()
+                                    .with("providedIds", 1)
+                                    .with("deletedDocuments", Value::Null),
+                            ),
+                            Payload::DeleteIds(vec![id.to_string()]),
+                        )?,
+                    )
+                }
+                _ => Ok(empty(405)),
+            }
+        }
+        (["indexes", uid, "search"], "POST" | "GET") => {
+            check_uid(uid)?;
+            let caller = authorize(app, r, "search", Some(uid))?;
+            if let Some(c) = &app.canned {
+                return Ok(resp(200, c.to_vec()));
+            }
+            let started = Instant::now();
+            let mut q = if m == "POST" {
+                Query::from_json(&json_body(r)?, &[])?
+            } else {
+                Query::from_params(&r.params)?
+            };
+            q.filter = caller.search_filter(uid, &q.filter);
+            with_index(app, uid, |ix| ok(search::search(ix, &q, started)?))
+        }
+        (["indexes", uid, "similar"], "POST" | "GET") => {
+            // The test node never has a working embedder, so every similar query meets
+            // Meilisearch's "unknown embedder" error (after the index and `id` checks).
+            check_uid(uid)?;
+            authorize(app, r, "search", Some(uid))?;
+            let body = if m == "POST" {
+                json_body(r)?
+            } else {
+                Value::Object(
+                    r.params
+                        .iter()
+                        .map(|(k, v)| (k.clone(), json!(v)))
+                        .collect(),
+                )
+            };
+            with_index(app, uid, |_| Ok(()))?;
+            if body.get("id").is_none_or(Value::is_null) {
+                return Err(ApiError::bad("missing_similar_id", "Missing field `id`"));
+            }
+            let embedder = body
+                .get("embedder")
+                .and_then(Value::as_str)
+                .unwrap_or("default");
+            Err(ApiError::bad(
+                "invalid_similar_embedder",
+                format!("Cannot find embedder with name `{embedder}`."),
+            ))
+        }
+        (["indexes", uid, "facet-search"], "POST") => {
+            check_uid(uid)?;
+            let caller = authorize(app, r, "search", Some(uid))?;
+            let started = Instant::now();
+            let mut body = json_body(r)?;
+            if let Some(o) = body.as_object_mut() {
+                let f = caller.search_filter(uid, o.get("filter").unwrap_or(&Value::Null));
+                o.insert("filter".into(), f);
+            }
+            with_index(app, uid, |ix| ok(search::facet_search(ix, &body, started)?))
+        }
+        (["indexes", uid, "settings"], _) => {
+            check_uid(uid)?;
+            match m {
+                "GET" => {
+                    authorize(app, r, "settings.get", Some(uid))?;
+                    with_index(app, uid, |ix| ok(Out::from(&ix.settings)))
+                }
+                "PATCH" => {
+                    authorize(app, r, "settings.update", Some(uid))?;
+                    let update = settings::validate_patch(&json_body(r)?)?;
+                    accepted(app.node.enqueue(
+                        Some(uid),
+                        "settingsUpdate",
+                        Some(update.clone()),
+                        Payload::Settings(update),
+                    )?)
+                }
+                "DELETE" => {
+                    authorize(app, r, "settings.update", Some(uid))?;
+                    let mut update = Obj::new();
+                    for (k, _) in settings::KEYS {
+                        update.insert(*k, Value::Null);
+                    }
+                    accepted(app.node.enqueue(
+                        Some(uid),
+                        "settingsUpdate",
+                        Some(update.clone()),
+                        Payload::Settings(update),
+                    )?)
+                }
+                _ => Ok(empty(405)),
+            }
+        }
+        (["indexes", uid, "settings", name], _) => {
+            check_uid(uid)?;
+            let Some(key) = settings::key_for_route(name) else {
+                return Ok(empty(404));
+            };
+            match m {
+                "GET" => {
+                    authorize(app, r, "settings.get", Some(uid))?;
+                    with_index(app, uid, |ix| {
+                        ok(Out::Val(
+                            ix.settings.get(key).cloned().unwrap_or(Value::Null),
+                        ))
+                    })
+                }
+                "PUT" | "PATCH" if (m == "PATCH") == settings::uses_patch(key) => {
+                    authorize(app, r, "settings.update", Some(uid))?;
+                    let body = json_body(r)?;
+                    let mut wrapped = serde_json::Map::new();
+                    wrapped.insert(key.to_string(), body);
+                    let update = settings::validate_patch(&Value::Object(wrapped))?;
+                    accepted(app.node.enqueue(
+                        Some(uid),
+                        "settingsUpdate",
+                        Some(update.clone()),
+                        Payload::Settings(update),
+                    )?)
+                }
+                "DELETE" => {
+                    authorize(app, r, "settings.update", Some(uid))?;
+                    let update = Obj::new().with(key, Value::Null);
+                    accepted(app.node.enqueue(
+                        Some(uid),
+                        "settingsUpdate",
+                        Some(update.clone()),
+                        Payload::Settings(update),
+                    )?)
+                }
+                _ => Ok(empty(405)),
+            }
+        }
+        (["multi-search"], "POST") => multi_search(app, r),
+        (["swap-indexes"], "POST") => {
+            let body = json_body(r)?;
+            let Value::Array(items) = &body else {
+                return Err(ApiError::bad(
+                    "bad_request",
+                    "Invalid value type: expected an array",
+                ));
+            };
+            let mut pairs = Vec::new();
+            for (i, it) in items.iter().enumerate() {
+                let Some(Value::Array(ix)) = it.get("indexes") else {
+                    return Err(ApiError::bad(
+                        "missing_swap_indexes",
+                        format!("Missing field `indexes` inside `[{i}]`"),
+                    ));
+                };
+                let names: Vec<&str> = ix.iter().filter_map(Value::as_str).collect();
+                if names.len() != 2 {
+                    return Err(ApiError::bad("invalid_swap_indexes", format!("Invalid value at `[{i}].indexes`: two indexes must be given for each swap. The list `{}` contains {} indexes.", Value::from(names.clone()), names.len())));
+                }
+                for n in &names {
+                    check_uid(n)?;
+                    authorize(app, r, "indexes.swap", Some(n))?;
+                    let seen = pairs
+                        .iter()
+                        .any(|(a, b): &(String, String)| a == n || b == n);
+                    if seen || (names[0] == names[1]) {
+                        return Err(ApiError::bad("invalid_swap_duplicate_index_found", format!("Indexes must be declared only once during a swap. `{n}` was specified several times.")));
+                    }
+                }
+                pairs.push((names[0].to_string(), names[1].to_string()));
+            }
+            authorize(app, r, "indexes.swap", None)?;
+            let swaps: Vec<Value> = pairs
+                .iter()
+                .map(|(a, b)| json!({"indexes": [a, b]}))
+                .collect();
+            accepted(app.node.enqueue(
+                None,
+                "indexSwap",
+                Some(Obj::new().with("swaps", swaps)),
+                Payload::Swap(pairs),
+            )?)
+        }
+        (["tasks"], "GET") => {
+            let caller = authorize(app, r, "tasks.get", None)?;
+            let f = tasks::parse_filter(&r.params, &["from", "limit", "reverse"])?;
+            let limit = usize_param(r, "limit", "invalid_task_limit", 20)?;
+            let from = param(r, "from").map(|v| v.parse::<u32>().map_err(|_| ApiError::bad("invalid_task_from", format!("Invalid value in parameter `from`: could not parse `{v}` as a positive integer")))).transpose()?;
+            let reverse = param(r, "reverse") == Some("true");
+            let inner = app.node.inner.lock().unwrap_or_else(|e| e.into_inner());
+            let visible = inner
+                .tasks
+                .iter()
+                .flatten()
+                .filter(|t| t.index_uid.as_ref().is_none_or(|i| caller.index_ok(i)));
+            let visible: Vec<&Task> = visible.collect();
+            let (page, total, next) = tasks::page(visible.into_iter(), &f, from, limit, reverse);
+            let first = page.first().map(|t| t.uid);
+            let results: Vec<Out> = page.into_iter().map(Task::view).collect();
+            ok(Out::obj()
+                .with("results", Out::Arr(results))
+                .with("total", json!(total))
+                .with("limit", json!(limit))
+                .with("from", json!(first))
+                .with("next", json!(next)))
+        }
+        (["tasks"], "DELETE") => task_mutation(app, r, "taskDeletion", "tasks.delete"),
+        (["tasks", "cancel"], "POST") => task_mutation(app, r, "taskCancelation", "tasks.cancel"),
+        (["tasks", uid], "GET") => {
+            let caller = authorize(app, r, "tasks.get", None)?;
+            let n: u32 = uid.parse().map_err(|_| ApiError::bad("invalid_task_uid", format!("Invalid value in parameter `taskUid`: could not parse `{uid}` as a positive integer")))?;
+            let inner = app.node.inner.lock().unwrap_or_else(|e| e.into_inner());
+            let t = inner
+                .tasks
+                .get(n as usize)
+                .and_then(Option::as_ref)
+                .filter(|t| t.index_uid.as_ref().is_none_or(|i| caller.index_ok(i)))
+                .ok_or_else(|| ApiError::task_not_found(uid))?;
+            ok(t.view())
+        }
+        (["batches"], "GET") => {
+            let caller = authorize(app, r, "tasks.get", None)?;
+            let limit = usize_param(r, "limit", "invalid_batch_limit", 20)?;
+            let from = param(r, "from").and_then(|v| v.parse::<u32>().ok());
+            let reverse = param(r, "reverse") == Some("true");
+            let inner = app.node.inner.lock().unwrap_or_else(|e| e.into_inner());
+            let mut batches: Vec<&Task> = inner
+                .tasks
+                .iter()
+                .flatten()
+                .filter(|t| {
+                    t.batch_uid.is_some() && t.index_uid.as_ref().is_none_or(|i| caller.index_ok(i))
+                })
+                .collect();
+            batches.sort_by_key(|t| t.batch_uid);
+            if !reverse {
+                batches.reverse();
+            }
+            let total = batches.len();
+            let start = batches
+                .iter()
+                .position(|t| {
+                    from.is_none_or(|f| {
+                        let b = t.batch_uid.unwrap_or(0);
+                        if reverse {
+                            b >= f
+                        } else {
+                            b <= f
+                        }
+                    })
+                })
+                .unwrap_or(total);
+            let page: Vec<Out> = batches[start..]
+                .iter()
+                .take(limit)
+                .map(|t| t.batch_view())
+                .collect();
+            let first = batches.get(start).and_then(|t| t.batch_uid);
+            let next = batches.get(start + limit).and_then(|t| t.batch_uid);
+            ok(Out::obj()
+                .with("results", Out::Arr(page))
+                .with("total", json!(total))
+                .with("limit", json!(limit))
+                .with("from", json!(first))
+                .with("next", json!(next)))
+        }
+        (["batches", uid], "GET") => {
+            authorize(app, r, "tasks.get", None)?;
+            let n: u32 = uid.parse().map_err(|_| ApiError::bad("invalid_batch_uid", format!("Invalid value in parameter `batchUid`: could not parse `{uid}` as a positive integer")))?;
+            let inner = app.node.inner.lock().unwrap_or_else(|e| e.into_inner());
+            let t = inner
+                .tasks
+                .iter()
+                .flatten()
+                .find(|t| t.batch_uid == Some(n))
+                .ok_or_else(|| ApiError::batch_not_found(uid))?;
+            ok(t.batch_view())
+        }
+        (["experimental-features"], "GET") => {
+            authorize(app, r, "experimental.get", None)?;
+            let flags = app
+                .node
+                .inner
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .experimental
+                .clone();
+            ok(Out::from(flags))
+        }
+        (["experimental-features"], "PATCH") => {
+            authorize(app, r, "experimental.update", None)?;
+            let body = json_body(r)?;
+            let Value::Object(m) = &body else {
+                return Err(ApiError::bad(
+                    "bad_request",
+                    "Invalid value type: expected an object",
+                ));
+            };
+            let mut update = Obj::new();
+            for (k, v) in m {
+                if !crate::node::EXPERIMENTAL.contains(&k.as_str()) {
+                    let list = crate::node::EXPERIMENTAL
+                        .iter()
+                        .map(|f| format!("`{f}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    return Err(ApiError::bad(
+                        "bad_request",
+                        format!("Unknown field `{k}`: expected one of {list}"),
+                    ));
+                }
+                match v {
+                    Value::Bool(_) => update.insert(k.clone(), v.clone()),
+                    Value::Null => {}
+                    _ => {
+                        return Err(ApiError::bad(
+                            "bad_request",
+                            format!(
+                            "Invalid value type at `.{k}`: expected a boolean, but found {}: `{v}`",
+                            settings::kind_name(v)
+                        ),
+                        ))
+                    }
+                }
+            }
+            ok(Out::from(app.node.set_experimental(&update)?))
+        }
+        (["dumps"], "POST") => {
+            authorize(app, r, "dumps.create", None)?;
+            accepted(app.node.enqueue(
+                None,
+                "dumpCreation",
+                Some(Obj::new().with("dumpUid", Value::Null)),
+                Payload::Export { snapshot: false },
+            )?)
+        }
+        (["snapshots"], "POST") => {
+            authorize(app, r, "snapshots.create", None)?;
+            accepted(app.node.enqueue(
+                None,
+                "snapshotCreation",
+                None,
+                Payload::Export { snapshot: true },
+            )?)
+        }
+        (["keys"], "GET" | "POST") | (["keys", _], "GET" | "PATCH" | "DELETE") => {
+            keys_route(app, r, &s)
+        }
+        (
+            ["health"
+            | "version"
+            | "stats"
+            | "indexes"
+            | "multi-search"
+            | "swap-indexes"
+            | "tasks"
+            | "batches"
+            | "keys"
+            | "experimental-features"
+            | "dumps"
+            | "snapshots"],
+            _,
+        )
+        | (["indexes", _, "stats" | "search" | "facet-search" | "similar"], _)
+        | (["tasks", _] | ["batches", _], _) => Ok(empty(405)),
+        _ => Ok(empty(404)),
+    }
+}
+
+fn primary_key_field(body: &Value) -> Result<Option<String>> {
+    match body.get("primaryKey") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(v) => Err(ApiError::bad(
+            "invalid_index_primary_key",
+            format!(
+                "Invalid value type at `.primaryKey`: expected a string, but found {}: `{v}`",
+                settings::kind_name(v)
+            ),
+        )),
+    }
+}
+
+fn split_list(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(|x| x.trim().to_string())
+        .filter(|x| !x.is_empty())
+        .collect()
+}
+
+fn add_documents(app: &App, r: &Req, uid: &str, merge: bool) -> Result<Resp> {
+    authorize(app, r, "documents.add", Some(uid))?;
+    let format = documents::format_of(r.content_type.as_deref())?;
+    let delimiter = match param(r, "csvDelimiter") {
+        None => b',',
+        Some(d) if d.len() == 1 && d.is_ascii() => d.as_bytes()[0],
+        Some(d) => return Err(ApiError::bad("invalid_document_csv_delimiter", format!("Invalid value in parameter `csvDelimiter`: expected a string of one character, but found the following string of {} characters: `{d}`", d.chars().count()))),
+    };
+    if param(r, "csvDelimiter").is_some() && format != documents::Format::Csv {
+        return Err(ApiError::bad("invalid_document_csv_delimiter", "The Content-Type `application/json` does not support the use of a csv delimiter. The csv delimiter can only be used with the Content-Type `text/csv`."));
+    }
+    let docs = documents::parse(format, &r.body, delimiter)?;
+    let pk = param(r, "primaryKey").map(str::to_string);
+    let details = Obj::new()
+        .with("receivedDocuments", docs.len())
+        .with("indexedDocuments", Value::Null);
+    accepted(app.node.enqueue(
+        Some(uid),
+        "documentAdditionOrUpdate",
+        Some(details),
+        Payload::AddDocuments {
+            docs,
+            primary_key: pk,
+            merge,
+        },
+    )?)
+}
+
+fn list_documents(
+    app: &App,
+    uid: &str,
+    offset: usize,
+    limit: usize,
+    fields: Option<Vec<String>>,
+    filter: Value,
+    ids: Option<Vec<String>>,
+) -> Result<Resp> {
+    with_index(app, uid, |ix| {
+        let parsed = filter::parse(&filter, "invalid_document_filter")?;
+        if let Some(f) = &parsed {
+            f.check_filterable(&ix.view, "invalid_document_filter")?;
+        }
+        let ids: Option<std::collections::HashSet<String>> = ids.map(|v| v.into_iter().collect());
+        let mut total = 0;
+        let mut results = Vec::new();
+        for (_, d) in ix.live() {
+            if parsed.as_ref().is_some_and(|f| !f.matches(&d.obj)) {
+                continue;
+            }
+            if let Some(ids) = &ids {
+                let pk = ix.primary_key.as_deref().unwrap_or("id");
+                if !documents::document_id(&d.obj, pk).is_ok_and(|id| ids.contains(&id)) {
+                    continue;
+                }
+            }
+            if total >= offset && results.len() < limit {
+                results.push(Out::from(ix.project(&d.obj, fields.as_deref())));
+            }
+            total += 1;
+        }
+        ok(Out::obj()
+            .with("results", Out::Arr(results))
+            .with("offset", json!(offset))
+            .with("limit", json!(limit))
+            .with("total", json!(total)))
+    })
+}
+
+fn multi_search(app: &App, r: &Req) -> Result<Resp> {
+    let body = json_body(r)?;
+    if body.get("federation").is_some_and(|f| !f.is_null()) {
+        return Err(ApiError::bad(
+            "bad_request",
+            "Federated multi-search is not implemented by miroir-testnode.",
+        ));
+    }
+    let Some(Value::Array(queries)) = body.get("queries") else {
+        return Err(ApiError::bad(
+            "missing_multi_search_queries",
+            "Missing field `queries`",
+        ));
+    };
+    let mut results = Vec::new();
+    for (i, q) in queries.iter().enumerate() {
+        let prefix = |e: ApiError| ApiError {
+            message: format!("Inside `.queries[{i}]`: {}", e.message),
+            ..e
+        };
+        let uid = match q.get("indexUid") {
+            Some(Value::String(u)) => u.clone(),
+            _ => {
+                return Err(prefix(ApiError::bad(
+                    "missing_index_uid",
+                    "Missing field `indexUid`",
+                )))
+            }
+        };
+        check_uid(&uid).map_err(prefix)?;
+        let caller = authorize(app, r, "search", Some(&uid)).map_err(prefix)?;
+        let mut rest = q.clone();
+        if let Some(o) = rest.as_object_mut() {
+            o.remove("indexUid");
+            o.remove("federationOptions");
+        }
+        let started = Instant::now();
+        let mut query = Query::from_json(&rest, &[]).map_err(prefix)?;
+        query.filter = caller.search_filter(&uid, &query.filter);
+        let out =
+            with_index(app, &uid, |ix| search::search(ix, &query, started)).map_err(prefix)?;
+        let mut with_uid = Out::obj().with("indexUid", json!(uid));
+        if let Out::Obj(fields) = out {
+            for (k, v) in fields {
+                with_uid.push(k, v);
+            }
+        }
+        results.push(with_uid);
+    }
+    ok(Out::obj().with("results", Out::Arr(results)))
+}
+
+fn task_mutation(app: &App, r: &Req, kind: &str, action: &str) -> Result<Resp> {
+    let caller = authorize(app, r, action, None)?;
+    let f = tasks::parse_filter(&r.params, &[])?;
+    if !f.any {
+        return Err(tasks::missing_filters(if kind == "taskCancelation" {
+            "cancel"
+        } else {
+            "delete"
+        }));
+    }
+    let matched: Vec<u32> = {
+        let inner = app.node.inner.lock().unwrap_or_else(|e| e.into_inner());
+        inner
+            .tasks
+            .iter()
+            .flatten()
+            .filter(|t| f.matches(t) && t.index_uid.as_ref().is_none_or(|i| caller.index_ok(i)))
+            .map(|t| t.uid)
+            .collect()
+    };
+    let original = format!("?{}", r.raw_query);
+    let (count_key, payload) = if kind == "taskCancelation" {
+        ("canceledTasks", Payload::Cancel(matched.clone()))
+    } else {
+        ("deletedTasks", Payload::DeleteTasks(matched.clone()))
+    };
+    let details = Obj::new()
+        .with("matchedTasks", matched.len())
+        .with(count_key, Value::Null)
+        .with("originalFilter", json!(original));
+    accepted(app.node.enqueue(None, kind, Some(details), payload)?)
+}
+
+fn keys_route(app: &App, r: &Req, s: &[&str]) -> Result<Resp> {
+    let Some(master) = app.node.master_key.clone() else {
+        return Err(ApiError::new(401, "missing_master_key", "Meilisearch is running without a master key. To access this API endpoint, you must have set a master key at launch."));
+    };
+    let now = timefmt::now();
+    match (s, r.method.as_str()) {
+        (["keys"], "GET") => {
+            authorize(app, r, "keys.get", None)?;
+            let offset = usize_param(r, "offset", "invalid_api_key_offset", 0)?;
+            let limit = usize_param(r, "limit", "invalid_api_key_limit", 20)?;
+            let inner = app.node.inner.lock().unwrap_or_else(|e| e.into_inner());
+            let mut all: Vec<&Key> = inner.keys.iter().collect();
+            all.sort_by_key(|k| std::cmp::Reverse(k.created_at));
+            let results: Vec<Out> = all
+                .iter()
+                .skip(offset)
+                .take(limit)
+                .map(|k| k.view())
+                .collect();
+            ok(Out::obj()
+                .with("results", Out::Arr(results))
+                .with("offset", json!(offset))
+                .with("limit", json!(limit))
+                .with("total", json!(all.len())))
+        }
+        (["keys"], "POST") => {
+            authorize(app, r, "keys.create", None)?;
+            let key = keys::create(&json_body(r)?, &master, now, || {
+                uuid::Uuid::new_v4().hyphenated().to_string()
+            })?;
+            if app
+                .node
+                .inner
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .keys
+                .iter()
+                .any(|k| k.uid == key.uid)
+            {
+                return Err(ApiError::new(
+                    409,
+                    "api_key_already_exists",
+                    format!(
+                        "`uid` field value `{}` is already an existing API key.",
+                        key.uid
+                    ),
+                ));
+            }
+            app.node.put_key(key.clone())?;
+            Ok(resp(201, key.view().to_bytes()))
+        }
+        (["keys", id], m) => {
+            let action = match m {
+                "GET" => "keys.get",
+                "PATCH" => "keys.update",
+                _ => "keys.delete",
+            };
+            authorize(app, r, action, None)?;
+            let found = app
+                .node
+                .inner
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .keys
+                .iter()
+                .find(|k| k.uid == *id || k.key == *id)
+                .cloned();
+            let mut key = found.ok_or_else(|| ApiError::key_not_found(id))?;
+            match m {
+                "GET" => ok(key.view()),
+                "PATCH" => {
+                    keys::update(&mut key, &json_body(r)?, now)?;
+                    app.node.put_key(key.clone())?;
+                    ok(key.view())
+                }
+                _ => {
+                    app.node.delete_key(&key.uid)?;
+                    Ok(empty(204))
+                }
+            }
+        }
+        _ => Ok(empty(405)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_decoding() {
+        assert_eq!(
+            parse_query("a=1&b=x%20y+z&c"),
+            vec![
+                ("a".into(), "1".into()),
+                ("b".into(), "x y z".into()),
+                ("c".into(), "".into())
+            ]
+        );
+        assert_eq!(pct_decode("%2", false), "%2");
+        assert_eq!(pct_decode("a%2Fb", false), "a/b");
+    }
+
+    #[test]
+    fn templates() {
+        let t = |p: &str| {
+            template(
+                &p.split('/')
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .collect::<Vec<_>>(),
+            )
+        };
+        assert_eq!(t("/indexes/movies/search"), "/indexes/{uid}/search");
+        assert_eq!(
+            t("/indexes/movies/documents/42"),
+            "/indexes/{uid}/documents/{id}"
+        );
+        assert_eq!(
+            t("/indexes/movies/documents/fetch"),
+            "/indexes/{uid}/documents/fetch"
+        );
+        assert_eq!(t("/tasks/12"), "/tasks/{uid}");
+        assert_eq!(t("/tasks/cancel"), "/tasks/cancel");
+        assert_eq!(t("/health"), "/health");
+    }
+}

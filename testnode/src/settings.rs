@@ -1,0 +1,555 @@
+//! Index settings: Meilisearch v1.x defaults, validation of updates, and typed views used by
+//! search.
+//!
+//! Settings are stored as one ordered object holding every setting's current value (so `GET
+//! /settings` is a plain serialization in Meilisearch's key order). An update is validated
+//! synchronously when it is enqueued (Meilisearch rejects malformed settings with a 400 before
+//! creating a task) and applied when its task is processed. `null` resets a setting; the
+//! object-valued settings `typoTolerance`, `faceting` and `pagination` merge field by field.
+
+use crate::error::{ApiError, Result};
+use crate::json::Obj;
+use serde_json::{json, Value};
+
+/// Settings keys in the order Meilisearch serializes them, with their kebab-case sub-route.
+pub const KEYS: &[(&str, &str)] = &[
+    ("displayedAttributes", "displayed-attributes"),
+    ("searchableAttributes", "searchable-attributes"),
+    ("filterableAttributes", "filterable-attributes"),
+    ("sortableAttributes", "sortable-attributes"),
+    ("rankingRules", "ranking-rules"),
+    ("stopWords", "stop-words"),
+    ("nonSeparatorTokens", "non-separator-tokens"),
+    ("separatorTokens", "separator-tokens"),
+    ("dictionary", "dictionary"),
+    ("synonyms", "synonyms"),
+    ("distinctAttribute", "distinct-attribute"),
+    ("proximityPrecision", "proximity-precision"),
+    ("typoTolerance", "typo-tolerance"),
+    ("faceting", "faceting"),
+    ("pagination", "pagination"),
+    ("embedders", "embedders"),
+    ("searchCutoffMs", "search-cutoff-ms"),
+    ("localizedAttributes", "localized-attributes"),
+    ("facetSearch", "facet-search"),
+    ("prefixSearch", "prefix-search"),
+];
+
+/// Sub-routes Meilisearch updates with PATCH (all others use PUT).
+pub fn uses_patch(key: &str) -> bool {
+    matches!(
+        key,
+        "typoTolerance" | "faceting" | "pagination" | "embedders"
+    )
+}
+
+pub fn key_for_route(route: &str) -> Option<&'static str> {
+    KEYS.iter().find(|(_, r)| *r == route).map(|(k, _)| *k)
+}
+
+pub const DEFAULT_RANKING_RULES: [&str; 6] = [
+    "words",
+    "typo",
+    "proximity",
+    "attribute",
+    "sort",
+    "exactness",
+];
+
+pub fn default_value(key: &str) -> Value {
+    match key {
+        "displayedAttributes" | "searchableAttributes" => json!(["*"]),
+        "filterableAttributes"
+        | "sortableAttributes"
+        | "stopWords"
+        | "nonSeparatorTokens"
+        | "separatorTokens"
+        | "dictionary" => json!([]),
+        "rankingRules" => json!(DEFAULT_RANKING_RULES),
+        "synonyms" | "embedders" => json!({}),
+        "proximityPrecision" => json!("byWord"),
+        // Assumption: v1.15+ shape (with `disableOnNumbers`).
+        "typoTolerance" => json!({
+            "enabled": true,
+            "minWordSizeForTypos": {"oneTypo": 5, "twoTypos": 9},
+            "disableOnWords": [],
+            "disableOnAttributes": [],
+            "disableOnNumbers": false
+        }),
+        "faceting" => json!({"maxValuesPerFacet": 100, "sortFacetValuesBy": {"*": "alpha"}}),
+        "pagination" => json!({"maxTotalHits": 1000}),
+        "facetSearch" => json!(true),
+        "prefixSearch" => json!("indexingTime"),
+        _ => Value::Null, // distinctAttribute, searchCutoffMs, localizedAttributes
+    }
+}
+
+pub fn defaults() -> Obj {
+    let mut o = Obj::new();
+    for (k, _) in KEYS {
+        o.insert(*k, default_value(k));
+    }
+    o
+}
+
+fn snake(key: &str) -> String {
+    let mut s = String::new();
+    for c in key.chars() {
+        if c.is_ascii_uppercase() {
+            s.push('_');
+            s.push(c.to_ascii_lowercase());
+        } else {
+            s.push(c);
+        }
+    }
+    s
+}
+
+fn invalid(key: &str, msg: String) -> ApiError {
+    ApiError::bad(&format!("invalid_settings_{}", snake(key)), msg)
+}
+
+fn type_err(key: &str, v: &Value, want: &str) -> ApiError {
+    invalid(
+        key,
+        format!(
+            "Invalid value type at `.{key}`: expected {want}, but found {}: `{v}`",
+            kind_name(v)
+        ),
+    )
+}
+
+pub fn kind_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a positive integer",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn string_array(key: &str, v: &Value) -> Result<Value> {
+    match v {
+        Value::Array(a) if a.iter().all(Value::is_string) => Ok(v.clone()),
+        _ => Err(type_err(key, v, "an array")),
+    }
+}
+
+fn valid_ranking_rule(r: &str) -> bool {
+    DEFAULT_RANKING_RULES.contains(&r)
+        || r.rsplit_once(':')
+            .is_some_and(|(f, d)| !f.is_empty() && (d == "asc" || d == "desc"))
+}
+
+/// Validates one setting's new value (not null) and returns its normalized form.
+fn validate_one(key: &str, v: &Value) -> Result<Value> {
+    match key {
+        "displayedAttributes" | "searchableAttributes" | "sortableAttributes" | "stopWords"
+        | "nonSeparatorTokens" | "separatorTokens" | "dictionary" => string_array(key, v),
+        "filterableAttributes" => match v {
+            // v1.14+ also accepts `{attributePatterns, features}` objects.
+            Value::Array(a) if a.iter().all(|e| e.is_string() || e.is_object()) => Ok(v.clone()),
+            _ => Err(type_err(key, v, "an array")),
+        },
+        "rankingRules" => {
+            let arr = string_array(key, v)?;
+            for (i, r) in arr.as_array().into_iter().flatten().enumerate() {
+                let r = r.as_str().unwrap_or_default();
+                if !valid_ranking_rule(r) {
+                    return Err(invalid(key, format!(
+                        "Invalid value at `.rankingRules[{i}]`: `{r}` ranking rule is invalid. Valid ranking rules are words, typo, sort, proximity, attribute, exactness and custom ranking rules."
+                    )));
+                }
+            }
+            Ok(arr)
+        }
+        "synonyms" => match v {
+            Value::Object(m) if m.values().all(|l| l.as_array().is_some_and(|a| a.iter().all(Value::is_string))) => Ok(v.clone()),
+            _ => Err(type_err(key, v, "an object")),
+        },
+        "distinctAttribute" => match v {
+            Value::String(_) => Ok(v.clone()),
+            _ => Err(type_err(key, v, "a string")),
+        },
+        "proximityPrecision" => match v.as_str() {
+            Some("byWord" | "byAttribute") => Ok(v.clone()),
+            _ => Err(invalid(key, format!("Unknown value `{}` at `.proximityPrecision`: expected one of `byWord`, `byAttribute`", v.as_str().unwrap_or("?")))),
+        },
+        "prefixSearch" => match v.as_str() {
+            Some("indexingTime" | "disabled") => Ok(v.clone()),
+            _ => Err(invalid(key, format!("Unknown value `{}` at `.prefixSearch`: expected one of `indexingTime`, `disabled`", v.as_str().unwrap_or("?")))),
+        },
+        "facetSearch" => match v {
+            Value::Bool(_) => Ok(v.clone()),
+            _ => Err(type_err(key, v, "a boolean")),
+        },
+        "searchCutoffMs" => match v.as_u64() {
+            Some(_) => Ok(v.clone()),
+            None => Err(type_err(key, v, "a positive integer")),
+        },
+        "localizedAttributes" => match v {
+            Value::Array(_) => Ok(v.clone()),
+            _ => Err(type_err(key, v, "an array")),
+        },
+        "embedders" => match v {
+            Value::Object(_) => Ok(v.clone()),
+            _ => Err(type_err(key, v, "an object")),
+        },
+        "typoTolerance" => validate_object(key, v, &["enabled", "minWordSizeForTypos", "disableOnWords", "disableOnAttributes", "disableOnNumbers"]),
+        "faceting" => validate_object(key, v, &["maxValuesPerFacet", "sortFacetValuesBy"]),
+        "pagination" => {
+            let o = validate_object(key, v, &["maxTotalHits"])?;
+            if let Some(m) = o.get("maxTotalHits") {
+                if !m.is_null() && m.as_u64().is_none_or(|n| n == 0) {
+                    return Err(invalid(key, format!("Invalid value at `.pagination.maxTotalHits`: a value greater than 0 is expected, found `{m}`")));
+                }
+            }
+            Ok(o)
+        }
+        _ => Err(ApiError::bad("bad_request", format!("Unknown field `{key}`"))),
+    }
+}
+
+fn validate_object(key: &str, v: &Value, fields: &[&str]) -> Result<Value> {
+    let Value::Object(m) = v else {
+        return Err(type_err(key, v, "an object"));
+    };
+    for k in m.keys() {
+        if !fields.contains(&k.as_str()) {
+            let list = fields
+                .iter()
+                .map(|f| format!("`{f}`"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            return Err(invalid(
+                key,
+                format!("Unknown field `{k}` inside `.{key}`: expected one of {list}"),
+            ));
+        }
+    }
+    Ok(v.clone())
+}
+
+/// Validates a whole `PATCH /settings` body; returns the update in canonical key order
+/// (`null` kept, meaning reset).
+pub fn validate_patch(body: &Value) -> Result<Obj> {
+    let Value::Object(m) = body else {
+        return Err(ApiError::bad(
+            "bad_request",
+            format!(
+                "Invalid value type: expected an object, but found {}: `{body}`",
+                kind_name(body)
+            ),
+        ));
+    };
+    for k in m.keys() {
+        if !KEYS.iter().any(|(key, _)| key == k) {
+            let list = KEYS
+                .iter()
+                .map(|(f, _)| format!("`{f}`"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            return Err(ApiError::bad(
+                "bad_request",
+                format!("Unknown field `{k}`: expected one of {list}"),
+            ));
+        }
+    }
+    let mut out = Obj::new();
+    for (k, _) in KEYS {
+        if let Some(v) = m.get(*k) {
+            let v = if v.is_null() {
+                Value::Null
+            } else {
+                validate_one(k, v)?
+            };
+            out.insert(*k, v);
+        }
+    }
+    Ok(out)
+}
+
+/// Applies a validated update to the current settings.
+pub fn apply(current: &mut Obj, update: &Obj) {
+    for (k, v) in &update.0 {
+        let new = if v.is_null() {
+            default_value(k)
+        } else if matches!(k.as_str(), "typoTolerance" | "faceting" | "pagination") {
+            let mut base = current.get(k).cloned().unwrap_or_else(|| default_value(k));
+            merge_object(&mut base, v, k == "typoTolerance");
+            if k == "faceting" {
+                // `*` always stays in sortFacetValuesBy.
+                if let Some(s) = base
+                    .get_mut("sortFacetValuesBy")
+                    .and_then(Value::as_object_mut)
+                {
+                    s.entry("*").or_insert(json!("alpha"));
+                }
+            }
+            base
+        } else {
+            v.clone()
+        };
+        current.insert(k.as_str(), new);
+    }
+}
+
+fn merge_object(base: &mut Value, patch: &Value, deep: bool) {
+    let (Some(b), Some(p)) = (base.as_object_mut(), patch.as_object()) else {
+        return;
+    };
+    for (k, v) in p {
+        if v.is_null() {
+            if let Some(d) = default_value("typoTolerance")
+                .get(k)
+                .or(default_value("faceting").get(k))
+                .or(default_value("pagination").get(k))
+            {
+                b.insert(k.clone(), d.clone());
+            }
+        } else if deep && v.is_object() && b.get(k).is_some_and(Value::is_object) {
+            merge_object(b.get_mut(k).expect("checked"), v, false);
+        } else {
+            b.insert(k.clone(), v.clone());
+        }
+    }
+}
+
+/// Typed, read-only view of the settings used by search and indexing.
+#[derive(Debug, Clone)]
+pub struct View {
+    pub displayed: Option<Vec<String>>,  // None = `*`
+    pub searchable: Option<Vec<String>>, // None = `*`
+    pub filterable: Vec<String>,
+    pub sortable: Vec<String>,
+    pub ranking_rules: Vec<String>,
+    pub stop_words: Vec<String>,
+    pub synonyms: Vec<(String, Vec<String>)>,
+    pub distinct: Option<String>,
+    pub typo_enabled: bool,
+    pub one_typo: usize,
+    pub two_typos: usize,
+    pub typo_disabled_words: Vec<String>,
+    pub max_values_per_facet: usize,
+    pub sort_facet_values_by: Vec<(String, String)>,
+    pub max_total_hits: usize,
+}
+
+fn strings(v: Option<&Value>) -> Vec<String> {
+    v.and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn star(v: Option<&Value>) -> Option<Vec<String>> {
+    let s = strings(v);
+    if s.iter().any(|a| a == "*") {
+        None
+    } else {
+        Some(s)
+    }
+}
+
+impl View {
+    pub fn of(s: &Obj) -> View {
+        let typo = s
+            .get("typoTolerance")
+            .cloned()
+            .unwrap_or_else(|| default_value("typoTolerance"));
+        let facet = s
+            .get("faceting")
+            .cloned()
+            .unwrap_or_else(|| default_value("faceting"));
+        let mut filterable = Vec::new();
+        for f in s
+            .get("filterableAttributes")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            match f {
+                Value::String(a) => filterable.push(a.clone()),
+                Value::Object(o) => filterable.extend(strings(o.get("attributePatterns"))),
+                _ => {}
+            }
+        }
+        View {
+            displayed: star(s.get("displayedAttributes")),
+            searchable: star(s.get("searchableAttributes")),
+            filterable,
+            sortable: strings(s.get("sortableAttributes")),
+            ranking_rules: strings(s.get("rankingRules")),
+            stop_words: strings(s.get("stopWords"))
+                .into_iter()
+                .map(|w| w.to_lowercase())
+                .collect(),
+            synonyms: s
+                .get("synonyms")
+                .and_then(Value::as_object)
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| {
+                            (
+                                k.to_lowercase(),
+                                strings(Some(v))
+                                    .into_iter()
+                                    .map(|w| w.to_lowercase())
+                                    .collect(),
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+            distinct: s
+                .get("distinctAttribute")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            typo_enabled: typo["enabled"].as_bool().unwrap_or(true),
+            one_typo: typo["minWordSizeForTypos"]["oneTypo"].as_u64().unwrap_or(5) as usize,
+            two_typos: typo["minWordSizeForTypos"]["twoTypos"]
+                .as_u64()
+                .unwrap_or(9) as usize,
+            typo_disabled_words: strings(typo.get("disableOnWords"))
+                .into_iter()
+                .map(|w| w.to_lowercase())
+                .collect(),
+            max_values_per_facet: facet["maxValuesPerFacet"].as_u64().unwrap_or(100) as usize,
+            sort_facet_values_by: facet["sortFacetValuesBy"]
+                .as_object()
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("alpha").to_string()))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            max_total_hits: s
+                .get("pagination")
+                .and_then(|p| p["maxTotalHits"].as_u64())
+                .unwrap_or(1000) as usize,
+        }
+    }
+
+    pub fn is_filterable(&self, attr: &str) -> bool {
+        self.filterable
+            .iter()
+            .any(|p| crate::json::attr_matches(p, attr) || glob_match(p, attr))
+    }
+
+    pub fn is_sortable(&self, attr: &str) -> bool {
+        self.sortable
+            .iter()
+            .any(|p| crate::json::attr_matches(p, attr))
+    }
+
+    /// `sortFacetValuesBy` for one facet: its own entry, else `*`.
+    pub fn facet_order(&self, facet: &str) -> &str {
+        self.sort_facet_values_by
+            .iter()
+            .find(|(k, _)| k == facet)
+            .or_else(|| self.sort_facet_values_by.iter().find(|(k, _)| k == "*"))
+            .map(|(_, v)| v.as_str())
+            .unwrap_or("alpha")
+    }
+}
+
+/// `attributePatterns` globs (`*` at the start and/or end).
+fn glob_match(p: &str, attr: &str) -> bool {
+    match (p.strip_prefix('*'), p.strip_suffix('*')) {
+        (Some(rest), _) if rest.ends_with('*') => attr.contains(&rest[..rest.len() - 1]),
+        (Some(rest), _) => attr.ends_with(rest),
+        (None, Some(start)) => attr.starts_with(start),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_meilisearch_defaults() {
+        let d = defaults();
+        assert_eq!(d.keys().count(), KEYS.len());
+        assert_eq!(
+            d.get("rankingRules").unwrap(),
+            &json!([
+                "words",
+                "typo",
+                "proximity",
+                "attribute",
+                "sort",
+                "exactness"
+            ])
+        );
+        assert_eq!(d.get("pagination").unwrap(), &json!({"maxTotalHits": 1000}));
+        assert_eq!(
+            d.get("typoTolerance").unwrap()["minWordSizeForTypos"],
+            json!({"oneTypo": 5, "twoTypos": 9})
+        );
+    }
+
+    #[test]
+    fn patch_merges_nested_and_null_resets() {
+        let mut s = defaults();
+        let u = validate_patch(&json!({"typoTolerance": {"minWordSizeForTypos": {"oneTypo": 4}}, "filterableAttributes": ["a"]})).unwrap();
+        apply(&mut s, &u);
+        assert_eq!(
+            s.get("typoTolerance").unwrap()["minWordSizeForTypos"],
+            json!({"oneTypo": 4, "twoTypos": 9})
+        );
+        let u = validate_patch(&json!({"filterableAttributes": null, "faceting": {"sortFacetValuesBy": {"g": "count"}}})).unwrap();
+        apply(&mut s, &u);
+        assert_eq!(s.get("filterableAttributes").unwrap(), &json!([]));
+        assert_eq!(
+            s.get("faceting").unwrap()["sortFacetValuesBy"],
+            json!({"*": "alpha", "g": "count"})
+        );
+        let v = View::of(&s);
+        assert_eq!(v.facet_order("g"), "count");
+        assert_eq!(v.facet_order("h"), "alpha");
+    }
+
+    #[test]
+    fn invalid_updates_are_rejected() {
+        assert_eq!(
+            validate_patch(&json!({"rankingRules": ["nope"]}))
+                .unwrap_err()
+                .code,
+            "invalid_settings_ranking_rules"
+        );
+        assert!(validate_patch(&json!({"rankingRules": ["price:desc", "words"]})).is_ok());
+        assert_eq!(
+            validate_patch(&json!({"bogus": 1})).unwrap_err().code,
+            "bad_request"
+        );
+        assert_eq!(
+            validate_patch(&json!({"pagination": {"maxTotalHits": 0}}))
+                .unwrap_err()
+                .code,
+            "invalid_settings_pagination"
+        );
+        assert_eq!(
+            validate_patch(&json!({"stopWords": "a"})).unwrap_err().code,
+            "invalid_settings_stop_words"
+        );
+    }
+
+    #[test]
+    fn filterable_patterns() {
+        let mut s = defaults();
+        apply(
+            &mut s,
+            &validate_patch(&json!({"filterableAttributes": ["a", {"attributePatterns": ["x*"]}]}))
+                .unwrap(),
+        );
+        let v = View::of(&s);
+        assert!(v.is_filterable("a") && v.is_filterable("a.b") && v.is_filterable("xy"));
+        assert!(!v.is_filterable("b"));
+    }
+}

@@ -1,0 +1,421 @@
+//! Test support: start a `miroir-testnode` on a free loopback port (or target `MEILI_URL`),
+//! a tiny blocking HTTP/1.1 client over `std::net::TcpStream`, and an order-preserving JSON
+//! view so tests can assert exact key sets *and* key order.
+
+#![allow(dead_code)]
+
+use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+pub const MASTER_KEY: &str = "test-master-key-0123456789";
+
+/// A server under test: a spawned test node, or the real Meilisearch at `MEILI_URL`.
+pub struct Server {
+    pub addr: String,
+    pub key: Option<String>,
+    child: Option<Child>,
+    pub db_path: Option<std::path::PathBuf>,
+}
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// A unique index name, so suites can share one real Meilisearch.
+pub fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}_{}_{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+pub fn real_meili() -> Option<(String, Option<String>)> {
+    let url = std::env::var("MEILI_URL").ok()?;
+    let addr = url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    Some((addr, std::env::var("MEILI_MASTER_KEY").ok()))
+}
+
+impl Server {
+    /// The default target: `MEILI_URL` if set, else a fresh test node without a master key.
+    pub fn start() -> Server {
+        match real_meili() {
+            Some((addr, key)) => Server {
+                addr,
+                key,
+                child: None,
+                db_path: None,
+            },
+            None => Server::spawn(&[]),
+        }
+    }
+
+    /// A target with a master key (the real server must have been started with one).
+    pub fn start_with_key() -> Server {
+        match real_meili() {
+            Some((addr, key)) => Server {
+                addr,
+                key: Some(key.expect("MEILI_MASTER_KEY is needed for auth tests")),
+                child: None,
+                db_path: None,
+            },
+            None => {
+                let mut s = Server::spawn(&["--master-key", MASTER_KEY]);
+                s.key = Some(MASTER_KEY.into());
+                s
+            }
+        }
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    pub fn is_testnode(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// Spawns the binary on port 0 and waits for its `listening on http://ADDR` line.
+    pub fn spawn(extra: &[&str]) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_miroir-testnode"))
+            .args(["--http-addr", "127.0.0.1:0"])
+            .args(extra)
+            .env_remove("MEILI_MASTER_KEY")
+            .env_remove("MEILI_DB_PATH")
+            .env_remove("MEILI_HTTP_ADDR")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn miroir-testnode");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("read listening line");
+        let addr = line
+            .trim()
+            .strip_prefix("listening on http://")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_string();
+        let key = extra
+            .windows(2)
+            .find(|w| w[0] == "--master-key")
+            .map(|w| w[1].to_string());
+        let db_path = extra
+            .windows(2)
+            .find(|w| w[0] == "--db-path")
+            .map(|w| w[1].into());
+        Server {
+            addr,
+            key,
+            child: Some(child),
+            db_path,
+        }
+    }
+
+    /// SIGKILL (no shutdown path runs), like a crash.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().expect("kill");
+            c.wait().expect("wait");
+        }
+    }
+
+    pub fn req(&self, method: &str, path: &str, body: Option<&Value>) -> Resp {
+        let b = body.map(|b| serde_json::to_vec(b).unwrap());
+        self.raw(
+            method,
+            path,
+            b.as_deref().map(|b| ("application/json", b)),
+            self.key.as_deref(),
+        )
+    }
+
+    pub fn get(&self, path: &str) -> Resp {
+        self.req("GET", path, None)
+    }
+    pub fn post(&self, path: &str, body: Value) -> Resp {
+        self.req("POST", path, Some(&body))
+    }
+    pub fn put(&self, path: &str, body: Value) -> Resp {
+        self.req("PUT", path, Some(&body))
+    }
+    pub fn patch(&self, path: &str, body: Value) -> Resp {
+        self.req("PATCH", path, Some(&body))
+    }
+    pub fn delete(&self, path: &str) -> Resp {
+        self.req("DELETE", path, None)
+    }
+
+    /// One request on a fresh connection; `body` = (content type, bytes).
+    pub fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<(&str, &[u8])>,
+        key: Option<&str>,
+    ) -> Resp {
+        self.try_raw(method, path, body, key, None)
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+    }
+
+    pub fn try_raw(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<(&str, &[u8])>,
+        key: Option<&str>,
+        timeout: Option<Duration>,
+    ) -> std::io::Result<Resp> {
+        let mut s = TcpStream::connect(&self.addr)?;
+        s.set_read_timeout(Some(timeout.unwrap_or(Duration::from_secs(60))))?;
+        let mut head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
+            self.addr
+        );
+        if let Some(k) = key {
+            head.push_str(&format!("Authorization: Bearer {k}\r\n"));
+        }
+        let bytes = body.map(|(_, b)| b).unwrap_or(&[]);
+        if let Some((ct, _)) = body {
+            head.push_str(&format!("Content-Type: {ct}\r\n"));
+        }
+        head.push_str(&format!("Content-Length: {}\r\n\r\n", bytes.len()));
+        s.write_all(head.as_bytes())?;
+        s.write_all(bytes)?;
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf)?;
+        parse_response(&buf)
+    }
+
+    /// Polls a task until it is finished and returns its view.
+    pub fn wait(&self, uid: u64) -> Value {
+        for _ in 0..20_000 {
+            let t = self.get(&format!("/tasks/{uid}")).json();
+            if ["succeeded", "failed", "canceled"].contains(&t["status"].as_str().unwrap_or("")) {
+                return t;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        panic!("task {uid} never finished");
+    }
+
+    /// Sends a write, asserts the 202 summary, waits and returns the finished task.
+    pub fn task(&self, r: Resp) -> Value {
+        assert_eq!(r.status, 202, "{}", r.text());
+        let uid = r.json()["taskUid"].as_u64().expect("taskUid");
+        self.wait(uid)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.text()))
+    }
+    pub fn ordered(&self) -> OJ {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.text()))
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    /// Asserts a Meilisearch error body and returns it.
+    pub fn error(&self, status: u16, code: &str) -> Value {
+        assert_eq!(self.status, status, "{}", self.text());
+        assert_eq!(
+            self.ordered().keys(),
+            ["message", "code", "type", "link"],
+            "{}",
+            self.text()
+        );
+        let v = self.json();
+        assert_eq!(v["code"], code, "{}", self.text());
+        assert_eq!(
+            v["link"],
+            format!("https://docs.meilisearch.com/errors#{code}")
+        );
+        v
+    }
+}
+
+fn parse_response(buf: &[u8]) -> std::io::Result<Resp> {
+    let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, m.to_string());
+    let end = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| bad("connection closed before a complete response"))?;
+    let head = String::from_utf8_lossy(&buf[..end]);
+    let mut lines = head.split("\r\n");
+    let status: u16 = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| bad("bad status line"))?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let mut body = buf[end + 4..].to_vec();
+    if headers
+        .iter()
+        .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"))
+    {
+        let mut out = Vec::new();
+        let mut rest = &body[..];
+        loop {
+            let nl = rest
+                .windows(2)
+                .position(|w| w == b"\r\n")
+                .ok_or_else(|| bad("bad chunk"))?;
+            let n = usize::from_str_radix(String::from_utf8_lossy(&rest[..nl]).trim(), 16)
+                .map_err(|_| bad("bad chunk size"))?;
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&rest[nl + 2..nl + 2 + n]);
+            rest = &rest[nl + 2 + n + 2..];
+        }
+        body = out;
+    }
+    Ok(Resp {
+        status,
+        headers,
+        body,
+    })
+}
+
+/// Order-preserving JSON, for key-order assertions.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OJ {
+    V(Value),
+    O(Vec<(String, OJ)>),
+    A(Vec<OJ>),
+}
+
+impl OJ {
+    pub fn keys(&self) -> Vec<&str> {
+        match self {
+            OJ::O(o) => o.iter().map(|(k, _)| k.as_str()).collect(),
+            _ => vec![],
+        }
+    }
+    pub fn at(&self, key: &str) -> &OJ {
+        match self {
+            OJ::O(o) => o
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v)
+                .unwrap_or_else(|| panic!("no key {key}")),
+            _ => panic!("not an object"),
+        }
+    }
+    pub fn idx(&self, i: usize) -> &OJ {
+        match self {
+            OJ::A(a) => &a[i],
+            _ => panic!("not an array"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for OJ {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = OJ;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("JSON")
+            }
+            fn visit_bool<E>(self, b: bool) -> Result<OJ, E> {
+                Ok(OJ::V(Value::Bool(b)))
+            }
+            fn visit_i64<E>(self, n: i64) -> Result<OJ, E> {
+                Ok(OJ::V(n.into()))
+            }
+            fn visit_u64<E>(self, n: u64) -> Result<OJ, E> {
+                Ok(OJ::V(n.into()))
+            }
+            fn visit_f64<E>(self, n: f64) -> Result<OJ, E> {
+                Ok(OJ::V(n.into()))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<OJ, E> {
+                Ok(OJ::V(Value::String(s.into())))
+            }
+            fn visit_unit<E>(self) -> Result<OJ, E> {
+                Ok(OJ::V(Value::Null))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<OJ, A::Error> {
+                let mut v = Vec::new();
+                while let Some(e) = a.next_element()? {
+                    v.push(e);
+                }
+                Ok(OJ::A(v))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<OJ, A::Error> {
+                let mut v = Vec::new();
+                while let Some((k, e)) = a.next_entry::<String, OJ>()? {
+                    v.push((k, e));
+                }
+                Ok(OJ::O(v))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// RFC 3339 UTC with a fraction and `Z` (what SDKs require).
+pub fn is_timestamp(v: &Value) -> bool {
+    v.as_str().is_some_and(|s| {
+        s.len() >= 22 && s.ends_with('Z') && s.as_bytes()[10] == b'T' && s.contains('.')
+    })
+}
+
+/// ISO 8601 duration as Meilisearch writes it (`PT0.001234S`).
+pub fn is_duration(v: &Value) -> bool {
+    v.as_str().is_some_and(|s| {
+        s.starts_with("PT") && s.ends_with('S') && s[2..s.len() - 1].parse::<f64>().is_ok()
+    })
+}
+
+fn b64url(data: &[u8]) -> String {
+    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in data.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, b)| acc | (*b as u32) << (16 - 8 * i));
+        for i in 0..=chunk.len() {
+            out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+/// An HS256 tenant token signed with an API key's value.
+pub fn tenant_token(api_key: &str, payload: &Value) -> String {
+    use hmac::{KeyInit, Mac};
+    let h = b64url(br#"{"alg":"HS256","typ":"JWT"}"#);
+    let p = b64url(&serde_json::to_vec(payload).unwrap());
+    let mut m = hmac::Hmac::<sha2::Sha256>::new_from_slice(api_key.as_bytes()).unwrap();
+    m.update(format!("{h}.{p}").as_bytes());
+    format!("{h}.{p}.{}", b64url(&m.finalize().into_bytes()))
+}

@@ -1,0 +1,1081 @@
+//! Conformance suite: drives a test node (or the real Meilisearch at `MEILI_URL`, with
+//! `MEILI_MASTER_KEY` for the auth tests) over HTTP and asserts Meilisearch's exact response
+//! shapes. Test-node-only parts (task uids from 0, faults, restart, canned search) live in
+//! `testnode_only.rs`.
+
+mod common;
+
+use common::{is_duration, is_timestamp, unique, Server};
+use serde_json::{json, Value};
+
+const WORDS: &[&str] = &[
+    "red", "blue", "green", "quick", "brown", "fox", "lazy", "dog", "night", "star", "river",
+    "stone", "winter", "summer", "ocean", "forest",
+];
+const GENRES: &[&str] = &["Drama", "Comedy", "Horror", "Action", "Sci-Fi"];
+
+fn doc(i: usize) -> Value {
+    let title = format!(
+        "{} {} {}",
+        WORDS[i % 16],
+        WORDS[(i / 16) % 16],
+        WORDS[(i * 7 + 3) % 16]
+    );
+    json!({"id": i, "title": title, "genre": GENRES[i % 5], "year": 1950 + (i % 70), "price": (i % 100) as f64 + 0.5})
+}
+
+fn ndjson(docs: &[Value]) -> Vec<u8> {
+    docs.iter()
+        .map(|d| serde_json::to_string(d).unwrap() + "\n")
+        .collect::<String>()
+        .into_bytes()
+}
+
+fn csv(docs: &[Value]) -> Vec<u8> {
+    let mut s = String::from("id:number,title,genre,year:number,price:number\n");
+    for d in docs {
+        s.push_str(&format!(
+            "{},\"{}\",{},{},{}\n",
+            d["id"],
+            d["title"].as_str().unwrap(),
+            d["genre"].as_str().unwrap(),
+            d["year"],
+            d["price"]
+        ));
+    }
+    s.into_bytes()
+}
+
+/// An index with 1 000 documents added as JSON (400), NDJSON (300) and CSV (300).
+fn corpus(s: &Server, settings: Value) -> String {
+    let ix = unique("movies");
+    let t = s.task(s.post("/indexes", json!({"uid": ix, "primaryKey": "id"})));
+    assert_eq!(t["status"], "succeeded", "{t}");
+    if !settings.is_null() {
+        let t = s.task(s.patch(&format!("/indexes/{ix}/settings"), settings));
+        assert_eq!(t["status"], "succeeded", "{t}");
+    }
+    let docs: Vec<Value> = (0..1000).map(doc).collect();
+    let path = format!("/indexes/{ix}/documents");
+    let r = s.task(s.post(&path, Value::Array(docs[..400].to_vec())));
+    assert_eq!(
+        r["details"],
+        json!({"receivedDocuments": 400, "indexedDocuments": 400})
+    );
+    let r = s.task(s.raw(
+        "POST",
+        &path,
+        Some(("application/x-ndjson", &ndjson(&docs[400..700]))),
+        s.key.as_deref(),
+    ));
+    assert_eq!(
+        r["details"],
+        json!({"receivedDocuments": 300, "indexedDocuments": 300}),
+        "{r}"
+    );
+    let r = s.task(s.raw(
+        "PUT",
+        &path,
+        Some(("text/csv", &csv(&docs[700..]))),
+        s.key.as_deref(),
+    ));
+    assert_eq!(
+        r["details"],
+        json!({"receivedDocuments": 300, "indexedDocuments": 300}),
+        "{r}"
+    );
+    ix
+}
+
+#[test]
+fn tasks_have_meilisearch_shapes() {
+    let s = Server::start();
+    let ix = unique("tasks");
+    let r = s.post("/indexes", json!({"uid": ix}));
+    assert_eq!(r.status, 202);
+    assert_eq!(
+        r.ordered().keys(),
+        ["taskUid", "indexUid", "status", "type", "enqueuedAt"]
+    );
+    let sum = r.json();
+    assert_eq!(
+        (
+            sum["status"].as_str(),
+            sum["type"].as_str(),
+            sum["indexUid"].as_str()
+        ),
+        (Some("enqueued"), Some("indexCreation"), Some(ix.as_str()))
+    );
+    assert!(is_timestamp(&sum["enqueuedAt"]), "{sum}");
+    let uid = sum["taskUid"].as_u64().unwrap();
+    s.wait(uid);
+    let t = s.get(&format!("/tasks/{uid}"));
+    assert_eq!(
+        t.ordered().keys(),
+        [
+            "uid",
+            "batchUid",
+            "indexUid",
+            "status",
+            "type",
+            "canceledBy",
+            "details",
+            "error",
+            "duration",
+            "enqueuedAt",
+            "startedAt",
+            "finishedAt"
+        ]
+    );
+    let t = t.json();
+    assert_eq!(t["status"], "succeeded");
+    assert_eq!(t["details"], json!({"primaryKey": null}));
+    assert!(t["error"].is_null() && t["canceledBy"].is_null() && t["batchUid"].is_u64());
+    assert!(is_duration(&t["duration"]), "{t}");
+    for k in ["enqueuedAt", "startedAt", "finishedAt"] {
+        assert!(is_timestamp(&t[k]), "{k}: {t}");
+    }
+    let b = s.get(&format!("/batches/{}", t["batchUid"]));
+    assert_eq!(b.status, 200);
+    assert_eq!(
+        &b.ordered().keys()[..4],
+        ["uid", "progress", "details", "stats"]
+    );
+
+    // A second task fails asynchronously: the index exists.
+    let f = s.task(s.post("/indexes", json!({"uid": ix})));
+    assert_eq!(f["status"], "failed");
+    assert_eq!(f["error"]["code"], "index_already_exists");
+    assert_eq!(f["error"]["type"], "invalid_request");
+
+    // Listing: newest first, filters, from/next pagination.
+    let l = s.get(&format!("/tasks?indexUids={ix}&limit=1"));
+    assert_eq!(
+        l.ordered().keys(),
+        ["results", "total", "limit", "from", "next"]
+    );
+    let l = l.json();
+    assert_eq!(l["total"], 2);
+    assert_eq!(l["results"][0]["uid"], f["uid"]);
+    assert_eq!(l["from"], f["uid"]);
+    assert_eq!(l["next"], uid);
+    let l2 = s
+        .get(&format!("/tasks?indexUids={ix}&limit=1&from={}", l["next"]))
+        .json();
+    assert_eq!(l2["results"][0]["uid"], uid);
+    assert!(l2["next"].is_null());
+    let failed = s
+        .get(&format!(
+            "/tasks?indexUids={ix}&statuses=failed&types=indexCreation"
+        ))
+        .json();
+    assert_eq!(failed["total"], 1);
+    let rev = s.get(&format!("/tasks?indexUids={ix}&reverse=true")).json();
+    assert_eq!(rev["results"][0]["uid"], uid);
+    s.get("/tasks?statuses=bogus")
+        .error(400, "invalid_task_statuses");
+    s.get("/tasks/999999999").error(404, "task_not_found");
+
+    // Deleting finished tasks records the client's filter verbatim.
+    let q = format!("?uids={}&indexUids={ix}", f["uid"]);
+    let d = s.task(s.delete(&format!("/tasks{q}")));
+    assert_eq!(d["type"], "taskDeletion");
+    assert!(d["indexUid"].is_null());
+    assert_eq!(
+        d["details"],
+        json!({"matchedTasks": 1, "deletedTasks": 1, "originalFilter": q})
+    );
+    s.get(&format!("/tasks/{}", f["uid"]))
+        .error(404, "task_not_found");
+    s.delete("/tasks").error(400, "missing_task_filters");
+    s.req("POST", "/tasks/cancel", None)
+        .error(400, "missing_task_filters");
+    let c = s.task(s.req("POST", &format!("/tasks/cancel?uids={uid}"), None));
+    assert_eq!(c["type"], "taskCancelation");
+    assert_eq!(
+        c["details"],
+        json!({"matchedTasks": 1, "canceledTasks": 0, "originalFilter": format!("?uids={uid}")})
+    );
+}
+
+#[test]
+fn indexes_lifecycle_and_errors() {
+    let s = Server::start();
+    let a = unique("idx_a");
+    let b = unique("idx_b");
+    s.task(s.post("/indexes", json!({"uid": a, "primaryKey": "sku"})));
+    s.task(s.post("/indexes", json!({"uid": b})));
+    let g = s.get(&format!("/indexes/{a}"));
+    assert_eq!(
+        g.ordered().keys(),
+        ["uid", "createdAt", "updatedAt", "primaryKey"]
+    );
+    assert_eq!(g.json()["primaryKey"], "sku");
+    let l = s.get("/indexes?limit=1&offset=0");
+    assert_eq!(l.ordered().keys(), ["results", "offset", "limit", "total"]);
+    assert_eq!(l.json()["limit"], 1);
+    assert_eq!(l.json()["results"].as_array().unwrap().len(), 1);
+
+    let t = s.task(s.patch(&format!("/indexes/{b}"), json!({"primaryKey": "code"})));
+    assert_eq!(t["type"], "indexUpdate");
+    assert_eq!(t["details"], json!({"primaryKey": "code"}));
+    assert_eq!(s.get(&format!("/indexes/{b}")).json()["primaryKey"], "code");
+
+    s.post("/indexes", json!({"uid": "bad uid!"}))
+        .error(400, "invalid_index_uid");
+    s.post("/indexes", json!({"primaryKey": "id"}))
+        .error(400, "missing_index_uid");
+    s.get("/indexes/does_not_exist_xyz")
+        .error(404, "index_not_found");
+    let t = s.task(s.delete("/indexes/does_not_exist_xyz"));
+    assert_eq!(t["error"]["code"], "index_not_found");
+
+    s.task(s.post(
+        &format!("/indexes/{a}/documents"),
+        json!([{"sku": "x1", "n": 1}, {"sku": "x2", "m": 2}]),
+    ));
+    let st = s.get(&format!("/indexes/{a}/stats"));
+    assert_eq!(
+        st.ordered().keys(),
+        [
+            "numberOfDocuments",
+            "rawDocumentDbSize",
+            "avgDocumentSize",
+            "isIndexing",
+            "numberOfEmbeddings",
+            "numberOfEmbeddedDocuments",
+            "fieldDistribution"
+        ]
+    );
+    let st = st.json();
+    assert_eq!(st["numberOfDocuments"], 2);
+    assert_eq!(st["isIndexing"], false);
+    assert_eq!(st["fieldDistribution"], json!({"sku": 2, "n": 1, "m": 1}));
+    let gs = s.get("/stats");
+    assert_eq!(
+        gs.ordered().keys(),
+        ["databaseSize", "usedDatabaseSize", "lastUpdate", "indexes"]
+    );
+    assert_eq!(gs.json()["indexes"][&a]["numberOfDocuments"], 2);
+
+    s.post("/swap-indexes", json!([{"indexes": [a, a]}]))
+        .error(400, "invalid_swap_duplicate_index_found");
+    let t = s.task(s.post("/swap-indexes", json!([{"indexes": [a, b]}])));
+    assert_eq!(t["type"], "indexSwap");
+    assert_eq!(
+        s.get(&format!("/indexes/{b}/stats")).json()["numberOfDocuments"],
+        2
+    );
+    assert_eq!(
+        s.get(&format!("/indexes/{a}/stats")).json()["numberOfDocuments"],
+        0
+    );
+
+    let t = s.task(s.delete(&format!("/indexes/{b}")));
+    assert_eq!(t["details"], json!({"deletedDocuments": 2}));
+    s.get(&format!("/indexes/{b}"))
+        .error(404, "index_not_found");
+}
+
+#[test]
+fn documents_in_three_formats_fetch_and_delete() {
+    let s = Server::start();
+    let ix = corpus(&s, json!({"filterableAttributes": ["genre", "year"]}));
+    let p = format!("/indexes/{ix}/documents");
+    assert_eq!(
+        s.get(&format!("/indexes/{ix}/stats")).json()["numberOfDocuments"],
+        1000
+    );
+    // CSV typing: numbers stay numbers.
+    let d = s.get(&format!("{p}/750"));
+    assert_eq!(d.json(), doc(750));
+    assert_eq!(
+        s.get(&format!("{p}/5?fields=title,year")).json(),
+        json!({"title": doc(5)["title"], "year": doc(5)["year"]})
+    );
+    s.get(&format!("{p}/100000"))
+        .error(404, "document_not_found");
+
+    let l = s.get(&format!("{p}?offset=10&limit=5&fields=id"));
+    assert_eq!(l.ordered().keys(), ["results", "offset", "limit", "total"]);
+    let l = l.json();
+    assert_eq!(l["total"], 1000);
+    assert_eq!(
+        l["results"],
+        json!([{"id": 10}, {"id": 11}, {"id": 12}, {"id": 13}, {"id": 14}])
+    );
+    let f = s.post(&format!("{p}/fetch"), json!({"filter": "genre = Horror AND year >= 2010", "limit": 3, "fields": ["id", "genre"]})).json();
+    assert_eq!(
+        f["total"],
+        (0..1000)
+            .filter(|i| i % 5 == 2 && 1950 + (i % 70) >= 2010)
+            .count()
+    );
+    assert_eq!(f["results"][0], json!({"id": 62, "genre": "Horror"}));
+    s.post(&format!("{p}/fetch"), json!({"filter": "title = x"}))
+        .error(400, "invalid_document_filter");
+
+    // Synchronous payload errors.
+    s.raw(
+        "POST",
+        &p,
+        Some(("application/json", b"[{\"id\": 1,")),
+        s.key.as_deref(),
+    )
+    .error(400, "malformed_payload");
+    s.raw("POST", &p, Some(("text/plain", b"x")), s.key.as_deref())
+        .error(415, "invalid_content_type");
+    s.raw(
+        "POST",
+        &p,
+        Some(("application/json", b"")),
+        s.key.as_deref(),
+    )
+    .error(400, "missing_payload");
+
+    // Asynchronous document errors surface as failed tasks.
+    let fresh = unique("pk");
+    let t = s.task(s.post(
+        &format!("/indexes/{fresh}/documents"),
+        json!([{"title": "no id"}]),
+    ));
+    assert_eq!(t["error"]["code"], "index_primary_key_no_candidate_found");
+    assert_eq!(
+        t["details"],
+        json!({"receivedDocuments": 1, "indexedDocuments": 0})
+    );
+    let t = s.task(s.post(
+        &format!("/indexes/{fresh}/documents"),
+        json!([{"id": 1, "author_id": 2}]),
+    ));
+    assert_eq!(
+        t["error"]["code"],
+        "index_primary_key_multiple_candidates_found"
+    );
+    let t = s.task(s.post(
+        &format!("/indexes/{fresh}/documents"),
+        json!([{"bookId": "a b"}]),
+    ));
+    assert_eq!(t["error"]["code"], "invalid_document_id");
+    let t = s.task(s.post(
+        &format!("/indexes/{fresh}/documents"),
+        json!([{"bookId": "ok-1"}, {"title": "x"}]),
+    ));
+    assert_eq!(t["error"]["code"], "missing_document_id");
+    let t = s.task(s.post(
+        &format!("/indexes/{fresh}/documents?primaryKey=code"),
+        json!({"code": 7, "title": "single object"}),
+    ));
+    assert_eq!(t["status"], "succeeded", "{t}");
+    assert_eq!(
+        s.get(&format!("/indexes/{fresh}")).json()["primaryKey"],
+        "code"
+    );
+    // PUT merges, POST replaces.
+    s.task(s.put(
+        &format!("/indexes/{fresh}/documents"),
+        json!([{"code": 7, "extra": true}]),
+    ));
+    assert_eq!(
+        s.get(&format!("/indexes/{fresh}/documents/7")).json(),
+        json!({"code": 7, "title": "single object", "extra": true})
+    );
+    s.task(s.post(&format!("/indexes/{fresh}/documents"), json!([{"code": 7}])));
+    assert_eq!(
+        s.get(&format!("/indexes/{fresh}/documents/7")).json(),
+        json!({"code": 7})
+    );
+
+    // Deletions.
+    let t = s.task(s.delete(&format!("{p}/0")));
+    assert_eq!(
+        (t["type"].as_str(), &t["details"]),
+        (
+            Some("documentDeletion"),
+            &json!({"providedIds": 1, "deletedDocuments": 1})
+        )
+    );
+    let t = s.task(s.post(&format!("{p}/delete-batch"), json!([1, "2", 99999])));
+    assert_eq!(
+        t["details"],
+        json!({"providedIds": 3, "deletedDocuments": 2})
+    );
+    let t = s.task(s.post(&format!("{p}/delete"), json!({"filter": "genre = Drama"})));
+    assert_eq!(
+        t["details"],
+        json!({"providedIds": 0, "deletedDocuments": 199, "originalFilter": "\"genre = Drama\""})
+    );
+    assert_eq!(
+        s.get(&format!("/indexes/{ix}/stats")).json()["numberOfDocuments"],
+        1000 - 3 - 199
+    );
+    let t = s.task(s.delete(&p));
+    assert_eq!(t["details"], json!({"deletedDocuments": 798}));
+    assert_eq!(s.get(&p).json()["total"], 0);
+}
+
+#[test]
+fn settings_defaults_round_trip_and_reset() {
+    let s = Server::start();
+    let ix = unique("settings");
+    s.task(s.post("/indexes", json!({"uid": ix})));
+    let p = format!("/indexes/{ix}/settings");
+    let d = s.get(&p);
+    let keys = d
+        .ordered()
+        .keys()
+        .iter()
+        .map(|k| k.to_string())
+        .collect::<Vec<_>>();
+    for k in [
+        "displayedAttributes",
+        "searchableAttributes",
+        "filterableAttributes",
+        "sortableAttributes",
+        "rankingRules",
+        "stopWords",
+        "nonSeparatorTokens",
+        "separatorTokens",
+        "dictionary",
+        "synonyms",
+        "distinctAttribute",
+        "proximityPrecision",
+        "typoTolerance",
+        "faceting",
+        "pagination",
+        "embedders",
+        "searchCutoffMs",
+        "localizedAttributes",
+        "facetSearch",
+        "prefixSearch",
+    ] {
+        assert!(keys.contains(&k.to_string()), "missing {k} in {keys:?}");
+    }
+    let d = d.json();
+    assert_eq!(
+        d["rankingRules"],
+        json!([
+            "words",
+            "typo",
+            "proximity",
+            "attribute",
+            "sort",
+            "exactness"
+        ])
+    );
+    assert_eq!(
+        d["faceting"],
+        json!({"maxValuesPerFacet": 100, "sortFacetValuesBy": {"*": "alpha"}})
+    );
+    assert_eq!(d["pagination"], json!({"maxTotalHits": 1000}));
+    assert_eq!(
+        d["typoTolerance"]["minWordSizeForTypos"],
+        json!({"oneTypo": 5, "twoTypos": 9})
+    );
+    assert_eq!(d["displayedAttributes"], json!(["*"]));
+    assert!(d["distinctAttribute"].is_null());
+
+    let update = json!({"filterableAttributes": ["genre"], "sortableAttributes": ["year"], "stopWords": ["the"], "synonyms": {"car": ["auto"]}, "typoTolerance": {"minWordSizeForTypos": {"oneTypo": 4}}, "pagination": {"maxTotalHits": 50}});
+    let t = s.task(s.patch(&p, update.clone()));
+    assert_eq!(t["type"], "settingsUpdate");
+    assert_eq!(t["details"], update);
+    let now = s.get(&p).json();
+    assert_eq!(now["filterableAttributes"], json!(["genre"]));
+    assert_eq!(
+        now["typoTolerance"]["minWordSizeForTypos"],
+        json!({"oneTypo": 4, "twoTypos": 9})
+    );
+    assert_eq!(now["pagination"], json!({"maxTotalHits": 50}));
+
+    // Sub-routes: PUT for lists, PATCH for objects, DELETE resets.
+    s.task(s.put(
+        &format!("{p}/searchable-attributes"),
+        json!(["title", "genre"]),
+    ));
+    assert_eq!(
+        s.get(&format!("{p}/searchable-attributes")).json(),
+        json!(["title", "genre"])
+    );
+    s.task(s.patch(
+        &format!("{p}/faceting"),
+        json!({"sortFacetValuesBy": {"genre": "count"}}),
+    ));
+    assert_eq!(
+        s.get(&format!("{p}/faceting")).json(),
+        json!({"maxValuesPerFacet": 100, "sortFacetValuesBy": {"*": "alpha", "genre": "count"}})
+    );
+    let t = s.task(s.delete(&format!("{p}/stop-words")));
+    assert_eq!(t["details"], json!({"stopWords": null}));
+    assert_eq!(s.get(&format!("{p}/stop-words")).json(), json!([]));
+    s.patch(&p, json!({"rankingRules": ["nope"]}))
+        .error(400, "invalid_settings_ranking_rules");
+    s.patch(&p, json!({"unknownSetting": 1}))
+        .error(400, "bad_request");
+    s.task(s.delete(&p));
+    assert_eq!(s.get(&p).json(), d);
+    s.get("/indexes/nope_nope_nope/settings")
+        .error(404, "index_not_found");
+}
+
+#[test]
+fn search_filters_sort_facets_pagination() {
+    let s = Server::start();
+    let ix = corpus(
+        &s,
+        json!({"filterableAttributes": ["genre", "year", "price"], "sortableAttributes": ["year", "price"], "searchableAttributes": ["title", "genre"]}),
+    );
+    let p = format!("/indexes/{ix}/search");
+
+    let r = s.post(&p, json!({"q": "fox"}));
+    assert_eq!(
+        r.ordered().keys(),
+        [
+            "hits",
+            "query",
+            "processingTimeMs",
+            "limit",
+            "offset",
+            "estimatedTotalHits"
+        ]
+    );
+    let r = r.json();
+    assert_eq!(
+        (
+            r["limit"].as_u64(),
+            r["offset"].as_u64(),
+            r["query"].as_str()
+        ),
+        (Some(20), Some(0), Some("fox"))
+    );
+    let expected = (0..1000)
+        .filter(|i| {
+            doc(*i)["title"]
+                .as_str()
+                .unwrap()
+                .split(' ')
+                .any(|w| w == "fox" || w.starts_with("fox"))
+        })
+        .count();
+    assert_eq!(r["estimatedTotalHits"], expected);
+
+    // Typos: "wintr" (5 letters, one typo) finds "winter"; prefix on the last word.
+    let r = s.post(&p, json!({"q": "wintr", "limit": 1})).json();
+    assert!(
+        r["hits"][0]["title"].as_str().unwrap().contains("winter"),
+        "{r}"
+    );
+    let r = s.post(&p, json!({"q": "summ", "limit": 1})).json();
+    assert!(
+        r["hits"][0]["title"].as_str().unwrap().contains("summer"),
+        "{r}"
+    );
+
+    // Filters in string and array forms.
+    let r = s
+        .post(
+            &p,
+            json!({"filter": "genre = Horror AND year 1990 TO 1999", "limit": 0}),
+        )
+        .json();
+    let want = (0..1000)
+        .filter(|i| i % 5 == 2 && (1990..=1999).contains(&(1950 + i % 70)))
+        .count();
+    assert_eq!(r["estimatedTotalHits"], want);
+    let r = s
+        .post(
+            &p,
+            json!({"filter": [["genre = Horror", "genre = Drama"], "year < 1960"], "limit": 0}),
+        )
+        .json();
+    let want = (0..1000)
+        .filter(|i| (i % 5 == 2 || i % 5 == 0) && 1950 + i % 70 < 1960)
+        .count();
+    assert_eq!(r["estimatedTotalHits"], want);
+    let r = s
+        .post(
+            &p,
+            json!({"filter": "genre IN [Action, comedy] AND NOT year >= 1951", "limit": 0}),
+        )
+        .json();
+    let want = (0..1000)
+        .filter(|i| (i % 5 == 3 || i % 5 == 1) && 1950 + i % 70 < 1951)
+        .count();
+    assert_eq!(r["estimatedTotalHits"], want);
+    let e = s
+        .post(&p, json!({"filter": "title = x"}))
+        .error(400, "invalid_search_filter");
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Attribute `title` is not filterable."),
+        "{e}"
+    );
+    s.post(&p, json!({"filter": "genre ="}))
+        .error(400, "invalid_search_filter");
+
+    // Sort (placeholder search: sort decides alone).
+    let r = s.post(&p, json!({"sort": ["year:desc", "price:asc"], "limit": 3, "attributesToRetrieve": ["id", "year", "price"]})).json();
+    let hits = r["hits"].as_array().unwrap();
+    assert_eq!(hits[0]["year"], 2019);
+    assert!(hits[0]["price"].as_f64() <= hits[1]["price"].as_f64());
+    assert_eq!(hits[0].as_object().unwrap().len(), 3);
+    s.post(&p, json!({"sort": ["title:asc"]}))
+        .error(400, "invalid_search_sort");
+
+    // Facets.
+    let r = s.post(&p, json!({"facets": ["genre", "price"], "limit": 0}));
+    let o = r.ordered();
+    assert_eq!(
+        o.keys(),
+        [
+            "hits",
+            "query",
+            "processingTimeMs",
+            "limit",
+            "offset",
+            "estimatedTotalHits",
+            "facetDistribution",
+            "facetStats"
+        ]
+    );
+    assert_eq!(
+        o.at("facetDistribution").at("genre").keys(),
+        ["Action", "Comedy", "Drama", "Horror", "Sci-Fi"]
+    );
+    let r = r.json();
+    assert_eq!(r["facetDistribution"]["genre"]["Drama"], 200);
+    assert_eq!(r["facetStats"]["price"], json!({"min": 0.5, "max": 99.5}));
+    s.post(&p, json!({"facets": ["title"]}))
+        .error(400, "invalid_search_facets");
+
+    // Pagination: page/hitsPerPage shape, and maxTotalHits caps both modes.
+    let r = s.post(
+        &p,
+        json!({"page": 2, "hitsPerPage": 7, "filter": "genre = Drama"}),
+    );
+    assert_eq!(
+        r.ordered().keys(),
+        [
+            "hits",
+            "query",
+            "processingTimeMs",
+            "hitsPerPage",
+            "page",
+            "totalPages",
+            "totalHits"
+        ]
+    );
+    let r = r.json();
+    assert_eq!(
+        (
+            r["totalHits"].as_u64(),
+            r["totalPages"].as_u64(),
+            r["hits"].as_array().unwrap().len()
+        ),
+        (Some(200), Some(29), 7)
+    );
+    s.task(s.patch(
+        &format!("/indexes/{ix}/settings"),
+        json!({"pagination": {"maxTotalHits": 30}}),
+    ));
+    let r = s.post(&p, json!({"offset": 25, "limit": 10})).json();
+    assert_eq!(r["hits"].as_array().unwrap().len(), 5);
+    assert_eq!(r["estimatedTotalHits"], 30);
+
+    // GET search, highlighting, ranking scores.
+    let r = s.get(&format!(
+        "{p}?q=river&limit=2&attributesToHighlight=title&showRankingScore=true"
+    ));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let o = r.ordered();
+    let hit = o.at("hits").idx(0);
+    assert_eq!(
+        &hit.keys()[hit.keys().len() - 2..],
+        ["_formatted", "_rankingScore"]
+    );
+    let r = r.json();
+    assert!(
+        r["hits"][0]["_formatted"]["title"]
+            .as_str()
+            .unwrap()
+            .contains("<em>river</em>"),
+        "{r}"
+    );
+    let score = r["hits"][0]["_rankingScore"].as_f64().unwrap();
+    let m = s.post(&p, json!({"q": "river", "limit": 1, "showMatchesPosition": true, "attributesToRetrieve": ["title"]})).json();
+    let title = m["hits"][0]["title"].as_str().unwrap();
+    let pos = &m["hits"][0]["_matchesPosition"]["title"][0];
+    let start = pos["start"].as_u64().unwrap() as usize;
+    assert_eq!(
+        &title[start..start + pos["length"].as_u64().unwrap() as usize],
+        "river",
+        "{m}"
+    );
+    assert!((0.0..=1.0).contains(&score));
+}
+
+#[test]
+fn ranking_score_details_follow_ranking_rules() {
+    let s = Server::start();
+    let ix = unique("rank");
+    s.task(s.patch(
+        &format!("/indexes/{ix}/settings"),
+        json!({"sortableAttributes": ["n"], "searchableAttributes": ["t"]}),
+    ));
+    s.task(s.post(
+        &format!("/indexes/{ix}/documents"),
+        json!([
+            {"id": 1, "t": "dark night sky", "n": 3},
+            {"id": 2, "t": "dark night", "n": 2},
+            {"id": 3, "t": "night of the dark", "n": 1},
+            {"id": 4, "t": "dark", "n": 0},
+        ]),
+    ));
+    let r = s.post(&format!("/indexes/{ix}/search"), json!({"q": "dark night", "sort": ["n:asc"], "showRankingScore": true, "showRankingScoreDetails": true}));
+    let o = r.ordered();
+    let det = o.at("hits").idx(0).at("_rankingScoreDetails");
+    assert_eq!(
+        det.keys(),
+        [
+            "words",
+            "typo",
+            "proximity",
+            "attribute",
+            "n:asc",
+            "exactness"
+        ]
+    );
+    assert_eq!(
+        det.at("words").keys(),
+        ["order", "matchingWords", "maxMatchingWords", "score"]
+    );
+    assert_eq!(
+        det.at("typo").keys(),
+        ["order", "typoCount", "maxTypoCount", "score"]
+    );
+    assert_eq!(det.at("proximity").keys(), ["order", "score"]);
+    assert_eq!(
+        det.at("attribute").keys(),
+        [
+            "order",
+            "attributeRankingOrderScore",
+            "queryWordDistanceScore",
+            "score"
+        ]
+    );
+    assert_eq!(det.at("n:asc").keys(), ["order", "value"]);
+    let r = r.json();
+    let ids: Vec<u64> = r["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["id"].as_u64().unwrap())
+        .collect();
+    // Both words, no typo, adjacent (1, 2) before the far pair (3); then the one-word match.
+    assert_eq!(ids, [2, 1, 3, 4]);
+    let scores: Vec<f64> = r["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["_rankingScore"].as_f64().unwrap())
+        .collect();
+    assert!(scores.windows(2).all(|w| w[0] >= w[1]), "{scores:?}");
+    assert_eq!(
+        r["hits"][0]["_rankingScoreDetails"]["words"],
+        json!({"order": 0, "matchingWords": 2, "maxMatchingWords": 2, "score": 1.0})
+    );
+    assert_eq!(
+        r["hits"][3]["_rankingScoreDetails"]["words"]["matchingWords"],
+        1
+    );
+    // matchingStrategy all drops the one-word match.
+    let r = s
+        .post(
+            &format!("/indexes/{ix}/search"),
+            json!({"q": "dark night", "matchingStrategy": "all"}),
+        )
+        .json();
+    assert_eq!(r["estimatedTotalHits"], 3);
+}
+
+#[test]
+fn multi_search_and_facet_search() {
+    let s = Server::start();
+    let ix = unique("ms");
+    s.task(s.patch(
+        &format!("/indexes/{ix}/settings"),
+        json!({"filterableAttributes": ["color"]}),
+    ));
+    s.task(s.post(&format!("/indexes/{ix}/documents"), json!([
+        {"id": 1, "name": "apple", "color": "Red"}, {"id": 2, "name": "cherry", "color": "red"},
+        {"id": 3, "name": "banana", "color": "Yellow"}, {"id": 4, "name": "lime", "color": "green"},
+    ])));
+    let r = s.post("/multi-search", json!({"queries": [{"indexUid": ix, "q": "apple"}, {"indexUid": ix, "filter": "color = red", "limit": 1}]}));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let o = r.ordered();
+    assert_eq!(o.keys(), ["results"]);
+    assert_eq!(o.at("results").idx(0).keys()[0], "indexUid");
+    let r = r.json();
+    assert_eq!(r["results"][0]["hits"][0]["id"], 1);
+    assert_eq!(r["results"][1]["estimatedTotalHits"], 2);
+    s.post(
+        "/multi-search",
+        json!({"queries": [{"indexUid": "missing_index_zz"}]}),
+    )
+    .error(404, "index_not_found");
+
+    let f = s.post(
+        &format!("/indexes/{ix}/facet-search"),
+        json!({"facetName": "color", "facetQuery": "re"}),
+    );
+    assert_eq!(
+        f.ordered().keys(),
+        ["facetHits", "facetQuery", "processingTimeMs"]
+    );
+    let f = f.json();
+    assert_eq!(f["facetHits"].as_array().unwrap().len(), 1);
+    assert_eq!(f["facetHits"][0]["count"], 2);
+    s.post(
+        &format!("/indexes/{ix}/facet-search"),
+        json!({"facetName": "name"}),
+    )
+    .error(400, "invalid_facet_search_facet_name");
+}
+
+#[test]
+fn health_version_and_unknown_routes() {
+    let s = Server::start();
+    assert_eq!(s.get("/health").json(), json!({"status": "available"}));
+    let v = s.get("/version");
+    assert_eq!(
+        v.ordered().keys(),
+        ["commitSha", "commitDate", "pkgVersion"]
+    );
+    assert!(v.json()["pkgVersion"].as_str().unwrap().starts_with("1."));
+    assert_eq!(s.get("/definitely/not/a/route").status, 404);
+}
+
+#[test]
+fn keys_and_auth() {
+    let s = Server::start_with_key();
+    let master = s.key.clone().unwrap();
+    assert_eq!(
+        s.raw("GET", "/indexes", None, None)
+            .error(401, "missing_authorization_header")["type"],
+        "auth"
+    );
+    s.raw("GET", "/indexes", None, Some("wrong"))
+        .error(403, "invalid_api_key");
+    assert_eq!(s.raw("GET", "/health", None, None).status, 200);
+
+    let l = s.get("/keys");
+    assert_eq!(l.ordered().keys(), ["results", "offset", "limit", "total"]);
+    let l = l.json();
+    let names: Vec<&str> = l["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|k| k["name"].as_str())
+        .collect();
+    assert!(
+        names.contains(&"Default Search API Key") && names.contains(&"Default Admin API Key"),
+        "{names:?}"
+    );
+    let search_key = l["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["name"] == "Default Search API Key")
+        .unwrap()["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // Caller-chosen uid: the key is HMAC-SHA256(master, uid), lowercase hex.
+    let uid = "6062abda-a5aa-4414-ac91-ecd7944c0f8d";
+    let r = s.post("/keys", json!({"uid": uid, "name": "docs", "description": null, "actions": ["documents.add", "documents.get", "search"], "indexes": ["books*"], "expiresAt": null}));
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(
+        r.ordered().keys(),
+        [
+            "name",
+            "description",
+            "key",
+            "uid",
+            "actions",
+            "indexes",
+            "expiresAt",
+            "createdAt",
+            "updatedAt"
+        ]
+    );
+    let created = r.json();
+    use hmac::{KeyInit, Mac};
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(master.as_bytes()).unwrap();
+    mac.update(uid.as_bytes());
+    let want: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(created["key"], want);
+    s.post(
+        "/keys",
+        json!({"uid": uid, "actions": ["search"], "indexes": ["*"], "expiresAt": null}),
+    )
+    .error(409, "api_key_already_exists");
+    s.post(
+        "/keys",
+        json!({"actions": ["fly"], "indexes": ["*"], "expiresAt": null}),
+    )
+    .error(400, "invalid_api_key_actions");
+
+    // Actions and index patterns are enforced.
+    let k = want.as_str();
+    let books = unique("books");
+    let r = s.raw(
+        "POST",
+        &format!("/indexes/{books}/documents"),
+        Some(("application/json", b"[{\"id\":1}]")),
+        Some(k),
+    );
+    assert_eq!(r.status, 202, "{}", r.text());
+    s.wait(r.json()["taskUid"].as_u64().unwrap());
+    assert_eq!(
+        s.raw(
+            "POST",
+            &format!("/indexes/{books}/search"),
+            Some(("application/json", b"{}")),
+            Some(k)
+        )
+        .status,
+        200
+    );
+    s.raw(
+        "POST",
+        "/indexes/movies/search",
+        Some(("application/json", b"{}")),
+        Some(k),
+    )
+    .error(403, "invalid_api_key");
+    s.raw("DELETE", &format!("/indexes/{books}"), None, Some(k))
+        .error(403, "invalid_api_key");
+    assert_eq!(
+        s.raw(
+            "POST",
+            &format!("/indexes/{books}/search"),
+            Some(("application/json", b"{}")),
+            Some(&search_key)
+        )
+        .status,
+        200
+    );
+    s.raw("GET", "/keys", None, Some(&search_key))
+        .error(403, "invalid_api_key");
+
+    // Tenant tokens: signed with a key, they grant search on their rules' indexes, with the
+    // rule's filter applied on top of the client's.
+    s.task(s.patch(
+        &format!("/indexes/{books}/settings"),
+        json!({"filterableAttributes": ["id"]}),
+    ));
+    s.task(s.post(
+        &format!("/indexes/{books}/documents"),
+        json!([{"id": 2}, {"id": 3}]),
+    ));
+    let search_uid = l["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["name"] == "Default Search API Key")
+        .unwrap()["uid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let token = common::tenant_token(
+        &search_key,
+        &json!({"apiKeyUid": search_uid, "searchRules": {books.clone(): {"filter": "id >= 2"}}, "exp": null}),
+    );
+    let r = s.raw(
+        "POST",
+        &format!("/indexes/{books}/search"),
+        Some(("application/json", br#"{"filter": "id != 3"}"#)),
+        Some(&token),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["hits"], json!([{"id": 2}]));
+    s.raw(
+        "POST",
+        "/indexes/other/search",
+        Some(("application/json", b"{}")),
+        Some(&token),
+    )
+    .error(403, "invalid_api_key");
+    s.raw(
+        "GET",
+        &format!("/indexes/{books}/documents"),
+        None,
+        Some(&token),
+    )
+    .error(403, "invalid_api_key");
+    let forged = common::tenant_token(
+        "not-the-key",
+        &json!({"apiKeyUid": search_uid, "searchRules": ["*"]}),
+    );
+    s.raw(
+        "POST",
+        &format!("/indexes/{books}/search"),
+        Some(("application/json", b"{}")),
+        Some(&forged),
+    )
+    .error(403, "invalid_api_key");
+
+    // Update (name/description only), get by key or uid, delete.
+    let u = s.patch(&format!("/keys/{uid}"), json!({"name": "renamed"}));
+    assert_eq!(u.status, 200);
+    assert_eq!(s.get(&format!("/keys/{k}")).json()["name"], "renamed");
+    s.patch(&format!("/keys/{uid}"), json!({"actions": ["*"]}))
+        .error(400, "immutable_api_key_actions");
+    assert_eq!(s.delete(&format!("/keys/{uid}")).status, 204);
+    s.get(&format!("/keys/{uid}"))
+        .error(404, "api_key_not_found");
+    s.raw("GET", &format!("/indexes/{books}"), None, Some(k))
+        .error(403, "invalid_api_key");
+}
+
+#[test]
+fn experimental_features_dumps_and_snapshots() {
+    let s = Server::start();
+    let f = s.get("/experimental-features").json();
+    assert_eq!(f["metrics"], false, "{f}");
+    let p = s.patch("/experimental-features", json!({"metrics": true}));
+    assert_eq!(p.status, 200, "{}", p.text());
+    assert_eq!(p.json()["metrics"], true);
+    assert_eq!(s.get("/experimental-features").json()["metrics"], true);
+    s.patch("/experimental-features", json!({"metrics": false}));
+    s.patch("/experimental-features", json!({"noSuchFeature": true}))
+        .error(400, "bad_request");
+
+    let d = s.task(s.req("POST", "/dumps", None));
+    assert_eq!(
+        (d["type"].as_str(), d["status"].as_str()),
+        (Some("dumpCreation"), Some("succeeded")),
+        "{d}"
+    );
+    assert!(d["indexUid"].is_null());
+    assert!(d["details"]["dumpUid"].is_string(), "{d}");
+    let sn = s.task(s.req("POST", "/snapshots", None));
+    assert_eq!(
+        (sn["type"].as_str(), sn["status"].as_str()),
+        (Some("snapshotCreation"), Some("succeeded")),
+        "{sn}"
+    );
+    if let Some(pid) = s.pid() {
+        // In-memory test nodes export under a per-process temp directory.
+        let dir = std::env::temp_dir().join(format!("miroir-testnode-exports-{pid}"));
+        assert!(dir.join("dumps").is_dir() && dir.join("snapshots").is_dir());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
