@@ -1,3 +1,36 @@
-//! HTTP/1.1 transport: server (on `httparse`), client and per-core upstream pools.
+//! HTTP/1.1 transport of the data plane: server (on `httparse`), client and per-core upstream
+//! pools. Everything here runs on one monoio reactor per core and is `!Send` by design: a
+//! connection, its buffers and the pools it borrows from never leave their core.
+//!
+//! Layout:
+//! - [`types`]: the request/response seam shared with `proxy/` (fixed shape).
+//! - [`parse`]: pure, incremental request-head and chunked-body parsing with every limit and
+//!   anti-smuggling rule; no I/O, so it is unit-, property- and fuzz-tested directly.
+//! - [`server`]: the connection loop (keep-alive, pipelining, 100-continue, timeouts) and the
+//!   [`server::Handler`] trait the proxy implements.
+//! - [`client`] + [`pool`]: the upstream client (nodes over TCP, the admin over a Unix socket)
+//!   with keep-alive pools, deadlines and the one safe retry.
+//! - [`decode`]: request-body decompression (gzip/deflate/br) with a size cap, for the routes
+//!   that must parse bodies.
+//! - [`date`]: the cached `Date` header.
+//!
+//! The seam with `proxy/`, in one place:
+//! - the proxy implements [`server::Handler`] (`route_template` for the metrics label,
+//!   `handle(Request, RequestMeta) -> Response`); [`crate::reactor::start`] builds one per core
+//!   from a factory `Fn(CoreContext) -> H` ([`crate::reactor::CoreContext`]: core id, this
+//!   core's `Rc<UpstreamClient>`, `Rc<SnapshotHandle>`, `Rc<CoreMetrics>`, the config);
+//! - it calls nodes and the admin socket with [`client::UpstreamClient::send`] /
+//!   [`client::UpstreamClient::send_with`] and fans out with [`client::join_all`];
+//! - write routes decompress with [`types::Request::decoded_body`] (see [`decode`]);
+//! - the transport owns framing headers and adds `x-request-id`, `date` and `connection`.
+pub mod client;
+pub mod date;
+pub mod decode;
+pub mod parse;
+pub mod pool;
+pub mod server;
 pub mod types;
+
+pub use client::{SendOptions, Upstream, UpstreamClient};
+pub use server::{Handler, RequestMeta};
 pub use types::{Method, Request, Response, UpstreamError};

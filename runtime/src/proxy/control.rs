@@ -1,0 +1,143 @@
+//! Control-path forwarding to the admin process (docs/internals/control-protocol.md §2.1).
+//!
+//! Tasks, index lifecycle, settings, keys, stats, swaps, dumps, snapshots, experimental
+//! features and `/_miroir/*` are owned by the admin (durable state, broadcasts with rollback).
+//! The data plane has already authenticated the client; it forwards method, path, query,
+//! body, `Content-Type`/`Content-Encoding` and `X-Request-Id` with `Miroir-Control-Version: 1`
+//! and `Miroir-Principal`, and relays the admin's answer unchanged. The client's
+//! `Authorization` is removed — except on `/_miroir/*`, where the admin checks the admin key
+//! (`Authorization` or `X-Admin-Key`) itself.
+//!
+//! An unreachable admin is `503 miroir_admin_unavailable` at once (connect errors on a Unix
+//! socket are immediate); it never hangs a client.
+
+use crate::http::types::{Request, Response, UpstreamError};
+use crate::proxy::auth::Principal;
+use crate::proxy::router::ControlRoute;
+use crate::proxy::upstream::{relay, Upstreams};
+use crate::proxy::{admin_unavailable, error, Proxy, CONTROL_TIMEOUT};
+use miroir_core::{ErrorCode, MeiliError};
+
+/// The request sent to the admin for a forwarded client request.
+pub fn control_request(
+    req: Request,
+    admin_prefix: bool,
+    principal: &Principal,
+    request_id: &str,
+) -> Request {
+    let keep = |name: &str| {
+        matches!(name, "content-type" | "content-encoding")
+            || (admin_prefix && matches!(name, "authorization" | "x-admin-key"))
+    };
+    let mut headers: Vec<(String, Vec<u8>)> =
+        req.headers.into_iter().filter(|(n, _)| keep(n)).collect();
+    headers.push(("miroir-control-version".into(), b"1".to_vec()));
+    headers.push((
+        "miroir-principal".into(),
+        principal.header_value().into_bytes(),
+    ));
+    headers.push(("x-request-id".into(), request_id.as_bytes().to_vec()));
+    Request {
+        method: req.method,
+        path: req.path,
+        query: req.query,
+        headers,
+        body: req.body,
+    }
+}
+
+/// Maps a failed admin call to the client's error.
+pub fn admin_error(e: &UpstreamError) -> MeiliError {
+    match e {
+        UpstreamError::Connect(_) => admin_unavailable(),
+        UpstreamError::Timeout => MeiliError::new(
+            ErrorCode::MiroirAdminUnavailable,
+            "The Miroir admin process did not answer in time.",
+        ),
+        other => MeiliError::new(
+            ErrorCode::MiroirAdminUnavailable,
+            format!("The Miroir admin process failed to answer: {other:?}"),
+        ),
+    }
+}
+
+impl<U: Upstreams> Proxy<U> {
+    pub(crate) async fn forward_control(
+        &self,
+        route: &ControlRoute,
+        req: Request,
+        principal: &Principal,
+        rid: &str,
+    ) -> Response {
+        let admin_prefix = route.template.starts_with("/_miroir");
+        let fwd = control_request(req, admin_prefix, principal, rid);
+        match self.up.admin(fwd, CONTROL_TIMEOUT).await {
+            Ok(resp) => relay(resp),
+            Err(e) => error(&admin_error(&e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::types::Method;
+
+    fn req() -> Request {
+        Request {
+            method: Method::Patch,
+            path: "/indexes/m/settings".into(),
+            query: "a=1".into(),
+            headers: vec![
+                ("authorization".into(), b"Bearer client".to_vec()),
+                ("x-admin-key".into(), b"adm".to_vec()),
+                ("content-type".into(), b"application/json".to_vec()),
+                ("cookie".into(), b"x".to_vec()),
+            ],
+            body: b"{}".to_vec(),
+        }
+    }
+
+    #[test]
+    fn client_auth_removed_principal_added() {
+        let p = Principal::Key {
+            uid: "u1".into(),
+            indexes: vec![],
+        };
+        let r = control_request(req(), false, &p, "rid-1");
+        assert!(r.header("authorization").is_none());
+        assert!(r.header("x-admin-key").is_none());
+        assert!(r.header("cookie").is_none());
+        assert_eq!(r.header("miroir-control-version"), Some(&b"1"[..]));
+        assert_eq!(r.header("miroir-principal"), Some(&b"key:u1"[..]));
+        assert_eq!(r.header("x-request-id"), Some(&b"rid-1"[..]));
+        assert_eq!(r.header("content-type"), Some(&b"application/json"[..]));
+        assert_eq!(
+            (r.path.as_str(), r.query.as_str(), r.body.as_slice()),
+            ("/indexes/m/settings", "a=1", &b"{}"[..])
+        );
+    }
+
+    #[test]
+    fn admin_prefix_keeps_admin_credentials() {
+        let r = control_request(req(), true, &Principal::Master, "r");
+        assert_eq!(r.header("authorization"), Some(&b"Bearer client"[..]));
+        assert_eq!(r.header("x-admin-key"), Some(&b"adm"[..]));
+        assert_eq!(r.header("miroir-principal"), Some(&b"master"[..]));
+    }
+
+    #[test]
+    fn admin_errors_are_503() {
+        for e in [
+            UpstreamError::Connect("x".into()),
+            UpstreamError::Timeout,
+            UpstreamError::Io("x".into()),
+        ] {
+            let m = admin_error(&e);
+            assert_eq!(
+                (m.code, m.status()),
+                (ErrorCode::MiroirAdminUnavailable, 503)
+            );
+        }
+    }
+}

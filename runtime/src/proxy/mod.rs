@@ -1,0 +1,594 @@
+//! The data plane's request handling: Miroir looks like one Meilisearch (PRODUCT.md §2, §7,
+//! §8) while the data lives striped over many nodes.
+//!
+//! # Phases
+//!
+//! Every request goes through the same named phases (like Pingora's proxy trait), and the
+//! pure phases are plain functions with their own unit tests:
+//!
+//! | phase        | where                        | pure? |
+//! |--------------|------------------------------|-------|
+//! | route        | [`router::route`]            | yes   |
+//! | authenticate | [`auth::authenticate`], [`tenant`] | yes |
+//! | plan         | [`scatter`], [`query`], [`quorum`], [`filter`], `miroir_core::documents` | yes |
+//! | dispatch     | [`Proxy`] methods over [`upstream::Upstreams`] | I/O |
+//! | combine      | `miroir_merge`, [`quorum::evaluate_quorum`] | yes |
+//! | respond      | [`Proxy::handle`]            | —     |
+//!
+//! # Route families
+//!
+//! - **Scatter-gather reads** (search, facet-search, document listing): one node per shard
+//!   from one replica group ([`scatter`]), fan-out in parallel under
+//!   `scatter.node_timeout_ms`, failed nodes' shards retried on another replica of the group,
+//!   then on another group; merged by `miroir-merge`; `unavailable_shard_policy` decides
+//!   between a partial answer (`X-Miroir-Degraded: shards=…`) and `503
+//!   miroir_shard_unavailable`. A node's 4xx (e.g. `invalid_search_filter`) is the client's
+//!   error: the first one is relayed verbatim. A node that failed is avoided by this core's
+//!   next plans for [`SUSPECT_FOR`] (still used when it is a shard's only owner left), so a
+//!   hung node costs one timeout per core and period, not one per request. Multi-search runs
+//!   each query this way ([`search`]); `federation` merges them by weighted score
+//!   ([`federated`]).
+//! - **Routed reads** (document by id): the shard's owners, preferred group first.
+//! - **Routed writes** (documents, delete by id/batch) and **broadcast writes** (delete by
+//!   filter, delete all): see [`writes`].
+//! - **Control path** (tasks, index lifecycle, settings, keys, stats, `/_miroir/*`):
+//!   forwarded to the admin process over its Unix socket ([`control`]).
+//!
+//! Per-core state (routing tables per snapshot generation, round-robin counters, the
+//! `/version` cache, suspect nodes, the admin back-off) lives in `RefCell`/`Cell`s: a
+//! [`Proxy`] is built once per reactor core ([`handler`]) and never crosses threads.
+//!
+//! Requests Miroir cannot interpret (malformed JSON, wrong types, unknown parameters) are
+//! *delegated*: sent verbatim to one node so the client gets Meilisearch's exact error (see
+//! [`query`]); a success from such a delegation is never relayed, since it would cover one
+//! node's shards only.
+
+pub mod auth;
+pub mod control;
+pub mod federated;
+pub mod filter;
+pub mod handler;
+pub mod json;
+pub mod query;
+pub mod quorum;
+pub mod reads;
+pub mod router;
+pub mod scatter;
+pub mod search;
+pub mod tenant;
+pub mod upstream;
+pub mod writes;
+
+use crate::http::types::{Method, Request, Response};
+use auth::Principal;
+use miroir_core::config::{Config, UnavailableShardPolicy};
+use miroir_core::ids::{GroupId, NodeId, ShardId};
+use miroir_core::routing::ShardMap;
+use miroir_core::snapshot::{IndexMeta, Snapshot};
+use miroir_core::topology::Topology;
+use miroir_core::{ErrorCode, MeiliError};
+use router::Route;
+use scatter::{NodeAssignment, ReadTable};
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, HashSet};
+use std::rc::Rc;
+use std::time::Duration;
+use upstream::{is_node_failure, with_node_auth, Upstreams};
+
+/// Deadline for control-path calls to the admin. Broadcasts with rollback (settings, index
+/// creation) wait for every node, so this is much longer than a node search timeout.
+pub const CONTROL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Where the proxy gets the current snapshot (the transport's per-core `SnapshotHandle`).
+pub type SnapshotSource = Box<dyn Fn() -> Option<Rc<Snapshot>>>;
+
+/// Renders this process's Prometheus text for `GET /_miroir/metrics`.
+pub type MetricsRender = Box<dyn Fn() -> String>;
+
+/// Everything a route needs to know about an index's placement for one snapshot generation.
+pub struct IndexRouting {
+    pub shard_map: ShardMap,
+    pub read: ReadTable,
+}
+
+/// Per-core routing tables, rebuilt when the snapshot generation changes.
+#[derive(Default)]
+struct RoutingCache {
+    generation: u64,
+    topology: Option<Rc<Topology>>,
+    addresses: Rc<HashMap<NodeId, String>>,
+    per_index: HashMap<String, Rc<IndexRouting>>,
+}
+
+/// What a scatter produced: node bodies in the merge's fixed order, and what is missing.
+#[derive(Debug, Default)]
+pub struct Gathered {
+    /// 2xx bodies, ordered by each node's smallest shard.
+    pub bodies: Vec<Vec<u8>>,
+    /// Shards no node could answer for.
+    pub unavailable: Vec<ShardId>,
+    /// The first client error (node 4xx) to relay verbatim instead of merging.
+    pub relay: Option<Response>,
+    /// Nodes asked in total (fan-out including retries).
+    pub asked: usize,
+}
+
+/// The data plane's handler: one per reactor core.
+pub struct Proxy<U> {
+    pub(crate) up: U,
+    pub(crate) config: Rc<Config>,
+    snapshot: SnapshotSource,
+    metrics: Option<MetricsRender>,
+    cache: RefCell<RoutingCache>,
+    /// Round-robin counter for group selection and replica rotation (per core).
+    counter: Cell<usize>,
+    /// `GET /version` answer from a node, kept once obtained.
+    version: RefCell<Option<Vec<u8>>>,
+    /// When a call to the admin last failed (writes are refused for a moment after).
+    admin_failed_at: Cell<Option<std::time::Instant>>,
+    /// Nodes that failed a call on this core recently: avoided (not excluded) by the next
+    /// plans, so a hung node costs one timeout per [`SUSPECT_FOR`] instead of one per request
+    /// until the admin's health checks mark it failed.
+    suspects: RefCell<HashMap<NodeId, std::time::Instant>>,
+}
+
+/// How long a node that failed a call is avoided by this core's read plans.
+pub const SUSPECT_FOR: Duration = Duration::from_secs(1);
+
+impl<U: Upstreams> Proxy<U> {
+    pub fn new(
+        up: U,
+        config: Rc<Config>,
+        snapshot: SnapshotSource,
+        metrics: Option<MetricsRender>,
+    ) -> Self {
+        Proxy {
+            up,
+            config,
+            snapshot,
+            metrics,
+            cache: RefCell::new(RoutingCache::default()),
+            counter: Cell::new(0),
+            version: RefCell::new(None),
+            admin_failed_at: Cell::new(None),
+            suspects: RefCell::new(HashMap::new()),
+        }
+    }
+
+    /// The metrics label of a request (never contains client input).
+    pub fn route_template(&self, req: &Request) -> &'static str {
+        router::route(req.method, &req.path)
+            .map(|r| r.template())
+            .unwrap_or("unmatched")
+    }
+
+    /// Answers one client request: route → authenticate → per-route plan/dispatch/combine.
+    pub async fn handle(&self, req: Request, request_id: &str) -> Response {
+        let route = match router::route(req.method, &req.path) {
+            Ok(r) => r,
+            Err(e) => return error(&e.to_meili()),
+        };
+        if route == Route::Health {
+            return Response::json(200, br#"{"status":"available"}"#.to_vec());
+        }
+        let Some(snap) = (self.snapshot)() else {
+            return error(&admin_unavailable());
+        };
+        let principal = match self.authenticate(&route, &req, &snap) {
+            Ok(p) => p,
+            Err(e) => return error(&e),
+        };
+        match route {
+            Route::Health => unreachable!("answered above"),
+            Route::Metrics => match &self.metrics {
+                Some(render) => Response {
+                    status: 200,
+                    headers: vec![(
+                        "content-type".into(),
+                        b"text/plain; version=0.0.4; charset=utf-8".to_vec(),
+                    )],
+                    body: render().into_bytes(),
+                },
+                None => error(&MeiliError::new(ErrorCode::NotFound, "Not Found")),
+            },
+            Route::Version => self.version(&snap, request_id).await,
+            Route::Search { index } => {
+                self.search(&snap, &index, &principal, req, request_id)
+                    .await
+            }
+            Route::FacetSearch { index } => {
+                self.facet_search(&snap, &index, &principal, req, request_id)
+                    .await
+            }
+            Route::MultiSearch => self.multi_search(&snap, &principal, req, request_id).await,
+            Route::DocumentGet { index, id } => {
+                self.document_get(&snap, &index, &id, &req, request_id)
+                    .await
+            }
+            Route::DocumentsList { index } => {
+                self.documents_list(&snap, &index, req, false, request_id)
+                    .await
+            }
+            Route::DocumentsFetch { index } => {
+                self.documents_list(&snap, &index, req, true, request_id)
+                    .await
+            }
+            Route::Control(c) => self.forward_control(&c, req, &principal, request_id).await,
+            Route::DocumentsWrite { .. }
+            | Route::DocumentsDeleteBatch { .. }
+            | Route::DocumentDelete { .. }
+            | Route::DocumentsDeleteByFilter { .. }
+            | Route::DocumentsDeleteAll { .. } => self.write(&snap, route, req, request_id).await,
+        }
+    }
+
+    fn authenticate(
+        &self,
+        route: &Route,
+        req: &Request,
+        snap: &Snapshot,
+    ) -> Result<Principal, MeiliError> {
+        if route.is_admin_prefix() {
+            if matches!(route, Route::Metrics) {
+                auth::check_admin_key(
+                    self.config.effective_admin_key(),
+                    req.header("authorization"),
+                    req.header("x-admin-key"),
+                )?;
+            }
+            // Other `/_miroir/*` routes: the admin checks its key itself.
+            return Ok(Principal::Master);
+        }
+        // Multi-search checks `search` per query index later; here only the key itself.
+        let action = route.action().unwrap_or("search");
+        auth::authenticate(
+            self.config.master_key.as_deref(),
+            &snap.keys,
+            req.header("authorization"),
+            action,
+            route.index(),
+            now_unix(),
+        )
+    }
+
+    /// Makes the per-core caches match `snap`'s generation (cheap when they already do).
+    fn refresh(&self, snap: &Snapshot) -> Result<(), MeiliError> {
+        let mut cache = self.cache.borrow_mut();
+        if cache.generation == snap.generation && cache.topology.is_some() {
+            return Ok(());
+        }
+        let topo = Topology::new(
+            snap.replication_factor,
+            snap.replica_groups,
+            snap.nodes.iter().cloned(),
+        )
+        .map_err(|e| {
+            MeiliError::new(
+                ErrorCode::Internal,
+                format!("invalid topology in snapshot: {e}"),
+            )
+        })?;
+        *cache = RoutingCache {
+            generation: snap.generation,
+            topology: Some(Rc::new(topo)),
+            addresses: Rc::new(
+                snap.nodes
+                    .iter()
+                    .map(|n| (n.id.clone(), n.address.clone()))
+                    .collect(),
+            ),
+            per_index: HashMap::new(),
+        };
+        Ok(())
+    }
+
+    /// Routing tables for `index` under `snap`, built once per generation and index.
+    pub(crate) fn routing(
+        &self,
+        snap: &Snapshot,
+        meta: &IndexMeta,
+    ) -> Result<Rc<IndexRouting>, MeiliError> {
+        self.refresh(snap)?;
+        let mut cache = self.cache.borrow_mut();
+        if let Some(r) = cache.per_index.get(&meta.uid) {
+            return Ok(r.clone());
+        }
+        let topo = cache.topology.clone().expect("set above");
+        let shards = meta.shards.max(1);
+        let shard_map = ShardMap::new(&topo, shards);
+        let readable: HashSet<NodeId> = snap
+            .nodes
+            .iter()
+            .filter(|n| n.status.serves_reads())
+            .map(|n| n.id.clone())
+            .collect();
+        // Nodes physically holding a shard they do not own in this topology: migration sources
+        // and targets. Their answers must be filtered to the shards assigned to them.
+        let extra: Vec<(NodeId, ShardId)> = snap
+            .migrations
+            .iter()
+            .filter(|m| m.index == meta.uid)
+            .flat_map(|m| [(m.from.clone(), m.shard), (m.to.clone(), m.shard)])
+            .collect();
+        let groups: Vec<GroupId> = topo.group_ids().collect();
+        let read = ReadTable::build(
+            shards,
+            &groups,
+            |s, g| shard_map.owners(g, s).to_vec(),
+            readable,
+            &extra,
+        );
+        let r = Rc::new(IndexRouting { shard_map, read });
+        cache.per_index.insert(meta.uid.clone(), r.clone());
+        Ok(r)
+    }
+
+    pub(crate) fn address(&self, node: &NodeId) -> Option<String> {
+        self.cache.borrow().addresses.get(node).cloned()
+    }
+
+    /// Next round-robin position: `(preferred group index, replica rotation)`.
+    pub(crate) fn next_turn(&self, table: &ReadTable) -> (usize, usize) {
+        let c = self.counter.get();
+        self.counter.set(c.wrapping_add(1));
+        let groups = table.groups.len().max(1);
+        (table.pick_group(c), c / groups)
+    }
+
+    pub(crate) fn node_key(&self) -> Option<&str> {
+        self.config.effective_node_master_key()
+    }
+
+    pub(crate) fn node_timeout(&self) -> Duration {
+        Duration::from_millis(self.config.scatter.node_timeout_ms)
+    }
+
+    /// Sends `req` to `node` with the node master key and the request id.
+    pub(crate) async fn call_node(
+        &self,
+        node: &NodeId,
+        req: Request,
+        request_id: &str,
+        timeout: Duration,
+    ) -> Result<Response, crate::http::types::UpstreamError> {
+        let Some(address) = self.address(node) else {
+            return Err(crate::http::types::UpstreamError::Connect(format!(
+                "unknown node {node}"
+            )));
+        };
+        let req = with_node_auth(req, self.node_key(), request_id);
+        self.up.node(&address, req, timeout).await
+    }
+
+    /// Scatter-gather over `shards` (see the module docs): plan, fan out, retry failed nodes'
+    /// shards elsewhere, and collect bodies in the merge's fixed order.
+    pub(crate) async fn gather(
+        &self,
+        table: &ReadTable,
+        shards: Vec<ShardId>,
+        request_id: &str,
+        build: impl Fn(&NodeAssignment) -> Request,
+    ) -> Gathered {
+        let (group, rotation) = self.next_turn(table);
+        let mut excluded: HashSet<NodeId> = HashSet::new();
+        let mut pending = shards;
+        let mut got: Vec<(ShardId, Vec<u8>)> = Vec::new();
+        let mut out = Gathered::default();
+        let timeout = self.node_timeout();
+        // Each round excludes at least one more node, so this terminates; the bound is a
+        // belt-and-braces guard against a planner bug.
+        let max_rounds = table.readable.len() + 1;
+        let suspects = self.suspects();
+        for _ in 0..max_rounds {
+            if pending.is_empty() {
+                break;
+            }
+            let avoid: HashSet<NodeId> = excluded.union(&suspects).cloned().collect();
+            let mut plan = table.assign(&pending, group, rotation, &avoid);
+            if !plan.uncovered.is_empty() && !suspects.is_empty() {
+                // Suspects are avoided, not excluded: shards only they can serve go to them.
+                let rest = table.assign(&plan.uncovered, group, rotation, &excluded);
+                plan.assignments.extend(rest.assignments);
+                plan.uncovered = rest.uncovered;
+            }
+            out.unavailable.extend(plan.uncovered.iter().copied());
+            if plan.assignments.is_empty() {
+                pending.clear();
+                break;
+            }
+            out.asked += plan.assignments.len();
+            let calls = plan
+                .assignments
+                .iter()
+                .map(|a| self.call_node(&a.node, build(a), request_id, timeout));
+            let answers = futures_util::future::join_all(calls).await;
+            pending = Vec::new();
+            for (a, answer) in plan.assignments.iter().zip(answers) {
+                let failed = !matches!(&answer, Ok(r) if !is_node_failure(r.status));
+                self.mark(&a.node, failed);
+                match answer {
+                    Ok(resp) if (200..300).contains(&resp.status) => {
+                        got.push((a.shards[0], resp.body));
+                    }
+                    Ok(resp) if !is_node_failure(resp.status) => {
+                        if out.relay.is_none() {
+                            out.relay = Some(upstream::relay(resp));
+                        }
+                    }
+                    _ => {
+                        excluded.insert(a.node.clone());
+                        pending.extend(a.shards.iter().copied());
+                    }
+                }
+            }
+            if out.relay.is_some() {
+                return out;
+            }
+        }
+        out.unavailable.extend(pending);
+        self.up.record_fan_out(out.asked);
+        out.unavailable.sort_unstable();
+        out.unavailable.dedup();
+        got.sort_by_key(|(s, _)| *s);
+        out.bodies = got.into_iter().map(|(_, b)| b).collect();
+        out
+    }
+
+    /// Nodes that failed on this core within [`SUSPECT_FOR`].
+    pub(crate) fn suspects(&self) -> HashSet<NodeId> {
+        let now = std::time::Instant::now();
+        let mut m = self.suspects.borrow_mut();
+        m.retain(|_, at| now.duration_since(*at) < SUSPECT_FOR);
+        m.keys().cloned().collect()
+    }
+
+    /// Records the outcome of a call to `node` (a success clears suspicion at once).
+    pub(crate) fn mark(&self, node: &NodeId, failed: bool) {
+        let mut m = self.suspects.borrow_mut();
+        if failed {
+            m.insert(node.clone(), std::time::Instant::now());
+        } else {
+            m.remove(node);
+        }
+    }
+
+    /// Applies `unavailable_shard_policy` to a gather: `Err` is the response to send instead
+    /// of a merge; `Ok(header)` carries the `X-Miroir-Degraded` value if any.
+    pub(crate) fn shard_policy(
+        &self,
+        index: &str,
+        g: &Gathered,
+    ) -> Result<Option<String>, Response> {
+        if g.unavailable.is_empty() {
+            return Ok(None);
+        }
+        let list = join_shards(&g.unavailable);
+        let fail = g.bodies.is_empty()
+            || self.config.scatter.unavailable_shard_policy == UnavailableShardPolicy::Error;
+        if fail {
+            return Err(error(&MeiliError::new(
+                ErrorCode::MiroirShardUnavailable,
+                format!("Shards {list} of index `{index}` are unavailable: no replica in any group answered."),
+            )));
+        }
+        self.up.record_partial();
+        Ok(Some(format!("shards={}", list.replace(", ", ","))))
+    }
+
+    /// Sends the client's request verbatim to one readable node of the index and relays the
+    /// answer: used when Miroir cannot interpret a request, so Meilisearch's own validation
+    /// produces the exact error (see [`query`]).
+    pub(crate) async fn delegate(
+        &self,
+        table: &ReadTable,
+        req: Request,
+        request_id: &str,
+    ) -> Response {
+        let (group, rotation) = self.next_turn(table);
+        let plan = table.assign(&table.all_shards(), group, rotation, &HashSet::new());
+        let Some(first) = plan.assignments.first() else {
+            return error(&MeiliError::new(
+                ErrorCode::MiroirShardUnavailable,
+                "No node can serve this index.",
+            ));
+        };
+        let mut fwd = Request {
+            method: req.method,
+            path: req.path,
+            query: req.query,
+            headers: Vec::new(),
+            body: req.body,
+        };
+        for name in ["content-type", "content-encoding"] {
+            if let Some(v) = req.headers.iter().find(|(n, _)| n == name) {
+                fwd.headers.push(v.clone());
+            }
+        }
+        match self
+            .call_node(&first.node, fwd, request_id, self.node_timeout())
+            .await
+        {
+            Ok(resp) => upstream::relay(resp),
+            Err(e) => error(&MeiliError::new(
+                ErrorCode::MiroirShardUnavailable,
+                format!("node `{}` did not answer: {e:?}", first.node),
+            )),
+        }
+    }
+
+    /// `GET /version`: asked once from a readable node, then served from the cache.
+    async fn version(&self, snap: &Snapshot, request_id: &str) -> Response {
+        if let Some(body) = self.version.borrow().as_ref() {
+            return Response::json(200, body.clone());
+        }
+        if let Err(e) = self.refresh(snap) {
+            return error(&e);
+        }
+        for node in snap.nodes.iter().filter(|n| n.status.serves_reads()) {
+            let req = Request {
+                method: Method::Get,
+                path: "/version".into(),
+                query: String::new(),
+                headers: vec![],
+                body: vec![],
+            };
+            if let Ok(resp) = self
+                .call_node(&node.id, req, request_id, self.node_timeout())
+                .await
+            {
+                if resp.status == 200 {
+                    *self.version.borrow_mut() = Some(resp.body.clone());
+                    return Response::json(200, resp.body);
+                }
+            }
+        }
+        error(&MeiliError::new(
+            ErrorCode::Unavailable,
+            "No Meilisearch node answered `/version`.",
+        ))
+    }
+}
+
+/// The index's metadata, or Meilisearch's `index_not_found`.
+pub fn index_meta<'s>(snap: &'s Snapshot, index: &str) -> Result<&'s IndexMeta, MeiliError> {
+    snap.indexes
+        .get(index)
+        .ok_or_else(|| index_not_found(index))
+}
+
+pub fn index_not_found(index: &str) -> MeiliError {
+    MeiliError::new(
+        ErrorCode::IndexNotFound,
+        format!("Index `{index}` not found."),
+    )
+}
+
+pub fn admin_unavailable() -> MeiliError {
+    MeiliError::new(
+        ErrorCode::MiroirAdminUnavailable,
+        "The Miroir admin process is unavailable; this operation needs it.",
+    )
+}
+
+/// A Meilisearch-shaped error response.
+pub fn error(e: &MeiliError) -> Response {
+    Response::json(e.status(), e.to_body())
+}
+
+fn join_shards(shards: &[ShardId]) -> String {
+    shards
+        .iter()
+        .map(|s| s.0.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,376 @@
+//! Pure scatter planning for reads: which node answers for which shards, with fallback.
+//!
+//! A read (search, facet-search, document listing) must see every shard of the index exactly
+//! once. The planner works on a [`ReadTable`]: for each replica group and each shard, the
+//! shard's owners (placement, PRODUCT.md §1) and which nodes may serve reads right now.
+//!
+//! [`ReadTable::assign`] gives each requested shard one node:
+//! 1. the preferred group first (round-robin per core, chosen by the caller), rotating among
+//!    the shard's RF owners with the caller's rotation counter so replicas share the load
+//!    (same rule as `miroir_core::routing::ShardMap::covering`);
+//! 2. if no owner of that shard in the preferred group can serve (unavailable, or excluded
+//!    because it already failed during this request), the same shard in the other groups;
+//! 3. otherwise the shard is reported *uncovered* and the caller applies
+//!    `unavailable_shard_policy`.
+//!
+//! Assignments are deduplicated per node: a node is asked once for all its shards. When a
+//! node also holds shards that were assigned elsewhere (RF > 1, migrations), its request
+//! must carry a `_miroir_shard IN [..]` filter — [`NodeAssignment::needs_shard_filter`].
+//!
+//! The same function replans after a runtime failure: call it again with the failed nodes
+//! excluded and only the failed shards requested.
+
+use miroir_core::{GroupId, NodeId, ShardId};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+/// One group's placement for an index's shard count.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupTable {
+    pub group: GroupId,
+    /// `owners[shard]` = the shard's owners in this group, best rendezvous score first.
+    pub owners: Vec<Vec<NodeId>>,
+}
+
+/// Placement and availability for reads, for one shard count S.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadTable {
+    pub shards: u32,
+    pub groups: Vec<GroupTable>,
+    /// Nodes that may serve reads now (statuses `active`, `degraded`, `draining`).
+    pub readable: HashSet<NodeId>,
+    /// Per node: every shard it physically holds (owned in its group, plus migration
+    /// sources/targets). Used to decide whether a shard filter is needed.
+    pub held: BTreeMap<NodeId, BTreeSet<ShardId>>,
+}
+
+/// One node's part of a scatter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeAssignment {
+    pub node: NodeId,
+    pub group: GroupId,
+    /// Shards this node answers for, ascending.
+    pub shards: Vec<ShardId>,
+    /// Whether the node holds shards beyond `shards` (then its request is filtered).
+    pub needs_shard_filter: bool,
+}
+
+/// The result of planning.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ScatterPlan {
+    /// Ordered by each assignment's smallest shard, so the merge's tie order ("equal heads
+    /// are taken in a fixed node order") does not depend on which replica answered.
+    pub assignments: Vec<NodeAssignment>,
+    /// Shards nobody can serve.
+    pub uncovered: Vec<ShardId>,
+}
+
+impl ReadTable {
+    /// Builds the table from an `owners(shard, group)` function (the core's rendezvous), the
+    /// readable nodes, and extra holdings (migrations) per node.
+    pub fn build(
+        shards: u32,
+        groups: &[GroupId],
+        owners: impl Fn(ShardId, GroupId) -> Vec<NodeId>,
+        readable: HashSet<NodeId>,
+        extra_held: &[(NodeId, ShardId)],
+    ) -> ReadTable {
+        let mut held: BTreeMap<NodeId, BTreeSet<ShardId>> = BTreeMap::new();
+        let groups: Vec<GroupTable> = groups
+            .iter()
+            .map(|&g| {
+                let owners: Vec<Vec<NodeId>> = (0..shards).map(|s| owners(ShardId(s), g)).collect();
+                for (s, os) in owners.iter().enumerate() {
+                    for n in os {
+                        held.entry(n.clone()).or_default().insert(ShardId(s as u32));
+                    }
+                }
+                GroupTable { group: g, owners }
+            })
+            .collect();
+        for (n, s) in extra_held {
+            held.entry(n.clone()).or_default().insert(*s);
+        }
+        ReadTable {
+            shards,
+            groups,
+            readable,
+            held,
+        }
+    }
+
+    /// Index of the group to prefer for a round-robin counter: the counter modulo the number
+    /// of groups, skipping groups that cannot serve every shard when another one can (a group
+    /// with a node down is used only if no complete group exists).
+    pub fn pick_group(&self, counter: usize) -> usize {
+        let n = self.groups.len().max(1);
+        let complete = |g: &GroupTable| {
+            g.owners
+                .iter()
+                .all(|os| os.iter().any(|o| self.readable.contains(o)))
+        };
+        (0..n)
+            .map(|i| (counter + i) % n)
+            .find(|&i| self.groups.get(i).is_some_and(complete))
+            .unwrap_or(counter % n)
+    }
+
+    /// Assigns each of `shards` to one readable, non-excluded node (see module docs).
+    pub fn assign(
+        &self,
+        shards: &[ShardId],
+        preferred_group: usize,
+        rotation: usize,
+        excluded: &HashSet<NodeId>,
+    ) -> ScatterPlan {
+        let mut per_node: BTreeMap<NodeId, (GroupId, BTreeSet<ShardId>)> = BTreeMap::new();
+        let mut uncovered = Vec::new();
+        let ng = self.groups.len();
+        for &shard in shards {
+            let mut chosen = None;
+            for gi in (0..ng).map(|i| (preferred_group + i) % ng) {
+                let g = &self.groups[gi];
+                let Some(owners) = g.owners.get(shard.0 as usize) else {
+                    continue;
+                };
+                let len = owners.len();
+                // Start at `(rotation + shard) % RF` like the core's covering set: the shard
+                // offset spreads one query's shards over all replicas, the rotation spreads
+                // successive queries; then the next owners in order as fallback.
+                let start = rotation.wrapping_add(shard.0 as usize);
+                let pick = (0..len)
+                    .map(|k| &owners[start.wrapping_add(k) % len])
+                    .find(|n| self.readable.contains(*n) && !excluded.contains(*n));
+                if let Some(n) = pick {
+                    chosen = Some((n.clone(), g.group));
+                    break;
+                }
+            }
+            match chosen {
+                Some((n, g)) => {
+                    per_node
+                        .entry(n)
+                        .or_insert_with(|| (g, BTreeSet::new()))
+                        .1
+                        .insert(shard);
+                }
+                None => uncovered.push(shard),
+            }
+        }
+        let mut assignments: Vec<NodeAssignment> = per_node
+            .into_iter()
+            .map(|(node, (group, set))| {
+                let needs_shard_filter = self
+                    .held
+                    .get(&node)
+                    .is_some_and(|h| h.iter().any(|s| !set.contains(s)));
+                NodeAssignment {
+                    node,
+                    group,
+                    shards: set.into_iter().collect(),
+                    needs_shard_filter,
+                }
+            })
+            .collect();
+        assignments.sort_by_key(|a| a.shards.first().copied());
+        ScatterPlan {
+            assignments,
+            uncovered,
+        }
+    }
+
+    /// Every shard of the index, `0..S`.
+    pub fn all_shards(&self) -> Vec<ShardId> {
+        (0..self.shards).map(ShardId).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn n(s: &str) -> NodeId {
+        NodeId::new(s)
+    }
+
+    /// 2 groups × 3 nodes, S = 6, RF = 2: shard s owned by nodes (s % 3) and ((s+1) % 3).
+    fn table(readable: &[&str]) -> ReadTable {
+        let owners = |s: ShardId, g: GroupId| {
+            let prefix = if g.0 == 0 { "a" } else { "b" };
+            vec![
+                n(&format!("{prefix}{}", s.0 % 3)),
+                n(&format!("{prefix}{}", (s.0 + 1) % 3)),
+            ]
+        };
+        ReadTable::build(
+            6,
+            &[GroupId(0), GroupId(1)],
+            owners,
+            readable.iter().map(|s| n(s)).collect(),
+            &[],
+        )
+    }
+
+    const ALL: [&str; 6] = ["a0", "a1", "a2", "b0", "b1", "b2"];
+
+    fn covered_once(plan: &ScatterPlan, shards: u32) {
+        let mut seen = BTreeSet::new();
+        for a in &plan.assignments {
+            for s in &a.shards {
+                assert!(seen.insert(*s), "shard {s} assigned twice");
+            }
+        }
+        let all: BTreeSet<ShardId> = (0..shards).map(ShardId).collect();
+        let uncovered: BTreeSet<ShardId> = plan.uncovered.iter().copied().collect();
+        assert_eq!(
+            seen.union(&uncovered).copied().collect::<BTreeSet<_>>(),
+            all
+        );
+    }
+
+    #[test]
+    fn every_shard_once_in_preferred_group() {
+        let t = table(&ALL);
+        for rot in 0..4 {
+            let plan = t.assign(&t.all_shards(), 1, rot, &HashSet::new());
+            covered_once(&plan, 6);
+            assert!(plan.uncovered.is_empty());
+            assert!(plan.assignments.iter().all(|a| a.group == GroupId(1)));
+            // RF=2: each node holds 4 shards but answers for fewer → filtered.
+            assert!(plan.assignments.iter().all(|a| a.needs_shard_filter));
+        }
+    }
+
+    #[test]
+    fn rotation_moves_load_between_replicas() {
+        let t = table(&ALL);
+        let p0 = t.assign(&t.all_shards(), 0, 0, &HashSet::new());
+        let p1 = t.assign(&t.all_shards(), 0, 1, &HashSet::new());
+        assert_ne!(p0.assignments, p1.assignments);
+    }
+
+    #[test]
+    fn replica_then_other_group_fallback() {
+        // a0 down: its shards go to the other owner in group 0.
+        let t = table(&["a1", "a2", "b0", "b1", "b2"]);
+        let plan = t.assign(&t.all_shards(), 0, 0, &HashSet::new());
+        covered_once(&plan, 6);
+        assert!(plan.uncovered.is_empty());
+        assert!(plan.assignments.iter().all(|a| a.group == GroupId(0)));
+        // a0 and a1 down: shard 0 (owners a0, a1) must come from group 1.
+        let t = table(&["a2", "b0", "b1", "b2"]);
+        let plan = t.assign(&t.all_shards(), 0, 0, &HashSet::new());
+        covered_once(&plan, 6);
+        assert!(plan.uncovered.is_empty());
+        assert!(plan
+            .assignments
+            .iter()
+            .any(|a| a.group == GroupId(1) && a.shards.contains(&ShardId(0))));
+    }
+
+    #[test]
+    fn exclusions_and_uncovered() {
+        let t = table(&ALL);
+        let excluded: HashSet<NodeId> = ["a0", "a1", "b0", "b1"].iter().map(|s| n(s)).collect();
+        let plan = t.assign(&[ShardId(0), ShardId(1)], 0, 0, &excluded);
+        // shard 0: owners x0, x1 (all excluded) → uncovered; shard 1: owners x1, x2 → a2.
+        assert_eq!(plan.uncovered, vec![ShardId(0)]);
+        assert_eq!(plan.assignments.len(), 1);
+        assert_eq!(plan.assignments[0].node, n("a2"));
+    }
+
+    #[test]
+    fn rf1_needs_no_filter() {
+        let owners = |s: ShardId, _g: GroupId| vec![n(&format!("n{}", s.0 % 3))];
+        let t = ReadTable::build(
+            6,
+            &[GroupId(0)],
+            owners,
+            ["n0", "n1", "n2"].iter().map(|s| n(s)).collect(),
+            &[],
+        );
+        let plan = t.assign(&t.all_shards(), 0, 5, &HashSet::new());
+        assert_eq!(plan.assignments.len(), 3);
+        assert!(plan.assignments.iter().all(|a| !a.needs_shard_filter));
+        // A migration target holding a foreign shard needs the filter.
+        let t2 = ReadTable::build(
+            6,
+            &[GroupId(0)],
+            owners,
+            ["n0", "n1", "n2"].iter().map(|s| n(s)).collect(),
+            &[(n("n0"), ShardId(1))],
+        );
+        let plan = t2.assign(&t2.all_shards(), 0, 0, &HashSet::new());
+        let a0 = plan.assignments.iter().find(|a| a.node == n("n0")).unwrap();
+        assert!(a0.needs_shard_filter);
+    }
+
+    #[test]
+    fn group_choice_prefers_complete_groups() {
+        let t = table(&["a2", "b0", "b1", "b2"]); // group 0 cannot serve shard 0
+        assert_eq!(t.pick_group(0), 1);
+        assert_eq!(t.pick_group(1), 1);
+        let t = table(&ALL);
+        assert_eq!(t.pick_group(0), 0);
+        assert_eq!(t.pick_group(3), 1);
+    }
+
+    mod props {
+        use super::*;
+        use miroir_core::routing::owners;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(1024))]
+
+            /// For any topology, availability and exclusion set: every requested shard is
+            /// either assigned to exactly one readable, non-excluded owner, or reported
+            /// uncovered exactly when no group has such an owner; preferred-group owners are
+            /// used whenever they can serve; the shard filter is set exactly when the node
+            /// holds shards it was not assigned.
+            #[test]
+            fn plans_are_exact_covers(
+                groups in 1u32..4,
+                per_group in 1u32..6,
+                rf_seed in 0u32..8,
+                shards in 1u32..48,
+                down in proptest::collection::vec(any::<bool>(), 18),
+                excluded_bits in proptest::collection::vec(any::<bool>(), 18),
+                preferred in 0usize..4,
+                rotation in 0usize..16,
+            ) {
+                let rf = 1 + rf_seed % per_group;
+                let node = |g: u32, i: u32| NodeId::new(format!("g{g}-{i}"));
+                let members = |g: u32| (0..per_group).map(|i| node(g, i)).collect::<Vec<_>>();
+                let all: Vec<NodeId> = (0..groups).flat_map(members).collect();
+                let readable: HashSet<NodeId> = all.iter().enumerate().filter(|(i, _)| !down[*i]).map(|(_, n)| n.clone()).collect();
+                let excluded: HashSet<NodeId> = all.iter().enumerate().filter(|(i, _)| excluded_bits[*i]).map(|(_, n)| n.clone()).collect();
+                let gids: Vec<GroupId> = (0..groups).map(GroupId).collect();
+                let t = ReadTable::build(shards, &gids, |s, g| owners(s, &members(g.0), rf), readable.clone(), &[]);
+                let preferred = preferred % groups as usize;
+                let plan = t.assign(&t.all_shards(), preferred, rotation, &excluded);
+                let usable = |n: &NodeId| readable.contains(n) && !excluded.contains(n);
+                let mut assigned: BTreeMap<ShardId, NodeId> = BTreeMap::new();
+                for a in &plan.assignments {
+                    prop_assert!(usable(&a.node));
+                    for s in &a.shards {
+                        prop_assert!(assigned.insert(*s, a.node.clone()).is_none(), "shard twice");
+                        let os = owners(*s, &members(a.group.0), rf);
+                        prop_assert!(os.contains(&a.node), "not an owner");
+                    }
+                    let held = &t.held[&a.node];
+                    prop_assert_eq!(a.needs_shard_filter, held.iter().any(|h| !a.shards.contains(h)));
+                }
+                for s in t.all_shards() {
+                    let any = (0..groups).any(|g| owners(s, &members(g), rf).iter().any(usable));
+                    prop_assert_eq!(plan.uncovered.contains(&s), !any);
+                    prop_assert_eq!(assigned.contains_key(&s), any);
+                    let pref_ok = owners(s, &members(preferred as u32), rf).iter().any(usable);
+                    if pref_ok {
+                        let n = &assigned[&s];
+                        prop_assert!(members(preferred as u32).contains(n), "preferred group skipped");
+                    }
+                }
+            }
+        }
+    }
+}

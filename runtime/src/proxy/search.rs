@@ -1,0 +1,492 @@
+//! Search, facet-search and multi-search: scatter-gather over one replica group and merge.
+//!
+//! Plan ([`crate::proxy::query`], [`crate::proxy::scatter`]) → dispatch
+//! (`Proxy::gather`) → combine (`miroir_merge`). See the module docs of `proxy` for the
+//! failure rules.
+//!
+//! Multi-search: each query is planned and merged independently (queries run concurrently);
+//! results keep the query order, each with `indexUid` first like Meilisearch. An error in one
+//! query fails the request with that error, its message prefixed ``Inside `.queries[i]`: ``.
+//! ASSUMPTION (Meilisearch v1.x): that prefix is how Meilisearch words per-query errors.
+//! Federated multi-search (`federation`): see [`crate::proxy::federated`].
+
+use crate::http::types::{Method, Request, Response};
+use crate::proxy::auth::{self, Principal};
+use crate::proxy::json::{prefix_error_message, RESERVED_PREFIX};
+use crate::proxy::query::{self, QueryError, SearchQuery};
+use crate::proxy::upstream::{json_request, Upstreams};
+use crate::proxy::{error, federated, index_meta, IndexRouting, Proxy};
+use miroir_core::snapshot::{IndexMeta, Snapshot};
+use miroir_core::{ErrorCode, MeiliError};
+use miroir_merge::{
+    merge_facet_search, merge_search, Bump, FacetOrder, SearchMergeRequest, ShardInput,
+};
+use serde_json::{Map, Value};
+use std::rc::Rc;
+
+/// A merged body plus its `X-Miroir-Degraded` value, or the response to send instead.
+type Merged = Result<(Vec<u8>, Option<String>), Response>;
+
+/// Whether the request declares a JSON body (anything else is delegated so the node answers
+/// Meilisearch's exact `invalid_content_type`/`missing_content_type`).
+fn is_json(req: &Request) -> bool {
+    req.header("content-type").is_some_and(|v| {
+        v.split(|&b| b == b';')
+            .next()
+            .is_some_and(|t| t.trim_ascii().eq_ignore_ascii_case(b"application/json"))
+    })
+}
+
+/// The JSON body of a read request, decompressed; `None` → delegate.
+fn json_body<'r, U>(p: &Proxy<U>, req: &'r Request) -> Option<std::borrow::Cow<'r, [u8]>> {
+    if !is_json(req) {
+        return None;
+    }
+    req.decoded_body(p.config.server.max_body_bytes as usize)
+        .ok()
+}
+
+/// ANDs a tenant token's rule filter into a query (no-op for other principals).
+fn apply_tenant_filter(principal: &Principal, index: &str, body: &mut Map<String, Value>) {
+    if let Some(rule) = principal.search_filter(index) {
+        if let Some(f) = crate::proxy::tenant::and_filters(Some(rule), body.get("filter")) {
+            body.insert("filter".into(), f);
+        }
+    }
+}
+
+fn with_degraded(mut resp: Response, degraded: Option<String>) -> Response {
+    if let Some(d) = degraded {
+        resp.headers
+            .push(("x-miroir-degraded".into(), d.into_bytes()));
+    }
+    resp
+}
+
+impl<U: Upstreams> Proxy<U> {
+    /// `POST`/`GET /indexes/{uid}/search`.
+    pub(crate) async fn search(
+        &self,
+        snap: &Snapshot,
+        index: &str,
+        principal: &Principal,
+        req: Request,
+        rid: &str,
+    ) -> Response {
+        let meta = match index_meta(snap, index) {
+            Ok(m) => m,
+            Err(e) => return error(&e),
+        };
+        let routing = match self.routing(snap, meta) {
+            Ok(r) => r,
+            Err(e) => return error(&e),
+        };
+        let parsed = match req.method {
+            Method::Get | Method::Head => query::parse_get(&req.query),
+            _ => match json_body(self, &req) {
+                Some(body) => query::parse_post(&body),
+                None => Err(QueryError::Delegate),
+            },
+        };
+        let mut q = match parsed {
+            Ok(q) => q,
+            Err(QueryError::Delegate) => return self.delegate(&routing.read, req, rid).await,
+        };
+        apply_tenant_filter(principal, &meta.uid, &mut q.body);
+        match self.search_one(meta, &routing, &q, rid).await {
+            Ok((body, degraded)) => with_degraded(Response::json(200, body), degraded),
+            Err(resp) => resp,
+        }
+    }
+
+    /// One scatter-gather search and its merge (also each query of a multi-search).
+    pub(crate) async fn search_one(
+        &self,
+        meta: &IndexMeta,
+        routing: &IndexRouting,
+        q: &SearchQuery,
+        rid: &str,
+    ) -> Merged {
+        let merge_req = SearchMergeRequest {
+            pagination: q.pagination,
+            sort_requested: q.sort_requested,
+            want_ranking_score: q.want_ranking_score,
+            want_ranking_score_details: q.want_ranking_score_details,
+            max_values_per_facet: meta.max_values_per_facet as usize,
+            sort_facet_values_by: &meta.sort_facet_values_by,
+            max_total_hits: meta.max_total_hits as usize,
+            reserved_prefix: RESERVED_PREFIX,
+            query: q.q(),
+        };
+        let node_req = merge_req.node_request();
+        let path = format!("/indexes/{}/search", meta.uid);
+        let gathered = self
+            .gather(&routing.read, routing.read.all_shards(), rid, |a| {
+                let filter = a.needs_shard_filter.then_some(a.shards.as_slice());
+                let body = query::node_body(
+                    q,
+                    node_req.pagination,
+                    node_req.show_ranking_score_details,
+                    filter,
+                );
+                json_request(Method::Post, path.clone(), String::new(), body)
+            })
+            .await;
+        if let Some(resp) = gathered.relay {
+            return Err(resp);
+        }
+        let degraded = self.shard_policy(&meta.uid, &gathered)?;
+        let inputs: Vec<ShardInput> = gathered.bodies.iter().map(|b| ShardInput::Ok(b)).collect();
+        let arena = Bump::new();
+        let mut out =
+            Vec::with_capacity(gathered.bodies.iter().map(Vec::len).sum::<usize>() / 2 + 256);
+        match merge_search(&merge_req, &inputs, &arena, &mut out) {
+            Ok(_) => Ok((out, degraded)),
+            Err(e) => Err(error(&MeiliError::new(
+                ErrorCode::Internal,
+                format!("A node returned a search response Miroir cannot read: {e}"),
+            ))),
+        }
+    }
+
+    /// `POST /indexes/{uid}/facet-search`: scatter, counts summed per value.
+    pub(crate) async fn facet_search(
+        &self,
+        snap: &Snapshot,
+        index: &str,
+        principal: &Principal,
+        req: Request,
+        rid: &str,
+    ) -> Response {
+        let meta = match index_meta(snap, index) {
+            Ok(m) => m,
+            Err(e) => return error(&e),
+        };
+        let routing = match self.routing(snap, meta) {
+            Ok(r) => r,
+            Err(e) => return error(&e),
+        };
+        let parsed =
+            json_body(self, &req).and_then(|b| match serde_json::from_slice::<Value>(&b) {
+                Ok(Value::Object(m)) => Some(m),
+                _ => None,
+            });
+        let Some(mut body) = parsed else {
+            return self.delegate(&routing.read, req, rid).await;
+        };
+        apply_tenant_filter(principal, &meta.uid, &mut body);
+        let path = format!("/indexes/{}/facet-search", meta.uid);
+        let gathered = self
+            .gather(&routing.read, routing.read.all_shards(), rid, |a| {
+                let mut b = body.clone();
+                if a.needs_shard_filter {
+                    let f = crate::proxy::filter::restrict_to_shards(body.get("filter"), &a.shards);
+                    b.insert("filter".into(), f);
+                }
+                let bytes = serde_json::to_vec(&Value::Object(b)).expect("a JSON map serialises");
+                json_request(Method::Post, path.clone(), String::new(), bytes)
+            })
+            .await;
+        if let Some(resp) = gathered.relay {
+            return resp;
+        }
+        let degraded = match self.shard_policy(&meta.uid, &gathered) {
+            Ok(d) => d,
+            Err(resp) => return resp,
+        };
+        let inputs: Vec<ShardInput> = gathered.bodies.iter().map(|b| ShardInput::Ok(b)).collect();
+        let facet = body
+            .get("facetName")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let order = meta
+            .sort_facet_values_by
+            .get(facet)
+            .or_else(|| meta.sort_facet_values_by.get("*"))
+            .copied()
+            .unwrap_or(FacetOrder::Alpha);
+        let arena = Bump::new();
+        let mut out = Vec::new();
+        match merge_facet_search(
+            &inputs,
+            meta.max_values_per_facet as usize,
+            order,
+            &arena,
+            &mut out,
+        ) {
+            Ok(_) => with_degraded(Response::json(200, out), degraded),
+            Err(e) => error(&MeiliError::new(
+                ErrorCode::Internal,
+                format!("A node returned a facet-search response Miroir cannot read: {e}"),
+            )),
+        }
+    }
+
+    /// `POST /multi-search` (non-federated).
+    pub(crate) async fn multi_search(
+        &self,
+        snap: &Snapshot,
+        principal: &Principal,
+        req: Request,
+        rid: &str,
+    ) -> Response {
+        let parsed = json_body(self, &req).and_then(|b| parse_multi(&b));
+        let Some(multi) = parsed else {
+            return self.delegate_any(snap, req, rid).await;
+        };
+        let federation = match multi.federation.as_ref().map(federated::parse_federation) {
+            None => None,
+            Some(Ok(f)) => Some(f),
+            Some(Err(true)) => {
+                return error(&MeiliError::new(
+                    ErrorCode::MiroirNotImplemented,
+                    "Federated facets (`facetsByIndex`, `mergeFacets`) are not supported by Miroir yet.",
+                ))
+            }
+            Some(Err(false)) => return self.delegate_any(snap, req, rid).await,
+        };
+        let mut plans: Vec<(&IndexMeta, Rc<IndexRouting>, SearchQuery)> =
+            Vec::with_capacity(multi.queries.len());
+        let mut weights = Vec::with_capacity(multi.queries.len());
+        let mut want_scores = Vec::with_capacity(multi.queries.len());
+        for (i, (index, mut body, weight)) in multi.queries.into_iter().enumerate() {
+            let prefix = format!("Inside `.queries[{i}]`: ");
+            if let Err(e) = auth::authorize_extra(&snap.keys, principal, "search", &index) {
+                return error(&e);
+            }
+            let meta = match index_meta(snap, &index) {
+                Ok(m) => m,
+                Err(e) => return error(&MeiliError::new(e.code, format!("{prefix}{}", e.message))),
+            };
+            let routing = match self.routing(snap, meta) {
+                Ok(r) => r,
+                Err(e) => return error(&e),
+            };
+            if let Some(fed) = &federation {
+                // Queries of a federated search may not paginate (Meilisearch rejects it):
+                // let a node say so exactly. Each query is asked for the federation's window.
+                if ["offset", "limit", "page", "hitsPerPage"]
+                    .iter()
+                    .any(|k| body.contains_key(*k))
+                {
+                    return self.delegate_any(snap, req, rid).await;
+                }
+                let (start, len) = fed.pagination.window(usize::MAX);
+                body.insert("offset".into(), 0.into());
+                body.insert("limit".into(), start.saturating_add(len).into());
+            }
+            apply_tenant_filter(principal, &index, &mut body);
+            match query::from_map(body) {
+                Ok(mut q) => {
+                    want_scores.push(q.want_ranking_score);
+                    if federation.is_some() {
+                        // Scores are what the federation merges on.
+                        q.want_ranking_score = true;
+                    }
+                    weights.push(weight);
+                    plans.push((meta, routing, q))
+                }
+                Err(QueryError::Delegate) => return self.delegate_any(snap, req, rid).await,
+            }
+        }
+        let runs = plans
+            .iter()
+            .map(|(meta, routing, q)| self.search_one(meta, routing, q, rid));
+        let results = futures_util::future::join_all(runs).await;
+        if let Some(fed) = federation {
+            let mut bodies = Vec::with_capacity(results.len());
+            let mut degraded = Vec::new();
+            for (i, result) in results.into_iter().enumerate() {
+                match result {
+                    Ok((body, d)) => {
+                        if let Some(d) = d {
+                            degraded.push(format!("queries[{i}]:{d}"));
+                        }
+                        bodies.push(body);
+                    }
+                    Err(mut resp) => {
+                        resp.body =
+                            prefix_error_message(&resp.body, &format!("Inside `.queries[{i}]`: "));
+                        return resp;
+                    }
+                }
+            }
+            let inputs: Vec<federated::QueryResult> = plans
+                .iter()
+                .zip(&bodies)
+                .enumerate()
+                .map(|(i, ((meta, _, _), body))| federated::QueryResult {
+                    index_uid: &meta.uid,
+                    weight: weights[i],
+                    want_score: want_scores[i],
+                    body,
+                })
+                .collect();
+            let mut out = Vec::new();
+            if federated::combine(&fed, &inputs, &mut out).is_none() {
+                return error(&MeiliError::new(
+                    ErrorCode::Internal,
+                    "A merged search response could not be federated.",
+                ));
+            }
+            let d = (!degraded.is_empty()).then(|| degraded.join(";"));
+            return with_degraded(Response::json(200, out), d);
+        }
+        let mut out = b"{\"results\":[".to_vec();
+        let mut degraded = Vec::new();
+        for (i, (result, (meta, _, _))) in results.into_iter().zip(&plans).enumerate() {
+            let (body, d) = match result {
+                Ok(x) => x,
+                Err(mut resp) => {
+                    resp.body =
+                        prefix_error_message(&resp.body, &format!("Inside `.queries[{i}]`: "));
+                    return resp;
+                }
+            };
+            if let Some(d) = d {
+                degraded.push(format!("queries[{i}]:{d}"));
+            }
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(b"{\"indexUid\":");
+            serde_json::to_writer(&mut out, &meta.uid).expect("str to Vec");
+            // The merged body is a non-empty object (`{"hits":…`): splice its members in.
+            if body.len() > 2 {
+                out.push(b',');
+                out.extend_from_slice(&body[1..]);
+            } else {
+                out.push(b'}');
+            }
+        }
+        out.extend_from_slice(b"]}");
+        let d = (!degraded.is_empty()).then(|| degraded.join(";"));
+        with_degraded(Response::json(200, out), d)
+    }
+
+    /// Delegation target for requests not tied to one index (multi-search).
+    async fn delegate_any(&self, snap: &Snapshot, req: Request, rid: &str) -> Response {
+        let Some(meta) = snap.indexes.values().next() else {
+            // No index at all: any query names an unknown index; a node says so exactly.
+            let Some(node) = snap.nodes.iter().find(|n| n.status.serves_reads()) else {
+                return error(&MeiliError::new(
+                    ErrorCode::MiroirShardUnavailable,
+                    "No node can serve reads.",
+                ));
+            };
+            if let Err(e) = self.refresh(snap) {
+                return error(&e);
+            }
+            let fwd = Request {
+                method: req.method,
+                path: req.path,
+                query: req.query,
+                headers: req
+                    .headers
+                    .into_iter()
+                    .filter(|(n, _)| n == "content-type")
+                    .collect(),
+                body: req.body,
+            };
+            return match self
+                .call_node(&node.id, fwd, rid, self.node_timeout())
+                .await
+            {
+                Ok(r) => crate::proxy::upstream::relay(r),
+                Err(e) => error(&MeiliError::new(
+                    ErrorCode::MiroirShardUnavailable,
+                    format!("node `{}` did not answer: {e:?}", node.id),
+                )),
+            };
+        };
+        match self.routing(snap, meta) {
+            Ok(r) => self.delegate(&r.read, req, rid).await,
+            Err(e) => error(&e),
+        }
+    }
+}
+
+/// A multi-search body, understood: per query `(indexUid, query without indexUid and
+/// federationOptions, federation weight)`.
+#[derive(Debug, PartialEq)]
+pub struct MultiSearch {
+    /// The `federation` object when present and not `null`.
+    pub federation: Option<Value>,
+    pub queries: Vec<(String, Map<String, Value>, f64)>,
+}
+
+/// Reads a multi-search body; `None` when it is not understood (then delegated).
+pub fn parse_multi(body: &[u8]) -> Option<MultiSearch> {
+    let Value::Object(mut top) = serde_json::from_slice::<Value>(body).ok()? else {
+        return None;
+    };
+    let federation = top.remove("federation").filter(|f| !f.is_null());
+    let Value::Array(queries) = top.remove("queries")? else {
+        return None;
+    };
+    if !top.is_empty() {
+        return None;
+    }
+    let mut out = Vec::with_capacity(queries.len());
+    for q in queries {
+        let Value::Object(mut m) = q else { return None };
+        let Value::String(index) = m.remove("indexUid")? else {
+            return None;
+        };
+        let weight = federated::weight(&m)?;
+        m.remove("federationOptions");
+        out.push((index, m, weight));
+    }
+    Some(MultiSearch {
+        federation,
+        queries: out,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn multi_parse() {
+        let m =
+            parse_multi(br#"{"queries":[{"indexUid":"a","q":"x"},{"indexUid":"b","limit":3}]}"#)
+                .unwrap();
+        assert!(m.federation.is_none());
+        assert_eq!(m.queries.len(), 2);
+        assert_eq!(m.queries[0].0, "a");
+        assert!(!m.queries[0].1.contains_key("indexUid"));
+        let m = parse_multi(
+            br#"{"federation":{},"queries":[{"indexUid":"a","federationOptions":{"weight":2}}]}"#,
+        )
+        .unwrap();
+        assert_eq!(m.federation, Some(serde_json::json!({})));
+        assert!(m.queries[0].1.is_empty());
+        assert_eq!(m.queries[0].2, 2.0);
+        for bad in [
+            &b"[]"[..],
+            br#"{"queries":{}}"#,
+            br#"{"queries":[{"q":"x"}]}"#,
+            br#"{"queries":[],"x":1}"#,
+            b"{",
+        ] {
+            assert!(
+                parse_multi(bad).is_none(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn json_content_type_detection() {
+        let mut r = json_request(Method::Post, "/".into(), String::new(), vec![]);
+        assert!(is_json(&r));
+        r.headers[0].1 = b"application/json; charset=utf-8".to_vec();
+        assert!(is_json(&r));
+        r.headers[0].1 = b"text/plain".to_vec();
+        assert!(!is_json(&r));
+        r.headers.clear();
+        assert!(!is_json(&r));
+    }
+}

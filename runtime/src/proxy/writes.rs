@@ -1,0 +1,651 @@
+//! Document writes (PRODUCT.md §2 "Writes"): routed (add/update, delete by id, delete-batch)
+//! and broadcast (delete by filter, delete all).
+//!
+//! 1. **Plan (pure).** The body is decoded and validated completely by the core
+//!    (`miroir_core::documents::prepare_batch`: primary key, ids, reserved fields, the
+//!    `_miroir_shard` injection) — a bad batch is a 400 and no node is touched. If the index
+//!    is unknown to the snapshot, has no primary key yet, or the batch brings fields the index
+//!    has never seen, the admin is asked first (`prepare-write` over the control socket): it
+//!    creates the index / sets the primary key / enqueues the nodes' extended searchable list
+//!    *before* these documents, and returns the `IndexMeta` to use.
+//! 2. **Dispatch.** Shards are grouped per target node (owners in every group, plus migration
+//!    targets) and each node gets one request with all its shards' documents, all in
+//!    parallel. Nodes whose status is `failed` are not contacted (they count as misses).
+//! 3. **Combine (pure).** [`crate::proxy::quorum::evaluate_quorum`]: `floor(RF/2)+1` owners
+//!    per group, at least one group per shard. Missed groups → `X-Miroir-Degraded:
+//!    groups=…;shards=…`; a shard with no group → `503 miroir_no_quorum` (or, when nodes
+//!    rejected the request as a client error, the first such error verbatim).
+//! 4. **Register.** The node task uids are registered with the admin (`POST
+//!    /_internal/v1/tasks`), which allocates the Miroir task uid and answers the summarized
+//!    task that is relayed to the client (202).
+//!
+//! The admin is needed for step 4, so a write fails with `503 miroir_admin_unavailable` when
+//! it is down. To make that immediate rather than "after writing to the nodes", each core
+//! remembers an admin failure for [`ADMIN_BACKOFF`] and refuses writes at once meanwhile (at
+//! most one write per core per backoff period can reach the nodes and then fail to
+//! register).
+//!
+//! Divergences (documented): Meilisearch reports document-level errors (missing primary key,
+//! invalid id) as failed tasks; Miroir must key documents to route them, so it rejects the
+//! batch synchronously with the same code and message. Deletes on an index unknown to Miroir
+//! answer `404 index_not_found` synchronously (Meilisearch enqueues a task that fails).
+
+use crate::http::types::{Method, Request, Response};
+use crate::proxy::control::admin_error;
+use crate::proxy::query::query_pairs;
+use crate::proxy::quorum::{evaluate_quorum, ShardTargets};
+use crate::proxy::reads::encode_path_segment;
+use crate::proxy::router::{Route, WriteMode};
+use crate::proxy::upstream::{is_node_failure, json_request, relay, Upstreams};
+use crate::proxy::{admin_unavailable, error, index_not_found, Proxy, CONTROL_TIMEOUT};
+use miroir_core::documents::{
+    prepare_batch, prepare_delete_batch, BatchOptions, PayloadFormat, PkSource,
+};
+use miroir_core::routing::ShardMap;
+use miroir_core::snapshot::{IndexMeta, Snapshot};
+use miroir_core::topology::NodeStatus;
+use miroir_core::{ErrorCode, MeiliError, NodeId, ShardId};
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+/// How long a core refuses writes after failing to reach the admin.
+pub const ADMIN_BACKOFF: Duration = Duration::from_secs(1);
+
+const ACCEPTED_TYPES: &str = "`application/json`, `application/x-ndjson`, `text/csv`";
+
+/// Query parameters of a document write.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct WriteParams {
+    pub primary_key: Option<String>,
+    pub csv_delimiter: Option<u8>,
+    /// Parameters forwarded to nodes unchanged (e.g. `customMetadata`).
+    pub passthrough: Vec<(String, String)>,
+}
+
+/// Reads `?primaryKey=&csvDelimiter=&…`.
+pub fn parse_write_params(qs: &str) -> Result<WriteParams, MeiliError> {
+    let pairs = query_pairs(qs).ok_or_else(|| {
+        MeiliError::new(
+            ErrorCode::BadRequest,
+            "The query string is not valid percent-encoding.",
+        )
+    })?;
+    let mut p = WriteParams::default();
+    for (k, v) in pairs {
+        match k.as_str() {
+            "primaryKey" => p.primary_key = Some(v),
+            "csvDelimiter" => {
+                // ASSUMPTION: Meilisearch's wording for a delimiter that is not one ASCII char.
+                if v.len() != 1 || !v.is_ascii() {
+                    return Err(MeiliError::new(
+                        ErrorCode::InvalidDocumentCsvDelimiter,
+                        format!("Invalid value in parameter `csvDelimiter`: expected a string of one character, but found the following string of {} characters: `{v}`", v.chars().count()),
+                    ));
+                }
+                p.csv_delimiter = Some(v.as_bytes()[0]);
+            }
+            _ => p.passthrough.push((k, v)),
+        }
+    }
+    Ok(p)
+}
+
+/// The payload format from `Content-Type`, with Meilisearch's 415 errors.
+/// ASSUMPTION: messages as Meilisearch v1.x words them.
+pub fn payload_format(
+    content_type: Option<&[u8]>,
+    csv_delimiter: u8,
+) -> Result<PayloadFormat, MeiliError> {
+    let Some(ct) = content_type else {
+        return Err(MeiliError::new(
+            ErrorCode::MissingContentType,
+            format!("A Content-Type header must be specified. Accepted values for the Content-Type header are: {ACCEPTED_TYPES}"),
+        ));
+    };
+    let ct = String::from_utf8_lossy(ct);
+    PayloadFormat::from_content_type(&ct, csv_delimiter).ok_or_else(|| {
+        MeiliError::new(
+            ErrorCode::InvalidContentType,
+            format!("The Content-Type `{ct}` is invalid. Accepted values for the Content-Type header are: {ACCEPTED_TYPES}"),
+        )
+    })
+}
+
+/// The query string for the node requests: the resolved primary key is always sent so that
+/// no node ever infers a different one from its subset of documents.
+pub fn node_write_query(primary_key: Option<&str>, params: &WriteParams) -> String {
+    let mut parts = Vec::new();
+    if let Some(pk) = primary_key {
+        parts.push(format!("primaryKey={}", encode_path_segment(pk)));
+    }
+    if let Some(d) = params.csv_delimiter {
+        parts.push(format!(
+            "csvDelimiter={}",
+            encode_path_segment(&(d as char).to_string())
+        ));
+    }
+    for (k, v) in &params.passthrough {
+        parts.push(format!(
+            "{}={}",
+            encode_path_segment(k),
+            encode_path_segment(v)
+        ));
+    }
+    parts.join("&")
+}
+
+/// Where each shard's writes go, per group, plus migration targets.
+pub fn shard_targets(
+    map: &ShardMap,
+    snap: &Snapshot,
+    index: &str,
+    shards: &[ShardId],
+) -> Vec<ShardTargets> {
+    shards
+        .iter()
+        .map(|&shard| {
+            let groups = (0..map.replica_groups())
+                .map(|g| {
+                    let g = miroir_core::GroupId(g);
+                    (g, map.owners(g, shard).to_vec())
+                })
+                .collect();
+            let extra = snap
+                .migrations
+                .iter()
+                .filter(|m| m.index == index && m.shard == shard)
+                .map(|m| m.to.clone())
+                .collect();
+            ShardTargets {
+                shard,
+                groups,
+                extra,
+            }
+        })
+        .collect()
+}
+
+/// The `taskUid` of a node's summarized task.
+pub fn task_uid(body: &[u8]) -> Option<u64> {
+    serde_json::from_slice::<Value>(body)
+        .ok()?
+        .get("taskUid")?
+        .as_u64()
+}
+
+/// What was prepared for the nodes.
+enum Payload {
+    /// Documents or ids grouped by shard; renders one body per node.
+    Docs {
+        batch: miroir_core::documents::PreparedBatch,
+    },
+    Ids {
+        batch: miroir_core::documents::DeleteBatch,
+    },
+    /// The same body for every node (delete by filter), or none (delete all, delete by id).
+    Same(Vec<u8>),
+}
+
+impl Payload {
+    fn render(&self, shards: &[ShardId]) -> Vec<u8> {
+        match self {
+            Payload::Docs { batch } => batch.render(shards),
+            Payload::Ids { batch } => batch.render(shards),
+            Payload::Same(b) => b.clone(),
+        }
+    }
+}
+
+/// One planned write, ready to dispatch.
+struct WritePlan {
+    meta: IndexMeta,
+    method: Method,
+    path: String,
+    query: String,
+    content_type: Option<&'static str>,
+    payload: Payload,
+    shards: Vec<ShardId>,
+    task_type: &'static str,
+    details: Value,
+}
+
+impl<U: Upstreams> Proxy<U> {
+    pub(crate) async fn write(
+        &self,
+        snap: &Snapshot,
+        route: Route,
+        req: Request,
+        rid: &str,
+    ) -> Response {
+        if self.admin_recently_failed() {
+            return error(&admin_unavailable());
+        }
+        let plan = match self.plan_write(snap, route, req, rid).await {
+            Ok(p) => p,
+            Err(resp) => return resp,
+        };
+        self.dispatch_write(snap, plan, rid).await
+    }
+
+    fn admin_recently_failed(&self) -> bool {
+        self.admin_failed_at
+            .get()
+            .is_some_and(|t| t.elapsed() < ADMIN_BACKOFF)
+    }
+
+    fn note_admin(&self, ok: bool) {
+        self.admin_failed_at
+            .set(if ok { None } else { Some(Instant::now()) });
+    }
+
+    async fn plan_write(
+        &self,
+        snap: &Snapshot,
+        route: Route,
+        req: Request,
+        rid: &str,
+    ) -> Result<WritePlan, Response> {
+        match route {
+            Route::DocumentsWrite { index, mode } => {
+                self.plan_documents(snap, &index, mode, req, rid).await
+            }
+            Route::DocumentsDeleteBatch { index } => {
+                let meta = snap
+                    .indexes
+                    .get(&index)
+                    .ok_or_else(|| error(&index_not_found(&index)))?
+                    .clone();
+                let batch =
+                    prepare_delete_batch(&req.body, meta.shards).map_err(|e| error(&e.into()))?;
+                let shards: Vec<ShardId> = batch.shard_ids().collect();
+                let details = json!({"providedIds": batch.id_count(), "deletedDocuments": null});
+                Ok(WritePlan {
+                    path: format!("/indexes/{index}/documents/delete-batch"),
+                    meta,
+                    method: Method::Post,
+                    query: String::new(),
+                    content_type: Some("application/json"),
+                    payload: Payload::Ids { batch },
+                    shards,
+                    task_type: "documentDeletion",
+                    details,
+                })
+            }
+            Route::DocumentDelete { index, id } => {
+                let meta = snap
+                    .indexes
+                    .get(&index)
+                    .ok_or_else(|| error(&index_not_found(&index)))?
+                    .clone();
+                let shard = miroir_core::routing::shard_for_key(&id, meta.shards.max(1));
+                Ok(WritePlan {
+                    path: format!("/indexes/{index}/documents/{}", encode_path_segment(&id)),
+                    meta,
+                    method: Method::Delete,
+                    query: String::new(),
+                    content_type: None,
+                    payload: Payload::Same(Vec::new()),
+                    shards: vec![shard],
+                    task_type: "documentDeletion",
+                    details: json!({"providedIds": 1, "deletedDocuments": null}),
+                })
+            }
+            Route::DocumentsDeleteByFilter { index } => {
+                let meta = snap
+                    .indexes
+                    .get(&index)
+                    .ok_or_else(|| error(&index_not_found(&index)))?
+                    .clone();
+                // The nodes validate the filter; every node gets the client's body as is.
+                let original = serde_json::from_slice::<Value>(&req.body)
+                    .ok()
+                    .and_then(|v| v.get("filter").cloned())
+                    .map(|f| Value::String(f.to_string()))
+                    .unwrap_or(Value::Null);
+                let shards = (0..meta.shards).map(ShardId).collect();
+                Ok(WritePlan {
+                    path: format!("/indexes/{index}/documents/delete"),
+                    meta,
+                    method: Method::Post,
+                    query: String::new(),
+                    content_type: Some("application/json"),
+                    payload: Payload::Same(req.body),
+                    shards,
+                    task_type: "documentDeletion",
+                    details: json!({"providedIds": 0, "deletedDocuments": null, "originalFilter": original}),
+                })
+            }
+            Route::DocumentsDeleteAll { index } => {
+                let meta = snap
+                    .indexes
+                    .get(&index)
+                    .ok_or_else(|| error(&index_not_found(&index)))?
+                    .clone();
+                let shards = (0..meta.shards).map(ShardId).collect();
+                Ok(WritePlan {
+                    path: format!("/indexes/{index}/documents"),
+                    meta,
+                    method: Method::Delete,
+                    query: String::new(),
+                    content_type: None,
+                    payload: Payload::Same(Vec::new()),
+                    shards,
+                    task_type: "documentDeletion",
+                    details: json!({"deletedDocuments": null}),
+                })
+            }
+            _ => Err(error(&MeiliError::new(
+                ErrorCode::Internal,
+                "not a write route",
+            ))),
+        }
+    }
+
+    async fn plan_documents(
+        &self,
+        snap: &Snapshot,
+        index: &str,
+        mode: WriteMode,
+        req: Request,
+        rid: &str,
+    ) -> Result<WritePlan, Response> {
+        let params = parse_write_params(&req.query).map_err(|e| error(&e))?;
+        let format = payload_format(
+            req.header("content-type"),
+            params.csv_delimiter.unwrap_or(b','),
+        )
+        .map_err(|e| error(&e))?;
+        let body = self.decoded_body(&req).map_err(|e| error(&e))?;
+        let known = snap.indexes.get(index);
+        let shards = known.map_or(self.config.shards, |m| m.shards).max(1);
+        let prepare = |shards: u32, index_pk: Option<&str>| {
+            let opts = BatchOptions {
+                index_primary_key: index_pk,
+                query_primary_key: params.primary_key.as_deref(),
+                shards,
+                extra_reserved: &[],
+            };
+            prepare_batch(&body, format, &opts).map_err(|e| error(&e.into()))
+        };
+        let mut batch = prepare(shards, known.and_then(|m| m.primary_key.as_deref()))?;
+        let new_fields = batch.new_fields(known.map_or(&[][..], |m| &m.fields));
+        let needs_admin = known.is_none_or(|m| m.primary_key.is_none()) || !new_fields.is_empty();
+        let meta = if needs_admin {
+            let pk = batch.primary_key();
+            let prep = json!({
+                "primaryKey": pk.map(|p| p.name.clone()),
+                "primaryKeySource": pk.map(|p| match p.source {
+                    PkSource::Index => "index",
+                    PkSource::Query => "query",
+                    PkSource::Inferred => "inferred",
+                }),
+                "newFields": new_fields,
+            });
+            let meta = self.prepare_write(index, prep, rid).await?;
+            // The admin fixes S at index creation; re-plan if it differs from our guess, and
+            // re-check the documents against the primary key it settled on.
+            if meta.shards != shards
+                || meta.primary_key.as_deref() != batch.primary_key().map(|p| p.name.as_str())
+            {
+                batch = prepare(meta.shards.max(1), meta.primary_key.as_deref())?;
+            }
+            meta
+        } else {
+            known
+                .cloned()
+                .expect("known when no admin round-trip is needed")
+        };
+        let pk = batch
+            .primary_key()
+            .map(|p| p.name.clone())
+            .or_else(|| meta.primary_key.clone());
+        let query = node_write_query(pk.as_deref(), &params);
+        let shards: Vec<ShardId> = batch.shard_ids().collect();
+        let details =
+            json!({"receivedDocuments": batch.document_count(), "indexedDocuments": null});
+        Ok(WritePlan {
+            path: format!("/indexes/{index}/documents"),
+            meta,
+            method: if mode == WriteMode::Replace {
+                Method::Post
+            } else {
+                Method::Put
+            },
+            query,
+            content_type: Some(batch.format().content_type()),
+            payload: Payload::Docs { batch },
+            shards,
+            task_type: "documentAdditionOrUpdate",
+            details,
+        })
+    }
+
+    /// The request body, decompressed per `Content-Encoding` (transport helper, capped at
+    /// `server.max_body_bytes`).
+    fn decoded_body<'r>(&self, req: &'r Request) -> Result<std::borrow::Cow<'r, [u8]>, MeiliError> {
+        req.decoded_body(self.config.server.max_body_bytes as usize)
+    }
+
+    /// `POST /_internal/v1/indexes/{uid}/prepare-write` → the `IndexMeta` to write with.
+    async fn prepare_write(
+        &self,
+        index: &str,
+        body: Value,
+        rid: &str,
+    ) -> Result<IndexMeta, Response> {
+        let req = json_request(
+            Method::Post,
+            format!("/_internal/v1/indexes/{index}/prepare-write"),
+            String::new(),
+            serde_json::to_vec(&body).expect("json"),
+        );
+        let req = internal(req, rid);
+        let resp = match self.up.admin(req, CONTROL_TIMEOUT).await {
+            Ok(r) => {
+                self.note_admin(true);
+                r
+            }
+            Err(e) => {
+                self.note_admin(false);
+                return Err(error(&admin_error(&e)));
+            }
+        };
+        if !(200..300).contains(&resp.status) {
+            return Err(relay(resp));
+        }
+        #[derive(serde::Deserialize)]
+        struct Prepared {
+            index: IndexMeta,
+        }
+        serde_json::from_slice::<Prepared>(&resp.body)
+            .map(|p| p.index)
+            .map_err(|e| {
+                error(&MeiliError::new(
+                    ErrorCode::Internal,
+                    format!("The admin's prepare-write answer is unreadable: {e}"),
+                ))
+            })
+    }
+
+    async fn dispatch_write(&self, snap: &Snapshot, plan: WritePlan, rid: &str) -> Response {
+        let routing = match self.routing(snap, &plan.meta) {
+            Ok(r) => r,
+            Err(e) => return error(&e),
+        };
+        let targets = shard_targets(&routing.shard_map, snap, &plan.meta.uid, &plan.shards);
+        let per_node = crate::proxy::quorum::plan_node_batches(&targets);
+        let status_of = |n: &NodeId| snap.nodes.iter().find(|x| &x.id == n).map(|x| x.status);
+        let timeout = self.node_timeout();
+        let (send, skipped): (Vec<_>, Vec<_>) = per_node.into_iter().partition(|(n, _)| {
+            status_of(n).is_some_and(|s| s != NodeStatus::Failed && s.accepts_writes())
+        });
+        let calls = send.iter().map(|(node, shards)| {
+            let mut req = Request {
+                method: plan.method,
+                path: plan.path.clone(),
+                query: plan.query.clone(),
+                headers: Vec::new(),
+                body: plan.payload.render(shards),
+            };
+            if let Some(ct) = plan.content_type {
+                req.headers
+                    .push(("content-type".into(), ct.as_bytes().to_vec()));
+            }
+            self.call_node(node, req, rid, timeout)
+        });
+        let answers = futures_util::future::join_all(calls).await;
+        let mut node_tasks = Vec::new();
+        let mut failed = Vec::new();
+        let mut client_error: Option<Response> = None;
+        for ((node, _), answer) in send.iter().zip(answers) {
+            match answer {
+                Ok(resp) if (200..300).contains(&resp.status) => match task_uid(&resp.body) {
+                    Some(uid) => node_tasks.push(json!({"node": node.as_str(), "taskUid": uid})),
+                    None => failed.push(json!({"node": node.as_str(), "error": synth_error(node, "answered without a taskUid")})),
+                },
+                Ok(resp) => {
+                    let err = serde_json::from_slice::<Value>(&resp.body)
+                        .ok()
+                        .filter(Value::is_object)
+                        .unwrap_or_else(|| synth_error(node, &format!("answered HTTP {}", resp.status)));
+                    failed.push(json!({"node": node.as_str(), "error": err}));
+                    if !is_node_failure(resp.status) && client_error.is_none() {
+                        client_error = Some(relay(resp));
+                    }
+                }
+                Err(e) => failed.push(json!({"node": node.as_str(), "error": synth_error(node, &format!("{e:?}"))})),
+            }
+        }
+        for (node, _) in &skipped {
+            failed.push(json!({"node": node.as_str(), "error": synth_error(node, "is marked failed; not contacted")}));
+        }
+        let accepted: std::collections::HashSet<&str> = node_tasks
+            .iter()
+            .filter_map(|t| t["node"].as_str())
+            .collect();
+        let report = evaluate_quorum(&targets, snap.replication_factor, |n| {
+            accepted.contains(n.as_str())
+        });
+        if !report.succeeded() {
+            if let Some(resp) = client_error {
+                return resp;
+            }
+            let list = report
+                .no_quorum
+                .iter()
+                .map(|s| s.0.to_string())
+                .collect::<Vec<_>>()
+                .join(", ");
+            return error(&MeiliError::new(
+                ErrorCode::MiroirNoQuorum,
+                format!(
+                    "No replica group reached a write quorum for shard(s) {list} of index `{}`.",
+                    plan.meta.uid
+                ),
+            ));
+        }
+        let registration = json!({
+            "indexUid": plan.meta.uid,
+            "type": plan.task_type,
+            "details": plan.details,
+            "nodeTasks": node_tasks,
+            "failedNodes": failed,
+        });
+        let req = internal(
+            json_request(
+                Method::Post,
+                "/_internal/v1/tasks".into(),
+                String::new(),
+                serde_json::to_vec(&registration).expect("json"),
+            ),
+            rid,
+        );
+        let mut resp = match self.up.admin(req, CONTROL_TIMEOUT).await {
+            Ok(r) => {
+                self.note_admin(true);
+                relay(r)
+            }
+            Err(e) => {
+                self.note_admin(false);
+                return error(&admin_error(&e));
+            }
+        };
+        if let Some(d) = report.degraded_header() {
+            resp.headers
+                .push(("x-miroir-degraded".into(), d.into_bytes()));
+        }
+        resp
+    }
+}
+
+/// Adds the control-protocol headers of an internal (data plane → admin) call.
+fn internal(mut req: Request, rid: &str) -> Request {
+    req.headers
+        .push(("miroir-control-version".into(), b"1".to_vec()));
+    req.headers
+        .push(("x-request-id".into(), rid.as_bytes().to_vec()));
+    req
+}
+
+/// A Meilisearch-shaped error object for a node that gave no usable answer.
+fn synth_error(node: &NodeId, what: &str) -> Value {
+    let e = MeiliError::new(ErrorCode::Unavailable, format!("Node `{node}` {what}."));
+    serde_json::from_slice(&e.to_body()).expect("MeiliError bodies are JSON")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn params() {
+        let p = parse_write_params("primaryKey=sku&csvDelimiter=%3B&customMetadata=x").unwrap();
+        assert_eq!(p.primary_key.as_deref(), Some("sku"));
+        assert_eq!(p.csv_delimiter, Some(b';'));
+        assert_eq!(
+            p.passthrough,
+            vec![("customMetadata".to_string(), "x".to_string())]
+        );
+        let e = parse_write_params("csvDelimiter=ab").unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidDocumentCsvDelimiter);
+        assert_eq!(
+            node_write_query(Some("sku"), &p),
+            "primaryKey=sku&csvDelimiter=%3B&customMetadata=x"
+        );
+        assert_eq!(node_write_query(None, &WriteParams::default()), "");
+    }
+
+    #[test]
+    fn content_types() {
+        assert_eq!(
+            payload_format(Some(b"application/json"), b',').unwrap(),
+            PayloadFormat::Json
+        );
+        assert_eq!(
+            payload_format(Some(b"text/csv; charset=utf-8"), b';').unwrap(),
+            PayloadFormat::Csv { delimiter: b';' }
+        );
+        let e = payload_format(None, b',').unwrap_err();
+        assert_eq!((e.code, e.status()), (ErrorCode::MissingContentType, 415));
+        let e = payload_format(Some(b"text/plain"), b',').unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidContentType);
+        assert!(e.message.contains("`text/plain`"));
+    }
+
+    #[test]
+    fn task_uids() {
+        assert_eq!(
+            task_uid(br#"{"taskUid":12,"indexUid":"m","status":"enqueued"}"#),
+            Some(12)
+        );
+        assert_eq!(task_uid(br#"{"uid":12}"#), None);
+        assert_eq!(task_uid(b"nope"), None);
+    }
+
+    #[test]
+    fn synthesized_errors_are_meili_shaped() {
+        let v = synth_error(&NodeId::new("n1"), "timed out");
+        assert_eq!(v["code"], "unavailable");
+        assert!(v["message"].as_str().unwrap().contains("n1"));
+    }
+}
