@@ -1,0 +1,126 @@
+//! The admin REST API `/_miroir/*` (PRODUCT.md §5): topology, shards, readiness, metrics.
+//! Topology operations (node add/drain/remove, rebalance) belong to a later issue and answer
+//! `501 miroir_not_implemented` until then.
+
+use crate::api::{ApiError, Req, Resp};
+use crate::coverage;
+use crate::state::Admin;
+use hyper::Method;
+use miroir_core::error::ErrorCode;
+use miroir_core::topology::NodeStatus;
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+pub async fn route(
+    admin: &Arc<Admin>,
+    m: &Method,
+    s: &[&str],
+    _req: &Req,
+) -> Result<Resp, ApiError> {
+    match (m, s) {
+        (&Method::GET, ["topology"]) => Ok(Resp::json(200, &topology(admin))),
+        (&Method::GET, ["shards"]) => Ok(Resp::json(200, &shards(admin))),
+        (&Method::GET, ["ready"]) => Ok(ready(admin)),
+        (&Method::GET, ["tasks", uid]) => crate::tasks::get(admin, uid, None).await,
+        (&Method::GET, ["metrics"]) => Ok(Resp::text(200, "text/plain; version=0.0.4", crate::metrics::render(admin).await)),
+        (_, ["nodes", ..]) | (_, ["rebalance", ..]) => Err(ApiError::core(
+            ErrorCode::MiroirNotImplemented,
+            "Topology operations (adding, draining and removing nodes, rebalancing) are not implemented yet; the topology is fixed by the configuration file.",
+        )),
+        _ => Err(ApiError::core(ErrorCode::NotFound, "Not Found")),
+    }
+}
+
+/// `GET /_miroir/topology`, shape of PRODUCT.md §5. `shard_count` is per node for an index of
+/// the configured S (every index has the same S until resharding exists).
+pub fn topology(admin: &Admin) -> Value {
+    let counts = admin.shard_counts(admin.config.shards);
+    let nodes = admin.nodes();
+    let degraded = nodes
+        .iter()
+        .filter(|n| !matches!(n.status, NodeStatus::Active | NodeStatus::Removed))
+        .count();
+    let nodes: Vec<Value> = nodes
+        .iter()
+        .map(|n| {
+            let mut v = json!({
+                "id": n.id, "replica_group": n.group, "status": n.status.as_str(),
+                "shard_count": counts.get(&n.id).copied().unwrap_or(0), "last_seen_ms": n.last_seen_ms,
+            });
+            if let Some(e) = &n.error {
+                v["error"] = json!(e);
+            }
+            v
+        })
+        .collect();
+    json!({
+        "shards": admin.config.shards,
+        "replication_factor": admin.config.replication_factor,
+        "replica_groups": admin.config.replica_groups,
+        "nodes": nodes,
+        "degraded_node_count": degraded,
+        "rebalance_in_progress": false,
+        "fully_covered": admin.uncovered().is_empty() && default_covered(admin),
+    })
+}
+
+/// Whether an index of the configured S would be covered (meaningful before any index exists).
+fn default_covered(admin: &Admin) -> bool {
+    let nodes = admin.nodes();
+    let cover: Vec<coverage::CoverNode> = nodes
+        .iter()
+        .map(|n| coverage::CoverNode {
+            id: &n.id,
+            group: n.group,
+            places: n.status.owns_shards(),
+            live: n.is_live(),
+        })
+        .collect();
+    coverage::uncovered_shards(
+        &cover,
+        admin.config.replica_groups,
+        admin.config.replication_factor,
+        admin.config.shards,
+    )
+    .is_empty()
+}
+
+/// `GET /_miroir/shards`: owners of every shard per group, and uncovered shards per index.
+pub fn shards(admin: &Admin) -> Value {
+    let nodes = admin.nodes();
+    let rf = admin.config.replication_factor;
+    let groups: Vec<Vec<&str>> = (0..admin.config.replica_groups)
+        .map(|g| {
+            nodes
+                .iter()
+                .filter(|n| n.group == g && n.status.owns_shards())
+                .map(|n| n.id.as_str())
+                .collect()
+        })
+        .collect();
+    let assignments: Vec<Value> = (0..admin.config.shards)
+        .map(|s| json!({"shard": s, "owners": groups.iter().map(|members| coverage::owners(s, members, rf)).collect::<Vec<_>>()}))
+        .collect();
+    let uncovered = admin.uncovered();
+    let indexes: Vec<Value> = admin
+        .lock()
+        .indexes
+        .values()
+        .map(|m| json!({"uid": m.uid, "shards": m.shards, "uncovered_shards": uncovered.get(&m.uid).cloned().unwrap_or_default()}))
+        .collect();
+    json!({"shards": admin.config.shards, "assignments": assignments, "indexes": indexes})
+}
+
+/// `GET /_miroir/ready`: 200 only when every shard of every index has a live owner in at
+/// least one group.
+pub fn ready(admin: &Admin) -> Resp {
+    let uncovered = admin.uncovered();
+    if uncovered.is_empty() {
+        Resp::json(200, &json!({"status": "ready"}))
+    } else {
+        Resp::json(
+            503,
+            &json!({"status": "unavailable", "uncovered_shards": uncovered}),
+        )
+    }
+}

@@ -1,0 +1,269 @@
+//! The admin's own request/response values, independent of the HTTP stack so handlers are
+//! plain async functions that tests can call directly, and one error type that renders as a
+//! Meilisearch error body.
+
+use bytes::Bytes;
+use miroir_core::error::{link_for, ErrorCode, MeiliError};
+use serde::Serialize;
+use serde_json::Value;
+
+/// A fully received request (the HTTP layer has collected the body).
+#[derive(Debug, Clone)]
+pub struct Req {
+    pub method: hyper::Method,
+    /// Path without the query, percent-encoded as received.
+    pub path: String,
+    /// Raw query string without `?` (empty when absent).
+    pub query: String,
+    pub headers: hyper::HeaderMap,
+    pub body: Bytes,
+    /// `X-Request-Id` (received or generated), echoed on the response and in logs.
+    pub request_id: String,
+}
+
+impl Req {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The body as JSON; an empty body is `missing_payload`, invalid JSON `malformed_payload`.
+    pub fn json(&self) -> Result<Value, ApiError> {
+        if self.body.is_empty() {
+            return Err(ApiError::core(
+                ErrorCode::MissingPayload,
+                "A json payload is missing.",
+            ));
+        }
+        serde_json::from_slice(&self.body).map_err(|e| {
+            ApiError::core(
+                ErrorCode::MalformedPayload,
+                format!("The json payload provided is malformed. `{e}`."),
+            )
+        })
+    }
+}
+
+/// A response ready to be written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resp {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: Bytes,
+}
+
+impl Resp {
+    pub fn json(status: u16, value: &impl Serialize) -> Resp {
+        let body = serde_json::to_vec(value).expect("serialising JSON values cannot fail");
+        Resp {
+            status,
+            content_type: "application/json",
+            body: body.into(),
+        }
+    }
+
+    pub fn raw_json(status: u16, body: impl Into<Bytes>) -> Resp {
+        Resp {
+            status,
+            content_type: "application/json",
+            body: body.into(),
+        }
+    }
+
+    pub fn text(status: u16, content_type: &'static str, body: impl Into<Bytes>) -> Resp {
+        Resp {
+            status,
+            content_type,
+            body: body.into(),
+        }
+    }
+
+    pub fn empty(status: u16) -> Resp {
+        Resp {
+            status,
+            content_type: "application/json",
+            body: Bytes::new(),
+        }
+    }
+
+    /// The body parsed as JSON (tests and internal callers).
+    pub fn value(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+}
+
+/// An error answered to the client: either one of the core's codes, a Meilisearch code the
+/// core's table does not list (e.g. `invalid_task_statuses`), or a node's error relayed
+/// verbatim.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ApiError {
+    Code {
+        status: u16,
+        code: String,
+        kind: &'static str,
+        message: String,
+    },
+    /// A node's error body and status, forwarded unchanged.
+    Node { status: u16, body: Value },
+}
+
+impl ApiError {
+    pub fn core(code: ErrorCode, message: impl Into<String>) -> ApiError {
+        ApiError::Code {
+            status: code.status(),
+            code: code.code().to_string(),
+            kind: code.error_type().as_str(),
+            message: message.into(),
+        }
+    }
+
+    /// A Meilisearch `invalid_request` error with a code not in the core's table.
+    pub fn invalid(code: &str, message: impl Into<String>) -> ApiError {
+        ApiError::Code {
+            status: 400,
+            code: code.to_string(),
+            kind: "invalid_request",
+            message: message.into(),
+        }
+    }
+
+    pub fn internal(message: impl Into<String>) -> ApiError {
+        ApiError::core(ErrorCode::Internal, message)
+    }
+
+    pub fn status(&self) -> u16 {
+        match self {
+            ApiError::Code { status, .. } | ApiError::Node { status, .. } => *status,
+        }
+    }
+
+    /// The Meilisearch error body `{message, code, type, link}`.
+    pub fn body(&self) -> Value {
+        match self {
+            ApiError::Code {
+                code,
+                kind,
+                message,
+                ..
+            } => {
+                let link = if code.starts_with("miroir_") {
+                    link_for(ErrorCode::MiroirNoQuorum).replace("miroir_no_quorum", code)
+                } else {
+                    format!("https://docs.meilisearch.com/errors#{code}")
+                };
+                serde_json::json!({"message": message, "code": code, "type": kind, "link": link})
+            }
+            ApiError::Node { body, .. } => body.clone(),
+        }
+    }
+
+    pub fn into_resp(self) -> Resp {
+        Resp::json(self.status(), &self.body())
+    }
+}
+
+impl From<MeiliError> for ApiError {
+    fn from(e: MeiliError) -> Self {
+        ApiError::core(e.code, e.message)
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> Self {
+        ApiError::internal(format!("task store: {e}"))
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.body())
+    }
+}
+
+/// Splits a raw query string into decoded `(key, value)` pairs.
+pub fn query_pairs(query: &str) -> Vec<(String, String)> {
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect()
+}
+
+/// Decodes `%XX` escapes and `+` (as space); invalid escapes are kept literally.
+pub fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() => match (hex(b[i + 1]), hex(b[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push(h << 4 | l);
+                    i += 2;
+                }
+                _ => out.push(b'%'),
+            },
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn hex(c: u8) -> Option<u8> {
+    (c as char).to_digit(16).map(|d| d as u8)
+}
+
+/// Percent-encodes a path segment (index uids are `[A-Za-z0-9_-]`, but relay safely).
+pub fn encode_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_pairs_decode() {
+        assert_eq!(
+            query_pairs("statuses=enqueued%2Cfailed&limit=2&q=a+b&x"),
+            vec![
+                ("statuses".into(), "enqueued,failed".into()),
+                ("limit".into(), "2".into()),
+                ("q".into(), "a b".into()),
+                ("x".into(), "".into())
+            ]
+        );
+        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(percent_decode("%zz"), "%zz");
+    }
+
+    #[test]
+    fn errors_render_meilisearch_bodies() {
+        let e = ApiError::invalid("invalid_task_statuses", "bad");
+        let b = e.body();
+        assert_eq!(
+            b["link"],
+            "https://docs.meilisearch.com/errors#invalid_task_statuses"
+        );
+        assert_eq!(b.as_object().unwrap().len(), 4);
+        let e = ApiError::core(ErrorCode::MiroirNotImplemented, "later");
+        assert_eq!(e.status(), 501);
+        assert!(e.body()["link"]
+            .as_str()
+            .unwrap()
+            .ends_with("#miroir_not_implemented"));
+        assert_eq!(encode_segment("a b/c"), "a%20b%2Fc");
+    }
+}

@@ -1,0 +1,1159 @@
+//! Broadcasts with rollback: index create/update/delete/swap and settings, each answered with
+//! ONE Miroir task, plus the data plane's `prepare-write`.
+//!
+//! Pattern: **dispatch synchronously, settle asynchronously.** The handler takes the index's
+//! lock, sends the request to every node and collects the node task uids; a node that refuses
+//! synchronously (Meilisearch validates shapes before enqueuing) makes the handler undo what
+//! the others accepted and answer that node's error verbatim, as a single Meilisearch would.
+//! Otherwise a self-tracked Miroir task is created and answered (202) and a worker — still
+//! holding the index's lock, so broadcasts on one index never interleave — waits for the node tasks, verifies, rolls
+//! back on any failure and finishes the Miroir task.
+//!
+//! Settings (PRODUCT.md §2 Writes 3): nodes always keep `_miroir_shard` filterable, and when
+//! the client's `searchableAttributes`/`displayedAttributes` is `*` the nodes get the
+//! explicit field list (`IndexMeta.fields`) instead, so no document is ever found through a
+//! reserved field; clients read back `*` ([`crate::reads`] hides both).
+
+use crate::api::{encode_segment, ApiError, Req, Resp};
+use crate::health::NodeHealth;
+use crate::state::Admin;
+use crate::store::{TaskRecord, TaskType};
+use crate::tasks;
+use hyper::Method;
+use miroir_core::error::ErrorCode;
+use miroir_core::snapshot::{FacetOrder, IndexMeta};
+use serde_json::{json, Map, Value};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub const SHARD_FIELD: &str = "_miroir_shard";
+const RESERVED_PREFIX: &str = "_miroir_";
+/// How long a broadcast waits for one node task to finish before giving up on it.
+const NODE_TASK_DEADLINE: Duration = Duration::from_secs(300);
+pub const DEFAULT_RANKING_RULES: [&str; 6] = [
+    "words",
+    "typo",
+    "proximity",
+    "attribute",
+    "sort",
+    "exactness",
+];
+
+type Guard = Vec<tokio::sync::OwnedMutexGuard<()>>;
+
+/// The scope of deployment-wide operations (dumps, snapshots, experimental features).
+const GLOBAL: &str = "";
+
+/// A node task a broadcast step enqueued.
+#[derive(Debug, Clone)]
+struct Dispatched {
+    node: NodeHealth,
+    task_uid: u64,
+}
+
+fn unavailable(node: &NodeHealth, e: impl std::fmt::Display) -> ApiError {
+    ApiError::core(
+        ErrorCode::Unavailable,
+        format!("node `{}` could not be reached: {e}", node.id),
+    )
+}
+
+/// Sends one request to every node. All accepted → their tasks; else the accepted ones and the
+/// first refusal.
+async fn dispatch(
+    admin: &Admin,
+    nodes: &[NodeHealth],
+    method: Method,
+    path: &str,
+    body: Option<&Value>,
+) -> Result<Vec<Dispatched>, (Vec<Dispatched>, ApiError)> {
+    let calls = nodes.iter().map(|n| {
+        let (client, n, method, path, body) = (
+            admin.client.clone(),
+            n.clone(),
+            method.clone(),
+            path.to_string(),
+            body.cloned(),
+        );
+        async move {
+            let r = client.send(&n.address, method, &path, body.as_ref()).await;
+            (n, r)
+        }
+    });
+    let mut ok = Vec::new();
+    let mut err = None;
+    for (node, r) in crate::health::futures_join_all(calls).await {
+        match r {
+            Ok(r) if r.is_success() => match r.json()["taskUid"].as_u64() {
+                Some(task_uid) => ok.push(Dispatched { node, task_uid }),
+                None => {
+                    err = err.or(Some(ApiError::internal(format!(
+                        "node `{}` answered without a taskUid",
+                        node.id
+                    ))))
+                }
+            },
+            Ok(r) => {
+                err = err.or(Some(ApiError::Node {
+                    status: r.status,
+                    body: r.json(),
+                }))
+            }
+            Err(e) => err = err.or(Some(unavailable(&node, e))),
+        }
+    }
+    match err {
+        None => Ok(ok),
+        Some(e) => Err((ok, e)),
+    }
+}
+
+/// Polls one node task until it is terminal; returns the task object.
+async fn wait_task(admin: &Admin, node: &NodeHealth, uid: u64) -> Result<Value, ApiError> {
+    let start = tokio::time::Instant::now();
+    let mut pause = Duration::from_millis(5);
+    loop {
+        if let Ok(r) = admin
+            .client
+            .send(&node.address, Method::GET, &format!("/tasks/{uid}"), None)
+            .await
+        {
+            if r.status == 200 {
+                let t = r.json();
+                if matches!(
+                    t["status"].as_str(),
+                    Some("succeeded" | "failed" | "canceled")
+                ) {
+                    return Ok(t);
+                }
+            }
+        }
+        if start.elapsed() > NODE_TASK_DEADLINE {
+            return Err(ApiError::core(
+                ErrorCode::Unavailable,
+                format!(
+                    "node `{}` did not finish task {uid} within {NODE_TASK_DEADLINE:?}",
+                    node.id
+                ),
+            ));
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(100));
+    }
+}
+
+/// Waits for every dispatched task; the first failure's error (node error verbatim).
+async fn settle(admin: &Admin, tasks: &[Dispatched]) -> Result<Vec<Value>, ApiError> {
+    let mut out = Vec::new();
+    let mut first_err = None;
+    for d in tasks {
+        match wait_task(admin, &d.node, d.task_uid).await {
+            Ok(t) if t["status"] == "succeeded" => out.push(t),
+            Ok(t) => {
+                let e = t.get("error").filter(|e| !e.is_null()).cloned().unwrap_or_else(|| json!({"message": "node task canceled", "code": "internal", "type": "internal", "link": ""}));
+                first_err = first_err.or(Some(ApiError::Node {
+                    status: 400,
+                    body: e,
+                }));
+            }
+            Err(e) => first_err = first_err.or(Some(e)),
+        }
+    }
+    first_err.map_or(Ok(out), Err)
+}
+
+/// Dispatch + settle; best effort (used for rollbacks).
+async fn run_step(
+    admin: &Admin,
+    nodes: &[NodeHealth],
+    method: Method,
+    path: &str,
+    body: Option<&Value>,
+) -> Result<Vec<Value>, ApiError> {
+    let d = dispatch(admin, nodes, method, path, body)
+        .await
+        .map_err(|(_, e)| e)?;
+    settle(admin, &d).await
+}
+
+fn index_not_found(uid: &str) -> ApiError {
+    ApiError::core(
+        ErrorCode::IndexNotFound,
+        format!("Index `{uid}` not found."),
+    )
+}
+
+/// Creates the Miroir task, spawns `work` with the lock held, answers 202.
+async fn spawn_task<F, Fut>(
+    admin: &Arc<Admin>,
+    guard: Guard,
+    index: Option<&str>,
+    kind: TaskType,
+    details: Value,
+    work: F,
+) -> Result<Resp, ApiError>
+where
+    F: FnOnce(Arc<Admin>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<Value, ApiError>> + Send + 'static,
+{
+    let mut rec: TaskRecord = tasks::create_own(admin, index, kind, details).await?;
+    let summary = tasks::summarized(&rec);
+    let admin = admin.clone();
+    tokio::spawn(async move {
+        let _guard = guard;
+        tasks::start_own(&admin, &mut rec).await;
+        let outcome = work(admin.clone()).await.map_err(|e| e.body());
+        if let Err(e) = &outcome {
+            tracing::warn!(task = rec.uid.0, error = %e, "broadcast failed");
+        }
+        tasks::finish_own(&admin, &mut rec, outcome).await;
+    });
+    Ok(Resp::json(202, &summary))
+}
+
+/// A task that fails at once with `error` (Meilisearch enqueues, then fails).
+async fn failed_task(
+    admin: &Admin,
+    index: Option<&str>,
+    kind: TaskType,
+    details: Value,
+    error: ApiError,
+) -> Result<Resp, ApiError> {
+    let mut rec = tasks::create_own(admin, index, kind, details).await?;
+    let summary = tasks::summarized(&rec);
+    tasks::finish_own(admin, &mut rec, Err(error.body())).await;
+    Ok(Resp::json(202, &summary))
+}
+
+fn new_meta(admin: &Admin, uid: &str, primary_key: Option<String>) -> IndexMeta {
+    let now = crate::timefmt::now_rfc3339();
+    IndexMeta {
+        uid: uid.to_string(),
+        primary_key,
+        shards: admin.config.shards,
+        fields: Vec::new(),
+        searchable_wildcard: true,
+        displayed_wildcard: true,
+        ranking_rules: DEFAULT_RANKING_RULES
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        max_values_per_facet: 100,
+        sort_facet_values_by: [("*".to_string(), FacetOrder::Alpha)].into_iter().collect(),
+        max_total_hits: 1000,
+        created_at: now.clone(),
+        updated_at: now,
+    }
+}
+
+/// The node-side settings every Miroir index starts with.
+fn initial_node_settings(meta: &IndexMeta) -> Value {
+    json!({"filterableAttributes": [SHARD_FIELD], "searchableAttributes": meta.fields, "displayedAttributes": meta.fields})
+}
+
+fn settings_path(uid: &str) -> String {
+    format!("/indexes/{}/settings", encode_segment(uid))
+}
+
+/// `POST /indexes`.
+pub async fn create_index(admin: &Arc<Admin>, req: &Req) -> Result<Resp, ApiError> {
+    let body = req.json()?;
+    let uid = body
+        .get("uid")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ApiError::invalid("missing_index_uid", "Missing field `uid`"))?
+        .to_string();
+    let pk = body
+        .get("primaryKey")
+        .and_then(Value::as_str)
+        .map(String::from);
+    let guard = admin.lock_scopes(vec![uid.clone()]).await;
+    let details = json!({"primaryKey": pk});
+    if admin.index(&uid).is_some() {
+        let e = ApiError::invalid(
+            "index_already_exists",
+            format!("Index `{uid}` already exists."),
+        );
+        return failed_task(admin, Some(&uid), TaskType::IndexCreation, details, e).await;
+    }
+    let nodes = admin.broadcast_nodes();
+    let created = match dispatch(admin, &nodes, Method::POST, "/indexes", Some(&body)).await {
+        Ok(d) => d,
+        Err((accepted, e)) => {
+            rollback_create(admin, &uid, accepted.into_iter().map(|d| d.node).collect()).await;
+            return Err(e);
+        }
+    };
+    spawn_task(
+        admin,
+        guard,
+        Some(&uid.clone()),
+        TaskType::IndexCreation,
+        details.clone(),
+        move |admin| async move {
+            if let Err(e) = settle(&admin, &created).await {
+                rollback_create(&admin, &uid, nodes).await;
+                return Err(e);
+            }
+            let meta = new_meta(&admin, &uid, pk);
+            if let Err(e) = run_step(
+                &admin,
+                &nodes,
+                Method::PATCH,
+                &settings_path(&uid),
+                Some(&initial_node_settings(&meta)),
+            )
+            .await
+            {
+                rollback_create(&admin, &uid, nodes).await;
+                return Err(e);
+            }
+            admin.put_index(meta).await?;
+            admin.publish().await?;
+            Ok(details)
+        },
+    )
+    .await
+}
+
+/// Deletes the index on `nodes` (best effort: a node that never created it answers a failed
+/// task, which is fine).
+async fn rollback_create(admin: &Admin, uid: &str, nodes: Vec<NodeHealth>) {
+    admin
+        .metrics
+        .rollbacks
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = format!("/indexes/{}", encode_segment(uid));
+    if let Ok(d) = dispatch(admin, &nodes, Method::DELETE, &path, None)
+        .await
+        .or_else(|(d, _)| Ok::<_, ()>(d))
+    {
+        let _ = settle(admin, &d).await;
+    }
+}
+
+/// `PATCH /indexes/{uid}` (primary key).
+pub async fn update_index(admin: &Arc<Admin>, uid: &str, req: &Req) -> Result<Resp, ApiError> {
+    let body = req.json()?;
+    let guard = admin.lock_scopes(vec![uid.to_string()]).await;
+    let pk = body.get("primaryKey").cloned().unwrap_or(Value::Null);
+    let details = json!({"primaryKey": pk});
+    if admin.index(uid).is_none() {
+        return failed_task(
+            admin,
+            Some(uid),
+            TaskType::IndexUpdate,
+            details,
+            index_not_found(uid),
+        )
+        .await;
+    }
+    let nodes = admin.broadcast_nodes();
+    let path = format!("/indexes/{}", encode_segment(uid));
+    let d = dispatch(admin, &nodes, Method::PATCH, &path, Some(&body))
+        .await
+        .map_err(|(_, e)| e)?;
+    let uid = uid.to_string();
+    spawn_task(
+        admin,
+        guard,
+        Some(&uid.clone()),
+        TaskType::IndexUpdate,
+        details.clone(),
+        move |admin| async move {
+            // A primary key cannot be unset again, so a partial failure is reported, not undone.
+            settle(&admin, &d).await?;
+            if let (Some(mut meta), Some(pk)) = (admin.index(&uid), pk.as_str()) {
+                meta.primary_key = Some(pk.to_string());
+                meta.updated_at = crate::timefmt::now_rfc3339();
+                admin.put_index(meta).await?;
+                admin.publish().await?;
+            }
+            Ok(details)
+        },
+    )
+    .await
+}
+
+/// `DELETE /indexes/{uid}`.
+pub async fn delete_index(admin: &Arc<Admin>, uid: &str) -> Result<Resp, ApiError> {
+    let guard = admin.lock_scopes(vec![uid.to_string()]).await;
+    let details = json!({"deletedDocuments": 0});
+    if admin.index(uid).is_none() {
+        return failed_task(
+            admin,
+            Some(uid),
+            TaskType::IndexDeletion,
+            details,
+            index_not_found(uid),
+        )
+        .await;
+    }
+    let nodes = admin.broadcast_nodes();
+    let path = format!("/indexes/{}", encode_segment(uid));
+    let d = dispatch(admin, &nodes, Method::DELETE, &path, None)
+        .await
+        .map_err(|(_, e)| e)?;
+    let uid = uid.to_string();
+    spawn_task(
+        admin,
+        guard,
+        Some(&uid.clone()),
+        TaskType::IndexDeletion,
+        details,
+        move |admin| async move {
+            let done = settle(&admin, &d).await?;
+            let deleted: u64 = done
+                .iter()
+                .filter_map(|t| t["details"]["deletedDocuments"].as_u64())
+                .sum();
+            admin.remove_index(&uid).await?;
+            admin.publish().await?;
+            Ok(json!({"deletedDocuments": deleted / u64::from(admin.copies())}))
+        },
+    )
+    .await
+}
+
+/// `POST /swap-indexes`.
+pub async fn swap_indexes(admin: &Arc<Admin>, req: &Req) -> Result<Resp, ApiError> {
+    let body = req.json()?;
+    let pairs: Vec<(String, String)> = body
+        .as_array()
+        .ok_or_else(|| ApiError::invalid("bad_request", "Invalid value type: expected an array"))?
+        .iter()
+        .map(|p| {
+            let i = p["indexes"]
+                .as_array()
+                .filter(|a| a.len() == 2)
+                .ok_or_else(|| {
+                    ApiError::invalid(
+                        "invalid_swap_indexes",
+                        "Two indexes must be given for each swap",
+                    )
+                })?;
+            Ok((
+                i[0].as_str().unwrap_or_default().to_string(),
+                i[1].as_str().unwrap_or_default().to_string(),
+            ))
+        })
+        .collect::<Result<_, ApiError>>()?;
+    let guard = admin
+        .lock_scopes(
+            pairs
+                .iter()
+                .flat_map(|(a, b)| [a.clone(), b.clone()])
+                .collect(),
+        )
+        .await;
+    let details = json!({"swaps": body});
+    if let Some(missing) = pairs
+        .iter()
+        .flat_map(|(a, b)| [a, b])
+        .find(|u| admin.index(u).is_none())
+    {
+        return failed_task(
+            admin,
+            None,
+            TaskType::IndexSwap,
+            details,
+            index_not_found(missing),
+        )
+        .await;
+    }
+    let nodes = admin.broadcast_nodes();
+    let d = match dispatch(admin, &nodes, Method::POST, "/swap-indexes", Some(&body)).await {
+        Ok(d) => d,
+        Err((accepted, e)) => {
+            let undo: Vec<NodeHealth> = accepted.into_iter().map(|d| d.node).collect();
+            let _ = run_step(admin, &undo, Method::POST, "/swap-indexes", Some(&body)).await;
+            return Err(e);
+        }
+    };
+    spawn_task(
+        admin,
+        guard,
+        None,
+        TaskType::IndexSwap,
+        details.clone(),
+        move |admin| async move {
+            if let Err(e) = settle(&admin, &d).await {
+                // Swapping is its own inverse: swap back on every node whose task succeeded.
+                admin
+                    .metrics
+                    .rollbacks
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let mut undo = Vec::new();
+                for x in &d {
+                    if let Ok(t) = wait_task(&admin, &x.node, x.task_uid).await {
+                        if t["status"] == "succeeded" {
+                            undo.push(x.node.clone());
+                        }
+                    }
+                }
+                let _ = run_step(&admin, &undo, Method::POST, "/swap-indexes", Some(&body)).await;
+                return Err(e);
+            }
+            for (a, b) in &pairs {
+                if let (Some(mut ma), Some(mut mb)) = (admin.index(a), admin.index(b)) {
+                    std::mem::swap(&mut ma, &mut mb);
+                    ma.uid = a.clone();
+                    mb.uid = b.clone();
+                    admin.put_index(ma).await?;
+                    admin.put_index(mb).await?;
+                }
+            }
+            admin.publish().await?;
+            Ok(details)
+        },
+    )
+    .await
+}
+
+/// kebab-case settings sub-route → camelCase settings key.
+pub fn setting_key(sub: &str) -> Option<&'static str> {
+    Some(match sub {
+        "displayed-attributes" => "displayedAttributes",
+        "searchable-attributes" => "searchableAttributes",
+        "filterable-attributes" => "filterableAttributes",
+        "sortable-attributes" => "sortableAttributes",
+        "ranking-rules" => "rankingRules",
+        "stop-words" => "stopWords",
+        "synonyms" => "synonyms",
+        "distinct-attribute" => "distinctAttribute",
+        "typo-tolerance" => "typoTolerance",
+        "faceting" => "faceting",
+        "pagination" => "pagination",
+        "proximity-precision" => "proximityPrecision",
+        "separator-tokens" => "separatorTokens",
+        "non-separator-tokens" => "nonSeparatorTokens",
+        "dictionary" => "dictionary",
+        "search-cutoff-ms" => "searchCutoffMs",
+        "localized-attributes" => "localizedAttributes",
+        "facet-search" => "facetSearch",
+        "prefix-search" => "prefixSearch",
+        "embedders" => "embedders",
+        _ => return None,
+    })
+}
+
+fn is_wildcard(v: &Value) -> bool {
+    v.is_null() || v.as_array().is_some_and(|a| a.iter().any(|x| x == "*"))
+}
+
+fn mentions_reserved(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) if s.starts_with(RESERVED_PREFIX) => Some(s.clone()),
+        Value::Array(a) => a.iter().find_map(mentions_reserved),
+        Value::Object(o) => o.get("attributePatterns").and_then(mentions_reserved),
+        _ => None,
+    }
+}
+
+/// Translates a client settings patch into the nodes' patch and the index's new metadata.
+pub fn translate_settings(
+    client: &Map<String, Value>,
+    meta: &IndexMeta,
+) -> Result<(Map<String, Value>, IndexMeta), ApiError> {
+    let mut node = client.clone();
+    let mut meta = meta.clone();
+    for key in [
+        "filterableAttributes",
+        "sortableAttributes",
+        "searchableAttributes",
+        "displayedAttributes",
+        "distinctAttribute",
+    ] {
+        if let Some(name) = client.get(key).and_then(mentions_reserved) {
+            return Err(ApiError::core(
+                ErrorCode::MiroirReservedField,
+                format!(
+                    "`{name}` is a field name reserved by Miroir and cannot be used in `{key}`."
+                ),
+            ));
+        }
+    }
+    if let Some(f) = client.get("filterableAttributes") {
+        let mut list = f.as_array().cloned().unwrap_or_default();
+        if !list.iter().any(|x| x == SHARD_FIELD) {
+            list.push(json!(SHARD_FIELD));
+        }
+        node.insert("filterableAttributes".into(), Value::Array(list));
+    }
+    if let Some(s) = client.get("searchableAttributes") {
+        meta.searchable_wildcard = is_wildcard(s);
+        if meta.searchable_wildcard {
+            node.insert("searchableAttributes".into(), json!(meta.fields));
+        }
+    }
+    if let Some(d) = client.get("displayedAttributes") {
+        meta.displayed_wildcard = is_wildcard(d);
+        if meta.displayed_wildcard {
+            node.insert("displayedAttributes".into(), json!(meta.fields));
+        }
+    }
+    if let Some(r) = client.get("rankingRules") {
+        meta.ranking_rules = match r.as_array() {
+            Some(a) => a
+                .iter()
+                .filter_map(|x| x.as_str().map(String::from))
+                .collect(),
+            None => DEFAULT_RANKING_RULES
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+        };
+    }
+    if let Some(f) = client.get("faceting") {
+        match f.get("maxValuesPerFacet") {
+            Some(Value::Null) => meta.max_values_per_facet = 100,
+            Some(v) => meta.max_values_per_facet = v.as_u64().unwrap_or(100) as u32,
+            None if f.is_null() => meta.max_values_per_facet = 100,
+            None => {}
+        }
+        if f.is_null() || f.get("sortFacetValuesBy").is_some_and(Value::is_null) {
+            meta.sort_facet_values_by =
+                [("*".to_string(), FacetOrder::Alpha)].into_iter().collect();
+        } else if let Some(o) = f.get("sortFacetValuesBy").and_then(Value::as_object) {
+            for (k, v) in o {
+                let order = if v == "count" {
+                    FacetOrder::Count
+                } else {
+                    FacetOrder::Alpha
+                };
+                meta.sort_facet_values_by.insert(k.clone(), order);
+            }
+        }
+    }
+    if let Some(p) = client.get("pagination") {
+        meta.max_total_hits = p
+            .get("maxTotalHits")
+            .and_then(Value::as_u64)
+            .map_or(1000, |v| v as u32);
+    }
+    meta.updated_at = crate::timefmt::now_rfc3339();
+    Ok((node, meta))
+}
+
+/// Whether a node's read-back `got` carries what we `sent` (nulls = resets, not checked;
+/// objects compared key by key; sets compared ignoring order, ordered lists exactly).
+pub fn readback_matches(key: &str, sent: &Value, got: &Value) -> bool {
+    match (sent, got) {
+        (Value::Null, _) => true,
+        (Value::Object(s), Value::Object(g)) => s
+            .iter()
+            .all(|(k, v)| g.get(k).is_some_and(|gv| readback_matches(k, v, gv))),
+        (Value::Array(s), Value::Array(g)) => {
+            if matches!(
+                key,
+                "searchableAttributes" | "displayedAttributes" | "rankingRules"
+            ) {
+                s == g
+            } else {
+                let mut a: Vec<String> = s.iter().map(Value::to_string).collect();
+                let mut b: Vec<String> = g.iter().map(Value::to_string).collect();
+                a.sort();
+                a.dedup();
+                b.sort();
+                b.dedup();
+                a == b
+            }
+        }
+        (s, g) => s == g,
+    }
+}
+
+/// Every settings write: `PATCH /settings`, `PUT|PATCH|DELETE /settings/{sub}`, `DELETE /settings`.
+/// `client` is the equivalent `PATCH /settings` body.
+pub async fn update_settings(
+    admin: &Arc<Admin>,
+    uid: &str,
+    client: Map<String, Value>,
+) -> Result<Resp, ApiError> {
+    let guard = admin.lock_scopes(vec![uid.to_string()]).await;
+    let details = Value::Object(client.clone());
+    let meta = match admin.index(uid) {
+        Some(m) => m,
+        // Meilisearch creates a missing index on a settings update; so do we, first (and
+        // wait for it, so the rollback snapshot below already has `_miroir_shard`).
+        None => {
+            let nodes = admin.broadcast_nodes();
+            create_everywhere(admin, &nodes, uid, None, true).await?
+        }
+    };
+    let (node_patch, new_meta) = translate_settings(&client, &meta)?;
+    let nodes = admin.broadcast_nodes();
+    let path = settings_path(uid);
+    // 1. Snapshot what every node has now: the rollback target.
+    let mut before = Vec::new();
+    for n in &nodes {
+        match admin
+            .client
+            .send(&n.address, Method::GET, &path, None)
+            .await
+        {
+            Ok(r) if r.is_success() => before.push(r.json()),
+            Ok(r) => {
+                return Err(ApiError::Node {
+                    status: r.status,
+                    body: r.json(),
+                })
+            }
+            Err(e) => return Err(unavailable(n, e)),
+        }
+    }
+    let node_patch = Value::Object(node_patch);
+    // 2. Apply.
+    let applied = match dispatch(admin, &nodes, Method::PATCH, &path, Some(&node_patch)).await {
+        Ok(d) => d,
+        Err((accepted, e)) => {
+            restore(
+                admin,
+                &nodes,
+                &before,
+                &path,
+                accepted.iter().map(|d| d.node.id.clone()).collect(),
+            )
+            .await;
+            return Err(e);
+        }
+    };
+    let uid = uid.to_string();
+    spawn_task(admin, guard, Some(&uid.clone()), TaskType::SettingsUpdate, details.clone(), move |admin| async move {
+        let all: Vec<String> = nodes.iter().map(|n| n.id.clone()).collect();
+        if let Err(e) = settle(&admin, &applied).await {
+            restore(&admin, &nodes, &before, &path, all).await;
+            return Err(e);
+        }
+        // 3. Verify the read-back on every node.
+        for n in &nodes {
+            let got = match admin.client.send(&n.address, Method::GET, &path, None).await {
+                Ok(r) if r.is_success() => r.json(),
+                Ok(r) => Value::from(r.status),
+                Err(e) => Value::from(e.to_string()),
+            };
+            let bad = node_patch.as_object().into_iter().flatten().find(|(k, v)| !readback_matches(k, v, &got[k.as_str()]));
+            if let Some((k, _)) = bad {
+                restore(&admin, &nodes, &before, &path, all).await;
+                return Err(ApiError::internal(format!("settings verification failed: node `{}` does not report the new `{k}`; every node was rolled back", n.id)));
+            }
+        }
+        admin.put_index(new_meta).await?;
+        admin.publish().await?;
+        Ok(details)
+    })
+    .await
+}
+
+/// Puts the snapshotted settings back on the listed nodes and waits for them.
+async fn restore(
+    admin: &Admin,
+    nodes: &[NodeHealth],
+    before: &[Value],
+    path: &str,
+    which: Vec<String>,
+) {
+    admin
+        .metrics
+        .rollbacks
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    for (n, old) in nodes.iter().zip(before) {
+        if !which.contains(&n.id) {
+            continue;
+        }
+        match run_step(
+            admin,
+            std::slice::from_ref(n),
+            Method::PATCH,
+            path,
+            Some(old),
+        )
+        .await
+        {
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(node = %n.id, error = %e, "settings rollback failed; node settings may have drifted")
+            }
+        }
+    }
+}
+
+/// The `PATCH /settings` body equivalent to a settings request.
+pub fn settings_request_body(
+    method: &Method,
+    sub: Option<&str>,
+    req: &Req,
+) -> Result<Map<String, Value>, ApiError> {
+    let unknown = || ApiError::core(ErrorCode::NotFound, "Not Found");
+    match (sub, method) {
+        (None, &Method::PATCH) => match req.json()? {
+            Value::Object(m) => Ok(m),
+            _ => Err(ApiError::invalid(
+                "bad_request",
+                "Invalid value type: expected an object",
+            )),
+        },
+        (None, &Method::DELETE) => Ok(crate::reads::ALL_SETTINGS
+            .iter()
+            .map(|k| (k.to_string(), Value::Null))
+            .collect()),
+        (Some(s), &Method::DELETE) => Ok([(
+            setting_key(s).ok_or_else(unknown)?.to_string(),
+            Value::Null,
+        )]
+        .into_iter()
+        .collect()),
+        (Some(s), &Method::PUT | &Method::PATCH) => Ok([(
+            setting_key(s).ok_or_else(unknown)?.to_string(),
+            req.json()?,
+        )]
+        .into_iter()
+        .collect()),
+        _ => Err(unknown()),
+    }
+}
+
+/// Body of `POST /_internal/v1/indexes/{uid}/prepare-write`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PrepareWrite {
+    pub primary_key: Option<String>,
+    #[serde(default)]
+    pub primary_key_source: Option<String>,
+    #[serde(default)]
+    pub new_fields: Vec<String>,
+}
+
+/// Creates an index Miroir does not know on every node (waiting for the creation, so a
+/// refused uid fails here) with the initial node settings (enqueued, or awaited with
+/// `wait_settings`), and records its metadata. Rolls the creation back on failure.
+async fn create_everywhere(
+    admin: &Admin,
+    nodes: &[NodeHealth],
+    uid: &str,
+    primary_key: Option<String>,
+    wait_settings: bool,
+) -> Result<IndexMeta, ApiError> {
+    let meta = new_meta(admin, uid, primary_key.clone());
+    let create = json!({"uid": uid, "primaryKey": primary_key});
+    let settings = initial_node_settings(&meta);
+    let created = match run_step(admin, nodes, Method::POST, "/indexes", Some(&create)).await {
+        Ok(_) if wait_settings => run_step(
+            admin,
+            nodes,
+            Method::PATCH,
+            &settings_path(uid),
+            Some(&settings),
+        )
+        .await
+        .map(|_| ()),
+        Ok(_) => dispatch(
+            admin,
+            nodes,
+            Method::PATCH,
+            &settings_path(uid),
+            Some(&settings),
+        )
+        .await
+        .map(|_| ())
+        .map_err(|(_, e)| e),
+        Err(e) => Err(e),
+    };
+    if let Err(e) = created {
+        rollback_create(admin, uid, nodes.to_vec()).await;
+        return Err(e);
+    }
+    admin.put_index(meta.clone()).await?;
+    Ok(meta)
+}
+
+/// `prepare-write` (docs/internals/control-protocol.md §2.2).
+pub async fn prepare_write(admin: &Arc<Admin>, uid: &str, req: &Req) -> Result<Resp, ApiError> {
+    let body: PrepareWrite = serde_json::from_slice(&req.body).map_err(|e| {
+        ApiError::core(
+            ErrorCode::BadRequest,
+            format!("invalid prepare-write body: {e}"),
+        )
+    })?;
+    let _guard = admin.lock_scopes(vec![uid.to_string()]).await;
+    let nodes = admin.broadcast_nodes();
+    let mut meta = match admin.index(uid) {
+        Some(m) => m,
+        None => create_everywhere(admin, &nodes, uid, body.primary_key.clone(), false).await?,
+    };
+    match (&meta.primary_key, &body.primary_key) {
+        (None, Some(pk)) => {
+            let path = format!("/indexes/{}", encode_segment(uid));
+            dispatch(
+                admin,
+                &nodes,
+                Method::PATCH,
+                &path,
+                Some(&json!({"primaryKey": pk})),
+            )
+            .await
+            .map_err(|(_, e)| e)?;
+            meta.primary_key = Some(pk.clone());
+        }
+        (Some(have), Some(pk))
+            if have != pk && body.primary_key_source.as_deref() == Some("query") =>
+        {
+            return Err(ApiError::core(
+                ErrorCode::IndexPrimaryKeyAlreadyExists,
+                format!("Index `{uid}`: Index already has a primary key: `{have}`."),
+            ));
+        }
+        _ => {}
+    }
+    // New fields in the client's first-seen order, deduplicated, reserved ones never.
+    let mut fresh: Vec<String> = Vec::new();
+    for f in &body.new_fields {
+        if !f.starts_with(RESERVED_PREFIX) && !meta.fields.contains(f) && !fresh.contains(f) {
+            fresh.push(f.clone());
+        }
+    }
+    if !fresh.is_empty() {
+        meta.fields.extend(fresh);
+        let mut patch = Map::new();
+        if meta.searchable_wildcard {
+            patch.insert("searchableAttributes".into(), json!(meta.fields));
+        }
+        if meta.displayed_wildcard {
+            patch.insert("displayedAttributes".into(), json!(meta.fields));
+        }
+        if !patch.is_empty() {
+            // Enqueue only: each node processes it before the documents that follow.
+            dispatch(
+                admin,
+                &nodes,
+                Method::PATCH,
+                &settings_path(uid),
+                Some(&Value::Object(patch)),
+            )
+            .await
+            .map_err(|(_, e)| e)?;
+        }
+    }
+    meta.updated_at = crate::timefmt::now_rfc3339();
+    admin.put_index(meta.clone()).await?;
+    let generation = admin.publish().await?;
+    Ok(Resp::json(
+        200,
+        &json!({"generation": generation, "index": meta}),
+    ))
+}
+
+/// `POST /dumps` and `POST /snapshots`: one Miroir task over one node task per node. A dump
+/// or snapshot is **per node** (each node writes its own part into its own dump directory);
+/// `details.dumpUid` is the first node's.
+pub async fn node_local_task(
+    admin: &Arc<Admin>,
+    path: &str,
+    kind: TaskType,
+) -> Result<Resp, ApiError> {
+    let guard = admin.lock_scopes(vec![GLOBAL.to_string()]).await;
+    let nodes = admin.broadcast_nodes();
+    let d = dispatch(admin, &nodes, Method::POST, path, None)
+        .await
+        .map_err(|(_, e)| e)?;
+    let details = if kind == TaskType::DumpCreation {
+        json!({"dumpUid": null})
+    } else {
+        json!({})
+    };
+    spawn_task(
+        admin,
+        guard,
+        None,
+        kind,
+        details.clone(),
+        move |admin| async move {
+            let done = settle(&admin, &d).await?;
+            let mut details = details;
+            if kind == TaskType::DumpCreation {
+                details["dumpUid"] = done
+                    .first()
+                    .map(|t| t["details"]["dumpUid"].clone())
+                    .unwrap_or(Value::Null);
+            }
+            Ok(details)
+        },
+    )
+    .await
+}
+
+/// `PATCH /experimental-features`: synchronous on Meilisearch, so synchronous here too —
+/// applied on every node, restored on the ones that accepted if one refuses.
+pub async fn experimental_features(admin: &Arc<Admin>, req: &Req) -> Result<Resp, ApiError> {
+    let body = req.json()?;
+    let _guard = admin.lock_scopes(vec![GLOBAL.to_string()]).await;
+    let nodes = admin.broadcast_nodes();
+    let mut before = Vec::new();
+    for n in &nodes {
+        match admin
+            .client
+            .send(&n.address, Method::GET, "/experimental-features", None)
+            .await
+        {
+            Ok(r) if r.is_success() => before.push(r.json()),
+            Ok(r) => {
+                return Err(ApiError::Node {
+                    status: r.status,
+                    body: r.json(),
+                })
+            }
+            Err(e) => return Err(unavailable(n, e)),
+        }
+    }
+    let mut first = None;
+    for (i, n) in nodes.iter().enumerate() {
+        let r = admin
+            .client
+            .send(
+                &n.address,
+                Method::PATCH,
+                "/experimental-features",
+                Some(&body),
+            )
+            .await;
+        let err = match r {
+            Ok(r) if r.is_success() => {
+                first.get_or_insert(r.json());
+                continue;
+            }
+            Ok(r) => ApiError::Node {
+                status: r.status,
+                body: r.json(),
+            },
+            Err(e) => unavailable(n, e),
+        };
+        admin
+            .metrics
+            .rollbacks
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        for (m, old) in nodes.iter().zip(&before).take(i) {
+            let _ = admin
+                .client
+                .send(
+                    &m.address,
+                    Method::PATCH,
+                    "/experimental-features",
+                    Some(old),
+                )
+                .await;
+        }
+        admin.metrics.broadcast(false);
+        return Err(err);
+    }
+    admin.metrics.broadcast(true);
+    Ok(Resp::json(200, &first.unwrap_or_else(|| json!({}))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta() -> IndexMeta {
+        IndexMeta {
+            uid: "m".into(),
+            primary_key: Some("id".into()),
+            shards: 4,
+            fields: vec!["id".into(), "title".into()],
+            searchable_wildcard: true,
+            displayed_wildcard: true,
+            ranking_rules: vec![],
+            max_values_per_facet: 100,
+            sort_facet_values_by: Default::default(),
+            max_total_hits: 1000,
+            created_at: String::new(),
+            updated_at: String::new(),
+        }
+    }
+
+    fn obj(v: Value) -> Map<String, Value> {
+        v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn shard_field_is_always_filterable_on_nodes() {
+        let (n, _) =
+            translate_settings(&obj(json!({"filterableAttributes": ["genre"]})), &meta()).unwrap();
+        assert_eq!(n["filterableAttributes"], json!(["genre", "_miroir_shard"]));
+        let (n, _) =
+            translate_settings(&obj(json!({"filterableAttributes": null})), &meta()).unwrap();
+        assert_eq!(n["filterableAttributes"], json!(["_miroir_shard"]));
+    }
+
+    #[test]
+    fn wildcards_become_explicit_field_lists() {
+        let (n, m) = translate_settings(
+            &obj(json!({"searchableAttributes": ["*"], "displayedAttributes": ["title"]})),
+            &meta(),
+        )
+        .unwrap();
+        assert_eq!(n["searchableAttributes"], json!(["id", "title"]));
+        assert!(m.searchable_wildcard);
+        assert_eq!(n["displayedAttributes"], json!(["title"]));
+        assert!(!m.displayed_wildcard);
+        let (n, m) =
+            translate_settings(&obj(json!({"searchableAttributes": null})), &meta()).unwrap();
+        assert_eq!(n["searchableAttributes"], json!(["id", "title"]));
+        assert!(m.searchable_wildcard);
+    }
+
+    #[test]
+    fn reserved_fields_are_refused_and_merge_settings_tracked() {
+        let e = translate_settings(
+            &obj(json!({"sortableAttributes": ["_miroir_shard"]})),
+            &meta(),
+        )
+        .unwrap_err();
+        assert_eq!(e.body()["code"], "miroir_reserved_field");
+        let (_, m) = translate_settings(
+            &obj(json!({"rankingRules": ["sort", "words"], "faceting": {"maxValuesPerFacet": 7, "sortFacetValuesBy": {"genre": "count"}}, "pagination": {"maxTotalHits": 50}})),
+            &meta(),
+        )
+        .unwrap();
+        assert_eq!(m.ranking_rules, vec!["sort", "words"]);
+        assert_eq!(m.max_values_per_facet, 7);
+        assert_eq!(
+            m.sort_facet_values_by.get("genre"),
+            Some(&FacetOrder::Count)
+        );
+        assert_eq!(m.max_total_hits, 50);
+    }
+
+    #[test]
+    fn readback_compares_sets_and_ordered_lists() {
+        assert!(readback_matches(
+            "filterableAttributes",
+            &json!(["b", "a"]),
+            &json!(["a", "b"])
+        ));
+        assert!(!readback_matches(
+            "searchableAttributes",
+            &json!(["b", "a"]),
+            &json!(["a", "b"])
+        ));
+        assert!(readback_matches(
+            "typoTolerance",
+            &json!({"enabled": false}),
+            &json!({"enabled": false, "disableOnWords": []})
+        ));
+        assert!(!readback_matches(
+            "typoTolerance",
+            &json!({"enabled": false}),
+            &json!({"enabled": true})
+        ));
+        assert!(readback_matches("stopWords", &Value::Null, &json!(["x"])));
+    }
+
+    #[test]
+    fn sub_routes_map_to_settings_keys() {
+        assert_eq!(
+            setting_key("filterable-attributes"),
+            Some("filterableAttributes")
+        );
+        assert_eq!(setting_key("nope"), None);
+    }
+}

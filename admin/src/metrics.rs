@@ -1,0 +1,94 @@
+//! Prometheus metrics of the admin process (`GET /_miroir/metrics`): node health, task
+//! registry size, broadcast outcomes, snapshot publishes, data-plane liveness.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub broadcasts_succeeded: AtomicU64,
+    pub broadcasts_failed: AtomicU64,
+    pub rollbacks: AtomicU64,
+    pub snapshot_publishes: AtomicU64,
+    pub tasks_registered: AtomicU64,
+}
+
+impl Metrics {
+    pub fn broadcast(&self, ok: bool) {
+        let c = if ok {
+            &self.broadcasts_succeeded
+        } else {
+            &self.broadcasts_failed
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Renders the text exposition format.
+pub async fn render(admin: &crate::state::Admin) -> String {
+    let m = &admin.metrics;
+    let tasks = admin.store.count_tasks().await.unwrap_or(0);
+    let mut out = String::new();
+    let mut gauge = |name: &str, help: &str, kind: &str, lines: Vec<(String, u64)>| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (labels, v) in lines {
+            let _ = writeln!(out, "{name}{labels} {v}");
+        }
+    };
+    let nodes = admin.nodes();
+    gauge(
+        "miroir_node_healthy",
+        "1 when the node serves reads (active/degraded/draining).",
+        "gauge",
+        nodes
+            .iter()
+            .map(|n| (format!("{{node=\"{}\"}}", n.id), u64::from(n.is_live())))
+            .collect(),
+    );
+    gauge(
+        "miroir_task_registry_size",
+        "Miroir tasks held in the task store.",
+        "gauge",
+        vec![(String::new(), tasks)],
+    );
+    gauge(
+        "miroir_tasks_registered_total",
+        "Miroir tasks created by this admin process.",
+        "counter",
+        vec![(String::new(), m.tasks_registered.load(Ordering::Relaxed))],
+    );
+    gauge(
+        "miroir_broadcasts_total",
+        "Broadcast operations (index lifecycle, settings, keys) by outcome.",
+        "counter",
+        vec![
+            (
+                "{outcome=\"succeeded\"}".into(),
+                m.broadcasts_succeeded.load(Ordering::Relaxed),
+            ),
+            (
+                "{outcome=\"failed\"}".into(),
+                m.broadcasts_failed.load(Ordering::Relaxed),
+            ),
+        ],
+    );
+    gauge(
+        "miroir_broadcast_rollbacks_total",
+        "Broadcasts rolled back.",
+        "counter",
+        vec![(String::new(), m.rollbacks.load(Ordering::Relaxed))],
+    );
+    gauge(
+        "miroir_snapshot_publishes_total",
+        "Snapshot generations published.",
+        "counter",
+        vec![(String::new(), m.snapshot_publishes.load(Ordering::Relaxed))],
+    );
+    gauge(
+        "miroir_dataplanes_live",
+        "Data-plane processes heard from within the heartbeat timeout.",
+        "gauge",
+        vec![(String::new(), admin.live_dataplanes().len() as u64)],
+    );
+    out
+}

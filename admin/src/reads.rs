@@ -1,0 +1,290 @@
+//! Aggregated reads: index listings and objects from one live node, settings from one live
+//! node with Miroir's reserved fields and explicit field lists hidden, and stats aggregated
+//! over every node with replica copies divided out (`miroir-merge`'s stats merge).
+
+use crate::api::{encode_segment, ApiError, Req, Resp};
+use crate::broadcast::setting_key;
+use crate::state::Admin;
+use hyper::Method;
+use miroir_core::error::ErrorCode;
+use miroir_core::snapshot::IndexMeta;
+use miroir_merge::{merge_index_stats, Bump, ShardInput};
+use serde_json::{json, Value};
+
+/// Every settings key (for `DELETE /settings` = reset all).
+pub const ALL_SETTINGS: &[&str] = &[
+    "displayedAttributes",
+    "searchableAttributes",
+    "filterableAttributes",
+    "sortableAttributes",
+    "rankingRules",
+    "stopWords",
+    "nonSeparatorTokens",
+    "separatorTokens",
+    "dictionary",
+    "synonyms",
+    "distinctAttribute",
+    "proximityPrecision",
+    "typoTolerance",
+    "faceting",
+    "pagination",
+    "searchCutoffMs",
+    "localizedAttributes",
+    "facetSearch",
+    "prefixSearch",
+];
+
+const RESERVED_PREFIX: &str = "_miroir_";
+
+/// Sends a GET to the first live node that answers; its answer (any status) is relayed.
+async fn from_one_node(admin: &Admin, path_and_query: &str) -> Result<(u16, Value), ApiError> {
+    let mut last = None;
+    for node in admin.live_nodes() {
+        match admin
+            .client
+            .send(&node.address, Method::GET, path_and_query, None)
+            .await
+        {
+            Ok(r) => return Ok((r.status, r.json())),
+            Err(e) => last = Some(format!("node `{}`: {e}", node.id)),
+        }
+    }
+    Err(ApiError::core(
+        ErrorCode::Unavailable,
+        last.unwrap_or_else(|| "no node is available".into()),
+    ))
+}
+
+fn relay(status: u16, body: Value) -> Result<Resp, ApiError> {
+    if (200..300).contains(&status) {
+        Ok(Resp::json(status, &body))
+    } else {
+        Err(ApiError::Node { status, body })
+    }
+}
+
+/// `GET /indexes`, `GET /indexes/{uid}` and `GET /experimental-features`: relayed from one
+/// live node (index objects carry no document fields, so nothing needs hiding).
+pub async fn index_read(admin: &Admin, req: &Req) -> Result<Resp, ApiError> {
+    let pq = if req.query.is_empty() {
+        req.path.clone()
+    } else {
+        format!("{}?{}", req.path, req.query)
+    };
+    let (status, body) = from_one_node(admin, &pq).await?;
+    relay(status, body)
+}
+
+/// Removes reserved names from a list setting (string entries and attribute patterns).
+fn strip_reserved(list: &mut Value) {
+    if let Some(a) = list.as_array_mut() {
+        a.retain(|x| !x.as_str().is_some_and(|s| s.starts_with(RESERVED_PREFIX)));
+        for x in a.iter_mut() {
+            if let Some(p) = x.get_mut("attributePatterns") {
+                strip_reserved(p);
+            }
+        }
+        // An attribute-pattern object left with no pattern (it only named `_miroir_shard`).
+        a.retain(|x| {
+            !x.get("attributePatterns")
+                .and_then(Value::as_array)
+                .is_some_and(Vec::is_empty)
+        });
+    }
+}
+
+/// The client's view of one setting the nodes hold.
+pub fn hide_setting(key: &str, value: &mut Value, meta: Option<&IndexMeta>) {
+    match key {
+        "filterableAttributes" | "sortableAttributes" => strip_reserved(value),
+        "searchableAttributes" if meta.is_some_and(|m| m.searchable_wildcard) => {
+            *value = json!(["*"])
+        }
+        "displayedAttributes" if meta.is_some_and(|m| m.displayed_wildcard) => {
+            *value = json!(["*"])
+        }
+        "searchableAttributes" | "displayedAttributes" => strip_reserved(value),
+        _ => {}
+    }
+}
+
+/// The client's view of a full settings object.
+pub fn hide_settings(settings: &mut Value, meta: Option<&IndexMeta>) {
+    if let Some(o) = settings.as_object_mut() {
+        for (k, v) in o.iter_mut() {
+            hide_setting(k, v, meta);
+        }
+    }
+}
+
+/// `GET /indexes/{uid}/settings[/{sub}]`.
+pub async fn settings_read(admin: &Admin, uid: &str, sub: Option<&str>) -> Result<Resp, ApiError> {
+    let key = match sub {
+        Some(s) => {
+            Some(setting_key(s).ok_or_else(|| ApiError::core(ErrorCode::NotFound, "Not Found"))?)
+        }
+        None => None,
+    };
+    let path = format!(
+        "/indexes/{}/settings{}",
+        encode_segment(uid),
+        sub.map(|s| format!("/{s}")).unwrap_or_default()
+    );
+    let (status, mut body) = from_one_node(admin, &path).await?;
+    if (200..300).contains(&status) {
+        let meta = admin.index(uid);
+        match key {
+            Some(k) => hide_setting(k, &mut body, meta.as_ref()),
+            None => hide_settings(&mut body, meta.as_ref()),
+        }
+    }
+    relay(status, body)
+}
+
+/// Asks every node that holds data for `path`; raw bodies (None = no usable answer).
+async fn from_all_nodes(admin: &Admin, path: &str) -> Vec<(u16, Option<bytes::Bytes>)> {
+    let calls = admin.broadcast_nodes().into_iter().map(|n| {
+        let (client, path) = (admin.client.clone(), path.to_string());
+        async move {
+            match client.send(&n.address, Method::GET, &path, None).await {
+                Ok(r) => (r.status, Some(r.body)),
+                Err(_) => (0, None),
+            }
+        }
+    });
+    crate::health::futures_join_all(calls).await
+}
+
+fn merged_stats(bodies: &[Option<bytes::Bytes>], copies: u32) -> Result<Value, ApiError> {
+    let inputs: Vec<ShardInput> = bodies
+        .iter()
+        .map(|b| b.as_deref().map_or(ShardInput::Failed, ShardInput::Ok))
+        .collect();
+    let arena = Bump::new();
+    let mut out = Vec::new();
+    merge_index_stats(
+        &inputs,
+        u64::from(copies),
+        RESERVED_PREFIX,
+        &arena,
+        &mut out,
+    )
+    .map_err(|e| ApiError::internal(format!("merging node stats failed: {e}")))?;
+    serde_json::from_slice(&out)
+        .map_err(|e| ApiError::internal(format!("merged stats are not JSON: {e}")))
+}
+
+/// `GET /indexes/{uid}/stats`.
+pub async fn index_stats(admin: &Admin, uid: &str) -> Result<Resp, ApiError> {
+    let answers = from_all_nodes(admin, &format!("/indexes/{}/stats", encode_segment(uid))).await;
+    // Any node's 4xx (e.g. index_not_found) is the answer a single Meilisearch would give.
+    if let Some((status, Some(b))) = answers.iter().find(|(s, _)| (400..500).contains(s)) {
+        return Err(ApiError::Node {
+            status: *status,
+            body: serde_json::from_slice(b).unwrap_or(Value::Null),
+        });
+    }
+    let ok: Vec<Option<bytes::Bytes>> = answers
+        .into_iter()
+        .map(|(s, b)| b.filter(|_| (200..300).contains(&s)))
+        .collect();
+    if ok.iter().all(Option::is_none) {
+        return Err(ApiError::core(
+            ErrorCode::Unavailable,
+            "no node answered the stats request",
+        ));
+    }
+    Ok(Resp::json(200, &merged_stats(&ok, admin.copies())?))
+}
+
+/// `GET /stats`: sizes summed, `lastUpdate` the latest, each index merged as above.
+pub async fn global_stats(admin: &Admin) -> Result<Resp, ApiError> {
+    let answers = from_all_nodes(admin, "/stats").await;
+    let bodies: Vec<Value> = answers
+        .iter()
+        .filter(|(s, _)| (200..300).contains(s))
+        .filter_map(|(_, b)| b.as_ref().and_then(|b| serde_json::from_slice(b).ok()))
+        .collect();
+    if bodies.is_empty() {
+        return Err(ApiError::core(
+            ErrorCode::Unavailable,
+            "no node answered the stats request",
+        ));
+    }
+    let sum = |k: &str| bodies.iter().filter_map(|b| b[k].as_u64()).sum::<u64>();
+    let last_update = bodies
+        .iter()
+        .filter_map(|b| b["lastUpdate"].as_str())
+        .max()
+        .map(String::from);
+    let mut names: Vec<String> = bodies
+        .iter()
+        .flat_map(|b| {
+            b["indexes"]
+                .as_object()
+                .into_iter()
+                .flat_map(|o| o.keys().cloned())
+        })
+        .collect();
+    names.sort();
+    names.dedup();
+    let mut indexes = serde_json::Map::new();
+    for name in names {
+        let per_node: Vec<Option<bytes::Bytes>> = bodies
+            .iter()
+            .map(|b| {
+                b["indexes"]
+                    .get(&name)
+                    .map(|s| bytes::Bytes::from(serde_json::to_vec(s).expect("JSON serialises")))
+            })
+            .collect();
+        indexes.insert(name, merged_stats(&per_node, admin.copies())?);
+    }
+    Ok(Resp::json(
+        200,
+        &json!({"databaseSize": sum("databaseSize"), "usedDatabaseSize": sum("usedDatabaseSize"), "lastUpdate": last_update, "indexes": indexes}),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reserved_fields_are_hidden_and_wildcards_restored() {
+        let mut meta_v: IndexMeta = serde_json::from_value(json!({
+            "uid": "m", "primary_key": null, "shards": 4, "fields": ["a"], "searchable_wildcard": true,
+            "displayed_wildcard": false, "ranking_rules": [], "max_values_per_facet": 100,
+            "sort_facet_values_by": {}, "max_total_hits": 1000, "created_at": "", "updated_at": ""
+        }))
+        .unwrap();
+        let mut s = json!({
+            "filterableAttributes": ["_miroir_shard", "genre", {"attributePatterns": ["_miroir_shard"]}],
+            "searchableAttributes": ["a"], "displayedAttributes": ["a"], "sortableAttributes": []
+        });
+        hide_settings(&mut s, Some(&meta_v));
+        assert_eq!(s["filterableAttributes"], json!(["genre"]));
+        assert_eq!(s["searchableAttributes"], json!(["*"]));
+        assert_eq!(s["displayedAttributes"], json!(["a"]));
+        meta_v.displayed_wildcard = true;
+        let mut d = json!(["a"]);
+        hide_setting("displayedAttributes", &mut d, Some(&meta_v));
+        assert_eq!(d, json!(["*"]));
+        assert_eq!(crate::broadcast::SHARD_FIELD, "_miroir_shard");
+    }
+
+    #[test]
+    fn stats_divide_copies_out_and_hide_reserved_fields() {
+        let node = |n: u64| {
+            Some(bytes::Bytes::from(
+                json!({"numberOfDocuments": n, "rawDocumentDbSize": 100, "avgDocumentSize": 10, "isIndexing": false,
+                    "numberOfEmbeddings": 0, "numberOfEmbeddedDocuments": 0,
+                    "fieldDistribution": {"id": n, "_miroir_shard": n}})
+                .to_string(),
+            ))
+        };
+        let v = merged_stats(&[node(4), node(6), node(10)], 2).unwrap();
+        assert_eq!(v["numberOfDocuments"], 10);
+        assert_eq!(v["fieldDistribution"], json!({"id": 10}));
+    }
+}

@@ -1,0 +1,181 @@
+//! Request dispatch, shared by the admin REST listener (TCP) and the control socket (Unix).
+//!
+//! - On the **control socket** every request must carry `Miroir-Control-Version: 1`; client
+//!   routes arrive already authenticated by the data plane (`Miroir-Principal`), and
+//!   `/_internal/v1/*` is served.
+//! - On the **admin listener** only `/_miroir/*` is served.
+//! - `/_miroir/*` always needs the admin key (`Authorization: Bearer` or `X-Admin-Key`),
+//!   compared in constant time, on both listeners.
+
+use crate::api::{percent_decode, ApiError, Req, Resp};
+use crate::state::{Admin, Heartbeat};
+use crate::store::TaskType;
+use crate::{broadcast, keys, reads, tasks};
+use hyper::Method;
+use miroir_core::error::ErrorCode;
+use serde_json::Value;
+use std::sync::Arc;
+
+pub const CONTROL_VERSION: &str = "1";
+
+/// Which listener a request came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    AdminApi,
+    Control,
+}
+
+/// Constant-time equality (length is not secret: keys have fixed derivations).
+pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn check_admin_key(admin: &Admin, req: &Req) -> Result<(), ApiError> {
+    let Some(expected) = admin.admin_key() else {
+        return Ok(());
+    };
+    let presented = req
+        .header("x-admin-key")
+        .or_else(|| {
+            req.header("authorization")
+                .and_then(|a| a.strip_prefix("Bearer "))
+        })
+        .map(str::trim);
+    match presented {
+        Some(p) if ct_eq(p.as_bytes(), expected.as_bytes()) => Ok(()),
+        Some(_) => Err(ApiError::core(ErrorCode::MiroirInvalidAuth, "The provided admin key is invalid.")),
+        None => Err(ApiError::core(
+            ErrorCode::MiroirInvalidAuth,
+            "The admin API requires the admin key in an `Authorization: Bearer` or `X-Admin-Key` header.",
+        )),
+    }
+}
+
+fn not_found() -> ApiError {
+    ApiError::core(ErrorCode::NotFound, "Not Found")
+}
+
+/// Handles one request; never fails (errors become Meilisearch error responses).
+pub async fn handle(admin: &Arc<Admin>, listener: Listener, req: Req) -> Resp {
+    match route(admin, listener, &req).await {
+        Ok(r) => r,
+        Err(e) => e.into_resp(),
+    }
+}
+
+async fn route(admin: &Arc<Admin>, listener: Listener, req: &Req) -> Result<Resp, ApiError> {
+    if listener == Listener::Control {
+        match req.header("miroir-control-version") {
+            Some(CONTROL_VERSION) => {}
+            other => {
+                return Err(ApiError::Code {
+                    status: 400,
+                    code: "miroir_control_version".into(),
+                    kind: "invalid_request",
+                    message: format!("this admin speaks control protocol version {CONTROL_VERSION}, the request carried {other:?}"),
+                })
+            }
+        }
+    }
+    let segs: Vec<String> = req
+        .path
+        .trim_matches('/')
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(percent_decode)
+        .collect();
+    let s: Vec<&str> = segs.iter().map(String::as_str).collect();
+    let m = &req.method;
+    if s.first() == Some(&"_miroir") {
+        check_admin_key(admin, req)?;
+        return crate::admin_api::route(admin, m, &s[1..], req).await;
+    }
+    if listener == Listener::AdminApi {
+        return Err(not_found());
+    }
+    match (m, s.as_slice()) {
+        (&Method::POST, ["_internal", "v1", "tasks"]) => tasks::register(admin, req).await,
+        (&Method::POST, ["_internal", "v1", "heartbeat"]) => heartbeat(admin, req),
+        (&Method::POST, ["_internal", "v1", "indexes", uid, "prepare-write"]) => {
+            broadcast::prepare_write(admin, uid, req).await
+        }
+        (&Method::GET, ["tasks"]) => tasks::list(admin, req).await,
+        (&Method::DELETE, ["tasks"]) => tasks::delete(admin, req).await,
+        (&Method::POST, ["tasks", "cancel"]) => tasks::cancel(admin, req).await,
+        (&Method::GET, ["tasks", uid]) => tasks::get(admin, uid, Some(req)).await,
+        (&Method::GET, ["batches"]) => tasks::list_batches(admin, req).await,
+        (&Method::GET, ["batches", uid]) => tasks::get_batch(admin, uid).await,
+        (&Method::POST, ["indexes"]) => broadcast::create_index(admin, req).await,
+        (&Method::GET, ["indexes"]) | (&Method::GET, ["indexes", _]) => {
+            reads::index_read(admin, req).await
+        }
+        (&Method::PATCH, ["indexes", uid]) => broadcast::update_index(admin, uid, req).await,
+        (&Method::DELETE, ["indexes", uid]) => broadcast::delete_index(admin, uid).await,
+        (&Method::GET, ["indexes", uid, "stats"]) => reads::index_stats(admin, uid).await,
+        (&Method::GET, ["indexes", uid, "settings"]) => {
+            reads::settings_read(admin, uid, None).await
+        }
+        (&Method::GET, ["indexes", uid, "settings", sub]) => {
+            reads::settings_read(admin, uid, Some(sub)).await
+        }
+        (_, ["indexes", uid, "settings"]) => {
+            let body = broadcast::settings_request_body(m, None, req)?;
+            broadcast::update_settings(admin, uid, body).await
+        }
+        (_, ["indexes", uid, "settings", sub]) => {
+            let body = broadcast::settings_request_body(m, Some(sub), req)?;
+            broadcast::update_settings(admin, uid, body).await
+        }
+        (&Method::GET, ["stats"]) => reads::global_stats(admin).await,
+        (&Method::POST, ["swap-indexes"]) => broadcast::swap_indexes(admin, req).await,
+        (&Method::GET, ["keys"]) => keys::list(admin, req),
+        (&Method::POST, ["keys"]) => keys::create(admin, req).await,
+        (&Method::GET, ["keys", k]) => keys::get(admin, k),
+        (&Method::PATCH, ["keys", k]) => keys::update(admin, k, req).await,
+        (&Method::DELETE, ["keys", k]) => keys::delete(admin, k).await,
+        (&Method::GET, ["experimental-features"]) => reads::index_read(admin, req).await,
+        (&Method::PATCH, ["experimental-features"]) => {
+            broadcast::experimental_features(admin, req).await
+        }
+        (&Method::POST, ["dumps"]) => {
+            broadcast::node_local_task(admin, "/dumps", TaskType::DumpCreation).await
+        }
+        (&Method::POST, ["snapshots"]) => {
+            broadcast::node_local_task(admin, "/snapshots", TaskType::SnapshotCreation).await
+        }
+        _ => Err(not_found()),
+    }
+}
+
+fn heartbeat(admin: &Admin, req: &Req) -> Result<Resp, ApiError> {
+    let v: Value = serde_json::from_slice(&req.body)
+        .map_err(|e| ApiError::core(ErrorCode::BadRequest, format!("invalid heartbeat: {e}")))?;
+    let name = v["dataplane"]
+        .as_str()
+        .ok_or_else(|| ApiError::core(ErrorCode::BadRequest, "heartbeat without `dataplane`"))?;
+    admin.heartbeat(
+        name,
+        Heartbeat {
+            generation: v["generation"].as_u64().unwrap_or(0),
+            epoch: v["epoch"].as_u64().unwrap_or(0),
+            pid: v["pid"].as_u64().unwrap_or(0) as u32,
+            at: std::time::Instant::now(),
+        },
+    );
+    Ok(Resp::empty(204))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constant_time_compare() {
+        assert!(ct_eq(b"abc", b"abc"));
+        assert!(!ct_eq(b"abc", b"abd"));
+        assert!(!ct_eq(b"abc", b"ab"));
+    }
+}

@@ -1,0 +1,480 @@
+//! The admin's in-memory state and its durable mirror.
+//!
+//! [`Admin`] owns everything: the configuration, the task store (durable), the node client,
+//! the snapshot channel, node health, data-plane heartbeats and the index/key metadata.
+//! Index metadata and API keys are *durable admin state*: every change is written to the
+//! task store's metadata KV (`index:{uid}`, `key:{uid}` → JSON) before it is applied in
+//! memory and published, so a restarted admin rebuilds the same snapshot.
+//!
+//! Publishing: [`Admin::publish`] builds a [`Snapshot`] from the current state and writes it
+//! as the next LMDB generation. Builds and writes are serialised by one async lock so
+//! generations are published in the order their contents were built.
+
+use crate::api::ApiError;
+use crate::coverage::{self, CoverNode};
+use crate::health::{unix_ms, NodeHealth};
+use crate::metrics::Metrics;
+use crate::node_client::NodeClient;
+use crate::store::TaskStore;
+use miroir_core::config::Config;
+use miroir_core::ids::{GroupId, NodeId};
+use miroir_core::snapshot::{ApiKey, IndexMeta, Snapshot};
+use miroir_core::snapshot_store::SnapshotStore;
+use miroir_core::topology::Node;
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A data plane is considered dead after this long without a heartbeat
+/// (docs/internals/control-protocol.md §2.2).
+pub const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(5);
+
+const META_INDEX: &str = "index:";
+const META_KEY: &str = "key:";
+const META_EPOCH: &str = "routing:epoch";
+
+/// The last heartbeat of one data-plane process.
+#[derive(Debug, Clone)]
+pub struct Heartbeat {
+    pub generation: u64,
+    pub epoch: u64,
+    pub pid: u32,
+    pub at: Instant,
+}
+
+#[derive(Debug, Default)]
+pub struct State {
+    pub indexes: BTreeMap<String, IndexMeta>,
+    /// Key uid → the key object exactly as `GET /keys/{uid}` answers it.
+    pub keys: BTreeMap<String, Value>,
+    pub nodes: Vec<NodeHealth>,
+    pub dataplanes: HashMap<String, Heartbeat>,
+    pub epoch: u64,
+    pub generation: u64,
+}
+
+pub struct Admin {
+    pub config: Config,
+    pub store: Arc<dyn TaskStore>,
+    pub client: NodeClient,
+    snapshots: SnapshotStore,
+    pub state: Mutex<State>,
+    publish_lock: tokio::sync::Mutex<()>,
+    /// One lock per index uid (and `""` for deployment-wide operations): broadcasts on one
+    /// index never interleave (nodes process tasks in order, and so must Miroir's
+    /// read-modify-write of the index metadata), while different indexes proceed in parallel.
+    scopes: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    pub metrics: Metrics,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Snapshot(#[from] miroir_core::snapshot_store::SnapshotStoreError),
+    #[error("corrupt metadata {key}: {reason}")]
+    CorruptMeta { key: String, reason: String },
+    #[error("blocking task failed: {0}")]
+    Join(String),
+}
+
+impl From<AdminError> for ApiError {
+    fn from(e: AdminError) -> Self {
+        ApiError::internal(e.to_string())
+    }
+}
+
+impl Admin {
+    /// Loads durable state from `store`, opens the snapshot channel and publishes a first
+    /// generation (so data planes can start serving).
+    pub async fn open(config: Config, store: Arc<dyn TaskStore>) -> Result<Arc<Admin>, AdminError> {
+        let snapshot_dir = config.snapshot_path();
+        let snapshots = tokio::task::spawn_blocking(move || SnapshotStore::open(&snapshot_dir))
+            .await
+            .map_err(|e| AdminError::Join(e.to_string()))??;
+        let mut state = State {
+            nodes: config
+                .nodes
+                .iter()
+                .map(|n| NodeHealth::new(&n.id, &n.address, n.replica_group))
+                .collect(),
+            ..State::default()
+        };
+        for (key, bytes) in store.list_meta(META_INDEX).await? {
+            let meta: IndexMeta =
+                serde_json::from_slice(&bytes).map_err(|e| AdminError::CorruptMeta {
+                    key: key.clone(),
+                    reason: e.to_string(),
+                })?;
+            state.indexes.insert(meta.uid.clone(), meta);
+        }
+        for (key, bytes) in store.list_meta(META_KEY).await? {
+            let v: Value = serde_json::from_slice(&bytes).map_err(|e| AdminError::CorruptMeta {
+                key: key.clone(),
+                reason: e.to_string(),
+            })?;
+            state.keys.insert(key[META_KEY.len()..].to_string(), v);
+        }
+        state.epoch = match store.get_meta(META_EPOCH).await? {
+            Some(b) => String::from_utf8_lossy(&b).parse().unwrap_or(1),
+            None => {
+                store.put_meta(META_EPOCH, b"1").await?;
+                1
+            }
+        };
+        let client = NodeClient::new(
+            config.effective_node_master_key(),
+            Duration::from_millis(config.scatter.node_timeout_ms.max(1)),
+        );
+        let admin = Arc::new(Admin {
+            config,
+            store,
+            client,
+            snapshots,
+            state: Mutex::new(state),
+            publish_lock: tokio::sync::Mutex::new(()),
+            scopes: Mutex::new(HashMap::new()),
+            metrics: Metrics::default(),
+        });
+        admin.publish().await?;
+        Ok(admin)
+    }
+
+    /// Locks the given scopes (index uids; `""` = deployment-wide), in sorted order so two
+    /// multi-scope operations (swaps) can never deadlock.
+    pub async fn lock_scopes(
+        &self,
+        mut names: Vec<String>,
+    ) -> Vec<tokio::sync::OwnedMutexGuard<()>> {
+        names.sort();
+        names.dedup();
+        let mut guards = Vec::with_capacity(names.len());
+        for name in names {
+            let m = {
+                let mut scopes = self.scopes.lock().unwrap_or_else(|p| p.into_inner());
+                scopes.entry(name).or_default().clone()
+            };
+            guards.push(m.lock_owned().await);
+        }
+        guards
+    }
+
+    pub fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Copies of one document across the deployment (`rf × rg`).
+    pub fn copies(&self) -> u32 {
+        (self.config.replication_factor * self.config.replica_groups).max(1)
+    }
+
+    /// The node master key (what node-side API keys are derived from).
+    pub fn node_master_key(&self) -> Option<&str> {
+        self.config.effective_node_master_key()
+    }
+
+    /// The key for `/_miroir/*`.
+    pub fn admin_key(&self) -> Option<&str> {
+        self.config.effective_admin_key()
+    }
+
+    pub fn nodes(&self) -> Vec<NodeHealth> {
+        self.lock().nodes.clone()
+    }
+
+    /// Nodes that can serve reads right now, in configuration order.
+    pub fn live_nodes(&self) -> Vec<NodeHealth> {
+        self.lock()
+            .nodes
+            .iter()
+            .filter(|n| n.is_live())
+            .cloned()
+            .collect()
+    }
+
+    /// Every node that owns data (broadcast targets): all but removed/joining ones.
+    pub fn broadcast_nodes(&self) -> Vec<NodeHealth> {
+        self.lock()
+            .nodes
+            .iter()
+            .filter(|n| n.status.owns_shards())
+            .cloned()
+            .collect()
+    }
+
+    pub fn record_health(
+        &self,
+        id: &str,
+        outcome: Result<(), String>,
+        unhealthy: u32,
+        recovery: u32,
+    ) -> bool {
+        let mut st = self.lock();
+        let Some(n) = st.nodes.iter_mut().find(|n| n.id == id) else {
+            return false;
+        };
+        let changed = n.record(outcome, unhealthy, recovery);
+        if changed {
+            tracing::warn!(node = %id, status = %n.status, error = ?n.error, "node status changed");
+        }
+        changed
+    }
+
+    pub fn index(&self, uid: &str) -> Option<IndexMeta> {
+        self.lock().indexes.get(uid).cloned()
+    }
+
+    /// Persists then applies an index's metadata.
+    pub async fn put_index(&self, meta: IndexMeta) -> Result<(), AdminError> {
+        let bytes = serde_json::to_vec(&meta).expect("IndexMeta serialises");
+        self.store
+            .put_meta(&format!("{META_INDEX}{}", meta.uid), &bytes)
+            .await?;
+        self.lock().indexes.insert(meta.uid.clone(), meta);
+        Ok(())
+    }
+
+    pub async fn remove_index(&self, uid: &str) -> Result<(), AdminError> {
+        self.store
+            .delete_meta(&format!("{META_INDEX}{uid}"))
+            .await?;
+        self.lock().indexes.remove(uid);
+        Ok(())
+    }
+
+    pub async fn put_key(&self, uid: &str, key: Value) -> Result<(), AdminError> {
+        let bytes = serde_json::to_vec(&key).expect("JSON serialises");
+        self.store
+            .put_meta(&format!("{META_KEY}{uid}"), &bytes)
+            .await?;
+        self.lock().keys.insert(uid.to_string(), key);
+        Ok(())
+    }
+
+    pub async fn remove_key(&self, uid: &str) -> Result<(), AdminError> {
+        self.store.delete_meta(&format!("{META_KEY}{uid}")).await?;
+        self.lock().keys.remove(uid);
+        Ok(())
+    }
+
+    /// Builds the snapshot the data planes route with, from the current state.
+    pub fn build_snapshot(&self) -> Snapshot {
+        let st = self.lock();
+        Snapshot {
+            generation: st.generation,
+            epoch: st.epoch,
+            replication_factor: self.config.replication_factor,
+            replica_groups: self.config.replica_groups,
+            nodes: st
+                .nodes
+                .iter()
+                .map(|n| Node {
+                    id: NodeId::new(&n.id),
+                    address: n.address.clone(),
+                    replica_group: GroupId(n.group),
+                    status: n.status,
+                })
+                .collect(),
+            indexes: st.indexes.clone(),
+            keys: st.keys.values().filter_map(api_key_from_json).collect(),
+            migrations: Vec::new(),
+        }
+    }
+
+    /// Publishes the current state as the next generation; returns it.
+    pub async fn publish(&self) -> Result<u64, AdminError> {
+        let _order = self.publish_lock.lock().await;
+        let snapshot = self.build_snapshot();
+        let store = self.snapshots.clone();
+        let generation = tokio::task::spawn_blocking(move || store.publish(&snapshot))
+            .await
+            .map_err(|e| AdminError::Join(e.to_string()))??;
+        self.lock().generation = generation;
+        self.metrics
+            .snapshot_publishes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(generation)
+    }
+
+    pub fn heartbeat(&self, dataplane: &str, beat: Heartbeat) {
+        self.lock().dataplanes.insert(dataplane.to_string(), beat);
+    }
+
+    /// Data planes heard from within [`HEARTBEAT_TIMEOUT`].
+    pub fn live_dataplanes(&self) -> Vec<(String, Heartbeat)> {
+        let st = self.lock();
+        live_heartbeats(&st.dataplanes, Instant::now())
+    }
+
+    /// Whether every live data plane has applied `epoch` (the barrier topology operations
+    /// wait on before copying or deleting a shard). Dead ones do not block it.
+    pub fn epoch_acknowledged(&self, epoch: u64) -> bool {
+        self.live_dataplanes().iter().all(|(_, b)| b.epoch >= epoch)
+    }
+
+    fn cover_nodes(st: &State) -> Vec<CoverNode<'_>> {
+        st.nodes
+            .iter()
+            .map(|n| CoverNode {
+                id: &n.id,
+                group: n.group,
+                places: n.status.owns_shards(),
+                live: n.is_live(),
+            })
+            .collect()
+    }
+
+    /// Index uid → shards without a live owner in any group (only indexes with some).
+    pub fn uncovered(&self) -> BTreeMap<String, Vec<u32>> {
+        let st = self.lock();
+        let nodes = Self::cover_nodes(&st);
+        st.indexes
+            .values()
+            .map(|m| {
+                (
+                    m.uid.clone(),
+                    coverage::uncovered_shards(
+                        &nodes,
+                        self.config.replica_groups,
+                        self.config.replication_factor,
+                        m.shards,
+                    ),
+                )
+            })
+            .filter(|(_, v)| !v.is_empty())
+            .collect()
+    }
+
+    /// Shards owned per node for an index with `shards` shards.
+    pub fn shard_counts(&self, shards: u32) -> BTreeMap<String, u32> {
+        let st = self.lock();
+        coverage::shard_counts(
+            &Self::cover_nodes(&st),
+            self.config.replica_groups,
+            self.config.replication_factor,
+            shards,
+        )
+    }
+
+    /// Creates the default keys once (first start) in the store, with fixed uids.
+    pub async fn ensure_default_keys(&self) -> Result<(), AdminError> {
+        if self.node_master_key().is_none() {
+            return Ok(()); // No master key: Meilisearch has no keys API either.
+        }
+        for (uid, name, description, actions) in crate::keys::DEFAULT_KEYS {
+            if self.lock().keys.contains_key(*uid) {
+                continue;
+            }
+            let key = crate::keys::key_object(
+                self.node_master_key().unwrap_or_default(),
+                uid,
+                name,
+                description,
+                actions,
+            );
+            self.put_key(uid, key).await?;
+        }
+        Ok(())
+    }
+
+    /// Makes sure every live node has every Miroir key (same uid → same key value). Runs
+    /// after each health round so a node that was down or is new catches up.
+    pub async fn ensure_default_keys_on_nodes(&self) {
+        if self.node_master_key().is_none() {
+            return;
+        }
+        let keys: Vec<Value> = self.lock().keys.values().cloned().collect();
+        for node in self.live_nodes() {
+            if let Err(e) = crate::keys::sync_node_keys(&self.client, &node.address, &keys).await {
+                tracing::warn!(node = %node.id, error = %e, "syncing API keys to node failed");
+            }
+        }
+    }
+
+    pub fn last_seen(&self) -> u64 {
+        unix_ms()
+    }
+}
+
+/// Heartbeats younger than [`HEARTBEAT_TIMEOUT`] at `now`.
+pub fn live_heartbeats(all: &HashMap<String, Heartbeat>, now: Instant) -> Vec<(String, Heartbeat)> {
+    let mut v: Vec<_> = all
+        .iter()
+        .filter(|(_, b)| now.saturating_duration_since(b.at) < HEARTBEAT_TIMEOUT)
+        .map(|(k, b)| (k.clone(), b.clone()))
+        .collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
+/// The snapshot's view of a key object (`GET /keys/{uid}` JSON).
+pub fn api_key_from_json(v: &Value) -> Option<ApiKey> {
+    let strings = |k: &str| -> Vec<String> {
+        v.get(k)
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    Some(ApiKey {
+        uid: v.get("uid")?.as_str()?.to_string(),
+        key: v.get("key")?.as_str()?.to_string(),
+        name: v.get("name").and_then(Value::as_str).map(String::from),
+        actions: strings("actions"),
+        indexes: strings("indexes"),
+        expires_at: v
+            .get("expiresAt")
+            .and_then(Value::as_str)
+            .and_then(crate::timefmt::parse_rfc3339)
+            .map(|t| t.unix_timestamp()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stale_heartbeats_do_not_count() {
+        let now = Instant::now();
+        let mut m = HashMap::new();
+        m.insert(
+            "a".to_string(),
+            Heartbeat {
+                generation: 1,
+                epoch: 3,
+                pid: 1,
+                at: now,
+            },
+        );
+        if let Some(old) = now.checked_sub(HEARTBEAT_TIMEOUT + Duration::from_millis(1)) {
+            m.insert(
+                "b".to_string(),
+                Heartbeat {
+                    generation: 1,
+                    epoch: 1,
+                    pid: 2,
+                    at: old,
+                },
+            );
+            let live = live_heartbeats(&m, now);
+            assert_eq!(live.len(), 1);
+            assert_eq!(live[0].0, "a");
+        }
+    }
+
+    #[test]
+    fn key_json_maps_to_snapshot_key() {
+        let v = serde_json::json!({"uid": "u", "key": "k", "name": "n", "actions": ["search"], "indexes": ["*"],
+            "expiresAt": "2030-01-01T00:00:00Z"});
+        let k = api_key_from_json(&v).unwrap();
+        assert_eq!(k.actions, vec!["search"]);
+        assert_eq!(k.expires_at, Some(1893456000));
+        assert!(api_key_from_json(&serde_json::json!({"uid": "u"})).is_none());
+    }
+}

@@ -1,0 +1,702 @@
+//! The Miroir task registry (PRODUCT.md §3) on top of the [`TaskStore`](crate::store::TaskStore).
+//!
+//! Two kinds of Miroir tasks exist:
+//!
+//! - **Node-tracked** tasks: a document write the data plane dispatched and registered over
+//!   the control socket (`POST /_internal/v1/tasks`) with the node task uids it got back, and
+//!   the admin's task cancel/delete broadcasts. Their status is *derived* from the node tasks
+//!   ([`aggregate`]) whenever asked, and by a background refresher.
+//! - **Self-tracked** tasks: broadcasts the admin runs itself (index lifecycle, settings), whose
+//!   outcome depends on more than node task statuses (verification, rollback). The worker
+//!   running the broadcast sets their status ([`start_own`], [`finish_own`]).
+//!
+//! Either way, once a task is terminal its full view is cached in the store
+//! (`terminal_view`), so polling a finished task touches no node, and the store refuses any
+//! later update to it.
+
+pub mod aggregate;
+pub mod query;
+
+use crate::api::{ApiError, Req, Resp};
+use crate::state::Admin;
+use crate::store::{
+    FailedNode, NewTask, NodeTask as StoreNodeTask, TaskRecord, TaskState, TaskStatus, TaskType,
+};
+use crate::timefmt::{format_iso8601_duration, format_rfc3339};
+use aggregate::{Head, NodeTask, TaskView};
+use hyper::Method;
+use miroir_core::error::ErrorCode;
+use miroir_core::ids::{NodeId, TaskUid};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use time::OffsetDateTime;
+
+fn to_status(s: &str) -> TaskStatus {
+    TaskStatus::parse(s).unwrap_or(TaskStatus::Enqueued)
+}
+
+/// The summarized task `{taskUid, indexUid, status, type, enqueuedAt}` a write answers with.
+pub fn summarized(rec: &TaskRecord) -> Value {
+    json!({
+        "taskUid": rec.uid.0,
+        "indexUid": rec.index_uid,
+        "status": rec.state.status.as_str(),
+        "type": rec.task_type.as_str(),
+        "enqueuedAt": format_rfc3339(rec.enqueued_at),
+    })
+}
+
+/// Meilisearch's message for an unknown task uid.
+pub fn task_not_found(uid: impl std::fmt::Display) -> ApiError {
+    ApiError::core(ErrorCode::TaskNotFound, format!("Task `{uid}` not found."))
+}
+
+/// Body of `POST /_internal/v1/tasks` (docs/internals/control-protocol.md §2.2).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Registration {
+    pub index_uid: Option<String>,
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub details: Value,
+    #[serde(default)]
+    pub node_tasks: Vec<StoreNodeTask>,
+    #[serde(default)]
+    pub failed_nodes: Vec<FailedNode>,
+}
+
+/// Registers a write the data plane dispatched; answers the summarized task (202).
+pub async fn register(admin: &Admin, req: &Req) -> Result<Resp, ApiError> {
+    let reg: Registration = serde_json::from_slice(&req.body).map_err(|e| {
+        ApiError::core(
+            ErrorCode::BadRequest,
+            format!("invalid task registration: {e}"),
+        )
+    })?;
+    let kind = TaskType::parse(&reg.kind).ok_or_else(|| {
+        ApiError::core(
+            ErrorCode::BadRequest,
+            format!("unknown task type `{}`", reg.kind),
+        )
+    })?;
+    let details = if reg.details.is_null() {
+        json!({})
+    } else {
+        reg.details
+    };
+    let rec = create(
+        admin,
+        reg.index_uid,
+        kind,
+        TaskState::enqueued(reg.node_tasks, reg.failed_nodes, details),
+    )
+    .await?;
+    Ok(Resp::json(202, &summarized(&rec)))
+}
+
+async fn create(
+    admin: &Admin,
+    index_uid: Option<String>,
+    kind: TaskType,
+    state: TaskState,
+) -> Result<TaskRecord, ApiError> {
+    let rec = admin
+        .store
+        .create_task(NewTask {
+            index_uid,
+            task_type: kind,
+            enqueued_at: OffsetDateTime::now_utc(),
+            state,
+        })
+        .await?;
+    admin
+        .metrics
+        .tasks_registered
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    Ok(rec)
+}
+
+/// Creates a self-tracked task (enqueued, no node tasks).
+pub async fn create_own(
+    admin: &Admin,
+    index_uid: Option<&str>,
+    kind: TaskType,
+    details: Value,
+) -> Result<TaskRecord, ApiError> {
+    create(
+        admin,
+        index_uid.map(String::from),
+        kind,
+        TaskState::enqueued(Vec::new(), Vec::new(), details),
+    )
+    .await
+}
+
+/// Marks a self-tracked task processing.
+pub async fn start_own(admin: &Admin, rec: &mut TaskRecord) {
+    rec.state.status = TaskStatus::Processing;
+    rec.state.started_at = Some(OffsetDateTime::now_utc());
+    if let Err(e) = admin.store.update_task(rec.uid, rec.state.clone()).await {
+        tracing::error!(task = rec.uid.0, error = %e, "marking task processing failed");
+    }
+}
+
+/// Finishes a self-tracked task: succeeded (with final details) or failed with an error body.
+pub async fn finish_own(admin: &Admin, rec: &mut TaskRecord, outcome: Result<Value, Value>) {
+    let now = OffsetDateTime::now_utc();
+    rec.state.started_at.get_or_insert(now);
+    rec.state.finished_at = Some(now);
+    let error = match outcome {
+        Ok(details) => {
+            rec.state.status = TaskStatus::Succeeded;
+            rec.state.details = details;
+            None
+        }
+        Err(error) => {
+            rec.state.status = TaskStatus::Failed;
+            Some(error)
+        }
+    };
+    admin.metrics.broadcast(error.is_none());
+    let view = own_view(rec, error);
+    rec.state.terminal_view = Some(serde_json::to_vec(&view).expect("task views serialise"));
+    if let Err(e) = admin.store.update_task(rec.uid, rec.state.clone()).await {
+        tracing::error!(task = rec.uid.0, error = %e, "storing the finished task failed");
+    }
+}
+
+/// The view of a self-tracked task from its record.
+fn own_view(rec: &TaskRecord, error: Option<Value>) -> TaskView {
+    let status = rec.state.status;
+    TaskView {
+        uid: rec.uid.0,
+        batch_uid: (status != TaskStatus::Enqueued).then_some(rec.uid.0),
+        index_uid: rec.index_uid.clone(),
+        status: status.as_str(),
+        kind: rec.task_type.as_str().to_string(),
+        canceled_by: rec.state.canceled_by.map(|u| u.0),
+        details: rec.state.details.clone(),
+        error,
+        duration: match (rec.state.started_at, rec.state.finished_at) {
+            (Some(s), Some(f)) => format_iso8601_duration(f - s),
+            _ => None,
+        },
+        enqueued_at: format_rfc3339(rec.enqueued_at),
+        started_at: rec.state.started_at.map(format_rfc3339),
+        finished_at: rec.state.finished_at.map(format_rfc3339),
+    }
+}
+
+fn is_self_tracked(rec: &TaskRecord) -> bool {
+    rec.state.node_tasks.is_empty() && rec.state.failed_nodes.is_empty()
+}
+
+/// Meta key mapping a node's cancelation task to the Miroir task that issued it.
+fn cancel_key(node: &str, node_uid: u64) -> String {
+    format!("cancel:{node}:{node_uid}")
+}
+
+/// The current view of a task as JSON: the cached terminal view, or a fresh aggregation
+/// (persisted — and cached if it became terminal).
+pub async fn view(admin: &Admin, rec: &TaskRecord) -> Result<Value, ApiError> {
+    if let Some(bytes) = &rec.state.terminal_view {
+        return serde_json::from_slice(bytes)
+            .map_err(|e| ApiError::internal(format!("corrupt cached task {}: {e}", rec.uid)));
+    }
+    if is_self_tracked(rec) {
+        return Ok(serde_json::to_value(own_view(rec, None)).expect("views serialise"));
+    }
+    let v = refresh(admin, rec).await?;
+    Ok(serde_json::to_value(v).expect("views serialise"))
+}
+
+/// Asks the nodes about a node-tracked task and stores what changed.
+async fn refresh(admin: &Admin, rec: &TaskRecord) -> Result<TaskView, ApiError> {
+    let addresses: std::collections::HashMap<String, String> = admin
+        .nodes()
+        .into_iter()
+        .map(|n| (n.id, n.address))
+        .collect();
+    let calls = rec.state.node_tasks.iter().map(|nt| {
+        let client = admin.client.clone();
+        let addr = addresses.get(nt.node.as_str()).cloned();
+        let (node, uid) = (nt.node.as_str().to_string(), nt.task_uid);
+        async move {
+            let t = match addr {
+                None => NodeTask::Gone, // node no longer in the topology
+                Some(addr) => match client
+                    .send(&addr, Method::GET, &format!("/tasks/{uid}"), None)
+                    .await
+                {
+                    Ok(r) if r.status == 200 => NodeTask::Found(r.json()),
+                    Ok(r) if r.status == 404 => NodeTask::Gone,
+                    _ => NodeTask::Unreachable,
+                },
+            };
+            (node, t)
+        }
+    });
+    let results = crate::health::futures_join_all(calls).await;
+    let mut canceled_by = std::collections::HashMap::new();
+    for (node, t) in &results {
+        if let NodeTask::Found(v) = t {
+            if let Some(c) = v.get("canceledBy").and_then(Value::as_u64) {
+                if let Some(b) = admin.store.get_meta(&cancel_key(node, c)).await? {
+                    if let Ok(u) = String::from_utf8_lossy(&b).parse::<u32>() {
+                        canceled_by.insert((node.clone(), c), u);
+                    }
+                }
+            }
+        }
+    }
+    let dispatch_errors: Vec<Value> = rec
+        .state
+        .failed_nodes
+        .iter()
+        .map(|f| f.error.clone())
+        .collect();
+    let enqueued_at = format_rfc3339(rec.enqueued_at);
+    let own_counts = matches!(
+        rec.task_type,
+        TaskType::TaskCancelation | TaskType::TaskDeletion
+    );
+    let head = Head {
+        uid: rec.uid.0,
+        index_uid: rec.index_uid.as_deref(),
+        kind: rec.task_type.as_str(),
+        enqueued_at: &enqueued_at,
+        details: &rec.state.details,
+        dispatch_errors: &dispatch_errors,
+        copies: admin.copies(),
+    };
+    let nodes: Vec<(&str, NodeTask)> = results
+        .iter()
+        .map(|(n, t)| (n.as_str(), t.clone()))
+        .collect();
+    let mut v = aggregate::aggregate(&head, &nodes, |n, u| {
+        canceled_by.get(&(n.to_string(), u)).copied()
+    });
+    if own_counts {
+        // Cancel/delete count Miroir tasks (fixed at creation), never node tasks.
+        v.details = finish_task_admin_details(&rec.state.details, v.status);
+    }
+    let status = to_status(v.status);
+    if status != rec.state.status || status.is_terminal() || v.details != rec.state.details {
+        let mut state = rec.state.clone();
+        state.status = status;
+        state.details = v.details.clone();
+        state.started_at = v
+            .started_at
+            .as_deref()
+            .and_then(crate::timefmt::parse_rfc3339);
+        state.finished_at = v
+            .finished_at
+            .as_deref()
+            .and_then(crate::timefmt::parse_rfc3339);
+        state.canceled_by = v.canceled_by.map(TaskUid);
+        if status.is_terminal() {
+            state.terminal_view = Some(serde_json::to_vec(&v).expect("views serialise"));
+        }
+        admin.store.update_task(rec.uid, state).await?;
+    }
+    Ok(v)
+}
+
+/// Details of a taskCancelation/taskDeletion: `canceledTasks`/`deletedTasks` become the
+/// matched count once the node-side work finished (null before, as in Meilisearch).
+fn finish_task_admin_details(details: &Value, status: &str) -> Value {
+    let mut d = details.clone();
+    let terminal = TaskStatus::parse(status).is_some_and(TaskStatus::is_terminal);
+    let matched = d.get("matchedTasks").cloned().unwrap_or(Value::Null);
+    for k in ["canceledTasks"] {
+        if d.get(k).is_some() {
+            d[k] = if terminal {
+                matched.clone()
+            } else {
+                Value::Null
+            };
+        }
+    }
+    d
+}
+
+/// The index patterns (`movies`, `movies*`, `*`) of the API key the data plane
+/// authenticated (`Miroir-Principal: key:<uid>`); `None` = unrestricted (master key, admin
+/// API, or a key on `*`). Meilisearch only shows a key the tasks of indexes it may access.
+fn key_patterns(admin: &Admin, req: Option<&Req>) -> Option<Vec<String>> {
+    let uid = req?
+        .header("miroir-principal")?
+        .strip_prefix("key:")?
+        .to_string();
+    let patterns: Vec<String> = admin
+        .lock()
+        .keys
+        .get(&uid)
+        .and_then(|k| k["indexes"].as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|p| p.as_str().map(String::from))
+        .collect();
+    (!patterns.iter().any(|p| p == "*")).then_some(patterns)
+}
+
+/// Whether an index uid matches one of a key's patterns (exact, or prefix with a final `*`).
+pub fn pattern_allows(patterns: &[String], index: &str) -> bool {
+    patterns.iter().any(|p| match p.strip_suffix('*') {
+        Some(prefix) => index.starts_with(prefix),
+        None => p == index,
+    })
+}
+
+/// `GET /tasks/{uid}` (`req` = the forwarded request, for the key's index restrictions).
+pub async fn get(admin: &Admin, uid: &str, req: Option<&Req>) -> Result<Resp, ApiError> {
+    let n: u32 = uid.parse().map_err(|_| {
+        ApiError::invalid(
+            "invalid_task_uids",
+            format!("Invalid value in parameter `taskUid`: could not parse `{uid}` as a positive integer"),
+        )
+    })?;
+    let rec = admin
+        .store
+        .get_task(TaskUid(n))
+        .await?
+        .ok_or_else(|| task_not_found(n))?;
+    if let Some(patterns) = key_patterns(admin, req) {
+        if !rec
+            .index_uid
+            .as_deref()
+            .is_some_and(|i| pattern_allows(&patterns, i))
+        {
+            return Err(task_not_found(n));
+        }
+    }
+    Ok(Resp::json(200, &view(admin, &rec).await?))
+}
+
+/// `GET /tasks` → `{results, total, limit, from, next}`.
+pub async fn list(admin: &Admin, req: &Req) -> Result<Resp, ApiError> {
+    let mut parsed = query::parse(&req.query, query::Purpose::List)?;
+    if let Some(patterns) = key_patterns(admin, Some(req)) {
+        // Restrict to the indexes the key may see (those Miroir knows now).
+        let allowed: Vec<String> = admin
+            .lock()
+            .indexes
+            .keys()
+            .filter(|i| pattern_allows(&patterns, i))
+            .cloned()
+            .collect();
+        let f = &mut parsed.query.filter;
+        f.index_uids = Some(match f.index_uids.take() {
+            Some(asked) => asked.into_iter().filter(|i| allowed.contains(i)).collect(),
+            None => allowed,
+        });
+    }
+    let page = admin.store.list_tasks(&parsed.query).await?;
+    let mut results = Vec::with_capacity(page.tasks.len());
+    for rec in &page.tasks {
+        results.push(view(admin, rec).await?);
+    }
+    let from = page.tasks.first().map(|t| t.uid.0);
+    Ok(Resp::json(
+        200,
+        &json!({"results": results, "total": page.total, "limit": parsed.query.limit, "from": from, "next": page.next.map(|u| u.0)}),
+    ))
+}
+
+/// `GET /batches` and `GET /batches/{uid}`: one Miroir batch per Miroir task.
+pub fn batch_of(task: &Value) -> Value {
+    let status = task["status"].as_str().unwrap_or("enqueued");
+    json!({
+        "uid": task["uid"],
+        "progress": null,
+        "details": task["details"],
+        "stats": {
+            "totalNbTasks": 1,
+            "status": {status: 1},
+            "types": {task["type"].as_str().unwrap_or_default(): 1},
+            "indexUids": match task["indexUid"].as_str() { Some(i) => json!({i: 1}), None => json!({}) },
+        },
+        "duration": task["duration"],
+        "startedAt": task["startedAt"],
+        "finishedAt": task["finishedAt"],
+    })
+}
+
+pub async fn get_batch(admin: &Admin, uid: &str) -> Result<Resp, ApiError> {
+    let n: u32 = uid.parse().map_err(|_| {
+        ApiError::invalid("invalid_batch_uids", format!("Invalid value in parameter `batchUid`: could not parse `{uid}` as a positive integer"))
+    })?;
+    let rec = admin.store.get_task(TaskUid(n)).await?;
+    let not_found = || ApiError::Code {
+        status: 404,
+        code: "batch_not_found".into(),
+        kind: "invalid_request",
+        message: format!("Batch `{n}` not found."),
+    };
+    let rec = rec.ok_or_else(not_found)?;
+    let v = view(admin, &rec).await?;
+    if v["status"] == "enqueued" {
+        return Err(not_found()); // not batched yet
+    }
+    Ok(Resp::json(200, &batch_of(&v)))
+}
+
+pub async fn list_batches(admin: &Admin, req: &Req) -> Result<Resp, ApiError> {
+    let resp = list(admin, req).await?;
+    let mut v = resp.value();
+    let batches: Vec<Value> = v["results"]
+        .as_array()
+        .map(|a| a.iter().map(batch_of).collect())
+        .unwrap_or_default();
+    v["results"] = Value::Array(batches);
+    Ok(Resp::json(200, &v))
+}
+
+/// Every task matching a cancel/delete filter (all pages).
+async fn matching(
+    admin: &Admin,
+    req: &Req,
+    what: &str,
+) -> Result<(Vec<TaskRecord>, String), ApiError> {
+    let parsed = query::parse(&req.query, query::Purpose::CancelOrDelete)?;
+    if !parsed.has_filter {
+        return Err(ApiError::invalid(
+            "missing_task_filters",
+            format!("Query parameters to filter the tasks to {what} are missing. Available query parameters are: `uids`, `indexUids`, `statuses`, `types`, `canceledBy`, `beforeEnqueuedAt`, `afterEnqueuedAt`, `beforeStartedAt`, `afterStartedAt`, `beforeFinishedAt`, `afterFinishedAt`."),
+        ));
+    }
+    let mut q = parsed.query;
+    q.limit = 1000;
+    let mut out = Vec::new();
+    loop {
+        let page = admin.store.list_tasks(&q).await?;
+        out.extend(page.tasks);
+        match page.next {
+            Some(n) => q.from = Some(n),
+            None => break,
+        }
+    }
+    Ok((out, format!("?{}", req.query)))
+}
+
+/// Groups node task uids per node.
+fn per_node(recs: &[TaskRecord]) -> std::collections::BTreeMap<String, Vec<u32>> {
+    let mut m: std::collections::BTreeMap<String, Vec<u32>> = Default::default();
+    for r in recs {
+        for nt in &r.state.node_tasks {
+            m.entry(nt.node.as_str().to_string())
+                .or_default()
+                .push(nt.task_uid);
+        }
+    }
+    m
+}
+
+/// Sends `method /tasks[/cancel]?uids=…` to each node; returns the node tasks it created and
+/// the nodes that refused.
+async fn broadcast_task_op(
+    admin: &Admin,
+    method: Method,
+    path: &str,
+    per_node: &std::collections::BTreeMap<String, Vec<u32>>,
+) -> (Vec<StoreNodeTask>, Vec<FailedNode>) {
+    let addresses: std::collections::HashMap<String, String> = admin
+        .nodes()
+        .into_iter()
+        .map(|n| (n.id, n.address))
+        .collect();
+    let (mut ok, mut failed) = (Vec::new(), Vec::new());
+    for (node, uids) in per_node {
+        let Some(addr) = addresses.get(node) else {
+            continue;
+        };
+        let list: Vec<String> = uids.iter().map(u32::to_string).collect();
+        let pq = format!("{path}?uids={}", list.join(","));
+        match admin.client.send(addr, method.clone(), &pq, None).await {
+            Ok(r) if r.is_success() => {
+                if let Some(u) = r.json()["taskUid"].as_u64() {
+                    ok.push(StoreNodeTask {
+                        node: NodeId::new(node),
+                        task_uid: u as u32,
+                    });
+                }
+            }
+            Ok(r) => failed.push(FailedNode {
+                node: NodeId::new(node),
+                error: r.json(),
+            }),
+            Err(e) => failed.push(FailedNode {
+                node: NodeId::new(node),
+                error: ApiError::core(ErrorCode::Unavailable, format!("node `{node}`: {e}")).body(),
+            }),
+        }
+    }
+    (ok, failed)
+}
+
+/// `POST /tasks/cancel?…`: cancels the matching enqueued/processing Miroir tasks on their
+/// nodes; one Miroir `taskCancelation` task.
+pub async fn cancel(admin: &Admin, req: &Req) -> Result<Resp, ApiError> {
+    let (recs, original) = matching(admin, req, "cancel").await?;
+    let live: Vec<TaskRecord> = recs
+        .into_iter()
+        .filter(|r| !r.state.status.is_terminal())
+        .collect();
+    let details =
+        json!({"matchedTasks": live.len(), "canceledTasks": null, "originalFilter": original});
+    let targets = per_node(&live);
+    if targets.is_empty() {
+        let mut rec = create_own(admin, None, TaskType::TaskCancelation, details.clone()).await?;
+        let summary = summarized(&rec);
+        finish_own(
+            admin,
+            &mut rec,
+            Ok(json!({"matchedTasks": live.len(), "canceledTasks": 0, "originalFilter": original})),
+        )
+        .await;
+        return Ok(Resp::json(200, &summary));
+    }
+    let (ok, failed) = broadcast_task_op(admin, Method::POST, "/tasks/cancel", &targets).await;
+    let rec = create(
+        admin,
+        None,
+        TaskType::TaskCancelation,
+        TaskState::enqueued(ok.clone(), failed, details),
+    )
+    .await?;
+    for nt in &ok {
+        admin
+            .store
+            .put_meta(
+                &cancel_key(nt.node.as_str(), u64::from(nt.task_uid)),
+                rec.uid.0.to_string().as_bytes(),
+            )
+            .await?;
+    }
+    // Meilisearch answers task cancelation with 200 and the summarized task.
+    Ok(Resp::json(200, &summarized(&rec)))
+}
+
+/// `DELETE /tasks?…`: deletes the matching finished Miroir tasks (and their node tasks);
+/// one Miroir `taskDeletion` task.
+pub async fn delete(admin: &Admin, req: &Req) -> Result<Resp, ApiError> {
+    let (recs, original) = matching(admin, req, "delete").await?;
+    let done: Vec<TaskRecord> = recs
+        .into_iter()
+        .filter(|r| r.state.status.is_terminal())
+        .collect();
+    let uids: Vec<TaskUid> = done.iter().map(|r| r.uid).collect();
+    let deleted = admin.store.delete_tasks(&uids).await?;
+    let targets = per_node(&done);
+    let (ok, failed) = broadcast_task_op(admin, Method::DELETE, "/tasks", &targets).await;
+    let details =
+        json!({"matchedTasks": done.len(), "deletedTasks": deleted, "originalFilter": original});
+    let rec = if ok.is_empty() && failed.is_empty() {
+        let mut rec = create_own(admin, None, TaskType::TaskDeletion, details.clone()).await?;
+        let summary_rec = rec.clone();
+        finish_own(admin, &mut rec, Ok(details)).await;
+        summary_rec
+    } else {
+        create(
+            admin,
+            None,
+            TaskType::TaskDeletion,
+            TaskState::enqueued(ok, failed, details),
+        )
+        .await?
+    };
+    Ok(Resp::json(200, &summarized(&rec)))
+}
+
+/// Background refresher: keeps non-terminal node-tracked tasks' stored status current (so
+/// status filters are right and terminal views get cached without a client poll) and
+/// prunes to `task_store.max_tasks`. Runs until the process exits.
+pub async fn refresher(admin: std::sync::Arc<Admin>) {
+    let mut ticker = tokio::time::interval(std::time::Duration::from_millis(250));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut rounds: u64 = 0;
+    loop {
+        ticker.tick().await;
+        rounds += 1;
+        let mut q = crate::store::TaskQuery {
+            limit: 200,
+            reverse: true,
+            ..Default::default()
+        };
+        q.filter.statuses = Some(vec![TaskStatus::Enqueued, TaskStatus::Processing]);
+        match admin.store.list_tasks(&q).await {
+            Ok(page) => {
+                for rec in page.tasks.iter().filter(|r| !is_self_tracked(r)) {
+                    if let Err(e) = refresh(&admin, rec).await {
+                        tracing::warn!(task = rec.uid.0, error = %e, "task refresh failed");
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "listing unfinished tasks failed"),
+        }
+        if rounds.is_multiple_of(40) {
+            if let Err(e) = admin.store.prune(admin.config.task_store.max_tasks).await {
+                tracing::warn!(error = %e, "task pruning failed");
+            }
+        }
+    }
+}
+
+/// At start: self-tracked tasks left unfinished by a previous admin process cannot resume
+/// (their broadcast state was in memory), so they are failed with a clear error.
+pub async fn fail_interrupted(admin: &Admin) -> Result<(), ApiError> {
+    let mut q = crate::store::TaskQuery {
+        limit: 1000,
+        reverse: true,
+        ..Default::default()
+    };
+    q.filter.statuses = Some(vec![TaskStatus::Enqueued, TaskStatus::Processing]);
+    loop {
+        let page = admin.store.list_tasks(&q).await?;
+        for mut rec in page.tasks.into_iter().filter(is_self_tracked) {
+            let err = ApiError::internal("the admin process restarted while this task was running; its outcome is unknown, check the index and retry").body();
+            finish_own(admin, &mut rec, Err(err)).await;
+        }
+        match page.next {
+            Some(n) => q.from = Some(n),
+            None => return Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cancel_details_fill_in_when_terminal() {
+        let d = json!({"matchedTasks": 3, "canceledTasks": null, "originalFilter": "?uids=1"});
+        assert_eq!(
+            finish_task_admin_details(&d, "processing")["canceledTasks"],
+            Value::Null
+        );
+        assert_eq!(
+            finish_task_admin_details(&d, "succeeded")["canceledTasks"],
+            json!(3)
+        );
+    }
+
+    #[test]
+    fn key_patterns_match_exact_and_prefix() {
+        let p = vec!["movies".to_string(), "books_*".to_string()];
+        assert!(pattern_allows(&p, "movies"));
+        assert!(pattern_allows(&p, "books_2024"));
+        assert!(!pattern_allows(&p, "movies2"));
+        assert!(!pattern_allows(&p, "books"));
+    }
+
+    #[test]
+    fn batches_mirror_their_task() {
+        let t = json!({"uid": 4, "status": "succeeded", "type": "indexCreation", "indexUid": "m", "details": {}, "duration": "PT0.1S", "startedAt": "a", "finishedAt": "b"});
+        let b = batch_of(&t);
+        assert_eq!(b["uid"], 4);
+        assert_eq!(b["stats"]["status"]["succeeded"], 1);
+        assert_eq!(b["stats"]["indexUids"]["m"], 1);
+    }
+}
