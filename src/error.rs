@@ -121,7 +121,10 @@ pub struct MeiliError {
 
 impl MeiliError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        MeiliError { code, message: message.into() }
+        MeiliError {
+            code,
+            message: message.into(),
+        }
     }
 
     pub fn status(&self) -> u16 {
@@ -162,7 +165,10 @@ mod tests {
 
     #[test]
     fn body_has_meilisearch_shape() {
-        let e = MeiliError::new(ErrorCode::MiroirNoQuorum, "no group reached quorum for shard 3");
+        let e = MeiliError::new(
+            ErrorCode::MiroirNoQuorum,
+            "no group reached quorum for shard 3",
+        );
         let v: serde_json::Value = serde_json::from_slice(&e.to_body()).unwrap();
         assert_eq!(v["code"], "miroir_no_quorum");
         assert_eq!(v["type"], "system");

@@ -74,15 +74,28 @@ async fn serve_one(
         )
         .into_resp(),
     };
-    tracing::info!(
-        request_id = %rid,
-        listener = ?listener,
-        method = %parts.method,
-        path = %log_path(parts.uri.path()),
-        status = resp.status,
-        duration_ms = started.elapsed().as_secs_f64() * 1000.0,
-        "request"
-    );
+    // Heartbeats arrive twice a second per data plane: logged only at debug level so they
+    // do not drown the request log.
+    let quiet = parts.uri.path() == "/_internal/v1/heartbeat" && resp.status < 400;
+    macro_rules! log_request {
+        ($lvl:expr) => {
+            tracing::event!(
+                $lvl,
+                request_id = %rid,
+                listener = ?listener,
+                method = %parts.method,
+                path = %log_path(parts.uri.path()),
+                status = resp.status,
+                duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+                "request"
+            )
+        };
+    }
+    if quiet {
+        log_request!(tracing::Level::DEBUG);
+    } else {
+        log_request!(tracing::Level::INFO);
+    }
     Ok(to_hyper(resp, &rid))
 }
 

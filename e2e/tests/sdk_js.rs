@@ -21,6 +21,9 @@ fn js_sdk_flow_through_miroir() {
         .expect("running node");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "JS SDK flow failed\n--- stdout\n{stdout}\n--- stderr\n{stderr}");
+    assert!(
+        out.status.success(),
+        "JS SDK flow failed\n--- stdout\n{stdout}\n--- stderr\n{stderr}"
+    );
     assert!(stdout.contains("js SDK flow: all good"), "{stdout}");
 }

@@ -78,7 +78,22 @@ fn main() -> std::process::ExitCode {
         let mut deaths: Vec<Instant> = Vec::new();
         let mut backoff = Duration::from_millis(500);
         loop {
-            let mut child = match tokio::process::Command::new(&dataplane).args(&args).kill_on_drop(true).spawn() {
+            let mut command = tokio::process::Command::new(&dataplane);
+            command.args(&args).kill_on_drop(true);
+            // If this process is killed outright (SIGKILL, OOM), the data plane must not live
+            // on as an orphan holding the port: the kernel sends it SIGTERM (graceful drain)
+            // when its parent dies. PR_SET_PDEATHSIG follows the spawning *thread*; tokio's
+            // worker threads live as long as the runtime, i.e. as long as this process.
+            // SAFETY: prctl(2) is async-signal-safe and touches only the child's own state.
+            unsafe {
+                command.pre_exec(|| {
+                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+            let mut child = match command.spawn() {
                 Ok(c) => c,
                 Err(e) => {
                     eprintln!("miroir: spawning {}: {e}", dataplane.display());
