@@ -397,3 +397,224 @@ impl Cluster {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Deployments with separate processes and tunable timeouts (differential, availability, admin
+// restart and Redis task-store tests). `Cluster` above stays the one-command (`miroir`) path.
+// ---------------------------------------------------------------------------------------------
+
+/// Polls `f` every 25 ms until it returns `Some`; panics with `what` after `within`. The bound
+/// is a hang detector, not a timing assertion: pick it generously (a loaded 2-core machine).
+pub fn eventually<T>(what: &str, within: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "gave up after {within:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// How a [`Deployment`] is configured beyond its [`ClusterSpec`].
+#[derive(Debug, Clone)]
+pub struct DeploymentOptions {
+    /// `scatter.node_timeout_ms`.
+    pub node_timeout_ms: u64,
+    /// `health.interval_ms` / `timeout_ms` / `unhealthy_threshold`.
+    pub health_interval_ms: u64,
+    pub health_timeout_ms: u64,
+    pub unhealthy_threshold: u32,
+    /// Extra YAML (top-level keys not generated here, e.g. a `task_store:` block).
+    pub extra_yaml: String,
+}
+impl Default for DeploymentOptions {
+    fn default() -> Self {
+        DeploymentOptions {
+            node_timeout_ms: 10_000,
+            health_interval_ms: 200,
+            health_timeout_ms: 2_000,
+            unhealthy_threshold: 2,
+            extra_yaml: String::new(),
+        }
+    }
+}
+
+/// Test nodes + `miroir-admin` + `miroir-dataplane` as two separate processes sharing one
+/// config, so each can be killed and restarted on its own (the Kubernetes-sidecar shape).
+pub struct Deployment {
+    pub nodes: Vec<TestNode>,
+    pub admin: Option<Proc>,
+    pub dataplane: Proc,
+    pub addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub config_path: PathBuf,
+    pub master_key: String,
+    pub node_ids: Vec<String>,
+    /// Replica group of each node (same index as `nodes`).
+    pub node_groups: Vec<u32>,
+    pub dir: TempDir,
+}
+impl Deployment {
+    pub fn start(spec: &ClusterSpec, opts: &DeploymentOptions) -> Deployment {
+        let dir = TempDir::new("deploy");
+        let mut nodes = Vec::new();
+        let mut node_ids = Vec::new();
+        let mut node_groups = Vec::new();
+        let mut node_yaml = String::new();
+        for g in 0..spec.replica_groups {
+            for i in 0..spec.nodes_per_group {
+                let id = format!("meili-{}", g * spec.nodes_per_group + i);
+                let n = TestNode::start(dir.path(), &id, &spec.master_key);
+                node_yaml.push_str(&format!(
+                    "  - {{ id: \"{id}\", address: \"http://{}\", replica_group: {g} }}\n",
+                    n.addr
+                ));
+                nodes.push(n);
+                node_ids.push(id);
+                node_groups.push(g);
+            }
+        }
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let admin_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let config = format!(
+            "master_key: \"{mk}\"\nshards: {s}\nreplication_factor: {rf}\nreplica_groups: {rg}\n\
+             data_dir: \"{data}\"\nnodes:\n{node_yaml}\
+             server: {{ bind: \"127.0.0.1\", port: {port}, workers: 2 }}\n\
+             admin: {{ bind: \"127.0.0.1\", port: {aport}, api_key: \"e2e-admin-key\" }}\n\
+             health: {{ interval_ms: {hi}, timeout_ms: {ht}, unhealthy_threshold: {hu}, recovery_threshold: 1 }}\n\
+             scatter: {{ node_timeout_ms: {nt} }}\n{extra}{spec_extra}",
+            mk = spec.master_key,
+            s = spec.shards,
+            rf = spec.replication_factor,
+            rg = spec.replica_groups,
+            data = dir.path().join("miroir-data").display(),
+            port = addr.port(),
+            aport = admin_addr.port(),
+            hi = opts.health_interval_ms,
+            ht = opts.health_timeout_ms,
+            hu = opts.unhealthy_threshold,
+            nt = opts.node_timeout_ms,
+            extra = opts.extra_yaml,
+            spec_extra = spec.extra_yaml,
+        );
+        let config_path = dir.path().join("miroir.yaml");
+        std::fs::write(&config_path, config).unwrap();
+        let mut d = Deployment {
+            nodes,
+            admin: None,
+            dataplane: Proc::spawn(
+                "miroir-dataplane",
+                Command::new(bin("miroir-dataplane"))
+                    .arg("--config")
+                    .arg(&config_path)
+                    .env("MIROIR_LOG", "warn"),
+            ),
+            addr,
+            admin_addr,
+            config_path,
+            master_key: spec.master_key.clone(),
+            node_ids,
+            node_groups,
+            dir,
+        };
+        d.start_admin();
+        d.wait_ready();
+        d
+    }
+
+    /// Starts (or restarts) `miroir-admin` on the deployment's config and data directory.
+    pub fn start_admin(&mut self) {
+        assert!(self.admin.is_none(), "the admin is already running");
+        self.admin = Some(Proc::spawn(
+            "miroir-admin",
+            Command::new(bin("miroir-admin"))
+                .arg("--config")
+                .arg(&self.config_path)
+                .env("RUST_LOG", "warn"),
+        ));
+    }
+
+    /// kill -9 of the admin process (and reaping it).
+    pub fn kill_admin(&mut self) {
+        let mut p = self.admin.take().expect("the admin is not running");
+        p.kill();
+    }
+
+    /// Waits until the data plane serves with a snapshot and reaches the admin: `GET /indexes`
+    /// is forwarded to the admin and needs a snapshot first (503 before).
+    pub fn wait_ready(&self) {
+        eventually(
+            "the data plane to serve GET /indexes",
+            Duration::from_secs(60),
+            || self.http().get("/indexes").ok().filter(|r| r.status == 200),
+        );
+    }
+
+    /// A client of the data plane holding the master key.
+    pub fn http(&self) -> Http {
+        Http::new(self.addr).with_key(&self.master_key)
+    }
+
+    /// Polls `GET /tasks/{uid}` through the data plane until the task is terminal.
+    pub fn wait_task(&self, uid: u64) -> Value {
+        eventually(
+            &format!("Miroir task {uid}"),
+            Duration::from_secs(120),
+            || {
+                let r = self.http().get(&format!("/tasks/{uid}")).ok()?;
+                assert_eq!(
+                    r.status,
+                    200,
+                    "GET /tasks/{uid}: {}",
+                    String::from_utf8_lossy(&r.body)
+                );
+                let t = r.json();
+                matches!(
+                    t["status"].as_str(),
+                    Some("succeeded" | "failed" | "canceled")
+                )
+                .then_some(t)
+            },
+        )
+    }
+
+    /// Sends a write, asserts 202 and returns the summarized task's uid.
+    pub fn write(&self, method: &str, path: &str, body: &Value) -> u64 {
+        let r = self.http().send_json(method, path, body).expect("write");
+        assert_eq!(
+            r.status,
+            202,
+            "{method} {path}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        r.json()["taskUid"].as_u64().expect("taskUid")
+    }
+
+    /// Sends a write and waits until its Miroir task succeeded; returns the task uid.
+    pub fn write_ok(&self, method: &str, path: &str, body: &Value) -> u64 {
+        let uid = self.write(method, path, body);
+        let t = self.wait_task(uid);
+        assert_eq!(t["status"], "succeeded", "{method} {path}: {t}");
+        uid
+    }
+}
+
+/// Waits until a test node's task is terminal; returns it.
+pub fn wait_node_task(node: &TestNode, uid: u64) -> Value {
+    eventually(
+        &format!("node task {uid}"),
+        Duration::from_secs(120),
+        || {
+            let t = node.http().get(&format!("/tasks/{uid}")).ok()?.json();
+            matches!(
+                t["status"].as_str(),
+                Some("succeeded" | "failed" | "canceled")
+            )
+            .then_some(t)
+        },
+    )
+}

@@ -1,0 +1,318 @@
+//! Availability with dead nodes (PRODUCT.md §1 routing, §2 quorum and unavailable shards),
+//! through the real binaries. `runtime/tests/proxy_cluster.rs` already covers a whole group
+//! down, every node down and RF=2 searches/reads with one node down; these tests cover the
+//! per-shard cases in between, with the expected shard sets computed from the spec's routing
+//! formulas (re-implemented here from PRODUCT.md §1, not taken from `miroir-core`):
+//! - RG=2: one node of one group dead → writes degraded for exactly its shards, searches
+//!   complete and undegraded (the dead node's shards served by the other group), every
+//!   document readable;
+//! - RG=2: one node dead in each group → the shards both of them own have no quorum (503
+//!   `miroir_no_quorum`, nothing written), the others still accept writes, and searches answer
+//!   the covered shards with `X-Miroir-Degraded: shards=…` naming exactly the lost ones;
+//! - RF=2 in one group of 3: writes to a shard with a dead owner cannot reach quorum
+//!   (`floor(2/2)+1 = 2`), writes elsewhere are undegraded;
+//! - RF=3 in one group of 3: one node dead loses nothing — writes succeed undegraded
+//!   (2 of 3 owners is a quorum) and searches are complete.
+
+use miroir_e2e::{ClusterSpec, Deployment, DeploymentOptions, HttpResponse};
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+use xxhash_rust::xxh64::xxh64;
+
+const INDEX: &str = "books";
+
+/// `shard_for_key`: xxh64(seed 0, canonical pk) mod S (integer pks in decimal).
+fn shard_of(id: u64, shards: u32) -> u32 {
+    (xxh64(id.to_string().as_bytes(), 0) % shards as u64) as u32
+}
+
+/// `owners(shard, group)`: the `rf` nodes of the group with the highest
+/// xxh64(u32_le(shard) ‖ node id), ties by id ascending. Returns node indexes.
+fn owners(d: &Deployment, shard: u32, group: u32, rf: usize) -> Vec<usize> {
+    let mut scored: Vec<(u64, &str, usize)> = (0..d.nodes.len())
+        .filter(|&i| d.node_groups[i] == group)
+        .map(|i| {
+            let mut buf = shard.to_le_bytes().to_vec();
+            buf.extend_from_slice(d.node_ids[i].as_bytes());
+            (xxh64(&buf, 0), d.node_ids[i].as_str(), i)
+        })
+        .collect();
+    scored.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(b.1)));
+    scored.into_iter().take(rf).map(|(_, _, i)| i).collect()
+}
+
+fn doc(id: u64) -> Value {
+    json!({"id": id, "title": format!("common book number {id}")})
+}
+
+fn start(groups: u32, per_group: u32, rf: u32, shards: u32) -> Deployment {
+    let d = Deployment::start(
+        &ClusterSpec {
+            replica_groups: groups,
+            nodes_per_group: per_group,
+            replication_factor: rf,
+            shards,
+            ..ClusterSpec::default()
+        },
+        &DeploymentOptions::default(),
+    );
+    d.write_ok(
+        "POST",
+        "/indexes",
+        &json!({"uid": INDEX, "primaryKey": "id"}),
+    );
+    d
+}
+
+fn add(d: &Deployment, ids: impl Iterator<Item = u64>) -> HttpResponse {
+    let docs: Vec<Value> = ids.map(doc).collect();
+    d.http()
+        .post_json(&format!("/indexes/{INDEX}/documents"), &json!(docs))
+        .expect("POST documents")
+}
+
+fn search_all(d: &Deployment) -> HttpResponse {
+    let r = d
+        .http()
+        .post_json(
+            &format!("/indexes/{INDEX}/search"),
+            &json!({"q": "common", "limit": 5000}),
+        )
+        .expect("search");
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    r
+}
+
+/// Hit ids, asserting there are no duplicates.
+fn hit_ids(r: &HttpResponse) -> BTreeSet<u64> {
+    let v = r.json();
+    let ids: Vec<u64> = v["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["id"].as_u64().unwrap())
+        .collect();
+    let set: BTreeSet<u64> = ids.iter().copied().collect();
+    assert_eq!(set.len(), ids.len(), "duplicate hits: {ids:?}");
+    set
+}
+
+fn join(shards: &BTreeSet<u32>) -> String {
+    shards
+        .iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn node_search_count(d: &Deployment, node: usize) -> u64 {
+    let c = d.nodes[node]
+        .http()
+        .get("/_testnode/counters")
+        .unwrap()
+        .json();
+    c["POST /indexes/{uid}/search"].as_u64().unwrap_or(0)
+}
+
+fn assert_error(r: &HttpResponse, status: u16, code: &str) {
+    assert_eq!(
+        (r.status, r.json()["code"].as_str().unwrap_or("")),
+        (status, code),
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+}
+
+#[test]
+fn one_dead_node_in_one_group_degrades_only_its_shards_and_hides_from_readers() {
+    const S: u32 = 8;
+    let mut d = start(2, 2, 1, S);
+    let r = add(&d, 0..200);
+    assert_eq!(r.status, 202);
+    assert!(r.header("x-miroir-degraded").is_none());
+    d.wait_task(r.json()["taskUid"].as_u64().unwrap());
+
+    // meili-2 (group 1) dies.
+    let dead = 2;
+    d.nodes[dead].proc.kill();
+    let new_ids = 200..400u64;
+    let expected: BTreeSet<u32> = new_ids
+        .clone()
+        .map(|id| shard_of(id, S))
+        .filter(|&s| owners(&d, s, 1, 1) == vec![dead])
+        .collect();
+    assert!(!expected.is_empty(), "meili-2 owns none of 8 shards");
+    let r = add(&d, new_ids);
+    assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(
+        r.header("x-miroir-degraded"),
+        Some(format!("groups=1;shards={}", join(&expected)).as_str()),
+        "the degraded header names group 1 and exactly meili-2's shards"
+    );
+    let task = d.wait_task(r.json()["taskUid"].as_u64().unwrap());
+    eprintln!("degraded write's task: {task}");
+
+    // Every search is complete and undegraded, whichever group serves it; group 1's live node
+    // takes part (its shards come from it, meili-2's from group 0).
+    let everything: BTreeSet<u64> = (0..400).collect();
+    let _ = d.nodes[3].http().delete("/_testnode/counters");
+    for _ in 0..12 {
+        let r = search_all(&d);
+        assert!(
+            r.header("x-miroir-degraded").is_none(),
+            "{:?}",
+            r.header("x-miroir-degraded")
+        );
+        assert_eq!(hit_ids(&r), everything);
+    }
+    assert!(
+        node_search_count(&d, 3) > 0,
+        "group 1 was never chosen in 12 searches (round-robin per core)"
+    );
+    for id in 0..400 {
+        let r = d
+            .http()
+            .get(&format!("/indexes/{INDEX}/documents/{id}"))
+            .unwrap();
+        assert_eq!(
+            r.status,
+            200,
+            "document {id}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        assert_eq!(r.json(), doc(id));
+    }
+}
+
+#[test]
+fn shards_whose_owners_are_dead_in_every_group_lose_quorum_and_only_they() {
+    const S: u32 = 16;
+    let mut d = start(2, 2, 1, S);
+    let r = add(&d, 0..400);
+    assert_eq!(r.status, 202);
+    d.wait_task(r.json()["taskUid"].as_u64().unwrap());
+
+    // Pick one node per group such that some shards are owned by both and some by neither.
+    let owned = |d: &Deployment, node: usize| -> BTreeSet<u32> {
+        (0..S)
+            .filter(|&s| owners(d, s, d.node_groups[node], 1) == vec![node])
+            .collect()
+    };
+    let (a, b) = [(0, 2), (0, 3), (1, 2), (1, 3)]
+        .into_iter()
+        .find(|&(a, b)| {
+            let (oa, ob) = (owned(&d, a), owned(&d, b));
+            oa.intersection(&ob).count() > 0 && oa.union(&ob).count() < S as usize
+        })
+        .expect("some pair of nodes shares shards");
+    let (owned_a, owned_b) = (owned(&d, a), owned(&d, b));
+    let lost: BTreeSet<u32> = owned_a.intersection(&owned_b).copied().collect();
+    d.nodes[a].proc.kill();
+    d.nodes[b].proc.kill();
+
+    let id_in = |pred: &dyn Fn(u32) -> bool| (1000..).find(|&id| pred(shard_of(id, S))).unwrap();
+    // A lost shard: no quorum, and no live node got the document.
+    let lost_id = id_in(&|s| lost.contains(&s));
+    let r = add(&d, std::iter::once(lost_id));
+    assert_error(&r, 503, "miroir_no_quorum");
+    for (i, n) in d.nodes.iter().enumerate() {
+        if i != a && i != b {
+            let r = n
+                .http()
+                .get(&format!("/indexes/{INDEX}/documents/{lost_id}"))
+                .unwrap();
+            assert_eq!(r.status, 404, "node {i} has the refused document");
+        }
+    }
+    // A batch mixing a lost shard with healthy ones is refused as a whole answer.
+    let healthy_id = id_in(&|s| !owned_a.contains(&s) && !owned_b.contains(&s));
+    let r = add(&d, [healthy_id, lost_id].into_iter());
+    assert_error(&r, 503, "miroir_no_quorum");
+    // A shard with both owners alive: a plain success.
+    let r = add(&d, std::iter::once(healthy_id));
+    assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
+    assert!(r.header("x-miroir-degraded").is_none());
+    // A shard that lost only group 0's owner: degraded success naming group 0.
+    let half_id = id_in(&|s| owned_a.contains(&s) && !owned_b.contains(&s));
+    let r = add(&d, std::iter::once(half_id));
+    assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(
+        r.header("x-miroir-degraded"),
+        Some(
+            format!(
+                "groups={};shards={}",
+                d.node_groups[a],
+                shard_of(half_id, S)
+            )
+            .as_str()
+        )
+    );
+
+    // Searches answer what is covered and name exactly the lost shards (policy `partial`).
+    let covered: BTreeSet<u64> = (0..400)
+        .filter(|&id| !lost.contains(&shard_of(id, S)))
+        .collect();
+    for _ in 0..6 {
+        let r = search_all(&d);
+        assert_eq!(
+            r.header("x-miroir-degraded"),
+            Some(format!("shards={}", join(&lost)).as_str()),
+            "lost shards {lost:?}"
+        );
+        let ids: BTreeSet<u64> = hit_ids(&r).into_iter().filter(|&id| id < 400).collect();
+        assert_eq!(ids, covered);
+    }
+}
+
+#[test]
+fn rf2_in_one_group_needs_both_owners_of_a_shard_to_write_it() {
+    const S: u32 = 8;
+    let mut d = start(1, 3, 2, S);
+    // Fields first, while every node is up: a write bringing a new field needs the admin to
+    // extend every node's searchable list, which is a different (all-node) operation.
+    let r = add(&d, 0..50);
+    assert_eq!(r.status, 202);
+    d.wait_task(r.json()["taskUid"].as_u64().unwrap());
+    let dead = 1;
+    d.nodes[dead].proc.kill();
+    let with_dead = (100..)
+        .find(|&id| owners(&d, shard_of(id, S), 0, 2).contains(&dead))
+        .unwrap();
+    let without_dead = (100..)
+        .find(|&id| !owners(&d, shard_of(id, S), 0, 2).contains(&dead))
+        .unwrap();
+    // floor(RF/2)+1 = 2 of 2 owners: one dead owner means no quorum for its shards.
+    let r = add(&d, std::iter::once(with_dead));
+    assert_error(&r, 503, "miroir_no_quorum");
+    let r = add(&d, std::iter::once(without_dead));
+    assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
+    assert!(r.header("x-miroir-degraded").is_none());
+    let t = d.wait_task(r.json()["taskUid"].as_u64().unwrap());
+    assert_eq!(t["status"], "succeeded", "{t}");
+}
+
+#[test]
+fn rf3_in_one_group_of_three_loses_nothing_with_one_node_dead() {
+    const S: u32 = 8;
+    let mut d = start(1, 3, 3, S);
+    let r = add(&d, 0..100);
+    assert_eq!(r.status, 202);
+    d.wait_task(r.json()["taskUid"].as_u64().unwrap());
+    d.nodes[0].proc.kill();
+    // Every shard has 2 of its 3 owners: a quorum, and the only group succeeded.
+    let r = add(&d, 100..200);
+    assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
+    assert!(
+        r.header("x-miroir-degraded").is_none(),
+        "{:?}",
+        r.header("x-miroir-degraded")
+    );
+    let t = d.wait_task(r.json()["taskUid"].as_u64().unwrap());
+    eprintln!("write with one of three owners dead: {t}");
+    let everything: BTreeSet<u64> = (0..200).collect();
+    for _ in 0..6 {
+        let r = search_all(&d);
+        assert!(r.header("x-miroir-degraded").is_none());
+        assert_eq!(hit_ids(&r), everything);
+    }
+}
