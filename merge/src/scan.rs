@@ -8,7 +8,11 @@
 //! * structure checked fully (objects, arrays, commas, colons, literals, the number grammar,
 //!   string escapes, nesting depth ≤ [`MAX_DEPTH`]): a malformed body is an error, never a
 //!   panic and never spliced into the output;
-//! * string bodies skipped with `memchr2(b'"', b'\\')` (SIMD on x86-64/aarch64);
+//! * string bodies skipped 8 bytes at a time (SWAR) for the first 16 bytes, then with
+//!   `memchr2(b'"', b'\\')` (SIMD on x86-64/aarch64);
+//! * the per-token steps inlined into the caller's loop, the rare or long parts (escapes,
+//!   long strings, nested containers, whitespace) out of line: the cost of a hit is
+//!   dominated by per-member overhead, not by the bytes (docs/decisions/003-merge-parser.md);
 //! * strings that the merge *interprets* (keys, facet values, sort values) unescaped only when
 //!   they contain a backslash (rare), into the arena.
 //!
@@ -125,16 +129,16 @@ fn unescape_into(raw: &[u8], base: usize, out: &mut bumpalo::collections::String
     Ok(())
 }
 
-/// The index of the first `"` or `\\` byte in `word` (little-endian byte order), if any.
-/// Classic "has zero byte" bit trick: exact for the lowest match, which is all we use.
-#[inline]
-fn first_quote_or_backslash(word: u64) -> Option<usize> {
+/// SWAR masks of the `"` and the `\\` bytes of `word` (little-endian order): bit 7 of a byte
+/// is set for a match. Only the *lowest* set bit of each mask is exact (the "has zero byte"
+/// trick may flag bytes above a true match), which is all the callers use.
+#[inline(always)]
+fn quote_and_backslash_masks(word: u64) -> (u64, u64) {
     const LO: u64 = 0x0101_0101_0101_0101;
     const HI: u64 = 0x8080_8080_8080_8080;
     let q = word ^ (LO * b'"' as u64);
     let b = word ^ (LO * b'\\' as u64);
-    let m = ((q.wrapping_sub(LO) & !q) | (b.wrapping_sub(LO) & !b)) & HI;
-    (m != 0).then(|| (m.trailing_zeros() / 8) as usize)
+    (q.wrapping_sub(LO) & !q & HI, b.wrapping_sub(LO) & !b & HI)
 }
 
 fn hex4(raw: &[u8], at: usize) -> Option<u32> {
@@ -190,8 +194,18 @@ impl<'a> Scanner<'a> {
     }
 
     /// Skips JSON whitespace and returns the next byte without consuming it.
-    #[inline]
+    #[inline(always)]
     pub fn peek(&mut self) -> Option<u8> {
+        // Meilisearch writes compact JSON: settle the common case in one compare.
+        let b = *self.buf.get(self.pos)?;
+        if b > b' ' {
+            return Some(b);
+        }
+        self.skip_whitespace()
+    }
+
+    #[inline(never)]
+    fn skip_whitespace(&mut self) -> Option<u8> {
         while let Some(&b) = self.buf.get(self.pos) {
             match b {
                 b' ' | b'\n' | b'\r' | b'\t' => self.pos += 1,
@@ -201,7 +215,7 @@ impl<'a> Scanner<'a> {
         None
     }
 
-    #[inline]
+    #[inline(always)]
     fn expect(&mut self, want: u8, reason: &'static str) -> Result<()> {
         if self.peek() == Some(want) {
             self.pos += 1;
@@ -240,6 +254,7 @@ impl<'a> Scanner<'a> {
 
     /// The next member's key (the cursor is then at its value), or `None` after the closing
     /// `}`. `first` must start `true` for each object.
+    #[inline(always)]
     pub fn next_key(&mut self, first: &mut bool) -> Result<Option<Str<'a>>> {
         match self.peek() {
             Some(b'}') => {
@@ -269,6 +284,7 @@ impl<'a> Scanner<'a> {
 
     /// Whether another element follows (the cursor is then at it); consumes the closing `]`
     /// otherwise. `first` must start `true` for each array.
+    #[inline(always)]
     pub fn next_element(&mut self, first: &mut bool) -> Result<bool> {
         match self.peek() {
             Some(b']') => {
@@ -288,35 +304,52 @@ impl<'a> Scanner<'a> {
     }
 
     /// A string (cursor at its opening quote).
+    #[inline(always)]
     pub fn string(&mut self) -> Result<Str<'a>> {
         let start = self.pos;
         if self.buf.get(start) != Some(&b'"') {
             return self.err("expected a string");
         }
-        let mut i = start + 1;
-        let mut escaped = false;
-        // Keys and most values are short: 8 bytes at a time (SWAR) beats memchr's setup for
-        // them; long string bodies go to memchr2 (SIMD) below.
-        let short_end = self.buf.len().min(i + 32);
-        while i + 8 <= short_end {
-            let word = u64::from_le_bytes(self.buf[i..i + 8].try_into().unwrap_or([0; 8]));
-            match first_quote_or_backslash(word) {
-                Some(off) => {
-                    i += off;
-                    break;
+        let (close, escaped) = self.string_body(start + 1)?;
+        self.pos = close + 1;
+        Ok(Str {
+            raw: &self.buf[start + 1..close],
+            escaped,
+            start,
+            end: close + 1,
+        })
+    }
+
+    /// The index of the closing quote of the string body that starts at `i`, and whether the
+    /// body contains an escape. Does not move the cursor (except to report an error).
+    #[inline(always)]
+    fn string_body(&mut self, i: usize) -> Result<(usize, bool)> {
+        // Keys and most values are short: two SWAR words (16 bytes) settle them without a
+        // call; longer bodies and escapes go to the out-of-line loop.
+        if let Some(chunk) = self.buf.get(i..i + 16) {
+            for (w, bytes) in chunk.chunks_exact(8).enumerate() {
+                let word = u64::from_le_bytes(bytes.try_into().unwrap_or([0; 8]));
+                let (quote, backslash) = quote_and_backslash_masks(word);
+                if quote | backslash != 0 {
+                    // Lowest set bits are exact (see `quote_and_backslash_masks`); a quote
+                    // before any backslash closes an unescaped string.
+                    let (q, b) = (quote.trailing_zeros(), backslash.trailing_zeros());
+                    let at = i + 8 * w + (q.min(b) / 8) as usize;
+                    if q < b {
+                        return Ok((at, false));
+                    }
+                    return self.string_body_slow(at, false);
                 }
-                None => i += 8,
             }
+            return self.string_body_slow(i + 16, false);
         }
-        if self.buf.get(i) == Some(&b'"') {
-            self.pos = i + 1;
-            return Ok(Str {
-                raw: &self.buf[start + 1..i],
-                escaped,
-                start,
-                end: i + 1,
-            });
-        }
+        self.string_body_slow(i, false)
+    }
+
+    /// [`Scanner::string_body`] from `i` on: memchr2 (SIMD) to the next quote or backslash,
+    /// escapes checked one by one.
+    #[inline(never)]
+    fn string_body_slow(&mut self, mut i: usize, mut escaped: bool) -> Result<(usize, bool)> {
         loop {
             let Some(off) = memchr::memchr2(b'"', b'\\', &self.buf[i..]) else {
                 self.pos = self.buf.len();
@@ -324,13 +357,7 @@ impl<'a> Scanner<'a> {
             };
             i += off;
             if self.buf[i] == b'"' {
-                self.pos = i + 1;
-                return Ok(Str {
-                    raw: &self.buf[start + 1..i],
-                    escaped,
-                    start,
-                    end: i + 1,
-                });
+                return Ok((i, escaped));
             }
             escaped = true;
             match self.buf.get(i + 1) {
@@ -353,9 +380,18 @@ impl<'a> Scanner<'a> {
     /// A number (cursor at its first byte); returns its text, validated against the JSON
     /// grammar (so Rust's float/int parsers accept it).
     pub fn number(&mut self) -> Result<&'a str> {
-        let b = self.buf;
         let start = self.pos;
-        let mut i = start;
+        let end = self.number_end()?;
+        // All bytes are ASCII here.
+        Ok(std::str::from_utf8(&self.buf[start..end]).unwrap_or("0"))
+    }
+
+    /// Moves the cursor past a number (at its first byte), checking the grammar; returns the
+    /// end.
+    #[inline(always)]
+    fn number_end(&mut self) -> Result<usize> {
+        let b = self.buf;
+        let mut i = self.pos;
         let digits = |i: &mut usize| {
             let s = *i;
             while b.get(*i).is_some_and(u8::is_ascii_digit) {
@@ -394,10 +430,10 @@ impl<'a> Scanner<'a> {
             }
         }
         self.pos = i;
-        // All bytes are ASCII here.
-        Ok(std::str::from_utf8(&b[start..i]).unwrap_or("0"))
+        Ok(i)
     }
 
+    #[inline(always)]
     fn literal(&mut self, lit: &'static [u8]) -> Result<()> {
         if self.buf[self.pos..].starts_with(lit) {
             self.pos += lit.len();
@@ -408,6 +444,7 @@ impl<'a> Scanner<'a> {
     }
 
     /// Skips any value (cursor at it); returns its span `(start, end)`.
+    #[inline(always)]
     pub fn skip_value(&mut self) -> Result<(usize, usize)> {
         let start = match self.peek() {
             Some(_) => self.pos,
@@ -415,30 +452,36 @@ impl<'a> Scanner<'a> {
         };
         match self.buf[start] {
             b'"' => {
-                self.string()?;
+                let (close, _) = self.string_body(start + 1)?;
+                self.pos = close + 1;
             }
-            b'{' => {
-                self.object_start()?;
-                let mut first = true;
-                while self.next_key(&mut first)?.is_some() {
-                    self.skip_value()?;
-                }
-            }
-            b'[' => {
-                self.array_start()?;
-                let mut first = true;
-                while self.next_element(&mut first)? {
-                    self.skip_value()?;
-                }
-            }
+            b'{' | b'[' => self.skip_container()?,
             b't' => self.literal(b"true")?,
             b'f' => self.literal(b"false")?,
             b'n' => self.literal(b"null")?,
             _ => {
-                self.number()?;
+                self.number_end()?;
             }
         }
         Ok((start, self.pos))
+    }
+
+    /// Skips an object or array (cursor at its opening byte).
+    #[inline(never)]
+    fn skip_container(&mut self) -> Result<()> {
+        let mut first = true;
+        if self.buf[self.pos] == b'{' {
+            self.object_start()?;
+            while self.next_key(&mut first)?.is_some() {
+                self.skip_value()?;
+            }
+        } else {
+            self.array_start()?;
+            while self.next_element(&mut first)? {
+                self.skip_value()?;
+            }
+        }
+        Ok(())
     }
 
     /// A number as `f64`; `None` (value skipped) when the value is not a number.
@@ -514,15 +557,22 @@ mod tests {
     }
 
     #[test]
-    fn swar_finds_the_first_quote_or_backslash() {
-        for (bytes, want) in [
-            (*b"abcdefgh", None),
-            (*b"abc\"efgh", Some(3)),
-            (*b"\\bcdefg\"", Some(0)),
-            (*b"\x80\x81\"\xff\xff\xff\xff\xff", Some(2)),
-            (*b"\x01\x00\x00\x00\x00\x00\x00\\", Some(7)),
+    fn swar_masks_find_the_first_quote_and_backslash() {
+        // (bytes, index of the first `"`, index of the first `\\`); 8 = none.
+        for (bytes, q, b) in [
+            (*b"abcdefgh", 8, 8),
+            (*b"abc\"efgh", 3, 8),
+            (*b"\\bcdefg\"", 7, 0),
+            (*b"\x80\x81\"\xff\xff\xff\xff\xff", 2, 8),
+            (*b"\x01\x00\x00\x00\x00\x00\x00\\", 8, 7),
+            (*b"\"\"\\\\\x21\x5b\x5d\x5c", 0, 2),
         ] {
-            assert_eq!(first_quote_or_backslash(u64::from_le_bytes(bytes)), want);
+            let (qm, bm) = quote_and_backslash_masks(u64::from_le_bytes(bytes));
+            assert_eq!(
+                (qm.trailing_zeros() / 8, bm.trailing_zeros() / 8),
+                (q, b),
+                "{bytes:?}"
+            );
         }
     }
 
@@ -574,6 +624,19 @@ mod tests {
             let ours = skip_all(&s).is_ok();
             let theirs = serde_json::from_str::<serde_json::Value>(&s).is_ok();
             proptest::prop_assert_eq!(ours, theirs, "{:?}", s);
+        }
+
+        /// Strings long enough to cross the SWAR words and reach the memchr path, with quotes
+        /// and escapes anywhere (no `u`: lone surrogates are the documented leniency).
+        #[test]
+        fn strings_agree_with_serde_json(body in r#"[a-tv-z0-9"\\/ ]{0,80}"#) {
+            let s = format!("\"{body}\"");
+            let ours = skip_all(&s);
+            let theirs = serde_json::from_str::<String>(&s).is_ok();
+            proptest::prop_assert_eq!(ours.is_ok(), theirs, "{:?}", s);
+            if let Ok(span) = ours {
+                proptest::prop_assert_eq!(span, (0, s.len()));
+            }
         }
     }
 }
