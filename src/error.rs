@@ -99,6 +99,7 @@ error_codes! {
     MethodNotAllowed => ("method_not_allowed", 405, InvalidRequest),
     UriTooLong => ("uri_too_long", 414, InvalidRequest),
     InvalidDocumentCsvDelimiter => ("invalid_document_csv_delimiter", 400, InvalidRequest),
+    MiroirNodeUnreachable => ("miroir_node_unreachable", 503, System),
 }
 
 /// Where an error's `link` points. Meilisearch's own codes link to Meilisearch's error

@@ -13,8 +13,27 @@
 //! the client's `searchableAttributes`/`displayedAttributes` is `*` the nodes get the
 //! explicit field list (`IndexMeta.fields`) instead, so no document is ever found through a
 //! reserved field; clients read back `*` ([`crate::reads`] hides both).
+//!
+//! **Unreachable nodes.** Most broadcasts need every node (an index that exists on only some
+//! nodes is not an index) and answer `503 miroir_node_unreachable` when one cannot be reached.
+//! Node-side *settings* changes are different: `prepare-write`'s searchable/displayed list
+//! extension (a write bringing a new field) and client settings updates skip nodes the
+//! health checker marked `failed` and nodes that do not answer at all (connect error,
+//! timeout), as long as every shard of the index keeps a reachable owner in some replica
+//! group — else `503 miroir_no_quorum`, and nothing changes. The skipped nodes are recorded
+//! durably and get the index's current settings re-applied when they recover, before they are
+//! counted healthy again ([`crate::repair`]). This does not weaken the rollback guarantee of
+//! settings updates ("a node failing mid-way leaves every node with the old settings"): that
+//! guarantee is about nodes that *answer* — a node that refuses the change, fails its task or
+//! reports something else on read-back makes every node that took it roll back, exactly as
+//! before. An unreachable node neither took the new settings nor can refuse them; waiting for
+//! it would make one dead node block every settings change (and, through `prepare-write`,
+//! every write bringing a new field) of the deployment, which PRODUCT.md §2 Writes 4 does not
+//! ask of document writes either. If the change then fails on the reachable nodes and is
+//! rolled back, the repair copies the (old) settings of a peer — still correct.
 
 use crate::api::{encode_segment, ApiError, Req, Resp};
+use crate::coverage::CoverNode;
 use crate::health::NodeHealth;
 use crate::state::Admin;
 use crate::store::{TaskRecord, TaskType};
@@ -22,6 +41,7 @@ use crate::tasks;
 use hyper::Method;
 use miroir_core::error::ErrorCode;
 use miroir_core::snapshot::{FacetOrder, IndexMeta};
+use miroir_core::topology::NodeStatus;
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
 use std::time::Duration;
@@ -53,24 +73,31 @@ struct Dispatched {
 
 fn unavailable(node: &NodeHealth, e: impl std::fmt::Display) -> ApiError {
     ApiError::core(
-        ErrorCode::Unavailable,
+        ErrorCode::MiroirNodeUnreachable,
         format!("node `{}` could not be reached: {e}", node.id),
     )
 }
 
-/// Sends one request to every node. All accepted → their tasks; else the accepted ones and the
-/// first refusal.
-async fn dispatch(
+/// One node's answer to a dispatched step.
+enum Answer {
+    Task(Dispatched),
+    /// It answered, with an error (or without a task uid).
+    Refused(ApiError),
+    /// No answer: connect error or timeout.
+    Unreachable(NodeHealth, crate::node_client::NodeError),
+}
+
+/// Sends one request to each of `nodes` concurrently; their answers in `nodes` order.
+async fn send_all(
     admin: &Admin,
-    nodes: &[NodeHealth],
+    nodes: Vec<NodeHealth>,
     method: Method,
     path: &str,
     body: Option<&Value>,
-) -> Result<Vec<Dispatched>, (Vec<Dispatched>, ApiError)> {
-    let calls = nodes.iter().map(|n| {
-        let (client, n, method, path, body) = (
+) -> Vec<Answer> {
+    let calls = nodes.into_iter().map(|n| {
+        let (client, method, path, body) = (
             admin.client.clone(),
-            n.clone(),
             method.clone(),
             path.to_string(),
             body.cloned(),
@@ -80,32 +107,130 @@ async fn dispatch(
             (n, r)
         }
     });
+    crate::health::futures_join_all(calls)
+        .await
+        .into_iter()
+        .map(|(node, r)| match r {
+            Ok(r) if r.is_success() => match r.json()["taskUid"].as_u64() {
+                Some(task_uid) => Answer::Task(Dispatched { node, task_uid }),
+                None => Answer::Refused(ApiError::internal(format!(
+                    "node `{}` answered without a taskUid",
+                    node.id
+                ))),
+            },
+            Ok(r) => Answer::Refused(ApiError::Node {
+                status: r.status,
+                body: r.json(),
+            }),
+            Err(e) => Answer::Unreachable(node, e),
+        })
+        .collect()
+}
+
+/// Sends one request to every node. All accepted → their tasks; else the accepted ones and the
+/// first refusal (an unreachable node is one: `miroir_node_unreachable`).
+async fn dispatch(
+    admin: &Admin,
+    nodes: &[NodeHealth],
+    method: Method,
+    path: &str,
+    body: Option<&Value>,
+) -> Result<Vec<Dispatched>, (Vec<Dispatched>, ApiError)> {
     let mut ok = Vec::new();
     let mut err = None;
-    for (node, r) in crate::health::futures_join_all(calls).await {
-        match r {
-            Ok(r) if r.is_success() => match r.json()["taskUid"].as_u64() {
-                Some(task_uid) => ok.push(Dispatched { node, task_uid }),
-                None => {
-                    err = err.or(Some(ApiError::internal(format!(
-                        "node `{}` answered without a taskUid",
-                        node.id
-                    ))))
-                }
-            },
-            Ok(r) => {
-                err = err.or(Some(ApiError::Node {
-                    status: r.status,
-                    body: r.json(),
-                }))
-            }
-            Err(e) => err = err.or(Some(unavailable(&node, e))),
+    for a in send_all(admin, nodes.to_vec(), method, path, body).await {
+        match a {
+            Answer::Task(d) => ok.push(d),
+            Answer::Refused(e) => err = err.or(Some(e)),
+            Answer::Unreachable(n, e) => err = err.or(Some(unavailable(&n, e))),
         }
     }
     match err {
         None => Ok(ok),
         Some(e) => Err((ok, e)),
     }
+}
+
+/// What [`dispatch_reachable`] did.
+#[derive(Debug, Default)]
+struct Reached {
+    ok: Vec<Dispatched>,
+    /// Marked `failed` (not contacted) or unreachable (connect error, timeout).
+    unreachable: Vec<NodeHealth>,
+}
+
+/// Like [`dispatch`], but a node that cannot be reached is set apart instead of failing the
+/// step (see "Unreachable nodes" in the module docs). A node that *answers* with an error
+/// still fails it.
+async fn dispatch_reachable(
+    admin: &Admin,
+    nodes: &[NodeHealth],
+    method: Method,
+    path: &str,
+    body: Option<&Value>,
+) -> Result<Reached, (Vec<Dispatched>, ApiError)> {
+    let (down, up): (Vec<NodeHealth>, Vec<NodeHealth>) = nodes
+        .iter()
+        .cloned()
+        .partition(|n| n.status == NodeStatus::Failed);
+    let mut reached = Reached {
+        ok: Vec::new(),
+        unreachable: down,
+    };
+    let mut err = None;
+    for a in send_all(admin, up, method, path, body).await {
+        match a {
+            Answer::Task(d) => reached.ok.push(d),
+            Answer::Refused(e) => err = err.or(Some(e)),
+            Answer::Unreachable(n, _) => reached.unreachable.push(n),
+        }
+    }
+    match err {
+        None => Ok(reached),
+        Some(e) => Err((reached.ok, e)),
+    }
+}
+
+/// `miroir_no_quorum` when skipping `unreachable` leaves a shard of `index` (with `shards`
+/// shards) without a reachable owner in any group.
+fn require_coverage(
+    admin: &Admin,
+    index: &str,
+    shards: u32,
+    unreachable: &[NodeHealth],
+) -> Result<(), ApiError> {
+    if unreachable.is_empty() {
+        return Ok(());
+    }
+    let nodes = admin.nodes();
+    let cover: Vec<CoverNode<'_>> = nodes
+        .iter()
+        .map(|n| CoverNode {
+            id: &n.id,
+            group: n.group,
+            places: n.status.owns_shards(),
+            live: !unreachable.iter().any(|u| u.id == n.id),
+        })
+        .collect();
+    let lost = crate::coverage::uncovered_shards(
+        &cover,
+        admin.config.replica_groups,
+        admin.config.replication_factor,
+        shards,
+    );
+    if lost.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<&str> = unreachable.iter().map(|n| n.id.as_str()).collect();
+    let list: Vec<String> = lost.iter().map(u32::to_string).collect();
+    Err(ApiError::core(
+        ErrorCode::MiroirNoQuorum,
+        format!(
+            "Index `{index}`: node(s) {} could not be reached for a settings change, and shard(s) {} would then have no up-to-date owner in any replica group.",
+            names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", "),
+            list.join(", ")
+        ),
+    ))
 }
 
 /// Polls one node task until it is terminal; returns the task object.
@@ -130,7 +255,7 @@ async fn wait_task(admin: &Admin, node: &NodeHealth, uid: u64) -> Result<Value, 
         }
         if start.elapsed() > NODE_TASK_DEADLINE {
             return Err(ApiError::core(
-                ErrorCode::Unavailable,
+                ErrorCode::MiroirNodeUnreachable,
                 format!(
                     "node `{}` did not finish task {uid} within {NODE_TASK_DEADLINE:?}",
                     node.id
@@ -682,42 +807,67 @@ pub async fn update_settings(
         }
     };
     let (node_patch, new_meta) = translate_settings(&client, &meta)?;
-    let nodes = admin.broadcast_nodes();
     let path = settings_path(uid);
-    // 1. Snapshot what every node has now: the rollback target.
+    // 1. Snapshot what every reachable node has now: the rollback target. Nodes marked
+    //    failed or unreachable are set apart (module docs, "Unreachable nodes").
+    let mut nodes = Vec::new();
     let mut before = Vec::new();
-    for n in &nodes {
+    let mut unreachable = Vec::new();
+    for n in admin.broadcast_nodes() {
+        if n.status == NodeStatus::Failed {
+            unreachable.push(n);
+            continue;
+        }
         match admin
             .client
             .send(&n.address, Method::GET, &path, None)
             .await
         {
-            Ok(r) if r.is_success() => before.push(r.json()),
+            Ok(r) if r.is_success() => {
+                before.push(r.json());
+                nodes.push(n);
+            }
             Ok(r) => {
                 return Err(ApiError::Node {
                     status: r.status,
                     body: r.json(),
                 })
             }
-            Err(e) => return Err(unavailable(n, e)),
+            Err(_) => unreachable.push(n),
         }
     }
+    require_coverage(admin, uid, meta.shards, &unreachable)?;
     let node_patch = Value::Object(node_patch);
     // 2. Apply.
-    let applied = match dispatch(admin, &nodes, Method::PATCH, &path, Some(&node_patch)).await {
+    let applied = match dispatch_reachable(admin, &nodes, Method::PATCH, &path, Some(&node_patch))
+        .await
+        .and_then(|r| {
+            // Unreachable between the snapshot and now: set apart too, if coverage allows.
+            unreachable.extend(r.unreachable);
+            match require_coverage(admin, uid, meta.shards, &unreachable) {
+                Ok(()) => Ok(r.ok),
+                Err(e) => Err((r.ok, e)),
+            }
+        }) {
         Ok(d) => d,
         Err((accepted, e)) => {
-            restore(
-                admin,
-                &nodes,
-                &before,
-                &path,
-                accepted.iter().map(|d| d.node.id.clone()).collect(),
-            )
-            .await;
+            let accepted = accepted.iter().map(|d| d.node.id.clone()).collect();
+            restore(admin, &nodes, &before, &path, accepted).await;
             return Err(e);
         }
     };
+    // Only the nodes that accepted take part from here (their snapshots stay aligned).
+    let (nodes, before): (Vec<NodeHealth>, Vec<Value>) = nodes
+        .into_iter()
+        .zip(before)
+        .filter(|(n, _)| applied.iter().any(|d| d.node.id == n.id))
+        .unzip();
+    // Durable before the task is acknowledged: a crash cannot forget a node to repair.
+    if let Err(e) = crate::repair::mark(admin, uid, &unreachable).await {
+        let all = nodes.iter().map(|n| n.id.clone()).collect();
+        restore(admin, &nodes, &before, &path, all).await;
+        return Err(e.into());
+    }
     let uid = uid.to_string();
     spawn_task(admin, guard, Some(&uid.clone()), TaskType::SettingsUpdate, details.clone(), move |admin| async move {
         let all: Vec<String> = nodes.iter().map(|n| n.id.clone()).collect();
@@ -725,7 +875,7 @@ pub async fn update_settings(
             restore(&admin, &nodes, &before, &path, all).await;
             return Err(e);
         }
-        // 3. Verify the read-back on every node.
+        // 3. Verify the read-back on every node that took it.
         for n in &nodes {
             let got = match admin.client.send(&n.address, Method::GET, &path, None).await {
                 Ok(r) if r.is_success() => r.json(),
@@ -922,8 +1072,16 @@ pub async fn prepare_write(admin: &Arc<Admin>, uid: &str, req: &Req) -> Result<R
             patch.insert("displayedAttributes".into(), json!(meta.fields));
         }
         if !patch.is_empty() {
-            // Enqueue only: each node processes it before the documents that follow.
-            dispatch(
+            // Enqueue only: each node processes it before the documents that follow. Nodes
+            // that cannot be reached get it on recovery (crate::repair). Refuse before
+            // touching any node when the failed ones alone already lose a shard.
+            let down: Vec<NodeHealth> = nodes
+                .iter()
+                .filter(|n| n.status == NodeStatus::Failed)
+                .cloned()
+                .collect();
+            require_coverage(admin, uid, meta.shards, &down)?;
+            let reached = dispatch_reachable(
                 admin,
                 &nodes,
                 Method::PATCH,
@@ -932,6 +1090,10 @@ pub async fn prepare_write(admin: &Arc<Admin>, uid: &str, req: &Req) -> Result<R
             )
             .await
             .map_err(|(_, e)| e)?;
+            // On refusal the reachable nodes keep a longer explicit list than the metadata
+            // (harmless: the fields are re-added by the next write that brings them).
+            require_coverage(admin, uid, meta.shards, &reached.unreachable)?;
+            crate::repair::mark(admin, uid, &reached.unreachable).await?;
         }
     }
     meta.updated_at = crate::timefmt::now_rfc3339();

@@ -131,7 +131,8 @@ pub async fn run(admin: std::sync::Arc<crate::state::Admin>) {
             let (id, addr) = (id.clone(), addr.clone());
             async move { (id, probe(&client, &addr, timeout).await) }
         });
-        let results = futures_join_all(probes).await;
+        let mut results = futures_join_all(probes).await;
+        repair_before_counting(&admin, &mut results).await;
         let mut changed = false;
         for (id, outcome) in results {
             changed |= admin.record_health(
@@ -147,6 +148,53 @@ pub async fn run(admin: std::sync::Arc<crate::state::Admin>) {
             }
         }
         admin.ensure_default_keys_on_nodes().await;
+    }
+}
+
+/// How long one node's settings repair may hold up a health tick.
+const REPAIR_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Runs the pending settings repairs ([`crate::repair`]) of nodes whose probe succeeded,
+/// before the success is counted: a recovering node whose repair does not complete keeps its
+/// probe as a failure ("settings repair pending"), so it never turns `active` with stale
+/// settings. A node that is already active (it was unreachable between two probes) keeps its
+/// success and is retried at the next tick.
+async fn repair_before_counting(
+    admin: &std::sync::Arc<crate::state::Admin>,
+    results: &mut [(String, Result<(), String>)],
+) {
+    let pending = match crate::repair::all_pending(admin).await {
+        Ok(p) if !p.is_empty() => std::sync::Arc::new(p),
+        Ok(_) => return,
+        Err(e) => {
+            tracing::error!(error = %e, "reading pending settings repairs failed");
+            return;
+        }
+    };
+    let nodes = admin.nodes();
+    let repairs = results.iter().enumerate().filter_map(|(i, (id, outcome))| {
+        let node = nodes.iter().find(|n| &n.id == id)?.clone();
+        let wanted = outcome.is_ok() && pending.iter().any(|(_, set)| set.contains(id));
+        wanted.then(|| {
+            let (admin, pending) = (admin.clone(), pending.clone());
+            async move {
+                let r = tokio::time::timeout(
+                    REPAIR_TIMEOUT,
+                    crate::repair::repair_node(&admin, &node, &pending),
+                )
+                .await
+                .unwrap_or_else(|_| Err(format!("timed out after {REPAIR_TIMEOUT:?}")));
+                (i, node.status, r)
+            }
+        })
+    });
+    for (i, status, r) in futures_join_all(repairs.collect::<Vec<_>>()).await {
+        if let Err(e) = r {
+            tracing::warn!(node = %results[i].0, error = %e, "settings repair failed; retrying at the next probe");
+            if status != NodeStatus::Active {
+                results[i].1 = Err(format!("settings repair pending: {e}"));
+            }
+        }
     }
 }
 

@@ -200,7 +200,7 @@ pub async fn create(admin: &Admin, req: &Req) -> Result<Resp, ApiError> {
                 body: r.json(),
             }),
             Err(e) => Some(ApiError::core(
-                ErrorCode::Unavailable,
+                ErrorCode::MiroirNodeUnreachable,
                 format!("node `{}`: {e}", node.id),
             )),
         };
@@ -262,7 +262,7 @@ pub async fn update(admin: &Admin, uid_or_key: &str, req: &Req) -> Result<Resp, 
             }
             Err(e) => {
                 return Err(ApiError::core(
-                    ErrorCode::Unavailable,
+                    ErrorCode::MiroirNodeUnreachable,
                     format!("node `{}`: {e}", node.id),
                 ))
             }

@@ -31,6 +31,7 @@ pub mod keys;
 pub mod metrics;
 pub mod node_client;
 pub mod reads;
+pub mod repair;
 pub mod routes;
 pub mod server;
 pub mod state;

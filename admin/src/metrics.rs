@@ -11,6 +11,8 @@ pub struct Metrics {
     pub rollbacks: AtomicU64,
     pub snapshot_publishes: AtomicU64,
     pub tasks_registered: AtomicU64,
+    /// Node-tracked tasks that finished while some node never got the write.
+    pub tasks_missing_copies: AtomicU64,
 }
 
 impl Metrics {
@@ -56,6 +58,15 @@ pub async fn render(admin: &crate::state::Admin) -> String {
         "Miroir tasks created by this admin process.",
         "counter",
         vec![(String::new(), m.tasks_registered.load(Ordering::Relaxed))],
+    );
+    gauge(
+        "miroir_task_missing_copies_total",
+        "Tasks that finished without some node's copy (it was unreachable when written).",
+        "counter",
+        vec![(
+            String::new(),
+            m.tasks_missing_copies.load(Ordering::Relaxed),
+        )],
     );
     gauge(
         "miroir_broadcasts_total",

@@ -50,7 +50,7 @@ async fn from_one_node(admin: &Admin, path_and_query: &str) -> Result<(u16, Valu
         }
     }
     Err(ApiError::core(
-        ErrorCode::Unavailable,
+        ErrorCode::MiroirNodeUnreachable,
         last.unwrap_or_else(|| "no node is available".into()),
     ))
 }
@@ -190,7 +190,7 @@ pub async fn index_stats(admin: &Admin, uid: &str) -> Result<Resp, ApiError> {
         .collect();
     if ok.iter().all(Option::is_none) {
         return Err(ApiError::core(
-            ErrorCode::Unavailable,
+            ErrorCode::MiroirNodeUnreachable,
             "no node answered the stats request",
         ));
     }
@@ -207,7 +207,7 @@ pub async fn global_stats(admin: &Admin) -> Result<Resp, ApiError> {
         .collect();
     if bodies.is_empty() {
         return Err(ApiError::core(
-            ErrorCode::Unavailable,
+            ErrorCode::MiroirNodeUnreachable,
             "no node answered the stats request",
         ));
     }

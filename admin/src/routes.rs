@@ -99,6 +99,7 @@ async fn route(admin: &Arc<Admin>, listener: Listener, req: &Req) -> Result<Resp
     match (m, s.as_slice()) {
         (&Method::POST, ["_internal", "v1", "tasks"]) => tasks::register(admin, req).await,
         (&Method::POST, ["_internal", "v1", "heartbeat"]) => heartbeat(admin, req),
+        (&Method::GET, ["_internal", "v1", "ping"]) => Ok(Resp::empty(204)),
         (&Method::POST, ["_internal", "v1", "indexes", uid, "prepare-write"]) => {
             broadcast::prepare_write(admin, uid, req).await
         }

@@ -977,3 +977,89 @@ fn a_key_restricted_to_some_indexes_only_sees_their_tasks() {
         200
     );
 }
+
+#[test]
+fn a_write_registered_without_an_unreachable_node_succeeds_and_is_counted_for_operators() {
+    let c = cluster(3);
+    assert_eq!(create_movies(&c)["status"], "succeeded");
+    // The data plane reached its quorum on nodes 0 and 1; node 2 never got the write.
+    let mut node_tasks = Vec::new();
+    for i in 0..2 {
+        let docs = json!([{"id": i, "title": "t", "_miroir_shard": 0}]);
+        let r = node(
+            &c.nodes[i].url,
+            "POST",
+            "/indexes/movies/documents",
+            Some(&docs),
+        );
+        assert_eq!(r.status, 202);
+        node_tasks.push(json!({"node": format!("meili-{i}"), "taskUid": r.json()["taskUid"]}));
+    }
+    let unreachable = json!({"message": "Node `meili-2` Connect(\"refused\").", "code": "unavailable", "type": "system", "link": ""});
+    let r = control(
+        &c.admin.socket,
+        "POST",
+        "/_internal/v1/tasks",
+        Some(
+            &json!({"indexUid": "movies", "type": "documentAdditionOrUpdate", "details": {"receivedDocuments": 2},
+            "nodeTasks": node_tasks, "failedNodes": [{"node": "meili-2", "error": unreachable}]}),
+        ),
+    );
+    assert_eq!(r.status, 202);
+    let t = wait_miroir_task(&c.admin.socket, r.json()["taskUid"].as_u64().unwrap());
+    assert_eq!(t["status"], "succeeded", "{t}");
+    assert_eq!(t["error"], Value::Null);
+    assert_eq!(keys(&t), sorted(&TASK_KEYS));
+    assert_eq!(t["details"]["indexedDocuments"], json!(2), "{t}");
+    let m = http(
+        &c.admin.url,
+        "GET",
+        "/_miroir/metrics",
+        &[("X-Admin-Key", ADMIN_KEY)],
+        None,
+    );
+    let text = String::from_utf8(m.body).unwrap();
+    assert!(
+        text.contains("miroir_task_missing_copies_total 1"),
+        "{text}"
+    );
+}
+
+#[test]
+fn settings_changes_that_would_leave_a_shard_without_an_up_to_date_owner_are_refused() {
+    let mut c = cluster(3);
+    assert_eq!(create_movies(&c)["status"], "succeeded");
+    let before: Vec<Value> = node_settings(&c)[..2].to_vec();
+    // One group, RF=1: every node is the only owner of its shards; node 2 dies.
+    c.nodes[2].proc.child.kill().unwrap();
+    c.nodes[2].proc.child.wait().unwrap();
+    let r = control(
+        &c.admin.socket,
+        "PATCH",
+        "/indexes/movies/settings",
+        Some(&json!({"filterableAttributes": ["year"]})),
+    );
+    assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["code"], "miroir_no_quorum", "{}", r.json());
+    let r = control(
+        &c.admin.socket,
+        "POST",
+        "/_internal/v1/indexes/movies/prepare-write",
+        Some(&json!({"primaryKey": "id", "primaryKeySource": "index", "newFields": ["fresh"]})),
+    );
+    assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["code"], "miroir_no_quorum", "{}", r.json());
+    // The refused settings change touched no node.
+    let live: Vec<Value> = c.nodes[..2]
+        .iter()
+        .map(|n| node(&n.url, "GET", "/indexes/movies/settings", None).json())
+        .collect();
+    assert_eq!(
+        live[0]["filterableAttributes"],
+        before[0]["filterableAttributes"]
+    );
+    assert_eq!(
+        live[1]["filterableAttributes"],
+        before[1]["filterableAttributes"]
+    );
+}

@@ -14,7 +14,7 @@
 //! - RF=3 in one group of 3: one node dead loses nothing — writes succeed undegraded
 //!   (2 of 3 owners is a quorum) and searches are complete.
 
-use miroir_e2e::{ClusterSpec, Deployment, DeploymentOptions, HttpResponse};
+use miroir_e2e::{bin, eventually, ClusterSpec, Deployment, DeploymentOptions, HttpResponse, Proc};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use xxhash_rust::xxh64::xxh64;
@@ -150,7 +150,13 @@ fn one_dead_node_in_one_group_degrades_only_its_shards_and_hides_from_readers() 
         "the degraded header names group 1 and exactly meili-2's shards"
     );
     let task = d.wait_task(r.json()["taskUid"].as_u64().unwrap());
-    eprintln!("degraded write's task: {task}");
+    // The write was accepted under quorum: its task succeeds, counts every document once
+    // (meili-2's missing copies do not undercount) and carries no Miroir-only key.
+    assert_eq!(task["status"], "succeeded", "{task}");
+    assert_eq!(task["error"], Value::Null, "{task}");
+    assert_eq!(task["details"]["receivedDocuments"], json!(200), "{task}");
+    assert_eq!(task["details"]["indexedDocuments"], json!(200), "{task}");
+    assert_eq!(task.as_object().unwrap().len(), 12, "{task}");
 
     // Every search is complete and undegraded, whichever group serves it; group 1's live node
     // takes part (its shards come from it, meili-2's from group 0).
@@ -182,6 +188,106 @@ fn one_dead_node_in_one_group_degrades_only_its_shards_and_hides_from_readers() 
         );
         assert_eq!(r.json(), doc(id));
     }
+
+    // A write bringing a new field and a settings update both succeed with meili-2 down:
+    // every shard still has a live owner (group 0), so the node-side settings change skips
+    // it and remembers it for repair.
+    let r = d
+        .http()
+        .post_json(
+            &format!("/indexes/{INDEX}/documents"),
+            &json!([{"id": 400, "title": "common book number 400", "newfield": "zebra"}]),
+        )
+        .unwrap();
+    assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
+    let t = d.wait_task(r.json()["taskUid"].as_u64().unwrap());
+    assert_eq!(t["status"], "succeeded", "{t}");
+    let r = d
+        .http()
+        .post_json(&format!("/indexes/{INDEX}/search"), &json!({"q": "zebra"}))
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(
+        hit_ids(&r),
+        BTreeSet::from([400]),
+        "the new field is searchable"
+    );
+    // Once the health checker marked meili-2 failed it is not even contacted.
+    eventually(
+        "meili-2 marked failed",
+        std::time::Duration::from_secs(30),
+        || (node_status(&d, "meili-2") == "failed").then_some(()),
+    );
+    let r = d
+        .http()
+        .send_json(
+            "PATCH",
+            &format!("/indexes/{INDEX}/settings"),
+            &json!({"filterableAttributes": ["title"]}),
+        )
+        .unwrap();
+    assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
+    let t = d.wait_task(r.json()["taskUid"].as_u64().unwrap());
+    assert_eq!(t["status"], "succeeded", "{t}");
+
+    // meili-2 comes back with its old data and settings: the admin re-applies the index's
+    // current settings to it before it serves again.
+    let node = &d.nodes[dead];
+    let proc = Proc::spawn(
+        &d.node_ids[dead],
+        std::process::Command::new(bin("miroir-testnode"))
+            .arg("--http-addr")
+            .arg(node.addr.to_string())
+            .arg("--master-key")
+            .arg(&node.master_key)
+            .arg("--db-path")
+            .arg(&node.db)
+            .arg("--faults"),
+    );
+    d.nodes[dead].proc = proc;
+    let settings = eventually(
+        "meili-2 gets the settings it missed",
+        std::time::Duration::from_secs(30),
+        || {
+            let s = d.nodes[dead]
+                .http()
+                .get(&format!("/indexes/{INDEX}/settings"))
+                .ok()
+                .filter(|r| r.status == 200)?
+                .json();
+            let has = |k: &str, f: &str| s[k].as_array().is_some_and(|a| a.iter().any(|x| x == f));
+            (has("searchableAttributes", "newfield") && has("filterableAttributes", "title"))
+                .then_some(s)
+        },
+    );
+    assert!(
+        settings["filterableAttributes"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("_miroir_shard")),
+        "{settings}"
+    );
+    eventually(
+        "meili-2 active again",
+        std::time::Duration::from_secs(30),
+        || (node_status(&d, "meili-2") == "active").then_some(()),
+    );
+}
+
+/// A node's status as `GET /_miroir/topology` reports it.
+fn node_status(d: &Deployment, id: &str) -> String {
+    let r = miroir_e2e::Http::new(d.addr)
+        .with_key("e2e-admin-key") // the deployment's `admin.api_key`
+        .get("/_miroir/topology")
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    r.json()["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["id"] == id)
+        .map(|n| n["status"].as_str().unwrap_or("").to_string())
+        .unwrap_or_default()
 }
 
 #[test]
@@ -227,6 +333,17 @@ fn shards_whose_owners_are_dead_in_every_group_lose_quorum_and_only_they() {
     // A batch mixing a lost shard with healthy ones is refused as a whole answer.
     let healthy_id = id_in(&|s| !owned_a.contains(&s) && !owned_b.contains(&s));
     let r = add(&d, [healthy_id, lost_id].into_iter());
+    assert_error(&r, 503, "miroir_no_quorum");
+    // A settings change cannot skip both dead nodes: the lost shards would have no
+    // up-to-date owner anywhere.
+    let r = d
+        .http()
+        .send_json(
+            "PATCH",
+            &format!("/indexes/{INDEX}/settings"),
+            &json!({"filterableAttributes": ["title"]}),
+        )
+        .unwrap();
     assert_error(&r, 503, "miroir_no_quorum");
     // A shard with both owners alive: a plain success.
     let r = add(&d, std::iter::once(healthy_id));
@@ -308,7 +425,9 @@ fn rf3_in_one_group_of_three_loses_nothing_with_one_node_dead() {
         r.header("x-miroir-degraded")
     );
     let t = d.wait_task(r.json()["taskUid"].as_u64().unwrap());
-    eprintln!("write with one of three owners dead: {t}");
+    assert_eq!(t["status"], "succeeded", "{t}");
+    assert_eq!(t["error"], Value::Null, "{t}");
+    assert_eq!(t["details"]["indexedDocuments"], json!(100), "{t}");
     let everything: BTreeSet<u64> = (0..200).collect();
     for _ in 0..6 {
         let r = search_all(&d);

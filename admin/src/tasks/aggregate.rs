@@ -5,23 +5,41 @@
 //!
 //! - **status**: once every node task is terminal — `failed` if any failed, else `canceled`
 //!   if any was canceled, else `succeeded`. Before that — `processing` as soon as any node
-//!   started (or finished), else `enqueued`. Nodes that already refused the write at dispatch
-//!   (`failedNodes`) count as terminal failures. A node that cannot be asked right now keeps
-//!   the task non-terminal: we never guess a terminal state we could not observe.
-//! - **details**: the details registered with the task (e.g. the logical `receivedDocuments`)
-//!   plus document counters summed over the nodes and divided by the number of copies of a
-//!   document (`replication_factor × replica_groups`), so they count logical documents.
-//! - **error**: the first failing node's error, verbatim (dispatch failures first, then node
-//!   tasks in registration order).
+//!   started (or finished), else `enqueued`. A node that cannot be asked right now keeps the
+//!   task non-terminal: we never guess a terminal state we could not observe.
+//! - **nodes that never got the write** (`failedNodes` of the registration: unreachable,
+//!   marked failed, or refused at dispatch) do **not** fail the task. The data plane only
+//!   registers a write once it reached its quorum (PRODUCT.md §2 Writes 4), so the write *is*
+//!   accepted; the missing copies are an availability matter (the client already got
+//!   `X-Miroir-Degraded` when a whole group missed a shard), reported to operators through
+//!   the log and `miroir_task_missing_copies_total`, never through the task JSON (whose keys
+//!   SDK tests count). Only when *no* node task exists at all (an admin broadcast that no node
+//!   accepted) does the first such error fail the task: nothing was done.
+//! - **details**: the details registered with the task (the client's `receivedDocuments` /
+//!   `providedIds`, as the data plane counted them) plus the logical document counters
+//!   ([`SUMMED_DETAILS`]) derived from the nodes' counts by the **copy rule** below.
+//! - **error**: the first failing node task's error, verbatim (registration order).
 //! - **startedAt** the earliest node start, **finishedAt** the latest node finish (only when
 //!   terminal), **duration** their difference, **enqueuedAt** Miroir's own.
 //! - **batchUid**: one Miroir batch per Miroir task, so it equals the uid once started.
-
+//!
+//! ## Copy rule (logical document counts)
+//!
+//! Within one replica group every document of the write went to the reachable owners of its
+//! shard, so a node's count holds each of its documents once per *copy written in its group*.
+//! Each node carries a [`Share`]: its group and `weight` = the mean, over the shards it owns,
+//! of `1 / (owners of that shard in its group that received the write)`. A group's estimate is
+//! `Σ count × weight` over its nodes (rounded), and the logical count is the **maximum over
+//! groups** — a group that missed a shard entirely (RF=1, its owner dead) undercounts, and a
+//! group that got everything gives the exact count. The estimate is exact whenever every
+//! shard a node owns got the same number of copies in its group: all nodes up (`weight =
+//! 1/RF`), RF=1 (`weight = 1`), or RF = group size (every node owns every shard). Without
+//! placement information a node falls back to `1/RF` in its own group.
 use crate::timefmt::{format_iso8601_duration, format_rfc3339, parse_rfc3339};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-/// Node-detail counters that are summed across nodes (then divided by the copy count).
+/// Node-detail counters turned into logical counts by the copy rule (module docs).
 pub const SUMMED_DETAILS: &[&str] = &["indexedDocuments", "deletedDocuments"];
 
 /// A Miroir task status, as Meilisearch spells it.
@@ -100,10 +118,59 @@ pub struct Head<'a> {
     pub kind: &'a str,
     pub enqueued_at: &'a str,
     pub details: &'a Value,
-    /// Errors of nodes that refused the write at dispatch time.
+    /// Errors of nodes that never got the write (`failedNodes`): they fail the task only
+    /// when no node task exists at all.
     pub dispatch_errors: &'a [Value],
-    /// Copies of one document across the deployment (`rf × rg`), ≥ 1.
-    pub copies: u32,
+    /// Each node's place in the copy rule; nodes not listed use `fallback`.
+    pub shares: &'a std::collections::HashMap<String, Share>,
+    pub fallback: Share,
+}
+
+/// A node's place in the copy rule (module docs).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Share {
+    pub group: u32,
+    /// Mean over the node's shards of `1 / copies written in its group`.
+    pub weight: f64,
+}
+
+/// Each placing node's [`Share`] for a write to an index of `shards` shards. `placing` lists
+/// `(node, group)` of the nodes that take part in placement, `missing` the nodes that did not
+/// get the write (`failedNodes`). Every owner of a shard the write touched is either a node
+/// task or missing, so a shard's written copies in a group are `rf − missing owners` (≥ 1).
+pub fn shares(
+    placing: &[(&str, u32)],
+    rf: u32,
+    shards: u32,
+    missing: &std::collections::HashSet<&str>,
+) -> std::collections::HashMap<String, Share> {
+    let mut acc: std::collections::HashMap<&str, (u32, f64, u32)> = Default::default();
+    let mut groups: Vec<u32> = placing.iter().map(|(_, g)| *g).collect();
+    groups.sort_unstable();
+    groups.dedup();
+    for g in groups {
+        let members: Vec<&str> = placing
+            .iter()
+            .filter(|(_, pg)| *pg == g)
+            .map(|(n, _)| *n)
+            .collect();
+        for s in 0..shards {
+            let owners = crate::coverage::owners(s, &members, rf);
+            let lost = owners.iter().filter(|o| missing.contains(**o)).count() as u32;
+            let written = (owners.len() as u32).saturating_sub(lost).max(1);
+            for o in owners {
+                let e = acc.entry(o).or_insert((g, 0.0, 0));
+                e.1 += 1.0 / f64::from(written);
+                e.2 += 1;
+            }
+        }
+    }
+    acc.into_iter()
+        .map(|(n, (group, sum, count))| {
+            let weight = sum / f64::from(count.max(1));
+            (n.to_string(), Share { group, weight })
+        })
+        .collect()
 }
 
 /// Aggregates `nodes` (in registration order). `canceled_by` maps a node's `canceledBy`
@@ -115,13 +182,21 @@ pub fn aggregate(
 ) -> TaskView {
     let mut all_terminal = true;
     let mut any_started = false;
-    let mut any_failed = !head.dispatch_errors.is_empty();
+    // Nodes that never got the write fail it only if no node got it (module docs).
+    let mut any_failed = nodes.is_empty() && !head.dispatch_errors.is_empty();
     let mut any_canceled = false;
-    let mut error = head.dispatch_errors.first().cloned();
+    let mut error = if nodes.is_empty() {
+        head.dispatch_errors.first().cloned()
+    } else {
+        None
+    };
     let mut started = None;
     let mut finished = None;
     let mut canceler = None;
-    let mut sums: Vec<Option<Option<u64>>> = vec![None; SUMMED_DETAILS.len()];
+    // Per counter: None = no node reported it; Some(None) = some node has not counted yet;
+    // Some(Some(per-group weighted sums)).
+    type GroupSums = std::collections::BTreeMap<u32, f64>;
+    let mut sums: Vec<Option<Option<GroupSums>>> = vec![None; SUMMED_DETAILS.len()];
 
     for (node, task) in nodes {
         let v = match task {
@@ -186,11 +261,12 @@ pub fn aggregate(
                     // A node that has not counted yet makes the sum unknown (null).
                     Some(Value::Null) => sums[i] = Some(None),
                     Some(n) => {
-                        let n = n.as_u64().unwrap_or(0);
-                        sums[i] = Some(match sums[i] {
-                            None => Some(n),
-                            Some(prev) => prev.map(|p| p + n),
-                        });
+                        let share = head.shares.get(*node).copied().unwrap_or(head.fallback);
+                        let n = n.as_u64().unwrap_or(0) as f64 * share.weight;
+                        let slot = sums[i].get_or_insert_with(|| Some(GroupSums::new()));
+                        if let Some(groups) = slot {
+                            *groups.entry(share.group).or_default() += n;
+                        }
                     }
                 }
             }
@@ -215,13 +291,11 @@ pub fn aggregate(
         Value::Object(m) => m.clone(),
         _ => Map::new(),
     };
-    let copies = u64::from(head.copies.max(1));
-    for (i, key) in SUMMED_DETAILS.iter().enumerate() {
-        if let Some(sum) = sums[i] {
-            details.insert(
-                (*key).to_string(),
-                sum.map_or(Value::Null, |s| Value::from(s / copies)),
-            );
+    for (key, sum) in SUMMED_DETAILS.iter().zip(sums) {
+        if let Some(sum) = sum {
+            let logical =
+                sum.map(|groups| groups.values().map(|g| g.round() as u64).max().unwrap_or(0));
+            details.insert((*key).to_string(), logical.map_or(Value::Null, Value::from));
         }
     }
 
@@ -264,7 +338,14 @@ pub fn aggregate(
 mod tests {
     use super::*;
     use serde_json::json;
+    use std::collections::{HashMap, HashSet};
 
+    fn no_shares() -> &'static HashMap<String, Share> {
+        static EMPTY: std::sync::OnceLock<HashMap<String, Share>> = std::sync::OnceLock::new();
+        EMPTY.get_or_init(HashMap::new)
+    }
+
+    /// `copies` copies of each document, all in group 0 (the pre-placement fallback).
     fn head<'a>(details: &'a Value, dispatch: &'a [Value], copies: u32) -> Head<'a> {
         Head {
             uid: 7,
@@ -273,7 +354,11 @@ mod tests {
             enqueued_at: "2026-11-23T19:50:01.000000Z",
             details,
             dispatch_errors: dispatch,
-            copies,
+            shares: no_shares(),
+            fallback: Share {
+                group: 0,
+                weight: 1.0 / f64::from(copies),
+            },
         }
     }
 
@@ -357,13 +442,96 @@ mod tests {
     }
 
     #[test]
-    fn dispatch_errors_fail_the_task_and_come_first() {
-        let d = json!({});
-        let dispatch = [json!({"code": "index_not_found"})];
+    fn nodes_that_never_got_the_write_do_not_fail_it() {
+        let d = json!({"receivedDocuments": 4});
+        let dispatch = [json!({"code": "unavailable", "message": "Node `b` Connect"})];
+        let nodes = [("a", node("succeeded", json!(4), Some(T0), Some(T1)))];
+        let v = aggregate(&head(&d, &dispatch, 1), &nodes, |_, _| None);
+        assert_eq!(v.status, "succeeded");
+        assert_eq!(v.error, None);
+        // A node task that exists and fails still fails the task, with its own error.
         let nodes = [("a", node("failed", json!(0), Some(T0), Some(T1)))];
         let v = aggregate(&head(&d, &dispatch, 1), &nodes, |_, _| None);
         assert_eq!(v.status, "failed");
+        assert_eq!(v.error.unwrap()["code"], "invalid_document_id");
+    }
+
+    #[test]
+    fn with_no_node_task_at_all_the_dispatch_error_fails_the_task() {
+        let d = json!({});
+        let dispatch = [json!({"code": "index_not_found"})];
+        let v = aggregate(&head(&d, &dispatch, 1), &[], |_, _| None);
+        assert_eq!(v.status, "failed");
         assert_eq!(v.error.unwrap()["code"], "index_not_found");
+    }
+
+    /// Documents per shard of a write (8 shards, 25 documents each = 200).
+    const PER_SHARD: u64 = 25;
+
+    /// Each node's count: the documents of the shards it owns, if it got the write.
+    fn counts(
+        placing: &[(&str, u32)],
+        rf: u32,
+        shards: u32,
+        missing: &HashSet<&str>,
+    ) -> Vec<(String, NodeTask)> {
+        let mut per: HashMap<&str, u64> = HashMap::new();
+        for g in 0..2 {
+            let members: Vec<&str> = placing
+                .iter()
+                .filter(|(_, pg)| *pg == g)
+                .map(|(n, _)| *n)
+                .collect();
+            for s in 0..shards {
+                for o in crate::coverage::owners(s, &members, rf) {
+                    *per.entry(o).or_default() += PER_SHARD;
+                }
+            }
+        }
+        placing
+            .iter()
+            .filter(|(n, _)| !missing.contains(n))
+            .map(|(n, _)| {
+                let count = json!(per.get(n).copied().unwrap_or(0));
+                (n.to_string(), node("succeeded", count, Some(T0), Some(T1)))
+            })
+            .collect()
+    }
+
+    fn logical(placing: &[(&str, u32)], rf: u32, missing: &[&str]) -> Value {
+        let missing: HashSet<&str> = missing.iter().copied().collect();
+        let shares = shares(placing, rf, 8, &missing);
+        let d = json!({"receivedDocuments": 200});
+        let dispatch: Vec<Value> = missing.iter().map(|_| json!({"code": "x"})).collect();
+        let h = Head {
+            shares: &shares,
+            ..head(&d, &dispatch, rf)
+        };
+        let owned = counts(placing, rf, 8, &missing);
+        let nodes: Vec<(&str, NodeTask)> =
+            owned.iter().map(|(n, t)| (n.as_str(), t.clone())).collect();
+        let v = aggregate(&h, &nodes, |_, _| None);
+        assert_eq!(v.status, "succeeded");
+        v.details["indexedDocuments"].clone()
+    }
+
+    #[test]
+    fn copy_rule_counts_logical_documents_with_copies_missing() {
+        let rg2 = [("m0", 0), ("m1", 0), ("m2", 1), ("m3", 1)];
+        // RG=2 × 2 nodes, RF=1: all present, then one node of group 1 missing (its group
+        // undercounts, group 0 is complete).
+        assert_eq!(logical(&rg2, 1, &[]), json!(200));
+        assert_eq!(logical(&rg2, 1, &["m2"]), json!(200));
+        // RG=1 × 3 nodes, RF=3: every node owns every shard; one missing.
+        let rf3 = [("a", 0), ("b", 0), ("c", 0)];
+        assert_eq!(logical(&rf3, 3, &[]), json!(200));
+        assert_eq!(logical(&rf3, 3, &["a"]), json!(200));
+        // RG=2 × 3 nodes, RF=3, one missing in each group.
+        let rg2rf3 = [("a", 0), ("b", 0), ("c", 0), ("d", 1), ("e", 1), ("f", 1)];
+        assert_eq!(logical(&rg2rf3, 3, &["a", "e"]), json!(200));
+        // RG=1 × 3 nodes, RF=2, all present.
+        let rf2 = [("a", 0), ("b", 0), ("c", 0)];
+        assert_eq!(logical(&rf2, 2, &[]), json!(200));
     }
 
     #[test]

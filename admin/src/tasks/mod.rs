@@ -23,7 +23,7 @@ use crate::store::{
     FailedNode, NewTask, NodeTask as StoreNodeTask, TaskRecord, TaskState, TaskStatus, TaskType,
 };
 use crate::timefmt::{format_iso8601_duration, format_rfc3339};
-use aggregate::{Head, NodeTask, TaskView};
+use aggregate::{Head, NodeTask, Share, TaskView};
 use hyper::Method;
 use miroir_core::error::ErrorCode;
 use miroir_core::ids::{NodeId, TaskUid};
@@ -261,6 +261,7 @@ async fn refresh(admin: &Admin, rec: &TaskRecord) -> Result<TaskView, ApiError> 
         rec.task_type,
         TaskType::TaskCancelation | TaskType::TaskDeletion
     );
+    let shares = copy_shares(admin, rec);
     let head = Head {
         uid: rec.uid.0,
         index_uid: rec.index_uid.as_deref(),
@@ -268,7 +269,11 @@ async fn refresh(admin: &Admin, rec: &TaskRecord) -> Result<TaskView, ApiError> 
         enqueued_at: &enqueued_at,
         details: &rec.state.details,
         dispatch_errors: &dispatch_errors,
-        copies: admin.copies(),
+        shares: &shares,
+        fallback: Share {
+            group: u32::MAX,
+            weight: 1.0 / f64::from(admin.config.replication_factor.max(1)),
+        },
     };
     let nodes: Vec<(&str, NodeTask)> = results
         .iter()
@@ -297,10 +302,64 @@ async fn refresh(admin: &Admin, rec: &TaskRecord) -> Result<TaskView, ApiError> 
         state.canceled_by = v.canceled_by.map(TaskUid);
         if status.is_terminal() {
             state.terminal_view = Some(serde_json::to_vec(&v).expect("views serialise"));
+            report_missing_copies(admin, rec, v.status);
         }
         admin.store.update_task(rec.uid, state).await?;
     }
     Ok(v)
+}
+
+/// The copy-rule shares ([`aggregate::shares`]) of a node-tracked task's nodes: placement of
+/// its index now (an index since deleted, or a task without one: `1/RF` per node, each in
+/// its own group).
+fn copy_shares(admin: &Admin, rec: &TaskRecord) -> std::collections::HashMap<String, Share> {
+    let nodes = admin.nodes();
+    let rf = admin.config.replication_factor.max(1);
+    let placing: Vec<(&str, u32)> = nodes
+        .iter()
+        .filter(|n| n.status.owns_shards())
+        .map(|n| (n.id.as_str(), n.group))
+        .collect();
+    let missing: std::collections::HashSet<&str> = rec
+        .state
+        .failed_nodes
+        .iter()
+        .map(|f| f.node.as_str())
+        .collect();
+    let shards = rec
+        .index_uid
+        .as_deref()
+        .and_then(|u| admin.index(u))
+        .map_or(0, |m| m.shards);
+    let mut shares = aggregate::shares(&placing, rf, shards, &missing);
+    for n in &nodes {
+        shares.entry(n.id.clone()).or_insert(Share {
+            group: n.group,
+            weight: 1.0 / f64::from(rf),
+        });
+    }
+    shares
+}
+
+/// A write that ended without some of its copies is not a task failure (aggregate module
+/// docs) but operators must see it: one log line per node and a counter.
+fn report_missing_copies(admin: &Admin, rec: &TaskRecord, status: &str) {
+    for f in &rec.state.failed_nodes {
+        tracing::warn!(
+            task = rec.uid.0,
+            index = rec.index_uid.as_deref().unwrap_or(""),
+            node = %f.node.as_str(),
+            status,
+            error = %f.error,
+            "task finished without this node's copy"
+        );
+    }
+    if !rec.state.failed_nodes.is_empty() {
+        admin
+            .metrics
+            .tasks_missing_copies
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// Details of a taskCancelation/taskDeletion: `canceledTasks`/`deletedTasks` become the
@@ -528,7 +587,11 @@ async fn broadcast_task_op(
             }),
             Err(e) => failed.push(FailedNode {
                 node: NodeId::new(node),
-                error: ApiError::core(ErrorCode::Unavailable, format!("node `{node}`: {e}")).body(),
+                error: ApiError::core(
+                    ErrorCode::MiroirNodeUnreachable,
+                    format!("node `{node}`: {e}"),
+                )
+                .body(),
             }),
         }
     }
