@@ -74,9 +74,12 @@ async fn serve_one(
         )
         .into_resp(),
     };
-    // Heartbeats arrive twice a second per data plane: logged only at debug level so they
-    // do not drown the request log.
-    let quiet = parts.uri.path() == "/_internal/v1/heartbeat" && resp.status < 400;
+    // Heartbeats (twice a second per data plane) and write pings: logged only at debug level
+    // so they do not drown the request log.
+    let quiet = matches!(
+        parts.uri.path(),
+        "/_internal/v1/heartbeat" | "/_internal/v1/ping"
+    ) && resp.status < 400;
     macro_rules! log_request {
         ($lvl:expr) => {
             tracing::event!(

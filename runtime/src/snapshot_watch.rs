@@ -346,8 +346,11 @@ mod tests {
         let req = server.join().unwrap();
         assert!(req.starts_with("POST /_internal/v1/heartbeat HTTP/1.1\r\n"));
         assert!(req.contains("miroir-control-version: 1\r\n"));
-        assert!(
-            req.ends_with(r#"{"dataplane":"host:1","epoch":7,"generation":42,"pid":1}"#),
+        // Compared as JSON: key order depends on serde_json's `preserve_order` feature.
+        let (_, sent) = req.split_once("\r\n\r\n").expect("a head and a body");
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(sent).unwrap(),
+            serde_json::json!({"dataplane": "host:1", "pid": 1, "generation": 42, "epoch": 7}),
             "{req}"
         );
         let _ = std::fs::remove_file(&path);

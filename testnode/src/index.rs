@@ -345,7 +345,8 @@ mod tests {
                 .map(|t| ix.term_strs[t.term as usize].to_string())
                 .collect()
         };
-        assert_eq!(doc_terms(&ix), ["apple", "pear", "1"]); // json! sorts keys: a, b, id
+        // Document field order (serde_json `preserve_order`): id, a, b.
+        assert_eq!(doc_terms(&ix), ["1", "apple", "pear"]);
         let mut s = ix.settings.clone();
         settings::apply(
             &mut s,

@@ -3,10 +3,10 @@
 //! `facetDistribution` (count-sorted facets), `_rankingScoreDetails` (ranking-rule order) and
 //! task `details`.
 //!
-//! Why not `serde_json`'s `preserve_order` feature: features unify across the workspace and it
-//! would silently change every other crate's `Map` ordering. Nested objects inside an [`Obj`]
-//! are plain `serde_json::Value`s (keys sorted) — a documented difference for nested
-//! document objects only.
+//! The workspace builds `serde_json` with `preserve_order` (so every `Value` map — nested
+//! document objects included — keeps insertion order, as Meilisearch does); `Obj` remains the
+//! explicit, cheap representation for the hot objects above (a `Vec`, no hashing), and it
+//! documents where order is part of the contract.
 
 use serde::de::{MapAccess, Visitor};
 use serde::ser::SerializeMap;

@@ -35,7 +35,7 @@
 //!   forwarded to the admin process over its Unix socket ([`control`]).
 //!
 //! Per-core state (routing tables per snapshot generation, round-robin counters, the
-//! `/version` cache, suspect nodes, the admin back-off) lives in `RefCell`/`Cell`s: a
+//! `/version` cache, suspect nodes) lives in `RefCell`/`Cell`s: a
 //! [`Proxy`] is built once per reactor core ([`handler`]) and never crosses threads.
 //!
 //! Requests Miroir cannot interpret (malformed JSON, wrong types, unknown parameters) are
@@ -124,8 +124,6 @@ pub struct Proxy<U> {
     counter: Cell<usize>,
     /// `GET /version` answer from a node, kept once obtained.
     version: RefCell<Option<Vec<u8>>>,
-    /// When a call to the admin last failed (writes are refused for a moment after).
-    admin_failed_at: Cell<Option<std::time::Instant>>,
     /// Nodes that failed a call on this core recently: avoided (not excluded) by the next
     /// plans, so a hung node costs one timeout per [`SUSPECT_FOR`] instead of one per request
     /// until the admin's health checks mark it failed.
@@ -150,7 +148,6 @@ impl<U: Upstreams> Proxy<U> {
             cache: RefCell::new(RoutingCache::default()),
             counter: Cell::new(0),
             version: RefCell::new(None),
-            admin_failed_at: Cell::new(None),
             suspects: RefCell::new(HashMap::new()),
         }
     }

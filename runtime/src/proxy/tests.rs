@@ -126,6 +126,13 @@ fn healthy_node(address: &str, req: &Request) -> Result<Response, UpstreamError>
 }
 
 fn admin_registers(req: &Request) -> Result<Response, UpstreamError> {
+    if req.path == "/_internal/v1/ping" {
+        return Ok(Response {
+            status: 204,
+            headers: vec![],
+            body: vec![],
+        });
+    }
     if req.path == "/_internal/v1/tasks" {
         return ok(
             202,
@@ -557,6 +564,10 @@ fn new_index_and_new_fields_go_through_prepare_write_first() {
         calls[0].1.path.ends_with("/prepare-write"),
         "prepare-write comes first"
     );
+    assert!(
+        calls.iter().all(|(_, c)| c.path != "/_internal/v1/ping"),
+        "prepare-write already proved the admin alive"
+    );
     let write = calls
         .iter()
         .find(|(_, c)| c.path == "/indexes/fresh/documents")
@@ -567,37 +578,140 @@ fn new_index_and_new_fields_go_through_prepare_write_first() {
     assert!(doc[0]["_miroir_shard"].as_u64().unwrap() < 4);
 }
 
+/// Every kind of write, on the known index `m`, plus one on an unknown index (which goes
+/// through `prepare-write` instead of the ping).
+fn every_write() -> Vec<Request> {
+    vec![
+        req(Method::Post, "/indexes/m/documents", r#"[{"id":1}]"#),
+        req(Method::Put, "/indexes/m/documents", r#"[{"id":2}]"#),
+        req(Method::Post, "/indexes/m/documents/delete-batch", "[1,2]"),
+        req(Method::Delete, "/indexes/m/documents/1", ""),
+        req(
+            Method::Post,
+            "/indexes/m/documents/delete",
+            r#"{"filter":"id = 1"}"#,
+        ),
+        req(Method::Delete, "/indexes/m/documents", ""),
+        req(Method::Post, "/indexes/fresh/documents", r#"[{"id":1}]"#),
+    ]
+}
+
 #[test]
-fn admin_down_fails_writes_then_refuses_them_immediately() {
-    let admin: AdminFn = Box::new(|_: &Request| Err(UpstreamError::Connect("no socket".into())));
+fn admin_down_refuses_writes_before_any_node_is_touched_and_recovers_at_once() {
+    let up = Rc::new(Cell::new(false));
+    let admin_up = up.clone();
+    let admin: AdminFn = Box::new(move |r: &Request| {
+        if !admin_up.get() {
+            return Err(UpstreamError::Connect("no socket".into()));
+        }
+        if r.path == "/_internal/v1/indexes/fresh/prepare-write" {
+            return ok(200, json!({"generation": 2, "index": meta("fresh", 8)}));
+        }
+        admin_registers(r)
+    });
     let p = proxy(
-        snapshot(1, 2, 1, 8),
+        snapshot(2, 2, 1, 8),
         Config::default(),
         Box::new(healthy_node),
         admin,
     );
+    let nodes_called = || {
+        p.up.calls
+            .borrow()
+            .iter()
+            .filter(|(a, _)| a != "admin")
+            .count()
+    };
+    for w in every_write() {
+        let what = format!("{:?} {}", w.method, w.path);
+        let r = block_on(p.handle(w, "r"));
+        assert_eq!(
+            (r.status, body(&r)["code"].clone()),
+            (503, json!("miroir_admin_unavailable")),
+            "{what}"
+        );
+        assert_eq!(nodes_called(), 0, "{what} touched a node");
+    }
+    assert!(calls_to(&p, "/_internal/v1/tasks").is_empty());
+    // Validation needs no admin: a bad batch is still the client's 400.
     let r = block_on(p.handle(
-        req(Method::Post, "/indexes/m/documents", r#"[{"id":1}]"#),
+        req(Method::Post, "/indexes/m/documents", r#"[{"title":"x"}]"#),
         "r",
     ));
-    assert_eq!(
-        (r.status, body(&r)["code"].clone()),
-        (503, json!("miroir_admin_unavailable"))
-    );
-    let before = p.up.calls.borrow().len();
-    let r = block_on(p.handle(
-        req(Method::Post, "/indexes/m/documents", r#"[{"id":2}]"#),
-        "r",
-    ));
-    assert_eq!(r.status, 503);
-    assert_eq!(
-        p.up.calls.borrow().len(),
-        before,
-        "refused without touching anything"
-    );
+    assert_eq!(r.status, 400);
     // Searches keep working from the snapshot.
     let r = block_on(p.handle(req(Method::Post, "/indexes/m/search", "{}"), "r"));
     assert_eq!(r.status, 200);
+
+    // The admin is back: the very next write of every kind goes through (no back-off).
+    up.set(true);
+    for w in every_write() {
+        let what = format!("{:?} {}", w.method, w.path);
+        p.up.calls.borrow_mut().clear();
+        let r = block_on(p.handle(w, "r"));
+        assert_eq!(
+            r.status,
+            202,
+            "{what}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        let calls = p.up.calls.borrow();
+        // The admin answered before the first node call (ping, or prepare-write for the
+        // unknown index), and the registration came last.
+        let first_node = calls.iter().position(|(a, _)| a != "admin").unwrap();
+        assert!(first_node > 0, "{what}: a node was called first");
+        assert!(calls[..first_node].iter().any(|(_, c)| {
+            c.path == "/_internal/v1/ping" || c.path.ends_with("/prepare-write")
+        }));
+        assert_eq!(
+            calls.last().unwrap().1.path,
+            "/_internal/v1/tasks",
+            "{what}"
+        );
+        // One admin round trip before the dispatch, never two.
+        assert_eq!(first_node, 1, "{what}");
+    }
+}
+
+#[test]
+fn an_admin_lost_after_the_ping_is_not_reported_as_unavailable() {
+    // The ping succeeds, then the registration fails: the nodes have the write, so the
+    // client must not be told "admin unavailable" (which promises nothing was written).
+    for registration in [
+        Err(UpstreamError::Connect("gone".into())),
+        ok(
+            500,
+            json!({"message":"task store: disk full","code":"internal","type":"internal","link":""}),
+        ),
+    ] {
+        let registration = RefCell::new(Some(registration));
+        let admin: AdminFn = Box::new(move |r: &Request| {
+            if r.path == "/_internal/v1/tasks" {
+                return registration.borrow_mut().take().unwrap();
+            }
+            admin_registers(r)
+        });
+        let p = proxy(
+            snapshot(1, 2, 1, 8),
+            Config::default(),
+            Box::new(healthy_node),
+            admin,
+        );
+        let r = block_on(p.handle(
+            req(Method::Post, "/indexes/m/documents", r#"[{"id":1}]"#),
+            "r",
+        ));
+        let b = body(&r);
+        assert_eq!(
+            (r.status, b["code"].clone()),
+            (500, json!("internal")),
+            "{b}"
+        );
+        let msg = b["message"].as_str().unwrap();
+        assert!(msg.contains("reached the nodes"), "{msg}");
+        assert!(msg.contains("#7"), "names the node tasks: {msg}");
+        assert!(!calls_to(&p, "/indexes/m/documents").is_empty());
+    }
 }
 
 #[test]

@@ -19,11 +19,24 @@
 //!    /_internal/v1/tasks`), which allocates the Miroir task uid and answers the summarized
 //!    task that is relayed to the client (202).
 //!
-//! The admin is needed for step 4, so a write fails with `503 miroir_admin_unavailable` when
-//! it is down. To make that immediate rather than "after writing to the nodes", each core
-//! remembers an admin failure for [`ADMIN_BACKOFF`] and refuses writes at once meanwhile (at
-//! most one write per core per backoff period can reach the nodes and then fail to
-//! register).
+//! # The admin gate: `503 miroir_admin_unavailable` means nothing was written
+//!
+//! Step 4 needs the admin, and a write the nodes applied but that has no Miroir task is worse
+//! than a refused one (the client sees an error, the data changed anyway). So between plan
+//! and dispatch every write proves the admin is alive *now*: `GET /_internal/v1/ping` over
+//! the control socket ([`PING_TIMEOUT`]), unless the plan already talked to the admin
+//! (`prepare-write` is that proof). A dead admin is a connect error on the socket, answered
+//! at once as `503 miroir_admin_unavailable` before any node is touched; the first write
+//! after the admin is back goes through (no back-off state: every write asks afresh, and a
+//! stale pooled control connection is replaced transparently since the ping is a `GET`).
+//! Cost: one local Unix-socket round trip per write, none on searches.
+//!
+//! Remaining window (documented in docs/internals/control-protocol.md §3): the admin can
+//! die after answering the ping and before the registration — i.e. during the node dispatch
+//! of this one write (one parallel node round trip, at most `scatter.node_timeout_ms`). The
+//! nodes then have the write and no Miroir task exists; the client gets `500 internal` with
+//! a message saying exactly that ([`unregistered`]), never `miroir_admin_unavailable`. The
+//! same answer covers a registration the admin refuses after the dispatch.
 //!
 //! Divergences (documented): Meilisearch reports document-level errors (missing primary key,
 //! invalid id) as failed tasks; Miroir must key documents to route them, so it rejects the
@@ -37,7 +50,7 @@ use crate::proxy::quorum::{evaluate_quorum, ShardTargets};
 use crate::proxy::reads::encode_path_segment;
 use crate::proxy::router::{Route, WriteMode};
 use crate::proxy::upstream::{is_node_failure, json_request, relay, Upstreams};
-use crate::proxy::{admin_unavailable, error, index_not_found, Proxy, CONTROL_TIMEOUT};
+use crate::proxy::{error, index_not_found, Proxy, CONTROL_TIMEOUT};
 use miroir_core::documents::{
     prepare_batch, prepare_delete_batch, BatchOptions, PayloadFormat, PkSource,
 };
@@ -46,10 +59,12 @@ use miroir_core::snapshot::{IndexMeta, Snapshot};
 use miroir_core::topology::NodeStatus;
 use miroir_core::{ErrorCode, MeiliError, NodeId, ShardId};
 use serde_json::{json, Value};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-/// How long a core refuses writes after failing to reach the admin.
-pub const ADMIN_BACKOFF: Duration = Duration::from_secs(1);
+/// Deadline of the admin liveness check before a write. The admin answers the ping without
+/// touching its store, so only a hung (not dead) admin can reach it; a dead one is refused
+/// by the socket at once. Same order as the admin's own heartbeat timeout for data planes.
+pub const PING_TIMEOUT: Duration = Duration::from_secs(5);
 
 const ACCEPTED_TYPES: &str = "`application/json`, `application/x-ndjson`, `text/csv`";
 
@@ -207,6 +222,8 @@ struct WritePlan {
     shards: Vec<ShardId>,
     task_type: &'static str,
     details: Value,
+    /// The admin answered during planning (`prepare-write`): that is the liveness proof.
+    admin_answered: bool,
 }
 
 impl<U: Upstreams> Proxy<U> {
@@ -217,25 +234,46 @@ impl<U: Upstreams> Proxy<U> {
         req: Request,
         rid: &str,
     ) -> Response {
-        if self.admin_recently_failed() {
-            return error(&admin_unavailable());
-        }
         let plan = match self.plan_write(snap, route, req, rid).await {
             Ok(p) => p,
             Err(resp) => return resp,
         };
+        // Last step before any node is touched (see the module docs).
+        if !plan.admin_answered {
+            if let Err(resp) = self.admin_alive(rid).await {
+                return resp;
+            }
+        }
         self.dispatch_write(snap, plan, rid).await
     }
 
-    fn admin_recently_failed(&self) -> bool {
-        self.admin_failed_at
-            .get()
-            .is_some_and(|t| t.elapsed() < ADMIN_BACKOFF)
-    }
-
-    fn note_admin(&self, ok: bool) {
-        self.admin_failed_at
-            .set(if ok { None } else { Some(Instant::now()) });
+    /// `GET /_internal/v1/ping` → `Ok` when the admin answers 2xx; otherwise the `503
+    /// miroir_admin_unavailable` to send (nothing has been written yet).
+    async fn admin_alive(&self, rid: &str) -> Result<(), Response> {
+        let req = internal(
+            Request {
+                method: Method::Get,
+                path: "/_internal/v1/ping".into(),
+                query: String::new(),
+                headers: Vec::new(),
+                body: Vec::new(),
+            },
+            rid,
+        );
+        match self.up.admin(req, PING_TIMEOUT).await {
+            Ok(r) if (200..300).contains(&r.status) => Ok(()),
+            // An admin that answers but refuses the ping (e.g. another control protocol
+            // version) would refuse the registration too.
+            Ok(r) => Err(error(&MeiliError::new(
+                ErrorCode::MiroirAdminUnavailable,
+                format!(
+                    "The Miroir admin process refused the data plane's liveness check (HTTP {}): {}",
+                    r.status,
+                    String::from_utf8_lossy(&r.body)
+                ),
+            ))),
+            Err(e) => Err(error(&admin_error(&e))),
+        }
     }
 
     async fn plan_write(
@@ -269,6 +307,7 @@ impl<U: Upstreams> Proxy<U> {
                     shards,
                     task_type: "documentDeletion",
                     details,
+                    admin_answered: false,
                 })
             }
             Route::DocumentDelete { index, id } => {
@@ -288,6 +327,7 @@ impl<U: Upstreams> Proxy<U> {
                     shards: vec![shard],
                     task_type: "documentDeletion",
                     details: json!({"providedIds": 1, "deletedDocuments": null}),
+                    admin_answered: false,
                 })
             }
             Route::DocumentsDeleteByFilter { index } => {
@@ -313,6 +353,7 @@ impl<U: Upstreams> Proxy<U> {
                     shards,
                     task_type: "documentDeletion",
                     details: json!({"providedIds": 0, "deletedDocuments": null, "originalFilter": original}),
+                    admin_answered: false,
                 })
             }
             Route::DocumentsDeleteAll { index } => {
@@ -332,6 +373,7 @@ impl<U: Upstreams> Proxy<U> {
                     shards,
                     task_type: "documentDeletion",
                     details: json!({"deletedDocuments": null}),
+                    admin_answered: false,
                 })
             }
             _ => Err(error(&MeiliError::new(
@@ -417,6 +459,7 @@ impl<U: Upstreams> Proxy<U> {
             shards,
             task_type: "documentAdditionOrUpdate",
             details,
+            admin_answered: needs_admin,
         })
     }
 
@@ -441,14 +484,8 @@ impl<U: Upstreams> Proxy<U> {
         );
         let req = internal(req, rid);
         let resp = match self.up.admin(req, CONTROL_TIMEOUT).await {
-            Ok(r) => {
-                self.note_admin(true);
-                r
-            }
-            Err(e) => {
-                self.note_admin(false);
-                return Err(error(&admin_error(&e)));
-            }
+            Ok(r) => r,
+            Err(e) => return Err(error(&admin_error(&e))),
         };
         if !(200..300).contains(&resp.status) {
             return Err(relay(resp));
@@ -560,14 +597,21 @@ impl<U: Upstreams> Proxy<U> {
             ),
             rid,
         );
+        // The nodes have the write now: whatever goes wrong from here is not "nothing was
+        // written", so it must not be `miroir_admin_unavailable`.
         let mut resp = match self.up.admin(req, CONTROL_TIMEOUT).await {
+            Ok(r) if (200..300).contains(&r.status) => relay(r),
             Ok(r) => {
-                self.note_admin(true);
-                relay(r)
+                let why = format!(
+                    "the admin refused it (HTTP {}): {}",
+                    r.status,
+                    String::from_utf8_lossy(&r.body)
+                );
+                return error(&unregistered(&plan.meta.uid, &node_tasks, &why));
             }
             Err(e) => {
-                self.note_admin(false);
-                return error(&admin_error(&e));
+                let why = format!("the admin became unreachable ({e:?})");
+                return error(&unregistered(&plan.meta.uid, &node_tasks, &why));
             }
         };
         if let Some(d) = report.degraded_header() {
@@ -585,6 +629,20 @@ fn internal(mut req: Request, rid: &str) -> Request {
     req.headers
         .push(("x-request-id".into(), rid.as_bytes().to_vec()));
     req
+}
+
+/// The error of a write the nodes accepted but that has no Miroir task (the admin died or
+/// refused between the liveness check and the registration; see the module docs).
+fn unregistered(index: &str, node_tasks: &[Value], why: &str) -> MeiliError {
+    let tasks = node_tasks
+        .iter()
+        .map(|t| format!("{}#{}", t["node"].as_str().unwrap_or("?"), t["taskUid"]))
+        .collect::<Vec<_>>()
+        .join(", ");
+    MeiliError::new(
+        ErrorCode::Internal,
+        format!("The write to index `{index}` reached the nodes (node tasks: {tasks}) but its Miroir task could not be registered: {why}. The change may be applied without a Miroir task."),
+    )
 }
 
 /// A Meilisearch-shaped error object for a node that gave no usable answer.

@@ -180,7 +180,8 @@ pub struct Cluster {
     pub groups: Vec<u32>,
     pub proxy: String,
     pub admin_addr: String,
-    admin: Proc,
+    config_path: PathBuf,
+    admin: Option<Proc>,
     dataplane: Proc,
 }
 
@@ -219,21 +220,8 @@ impl Cluster {
         );
         let config_path = dir.join("miroir.yaml");
         std::fs::write(&config_path, config).unwrap();
-        let admin = Proc(
-            Command::new(bin("miroir-admin"))
-                .arg("--config")
-                .arg(&config_path)
-                .stdout(Stdio::null())
-                .stderr(Stdio::from(
-                    std::fs::File::create(dir.join("admin.log")).unwrap(),
-                ))
-                .spawn()
-                .expect("starting miroir-admin"),
-        );
         let admin_addr = format!("127.0.0.1:{admin_port}");
-        wait_until("admin REST port", || {
-            TcpStream::connect(&admin_addr).is_ok()
-        });
+        let admin = spawn_admin(&dir, &config_path, &admin_addr);
         let dataplane = Proc(
             Command::new(env!("CARGO_BIN_EXE_miroir-dataplane"))
                 .arg("--config")
@@ -255,7 +243,8 @@ impl Cluster {
             groups,
             proxy,
             admin_addr,
-            admin,
+            config_path,
+            admin: Some(admin),
             dataplane,
         };
         // Ready when the data plane has a snapshot and reaches the admin.
@@ -263,6 +252,18 @@ impl Cluster {
             TcpStream::connect(&c.proxy).is_ok() && c.call("GET", "/indexes", None).status == 200
         });
         c
+    }
+
+    /// `kill -9` of the admin process (the data plane keeps running).
+    pub fn kill_admin(&mut self) {
+        self.admin = None;
+    }
+
+    /// Starts the admin again on the same config and data directory; returns once its REST
+    /// port accepts connections (its control socket may still be on its way).
+    pub fn start_admin(&mut self) {
+        assert!(self.admin.is_none(), "the admin is already running");
+        self.admin = Some(spawn_admin(&self.dir, &self.config_path, &self.admin_addr));
     }
 
     /// A request to the data plane with the client master key.
@@ -344,8 +345,7 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         let _ = self.dataplane.0.kill();
         let _ = self.dataplane.0.wait();
-        let _ = self.admin.0.kill();
-        let _ = self.admin.0.wait();
+        self.admin = None;
         // Stop the nodes before removing the directory their databases live in.
         self.nodes.clear();
         if !std::thread::panicking() {
@@ -354,6 +354,26 @@ impl Drop for Cluster {
             eprintln!("test cluster kept for inspection in {}", self.dir.display());
         }
     }
+}
+
+/// Starts `miroir-admin` (log appended to `admin.log`) and waits for its REST port.
+fn spawn_admin(dir: &Path, config_path: &Path, admin_addr: &str) -> Proc {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("admin.log"))
+        .unwrap();
+    let admin = Proc(
+        Command::new(bin("miroir-admin"))
+            .arg("--config")
+            .arg(config_path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("starting miroir-admin"),
+    );
+    wait_until("admin REST port", || TcpStream::connect(admin_addr).is_ok());
+    admin
 }
 
 pub fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
