@@ -300,12 +300,21 @@ pub fn aggregate(
     }
 
     let terminal = status.is_terminal();
+    // Miroir enqueues its task when the data plane registers it, i.e. after the nodes
+    // already accepted (and may have started) theirs; clamp so that, as on one Meilisearch,
+    // enqueuedAt <= startedAt <= finishedAt always holds.
+    let enqueued = parse_rfc3339(head.enqueued_at);
+    let not_before = |t: time::OffsetDateTime| enqueued.map_or(t, |e| t.max(e));
     let started_at = if status == Status::Enqueued {
         None
     } else {
-        started
+        started.map(not_before)
     };
-    let finished_at = if terminal { finished } else { None };
+    let finished_at = if terminal {
+        finished.map(not_before)
+    } else {
+        None
+    };
     let duration = match (started_at, finished_at) {
         (Some(s), Some(f)) => format_iso8601_duration(f - s),
         _ => None,
@@ -405,6 +414,20 @@ mod tests {
             .cloned()
             .collect();
         assert_eq!(keys.len(), 12);
+    }
+
+    #[test]
+    fn node_times_before_miroirs_enqueue_are_clamped() {
+        // The nodes started (and finished) before Miroir registered its task: the view must
+        // still read enqueuedAt <= startedAt <= finishedAt, as on one Meilisearch.
+        let d = json!({"receivedDocuments": 5});
+        let early = "2026-11-23T19:50:00.500000Z";
+        let enq = "2026-11-23T19:50:01.000000Z";
+        let nodes = [("a", node("succeeded", json!(5), Some(early), Some(early)))];
+        let v = aggregate(&head(&d, &[], 1), &nodes, |_, _| None);
+        assert_eq!(v.started_at.as_deref(), Some(enq));
+        assert_eq!(v.finished_at.as_deref(), Some(enq));
+        assert_eq!(v.duration.as_deref(), Some("PT0S"));
     }
 
     #[test]
