@@ -52,6 +52,37 @@ pub(crate) struct MinMax<'a> {
     pub max: Option<(f64, &'a [u8])>,
 }
 
+/// Walks a `{facet: {...}}` object (cursor at it), calling `each` with the scanner at every
+/// facet's inner object; facets whose name starts with `reserved` are skipped unread.
+fn for_each_facet<'a>(
+    sc: &mut Scanner<'a>,
+    arena: &'a Bump,
+    reserved: &str,
+    field: &'static str,
+    mut each: impl FnMut(&'a str, &mut Scanner<'a>) -> Result<(), FacetErr>,
+) -> Result<(), FacetErr> {
+    if !sc.at_object() {
+        return Err(FacetErr::Shape((field, "is not an object")));
+    }
+    sc.object_start()?;
+    let mut first = true;
+    while let Some(facet) = sc.next_key(&mut first)? {
+        let name = facet.unescape(arena)?;
+        if !sc.at_object() {
+            return Err(FacetErr::Shape((
+                field,
+                "has a facet that is not an object",
+            )));
+        }
+        if name.starts_with(reserved) {
+            sc.skip_value()?;
+            continue;
+        }
+        each(name, sc)?;
+    }
+    Ok(())
+}
+
 impl<'a> FacetAcc<'a> {
     /// Adds one shard's `facetDistribution` (cursor at the value).
     pub fn add_distribution(
@@ -61,21 +92,8 @@ impl<'a> FacetAcc<'a> {
         reserved: &str,
     ) -> Result<(), FacetErr> {
         const F: &str = "facetDistribution";
-        if !sc.at_object() {
-            return Err(FacetErr::Shape((F, "is not an object")));
-        }
         let dist = self.dist.get_or_insert_with(BTreeMap::new);
-        sc.object_start()?;
-        let mut first = true;
-        while let Some(facet) = sc.next_key(&mut first)? {
-            let name = facet.unescape(arena)?;
-            if !sc.at_object() {
-                return Err(FacetErr::Shape((F, "has a facet that is not an object")));
-            }
-            if name.starts_with(reserved) {
-                sc.skip_value()?;
-                continue;
-            }
+        for_each_facet(sc, arena, reserved, F, |name, sc| {
             let values = dist.entry(name).or_default();
             sc.object_start()?;
             let mut f = true;
@@ -87,8 +105,8 @@ impl<'a> FacetAcc<'a> {
                 let c = values.entry(v).or_insert(0);
                 *c = c.saturating_add(n);
             }
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
     /// Adds one shard's `facetStats` (cursor at the value).
@@ -99,21 +117,8 @@ impl<'a> FacetAcc<'a> {
         reserved: &str,
     ) -> Result<(), FacetErr> {
         const F: &str = "facetStats";
-        if !sc.at_object() {
-            return Err(FacetErr::Shape((F, "is not an object")));
-        }
         let stats = self.stats.get_or_insert_with(BTreeMap::new);
-        sc.object_start()?;
-        let mut first = true;
-        while let Some(facet) = sc.next_key(&mut first)? {
-            let name = facet.unescape(arena)?;
-            if !sc.at_object() {
-                return Err(FacetErr::Shape((F, "has a facet that is not an object")));
-            }
-            if name.starts_with(reserved) {
-                sc.skip_value()?;
-                continue;
-            }
+        for_each_facet(sc, arena, reserved, F, |name, sc| {
             let mm = stats.entry(name).or_default();
             sc.object_start()?;
             let mut f = true;
@@ -138,8 +143,8 @@ impl<'a> FacetAcc<'a> {
                     mm.max = Some((x, raw));
                 }
             }
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
     /// Writes `"facetDistribution":{…}` and/or `"facetStats":{…}` (each when present).
