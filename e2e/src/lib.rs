@@ -250,7 +250,15 @@ fn read_response(r: &mut impl BufRead) -> std::io::Result<HttpResponse> {
     })
 }
 
-/// One `miroir-testnode` process on a free port.
+/// The real Meilisearch binary to use as nodes instead of `miroir-testnode`
+/// (`MIROIR_E2E_MEILI_BIN`), for checking Miroir against the real thing locally. Tests that
+/// need the test node's fault injection or uid assumptions say so and are run only without it.
+pub fn real_meilisearch() -> Option<PathBuf> {
+    std::env::var_os("MIROIR_E2E_MEILI_BIN").map(PathBuf::from)
+}
+
+/// One node process (`miroir-testnode`, or real Meilisearch, see [`real_meilisearch`]) on a
+/// free port.
 pub struct TestNode {
     pub proc: Proc,
     pub addr: SocketAddr,
@@ -261,18 +269,29 @@ impl TestNode {
     pub fn start(dir: &Path, name: &str, master_key: &str) -> TestNode {
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let db = dir.join(name);
-        let proc = Proc::spawn(
-            name,
-            Command::new(bin("miroir-testnode"))
-                .arg("--http-addr")
-                .arg(addr.to_string())
-                .arg("--master-key")
-                .arg(master_key)
-                .arg("--db-path")
-                .arg(&db)
-                .arg("--faults"),
-        );
-        wait_healthy(addr, Duration::from_secs(10));
+        let mut cmd = match real_meilisearch() {
+            Some(meili) => {
+                let mut c = Command::new(meili);
+                c.args(["--no-analytics", "--log-level", "WARN"]);
+                c
+            }
+            None => {
+                let mut c = Command::new(bin("miroir-testnode"));
+                c.arg("--faults");
+                c
+            }
+        };
+        cmd.arg("--http-addr")
+            .arg(addr.to_string())
+            .arg("--master-key")
+            .arg(master_key)
+            .arg("--db-path")
+            .arg(&db)
+            .env_remove("MEILI_MASTER_KEY")
+            .env_remove("MEILI_DB_PATH")
+            .env_remove("MEILI_HTTP_ADDR");
+        let proc = Proc::spawn(name, &mut cmd);
+        wait_healthy(addr, Duration::from_secs(30));
         TestNode {
             proc,
             addr,

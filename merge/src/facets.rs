@@ -1,14 +1,23 @@
 //! `facetDistribution` and `facetStats` across shards.
 //!
-//! Counts are summed per (facet, value), then each facet's values are ordered per
-//! `sortFacetValuesBy` and cut to `maxValuesPerFacet`, as a single node does:
-//! * alpha ([`cmp_alpha`]): values that are numbers first, in numeric order, then the others
-//!   by their lower-cased text — our reading of milli's `facet_distribution.rs`, which walks
-//!   the number facets then the string facets, each in database order (numeric order,
-//!   normalised-string order). Assumption: the lower-casing stands in for Meilisearch's facet
-//!   normalisation, so values that differ by accents or other normalisation may come in a
-//!   different order; ties fall back to byte order so the order is total;
-//! * count: count descending, then the alpha order.
+//! Counts are summed per (facet, value), then each facet's values are ordered and cut to
+//! `maxValuesPerFacet` the way one Meilisearch node holding every document would
+//! ([`order_distribution`]), as read in milli 1.50 `search/facet/facet_distribution.rs` and
+//! checked against a real Meilisearch 1.50 (e2e differential with real nodes):
+//! * values that came from **numbers** (their text is exactly what `f64`'s `Display`
+//!   writes, as milli does) always come first, then the string values; the cut applies to
+//!   both together (numbers fill the slots first);
+//! * alpha, at most [`CANDIDATES_THRESHOLD`] matching documents (milli walks the candidates'
+//!   own values into a `BTreeMap<String, _>`): numbers in **text** order (`"10"` before
+//!   `"9"`), strings by their lower-cased text;
+//! * alpha, more candidates (milli walks its facet database): numbers in numeric order,
+//!   strings by lower-cased text;
+//! * count: count descending, equal counts by value descending (milli's max-heap over the
+//!   facet database pops the larger key first among equal leaf counts; its group levels can
+//!   reorder some ties, which no merge can reproduce).
+//!
+//! Assumptions: the lower-casing stands in for Meilisearch's facet normalisation; a string
+//! facet value that looks exactly like a formatted number (`"1950"`) is ordered as a number.
 //!
 //! Facets are written in facet-name byte order (Meilisearch's map is a `BTreeMap`). Reserved
 //! facets (`_miroir_*`) are removed. `facetStats`: min of the mins, max of the maxes, written
@@ -153,6 +162,7 @@ impl<'a> FacetAcc<'a> {
         out: &mut Vec<u8>,
         first: &mut bool,
         max_values: usize,
+        candidates: u64,
         order_of: impl Fn(&str) -> FacetOrder,
     ) {
         if let Some(dist) = &self.dist {
@@ -167,7 +177,7 @@ impl<'a> FacetAcc<'a> {
                 out.extend_from_slice(b":{");
                 sorted.clear();
                 sorted.extend(values.iter().map(|(v, c)| (*v, *c)));
-                sort_values(&mut sorted, order_of(facet));
+                order_distribution(&mut sorted, order_of(facet), candidates);
                 for (j, (v, c)) in sorted.iter().take(max_values).enumerate() {
                     if j > 0 {
                         out.push(b',');
@@ -208,7 +218,67 @@ impl<'a> FacetAcc<'a> {
     }
 }
 
-/// Orders one facet's `(value, count)` pairs (see the module docs).
+/// Above this many matching documents milli reads facet values from its facet database
+/// (numeric order for numbers) instead of from the documents (text order).
+pub const CANDIDATES_THRESHOLD: u64 = 3000;
+
+/// Orders one facet's `(value, count)` pairs of a search's `facetDistribution`, given the
+/// number of documents the search matched (see the module docs).
+pub(crate) fn order_distribution(values: &mut [(&str, u64)], order: FacetOrder, candidates: u64) {
+    // Classify once: `Some(x)` for values written from a number.
+    let mut keyed: Vec<(Option<f64>, &str, u64)> = values
+        .iter()
+        .map(|&(v, c)| (number_value(v), v, c))
+        .collect();
+    keyed.sort_unstable_by(|a, b| {
+        let class = a.0.is_none().cmp(&b.0.is_none()); // numbers first
+        class.then_with(|| match (order, a.0, b.0) {
+            (FacetOrder::Alpha, Some(x), Some(y)) if candidates > CANDIDATES_THRESHOLD => {
+                x.total_cmp(&y).then_with(|| a.1.cmp(b.1))
+            }
+            (FacetOrder::Alpha, Some(_), Some(_)) => a.1.cmp(b.1),
+            (FacetOrder::Alpha, _, _) => cmp_text(a.1, b.1),
+            (FacetOrder::Count, Some(x), Some(y)) => {
+                b.2.cmp(&a.2)
+                    .then_with(|| y.total_cmp(&x))
+                    .then_with(|| b.1.cmp(a.1))
+            }
+            (FacetOrder::Count, _, _) => b.2.cmp(&a.2).then_with(|| cmp_text(b.1, a.1)),
+        })
+    });
+    for (slot, (_, v, c)) in values.iter_mut().zip(keyed) {
+        *slot = (v, c);
+    }
+}
+
+/// The number a facet value was written from, if its text is exactly `f64`'s `Display` of
+/// it (how milli turns number facets into distribution keys: `1950`, `0.5`, `-3`).
+pub(crate) fn number_value(s: &str) -> Option<f64> {
+    use std::io::Write;
+    let x: f64 = s.parse().ok()?;
+    if !x.is_finite() || s.len() > 40 {
+        return None;
+    }
+    let mut buf = [0u8; 48];
+    let mut w = &mut buf[..];
+    write!(w, "{x}").ok()?;
+    let n = 48 - w.len();
+    (buf[..n] == *s.as_bytes()).then_some(x)
+}
+
+/// Case-insensitive text order (lower-cased, then bytes so that the order is total).
+fn cmp_text(a: &str, b: &str) -> Ordering {
+    if a.is_ascii() && b.is_ascii() {
+        // Allocation-free fast path.
+        let la = a.bytes().map(|c| c.to_ascii_lowercase());
+        let lb = b.bytes().map(|c| c.to_ascii_lowercase());
+        return la.cmp(lb).then_with(|| a.cmp(b));
+    }
+    let lower = |s: &str| s.chars().flat_map(char::to_lowercase).collect::<Vec<_>>();
+    lower(a).cmp(&lower(b)).then_with(|| a.cmp(b))
+}
+
+/// Orders facet-search `(value, count)` pairs (see the module docs).
 pub(crate) fn sort_values(values: &mut [(&str, u64)], order: FacetOrder) {
     match order {
         FacetOrder::Alpha => values.sort_unstable_by(|a, b| cmp_alpha(a.0, b.0)),
@@ -250,6 +320,52 @@ mod tests {
         assert_eq!(v, [("a", 1), ("b", 1), ("c", 5)]);
         sort_values(&mut v, FacetOrder::Count);
         assert_eq!(v, [("c", 5), ("a", 1), ("b", 1)]);
+    }
+
+    fn ordered(v: &[(&'static str, u64)], order: FacetOrder, candidates: u64) -> Vec<&'static str> {
+        let mut v = v.to_vec();
+        order_distribution(&mut v, order, candidates);
+        v.iter().map(|e| e.0).collect()
+    }
+
+    #[test]
+    fn distribution_orders_like_one_meilisearch_node() {
+        let v = [
+            ("b", 1),
+            ("10", 2),
+            ("Zed", 1),
+            ("9.5", 2),
+            ("a", 3),
+            ("-1", 1),
+            ("B", 1),
+            ("1e3", 9),
+        ];
+        // Few candidates: numbers in text order, then strings; "1e3" is not how a number
+        // facet is written, so it is a string.
+        assert_eq!(
+            ordered(&v, FacetOrder::Alpha, 10),
+            ["-1", "10", "9.5", "1e3", "a", "B", "b", "Zed"]
+        );
+        // Many candidates: numbers in numeric order.
+        assert_eq!(
+            ordered(&v, FacetOrder::Alpha, 3001),
+            ["-1", "9.5", "10", "1e3", "a", "B", "b", "Zed"]
+        );
+        // Count: numbers first, count descending, ties by value descending.
+        assert_eq!(
+            ordered(&v, FacetOrder::Count, 10),
+            ["10", "9.5", "-1", "1e3", "a", "Zed", "b", "B"]
+        );
+    }
+
+    #[test]
+    fn number_values_are_recognised_by_their_exact_display_text() {
+        assert_eq!(number_value("1950"), Some(1950.0));
+        assert_eq!(number_value("0.5"), Some(0.5));
+        assert_eq!(number_value("-3"), Some(-3.0));
+        for s in ["1950.0", "1e3", "01", "+1", "NaN", "inf", " 1", "abc", ""] {
+            assert_eq!(number_value(s), None, "{s}");
+        }
     }
 
     #[test]

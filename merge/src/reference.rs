@@ -78,6 +78,47 @@ fn rules(details: &Value) -> Option<Vec<Rule>> {
 
 /// Facet values' alpha order, plainly: numbers (numerically), then text lower-cased, then
 /// the raw text.
+/// One node's facet distribution order, plainly: numbers (values whose text is exactly the
+/// formatted `f64`) before strings; alpha: numbers by text up to 3000 candidates, by value
+/// above, strings case-insensitively; count: count descending, ties by value descending.
+fn distribution_order(
+    values: BTreeMap<String, u64>,
+    order: FacetOrder,
+    candidates: u64,
+) -> Vec<(String, u64)> {
+    let as_number = |s: &str| {
+        s.parse::<f64>()
+            .ok()
+            .filter(|x| x.is_finite() && format!("{x}") == s)
+    };
+    type Values = Vec<(String, u64)>;
+    let (mut nums, mut strs): (Values, Values) = values
+        .into_iter()
+        .partition(|(v, _)| as_number(v).is_some());
+    let num = |s: &String| as_number(s).unwrap();
+    let text = |s: &String| (s.to_lowercase(), s.clone());
+    match order {
+        FacetOrder::Alpha => {
+            if candidates > 3000 {
+                nums.sort_by(|a, b| num(&a.0).total_cmp(&num(&b.0)).then(a.0.cmp(&b.0)));
+            } else {
+                nums.sort_by(|a, b| a.0.cmp(&b.0));
+            }
+            strs.sort_by_key(|a| text(&a.0));
+        }
+        FacetOrder::Count => {
+            nums.sort_by(|a, b| {
+                b.1.cmp(&a.1)
+                    .then(num(&b.0).total_cmp(&num(&a.0)))
+                    .then(b.0.cmp(&a.0))
+            });
+            strs.sort_by(|a, b| b.1.cmp(&a.1).then(text(&b.0).cmp(&text(&a.0))));
+        }
+    }
+    nums.extend(strs);
+    nums
+}
+
 fn alpha(a: &str, b: &str) -> Ordering {
     let key = |s: &str| match s.parse::<f64>() {
         Ok(x) if x.is_finite() => (0, x, String::new(), s.to_string()),
@@ -231,7 +272,7 @@ pub fn merge_search(req: &SearchMergeRequest, shards: &[ShardInput]) -> R<Vec<u8
             }
         }
     }
-    let total = total.min(req.max_total_hits as u64);
+    // Meilisearch counts every match; `maxTotalHits` caps only the window.
 
     // k-way merge, plainly: repeatedly take the best head, the lowest shard on ties.
     let (start, len) = req.pagination.window(req.max_total_hits);
@@ -308,12 +349,8 @@ pub fn merge_search(req: &SearchMergeRequest, shards: &[ShardInput]) -> R<Vec<u8
     if let Some(d) = dist {
         let mut o = Map::new();
         for (facet, values) in d {
-            let mut v: Vec<(String, u64)> = values.into_iter().collect();
-            match req.facet_order(&facet) {
-                FacetOrder::Alpha => v.sort_by(|a, b| alpha(&a.0, &b.0)),
-                FacetOrder::Count => v.sort_by(|a, b| b.1.cmp(&a.1).then(alpha(&a.0, &b.0))),
-            }
-            v.truncate(req.max_values_per_facet);
+            let v = distribution_order(values, req.facet_order(&facet), total);
+            let v: Vec<(String, u64)> = v.into_iter().take(req.max_values_per_facet).collect();
             let m: Map<String, Value> = v.into_iter().map(|(k, c)| (k, c.into())).collect();
             o.insert(facet, Value::Object(m));
         }

@@ -509,7 +509,9 @@ pub fn merge_search(
         }
     }
 
-    let total = acc.total.min(req.max_total_hits as u64);
+    // Not capped by `maxTotalHits`: Meilisearch 1.50 caps only the hits window, its
+    // `estimatedTotalHits`/`totalHits` count every match (checked against a real node).
+    let total = acc.total;
     stats.total = total;
 
     let mark = out.len();
@@ -573,7 +575,7 @@ pub fn merge_search(
         }
     }
     acc.facets
-        .write(out, &mut first, req.max_values_per_facet, |f| {
+        .write(out, &mut first, req.max_values_per_facet, total, |f| {
             req.facet_order(f)
         });
     for raw in &acc.others {
