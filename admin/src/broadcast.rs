@@ -698,12 +698,20 @@ pub fn translate_settings(
             ));
         }
     }
-    if let Some(f) = client.get("filterableAttributes") {
-        let mut list = f.as_array().cloned().unwrap_or_default();
-        if !list.iter().any(|x| x == SHARD_FIELD) {
-            list.push(json!(SHARD_FIELD));
+    // Only a list or a reset is rewritten; any other value goes to the nodes as sent, so
+    // that they refuse it with Meilisearch's own error (never "fixed" into a valid list).
+    match client.get("filterableAttributes") {
+        Some(Value::Array(list)) => {
+            let mut list = list.clone();
+            if !list.iter().any(|x| x == SHARD_FIELD) {
+                list.push(json!(SHARD_FIELD));
+            }
+            node.insert("filterableAttributes".into(), Value::Array(list));
         }
-        node.insert("filterableAttributes".into(), Value::Array(list));
+        Some(Value::Null) => {
+            node.insert("filterableAttributes".into(), json!([SHARD_FIELD]));
+        }
+        _ => {}
     }
     if let Some(s) = client.get("searchableAttributes") {
         meta.searchable_wildcard = is_wildcard(s);
@@ -1244,6 +1252,10 @@ mod tests {
         let (n, _) =
             translate_settings(&obj(json!({"filterableAttributes": null})), &meta()).unwrap();
         assert_eq!(n["filterableAttributes"], json!(["_miroir_shard"]));
+        // An invalid value is passed through for the nodes to refuse, not replaced.
+        let (n, _) =
+            translate_settings(&obj(json!({"filterableAttributes": "genre"})), &meta()).unwrap();
+        assert_eq!(n["filterableAttributes"], json!("genre"));
     }
 
     #[test]
