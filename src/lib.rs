@@ -10,11 +10,13 @@
 //! - [`config`]: the YAML/env/CLI configuration and its validation.
 //! - [`snapshot`]: the immutable state the admin publishes and the data plane reads.
 //! - [`error`]: every Miroir error code and its one mapping to a Meilisearch error body.
+//! - [`node_message`]: node error messages rewritten without Miroir's reserved attributes.
 
 pub mod config;
 pub mod documents;
 pub mod error;
 pub mod ids;
+pub mod node_message;
 pub mod routing;
 pub mod snapshot;
 #[cfg(feature = "lmdb")]

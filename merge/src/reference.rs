@@ -328,7 +328,7 @@ pub fn merge_search(req: &SearchMergeRequest, shards: &[ShardInput]) -> R<Vec<u8
     match req.pagination {
         Pagination::OffsetLimit { offset, limit } => {
             out.insert("limit".into(), limit.into());
-            out.insert("offset".into(), offset.min(req.max_total_hits).into());
+            out.insert("offset".into(), offset.into());
             out.insert("estimatedTotalHits".into(), total.into());
         }
         Pagination::Page {

@@ -554,9 +554,9 @@ pub fn merge_search(
         Pagination::OffsetLimit { offset, limit } => {
             write::key(out, &mut first, "limit");
             write::uint(out, limit as u64);
-            // Meilisearch echoes the offset clamped to maxTotalHits.
+            // Echoed as sent (Meilisearch 1.50 clamps only the window, not the echo).
             write::key(out, &mut first, "offset");
-            write::uint(out, offset.min(req.max_total_hits) as u64);
+            write::uint(out, offset as u64);
             write::key(out, &mut first, "estimatedTotalHits");
             write::uint(out, total);
         }

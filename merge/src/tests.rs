@@ -896,6 +896,15 @@ fn totals_count_every_match_and_window_is_clamped_like_meilisearch() {
     assert_eq!(v["estimatedTotalHits"], 30);
     assert_eq!(v["offset"], 1);
     assert_eq!(v["limit"], 5);
+    // An offset past maxTotalHits: no hits, the offset echoed as sent (checked on 1.50).
+    req.pagination = Pagination::OffsetLimit {
+        offset: 10,
+        limit: 3,
+    };
+    let v = norm(&fast(&req, &[ShardInput::Ok(a)]).unwrap());
+    assert_eq!(v["hits"], json!([]));
+    assert_eq!(v["offset"], 10);
+    assert_eq!(v["estimatedTotalHits"], 30);
 }
 
 #[test]

@@ -256,7 +256,11 @@ impl<U: Upstreams> Proxy<U> {
             }
             let meta = match index_meta(snap, &index) {
                 Ok(m) => m,
-                Err(e) => return error(&MeiliError::new(e.code, format!("{prefix}{}", e.message))),
+                Err(e) => {
+                    let mut r = error(&MeiliError::new(e.code, format!("{prefix}{}", e.message)));
+                    inside_multi_search(&mut r);
+                    return r;
+                }
             };
             let routing = match self.routing(snap, meta) {
                 Ok(r) => r,
@@ -307,6 +311,7 @@ impl<U: Upstreams> Proxy<U> {
                     Err(mut resp) => {
                         resp.body =
                             prefix_error_message(&resp.body, &format!("Inside `.queries[{i}]`: "));
+                        inside_multi_search(&mut resp);
                         return resp;
                     }
                 }
@@ -340,6 +345,7 @@ impl<U: Upstreams> Proxy<U> {
                 Err(mut resp) => {
                     resp.body =
                         prefix_error_message(&resp.body, &format!("Inside `.queries[{i}]`: "));
+                    inside_multi_search(&mut resp);
                     return resp;
                 }
             };
@@ -441,6 +447,14 @@ pub fn parse_multi(body: &[u8]) -> Option<MultiSearch> {
         federation,
         queries: out,
     })
+}
+
+/// A query's client error inside a multi-search is a `400` in Meilisearch 1.50, whatever
+/// its code (`index_not_found` included); server-side failures keep their status.
+fn inside_multi_search(resp: &mut Response) {
+    if (400..500).contains(&resp.status) {
+        resp.status = 400;
+    }
 }
 
 #[cfg(test)]

@@ -81,13 +81,43 @@ pub fn relay_headers(resp: &Response) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
-/// An upstream answer relayed to the client as is (status, body, content headers).
+/// An upstream answer relayed to the client as is (status, body, content headers), except
+/// that an error message naming Miroir's reserved attributes is rewritten as one
+/// Meilisearch would have written it ([`miroir_core::node_message`]).
 pub fn relay(resp: Response) -> Response {
     let headers = relay_headers(&resp);
+    let body = if resp.status >= 400 {
+        scrub_error_body(resp.body)
+    } else {
+        resp.body
+    };
     Response {
         status: resp.status,
         headers,
-        body: resp.body,
+        body,
+    }
+}
+
+/// The error body with its `message` scrubbed; unchanged when there is nothing to do or it
+/// is not a JSON object (error paths only, so parsing here costs nothing on the hot path).
+fn scrub_error_body(body: Vec<u8>) -> Vec<u8> {
+    let interesting = |b: &[u8]| b.windows(8).any(|w| w == b"_miroir_" || w == b"<..hidde");
+    if !interesting(&body) {
+        return body;
+    }
+    let Ok(serde_json::Value::Object(mut error)) = serde_json::from_slice(&body) else {
+        return body;
+    };
+    let scrubbed = error
+        .get("message")
+        .and_then(serde_json::Value::as_str)
+        .and_then(miroir_core::node_message::scrub_reserved);
+    match scrubbed {
+        Some(m) => {
+            error.insert("message".into(), m.into());
+            serde_json::to_vec(&error).unwrap_or(body)
+        }
+        None => body,
     }
 }
 
@@ -109,6 +139,32 @@ mod tests {
         assert_eq!(auths.len(), 1);
         assert_eq!(auths[0].1, b"Bearer node".to_vec());
         assert_eq!(r.header("x-request-id"), Some(&b"rid"[..]));
+    }
+
+    #[test]
+    fn relayed_errors_do_not_name_reserved_attributes() {
+        let body = br#"{"message":"Attribute `g` is not filterable. Available filterable attribute patterns are: `_miroir_shard`, `genre`.\n1:3 g = a","code":"invalid_search_filter","type":"invalid_request","link":"https://docs.meilisearch.com/errors#invalid_search_filter"}"#;
+        let r = relay(Response {
+            status: 400,
+            headers: vec![],
+            body: body.to_vec(),
+        });
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(
+            v["message"],
+            "Attribute `g` is not filterable. Available filterable attribute patterns are: `genre`.\n1:3 g = a"
+        );
+        assert_eq!(v["code"], "invalid_search_filter");
+        // Successes and unrelated errors pass byte for byte.
+        for status in [200, 404] {
+            let b = br#"{"message":"`_miroir_x` Available a are: `_miroir_shard`."}"#.to_vec();
+            let r = relay(Response {
+                status,
+                headers: vec![],
+                body: b.clone(),
+            });
+            assert_eq!(r.body == b, status == 200);
+        }
     }
 
     #[test]
