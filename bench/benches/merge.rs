@@ -2,19 +2,23 @@
 //! hits of realistic ~1 KiB hit bodies, merged into the global top H, fast merge
 //! (`miroir_merge::merge_search`) vs the naive `serde_json::Value` merge
 //! (`miroir_merge::reference::merge_search`). Targets: 3×1000 ≤ 100 µs and ≥ 10× faster.
+//! The fast merge also runs with its SIMD hit scan off (`Level::Scalar`, the scalar scanner
+//! alone, as on CPUs without SSE2/AVX2/AVX-512BW), to show what the SIMD path buys.
 //!
 //! Two parts, both in one run:
-//! 1. criterion groups `merge/3xH` with `fast` and `naive` (short measurement settings);
-//! 2. an interleaved A/B run (BENCHMARKS.md rules: fast, naive, fast, naive, … over ≥ 5
-//!    rounds) printing min/median/max of each and of the ratio fast ÷ naive. When
+//! 1. criterion groups `merge/3xH` with `fast`, `fast_scalar` and `naive` (short measurement
+//!    settings);
+//! 2. an interleaved A/B run (BENCHMARKS.md rules: fast, scalar, naive, fast, scalar, naive,
+//!    … over ≥ 5 rounds) printing min/median/max of each and of the ratio fast ÷ naive. When
 //!    `MIROIR_BENCH_JSON=<path>` is set, those rows are written there in the
-//!    `bench/results/<workload>.json` row format.
+//!    `bench/results/<workload>.json` row format (plus the scalar median).
 //!
 //! Run: `cargo bench -p miroir-bench --bench merge` (add `-- --quick` for the short version).
 
 use criterion::{BenchmarkId, Criterion, Throughput};
 use miroir_merge::{
-    merge_search, reference, Bump, FacetOrder, Pagination, SearchMergeRequest, ShardInput,
+    merge_search, merge_search_with_level, reference, Bump, FacetOrder, Level, Pagination,
+    SearchMergeRequest, ShardInput,
 };
 use std::collections::BTreeMap;
 use std::hint::black_box;
@@ -122,6 +126,19 @@ fn run_fast(req: &SearchMergeRequest, shards: &[ShardInput], arena: &mut Bump, o
     black_box(&out);
 }
 
+/// [`run_fast`] with the SIMD hit scan off.
+fn run_scalar(
+    req: &SearchMergeRequest,
+    shards: &[ShardInput],
+    arena: &mut Bump,
+    out: &mut Vec<u8>,
+) {
+    out.clear();
+    arena.reset();
+    merge_search_with_level(req, shards, arena, out, Level::Scalar).expect("valid bodies");
+    black_box(&out);
+}
+
 fn run_naive(req: &SearchMergeRequest, shards: &[ShardInput]) {
     black_box(reference::merge_search(req, shards).expect("valid bodies"));
 }
@@ -138,6 +155,9 @@ fn criterion_part(c: &mut Criterion) {
         let mut out = Vec::new();
         g.bench_function(BenchmarkId::new("fast", &case.name), |b| {
             b.iter(|| run_fast(&req, &shards, &mut arena, &mut out))
+        });
+        g.bench_function(BenchmarkId::new("fast_scalar", &case.name), |b| {
+            b.iter(|| run_scalar(&req, &shards, &mut arena, &mut out))
         });
         g.bench_function(BenchmarkId::new("naive", &case.name), |b| {
             b.iter(|| run_naive(&req, &shards))
@@ -189,16 +209,18 @@ fn interleaved(quick: bool) {
     let by = BTreeMap::new();
     let mut rows = Vec::new();
     println!(
-        "\nmerge, interleaved A/B ({rounds} rounds; {} µs per merge; ratio = fast ÷ naive)",
+        "\nmerge, interleaved A/B ({rounds} rounds; {} µs per merge; fast = hit scan at SIMD level \
+         {:?}, scalar = SIMD off; ratio = fast ÷ naive)",
         if thread_cpu_ns().is_some() {
             "on-CPU"
         } else {
             "wall-clock"
-        }
+        },
+        miroir_merge::scan::simd::detected()
     );
     println!(
-        "{:<14} {:>28} {:>30} {:>26}",
-        "case", "fast min/med/max", "naive min/med/max", "ratio min/med/max"
+        "{:<14} {:>26} {:>26} {:>30} {:>26}",
+        "case", "fast min/med/max", "scalar min/med/max", "naive min/med/max", "ratio min/med/max"
     );
     for case in cases() {
         let req = request(&case, &by);
@@ -209,11 +231,17 @@ fn interleaved(quick: bool) {
         // from a wall-clock probe (an upper bound of CPU time, so batches are never huge).
         let n_naive = runs_for(100_000.0, || run_naive(&req, &shards));
         let n_fast = runs_for(100_000.0, || run_fast(&req, &shards, &mut arena, &mut out));
-        let (mut fast, mut naive, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
+        let n_scalar = runs_for(100_000.0, || {
+            run_scalar(&req, &shards, &mut arena, &mut out)
+        });
+        let (mut fast, mut scalar, mut naive, mut ratio) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for _ in 0..rounds {
             let f = time_us(n_fast, || run_fast(&req, &shards, &mut arena, &mut out));
+            let s = time_us(n_scalar, || run_scalar(&req, &shards, &mut arena, &mut out));
             let n = time_us(n_naive, || run_naive(&req, &shards));
             fast.push(f);
+            scalar.push(s);
             naive.push(n);
             ratio.push(f / n);
         }
@@ -235,14 +263,14 @@ fn interleaved(quick: bool) {
             case.bodies.iter().map(Vec::len).sum::<usize>() / 1024,
             floor
         );
-        let (f, n, r) = (stats(fast), stats(naive), stats(ratio));
+        let (f, s, n, r) = (stats(fast), stats(scalar), stats(naive), stats(ratio));
         println!(
-            "{:<14} {:>8.1} {:>8.1} {:>8.1}   {:>9.1} {:>9.1} {:>9.1}   {:>7.4} {:>7.4} {:>7.4}",
-            case.name, f.0, f.1, f.2, n.0, n.1, n.2, r.0, r.1, r.2
+            "{:<14} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>8.1}   {:>9.1} {:>9.1} {:>9.1}   {:>7.4} {:>7.4} {:>7.4}",
+            case.name, f.0, f.1, f.2, s.0, s.1, s.2, n.0, n.1, n.2, r.0, r.1, r.2
         );
         rows.push(format!(
-            r#"{{"case":"{}","metric":"median_us","miroir":{:.2},"comparison_name":"naive serde_json merge","comparison":{:.2},"ratio":{:.5},"ratio_min":{:.5},"ratio_max":{:.5},"rounds":{rounds}}}"#,
-            case.name, f.1, n.1, r.1, r.0, r.2
+            r#"{{"case":"{}","metric":"median_us","miroir":{:.2},"miroir_scalar":{:.2},"comparison_name":"naive serde_json merge","comparison":{:.2},"ratio":{:.5},"ratio_min":{:.5},"ratio_max":{:.5},"rounds":{rounds}}}"#,
+            case.name, f.1, s.1, n.1, r.1, r.0, r.2
         ));
     }
     if let Ok(path) = std::env::var("MIROIR_BENCH_JSON") {

@@ -9,9 +9,16 @@
 //! * **Scan, don't build.** Each shard body is read once by a small validating JSON scanner
 //!   ([`scan`]) that records *byte spans* into the original buffer instead of building values:
 //!   for every hit, the span of each top-level member and the few values the merge needs
-//!   (`_rankingScore`, the `_rankingScoreDetails` entries). String bodies are skipped with
-//!   `memchr` (SIMD), which is where ~1 KiB hits spend their bytes. The bodies are never
-//!   modified, so there is nothing to copy first.
+//!   (`_rankingScore`, the `_rankingScoreDetails` entries). The bodies are never modified, so
+//!   there is nothing to copy first.
+//! * **SIMD where the bytes are.** A ~1 KiB hit is mostly string content. Hits are scanned
+//!   on a fast path that classifies 64 bytes at a time into quote/backslash bitmasks
+//!   (AVX-512BW, AVX2 or SSE2, detected at run time; [`scan::simd`] is the crate's only
+//!   `unsafe`), so a string's end is a bit lookup however long it is and however many escapes
+//!   it has. Anything unusual (whitespace, deep nesting, an invalid escape) goes back to the
+//!   scalar scanner, which then accepts or rejects exactly as it always does: the output and
+//!   the errors are the same with the SIMD path on or off (`MIROIR_MERGE_SCALAR=1` turns it
+//!   off; [`merge_search_with_level`] picks a level).
 //! * **Scan only what the merge consumes.** In Meilisearch's body layout
 //!   (`{"hits":[…],"query":…`, compact) the top-level fields after the hits are read first and
 //!   hits are scanned one at a time as the k-way merge reaches them, so a merge costs what the
@@ -38,7 +45,8 @@
 //! query (`q`, `filter`, `facets`, `attributesToRetrieve`, …) is forwarded unchanged.
 //!
 //! ## Entry points
-//! * [`merge_search`] — `POST /indexes/{uid}/search` (and each query of a multi-search).
+//! * [`merge_search`] — `POST /indexes/{uid}/search` (and each query of a multi-search);
+//!   [`merge_search_with_level`] is the same with the SIMD level chosen by the caller.
 //! * [`merge_facet_search`] — `POST /indexes/{uid}/facet-search`.
 //! * [`merge_document_lists`] — `GET /indexes/{uid}/documents`, `POST …/documents/fetch`.
 //! * [`merge_index_stats`] — `GET /indexes/{uid}/stats`.
@@ -60,12 +68,15 @@ mod small;
 mod write;
 
 #[cfg(test)]
+mod simd_tests;
+#[cfg(test)]
 mod tests;
 
 #[cfg(any(test, feature = "reference"))]
 pub mod reference;
 
-pub use search::merge_search;
+pub use scan::simd::Level;
+pub use search::{merge_search, merge_search_with_level};
 pub use small::{merge_document_lists, merge_facet_search, merge_index_stats};
 
 /// Meilisearch's default `faceting.maxValuesPerFacet` (also the facet-search hit cap).

@@ -16,12 +16,21 @@
 //! * strings that the merge *interprets* (keys, facet values, sort values) unescaped only when
 //!   they contain a backslash (rare), into the arena.
 //!
+//! Hits in Meilisearch's layout are first tried on a faster path (`scan::fast`): 64-byte blocks
+//! classified into quote/backslash bitmasks with SIMD ([`simd`], the crate's only `unsafe`),
+//! so that a string's end is a bit lookup. It only takes compact, well-formed hits and hands
+//! anything else back to this scanner, so what is accepted, and every error, stays this
+//! scanner's.
+//!
 //! Deliberately lenient, because the bytes are relayed from Meilisearch rather than trusted
 //! for anything: raw control characters and invalid UTF-8 inside string bodies that the merge
 //! does not interpret are passed through as received (a strict check would cost a pass over
 //! every byte). Strings that are interpreted are validated as UTF-8.
 
 use bumpalo::Bump;
+
+pub(crate) mod fast;
+pub mod simd;
 
 /// Maximum nesting depth accepted (Meilisearch documents are shallow; this bounds recursion).
 pub const MAX_DEPTH: u32 = 128;
@@ -47,15 +56,17 @@ pub struct Str<'a> {
 
 impl<'a> Str<'a> {
     /// Whether the unescaped string equals `s` (which must not need escaping).
-    #[inline]
+    #[inline(always)]
     pub fn is(&self, s: &str) -> bool {
-        !self.escaped && self.raw == s.as_bytes()
+        !self.escaped && short_eq(self.raw, s.as_bytes())
     }
 
     /// Whether the unescaped string starts with `prefix`.
+    #[inline]
     pub fn starts_with(&self, prefix: &str, arena: &Bump) -> Result<bool> {
         if !self.escaped {
-            return Ok(self.raw.starts_with(prefix.as_bytes()));
+            let p = prefix.as_bytes();
+            return Ok(self.raw.len() >= p.len() && short_eq(&self.raw[..p.len()], p));
         }
         Ok(self.unescape(arena)?.starts_with(prefix))
     }
@@ -75,6 +86,13 @@ impl<'a> Str<'a> {
         unescape_into(self.raw, self.start + 1, &mut buf)?;
         Ok(buf.into_bump_str())
     }
+}
+
+/// Byte equality without a `memcmp` call: the merge compares keys with short names once or
+/// twice per hit, where the call costs more than the comparison.
+#[inline(always)]
+fn short_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y)
 }
 
 fn unescape_into(raw: &[u8], base: usize, out: &mut bumpalo::collections::String) -> Result<()> {
@@ -148,6 +166,101 @@ fn hex4(raw: &[u8], at: usize) -> Option<u32> {
         v = v * 16 + (d as char).to_digit(16)?;
     }
     Some(v)
+}
+
+/// The end of the number starting at `i` (JSON grammar), or the offset of the first byte that
+/// breaks the grammar.
+#[inline(always)]
+fn number_end_at(b: &[u8], mut i: usize) -> std::result::Result<usize, usize> {
+    let digits = |i: &mut usize| {
+        let s = *i;
+        while b.get(*i).is_some_and(u8::is_ascii_digit) {
+            *i += 1;
+        }
+        *i - s
+    };
+    if b.get(i) == Some(&b'-') {
+        i += 1;
+    }
+    match b.get(i) {
+        Some(b'0') => i += 1,
+        Some(b'1'..=b'9') => {
+            digits(&mut i);
+        }
+        _ => return Err(i),
+    }
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        if digits(&mut i) == 0 {
+            return Err(i);
+        }
+    }
+    if matches!(b.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(b.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        if digits(&mut i) == 0 {
+            return Err(i);
+        }
+    }
+    Ok(i)
+}
+
+/// The value of a number already checked against the JSON grammar, as Rust's correctly
+/// rounded `f64` parser gives it (NaN cannot happen; out-of-range values are infinities).
+///
+/// Ranking scores are parsed for every compared hit, and the standard parser's layers (UTF-8
+/// check, its own grammar pass) cost more than the conversion. So the common case is done
+/// here: at most 19 digits, no exponent, and a decimal significand `w ≤ 2^53` with at most 22
+/// fraction digits, where `w / 10^k` is one correctly rounded division of two
+/// exact doubles, i.e. exactly what the standard parser returns (Clinger's fast path, which the
+/// standard parser also uses). Anything else goes to `str::parse`.
+#[inline]
+pub(crate) fn parse_f64(text: &[u8]) -> f64 {
+    const POW10: [f64; 23] = [
+        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+        1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+    ];
+    let (neg, digits) = match text.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, text),
+    };
+    let mut w: u64 = 0;
+    let mut frac: Option<usize> = None;
+    let mut n = 0;
+    for &c in digits {
+        match c {
+            b'0'..=b'9' => {
+                if n == 19 {
+                    return parse_f64_slow(text);
+                }
+                w = w * 10 + u64::from(c - b'0');
+                n += 1;
+                frac = frac.map(|k| k + 1);
+            }
+            b'.' => frac = Some(0),
+            _ => return parse_f64_slow(text),
+        }
+    }
+    let k = frac.unwrap_or(0);
+    if w > 1 << 53 || k >= POW10.len() {
+        return parse_f64_slow(text);
+    }
+    let v = w as f64 / POW10[k];
+    if neg {
+        -v
+    } else {
+        v
+    }
+}
+
+#[inline(never)]
+fn parse_f64_slow(text: &[u8]) -> f64 {
+    std::str::from_utf8(text)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(f64::NAN)
 }
 
 /// A cursor over one JSON text.
@@ -390,47 +503,28 @@ impl<'a> Scanner<'a> {
     /// end.
     #[inline(always)]
     fn number_end(&mut self) -> Result<usize> {
-        let b = self.buf;
-        let mut i = self.pos;
-        let digits = |i: &mut usize| {
-            let s = *i;
-            while b.get(*i).is_some_and(u8::is_ascii_digit) {
-                *i += 1;
+        match number_end_at(self.buf, self.pos) {
+            Ok(end) => {
+                self.pos = end;
+                Ok(end)
             }
-            *i - s
-        };
-        if b.get(i) == Some(&b'-') {
-            i += 1;
-        }
-        match b.get(i) {
-            Some(b'0') => i += 1,
-            Some(b'1'..=b'9') => {
-                digits(&mut i);
-            }
-            _ => {
-                self.pos = i;
-                return self.err("bad number");
+            Err(at) => {
+                self.pos = at;
+                self.err("bad number")
             }
         }
-        if b.get(i) == Some(&b'.') {
-            i += 1;
-            if digits(&mut i) == 0 {
-                self.pos = i;
-                return self.err("bad number");
-            }
-        }
-        if matches!(b.get(i), Some(b'e' | b'E')) {
-            i += 1;
-            if matches!(b.get(i), Some(b'+' | b'-')) {
-                i += 1;
-            }
-            if digits(&mut i) == 0 {
-                self.pos = i;
-                return self.err("bad number");
-            }
-        }
-        self.pos = i;
-        Ok(i)
+    }
+
+    /// The open-container depth (to resume with [`Scanner::at`] elsewhere).
+    #[inline]
+    pub(crate) fn depth(&self) -> u32 {
+        self.depth
+    }
+
+    /// Moves the cursor to `pos`, which a caller has already scanned up to (same depth).
+    #[inline]
+    pub(crate) fn seek(&mut self, pos: usize) {
+        self.pos = pos.min(self.buf.len());
     }
 
     #[inline(always)]
@@ -487,7 +581,11 @@ impl<'a> Scanner<'a> {
     /// A number as `f64`; `None` (value skipped) when the value is not a number.
     pub fn f64_or_skip(&mut self) -> Result<Option<f64>> {
         match self.peek() {
-            Some(b'-' | b'0'..=b'9') => Ok(Some(self.number()?.parse().unwrap_or(f64::NAN))),
+            Some(b'-' | b'0'..=b'9') => {
+                let start = self.pos;
+                let end = self.number_end()?;
+                Ok(Some(parse_f64(&self.buf[start..end])))
+            }
             _ => {
                 self.skip_value()?;
                 Ok(None)
@@ -577,6 +675,32 @@ mod tests {
     }
 
     #[test]
+    fn parse_f64_fast_and_slow_cases() {
+        for s in [
+            "0",
+            "-0",
+            "1",
+            "0.5",
+            "1.0",
+            "0.9993",
+            "0.30000000000000004",
+            "0.9985999999999999",
+            "9007199254740993",
+            "9007199254740992.5",
+            "123456789012345678901",
+            "1e3",
+            "-2.5E-3",
+            "0.0000000000000000000001",
+            "0.00000000000000000000001",
+            "1e400",
+            "-1e400",
+        ] {
+            let want: f64 = s.parse().unwrap();
+            assert_eq!(parse_f64(s.as_bytes()).to_bits(), want.to_bits(), "{s}");
+        }
+    }
+
+    #[test]
     fn depth_is_bounded() {
         let deep = "[".repeat(MAX_DEPTH as usize + 1) + &"]".repeat(MAX_DEPTH as usize + 1);
         assert_eq!(skip_all(&deep).unwrap_err().reason, "nesting too deep");
@@ -624,6 +748,20 @@ mod tests {
             let ours = skip_all(&s).is_ok();
             let theirs = serde_json::from_str::<serde_json::Value>(&s).is_ok();
             proptest::prop_assert_eq!(ours, theirs, "{:?}", s);
+        }
+
+        /// The fast number conversion equals the standard parser bit for bit (so the ranking
+        /// comparison is unchanged), on JSON numbers of every shape.
+        #[test]
+        fn parse_f64_matches_std(
+            neg in proptest::bool::ANY,
+            int in "0|[1-9][0-9]{0,20}",
+            frac in proptest::option::of("[0-9]{1,24}"),
+            exp in proptest::option::of("[eE][+-]?[0-9]{1,3}"),
+        ) {
+            let s = format!("{}{int}{}{}", if neg { "-" } else { "" }, frac.map(|f| format!(".{f}")).unwrap_or_default(), exp.unwrap_or_default());
+            let want: f64 = s.parse().unwrap();
+            proptest::prop_assert_eq!(parse_f64(s.as_bytes()).to_bits(), want.to_bits(), "{}", s);
         }
 
         /// Strings long enough to cross the SWAR words and reach the memchr path, with quotes

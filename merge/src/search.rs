@@ -6,12 +6,16 @@
 //! 2. k-way merge of the shards' hit lists: each hit is scanned once, when it first becomes a
 //!    head (its member spans, as runs of kept members, and its ranking data go into arena
 //!    vectors); the best head wins, equal heads go to the lower shard index; the first
-//!    `start` picks are skipped, the next `len` are written by splicing.
+//!    `start` picks are skipped, the next `len` are written by splicing. In the lazy mode a
+//!    hit is first tried on the SIMD fast path ([`ShardHits::scan_hit_fast`]), which hands it
+//!    back to the scalar [`ShardHits::scan_hit`] for anything unusual.
 //! 3. Write the top-level object in Meilisearch's key order.
 
 use crate::facets::{FacetAcc, FacetErr};
 use crate::rank::{self, Crit};
-use crate::scan::{ScanError, Scanner};
+use crate::scan::fast::QuoteIndex;
+use crate::scan::simd::Level;
+use crate::scan::{ScanError, Scanner, Str};
 use crate::{write, MergeError, MergeStats, Pagination, SearchMergeRequest, ShardInput};
 use bumpalo::collections::Vec as BVec;
 use bumpalo::Bump;
@@ -53,6 +57,39 @@ pub(crate) struct Hit {
     crits: Option<(usize, usize)>,
 }
 
+/// The state of one hit's scan.
+struct HitScan {
+    seg_lo: usize,
+    /// The current run of kept members.
+    run: Option<(usize, usize)>,
+    score: Option<f64>,
+    crits: Option<(usize, usize)>,
+}
+
+impl HitScan {
+    fn new(seg_lo: usize) -> Self {
+        HitScan {
+            seg_lo,
+            run: None,
+            score: None,
+            crits: None,
+        }
+    }
+
+    /// Whether the member needs [`ShardHits::special_member`]: reserved keys start with `_`
+    /// (normally), as do the ranking and `_formatted` keys; an escaped key may be anything.
+    #[inline(always)]
+    fn special(&self, k: &Str, f: &HitFilter) -> bool {
+        k.escaped || k.raw.first() == Some(&b'_') || !f.reserved_prefix.starts_with('_')
+    }
+
+    /// The member `start..end` is kept: it extends the current run.
+    #[inline(always)]
+    fn keep(&mut self, start: usize, end: usize) {
+        self.run = Some((self.run.map_or(start, |r| r.0), end));
+    }
+}
+
 /// One shard's hits, borrowing its body. Hits are scanned either all at once (general
 /// layout) or lazily, one when the merge first needs it (Meilisearch's layout, see
 /// [`tail_layout`]): then hits past the merge window are never scanned at all.
@@ -66,6 +103,8 @@ pub(crate) struct ShardHits<'a> {
     first_elem: bool,
     /// Lazy mode: where the closing `]` of the hits array must be.
     hits_end: usize,
+    /// Lazy mode with a SIMD level: the quote bitmaps of the fast hit scan.
+    quotes: Option<&'a mut QuoteIndex>,
 }
 
 impl<'a> ShardHits<'a> {
@@ -79,6 +118,7 @@ impl<'a> ShardHits<'a> {
             cursor: None,
             first_elem: true,
             hits_end: 0,
+            quotes: None,
         }
     }
 
@@ -106,6 +146,14 @@ impl<'a> ShardHits<'a> {
                 }
                 return Ok(false);
             }
+            if let Some(idx) = self.quotes.take() {
+                let fast = self.scan_hit_fast(idx, sc.pos(), sc.depth(), arena, f, scratch);
+                self.quotes = Some(idx);
+                if let Some(end) = fast? {
+                    sc.seek(end);
+                    continue;
+                }
+            }
             self.scan_hit(&mut sc, arena, f, scratch)?;
         }
         self.cursor = Some(sc);
@@ -131,66 +179,149 @@ impl<'a> ShardHits<'a> {
             });
         }
         sc.object_start()?;
-        let seg_lo = self.segs.len();
-        let mut run: Option<(usize, usize)> = None;
-        let mut score = None;
-        let mut crits = None;
-        let prefix_is_underscore = f.reserved_prefix.starts_with('_');
+        let mut m = HitScan::new(self.segs.len());
         let mut first = true;
         while let Some(k) = sc.next_key(&mut first)? {
-            let kstart = k.start;
             // Ordinary members (the vast majority) are recognised by their first byte.
-            let special = k.escaped || k.raw.first() == Some(&b'_') || !prefix_is_underscore;
-            let keep = if !special {
+            if !m.special(&k, f) {
                 sc.skip_value()?;
-                true
-            } else if k.starts_with(f.reserved_prefix, arena)? {
-                sc.skip_value()?;
-                false
-            } else if k.is("_rankingScore") {
-                score = sc.f64_or_skip()?;
-                f.keep_score
-            } else if k.is("_rankingScoreDetails") {
-                if f.parse_details && sc.at_object() {
-                    let lo = self.crits.len();
-                    rank::parse_details(sc, arena, scratch, &mut self.crits)?;
-                    crits = Some((lo, self.crits.len()));
-                } else {
-                    sc.skip_value()?;
-                }
-                f.keep_details
-            } else if f.formatted && k.is("_formatted") && sc.at_object() {
-                self.flush(&mut run, SegKind::Members);
-                self.segs.push(Seg {
-                    start: kstart,
-                    end: sc.pos() + 1,
-                    kind: SegKind::Open,
-                });
-                self.scan_formatted(sc, arena, f.reserved_prefix)?;
-                self.segs.push(Seg {
-                    start: 0,
-                    end: 0,
-                    kind: SegKind::Close,
-                });
-                continue;
+                m.keep(k.start, sc.pos());
             } else {
-                sc.skip_value()?;
-                true
-            };
-            if keep {
-                let end = sc.pos();
-                run = Some((run.map_or(kstart, |r| r.0), end));
-            } else {
-                self.flush(&mut run, SegKind::Members);
+                self.special_member(&mut m, k, sc, arena, f, scratch)?;
             }
         }
-        self.flush(&mut run, SegKind::Members);
-        self.hits.push(Hit {
-            segs: (seg_lo, self.segs.len()),
-            score,
-            crits,
-        });
+        self.finish_hit(m);
         Ok(())
+    }
+
+    /// [`ShardHits::scan_hit`] on the fast path (see [`crate::scan::fast`]), for the hit at
+    /// `p` inside `depth` open containers: returns the hit's end, or `None` (nothing recorded)
+    /// when the scalar scanner must scan this hit instead. Special members (`_rankingScore`,
+    /// details, `_formatted`, reserved keys) go through the same code as on the scalar path.
+    fn scan_hit_fast(
+        &mut self,
+        idx: &mut QuoteIndex,
+        p: usize,
+        depth: u32,
+        arena: &'a Bump,
+        f: &HitFilter,
+        scratch: &mut Vec<(u64, Crit<'a>)>,
+    ) -> Result<Option<usize>, ScanError> {
+        let body = self.body;
+        if body.get(p) != Some(&b'{') {
+            return Ok(None);
+        }
+        let (seg_lo, crit_lo) = (self.segs.len(), self.crits.len());
+        let mut m = HitScan::new(seg_lo);
+        let mut q = p + 1;
+        let end = if body.get(q) == Some(&b'}') {
+            q + 1
+        } else {
+            loop {
+                let key = if body.get(q) == Some(&b'"') {
+                    idx.string(body, q)
+                } else {
+                    None
+                };
+                let Some((close, escaped)) = key.filter(|&(c, _)| body.get(c + 1) == Some(&b':'))
+                else {
+                    return Ok(self.bail(seg_lo, crit_lo));
+                };
+                let k = Str {
+                    raw: &body[q + 1..close],
+                    escaped,
+                    start: q,
+                    end: close + 1,
+                };
+                let v = close + 2;
+                let vend = if !m.special(&k, f) {
+                    let Some(vend) = idx.skip_value(body, v) else {
+                        return Ok(self.bail(seg_lo, crit_lo));
+                    };
+                    m.keep(q, vend);
+                    vend
+                } else {
+                    let mut sc = Scanner::at(body, v, depth + 1);
+                    self.special_member(&mut m, k, &mut sc, arena, f, scratch)?;
+                    sc.pos()
+                };
+                match body.get(vend) {
+                    Some(b',') => q = vend + 1,
+                    Some(b'}') => break vend + 1,
+                    _ => return Ok(self.bail(seg_lo, crit_lo)),
+                }
+            }
+        };
+        self.finish_hit(m);
+        Ok(Some(end))
+    }
+
+    /// Forgets what a failed fast scan recorded.
+    fn bail(&mut self, seg_lo: usize, crit_lo: usize) -> Option<usize> {
+        self.segs.truncate(seg_lo);
+        self.crits.truncate(crit_lo);
+        None
+    }
+
+    /// A member whose key is special (cursor at its value): reserved, ranking score or
+    /// details, `_formatted`, or (with a reserved prefix not starting with `_`) any key.
+    fn special_member(
+        &mut self,
+        m: &mut HitScan,
+        k: Str<'a>,
+        sc: &mut Scanner<'a>,
+        arena: &'a Bump,
+        f: &HitFilter,
+        scratch: &mut Vec<(u64, Crit<'a>)>,
+    ) -> Result<(), ScanError> {
+        let keep = if k.starts_with(f.reserved_prefix, arena)? {
+            sc.skip_value()?;
+            false
+        } else if k.is("_rankingScore") {
+            m.score = sc.f64_or_skip()?;
+            f.keep_score
+        } else if k.is("_rankingScoreDetails") {
+            if f.parse_details && sc.at_object() {
+                let lo = self.crits.len();
+                rank::parse_details(sc, arena, scratch, &mut self.crits)?;
+                m.crits = Some((lo, self.crits.len()));
+            } else {
+                sc.skip_value()?;
+            }
+            f.keep_details
+        } else if f.formatted && k.is("_formatted") && sc.at_object() {
+            self.flush(&mut m.run, SegKind::Members);
+            self.segs.push(Seg {
+                start: k.start,
+                end: sc.pos() + 1,
+                kind: SegKind::Open,
+            });
+            self.scan_formatted(sc, arena, f.reserved_prefix)?;
+            self.segs.push(Seg {
+                start: 0,
+                end: 0,
+                kind: SegKind::Close,
+            });
+            return Ok(());
+        } else {
+            sc.skip_value()?;
+            true
+        };
+        if keep {
+            m.keep(k.start, sc.pos());
+        } else {
+            self.flush(&mut m.run, SegKind::Members);
+        }
+        Ok(())
+    }
+
+    fn finish_hit(&mut self, mut m: HitScan) {
+        self.flush(&mut m.run, SegKind::Members);
+        self.hits.push(Hit {
+            segs: (m.seg_lo, self.segs.len()),
+            score: m.score,
+            crits: m.crits,
+        });
     }
 
     fn scan_formatted(
@@ -398,6 +529,7 @@ fn scan_shard<'a>(
     is_first: bool,
     need: usize,
     scratch: &mut Vec<(u64, Crit<'a>)>,
+    level: Level,
 ) -> Result<ShardHits<'a>, MergeError> {
     let m = malformed(shard);
     let unexpected = |field, reason| MergeError::Unexpected {
@@ -423,6 +555,9 @@ fn scan_shard<'a>(
         cur.array_start().map_err(&m)?;
         hits.cursor = Some(cur);
         hits.hits_end = close;
+        if level != Level::Scalar {
+            hits.quotes = Some(arena.alloc(QuoteIndex::new(level, open)));
+        }
         return Ok(hits);
     }
 
@@ -467,6 +602,20 @@ pub fn merge_search(
     arena: &Bump,
     out: &mut Vec<u8>,
 ) -> Result<MergeStats, MergeError> {
+    merge_search_with_level(req, shards, arena, out, crate::scan::simd::detected())
+}
+
+/// [`merge_search`] with the hit scan's SIMD level chosen by the caller instead of
+/// [`simd::detected`](crate::scan::simd::detected): [`Level::Scalar`] is the scalar scanner
+/// alone. The output is the same at every level (the tests check it); this exists to compare
+/// them (benchmarks, tests). A level the CPU lacks falls back to one it has.
+pub fn merge_search_with_level(
+    req: &SearchMergeRequest,
+    shards: &[ShardInput],
+    arena: &Bump,
+    out: &mut Vec<u8>,
+    level: Level,
+) -> Result<MergeStats, MergeError> {
     let filter = HitFilter {
         reserved_prefix: req.reserved_prefix,
         keep_score: req.want_ranking_score,
@@ -501,6 +650,7 @@ pub fn merge_search(
                     is_first,
                     need,
                     &mut scratch,
+                    level,
                 )?);
                 index.push(i);
                 stats.answered += 1;

@@ -1,6 +1,7 @@
 //! Arbitrary bytes as shard bodies: every merge entry point must return `Ok` or an error,
 //! never panic, and an `Ok` search body must be well-formed enough to parse again as a
-//! shard body (the merge never splices unscanned bytes).
+//! shard body (the merge never splices unscanned bytes). The search merge must also give the
+//! same result (body or error) with the SIMD hit scan and with the scalar scanner alone.
 //!
 //! Input layout: byte 0 = flags (sort, scores, details, page mode, failed shard), byte 1 =
 //! offset/page, byte 2 = limit, then up to 4 bodies separated by 0xFF bytes.
@@ -10,8 +11,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use miroir_merge::{
-    merge_document_lists, merge_facet_search, merge_index_stats, merge_search, Bump, FacetOrder,
-    Pagination, SearchMergeRequest, ShardInput,
+    merge_document_lists, merge_facet_search, merge_index_stats, merge_search,
+    merge_search_with_level, Bump, FacetOrder, Level, Pagination, SearchMergeRequest, ShardInput,
 };
 use std::collections::BTreeMap;
 
@@ -60,7 +61,13 @@ fuzz_target!(|data: &[u8]| {
     };
     let arena = Bump::new();
     let mut out = Vec::new();
-    if merge_search(&req, &shards, &arena, &mut out).is_ok() {
+    let res = merge_search(&req, &shards, &arena, &mut out);
+    let mut scalar = Vec::new();
+    let res_scalar =
+        merge_search_with_level(&req, &shards, &Bump::new(), &mut scalar, Level::Scalar);
+    assert_eq!(res, res_scalar, "SIMD and scalar hit scans disagree");
+    assert_eq!(out, scalar, "SIMD and scalar hit scans disagree");
+    if res.is_ok() {
         // The output is itself a valid search response: merging it alone must succeed.
         let mut again = Vec::new();
         let one = [ShardInput::Ok(&out)];
