@@ -11,7 +11,7 @@
 //! An unreachable admin is `503 miroir_admin_unavailable` at once (connect errors on a Unix
 //! socket are immediate); it never hangs a client.
 
-use crate::http::types::{Request, Response, UpstreamError};
+use crate::http::types::{Method, Request, Response, UpstreamError};
 use crate::proxy::auth::Principal;
 use crate::proxy::router::ControlRoute;
 use crate::proxy::upstream::{relay, Upstreams};
@@ -61,6 +61,49 @@ pub fn admin_error(e: &UpstreamError) -> MeiliError {
     }
 }
 
+/// Control routes whose body Meilisearch reads as JSON: it refuses them with `415` unless the
+/// `Content-Type` is `application/json` (parameters allowed), before reading the body.
+fn takes_json(method: Method, template: &str) -> bool {
+    use Method::{Patch, Post, Put};
+    matches!(
+        (method, template),
+        (Post, "/indexes")
+            | (Patch, "/indexes/{uid}")
+            | (Patch, "/indexes/{uid}/settings")
+            | (Put | Patch, "/indexes/{uid}/settings/{setting}")
+            | (Post, "/keys")
+            | (Patch, "/keys/{key}")
+            | (Post, "/swap-indexes")
+            | (Patch, "/experimental-features")
+    )
+}
+
+/// Meilisearch's `415` for a JSON route without a JSON `Content-Type` (messages as
+/// Meilisearch 1.50 writes them), or `None` when the request may go on.
+pub fn json_content_type_error(req: &Request) -> Option<MeiliError> {
+    const ACCEPTED: &str = "Accepted values for the Content-Type header are: `application/json`";
+    let Some(ct) = req.header("content-type") else {
+        return Some(MeiliError::new(
+            ErrorCode::MissingContentType,
+            format!("A Content-Type header is missing. {ACCEPTED}"),
+        ));
+    };
+    let essence = ct.split(|&b| b == b';').next().unwrap_or_default();
+    if essence
+        .trim_ascii()
+        .eq_ignore_ascii_case(b"application/json")
+    {
+        return None;
+    }
+    Some(MeiliError::new(
+        ErrorCode::InvalidContentType,
+        format!(
+            "The Content-Type `{}` is invalid. {ACCEPTED}",
+            String::from_utf8_lossy(ct)
+        ),
+    ))
+}
+
 impl<U: Upstreams> Proxy<U> {
     pub(crate) async fn forward_control(
         &self,
@@ -69,6 +112,11 @@ impl<U: Upstreams> Proxy<U> {
         principal: &Principal,
         rid: &str,
     ) -> Response {
+        if takes_json(req.method, route.template) {
+            if let Some(e) = json_content_type_error(&req) {
+                return error(&e);
+            }
+        }
         let admin_prefix = route.template.starts_with("/_miroir");
         let fwd = control_request(req, admin_prefix, principal, rid);
         match self.up.admin(fwd, CONTROL_TIMEOUT).await {
@@ -81,7 +129,6 @@ impl<U: Upstreams> Proxy<U> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::types::Method;
 
     fn req() -> Request {
         Request {
@@ -96,6 +143,29 @@ mod tests {
             ],
             body: b"{}".to_vec(),
         }
+    }
+
+    #[test]
+    fn json_routes_need_a_json_content_type() {
+        assert!(takes_json(Method::Post, "/indexes"));
+        assert!(takes_json(Method::Put, "/indexes/{uid}/settings/{setting}"));
+        assert!(!takes_json(
+            Method::Delete,
+            "/indexes/{uid}/settings/{setting}"
+        ));
+        assert!(!takes_json(Method::Post, "/tasks/cancel"));
+        let mut r = req();
+        assert!(json_content_type_error(&r).is_none());
+        r.headers[2].1 = b"Application/JSON; charset=utf-8".to_vec();
+        assert!(json_content_type_error(&r).is_none());
+        r.headers[2].1 = b"text/plain".to_vec();
+        let e = json_content_type_error(&r).unwrap();
+        assert_eq!((e.code, e.status()), (ErrorCode::InvalidContentType, 415));
+        assert_eq!(e.message, "The Content-Type `text/plain` is invalid. Accepted values for the Content-Type header are: `application/json`");
+        r.headers.remove(2);
+        let e = json_content_type_error(&r).unwrap();
+        assert_eq!((e.code, e.status()), (ErrorCode::MissingContentType, 415));
+        assert_eq!(e.message, "A Content-Type header is missing. Accepted values for the Content-Type header are: `application/json`");
     }
 
     #[test]

@@ -106,7 +106,7 @@ pub fn parse_write_params(qs: &str) -> Result<WriteParams, MeiliError> {
 }
 
 /// The payload format from `Content-Type`, with Meilisearch's 415 errors.
-/// ASSUMPTION: messages as Meilisearch v1.x words them.
+/// Messages as Meilisearch 1.50 words them (checked against a real node).
 pub fn payload_format(
     content_type: Option<&[u8]>,
     csv_delimiter: u8,
@@ -114,7 +114,7 @@ pub fn payload_format(
     let Some(ct) = content_type else {
         return Err(MeiliError::new(
             ErrorCode::MissingContentType,
-            format!("A Content-Type header must be specified. Accepted values for the Content-Type header are: {ACCEPTED_TYPES}"),
+            format!("A Content-Type header is missing. Accepted values for the Content-Type header are: {ACCEPTED_TYPES}"),
         ));
     };
     let ct = String::from_utf8_lossy(ct);
