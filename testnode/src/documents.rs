@@ -74,23 +74,57 @@ pub fn parse(format: Format, body: &[u8], csv_delimiter: u8) -> Result<Vec<Obj>>
         ));
     }
     match format {
-        Format::Json => match serde_json::from_slice::<OneOrMany>(body) {
-            Ok(OneOrMany::One(o)) => Ok(vec![o]),
-            Ok(OneOrMany::Many(v)) => Ok(v),
-            Err(e) => Err(malformed(
-                format,
-                format!("Couldn't serialize document value: {e}"),
-            )),
-        },
-        Format::Ndjson => {
-            let mut out = Vec::new();
-            for line in body.split(|b| *b == b'\n') {
-                if line.iter().all(u8::is_ascii_whitespace) {
-                    continue;
-                }
-                out.push(serde_json::from_slice::<Obj>(line).map_err(|e| malformed(format, e))?);
+        Format::Json => {
+            let err = |e: &dyn std::fmt::Display| {
+                malformed(format, format!("Couldn't serialize document value: {e}"))
+            };
+            // Fast path: a well-formed payload deserializes straight into documents.
+            if let Ok(d) = serde_json::from_slice::<OneOrMany>(body) {
+                return Ok(match d {
+                    OneOrMany::One(o) => vec![o],
+                    OneOrMany::Many(v) => v,
+                });
             }
-            Ok(out)
+            // Error path, as Meilisearch 1.50 reads JSON payloads: first as an array whose
+            // elements are skipped over (syntax errors name what was being parsed, data
+            // after the array is ignored); if the payload is not an array, as one object
+            // (trailing data refused); any type error is "neither an object nor a list".
+            let msg = |e: serde_json::Error| match e.classify() {
+                serde_json::error::Category::Data => {
+                    "data are neither an object nor a list of objects".to_string()
+                }
+                _ => e.to_string(),
+            };
+            let mut de = serde_json::Deserializer::from_slice(body);
+            let e = match <Vec<serde::de::IgnoredAny> as serde::Deserialize>::deserialize(&mut de) {
+                Ok(_) => {
+                    let mut de = serde_json::Deserializer::from_slice(body);
+                    match <Vec<Obj> as serde::Deserialize>::deserialize(&mut de) {
+                        // Only trailing data made the fast path fail: accepted.
+                        Ok(docs) => return Ok(docs),
+                        // An element that is not an object.
+                        Err(e) => return Err(err(&e)),
+                    }
+                }
+                Err(e) if e.classify() != serde_json::error::Category::Data => e,
+                Err(_) => match serde_json::from_slice::<Obj>(body) {
+                    Err(e) => e,
+                    // (The fast path already accepts any lone object.)
+                    Ok(o) => return Ok(vec![o]),
+                },
+            };
+            Err(err(&msg(e)))
+        }
+        Format::Ndjson => {
+            // One stream over the whole payload, so error lines count from its start.
+            serde_json::Deserializer::from_slice(body)
+                .into_iter::<Obj>()
+                .map(|r| {
+                    r.map_err(|e| {
+                        malformed(format, format!("Couldn't serialize document value: {e}"))
+                    })
+                })
+                .collect()
         }
         Format::Csv => parse_csv(body, csv_delimiter),
     }
@@ -137,14 +171,14 @@ fn parse_csv(body: &[u8], delimiter: u8) -> Result<Vec<Obj>> {
                         if let Ok(i) = t.parse::<i64>() {
                             Value::Number(i.into())
                         } else {
-                            let x: f64 = t.parse().map_err(|e| malformed(f, format!("Error parsing number {t:?} at line {}: {e}", line + 2)))?;
+                            let x: f64 = t.parse().map_err(|e| csv_data_error(format!("Error parsing number {t:?} at line {}: {e}", line + 1)))?;
                             Number::from_f64(x).map(Value::Number).unwrap_or(Value::Null)
                         }
                     }
                     CsvType::Bool => match cell.trim() {
                         "true" => Value::Bool(true),
                         "false" => Value::Bool(false),
-                        other => return Err(malformed(f, format!("Error parsing boolean {other:?} at line {}: provided string was not `true` or `false`", line + 2))),
+                        other => return Err(csv_data_error(format!("Error parsing boolean {other:?} at line {}: provided string was not `true` or `false`", line + 1))),
                     },
                 }
             };
@@ -153,6 +187,15 @@ fn parse_csv(body: &[u8], delimiter: u8) -> Result<Vec<Obj>> {
         out.push(o);
     }
     Ok(out)
+}
+
+/// A badly typed CSV cell; Meilisearch words these with a colon (`malformed: `…``) and
+/// counts data lines from 1 (the header being line 0).
+fn csv_data_error(detail: String) -> ApiError {
+    ApiError::bad(
+        "malformed_payload",
+        format!("The `csv` payload provided is malformed: `{detail}`."),
+    )
 }
 
 /// Primary-key inference: the single top-level field whose name ends with `id`
@@ -235,6 +278,40 @@ pub fn id_from_value(v: &Value) -> Option<String> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn json_payload_errors_read_like_meilisearch() {
+        let m = |b: &[u8]| parse(Format::Json, b, b',').unwrap_err().message;
+        let pre = "The `json` payload provided is malformed. `Couldn't serialize document value: ";
+        assert_eq!(
+            m(b"12"),
+            format!("{pre}data are neither an object nor a list of objects`.")
+        );
+        assert_eq!(
+            m(b"[{\"id\":1,"),
+            format!("{pre}EOF while parsing an object at line 1 column 9`.")
+        );
+        assert_eq!(
+            m(b"[{\"id\":1},"),
+            format!("{pre}EOF while parsing a value at line 1 column 10`.")
+        );
+        assert_eq!(
+            m(b"{\"id\":1"),
+            format!("{pre}EOF while parsing an object at line 1 column 7`.")
+        );
+        // Data after the array is ignored, as Meilisearch's array reader does.
+        assert_eq!(
+            parse(Format::Json, b"[{\"id\":1}] x", b',').unwrap().len(),
+            1
+        );
+        let e = parse(Format::Ndjson, b"{\"id\":1}\n{bad", b',').unwrap_err();
+        assert!(
+            e.message
+                .ends_with("key must be a string at line 2 column 2`."),
+            "{}",
+            e.message
+        );
+    }
 
     #[test]
     fn content_types() {

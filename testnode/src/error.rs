@@ -110,6 +110,56 @@ impl ApiError {
     }
 }
 
+/// deserr's `did_you_mean` (what Meilisearch 1.50 appends to unknown field/value errors):
+/// the closest accepted name by Damerau-Levenshtein distance, if within a typo budget that
+/// grows with the received string's byte length (none under 4 bytes).
+pub fn did_you_mean(received: &str, accepted: &[&str]) -> String {
+    let allowed = match received.len() {
+        0..=3 => return String::new(),
+        4..=7 => 1,
+        8..=12 => 2,
+        13..=17 => 3,
+        18..=24 => 4,
+        _ => 5,
+    };
+    let mut best: Option<(&str, usize)> = None;
+    for a in accepted {
+        let d = strsim::damerau_levenshtein(received, a);
+        // First minimum wins, like `Iterator::min_by`.
+        if d <= allowed && best.is_none_or(|(_, bd)| d < bd) {
+            best = Some((a, d));
+        }
+    }
+    best.map(|(a, _)| format!("did you mean `{a}`? "))
+        .unwrap_or_default()
+}
+
+fn backtick_list(accepted: &[&str]) -> String {
+    accepted
+        .iter()
+        .map(|a| format!("`{a}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// deserr's unknown-key message; `location` is empty or like `` inside `.queries[0]` ``.
+pub fn unknown_field(key: &str, location: &str, accepted: &[&str]) -> String {
+    format!(
+        "Unknown field `{key}`{location}: {}expected one of {}",
+        did_you_mean(key, accepted),
+        backtick_list(accepted)
+    )
+}
+
+/// deserr's unknown-enum-value message; `location` is like `` at `.matchingStrategy` ``.
+pub fn unknown_value(value: &str, location: &str, accepted: &[&str]) -> String {
+    format!(
+        "Unknown value `{value}`{location}: {}expected one of {}",
+        did_you_mean(value, accepted),
+        backtick_list(accepted)
+    )
+}
+
 /// Index uids: integer or `[A-Za-z0-9_-]{1,400}` (Meilisearch's `IndexUid` rule).
 pub fn validate_index_uid(uid: &str) -> Result<()> {
     let ok = !uid.is_empty()
@@ -142,6 +192,24 @@ mod tests {
         assert_eq!(v["type"], "invalid_request");
         assert_eq!(ApiError::missing_auth().kind, "auth");
         assert_eq!(e.status, 404);
+    }
+
+    #[test]
+    fn did_you_mean_like_deserr() {
+        assert_eq!(
+            did_you_mean(
+                "filterableAttribute",
+                &["sortableAttributes", "filterableAttributes"]
+            ),
+            "did you mean `filterableAttributes`? "
+        );
+        // Too short to guess, or too far from everything.
+        assert_eq!(did_you_mean("foo", &["for"]), "");
+        assert_eq!(did_you_mean("zzzz", &["sort"]), "");
+        assert_eq!(
+            unknown_field("expires_at", "", &["name", "expiresAt"]),
+            "Unknown field `expires_at`: did you mean `expiresAt`? expected one of `name`, `expiresAt`"
+        );
     }
 
     #[test]

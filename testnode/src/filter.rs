@@ -67,7 +67,7 @@ enum Tok {
     Word(String, usize, usize), // bare word with char span
     Quoted(String, usize, usize),
     Op(&'static str, usize),
-    LParen,
+    LParen(usize),
     RParen,
     LBracket,
     RBracket,
@@ -87,7 +87,7 @@ fn lex(s: &str, code: &str) -> Result<Vec<Tok>> {
         match c {
             c if c.is_whitespace() => i += 1,
             '(' => {
-                out.push(Tok::LParen);
+                out.push(Tok::LParen(i));
                 i += 1
             }
             ')' => {
@@ -131,7 +131,8 @@ fn lex(s: &str, code: &str) -> Result<Vec<Tok>> {
                 let mut v = String::new();
                 loop {
                     match cs.get(i) {
-                        None => return Err(filter_err(code, format!("Expression `{}` is missing the following closing delimiter: `{c}`.\n{}:{} {s}", &s[byte_at(s, start)..], start + 1, cs.len() + 1))),
+                        // Meilisearch shows the opening quote escaped (`\'abc`).
+                        None => return Err(filter_err(code, format!("Expression `\\{}` is missing the following closing delimiter: `{c}`.\n{}:{} {s}", &s[byte_at(s, start)..], start + 1, cs.len() + 1))),
                         Some('\\') if cs.get(i + 1).is_some() => { v.push(cs[i + 1]); i += 2 }
                         Some(&q) if q == c => { i += 1; break }
                         Some(&o) => { v.push(o); i += 1 }
@@ -168,7 +169,7 @@ struct Parser<'a> {
     code: &'a str,
 }
 
-const EXPECTING_OP: &str = "Was expecting an operation `=`, `!=`, `>=`, `>`, `<=`, `<`, `IN`, `NOT IN`, `TO`, `EXISTS`, `NOT EXISTS`, `IS NULL`, `IS NOT NULL`, `IS EMPTY`, `IS NOT EMPTY`, `_geoRadius`, or `_geoBoundingBox`";
+const EXPECTING_OP: &str = "Was expecting an operation `=`, `!=`, `>=`, `>`, `<=`, `<`, `IN`, `NOT IN`, `TO`, `EXISTS`, `NOT EXISTS`, `IS NULL`, `IS NOT NULL`, `IS EMPTY`, `IS NOT EMPTY`, `CONTAINS`, `NOT CONTAINS`, `STARTS WITH`, `NOT STARTS WITH`, `_geoRadius`, `_geoBoundingBox` or `_geoPolygon`";
 
 impl Parser<'_> {
     fn peek(&self) -> Option<&Tok> {
@@ -183,12 +184,38 @@ impl Parser<'_> {
         matches!(self.toks.get(at), Some(Tok::Word(w, ..)) if w.eq_ignore_ascii_case(k))
     }
 
-    fn err_here(&self, what: &str) -> ApiError {
-        let n = self.src.chars().count();
+    /// Meilisearch's error layout: message, then `start:end` (1-based char columns, end
+    /// exclusive) of the offending input, then the filter.
+    fn err_span(&self, what: &str, start: usize, end: usize) -> ApiError {
         filter_err(
             self.code,
-            format!("{what} at `{}`.\n1:{} {}", self.src, n + 1, self.src),
+            format!("{what}\n{}:{} {}", start + 1, end + 1, self.src),
         )
+    }
+
+    fn n_chars(&self) -> usize {
+        self.src.chars().count()
+    }
+
+    /// An operation was expected: either the condition's text is quoted (`at `…``) with its
+    /// span, or the input ended (`but instead got nothing`).
+    fn err_expecting_op(&self, cond_start: Option<usize>) -> ApiError {
+        let n = self.n_chars();
+        match cond_start {
+            Some(st) => {
+                let rest: String = self.src.chars().skip(st).collect();
+                self.err_span(&format!("{EXPECTING_OP} at `{rest}`."), st, n)
+            }
+            None => self.err_span(&format!("{EXPECTING_OP} but instead got nothing."), n, n),
+        }
+    }
+
+    /// The char start of the token at `at` (None past the end).
+    fn start_of(&self, at: usize) -> Option<usize> {
+        match self.toks.get(at)? {
+            Tok::Word(_, s, _) | Tok::Quoted(_, s, _) | Tok::Op(_, s) | Tok::LParen(s) => Some(*s),
+            _ => None,
+        }
     }
 
     fn expr(&mut self) -> Result<Filter> {
@@ -220,15 +247,25 @@ impl Parser<'_> {
     fn not(&mut self) -> Result<Filter> {
         if self.kw("NOT") {
             self.at += 1;
-            return Ok(Filter::Not(Box::new(self.not()?)));
+            // `NOT` of a negation cancels out, as in Meilisearch's parser (it shows in the
+            // canonical filter text of error messages).
+            return Ok(match self.not()? {
+                Filter::Not(inner) => *inner,
+                f => Filter::Not(Box::new(f)),
+            });
         }
-        if self.peek() == Some(&Tok::LParen) {
+        if let Some(Tok::LParen(open)) = self.peek().cloned() {
             self.at += 1;
             let e = self.expr()?;
             if self.peek() != Some(&Tok::RParen) {
-                return Err(
-                    self.err_here("Expression is missing the following closing delimiter: `)`")
-                );
+                let rest: String = self.src.chars().skip(open).collect();
+                return Err(self.err_span(
+                    &format!(
+                        "Expression `{rest}` is missing the following closing delimiter: `)`."
+                    ),
+                    open,
+                    self.n_chars(),
+                ));
             }
             self.at += 1;
             return Ok(e);
@@ -242,7 +279,10 @@ impl Parser<'_> {
                 self.at += 1;
                 Ok(w)
             }
-            _ => Err(self.err_here("Was expecting a value but instead got nothing")),
+            _ => {
+                let n = self.n_chars();
+                Err(self.err_span("Was expecting a value but instead got nothing.", n, n))
+            }
         }
     }
 
@@ -254,8 +294,9 @@ impl Parser<'_> {
                 end: e,
                 source: self.src.to_string(),
             },
-            _ => return Err(self.err_here(EXPECTING_OP)),
+            _ => return Err(self.err_expecting_op(self.start_of(self.at))),
         };
+        let cond_start = attr.start;
         self.at += 1;
         match self.peek().cloned() {
             Some(Tok::Op(op, _)) => {
@@ -278,6 +319,12 @@ impl Parser<'_> {
                     values: self.list()?,
                 })
             }
+            // `CONTAINS` sits behind Meilisearch's `containsFilter` experimental feature,
+            // which the test node does not implement: always the feature's error.
+            Some(Tok::Word(w, s, e)) if w.eq_ignore_ascii_case("CONTAINS") => Err(filter_err(
+                "feature_not_enabled",
+                format!("Using `CONTAINS` in a filter requires enabling the `contains filter` experimental feature. See https://github.com/orgs/meilisearch/discussions/763\n{}:{} {}", s + 1, e + 1, self.src),
+            )),
             _ if self.kw("EXISTS") => {
                 self.at += 1;
                 Ok(Filter::Exists(attr))
@@ -304,7 +351,7 @@ impl Parser<'_> {
                 } else if self.kw("EMPTY") {
                     Filter::IsEmpty(attr)
                 } else {
-                    return Err(self.err_here(EXPECTING_OP));
+                    return Err(self.err_expecting_op(Some(cond_start)));
                 };
                 self.at += 1;
                 Ok(if negate { Filter::Not(Box::new(f)) } else { f })
@@ -315,13 +362,18 @@ impl Parser<'_> {
                 let to = self.value()?;
                 Ok(Filter::Range { attr, from, to })
             }
-            _ => Err(self.err_here(EXPECTING_OP)),
+            _ => Err(self.err_expecting_op(Some(cond_start))),
         }
     }
 
     fn list(&mut self) -> Result<Vec<String>> {
         if self.peek() != Some(&Tok::LBracket) {
-            return Err(self.err_here("Expected `[` after `IN` keyword"));
+            let n = self.n_chars();
+            let (st, en) = match self.toks.get(self.at) {
+                Some(Tok::Word(_, s, e) | Tok::Quoted(_, s, e)) => (*s, *e),
+                _ => (n, n),
+            };
+            return Err(self.err_span("Expected `[` after `IN` keyword.", st, en));
         }
         self.at += 1;
         let mut out = Vec::new();
@@ -333,7 +385,14 @@ impl Parser<'_> {
                 }
                 Some(Tok::Comma) => self.at += 1,
                 Some(Tok::Word(..)) | Some(Tok::Quoted(..)) => out.push(self.value()?),
-                _ => return Err(self.err_here("Expected matching `]` after the list")),
+                _ => {
+                    let n = self.n_chars();
+                    return Err(self.err_span(
+                        "Expected matching `]` after the list of field names given to `IN[`",
+                        n,
+                        n,
+                    ));
+                }
             }
         }
     }
@@ -353,13 +412,10 @@ pub fn parse_str(s: &str, code: &str) -> Result<Option<Filter>> {
     };
     let f = p.expr()?;
     if p.at != p.toks.len() {
-        let rest: String = match &p.toks[p.at] {
-            Tok::Word(_, s0, _) | Tok::Quoted(_, s0, _) | Tok::Op(_, s0) => {
-                s.chars().skip(*s0).collect()
-            }
-            _ => String::new(),
-        };
-        return Err(filter_err(code, format!("Found unexpected characters at the end of the filter: `{rest}`. You probably forgot an `OR` or an `AND` rule.\n1:{} {s}", s.chars().count() + 1)));
+        let n = s.chars().count();
+        let st = p.start_of(p.at).unwrap_or(n);
+        let rest: String = s.chars().skip(st).collect();
+        return Err(p.err_span(&format!("Found unexpected characters at the end of the filter: `{rest}`. You probably forgot an `OR` or an `AND` rule."), st, n));
     }
     Ok(Some(f))
 }
@@ -379,20 +435,23 @@ pub fn parse(v: &Value, code: &str) -> Result<Option<Filter>> {
                         for x in inner {
                             match x {
                                 Value::String(s) => or.extend(parse_str(s, code)?),
-                                _ => return Err(filter_err(code, format!("Invalid value type at `.filter`: expected a string, but found {}: `{x}`", crate::settings::kind_name(x)))),
+                                _ => return Err(filter_err(code, format!("Invalid syntax for the filter parameter: `expected String, found: {x}`."))),
                             }
                         }
-                        if !or.is_empty() {
-                            and.push(Filter::Or(or));
+                        // Like Meilisearch: a one-element group is just its element.
+                        match or.len() {
+                            0 => {}
+                            1 => and.extend(or.pop()),
+                            _ => and.push(Filter::Or(or)),
                         }
                     }
-                    _ => return Err(filter_err(code, format!("Invalid value type at `.filter`: expected a string or an array, but found {}: `{it}`", crate::settings::kind_name(it)))),
+                    _ => return Err(filter_err(code, format!("Invalid syntax for the filter parameter: `expected String, [String], found: {it}`."))),
                 }
             }
-            Ok(if and.is_empty() {
-                None
-            } else {
-                Some(Filter::And(and))
+            Ok(match and.len() {
+                0 => None,
+                1 => and.pop(),
+                _ => Some(Filter::And(and)),
             })
         }
         _ => Err(filter_err(
@@ -417,35 +476,133 @@ impl Filter {
     }
 
     /// Checks every attribute is filterable; Meilisearch's error otherwise.
-    pub fn check_filterable(&self, view: &crate::settings::View, code: &str) -> Result<()> {
+    ///
+    /// `search_index`: for searches, Meilisearch 1.50 re-serializes the parsed filter in a
+    /// canonical quoted form (see [`Filter::canonical`]) and reports the error against that
+    /// text, prefixed with the index (`Index `uid`: …`). Other routes report the client's
+    /// filter as written; `prefix_index` adds the index prefix alone (document deletion
+    /// tasks do).
+    pub fn check_filterable(
+        &self,
+        view: &crate::settings::View,
+        code: &str,
+        search_index: Option<&str>,
+        prefix_index: Option<&str>,
+    ) -> Result<()> {
         let mut attrs = Vec::new();
         self.attrs(&mut attrs);
-        for a in attrs {
-            if !view.is_filterable(&a.name) {
-                let tail = if view.filterable.is_empty() {
-                    "This index does not have configured filterable attributes.".to_string()
+        let Some(bad) = attrs.into_iter().find(|a| !view.is_filterable(&a.name)) else {
+            return Ok(());
+        };
+        let tail = if view.filterable.is_empty() {
+            "This index does not have configured filterable attributes.".to_string()
+        } else {
+            format!(
+                "Available filterable attribute patterns are: {}.",
+                crate::search::sorted_patterns(view, ", ", true)
+            )
+        };
+        let (start, end, text) = match search_index {
+            Some(_) => {
+                let mut spans = Vec::new();
+                let text = self.canonical(&mut spans);
+                let (_, st, en) = spans
+                    .into_iter()
+                    .find(|(name, ..)| *name == bad.name)
+                    .expect("every attribute is serialized");
+                (st, en, text)
+            }
+            None => (bad.start, bad.end, bad.source.clone()),
+        };
+        let prefix = search_index
+            .or(prefix_index)
+            .map(|i| format!("Index `{i}`: "))
+            .unwrap_or_default();
+        Err(filter_err(
+            code,
+            format!(
+                "{prefix}Attribute `{}` is not filterable. {tail}\n{}:{} {text}",
+                bad.name,
+                start + 1,
+                end + 1,
+            ),
+        ))
+    }
+
+    /// Meilisearch 1.50's canonical filter text: every attribute and value JSON-quoted,
+    /// each `AND`/`OR` operand and `NOT` operand parenthesized. `spans` receives each
+    /// attribute's char span (inside its quotes) in the output.
+    pub fn canonical(&self, spans: &mut Vec<(String, usize, usize)>) -> String {
+        let mut out = String::new();
+        self.write_canonical(&mut out, spans);
+        out
+    }
+
+    fn write_canonical(&self, out: &mut String, spans: &mut Vec<(String, usize, usize)>) {
+        fn quoted(s: &str) -> String {
+            serde_json::to_string(s).expect("a string serializes")
+        }
+        let attr = |out: &mut String, spans: &mut Vec<(String, usize, usize)>, a: &Attr| {
+            let q = quoted(&a.name);
+            let start = out.chars().count() + 1;
+            spans.push((a.name.clone(), start, start + q.chars().count() - 2));
+            out.push_str(&q);
+        };
+        match self {
+            Filter::And(v) | Filter::Or(v) => {
+                let sep = if matches!(self, Filter::And(_)) {
+                    " AND "
                 } else {
-                    let list = view
-                        .filterable
-                        .iter()
-                        .map(|f| format!("`{f}`"))
-                        .collect::<Vec<_>>()
-                        .join(", ");
-                    format!("Available filterable attribute patterns are: {list}.")
+                    " OR "
                 };
-                return Err(filter_err(
-                    code,
-                    format!(
-                        "Attribute `{}` is not filterable. {tail}\n{}:{} {}",
-                        a.name,
-                        a.start + 1,
-                        a.end + 1,
-                        a.source
-                    ),
-                ));
+                for (i, f) in v.iter().enumerate() {
+                    if i > 0 {
+                        out.push_str(sep);
+                    }
+                    out.push('(');
+                    f.write_canonical(out, spans);
+                    out.push(')');
+                }
+            }
+            Filter::Not(f) => {
+                out.push_str("NOT (");
+                f.write_canonical(out, spans);
+                out.push(')');
+            }
+            Filter::Cmp { attr: a, op, value } => {
+                attr(out, spans, a);
+                let op = match op {
+                    Cmp::Eq => "=",
+                    Cmp::Ne => "!=",
+                    Cmp::Gt => ">",
+                    Cmp::Ge => ">=",
+                    Cmp::Lt => "<",
+                    Cmp::Le => "<=",
+                };
+                out.push_str(&format!(" {op} {}", quoted(value)));
+            }
+            Filter::Range { attr: a, from, to } => {
+                attr(out, spans, a);
+                out.push_str(&format!(" {} TO {}", quoted(from), quoted(to)));
+            }
+            Filter::In { attr: a, values } => {
+                attr(out, spans, a);
+                let list: Vec<String> = values.iter().map(|v| quoted(v)).collect();
+                out.push_str(&format!(" IN [{}]", list.join(", ")));
+            }
+            Filter::Exists(a) => {
+                attr(out, spans, a);
+                out.push_str(" EXISTS");
+            }
+            Filter::IsNull(a) => {
+                attr(out, spans, a);
+                out.push_str(" IS NULL");
+            }
+            Filter::IsEmpty(a) => {
+                attr(out, spans, a);
+                out.push_str(" IS EMPTY");
             }
         }
-        Ok(())
     }
 
     pub fn matches(&self, doc: &Obj) -> bool {
@@ -622,8 +779,34 @@ mod tests {
         let e = parse_str("genre = horror", "invalid_search_filter")
             .unwrap()
             .unwrap()
-            .check_filterable(&view, "invalid_search_filter")
+            .check_filterable(&view, "invalid_search_filter", None, None)
             .unwrap_err();
         assert_eq!(e.message, "Attribute `genre` is not filterable. Available filterable attribute patterns are: `id`, `title`.\n1:6 genre = horror");
+        // Searches report against the canonical text, positions included (observed on
+        // Meilisearch 1.50: `"x" IN …` inside `NOT` and `OR` groups).
+        let f = parse(
+            &json!(["id = 1", ["genre IN [a, b]", "NOT id = 3"]]),
+            "invalid_search_filter",
+        )
+        .unwrap()
+        .unwrap();
+        let e = f
+            .check_filterable(&view, "invalid_search_filter", Some("m"), None)
+            .unwrap_err();
+        assert_eq!(e.message, "Index `m`: Attribute `genre` is not filterable. Available filterable attribute patterns are: `id`, `title`.\n21:26 (\"id\" = \"1\") AND ((\"genre\" IN [\"a\", \"b\"]) OR (NOT (\"id\" = \"3\")))");
+        let e = parse_str("a = 1 h = 2", "x").unwrap_err();
+        assert_eq!(e.message, "Found unexpected characters at the end of the filter: `h = 2`. You probably forgot an `OR` or an `AND` rule.\n7:12 a = 1 h = 2");
+        let e = parse_str("g = ", "x").unwrap_err();
+        assert_eq!(
+            e.message,
+            "Was expecting a value but instead got nothing.\n5:5 g = "
+        );
+        let e = parse_str("g IN a", "x").unwrap_err();
+        assert_eq!(e.message, "Expected `[` after `IN` keyword.\n6:7 g IN a");
+        let e = parse_str("(g = 1", "x").unwrap_err();
+        assert_eq!(
+            e.message,
+            "Expression `(g = 1` is missing the following closing delimiter: `)`.\n1:7 (g = 1"
+        );
     }
 }

@@ -7,7 +7,7 @@
 //! an empty 405 — what Meilisearch's actix-web router does (assumption, see docs/testing.md).
 
 use crate::documents;
-use crate::error::{ApiError, Result};
+use crate::error::{unknown_field, ApiError, Result};
 use crate::faults::{Action, FaultSet, Faults};
 use crate::filter;
 use crate::index::Index;
@@ -28,7 +28,20 @@ use std::io::Read;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-pub const PKG_VERSION: &str = "1.16.0";
+/// The Meilisearch version the test node's behaviour was compared against.
+pub const PKG_VERSION: &str = "1.50.0";
+
+/// `POST …/documents/fetch` body fields (and `GET …/documents` parameters), Meilisearch 1.50.
+const FETCH_FIELDS: &[&str] = &[
+    "offset",
+    "limit",
+    "fields",
+    "retrieveVectors",
+    "ids",
+    "filter",
+    "sort",
+    "useNetwork",
+];
 
 pub struct App {
     pub node: Arc<Node>,
@@ -126,6 +139,14 @@ fn param<'a>(r: &'a Req, k: &str) -> Option<&'a str> {
         .rev()
         .find(|(a, _)| a == k)
         .map(|(_, v)| v.as_str())
+}
+
+fn bool_param(r: &Req, k: &str, code: &str) -> Result<bool> {
+    match param(r, k) {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(v) => Err(ApiError::bad(code, format!("Invalid value in parameter `{k}`: could not parse `{v}` as a boolean, expected either `true` or `false`"))),
+    }
 }
 
 fn usize_param(r: &Req, k: &str, code: &str, default: usize) -> Result<usize> {
@@ -295,6 +316,14 @@ impl Caller {
         tenant: None,
     };
 
+    /// Meilisearch's `allow_index_creation`: a write that would create the index needs
+    /// `indexes.create` on it too (checked when the task runs, against the enqueue-time key).
+    fn may_create_index(&self, index: &str) -> bool {
+        self.key
+            .as_ref()
+            .is_none_or(|k| k.allows_action("indexes.create") && k.allows_index(index))
+    }
+
     fn index_ok(&self, index: &str) -> bool {
         self.key.as_ref().is_none_or(|k| k.allows_index(index))
     }
@@ -315,10 +344,11 @@ fn authorize(app: &App, r: &Req, action: &str, index: Option<&str>) -> Result<Ca
     let Some(h) = &r.auth else {
         return Err(ApiError::missing_auth());
     };
-    let token = h
-        .strip_prefix("Bearer ")
-        .map(str::trim)
-        .ok_or_else(ApiError::invalid_key)?;
+    // A header without the bearer scheme counts as missing (Meilisearch 1.50).
+    let token = match h.strip_prefix("Bearer") {
+        Some(rest) if rest.is_empty() || rest.starts_with(' ') => rest.trim(),
+        _ => return Err(ApiError::missing_auth()),
+    };
     if constant_eq(token.as_bytes(), master.as_bytes()) {
         return Ok(Caller::OPEN);
     }
@@ -377,6 +407,17 @@ fn json_body(r: &Req) -> Result<Value> {
             format!("The json payload provided is malformed. `{e}`."),
         )
     })
+}
+
+/// `performanceDetails`: Meilisearch times each search step; the test node reports the
+/// one step it has, formatted like Meilisearch (`{:.2?}` of a duration).
+fn performance_details(started: Instant) -> Out {
+    Out::obj().with("search", json!(format!("{:.2?}", started.elapsed())))
+}
+
+/// `requestUid`: Meilisearch 1.50 tags every search response with a fresh UUID v7.
+fn new_request_uid() -> String {
+    uuid::Uuid::now_v7().hyphenated().to_string()
 }
 
 fn accepted(t: Task) -> Result<Resp> {
@@ -479,14 +520,17 @@ fn route(app: &App, r: &Req) -> Result<Resp> {
                     ))
                 }
             };
-            check_uid(&uid)?;
+            check_uid(&uid).map_err(|e| ApiError {
+                message: format!("Invalid value at `.uid`: {}", e.message),
+                ..e
+            })?;
             authorize(app, r, "indexes.create", Some(&uid))?;
             let pk = primary_key_field(&body)?;
             for k in body.as_object().into_iter().flatten().map(|(k, _)| k) {
                 if k != "uid" && k != "primaryKey" {
                     return Err(ApiError::bad(
                         "bad_request",
-                        format!("Unknown field `{k}`: expected one of `uid`, `primaryKey`"),
+                        unknown_field(k, "", &["uid", "primaryKey"]),
                     ));
                 }
             }
@@ -511,7 +555,7 @@ fn route(app: &App, r: &Req) -> Result<Resp> {
                         if k != "primaryKey" {
                             return Err(ApiError::bad(
                                 "bad_request",
-                                format!("Unknown field `{k}`: expected one of `primaryKey`"),
+                                unknown_field(k, "", &["primaryKey", "uid"]),
                             ));
                         }
                     }
@@ -546,6 +590,20 @@ fn route(app: &App, r: &Req) -> Result<Resp> {
                 "POST" | "PUT" => add_documents(app, r, uid, m == "PUT"),
                 "GET" => {
                     authorize(app, r, "documents.get", Some(uid))?;
+                    if let Some((k, _)) = r
+                        .params
+                        .iter()
+                        .find(|(k, _)| !FETCH_FIELDS.contains(&k.as_str()))
+                    {
+                        return Err(ApiError::bad(
+                            "bad_request",
+                            unknown_field(k, "", FETCH_FIELDS).replacen(
+                                "Unknown field",
+                                "Unknown parameter",
+                                1,
+                            ),
+                        ));
+                    }
                     let fields = param(r, "fields").map(split_list);
                     let ids = param(r, "ids").map(split_list);
                     let filter = param(r, "filter")
@@ -553,7 +611,20 @@ fn route(app: &App, r: &Req) -> Result<Resp> {
                         .unwrap_or(Value::Null);
                     let offset = usize_param(r, "offset", "invalid_document_offset", 0)?;
                     let limit = usize_param(r, "limit", "invalid_document_limit", 20)?;
-                    list_documents(app, uid, offset, limit, fields, filter, ids)
+                    let q = DocList {
+                        offset,
+                        limit,
+                        fields,
+                        filter,
+                        ids,
+                        sort: param(r, "sort").map(split_list).unwrap_or_default(),
+                        retrieve_vectors: bool_param(
+                            r,
+                            "retrieveVectors",
+                            "invalid_document_retrieve_vectors",
+                        )?,
+                    };
+                    list_documents(app, uid, q)
                 }
                 "DELETE" => {
                     authorize(app, r, "documents.delete", Some(uid))?;
@@ -578,18 +649,11 @@ fn route(app: &App, r: &Req) -> Result<Resp> {
                 ));
             };
             for k in b.keys() {
-                if ![
-                    "offset",
-                    "limit",
-                    "fields",
-                    "filter",
-                    "ids",
-                    "retrieveVectors",
-                    "sort",
-                ]
-                .contains(&k.as_str())
-                {
-                    return Err(ApiError::bad("bad_request", format!("Unknown field `{k}`: expected one of `offset`, `limit`, `fields`, `retrieveVectors`, `ids`, `filter`")));
+                if !FETCH_FIELDS.contains(&k.as_str()) {
+                    return Err(ApiError::bad(
+                        "bad_request",
+                        unknown_field(k, "", FETCH_FIELDS),
+                    ));
                 }
             }
             let num = |k: &str, d: usize| -> Result<usize> {
@@ -603,27 +667,43 @@ fn route(app: &App, r: &Req) -> Result<Resp> {
                     .and_then(Value::as_array)
                     .map(|a| a.iter().filter_map(documents::id_from_value).collect())
             };
-            list_documents(
-                app,
-                uid,
-                num("offset", 0)?,
-                num("limit", 20)?,
-                strs("fields"),
-                b.get("filter").cloned().unwrap_or(Value::Null),
-                strs("ids"),
-            )
+            let sort = match b.get("sort") {
+                None | Some(Value::Null) => Vec::new(),
+                Some(Value::Array(a)) => a
+                    .iter()
+                    .map(|v| v.as_str().map(str::to_string).ok_or_else(|| ApiError::bad("invalid_document_sort", format!("Invalid value type at `.sort[..]`: expected a string, but found {}: `{v}`", settings::kind_name(v)))))
+                    .collect::<Result<Vec<_>>>()?,
+                Some(v) => return Err(ApiError::bad("invalid_document_sort", format!("Invalid value type at `.sort`: expected an array, but found {}: `{v}`", settings::kind_name(v)))),
+            };
+            let retrieve_vectors = match b.get("retrieveVectors") {
+                None | Some(Value::Null) => false,
+                Some(Value::Bool(v)) => *v,
+                Some(v) => return Err(ApiError::bad("invalid_document_retrieve_vectors", format!("Invalid value type at `.retrieveVectors`: expected a boolean, but found {}: `{v}`", settings::kind_name(v)))),
+            };
+            let q = DocList {
+                offset: num("offset", 0)?,
+                limit: num("limit", 20)?,
+                fields: strs("fields"),
+                filter: b.get("filter").cloned().unwrap_or(Value::Null),
+                ids: strs("ids"),
+                sort,
+                retrieve_vectors,
+            };
+            list_documents(app, uid, q)
         }
         (["indexes", uid, "documents", "delete-batch"], "POST") => {
             check_uid(uid)?;
             authorize(app, r, "documents.delete", Some(uid))?;
             let body = json_body(r)?;
             let Value::Array(items) = &body else {
+                // This route reads its body with serde, not deserr (as Meilisearch 1.50).
+                let e = serde_json::from_value::<Vec<Value>>(body.clone())
+                    .err()
+                    .map(|e| e.to_string())
+                    .unwrap_or_default();
                 return Err(ApiError::bad(
                     "bad_request",
-                    format!(
-                        "Invalid value type: expected an array, but found {}: `{body}`",
-                        settings::kind_name(&body)
-                    ),
+                    format!("Json deserialize error: {e} at line 1 column 0"),
                 ));
             };
             let ids: Vec<String> = items.iter().filter_map(documents::id_from_value).collect();
@@ -634,7 +714,8 @@ fn route(app: &App, r: &Req) -> Result<Resp> {
                     Some(
                         Obj::new()
                             .with("providedIds", ids.len())
-                            .with("deletedDocuments", Value::Null),
+                            .with("deletedDocuments", Value::Null)
+                            .with("originalFilter", Value::Null),
                     ),
                     Payload::DeleteIds(ids),
                 )?,
@@ -644,6 +725,15 @@ fn route(app: &App, r: &Req) -> Result<Resp> {
             check_uid(uid)?;
             authorize(app, r, "documents.delete", Some(uid))?;
             let body = json_body(r)?;
+            if let Some(k) = body
+                .as_object()
+                .and_then(|o| o.keys().find(|k| *k != "filter"))
+            {
+                return Err(ApiError::bad(
+                    "bad_request",
+                    unknown_field(k, "", &["filter"]),
+                ));
+            }
             let f = match body.get("filter") {
                 None | Some(Value::Null) => {
                     return Err(ApiError::bad(
@@ -671,9 +761,15 @@ fn route(app: &App, r: &Req) -> Result<Resp> {
                 "GET" => {
                     authorize(app, r, "documents.get", Some(uid))?;
                     let fields = param(r, "fields").map(split_list);
+                    let vectors =
+                        bool_param(r, "retrieveVectors", "invalid_document_retrieve_vectors")?;
                     with_index(app, uid, |ix| {
                         let doc = ix.doc(id).ok_or_else(|| ApiError::document_not_found(id))?;
-                        ok(Out::from(ix.project(doc, fields.as_deref())))
+                        let mut d = Out::from(ix.project(doc, fields.as_deref()));
+                        if vectors {
+                            d.push("_vectors", Out::obj());
+                        }
+                        ok(d)
                     })
                 }
                 "DELETE" => {
@@ -685,7 +781,8 @@ fn route(app: &App, r: &Req) -> Result<Resp> {
                             Some(
                                 Obj::new()
                                     .with("providedIds", 1)
-                                    .with("deletedDocuments", Value::Null),
+                                    .with("deletedDocuments", Value::Null)
+                                    .with("originalFilter", Value::Null),
                             ),
                             Payload::DeleteIds(vec![id.to_string()]),
                         )?,
@@ -707,7 +804,15 @@ fn route(app: &App, r: &Req) -> Result<Resp> {
                 Query::from_params(&r.params)?
             };
             q.filter = caller.search_filter(uid, &q.filter);
-            with_index(app, uid, |ix| ok(search::search(ix, &q, started)?))
+            let request_uid = new_request_uid();
+            with_index(app, uid, |ix| {
+                let mut out = search::search(ix, &q, started)?;
+                out.push("requestUid", json!(request_uid));
+                if q.show_performance_details {
+                    out.push("performanceDetails", performance_details(started));
+                }
+                ok(out)
+            })
         }
         (["indexes", uid, "similar"], "POST" | "GET") => {
             // The test node never has a working embedder, so every similar query meets
@@ -728,10 +833,9 @@ fn route(app: &App, r: &Req) -> Result<Resp> {
             if body.get("id").is_none_or(Value::is_null) {
                 return Err(ApiError::bad("missing_similar_id", "Missing field `id`"));
             }
-            let embedder = body
-                .get("embedder")
-                .and_then(Value::as_str)
-                .unwrap_or("default");
+            let Some(embedder) = body.get("embedder").and_then(Value::as_str) else {
+                return Err(ApiError::bad("bad_request", "Missing field `embedder`"));
+            };
             Err(ApiError::bad(
                 "invalid_similar_embedder",
                 format!("Cannot find embedder with name `{embedder}`."),
@@ -756,26 +860,29 @@ fn route(app: &App, r: &Req) -> Result<Resp> {
                     with_index(app, uid, |ix| ok(Out::from(&ix.settings)))
                 }
                 "PATCH" => {
-                    authorize(app, r, "settings.update", Some(uid))?;
+                    let caller = authorize(app, r, "settings.update", Some(uid))?;
                     let update = settings::validate_patch(&json_body(r)?)?;
                     accepted(app.node.enqueue(
                         Some(uid),
                         "settingsUpdate",
                         Some(update.clone()),
-                        Payload::Settings(update),
+                        Payload::Settings {
+                            update,
+                            allow_index_creation: caller.may_create_index(uid),
+                        },
                     )?)
                 }
                 "DELETE" => {
-                    authorize(app, r, "settings.update", Some(uid))?;
-                    let mut update = Obj::new();
-                    for (k, _) in settings::KEYS {
-                        update.insert(*k, Value::Null);
-                    }
+                    let caller = authorize(app, r, "settings.update", Some(uid))?;
+                    let (update, details) = settings::reset_all();
                     accepted(app.node.enqueue(
                         Some(uid),
                         "settingsUpdate",
-                        Some(update.clone()),
-                        Payload::Settings(update),
+                        Some(details),
+                        Payload::Settings {
+                            update,
+                            allow_index_creation: caller.may_create_index(uid),
+                        },
                     )?)
                 }
                 _ => Ok(empty(405)),
@@ -796,26 +903,38 @@ fn route(app: &App, r: &Req) -> Result<Resp> {
                     })
                 }
                 "PUT" | "PATCH" if (m == "PATCH") == settings::uses_patch(key) => {
-                    authorize(app, r, "settings.update", Some(uid))?;
+                    let caller = authorize(app, r, "settings.update", Some(uid))?;
                     let body = json_body(r)?;
                     let mut wrapped = serde_json::Map::new();
                     wrapped.insert(key.to_string(), body);
-                    let update = settings::validate_patch(&Value::Object(wrapped))?;
+                    let update =
+                        settings::validate_patch(&Value::Object(wrapped)).map_err(|e| {
+                            ApiError {
+                                message: settings::relocate_to_root(&e.message, key),
+                                ..e
+                            }
+                        })?;
                     accepted(app.node.enqueue(
                         Some(uid),
                         "settingsUpdate",
                         Some(update.clone()),
-                        Payload::Settings(update),
+                        Payload::Settings {
+                            update,
+                            allow_index_creation: caller.may_create_index(uid),
+                        },
                     )?)
                 }
                 "DELETE" => {
-                    authorize(app, r, "settings.update", Some(uid))?;
-                    let update = Obj::new().with(key, Value::Null);
+                    let caller = authorize(app, r, "settings.update", Some(uid))?;
+                    let update = Obj::new().with(key, settings::reset_value(key));
                     accepted(app.node.enqueue(
                         Some(uid),
                         "settingsUpdate",
                         Some(update.clone()),
-                        Payload::Settings(update),
+                        Payload::Settings {
+                            update,
+                            allow_index_creation: caller.may_create_index(uid),
+                        },
                     )?)
                 }
                 _ => Ok(empty(405)),
@@ -832,6 +951,30 @@ fn route(app: &App, r: &Req) -> Result<Resp> {
             };
             let mut pairs = Vec::new();
             for (i, it) in items.iter().enumerate() {
+                if let Some(k) = it
+                    .as_object()
+                    .and_then(|o| o.keys().find(|k| *k != "indexes" && *k != "rename"))
+                {
+                    return Err(ApiError::bad(
+                        "bad_request",
+                        unknown_field(k, &format!(" inside `[{i}]`"), &["indexes", "rename"]),
+                    ));
+                }
+                match it.get("rename") {
+                    None | Some(Value::Null) | Some(Value::Bool(false)) => {}
+                    Some(Value::Bool(true)) => {
+                        return Err(ApiError::bad(
+                            "bad_request",
+                            "Swapping with `rename: true` is not implemented by miroir-testnode.",
+                        ))
+                    }
+                    Some(v) => {
+                        return Err(ApiError::bad(
+                            "invalid_swap_rename",
+                            format!("Invalid value type at `[{i}].rename`: expected a boolean, but found {}: `{v}`", settings::kind_name(v)),
+                        ))
+                    }
+                }
                 let Some(Value::Array(ix)) = it.get("indexes") else {
                     return Err(ApiError::bad(
                         "missing_swap_indexes",
@@ -840,7 +983,7 @@ fn route(app: &App, r: &Req) -> Result<Resp> {
                 };
                 let names: Vec<&str> = ix.iter().filter_map(Value::as_str).collect();
                 if names.len() != 2 {
-                    return Err(ApiError::bad("invalid_swap_indexes", format!("Invalid value at `[{i}].indexes`: two indexes must be given for each swap. The list `{}` contains {} indexes.", Value::from(names.clone()), names.len())));
+                    return Err(ApiError::bad("invalid_swap_indexes", format!("Two indexes must be given for each swap. The list `{}` contains {} indexes.", Value::from(names.clone()), names.len())));
                 }
                 for n in &names {
                     check_uid(n)?;
@@ -857,7 +1000,7 @@ fn route(app: &App, r: &Req) -> Result<Resp> {
             authorize(app, r, "indexes.swap", None)?;
             let swaps: Vec<Value> = pairs
                 .iter()
-                .map(|(a, b)| json!({"indexes": [a, b]}))
+                .map(|(a, b)| json!({"indexes": [a, b], "rename": false}))
                 .collect();
             accepted(app.node.enqueue(
                 None,
@@ -868,10 +1011,10 @@ fn route(app: &App, r: &Req) -> Result<Resp> {
         }
         (["tasks"], "GET") => {
             let caller = authorize(app, r, "tasks.get", None)?;
-            let f = tasks::parse_filter(&r.params, &["from", "limit", "reverse"])?;
+            let f = tasks::parse_filter(&r.params, &["limit", "from", "reverse"])?;
             let limit = usize_param(r, "limit", "invalid_task_limit", 20)?;
             let from = param(r, "from").map(|v| v.parse::<u32>().map_err(|_| ApiError::bad("invalid_task_from", format!("Invalid value in parameter `from`: could not parse `{v}` as a positive integer")))).transpose()?;
-            let reverse = param(r, "reverse") == Some("true");
+            let reverse = bool_param(r, "reverse", "invalid_task_reverse")?;
             let inner = app.node.inner.lock().unwrap_or_else(|e| e.into_inner());
             let visible = inner
                 .tasks
@@ -893,7 +1036,14 @@ fn route(app: &App, r: &Req) -> Result<Resp> {
         (["tasks", "cancel"], "POST") => task_mutation(app, r, "taskCancelation", "tasks.cancel"),
         (["tasks", uid], "GET") => {
             let caller = authorize(app, r, "tasks.get", None)?;
-            let n: u32 = uid.parse().map_err(|_| ApiError::bad("invalid_task_uid", format!("Invalid value in parameter `taskUid`: could not parse `{uid}` as a positive integer")))?;
+            let n: u32 = uid.parse().map_err(|_| {
+                ApiError::bad(
+                    "invalid_task_uids",
+                    format!(
+                        "Task uid `{uid}` is invalid. It should only contain numeric characters."
+                    ),
+                )
+            })?;
             let inner = app.node.inner.lock().unwrap_or_else(|e| e.into_inner());
             let t = inner
                 .tasks
@@ -905,16 +1055,23 @@ fn route(app: &App, r: &Req) -> Result<Resp> {
         }
         (["batches"], "GET") => {
             let caller = authorize(app, r, "tasks.get", None)?;
-            let limit = usize_param(r, "limit", "invalid_batch_limit", 20)?;
+            // Same parameters (and error codes) as `/tasks`; `uids` are batch uids here.
+            let mut f = tasks::parse_filter(&r.params, &["limit", "from", "reverse"])?;
+            if let Some(u) = f.uids.take() {
+                f.batch_uids = Some(u);
+            }
+            let limit = usize_param(r, "limit", "invalid_task_limit", 20)?;
             let from = param(r, "from").and_then(|v| v.parse::<u32>().ok());
-            let reverse = param(r, "reverse") == Some("true");
+            let reverse = bool_param(r, "reverse", "invalid_task_reverse")?;
             let inner = app.node.inner.lock().unwrap_or_else(|e| e.into_inner());
             let mut batches: Vec<&Task> = inner
                 .tasks
                 .iter()
                 .flatten()
                 .filter(|t| {
-                    t.batch_uid.is_some() && t.index_uid.as_ref().is_none_or(|i| caller.index_ok(i))
+                    t.batch_uid.is_some()
+                        && t.index_uid.as_ref().is_none_or(|i| caller.index_ok(i))
+                        && f.matches(t)
                 })
                 .collect();
             batches.sort_by_key(|t| t.batch_uid);
@@ -951,7 +1108,14 @@ fn route(app: &App, r: &Req) -> Result<Resp> {
         }
         (["batches", uid], "GET") => {
             authorize(app, r, "tasks.get", None)?;
-            let n: u32 = uid.parse().map_err(|_| ApiError::bad("invalid_batch_uid", format!("Invalid value in parameter `batchUid`: could not parse `{uid}` as a positive integer")))?;
+            let n: u32 = uid.parse().map_err(|_| {
+                ApiError::bad(
+                    "invalid_batch_uids",
+                    format!(
+                        "Batch uid `{uid}` is invalid. It should only contain numeric characters."
+                    ),
+                )
+            })?;
             let inner = app.node.inner.lock().unwrap_or_else(|e| e.into_inner());
             let t = inner
                 .tasks
@@ -984,14 +1148,9 @@ fn route(app: &App, r: &Req) -> Result<Resp> {
             let mut update = Obj::new();
             for (k, v) in m {
                 if !crate::node::EXPERIMENTAL.contains(&k.as_str()) {
-                    let list = crate::node::EXPERIMENTAL
-                        .iter()
-                        .map(|f| format!("`{f}`"))
-                        .collect::<Vec<_>>()
-                        .join(", ");
                     return Err(ApiError::bad(
                         "bad_request",
-                        format!("Unknown field `{k}`: expected one of {list}"),
+                        unknown_field(k, "", crate::node::EXPERIMENTAL),
                     ));
                 }
                 match v {
@@ -1074,7 +1233,7 @@ fn split_list(s: &str) -> Vec<String> {
 }
 
 fn add_documents(app: &App, r: &Req, uid: &str, merge: bool) -> Result<Resp> {
-    authorize(app, r, "documents.add", Some(uid))?;
+    let caller = authorize(app, r, "documents.add", Some(uid))?;
     let format = documents::format_of(r.content_type.as_deref())?;
     let delimiter = match param(r, "csvDelimiter") {
         None => b',',
@@ -1097,100 +1256,184 @@ fn add_documents(app: &App, r: &Req, uid: &str, merge: bool) -> Result<Resp> {
             docs,
             primary_key: pk,
             merge,
+            allow_index_creation: caller.may_create_index(uid),
         },
     )?)
 }
 
-fn list_documents(
-    app: &App,
-    uid: &str,
+/// What `GET …/documents` and `POST …/documents/fetch` ask for.
+struct DocList {
     offset: usize,
     limit: usize,
     fields: Option<Vec<String>>,
     filter: Value,
     ids: Option<Vec<String>>,
-) -> Result<Resp> {
+    sort: Vec<String>,
+    /// Adds `_vectors: {}` (the test node has no embedders) to each document.
+    retrieve_vectors: bool,
+}
+
+fn list_documents(app: &App, uid: &str, q: DocList) -> Result<Resp> {
     with_index(app, uid, |ix| {
-        let parsed = filter::parse(&filter, "invalid_document_filter")?;
+        let parsed = filter::parse(&q.filter, "invalid_document_filter")?;
         if let Some(f) = &parsed {
-            f.check_filterable(&ix.view, "invalid_document_filter")?;
+            f.check_filterable(&ix.view, "invalid_document_filter", None, None)?;
         }
-        let ids: Option<std::collections::HashSet<String>> = ids.map(|v| v.into_iter().collect());
-        let mut total = 0;
-        let mut results = Vec::new();
-        for (_, d) in ix.live() {
-            if parsed.as_ref().is_some_and(|f| !f.matches(&d.obj)) {
-                continue;
-            }
-            if let Some(ids) = &ids {
-                let pk = ix.primary_key.as_deref().unwrap_or("id");
-                if !documents::document_id(&d.obj, pk).is_ok_and(|id| ids.contains(&id)) {
-                    continue;
+        let sort = search::document_sort(&ix.view, &q.sort)?;
+        let ids: Option<std::collections::HashSet<String>> = q.ids.map(|v| v.into_iter().collect());
+        let pk = ix.primary_key.as_deref().unwrap_or("id");
+        let mut matched: Vec<&crate::json::Obj> = ix
+            .live()
+            .map(|(_, d)| &d.obj)
+            .filter(|o| parsed.as_ref().is_none_or(|f| f.matches(o)))
+            .filter(|o| {
+                ids.as_ref().is_none_or(|ids| {
+                    documents::document_id(o, pk).is_ok_and(|id| ids.contains(&id))
+                })
+            })
+            .collect();
+        if !sort.is_empty() {
+            // Stable: equal documents keep their internal order.
+            matched.sort_by(|a, b| search::cmp_documents(a, b, &sort));
+        }
+        let results: Vec<Out> = matched
+            .iter()
+            .skip(q.offset)
+            .take(q.limit)
+            .map(|o| {
+                let mut d = Out::from(ix.project(o, q.fields.as_deref()));
+                if q.retrieve_vectors {
+                    d.push("_vectors", Out::obj());
                 }
-            }
-            if total >= offset && results.len() < limit {
-                results.push(Out::from(ix.project(&d.obj, fields.as_deref())));
-            }
-            total += 1;
-        }
+                d
+            })
+            .collect();
         ok(Out::obj()
             .with("results", Out::Arr(results))
-            .with("offset", json!(offset))
-            .with("limit", json!(limit))
-            .with("total", json!(total)))
+            .with("offset", json!(q.offset))
+            .with("limit", json!(q.limit))
+            .with("total", json!(matched.len())))
     })
 }
 
 fn multi_search(app: &App, r: &Req) -> Result<Resp> {
     let body = json_body(r)?;
+    if let Some(o) = body.as_object() {
+        for k in o.keys() {
+            if k != "queries" && k != "federation" {
+                return Err(ApiError::bad(
+                    "bad_request",
+                    unknown_field(k, "", &["queries", "federation"]),
+                ));
+            }
+        }
+    }
     if body.get("federation").is_some_and(|f| !f.is_null()) {
         return Err(ApiError::bad(
             "bad_request",
             "Federated multi-search is not implemented by miroir-testnode.",
         ));
     }
-    let Some(Value::Array(queries)) = body.get("queries") else {
-        return Err(ApiError::bad(
-            "missing_multi_search_queries",
-            "Missing field `queries`",
-        ));
+    let queries = match body.get("queries") {
+        Some(Value::Array(q)) => q,
+        None => {
+            return Err(ApiError::bad(
+                "missing_multi_search_queries",
+                "Missing field `queries`",
+            ))
+        }
+        Some(v) => {
+            return Err(ApiError::bad(
+                "bad_request",
+                format!(
+                    "Invalid value type at `.queries`: expected an array, but found {}: `{v}`",
+                    settings::kind_name(v)
+                ),
+            ))
+        }
     };
+    // One request, one `requestUid` shared by all its results (as Meilisearch 1.50).
+    let request_uid = new_request_uid();
     let mut results = Vec::new();
     for (i, q) in queries.iter().enumerate() {
-        let prefix = |e: ApiError| ApiError {
-            message: format!("Inside `.queries[{i}]`: {}", e.message),
+        let at = format!(".queries[{i}]");
+        // Body errors are located inside the query (`at `.queries[0].limit``); errors
+        // found while running it are prefixed (`Inside `.queries[0]`: …`), as Meilisearch.
+        let located = |e: ApiError| ApiError {
+            message: relocate_into(&e.message, &at),
+            ..e
+        };
+        let inside = |e: ApiError| ApiError {
+            message: format!("Inside `{at}`: {}", e.message),
+            // An unknown index inside a multi-search is a bad request, not a 404.
+            status: 400,
             ..e
         };
         let uid = match q.get("indexUid") {
             Some(Value::String(u)) => u.clone(),
             _ => {
-                return Err(prefix(ApiError::bad(
+                return Err(located(ApiError::bad(
                     "missing_index_uid",
                     "Missing field `indexUid`",
                 )))
             }
         };
-        check_uid(&uid).map_err(prefix)?;
-        let caller = authorize(app, r, "search", Some(&uid)).map_err(prefix)?;
+        check_uid(&uid).map_err(|e| ApiError {
+            message: format!("Invalid value at `{at}.indexUid`: {}", e.message),
+            ..e
+        })?;
+        let caller = authorize(app, r, "search", Some(&uid))?;
         let mut rest = q.clone();
         if let Some(o) = rest.as_object_mut() {
             o.remove("indexUid");
             o.remove("federationOptions");
         }
         let started = Instant::now();
-        let mut query = Query::from_json(&rest, &[]).map_err(prefix)?;
+        let mut query =
+            Query::from_json(&rest, &["indexUid", "federationOptions"]).map_err(located)?;
         query.filter = caller.search_filter(&uid, &query.filter);
         let out =
-            with_index(app, &uid, |ix| search::search(ix, &query, started)).map_err(prefix)?;
+            with_index(app, &uid, |ix| search::search(ix, &query, started)).map_err(inside)?;
         let mut with_uid = Out::obj().with("indexUid", json!(uid));
         if let Out::Obj(fields) = out {
             for (k, v) in fields {
                 with_uid.push(k, v);
             }
         }
+        with_uid.push("requestUid", json!(request_uid));
+        if query.show_performance_details {
+            with_uid.push("performanceDetails", performance_details(started));
+        }
         results.push(with_uid);
     }
     ok(Out::obj().with("results", Out::Arr(results)))
+}
+
+/// Moves a deserialization error located at the body root into the sub-object at `at`
+/// (`.queries[0]`), the way deserr reports errors for nested values.
+fn relocate_into(msg: &str, at: &str) -> String {
+    if let Some(rest) = msg.strip_prefix("Invalid value type at `") {
+        return format!("Invalid value type at `{at}{rest}");
+    }
+    if let Some(rest) = msg.strip_prefix("Invalid value at `") {
+        return format!("Invalid value at `{at}{rest}");
+    }
+    if let Some(rest) = msg.strip_prefix("Invalid value type: ") {
+        return format!("Invalid value type at `{at}`: {rest}");
+    }
+    if msg.starts_with("Unknown value `") {
+        if let Some((head, rest)) = msg.split_once(" at `") {
+            return format!("{head} at `{at}{rest}");
+        }
+    }
+    for p in ["Unknown field `", "Missing field `"] {
+        if let Some(rest) = msg.strip_prefix(p) {
+            if let Some((name, tail)) = rest.split_once('`') {
+                return format!("{p}{name}` inside `{at}`{tail}");
+            }
+        }
+    }
+    format!("Inside `{at}`: {msg}")
 }
 
 fn task_mutation(app: &App, r: &Req, kind: &str, action: &str) -> Result<Resp> {
@@ -1223,7 +1466,9 @@ fn task_mutation(app: &App, r: &Req, kind: &str, action: &str) -> Result<Resp> {
         .with("matchedTasks", matched.len())
         .with(count_key, Value::Null)
         .with("originalFilter", json!(original));
-    accepted(app.node.enqueue(None, kind, Some(details), payload)?)
+    // Meilisearch answers task cancelation/deletion with 200 (not 202), same summary body.
+    let t = app.node.enqueue(None, kind, Some(details), payload)?;
+    Ok(resp(200, t.summary().to_bytes()))
 }
 
 fn keys_route(app: &App, r: &Req, s: &[&str]) -> Result<Resp> {
@@ -1314,6 +1559,37 @@ fn keys_route(app: &App, r: &Req, s: &[&str]) -> Result<Resp> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn multi_search_errors_are_located_inside_the_query() {
+        let at = ".queries[1]";
+        assert_eq!(
+            relocate_into(
+                "Invalid value type at `.limit`: expected a positive integer",
+                at
+            ),
+            "Invalid value type at `.queries[1].limit`: expected a positive integer"
+        );
+        assert_eq!(
+            relocate_into("Unknown field `foo`: expected one of `q`", at),
+            "Unknown field `foo` inside `.queries[1]`: expected one of `q`"
+        );
+        assert_eq!(
+            relocate_into("Missing field `indexUid`", at),
+            "Missing field `indexUid` inside `.queries[1]`"
+        );
+        assert_eq!(
+            relocate_into(
+                "Unknown value `x` at `.matchingStrategy`: expected one of `last`",
+                at
+            ),
+            "Unknown value `x` at `.queries[1].matchingStrategy`: expected one of `last`"
+        );
+        assert_eq!(
+            relocate_into("Invalid value type: expected an object", at),
+            "Invalid value type at `.queries[1]`: expected an object"
+        );
+    }
 
     #[test]
     fn query_decoding() {

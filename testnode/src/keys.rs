@@ -13,6 +13,8 @@ use hmac::{KeyInit, Mac};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+/// Every action Meilisearch 1.50 accepts, in its declaration order (the order of the
+/// "expected one of" list in `invalid_api_key_actions` errors).
 pub const ACTIONS: &[&str] = &[
     "*",
     "search",
@@ -48,8 +50,51 @@ pub const ACTIONS: &[&str] = &[
     "keys.delete",
     "experimental.get",
     "experimental.update",
+    "export",
     "network.get",
     "network.update",
+    "chatCompletions",
+    "chats.*",
+    "chats.get",
+    "chats.delete",
+    "chatsSettings.*",
+    "chatsSettings.get",
+    "chatsSettings.update",
+    "*.get",
+    "webhooks.get",
+    "webhooks.update",
+    "webhooks.delete",
+    "webhooks.create",
+    "webhooks.*",
+    "indexes.compact",
+    "fields.post",
+    "tasks.compact",
+    "dynamicSearchRules.get",
+    "dynamicSearchRules.create",
+    "dynamicSearchRules.update",
+    "dynamicSearchRules.delete",
+    "dynamicSearchRules.*",
+];
+
+/// Actions `*.get` expands to: the read-only ones (as Meilisearch 1.50's `Action::is_read`;
+/// `keys.get` is deliberately excluded there to prevent privilege escalation).
+const READ_ACTIONS: &[&str] = &[
+    "search",
+    "documents.get",
+    "export",
+    "indexes.get",
+    "tasks.get",
+    "settings.get",
+    "stats.get",
+    "metrics.get",
+    "version",
+    "experimental.get",
+    "network.get",
+    "chats.get",
+    "chatsSettings.get",
+    "webhooks.get",
+    "fields.post",
+    "dynamicSearchRules.get",
 ];
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -102,6 +147,7 @@ impl Key {
         self.actions.iter().any(|a| {
             a == action
                 || (a == "*" && family != "keys")
+                || (a == "*.get" && READ_ACTIONS.contains(&action))
                 || (a.ends_with(".*") && a.trim_end_matches(".*") == family)
         })
     }
@@ -131,10 +177,10 @@ fn parse_expires(v: &Value, now: Ts) -> Result<Option<Ts>> {
         Value::Null => Ok(None),
         Value::String(s) => {
             let t = timefmt::parse_filter_date(s).ok_or_else(|| {
-                ApiError::bad("invalid_api_key_expires_at", format!("Invalid value at `.expiresAt`: `{s}` is not a valid date. It should follow the RFC 3339 format to represents a date or datetime in the future or specified as a null value. e.g. 'YYYY-MM-DD' or 'YYYY-MM-DD HH:MM:SS'."))
+                ApiError::bad("invalid_api_key_expires_at", format!("Invalid value at `.expiresAt`: `{s}` is not a valid date. It should follow the RFC 3339 format to represents a date or datetime in the future or specified as a null value. e.g. 'YYYY-MM-DD' or 'YYYY-MM-DD HH:MM:SS'.\n"))
             })?;
             if t <= now {
-                return Err(ApiError::bad("invalid_api_key_expires_at", format!("Invalid value at `.expiresAt`: `{s}` is not a valid date. It should follow the RFC 3339 format to represents a date or datetime in the future or specified as a null value. e.g. 'YYYY-MM-DD' or 'YYYY-MM-DD HH:MM:SS'.")));
+                return Err(ApiError::bad("invalid_api_key_expires_at", format!("Invalid value at `.expiresAt`: `{s}` is not a valid date. It should follow the RFC 3339 format to represents a date or datetime in the future or specified as a null value. e.g. 'YYYY-MM-DD' or 'YYYY-MM-DD HH:MM:SS'.\n")));
             }
             Ok(Some(t))
         }
@@ -186,13 +232,56 @@ pub fn create(
         ]
         .contains(&k.as_str())
         {
-            return Err(ApiError::bad("bad_request", format!("Unknown field `{k}`: expected one of `description`, `name`, `uid`, `actions`, `indexes`, `expiresAt`")));
+            return Err(ApiError::bad(
+                "bad_request",
+                crate::error::unknown_field(
+                    k,
+                    "",
+                    &[
+                        "description",
+                        "name",
+                        "uid",
+                        "actions",
+                        "indexes",
+                        "expiresAt",
+                    ],
+                ),
+            ));
         }
     }
     let uid = match m.get("uid") {
         None | Some(Value::Null) => new_uid(),
-        Some(Value::String(s)) if uuid::Uuid::parse_str(s).is_ok() => uuid::Uuid::parse_str(s).expect("checked").hyphenated().to_string(),
-        Some(v) => return Err(ApiError::bad("invalid_api_key_uid", format!("Invalid value at `.uid`: invalid character: expected an optional prefix of `urn:uuid:` followed by [0-9a-fA-F-], found `{}` at 1", v.as_str().unwrap_or("?").chars().next().unwrap_or(' ')))),
+        Some(Value::String(s)) if uuid::Uuid::parse_str(s).is_ok() => uuid::Uuid::parse_str(s)
+            .expect("checked")
+            .hyphenated()
+            .to_string(),
+        Some(Value::String(s)) => {
+            // The uuid parser's complaint as Meilisearch 1.50 relays it: the first
+            // character that cannot be part of a UUID (0-based), else a length problem.
+            let detail = match s
+                .char_indices()
+                .find(|(_, c)| !(c.is_ascii_hexdigit() || *c == '-'))
+            {
+                Some((i, c)) => format!("invalid character: found `{c}` at {i}"),
+                None => format!(
+                    "invalid length: expected length 32 for simple format, found {}",
+                    s.len()
+                ),
+            };
+            return Err(ApiError::bad(
+                "invalid_api_key_uid",
+                format!("Invalid value at `.uid`: {detail}"),
+            ));
+        }
+        Some(v) => {
+            return Err(ApiError::bad(
+                "invalid_api_key_uid",
+                format!(
+                    "Invalid value type at `.uid`: expected a string, but found {}: `{v}`",
+                    crate::settings::kind_name(v)
+                ),
+            ))
+        }
     };
     let actions = match m.get("actions") {
         None => return Err(missing("actions", "missing_api_key_actions")),
@@ -202,16 +291,12 @@ pub fn create(
                 match x.as_str() {
                     Some(s) if ACTIONS.contains(&s) => out.push(s.to_string()),
                     _ => {
-                        let list = ACTIONS
-                            .iter()
-                            .map(|a| format!("`{a}`"))
-                            .collect::<Vec<_>>()
-                            .join(", ");
                         return Err(ApiError::bad(
                             "invalid_api_key_actions",
-                            format!(
-                                "Unknown value `{}` at `.actions[{i}]`: expected one of {list}",
-                                x.as_str().unwrap_or("?")
+                            crate::error::unknown_value(
+                                x.as_str().unwrap_or("?"),
+                                &format!(" at `.actions[{i}]`"),
+                                ACTIONS,
                             ),
                         ));
                     }
@@ -231,10 +316,20 @@ pub fn create(
     };
     let indexes = match m.get("indexes") {
         None => return Err(missing("indexes", "missing_api_key_indexes")),
-        Some(Value::Array(a)) if a.iter().all(Value::is_string) => a
-            .iter()
-            .filter_map(|s| s.as_str().map(str::to_string))
-            .collect(),
+        Some(Value::Array(a)) if a.iter().all(Value::is_string) => {
+            let list: Vec<String> = a
+                .iter()
+                .filter_map(|s| s.as_str().map(str::to_string))
+                .collect();
+            for (i, p) in list.iter().enumerate() {
+                // An index uid, optionally ending with `*` (or `*` alone).
+                let body = p.strip_suffix('*').unwrap_or(p);
+                if !(p == "*" || crate::error::validate_index_uid(body).is_ok()) {
+                    return Err(ApiError::bad("invalid_api_key_indexes", format!("Invalid value at `.indexes[{i}]`: `{p}` is not a valid index uid pattern. Index uid patterns can be an integer or a string containing only alphanumeric characters, hyphens (-), underscores (_), and optionally end with a star (*).")));
+                }
+            }
+            list
+        }
         Some(v) => {
             return Err(ApiError::bad(
                 "invalid_api_key_indexes",
@@ -283,7 +378,7 @@ pub fn update(key: &mut Key, body: &Value, now: Ts) -> Result<()> {
             _ => {
                 return Err(ApiError::bad(
                     "bad_request",
-                    format!("Unknown field `{k}`: expected one of `description`, `name`"),
+                    crate::error::unknown_field(k, "", &["description", "name"]),
                 ))
             }
         };
@@ -302,7 +397,8 @@ pub fn update(key: &mut Key, body: &Value, now: Ts) -> Result<()> {
     Ok(())
 }
 
-/// The two default keys Meilisearch creates at first start (random uids).
+/// The default keys Meilisearch 1.50 creates at first start (random uids). They are created
+/// in this order, so `GET /keys` (newest first) lists Search, Admin, Read-Only Admin, Chat.
 pub fn defaults(master: &str, now: Ts) -> Vec<Key> {
     let mk = |name: &str, desc: &str, actions: &[&str], at: Ts| {
         let uid = uuid::Uuid::new_v4().hyphenated().to_string();
@@ -319,8 +415,10 @@ pub fn defaults(master: &str, now: Ts) -> Vec<Key> {
         }
     };
     vec![
-        mk("Default Search API Key", "Use it to search from the frontend", &["search"], now),
-        mk("Default Admin API Key", "Use it for anything that is not a search operation. Caution! Do not expose it on a public frontend", &["*"], now + 1),
+        mk("Default Chat API Key", "Use it to chat and search from the frontend", &["chatCompletions", "search"], now),
+        mk("Default Read-Only Admin API Key", "Use it to read information across the whole database. Caution! Do not expose this key on a public frontend", &["*.get", "keys.get"], now + 1),
+        mk("Default Admin API Key", "Use it for anything that is not a search operation. Caution! Do not expose it on a public frontend", &["*"], now + 2),
+        mk("Default Search API Key", "Use it to search from the frontend", &["search"], now + 3),
     ]
 }
 
@@ -361,8 +459,18 @@ mod tests {
                 && !k.allows_action("indexes.create")
         );
         assert!(k.allows_index("movies_fr") && !k.allows_index("books"));
-        let admin = &defaults("m", 0)[1];
+        let d = defaults("m", 0);
+        let by_name = |n: &str| d.iter().find(|k| k.name.as_deref() == Some(n)).unwrap();
+        let admin = by_name("Default Admin API Key");
         assert!(admin.allows_action("indexes.delete") && !admin.allows_action("keys.get"));
+        let read_only = by_name("Default Read-Only Admin API Key");
+        assert!(
+            read_only.allows_action("documents.get")
+                && read_only.allows_action("search")
+                && read_only.allows_action("keys.get")
+                && !read_only.allows_action("documents.add")
+                && !read_only.allows_action("keys.create")
+        );
         assert_eq!(
             create(
                 &json!({"actions": ["nope"], "indexes": [], "expiresAt": null}),

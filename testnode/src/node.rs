@@ -39,11 +39,19 @@ pub enum Payload {
         docs: Vec<Obj>,
         primary_key: Option<String>,
         merge: bool,
+        /// Whether the caller's key may create the index (`indexes.create` on it), decided
+        /// at enqueue time as Meilisearch does; without it a missing index fails the task.
+        #[serde(default = "yes")]
+        allow_index_creation: bool,
     },
     DeleteIds(Vec<String>),
     DeleteFilter(Value),
     ClearDocuments,
-    Settings(Obj),
+    Settings {
+        update: Obj,
+        #[serde(default = "yes")]
+        allow_index_creation: bool,
+    },
     Swap(Vec<(String, String)>),
     Cancel(Vec<u32>),
     /// `POST /dumps` (`snapshot: false`) and `POST /snapshots` (`snapshot: true`).
@@ -51,6 +59,10 @@ pub enum Payload {
         snapshot: bool,
     },
     DeleteTasks(Vec<u32>),
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -84,7 +96,7 @@ pub struct Node {
     export_dir: PathBuf,
 }
 
-/// `GET /experimental-features` defaults (all off). Assumption: the v1.16 set of flags.
+/// `GET /experimental-features` defaults (all off). The Meilisearch 1.50 set of flags, in its order.
 pub fn default_experimental() -> Obj {
     let mut o = Obj::new();
     for k in EXPERIMENTAL {
@@ -98,10 +110,17 @@ pub const EXPERIMENTAL: &[&str] = &[
     "logsRoute",
     "editDocumentsByFunction",
     "containsFilter",
+    "dynamicSearchRules",
     "network",
     "getTaskDocumentsRoute",
+    "taskQueueCompactionRoute",
     "compositeEmbedders",
     "chatCompletions",
+    "multimodal",
+    "foreignKeys",
+    "disableDocumentsFetchQueue",
+    "legacySearch",
+    "renderRoute",
 ];
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -598,19 +617,20 @@ pub fn apply(
             docs,
             primary_key,
             merge,
+            allow_index_creation,
         } => {
-            let existed = indexes.contains_key(uid);
+            if !*allow_index_creation && !indexes.contains_key(uid) {
+                return Err(ApiError::index_not_found(uid));
+            }
             let ix = indexes
                 .entry(uid.to_string())
                 .or_insert_with(|| Index::new(uid, None, started));
             let received = docs.len();
             // Consumed: the documents move into the index instead of being copied.
+            // As Meilisearch 1.50 does, the index is created before the documents are
+            // validated and stays (without a primary key) when the addition fails.
             let res = add_documents(ix, std::mem::take(docs), primary_key.as_deref(), *merge);
-            if res.is_err() && !existed {
-                // Meilisearch creates the index in the same batch; a failed first write
-                // leaves no index behind.
-                indexes.remove(uid);
-            } else if let Some(ix) = indexes.get_mut(uid) {
+            if res.is_ok() {
                 ix.updated_at = finished;
             }
             let n = res?;
@@ -627,14 +647,15 @@ pub fn apply(
             Ok(Some(
                 Obj::new()
                     .with("providedIds", ids.len())
-                    .with("deletedDocuments", n),
+                    .with("deletedDocuments", n)
+                    .with("originalFilter", Value::Null),
             ))
         }
         Payload::DeleteFilter(f) => {
             let ix = index_mut(indexes, uid)?;
             let parsed = filter::parse(f, "invalid_document_filter")?;
             if let Some(flt) = &parsed {
-                flt.check_filterable(&ix.view, "invalid_document_filter")?;
+                flt.check_filterable(&ix.view, "invalid_document_filter", None, Some(uid))?;
             }
             let ids: Vec<String> = ix
                 .ids
@@ -665,12 +686,20 @@ pub fn apply(
             ix.updated_at = finished;
             Ok(Some(Obj::new().with("deletedDocuments", n)))
         }
-        Payload::Settings(update) => {
+        Payload::Settings {
+            update,
+            allow_index_creation,
+        } => {
+            if !*allow_index_creation && !indexes.contains_key(uid) {
+                return Err(ApiError::index_not_found(uid));
+            }
             let ix = indexes
                 .entry(uid.to_string())
                 .or_insert_with(|| Index::new(uid, None, started));
             let mut s = ix.settings.clone();
             settings::apply(&mut s, update);
+            settings::check_applied(&s)
+                .map_err(|(code, msg)| ApiError::bad(&code, format!("Index `{uid}`: {msg}")))?;
             ix.set_settings(s);
             ix.updated_at = finished;
             Ok(None)
@@ -681,7 +710,7 @@ pub fn apply(
                     if !indexes.contains_key(i) {
                         return Err(ApiError::bad(
                             "index_not_found",
-                            format!("Indexes `{i}` not found."),
+                            format!("Index `{i}` not found."),
                         ));
                     }
                 }
@@ -715,10 +744,9 @@ fn add_documents(
         (Some(existing), Some(p)) if existing != p => {
             return Err(ApiError::bad(
                 "index_primary_key_already_exists",
-                format!(
-                    "Index `{}`: Index already has a primary key: `{existing}`.",
-                    ix.uid
-                ),
+                // No `Index …:` prefix on this path in Meilisearch 1.50 (it has one on
+                // `PATCH /indexes/{uid}`).
+                format!("Index already has a primary key: `{existing}`."),
             ));
         }
         (Some(existing), _) => existing.clone(),
@@ -768,6 +796,7 @@ mod tests {
                 docs: docs(json!([{"id": 1, "t": "a"}])),
                 primary_key: None,
                 merge: false,
+                allow_index_creation: true,
             },
         )
         .unwrap();
@@ -779,6 +808,7 @@ mod tests {
                 docs: docs(json!([{"t": "no id"}])),
                 primary_key: None,
                 merge: false,
+                allow_index_creation: true,
             },
         )
         .unwrap();
@@ -831,6 +861,7 @@ mod tests {
                 docs: vec![],
                 primary_key: None,
                 merge: false,
+                allow_index_creation: true,
             },
         )
         .unwrap();
@@ -854,6 +885,7 @@ mod tests {
                     docs: docs(json!([{"id": 1}, {"id": 2}])),
                     primary_key: None,
                     merge: false,
+                    allow_index_creation: true,
                 },
             )
             .unwrap();
@@ -875,7 +907,8 @@ mod tests {
         f.write_all(b"{\"Enqueued\":{\"tas").unwrap();
         drop(f);
         let node = Node::open(Some(dir.clone()), Some("mk".into())).unwrap();
-        assert_eq!(lock(&node.inner).keys.len(), 2);
+        // The four default keys, restored from the journal (not regenerated).
+        assert_eq!(lock(&node.inner).keys.len(), 4);
         assert_eq!(node.indexes.read().unwrap()["m"].len(), 2);
         node.process_available();
         assert_eq!(node.indexes.read().unwrap()["m"].len(), 1);

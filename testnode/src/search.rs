@@ -9,7 +9,7 @@
 //! on the other documents of the node. Documents are ordered rule by rule (rank rules by their
 //! rule score descending, sort rules by value), ties broken by internal document id.
 
-use crate::error::{ApiError, Result};
+use crate::error::{unknown_field, unknown_value, ApiError, Result};
 use crate::filter::{self, Filter};
 use crate::index::{tokenize, Index};
 use crate::json::{values_at_path, Obj, Out};
@@ -49,35 +49,77 @@ pub struct Query {
     pub distinct: Option<String>,
     pub ranking_score_threshold: Option<f64>,
     pub attributes_to_search_on: Option<Vec<String>>,
+    /// Adds `_vectors` (always `{}`: the test node has no embedders) to each hit.
+    pub retrieve_vectors: bool,
+    /// Adds `performanceDetails` to the response.
+    pub show_performance_details: bool,
 }
 
-const FIELDS: &[&str] = &[
+/// `POST …/search` body fields in Meilisearch 1.50's order (the "expected one of" list).
+pub const FIELDS: &[&str] = &[
     "q",
     "offset",
     "limit",
     "page",
     "hitsPerPage",
-    "filter",
-    "sort",
-    "facets",
     "attributesToRetrieve",
-    "attributesToHighlight",
-    "highlightPreTag",
-    "highlightPostTag",
     "attributesToCrop",
     "cropLength",
     "cropMarker",
+    "attributesToHighlight",
+    "highlightPreTag",
+    "highlightPostTag",
+    "showMatchesPosition",
+    "filter",
+    "sort",
+    "distinct",
+    "facets",
+    "matchingStrategy",
+    "attributesToSearchOn",
+    "rankingScoreThreshold",
+    "locales",
+    "hybrid",
+    "vector",
+    "retrieveVectors",
+    "media",
+    "personalize",
+    "useNetwork",
     "showRankingScore",
     "showRankingScoreDetails",
+    "showPerformanceDetails",
+];
+
+/// `GET …/search` query parameters in Meilisearch 1.50's order.
+const GET_PARAMS: &[&str] = &[
+    "q",
+    "offset",
+    "limit",
+    "page",
+    "hitsPerPage",
+    "attributesToRetrieve",
+    "attributesToCrop",
+    "cropLength",
+    "cropMarker",
+    "attributesToHighlight",
+    "highlightPreTag",
+    "highlightPostTag",
     "showMatchesPosition",
-    "matchingStrategy",
+    "filter",
+    "sort",
     "distinct",
-    "rankingScoreThreshold",
+    "facets",
+    "matchingStrategy",
     "attributesToSearchOn",
-    "vector",
-    "hybrid",
-    "retrieveVectors",
+    "rankingScoreThreshold",
     "locales",
+    "hybridEmbedder",
+    "hybridSemanticRatio",
+    "vector",
+    "retrieveVectors",
+    "personalizeUserContext",
+    "useNetwork",
+    "showRankingScore",
+    "showRankingScoreDetails",
     "showPerformanceDetails",
 ];
 
@@ -148,6 +190,9 @@ fn get_list(m: &Map<String, Value>, k: &str) -> Result<Option<Vec<String>>> {
 
 impl Query {
     /// Parses a `POST …/search` body (also used for each multi-search query).
+    /// `extra_allowed`: fields the caller strips before calling (e.g. a multi-search
+    /// query's `indexUid`); the first one is listed before the search fields in the
+    /// "Unknown field" message, the others after, as Meilisearch lists them.
     pub fn from_json(v: &Value, extra_allowed: &[&str]) -> Result<Query> {
         let Value::Object(m) = v else {
             return Err(ApiError::bad(
@@ -160,18 +205,26 @@ impl Query {
         };
         for k in m.keys() {
             if !FIELDS.contains(&k.as_str()) && !extra_allowed.contains(&k.as_str()) {
-                let list = FIELDS
-                    .iter()
-                    .map(|f| format!("`{f}`"))
-                    .collect::<Vec<_>>()
-                    .join(", ");
+                let mut accepted: Vec<&str> = extra_allowed.iter().take(1).copied().collect();
+                accepted.extend_from_slice(FIELDS);
+                accepted.extend(extra_allowed.iter().skip(1));
                 return Err(ApiError::bad(
                     "bad_request",
-                    format!("Unknown field `{k}`: expected one of {list}"),
+                    unknown_field(k, "", &accepted),
                 ));
             }
         }
-        for k in ["vector", "hybrid"] {
+        if m.get("hybrid").is_none_or(Value::is_null)
+            && ["vector", "media"]
+                .iter()
+                .any(|k| m.get(*k).is_some_and(|v| !v.is_null()))
+        {
+            return Err(ApiError::bad(
+                "missing_search_hybrid",
+                "Invalid request: missing `hybrid` parameter when `vector` or `media` are present.",
+            ));
+        }
+        for k in ["vector", "hybrid", "media", "personalize"] {
             if m.get(k).is_some_and(|v| !v.is_null()) {
                 // Refuse rather than silently run a keyword search in place of a vector one.
                 return Err(ApiError::bad(
@@ -191,7 +244,12 @@ impl Query {
             None | Some("last") => Strategy::Last,
             Some("all") => Strategy::All,
             Some("frequency") => Strategy::Frequency,
-            Some(o) => return Err(ApiError::bad("invalid_search_matching_strategy", format!("Unknown value `{o}` at `.matchingStrategy`: expected one of `last`, `all`, `frequency`"))),
+            Some(o) => {
+                return Err(ApiError::bad(
+                    "invalid_search_matching_strategy",
+                    unknown_value(o, " at `.matchingStrategy`", &["last", "all", "frequency"]),
+                ))
+            }
         };
         let ranking_score_threshold = match m.get("rankingScoreThreshold") {
             None | Some(Value::Null) => None,
@@ -223,13 +281,36 @@ impl Query {
             distinct: get_str(m, "distinct")?,
             ranking_score_threshold,
             attributes_to_search_on: get_list(m, "attributesToSearchOn")?,
+            retrieve_vectors: get_bool(m, "retrieveVectors")?,
+            show_performance_details: get_bool(m, "showPerformanceDetails")?,
         })
     }
 
     /// `GET …/search?…`: lists are comma-separated, numbers and booleans are strings.
     pub fn from_params(params: &[(String, String)]) -> Result<Query> {
         let mut m = Map::new();
+        for (k, _) in params {
+            if !GET_PARAMS.contains(&k.as_str()) {
+                return Err(ApiError::bad(
+                    "bad_request",
+                    unknown_field(k, "", GET_PARAMS).replacen(
+                        "Unknown field",
+                        "Unknown parameter",
+                        1,
+                    ),
+                ));
+            }
+        }
         for (k, v) in params {
+            if matches!(
+                k.as_str(),
+                "hybridEmbedder" | "hybridSemanticRatio" | "personalizeUserContext"
+            ) {
+                return Err(ApiError::bad(
+                    "bad_request",
+                    format!("`{k}` is not implemented by miroir-testnode."),
+                ));
+            }
             let val = match k.as_str() {
                 "offset" | "limit" | "page" | "hitsPerPage" | "cropLength" => match v.parse::<u64>() {
                     Ok(n) => json!(n),
@@ -418,7 +499,11 @@ enum Rule {
     Words,
     Typo,
     Proximity,
+    /// The legacy `attribute` rule: attribute rank then word position as one rule (used
+    /// when neither `attributeRank` nor `wordPosition` is in the ranking rules).
     Attribute,
+    AttributeRank,
+    WordPosition,
     Exactness,
     Sort {
         field: String,
@@ -586,7 +671,43 @@ fn parse_sort(s: &str) -> Result<(String, bool)> {
     }
 }
 
-fn resolve_rules(view: &View, q: &Query, placeholder: bool) -> Result<Vec<Rule>> {
+/// `sort` of the document routes: `(field, ascending)` keys, checked like Meilisearch 1.50
+/// checks them there (`invalid_document_sort`, no index prefix).
+pub fn document_sort(view: &View, sort: &[String]) -> Result<Vec<(String, bool)>> {
+    let mut keys = Vec::new();
+    for s in sort {
+        let (field, asc) = parse_sort(s).map_err(|e| ApiError {
+            code: "invalid_document_sort".into(),
+            link: "https://docs.meilisearch.com/errors#invalid_document_sort".into(),
+            ..e
+        })?;
+        if !view.is_sortable(&field) {
+            let tail = if view.sortable.is_empty() {
+                "This index does not have configured sortable attributes.".to_string()
+            } else {
+                let mut list = view.sortable.clone();
+                list.sort_unstable();
+                format!("Available sortable attributes are: `{}`.", list.join(", "))
+            };
+            return Err(ApiError::bad(
+                "invalid_document_sort",
+                format!("Attribute `{field}` is not sortable. {tail}"),
+            ));
+        }
+        keys.push((field, asc));
+    }
+    Ok(keys)
+}
+
+/// Orders two documents by [`document_sort`] keys (search's sort semantics).
+pub fn cmp_documents(a: &Obj, b: &Obj, keys: &[(String, bool)]) -> Ordering {
+    keys.iter()
+        .map(|(f, asc)| cmp_sort(&sort_value(a, f, *asc), &sort_value(b, f, *asc), *asc))
+        .find(|o| *o != Ordering::Equal)
+        .unwrap_or(Ordering::Equal)
+}
+
+fn resolve_rules(index: &str, view: &View, q: &Query, placeholder: bool) -> Result<Vec<Rule>> {
     let mut sorts = Vec::new();
     for s in &q.sort {
         let (field, asc) = parse_sort(s)?;
@@ -594,14 +715,21 @@ fn resolve_rules(view: &View, q: &Query, placeholder: bool) -> Result<Vec<Rule>>
             let tail = if view.sortable.is_empty() {
                 "This index does not have configured sortable attributes.".to_string()
             } else {
-                format!(
-                    "Available sortable attributes are: `{}`.",
-                    view.sortable.join(", ")
-                )
+                let mut list = view.sortable.clone();
+                list.sort_unstable();
+                format!("Available sortable attributes are: `{}`.", list.join(", "))
             };
             return Err(ApiError::bad(
                 "invalid_search_sort",
-                format!("Attribute `{field}` is not sortable. {tail}"),
+                format!(
+                    "Index `{index}`: Attribute `{}` is not sortable. {tail}",
+                    // Geo sorts are reported under the `_geo` field.
+                    if field.starts_with("_geoPoint(") {
+                        "_geo"
+                    } else {
+                        field.as_str()
+                    }
+                ),
             ));
         }
         sorts.push(Rule::Sort {
@@ -614,13 +742,41 @@ fn resolve_rules(view: &View, q: &Query, placeholder: bool) -> Result<Vec<Rule>>
         return Err(ApiError::bad("invalid_search_sort", "You must specify where `sort` is listed in the rankingRules setting to use the sort parameter at search time."));
     }
     let mut rules = Vec::new();
+    // As Meilisearch 1.50 does: `attribute` is split into `attributeRank` + `wordPosition`
+    // (and reported under those names) as soon as either of them is listed; each part is
+    // applied at most once.
+    let separated = view
+        .ranking_rules
+        .iter()
+        .any(|r| r == "attributeRank" || r == "wordPosition");
+    let (mut attr_rank, mut word_pos) = (false, false);
     for r in &view.ranking_rules {
         match r.as_str() {
-            "words" | "typo" | "proximity" | "attribute" | "exactness" if placeholder => {}
+            "words" | "typo" | "proximity" | "attribute" | "attributeRank" | "wordPosition"
+            | "exactness"
+                if placeholder => {}
             "words" => rules.push(Rule::Words),
             "typo" => rules.push(Rule::Typo),
             "proximity" => rules.push(Rule::Proximity),
-            "attribute" => rules.push(Rule::Attribute),
+            "attribute" if !attr_rank && !word_pos => {
+                attr_rank = true;
+                word_pos = true;
+                if separated {
+                    rules.push(Rule::AttributeRank);
+                    rules.push(Rule::WordPosition);
+                } else {
+                    rules.push(Rule::Attribute);
+                }
+            }
+            "attributeRank" if !attr_rank => {
+                attr_rank = true;
+                rules.push(Rule::AttributeRank);
+            }
+            "wordPosition" if !word_pos => {
+                word_pos = true;
+                rules.push(Rule::WordPosition);
+            }
+            "attribute" | "attributeRank" | "wordPosition" => {}
             "exactness" => rules.push(Rule::Exactness),
             "sort" => rules.append(&mut sorts),
             custom => {
@@ -647,6 +803,8 @@ struct Prepared {
     keep_order: Vec<usize>,
     allowed_fields: Option<HashSet<u16>>,
     n_fields: u64,
+    /// `searchableAttributes` is `["*"]`: no field is ranked above another.
+    all_fields_equal: bool,
     scratch: std::cell::RefCell<DocMatch>,
 }
 
@@ -699,7 +857,17 @@ fn prepare(ix: &Index, q: &Query) -> Result<Option<Prepared>> {
                     .iter()
                     .any(|s| crate::json::attr_matches(s, a) || crate::json::attr_matches(a, s))
                 {
-                    return Err(ApiError::bad("invalid_search_attributes_to_search_on", format!("Attribute `{a}` is not searchable. Available searchable attributes are: `{}`.", searchable.join(", "))));
+                    // With `searchableAttributes: ["*"]` Meilisearch 1.50 accepts any name (an
+                    // unknown one matches nothing); with an explicit list it lists the
+                    // searchable fields that exist in the index.
+                    if ix.view.searchable.is_some() {
+                        let existing: Vec<&str> = searchable
+                            .iter()
+                            .filter(|f| ix.fields.contains(f))
+                            .map(String::as_str)
+                            .collect();
+                        return Err(ApiError::bad("invalid_search_attributes_to_search_on", format!("Index `{}`: Attribute `{a}` is not searchable. Available searchable attributes are: `{}`.", ix.uid, existing.join(", "))));
+                    }
                 }
             }
             Some(
@@ -733,6 +901,11 @@ fn prepare(ix: &Index, q: &Query) -> Result<Option<Prepared>> {
     };
     Ok(Some(Prepared {
         n_fields: searchable.len().max(1) as u64,
+        all_fields_equal: ix
+            .settings
+            .get("searchableAttributes")
+            .and_then(Value::as_array)
+            .is_none_or(|a| a.iter().any(|v| v == "*")),
         words,
         terms,
         exact_terms,
@@ -840,28 +1013,11 @@ fn rank_doc(
                 rank_out(&[(max - cost, max)], Det::None)
             }
             Rule::Attribute => {
-                let best_field = active
-                    .iter()
-                    .flat_map(|qi| dm.positions[*qi].iter().map(|(f, _)| *f))
-                    .min()
-                    .unwrap_or(0) as u64;
-                let fid = (p.n_fields - best_field.min(p.n_fields - 1), p.n_fields);
-                let pmax = 1 + MAX_POS * k as u64;
-                let pcost: u64 = active
-                    .iter()
-                    .enumerate()
-                    .map(|(j, qi)| {
-                        dm.positions[*qi]
-                            .iter()
-                            .filter(|(f, _)| *f as u64 == best_field)
-                            .map(|(_, pos)| (*pos as u64).abs_diff(j as u64).min(MAX_POS))
-                            .min()
-                            .unwrap_or(MAX_POS)
-                    })
-                    .sum();
-                let pos = (pmax - pcost, pmax);
+                let (fid, pos) = attribute_ranks(p, dm, &active);
                 rank_out(&[fid, pos], Det::Attr(local(fid), local(pos)))
             }
+            Rule::AttributeRank => rank_out(&[attribute_ranks(p, dm, &active).0], Det::None),
+            Rule::WordPosition => rank_out(&[attribute_ranks(p, dm, &active).1], Det::None),
             Rule::Exactness => {
                 let kind = exact_kind(p, toks);
                 let (rank, label) = match kind {
@@ -883,6 +1039,37 @@ fn rank_doc(
         });
     }
     Some(outs)
+}
+
+/// `(attribute rank, word position)` ranks: the best (lowest-weight) searchable field holding
+/// a matched word, then how far the matched words sit from the start of that field.
+/// With `searchableAttributes: ["*"]` every field weighs the same in Meilisearch (no field
+/// order), so the attribute rank is then always the maximum.
+fn attribute_ranks(p: &Prepared, dm: &DocMatch, active: &[usize]) -> (Rank, Rank) {
+    let best_field = active
+        .iter()
+        .flat_map(|qi| dm.positions[*qi].iter().map(|(f, _)| *f))
+        .min()
+        .unwrap_or(0) as u64;
+    let fid = if p.all_fields_equal {
+        (1, 1)
+    } else {
+        (p.n_fields - best_field.min(p.n_fields - 1), p.n_fields)
+    };
+    let pmax = 1 + MAX_POS * active.len() as u64;
+    let pcost: u64 = active
+        .iter()
+        .enumerate()
+        .map(|(j, qi)| {
+            dm.positions[*qi]
+                .iter()
+                .filter(|(f, _)| *f as u64 == best_field)
+                .map(|(_, pos)| (*pos as u64).abs_diff(j as u64).min(MAX_POS))
+                .min()
+                .unwrap_or(MAX_POS)
+        })
+        .sum();
+    (fid, (pmax - pcost, pmax))
 }
 
 /// 2: some searchable attribute equals the query exactly; 1: one starts with it; 0: neither.
@@ -937,6 +1124,8 @@ fn details_json(rules: &[Rule], outs: &[RuleOut]) -> Out {
                     Rule::Typo => "typo",
                     Rule::Proximity => "proximity",
                     Rule::Attribute => "attribute",
+                    Rule::AttributeRank => "attributeRank",
+                    Rule::WordPosition => "wordPosition",
                     _ => "exactness",
                 };
                 // Meilisearch's key order: order, the rule's own fields, score; exactness adds
@@ -970,20 +1159,42 @@ fn details_json(rules: &[Rule], outs: &[RuleOut]) -> Out {
     o
 }
 
+/// `filterableAttributes` patterns sorted, joined the way Meilisearch's messages list them.
+pub fn sorted_patterns(view: &View, sep: &str, quote_each: bool) -> String {
+    let mut v: Vec<&str> = view.filterable.iter().map(String::as_str).collect();
+    v.sort_unstable();
+    v.dedup();
+    if quote_each {
+        v.iter()
+            .map(|p| format!("`{p}`"))
+            .collect::<Vec<_>>()
+            .join(sep)
+    } else {
+        v.join(sep)
+    }
+}
+
 fn check_facets(view: &View, facets: &[String]) -> Result<Vec<String>> {
     let mut out = Vec::new();
     for f in facets {
-        if f == "*" {
+        // `*` is an ordinary pattern in 1.50: accepted only when `*` itself is filterable.
+        if f == "*" && view.is_filterable(f) {
             out.extend(view.filterable.iter().filter(|a| !a.contains('*')).cloned());
-        } else if view.is_filterable(f) {
+        } else if f != "*" && view.is_filterable(f) {
             out.push(f.clone());
         } else {
-            let msg = if view.filterable.is_empty() {
-                "Invalid facet distribution, this index does not have configured filterable attributes.".to_string()
+            let tail = if view.filterable.is_empty() {
+                "This index does not have configured filterable attributes.".to_string()
             } else {
-                format!("Invalid facet distribution, attribute `{f}` is not filterable. The available filterable attribute patterns are `{}`.", view.filterable.join(", "))
+                format!(
+                    "Available filterable attributes patterns are: `{}`.",
+                    sorted_patterns(view, ", ", false)
+                )
             };
-            return Err(ApiError::bad("invalid_search_facets", msg));
+            return Err(ApiError::bad(
+                "invalid_search_facets",
+                format!("Invalid facet distribution: Pattern `{f}` is not filterable. {tail}"),
+            ));
         }
     }
     out.sort();
@@ -996,8 +1207,10 @@ fn facet_key(v: &Value) -> Option<(String, String, Option<f64>)> {
     match v {
         Value::String(s) => Some((s.to_lowercase(), s.clone(), None)),
         Value::Number(n) => {
+            // Meilisearch stores number facets as f64 and writes them with its `Display`
+            // (`1950.0` → "1950").
             let x = n.as_f64()?;
-            Some((n.to_string(), n.to_string(), Some(x)))
+            Some((format!("{x}"), format!("{x}"), Some(x)))
         }
         Value::Bool(b) => Some((b.to_string(), b.to_string(), None)),
         _ => None,
@@ -1041,17 +1254,42 @@ fn count_facet<'a>(
     (counts.into_values().collect(), stats)
 }
 
-fn order_facet(view: &View, facet: &str, mut vals: Vec<FacetCount>) -> Vec<FacetCount> {
-    let alpha = |a: &FacetCount, b: &FacetCount| match (a.num, b.num) {
-        (Some(x), Some(y)) => x.partial_cmp(&y).unwrap_or(Ordering::Equal),
-        (Some(_), None) => Ordering::Less,
-        (None, Some(_)) => Ordering::Greater,
-        _ => a.original.to_lowercase().cmp(&b.original.to_lowercase()),
+/// Above this many matching documents Meilisearch reads facet values from its facet
+/// database (numbers in numeric order) instead of from the documents (numbers in text order).
+const FACET_CANDIDATES_THRESHOLD: usize = 3000;
+
+/// Meilisearch 1.50's facet value order (milli `facet_distribution.rs`): number values
+/// always before string values, the cut applying to both; alpha: numbers in text order when
+/// at most [`FACET_CANDIDATES_THRESHOLD`] documents matched, else numerically, strings by
+/// normalized text; count: count descending, equal counts greatest value first (its facet
+/// heap pops by `(count, key bytes)`).
+fn order_facet(
+    view: &View,
+    facet: &str,
+    mut vals: Vec<FacetCount>,
+    candidates: usize,
+) -> Vec<FacetCount> {
+    let class = |a: &FacetCount, b: &FacetCount| a.num.is_none().cmp(&b.num.is_none());
+    let text = |a: &FacetCount, b: &FacetCount| {
+        a.original
+            .to_lowercase()
+            .cmp(&b.original.to_lowercase())
+            .then_with(|| a.original.cmp(&b.original))
+    };
+    let value = |a: &FacetCount, b: &FacetCount| match (a.num, b.num) {
+        (Some(x), Some(y)) => x.total_cmp(&y),
+        _ => text(a, b),
     };
     if view.facet_order(facet) == "count" {
-        vals.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| alpha(a, b)));
+        vals.sort_by(|a, b| {
+            class(a, b)
+                .then_with(|| b.count.cmp(&a.count))
+                .then_with(|| value(b, a))
+        });
+    } else if candidates > FACET_CANDIDATES_THRESHOLD {
+        vals.sort_by(|a, b| class(a, b).then_with(|| value(a, b)));
     } else {
-        vals.sort_by(alpha);
+        vals.sort_by(|a, b| class(a, b).then_with(|| text(a, b)));
     }
     vals.truncate(view.max_values_per_facet);
     vals
@@ -1158,13 +1396,13 @@ fn format_value(
     terms: &HashMap<String, Option<usize>>,
     q: &Query,
     hl: bool,
-    cr: bool,
+    cr: Option<usize>,
 ) -> Value {
     match v {
         Value::String(s) => {
             let mut t = s.clone();
-            if cr {
-                t = crop(&t, terms, q.crop_length, &q.crop_marker);
+            if let Some(len) = cr {
+                t = crop(&t, terms, len, &q.crop_marker);
             }
             if hl {
                 t = highlight(&t, terms, &q.highlight_pre, &q.highlight_post);
@@ -1260,6 +1498,17 @@ fn matches_position(doc: &Obj, terms: &HashMap<String, Option<usize>>) -> Out {
     out
 }
 
+/// The crop length for `field`: `attr:n` entries carry their own, others use the query's.
+fn crop_length_for(list: &[String], field: &str, default: usize) -> Option<usize> {
+    list.iter().find_map(|a| {
+        let (name, len) = match a.rsplit_once(':') {
+            Some((n, l)) if l.parse::<usize>().is_ok() => (n, l.parse().ok()),
+            _ => (a.as_str(), None),
+        };
+        selected(&[name.to_string()], field).then(|| len.unwrap_or(default))
+    })
+}
+
 fn selected(list: &[String], field: &str) -> bool {
     list.iter().any(|a| {
         a == "*" || crate::json::attr_matches(a, field) || crate::json::attr_matches(field, a)
@@ -1271,20 +1520,29 @@ pub fn search(ix: &Index, q: &Query, started: std::time::Instant) -> Result<Out>
     let view = &ix.view;
     let filter: Option<Filter> = filter::parse(&q.filter, "invalid_search_filter")?;
     if let Some(f) = &filter {
-        f.check_filterable(view, "invalid_search_filter")?;
+        f.check_filterable(view, "invalid_search_filter", Some(&ix.uid), None)?;
     }
+    // `facets: []` asks for nothing: no `facetDistribution` at all (as Meilisearch).
     let facets = match &q.facets {
-        Some(f) => Some(check_facets(view, f)?),
-        None => None,
+        Some(f) if !f.is_empty() => Some(check_facets(view, f)?),
+        _ => None,
     };
     let distinct = q.distinct.clone().or_else(|| view.distinct.clone());
     if let Some(d) = &q.distinct {
         if !view.is_filterable(d) {
-            return Err(ApiError::bad("invalid_search_distinct", format!("Attribute `{d}` is not filterable and thus, cannot be used as distinct attribute. Available filterable attribute patterns are: `{}`.", view.filterable.join(", "))));
+            let tail = if view.filterable.is_empty() {
+                "This index does not have configured filterable attributes.".to_string()
+            } else {
+                format!(
+                    "Available filterable attributes patterns are: `{}`.",
+                    sorted_patterns(view, ", ", false)
+                )
+            };
+            return Err(ApiError::bad("invalid_search_distinct", format!("Index `{}`: Attribute `{d}` is not filterable and thus, cannot be used as distinct attribute. {tail}", ix.uid)));
         }
     }
     let prepared = prepare(ix, q)?;
-    let rules = resolve_rules(view, q, prepared.is_none())?;
+    let rules = resolve_rules(&ix.uid, view, q, prepared.is_none())?;
 
     // Candidates from the inverted index (or every document for a placeholder search).
     let n_docs = ix.docs.len();
@@ -1376,6 +1634,8 @@ pub fn search(ix: &Index, q: &Query, started: std::time::Instant) -> Result<Out>
         });
     }
 
+    // Meilisearch 1.50: `maxTotalHits` bounds the hits window only; the reported totals
+    // (`estimatedTotalHits`, `totalHits`, `totalPages`) count every match.
     let total = scored.len();
     let capped = total.min(view.max_total_hits);
     let end = from.saturating_add(count).min(capped);
@@ -1395,19 +1655,16 @@ pub fn search(ix: &Index, q: &Query, started: std::time::Instant) -> Result<Out>
         let obj = &ix.docs[s.docid as usize].as_ref().expect("live").obj;
         let shown = ix.project(obj, q.attributes_to_retrieve.as_deref());
         let mut hit = Out::from(&shown);
+        if q.retrieve_vectors {
+            hit.push("_vectors", Out::obj());
+        }
         if formatting {
             let mut f = Out::obj();
             for (k, v) in &shown.0 {
                 let hl = selected(&q.attributes_to_highlight, k);
-                let cr = selected(&q.attributes_to_crop, k);
-                f.push(
-                    k.clone(),
-                    if hl || cr {
-                        format_value(v, &hl_terms, q, hl, cr)
-                    } else {
-                        v.clone()
-                    },
-                );
+                let cr = crop_length_for(&q.attributes_to_crop, k, q.crop_length);
+                // Every field is rendered (numbers become strings), as Meilisearch does.
+                f.push(k.clone(), format_value(v, &hl_terms, q, hl, cr));
             }
             hit.push("_formatted", f);
         }
@@ -1437,13 +1694,13 @@ pub fn search(ix: &Index, q: &Query, started: std::time::Instant) -> Result<Out>
         body.push("page", json!(page));
         body.push(
             "totalPages",
-            json!(if hpp == 0 { 0 } else { capped.div_ceil(hpp) }),
+            json!(if hpp == 0 { 0 } else { total.div_ceil(hpp) }),
         );
-        body.push("totalHits", json!(capped));
+        body.push("totalHits", json!(total));
     } else {
         body.push("limit", json!(q.limit));
         body.push("offset", json!(q.offset));
-        body.push("estimatedTotalHits", json!(capped));
+        body.push("estimatedTotalHits", json!(total));
     }
     if let Some(facets) = facets {
         // Docid order, so the original spelling kept for a facet value never depends on ranking.
@@ -1458,7 +1715,7 @@ pub fn search(ix: &Index, q: &Query, started: std::time::Instant) -> Result<Out>
         for f in &facets {
             let (vals, st) = count_facet(docs.iter().copied(), f);
             let mut m = Out::obj();
-            for fc in order_facet(view, f, vals) {
+            for fc in order_facet(view, f, vals, docs.len()) {
                 m.push(fc.original, json!(fc.count));
             }
             dist.push(f.clone(), m);
@@ -1491,14 +1748,22 @@ pub fn facet_search(ix: &Index, body: &Value, started: std::time::Instant) -> Re
                 "Missing field `facetName`",
             ))
         }
-        Some(v) => return Err(type_err("facetName", v, "a string")),
+        Some(v) => {
+            return Err(ApiError::bad(
+                "invalid_facet_search_facet_name",
+                format!(
+                    "Invalid value type at `.facetName`: expected a string, but found {}: `{v}`",
+                    crate::settings::kind_name(v)
+                ),
+            ))
+        }
     };
     let view = &ix.view;
     if !view.is_filterable(&facet_name) {
         let msg = if view.filterable.is_empty() {
-            format!("Attribute `{facet_name}` is not facet-searchable. This index does not have configured filterable attributes. To make it facet-searchable add it to the `filterableAttributes` index settings.")
+            format!("Attribute `{facet_name}` is not facet-searchable. This index does not have configured facet-searchable attributes. To make it facet-searchable add it to the `filterableAttributes` index settings.")
         } else {
-            format!("Attribute `{facet_name}` is not facet-searchable. Available facet-searchable attributes patterns are: `{}`. To make it facet-searchable add it to the `filterableAttributes` index settings.", view.filterable.join(", "))
+            format!("Attribute `{facet_name}` is not facet-searchable. Available facet-searchable attributes patterns are: `{}`. To make it facet-searchable add it to the `filterableAttributes` index settings.", sorted_patterns(view, ", ", false))
         };
         return Err(ApiError::bad("invalid_facet_search_facet_name", msg));
     }
@@ -1506,14 +1771,17 @@ pub fn facet_search(ix: &Index, body: &Value, started: std::time::Instant) -> Re
     let mut rest = m.clone();
     rest.remove("facetName");
     rest.remove("facetQuery");
+    // Meilisearch 1.50's facet search ignores fields it does not know (observed: an
+    // unknown field still answers 200).
+    rest.retain(|k, _| FIELDS.contains(&k.as_str()));
     let q = Query::from_json(&Value::Object(rest), &[])?;
     // The documents `q` and `filter` select (every match, no pagination), then their values.
-    let filter = filter::parse(&q.filter, "invalid_facet_search_filter")?;
+    let filter = filter::parse(&q.filter, "invalid_search_filter")?;
     if let Some(f) = &filter {
-        f.check_filterable(view, "invalid_facet_search_filter")?;
+        f.check_filterable(view, "invalid_search_filter", None, None)?;
     }
     let prepared = prepare(ix, &q)?;
-    let rules = resolve_rules(view, &q, prepared.is_none())?;
+    let rules = resolve_rules(&ix.uid, view, &q, prepared.is_none())?;
     let docs: Vec<&Obj> = ix
         .live()
         .filter(|(_, d)| filter.as_ref().is_none_or(|f| f.matches(&d.obj)))
@@ -1526,8 +1794,10 @@ pub fn facet_search(ix: &Index, body: &Value, started: std::time::Instant) -> Re
         .collect();
     let (vals, _) = count_facet(docs.into_iter(), &facet_name);
     let needle = facet_query.as_deref().map(str::to_lowercase);
+    // Meilisearch's facet search only knows string facet values (numbers never match).
     let vals: Vec<FacetCount> = vals
         .into_iter()
+        .filter(|fc| fc.num.is_none())
         .filter(|fc| {
             needle.as_ref().is_none_or(|n| {
                 fc.original
@@ -1538,7 +1808,8 @@ pub fn facet_search(ix: &Index, body: &Value, started: std::time::Instant) -> Re
             })
         })
         .collect();
-    let hits: Vec<Out> = order_facet(view, &facet_name, vals)
+    // Facet search only ever matches string values, so the number order does not matter.
+    let hits: Vec<Out> = order_facet(view, &facet_name, vals, 0)
         .into_iter()
         .map(|fc| {
             Out::obj()
@@ -1685,11 +1956,17 @@ mod tests {
                 "words",
                 "typo",
                 "proximity",
-                "attribute",
+                "attributeRank",
                 "p:asc",
+                "wordPosition",
                 "exactness"
             ]
         );
+        assert_eq!(
+            dout.get("attributeRank").unwrap().keys(),
+            ["order", "score"]
+        );
+        assert_eq!(dout.get("wordPosition").unwrap().keys(), ["order", "score"]);
         assert_eq!(
             dout.get("exactness").unwrap().keys(),
             ["order", "matchType", "score"]
@@ -1736,14 +2013,15 @@ mod tests {
                 "facetStats"
             ]
         );
-        assert_eq!(r["totalHits"], 25);
+        // Totals count every match (27); maxTotalHits (25) only bounds the hits window.
+        assert_eq!(r["totalHits"], 27);
         assert_eq!(r["totalPages"], 3);
         assert_eq!(ids(&r)[0], 13);
         assert_eq!(r["facetDistribution"]["g"], json!({"A": 9, "b": 18}));
         assert_eq!(r["facetStats"]["n"], json!({"min": 3.0, "max": 29.0}));
         let r = run(&ix, json!({"offset": 20, "limit": 10}));
         assert_eq!(ids(&r).len(), 5);
-        assert_eq!(r["estimatedTotalHits"], 25);
+        assert_eq!(r["estimatedTotalHits"], 30);
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! creating a task) and applied when its task is processed. `null` resets a setting; the
 //! object-valued settings `typoTolerance`, `faceting` and `pagination` merge field by field.
 
-use crate::error::{ApiError, Result};
+use crate::error::{unknown_field, unknown_value, ApiError, Result};
 use crate::json::Obj;
 use serde_json::{json, Value};
 
@@ -47,12 +47,15 @@ pub fn key_for_route(route: &str) -> Option<&'static str> {
     KEYS.iter().find(|(_, r)| *r == route).map(|(k, _)| *k)
 }
 
-pub const DEFAULT_RANKING_RULES: [&str; 6] = [
+/// Meilisearch 1.50's defaults: `attribute` was split into `attributeRank` (which field
+/// matched) and `wordPosition` (where in it), with `sort` between them.
+pub const DEFAULT_RANKING_RULES: [&str; 7] = [
     "words",
     "typo",
     "proximity",
-    "attribute",
+    "attributeRank",
     "sort",
+    "wordPosition",
     "exactness",
 ];
 
@@ -123,7 +126,10 @@ pub fn kind_name(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a positive integer",
+        // deserr's value kinds.
+        Value::Number(n) if n.is_u64() => "a positive integer",
+        Value::Number(n) if n.is_i64() => "a negative integer",
+        Value::Number(_) => "a number",
         Value::String(_) => "a string",
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
@@ -132,13 +138,39 @@ pub fn kind_name(v: &Value) -> &'static str {
 
 fn string_array(key: &str, v: &Value) -> Result<Value> {
     match v {
-        Value::Array(a) if a.iter().all(Value::is_string) => Ok(v.clone()),
+        Value::Array(a) => {
+            if let Some((i, e)) = a.iter().enumerate().find(|(_, e)| !e.is_string()) {
+                return Err(invalid(
+                    key,
+                    format!(
+                        "Invalid value type at `.{key}[{i}]`: expected a string, but found {}: `{e}`",
+                        kind_name(e)
+                    ),
+                ));
+            }
+            Ok(v.clone())
+        }
         _ => Err(type_err(key, v, "an array")),
     }
 }
 
+/// Deduplicated, first occurrence kept (Meilisearch's ordered attribute lists).
+fn dedup_keep_order(v: Value) -> Value {
+    let mut seen = std::collections::HashSet::new();
+    Value::Array(
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| seen.insert(e.as_str().unwrap_or_default().to_string()))
+            .cloned()
+            .collect(),
+    )
+}
+
 fn valid_ranking_rule(r: &str) -> bool {
+    // `attribute` (the pre-1.50 combined rule) is still accepted.
     DEFAULT_RANKING_RULES.contains(&r)
+        || r == "attribute"
         || r.rsplit_once(':')
             .is_some_and(|(f, d)| !f.is_empty() && (d == "asc" || d == "desc"))
 }
@@ -146,8 +178,22 @@ fn valid_ranking_rule(r: &str) -> bool {
 /// Validates one setting's new value (not null) and returns its normalized form.
 fn validate_one(key: &str, v: &Value) -> Result<Value> {
     match key {
-        "displayedAttributes" | "searchableAttributes" | "sortableAttributes" | "stopWords"
-        | "nonSeparatorTokens" | "separatorTokens" | "dictionary" => string_array(key, v),
+        // Meilisearch stores these as sets: they come back (and show in task details)
+        // sorted and deduplicated.
+        "sortableAttributes" | "stopWords" | "nonSeparatorTokens" | "separatorTokens"
+        | "dictionary" => {
+            let mut list: Vec<String> = string_array(key, v)?
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|e| e.as_str().map(str::to_string))
+                .collect();
+            list.sort_unstable();
+            list.dedup();
+            Ok(json!(list))
+        }
+        // Deduplicated when applied; the task details keep the list as sent.
+        "displayedAttributes" | "searchableAttributes" => string_array(key, v),
         "filterableAttributes" => match v {
             // v1.14+ also accepts `{attributePatterns, features}` objects.
             Value::Array(a) if a.iter().all(|e| e.is_string() || e.is_object()) => Ok(v.clone()),
@@ -166,7 +212,19 @@ fn validate_one(key: &str, v: &Value) -> Result<Value> {
             Ok(arr)
         }
         "synonyms" => match v {
-            Value::Object(m) if m.values().all(|l| l.as_array().is_some_and(|a| a.iter().all(Value::is_string))) => Ok(v.clone()),
+            Value::Object(m) => {
+                for (k, l) in m {
+                    match l {
+                        Value::Array(a) => {
+                            if let Some((i, e)) = a.iter().enumerate().find(|(_, e)| !e.is_string()) {
+                                return Err(invalid(key, format!("Invalid value type at `.synonyms.{k}[{i}]`: expected a string, but found {}: `{e}`", kind_name(e))));
+                            }
+                        }
+                        _ => return Err(invalid(key, format!("Invalid value type at `.synonyms.{k}`: expected an array, but found {}: `{l}`", kind_name(l)))),
+                    }
+                }
+                Ok(v.clone())
+            }
             _ => Err(type_err(key, v, "an object")),
         },
         "distinctAttribute" => match v {
@@ -175,11 +233,25 @@ fn validate_one(key: &str, v: &Value) -> Result<Value> {
         },
         "proximityPrecision" => match v.as_str() {
             Some("byWord" | "byAttribute") => Ok(v.clone()),
-            _ => Err(invalid(key, format!("Unknown value `{}` at `.proximityPrecision`: expected one of `byWord`, `byAttribute`", v.as_str().unwrap_or("?")))),
+            _ => Err(invalid(
+                key,
+                unknown_value(
+                    v.as_str().unwrap_or("?"),
+                    " at `.proximityPrecision`",
+                    &["byWord", "byAttribute"],
+                ),
+            )),
         },
         "prefixSearch" => match v.as_str() {
             Some("indexingTime" | "disabled") => Ok(v.clone()),
-            _ => Err(invalid(key, format!("Unknown value `{}` at `.prefixSearch`: expected one of `indexingTime`, `disabled`", v.as_str().unwrap_or("?")))),
+            _ => Err(invalid(
+                key,
+                unknown_value(
+                    v.as_str().unwrap_or("?"),
+                    " at `.prefixSearch`",
+                    &["indexingTime", "disabled"],
+                ),
+            )),
         },
         "facetSearch" => match v {
             Value::Bool(_) => Ok(v.clone()),
@@ -197,39 +269,184 @@ fn validate_one(key: &str, v: &Value) -> Result<Value> {
             Value::Object(_) => Ok(v.clone()),
             _ => Err(type_err(key, v, "an object")),
         },
-        "typoTolerance" => validate_object(key, v, &["enabled", "minWordSizeForTypos", "disableOnWords", "disableOnAttributes", "disableOnNumbers"]),
-        "faceting" => validate_object(key, v, &["maxValuesPerFacet", "sortFacetValuesBy"]),
-        "pagination" => {
-            let o = validate_object(key, v, &["maxTotalHits"])?;
-            if let Some(m) = o.get("maxTotalHits") {
-                if !m.is_null() && m.as_u64().is_none_or(|n| n == 0) {
-                    return Err(invalid(key, format!("Invalid value at `.pagination.maxTotalHits`: a value greater than 0 is expected, found `{m}`")));
+        "typoTolerance" => {
+            let o = validate_object(
+                key,
+                v,
+                &[
+                    "enabled",
+                    "minWordSizeForTypos",
+                    "disableOnWords",
+                    "disableOnAttributes",
+                    "disableOnNumbers",
+                ],
+            )?;
+            if let Some(Value::Bool(_) | Value::Null) | None = o.get("enabled") {
+            } else {
+                let e = &o["enabled"];
+                return Err(invalid(key, format!("Invalid value type at `.typoTolerance.enabled`: expected a boolean, but found {}: `{e}`", kind_name(e))));
+            }
+            if let Some(m) = o.get("minWordSizeForTypos").filter(|m| !m.is_null()) {
+                let sizes = validate_object_at(
+                    key,
+                    "typoTolerance.minWordSizeForTypos",
+                    m,
+                    &["oneTypo", "twoTypos"],
+                )?;
+                // Synchronous only when both are given (Meilisearch's deserializer check);
+                // a partial update is checked against the current value when applied.
+                if let (Some(one), Some(two)) = (
+                    sizes.get("oneTypo").and_then(Value::as_u64),
+                    sizes.get("twoTypos").and_then(Value::as_u64),
+                ) {
+                    if one > two {
+                        return Err(invalid(
+                            key,
+                            format!(
+                                "Invalid value at `.typoTolerance.minWordSizeForTypos`: {}",
+                                min_word_size_message(one, two)
+                            ),
+                        ));
+                    }
                 }
             }
             Ok(o)
         }
-        _ => Err(ApiError::bad("bad_request", format!("Unknown field `{key}`"))),
+        "faceting" => {
+            let o = validate_object(key, v, &["maxValuesPerFacet", "sortFacetValuesBy"])?;
+            if let Some(m) = o.get("maxValuesPerFacet").filter(|m| !m.is_null()) {
+                if m.as_u64().is_none() {
+                    return Err(invalid(key, format!("Invalid value type at `.faceting.maxValuesPerFacet`: expected a positive integer, but found {}: `{m}`", kind_name(m))));
+                }
+            }
+            match o.get("sortFacetValuesBy") {
+                None | Some(Value::Null) => {}
+                Some(Value::Object(by)) => {
+                    for (f, order) in by {
+                        if !matches!(order.as_str(), Some("alpha" | "count")) {
+                            return Err(invalid(key, unknown_value(order.as_str().unwrap_or("?"), &format!(" at `.faceting.sortFacetValuesBy.{f}`"), &["alpha", "count"])));
+                        }
+                    }
+                }
+                Some(other) => return Err(invalid(key, format!("Invalid value type at `.faceting.sortFacetValuesBy`: expected an object, but found {}: `{other}`", kind_name(other)))),
+            }
+            Ok(o)
+        }
+        "pagination" => {
+            let o = validate_object(key, v, &["maxTotalHits"])?;
+            if let Some(m) = o.get("maxTotalHits") {
+                if !m.is_null() && m.as_u64().is_none() {
+                    return Err(invalid(key, format!("Invalid value type at `.pagination.maxTotalHits`: expected a positive integer, but found {}: `{m}`", kind_name(m))));
+                }
+                if m.as_u64() == Some(0) {
+                    return Err(invalid(key, "Invalid value at `.pagination.maxTotalHits`: a non-zero integer value lower than `18446744073709551615` was expected, but found a zero".to_string()));
+                }
+            }
+            Ok(o)
+        }
+        _ => Err(ApiError::bad(
+            "bad_request",
+            format!("Unknown field `{key}`"),
+        )),
     }
 }
 
 fn validate_object(key: &str, v: &Value, fields: &[&str]) -> Result<Value> {
+    validate_object_at(key, key, v, fields)
+}
+
+/// Checks an object's field names; `path` is its location (`typoTolerance.x`), `key` the
+/// setting (for the error code).
+fn validate_object_at(key: &str, path: &str, v: &Value, fields: &[&str]) -> Result<Value> {
     let Value::Object(m) = v else {
-        return Err(type_err(key, v, "an object"));
+        return Err(invalid(
+            key,
+            format!(
+                "Invalid value type at `.{path}`: expected an object, but found {}: `{v}`",
+                kind_name(v)
+            ),
+        ));
     };
     for k in m.keys() {
         if !fields.contains(&k.as_str()) {
-            let list = fields
-                .iter()
-                .map(|f| format!("`{f}`"))
-                .collect::<Vec<_>>()
-                .join(", ");
             return Err(invalid(
                 key,
-                format!("Unknown field `{k}` inside `.{key}`: expected one of {list}"),
+                unknown_field(k, &format!(" inside `.{path}`"), fields),
             ));
         }
     }
     Ok(v.clone())
+}
+
+/// Meilisearch's `minWordSizeForTypos` consistency message (its odd backticks included).
+pub fn min_word_size_message(one: u64, two: u64) -> String {
+    format!("`minWordSizeForTypos` setting is invalid. `oneTypo` and `twoTypos` fields should be between `0` and `255`, and `twoTypos` should be greater or equals to `oneTypo` but found `oneTypo: {one}` and twoTypos: {two}`.")
+}
+
+/// Checks merged settings before they are applied (what Meilisearch verifies when the
+/// task runs): `oneTypo <= twoTypos`.
+pub fn check_applied(s: &Obj) -> std::result::Result<(), (String, String)> {
+    let sizes = s
+        .get("typoTolerance")
+        .and_then(|t| t.get("minWordSizeForTypos"));
+    let get = |k: &str| sizes.and_then(|m| m.get(k)).and_then(Value::as_u64);
+    if let (Some(one), Some(two)) = (get("oneTypo"), get("twoTypos")) {
+        if one > two {
+            return Err((
+                "invalid_settings_typo_tolerance".into(),
+                min_word_size_message(one, two),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Every field `PATCH /settings` knows in Meilisearch 1.50 (the "expected one of" list);
+/// `foreignKeys` and `chat` are experimental and not implemented by the test node.
+const PATCH_FIELDS: &[&str] = &[
+    "displayedAttributes",
+    "searchableAttributes",
+    "filterableAttributes",
+    "sortableAttributes",
+    "foreignKeys",
+    "rankingRules",
+    "stopWords",
+    "nonSeparatorTokens",
+    "separatorTokens",
+    "dictionary",
+    "synonyms",
+    "distinctAttribute",
+    "proximityPrecision",
+    "typoTolerance",
+    "faceting",
+    "pagination",
+    "embedders",
+    "searchCutoffMs",
+    "localizedAttributes",
+    "facetSearch",
+    "prefixSearch",
+    "chat",
+];
+
+/// A sub-route (`PUT /settings/distinct-attribute`) validates its body as the root value,
+/// so Meilisearch reports locations relative to it: `.distinctAttribute` disappears.
+pub fn relocate_to_root(msg: &str, key: &str) -> String {
+    let whole_at = format!(" at `.{key}`");
+    let whole_inside = format!(" inside `.{key}`");
+    if let Some(i) = msg.find(&whole_at) {
+        let after = &msg[i + whole_at.len()..];
+        return format!("{}{}", &msg[..i], after);
+    }
+    if let Some(i) = msg.find(&whole_inside) {
+        let after = &msg[i + whole_inside.len()..];
+        return format!("{}{}", &msg[..i], after);
+    }
+    for (from, to) in [(format!("`.{key}."), "`."), (format!("`.{key}["), "`[")] {
+        if let Some(i) = msg.find(&from) {
+            return format!("{}{to}{}", &msg[..i], &msg[i + from.len()..]);
+        }
+    }
+    msg.to_string()
 }
 
 /// Validates a whole `PATCH /settings` body; returns the update in canonical key order
@@ -245,15 +462,16 @@ pub fn validate_patch(body: &Value) -> Result<Obj> {
         ));
     };
     for k in m.keys() {
-        if !KEYS.iter().any(|(key, _)| key == k) {
-            let list = KEYS
-                .iter()
-                .map(|(f, _)| format!("`{f}`"))
-                .collect::<Vec<_>>()
-                .join(", ");
+        if !PATCH_FIELDS.contains(&k.as_str()) {
             return Err(ApiError::bad(
                 "bad_request",
-                format!("Unknown field `{k}`: expected one of {list}"),
+                unknown_field(k, "", PATCH_FIELDS),
+            ));
+        }
+        if !KEYS.iter().any(|(key, _)| key == k) {
+            return Err(ApiError::bad(
+                "bad_request",
+                format!("The `{k}` setting is not implemented by miroir-testnode."),
             ));
         }
     }
@@ -261,7 +479,7 @@ pub fn validate_patch(body: &Value) -> Result<Obj> {
     for (k, _) in KEYS {
         if let Some(v) = m.get(*k) {
             let v = if v.is_null() {
-                Value::Null
+                reset_value(k)
             } else {
                 validate_one(k, v)?
             };
@@ -269,6 +487,29 @@ pub fn validate_patch(body: &Value) -> Result<Obj> {
         }
     }
     Ok(out)
+}
+
+/// What a reset shows in task details: `null`, except the attribute lists whose reset
+/// Meilisearch 1.50 reports as `["*"]` (applying either means the same).
+pub fn reset_value(key: &str) -> Value {
+    match key {
+        "displayedAttributes" | "searchableAttributes" => json!(["*"]),
+        _ => Value::Null,
+    }
+}
+
+/// `DELETE /settings`: the update to apply, and the task details Meilisearch shows (every
+/// setting it knows, including the experimental ones the test node does not implement).
+pub fn reset_all() -> (Obj, Obj) {
+    let mut update = Obj::new();
+    for (k, _) in KEYS {
+        update.insert(*k, reset_value(k));
+    }
+    let mut details = Obj::new();
+    for k in PATCH_FIELDS {
+        details.insert(*k, reset_value(k));
+    }
+    (update, details)
 }
 
 /// Applies a validated update to the current settings.
@@ -289,6 +530,8 @@ pub fn apply(current: &mut Obj, update: &Obj) {
                 }
             }
             base
+        } else if matches!(k.as_str(), "displayedAttributes" | "searchableAttributes") {
+            dedup_keep_order(v.clone())
         } else {
             v.clone()
         };
@@ -473,6 +716,71 @@ mod tests {
     use super::*;
 
     #[test]
+    fn sub_route_errors_are_located_at_the_body_root() {
+        assert_eq!(
+            relocate_to_root("Invalid value type at `.distinctAttribute`: expected a string, but found a positive integer: `12`", "distinctAttribute"),
+            "Invalid value type: expected a string, but found a positive integer: `12`"
+        );
+        assert_eq!(
+            relocate_to_root("Invalid value at `.rankingRules[0]`: x", "rankingRules"),
+            "Invalid value at `[0]`: x"
+        );
+        assert_eq!(
+            relocate_to_root(
+                "Unknown field `foo` inside `.typoTolerance`: expected one of `enabled`",
+                "typoTolerance"
+            ),
+            "Unknown field `foo`: expected one of `enabled`"
+        );
+        assert_eq!(
+            relocate_to_root(
+                "Invalid value at `.pagination.maxTotalHits`: x",
+                "pagination"
+            ),
+            "Invalid value at `.maxTotalHits`: x"
+        );
+    }
+
+    #[test]
+    fn sets_sort_lists_dedup_and_resets_show_star() {
+        let u = validate_patch(&json!({"sortableAttributes": ["b", "a", "b"], "displayedAttributes": ["b", "a", "b"], "searchableAttributes": null})).unwrap();
+        assert_eq!(u.get("sortableAttributes").unwrap(), &json!(["a", "b"]));
+        // Details keep the displayed list as sent; the stored one is deduplicated.
+        assert_eq!(
+            u.get("displayedAttributes").unwrap(),
+            &json!(["b", "a", "b"])
+        );
+        assert_eq!(u.get("searchableAttributes").unwrap(), &json!(["*"]));
+        let mut s = defaults();
+        apply(&mut s, &u);
+        assert_eq!(s.get("displayedAttributes").unwrap(), &json!(["b", "a"]));
+        let (update, details) = reset_all();
+        assert_eq!(update.keys().count(), KEYS.len());
+        assert_eq!(details.keys().count(), PATCH_FIELDS.len());
+        assert_eq!(details.get("foreignKeys").unwrap(), &Value::Null);
+    }
+
+    #[test]
+    fn typo_sizes_checked_when_both_given_or_when_applied() {
+        let e = validate_patch(
+            &json!({"typoTolerance": {"minWordSizeForTypos": {"oneTypo": 9, "twoTypos": 4}}}),
+        )
+        .unwrap_err();
+        assert_eq!(e.code, "invalid_settings_typo_tolerance");
+        let u = validate_patch(&json!({"typoTolerance": {"minWordSizeForTypos": {"oneTypo": 10}}}))
+            .unwrap();
+        let mut s = defaults();
+        apply(&mut s, &u);
+        let (code, msg) = check_applied(&s).unwrap_err();
+        assert_eq!(code, "invalid_settings_typo_tolerance");
+        assert!(
+            msg.ends_with("found `oneTypo: 10` and twoTypos: 9`."),
+            "{msg}"
+        );
+        assert!(check_applied(&defaults()).is_ok());
+    }
+
+    #[test]
     fn defaults_are_meilisearch_defaults() {
         let d = defaults();
         assert_eq!(d.keys().count(), KEYS.len());
@@ -482,8 +790,9 @@ mod tests {
                 "words",
                 "typo",
                 "proximity",
-                "attribute",
+                "attributeRank",
                 "sort",
+                "wordPosition",
                 "exactness"
             ])
         );

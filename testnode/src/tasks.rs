@@ -26,7 +26,12 @@ pub const TYPES: &[&str] = &[
     "taskDeletion",
     "dumpCreation",
     "snapshotCreation",
+    "export",
     "upgradeDatabase",
+    "indexCompaction",
+    "networkTopologyChange",
+    "dsrUpdate",
+    "dsrClear",
 ];
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -111,6 +116,15 @@ impl Task {
                 None => Out::obj(),
             },
         );
+        if let (Some(s), Some(f)) = (self.started_at, self.finished_at) {
+            // Meilisearch traces every indexing step; the test node has one step to report.
+            // (`writeChannelCongestion`, only on document indexing batches, is left out.)
+            let took = std::time::Duration::from_nanos((f - s).max(0) as u64);
+            stats.push(
+                "progressTrace",
+                Out::obj().with("processing tasks", json!(format!("{took:.2?}"))),
+            );
+        }
         Out::obj()
             .with("uid", json!(self.batch_uid))
             .with("progress", Value::Null)
@@ -122,6 +136,24 @@ impl Task {
             .with("duration", duration)
             .with("startedAt", json!(self.started_at.map(timefmt::rfc3339)))
             .with("finishedAt", json!(self.finished_at.map(timefmt::rfc3339)))
+            .with("batchStrategy", json!(self.batch_strategy()))
+    }
+
+    /// Why the batch holding only this task stopped there, in Meilisearch 1.50's words
+    /// (`BatchStopReason`). The test node never batches several tasks together.
+    fn batch_strategy(&self) -> String {
+        match self.kind.as_str() {
+            "documentAdditionOrUpdate" | "documentEdition" | "documentDeletion"
+            | "settingsUpdate" => "batched all enqueued tasks".to_string(),
+            "indexDeletion" => format!(
+                "stopped after task with id {} because it deletes the index",
+                self.uid
+            ),
+            kind => format!(
+                "created batch containing only task with id {} of type `{kind}` that cannot be batched with any other task.",
+                self.uid
+            ),
+        }
     }
 }
 
@@ -220,8 +252,12 @@ pub fn parse_filter(params: &[(String, String)], extra: &[&str]) -> Result<TaskF
             "indexUids" => {
                 f.index_uids = list(v);
                 for i in f.index_uids.iter().flatten() {
-                    crate::error::validate_index_uid(i)
-                        .map_err(|e| ApiError::bad("invalid_index_uid", e.message))?;
+                    crate::error::validate_index_uid(i).map_err(|e| {
+                        ApiError::bad(
+                            "invalid_index_uid",
+                            format!("Invalid value in parameter `indexUids`: {}", e.message),
+                        )
+                    })?;
                 }
             }
             "beforeEnqueuedAt" => f.before_enqueued = date(k, v)?,
@@ -232,9 +268,15 @@ pub fn parse_filter(params: &[(String, String)], extra: &[&str]) -> Result<TaskF
             "afterFinishedAt" => f.after_finished = date(k, v)?,
             other if extra.contains(&other) => continue,
             other => {
-                let mut all = vec![
-                    "uids",
-                    "batchUids",
+                // `GET /tasks` lists its paging parameters first and `batchUids` before
+                // `uids`; cancel/delete list `uids` first (both as Meilisearch 1.50).
+                let mut all: Vec<&str> = extra.to_vec();
+                if extra.is_empty() {
+                    all.extend(["uids", "batchUids"]);
+                } else {
+                    all.extend(["batchUids", "uids"]);
+                }
+                all.extend([
                     "canceledBy",
                     "types",
                     "statuses",
@@ -245,16 +287,14 @@ pub fn parse_filter(params: &[(String, String)], extra: &[&str]) -> Result<TaskF
                     "beforeStartedAt",
                     "afterFinishedAt",
                     "beforeFinishedAt",
-                ];
-                all.extend_from_slice(extra);
-                let all = all
-                    .iter()
-                    .map(|a| format!("`{a}`"))
-                    .collect::<Vec<_>>()
-                    .join(", ");
+                ]);
                 return Err(ApiError::bad(
                     "bad_request",
-                    format!("Unknown parameter `{other}`: expected one of {all}"),
+                    crate::error::unknown_field(other, "", &all).replacen(
+                        "Unknown field",
+                        "Unknown parameter",
+                        1,
+                    ),
                 ));
             }
         }
@@ -367,6 +407,41 @@ mod tests {
                 "startedAt",
                 "finishedAt"
             ]
+        );
+    }
+
+    #[test]
+    fn batch_view_explains_its_strategy() {
+        let mut t = task(7, "succeeded", "m");
+        t.kind = "settingsUpdate".into();
+        t.started_at = Some(1_000);
+        t.finished_at = Some(1_500_000);
+        let b = t.batch_view();
+        assert_eq!(
+            b.keys(),
+            [
+                "uid",
+                "progress",
+                "details",
+                "stats",
+                "duration",
+                "startedAt",
+                "finishedAt",
+                "batchStrategy"
+            ]
+        );
+        let v = b.to_value();
+        assert_eq!(v["batchStrategy"], "batched all enqueued tasks");
+        assert_eq!(v["stats"]["progressTrace"]["processing tasks"], "1.50ms");
+        t.kind = "indexDeletion".into();
+        assert_eq!(
+            t.batch_view().to_value()["batchStrategy"],
+            "stopped after task with id 7 because it deletes the index"
+        );
+        t.kind = "taskCancelation".into();
+        assert_eq!(
+            t.batch_view().to_value()["batchStrategy"],
+            "created batch containing only task with id 7 of type `taskCancelation` that cannot be batched with any other task."
         );
     }
 

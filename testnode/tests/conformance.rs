@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{is_duration, is_timestamp, unique, Server};
+use common::{is_duration, is_timestamp, is_uuid_v7, unique, Server};
 use serde_json::{json, Value};
 
 const WORDS: &[&str] = &[
@@ -137,9 +137,27 @@ fn tasks_have_meilisearch_shapes() {
     }
     let b = s.get(&format!("/batches/{}", t["batchUid"]));
     assert_eq!(b.status, 200);
+    let bo = b.ordered();
     assert_eq!(
-        &b.ordered().keys()[..4],
-        ["uid", "progress", "details", "stats"]
+        bo.keys(),
+        [
+            "uid",
+            "progress",
+            "details",
+            "stats",
+            "duration",
+            "startedAt",
+            "finishedAt",
+            "batchStrategy"
+        ]
+    );
+    assert_eq!(
+        &bo.at("stats").keys()[..4],
+        ["totalNbTasks", "status", "types", "indexUids"]
+    );
+    assert_eq!(
+        b.json()["batchStrategy"],
+        format!("created batch containing only task with id {uid} of type `indexCreation` that cannot be batched with any other task.")
     );
 
     // A second task fails asynchronously: the index exists.
@@ -175,10 +193,16 @@ fn tasks_have_meilisearch_shapes() {
     s.get("/tasks?statuses=bogus")
         .error(400, "invalid_task_statuses");
     s.get("/tasks/999999999").error(404, "task_not_found");
+    let e = s.get("/tasks/abc").error(400, "invalid_task_uids");
+    assert_eq!(
+        e["message"],
+        "Task uid `abc` is invalid. It should only contain numeric characters."
+    );
 
-    // Deleting finished tasks records the client's filter verbatim.
+    // Deleting finished tasks records the client's filter verbatim. Task deletion and
+    // cancelation answer 200 (not 202) with the usual summary.
     let q = format!("?uids={}&indexUids={ix}", f["uid"]);
-    let d = s.task(s.delete(&format!("/tasks{q}")));
+    let d = s.task_200(s.delete(&format!("/tasks{q}")));
     assert_eq!(d["type"], "taskDeletion");
     assert!(d["indexUid"].is_null());
     assert_eq!(
@@ -190,7 +214,7 @@ fn tasks_have_meilisearch_shapes() {
     s.delete("/tasks").error(400, "missing_task_filters");
     s.req("POST", "/tasks/cancel", None)
         .error(400, "missing_task_filters");
-    let c = s.task(s.req("POST", &format!("/tasks/cancel?uids={uid}"), None));
+    let c = s.task_200(s.req("POST", &format!("/tasks/cancel?uids={uid}"), None));
     assert_eq!(c["type"], "taskCancelation");
     assert_eq!(
         c["details"],
@@ -221,8 +245,10 @@ fn indexes_lifecycle_and_errors() {
     assert_eq!(t["details"], json!({"primaryKey": "code"}));
     assert_eq!(s.get(&format!("/indexes/{b}")).json()["primaryKey"], "code");
 
-    s.post("/indexes", json!({"uid": "bad uid!"}))
+    let e = s
+        .post("/indexes", json!({"uid": "bad uid!"}))
         .error(400, "invalid_index_uid");
+    assert_eq!(e["message"], "Invalid value at `.uid`: `bad uid!` is not a valid index uid. Index uid can be an integer or a string containing only alphanumeric characters, hyphens (-) and underscores (_), and can not be more than 512 bytes.");
     s.post("/indexes", json!({"primaryKey": "id"}))
         .error(400, "missing_index_uid");
     s.get("/indexes/does_not_exist_xyz")
@@ -262,6 +288,10 @@ fn indexes_lifecycle_and_errors() {
         .error(400, "invalid_swap_duplicate_index_found");
     let t = s.task(s.post("/swap-indexes", json!([{"indexes": [a, b]}])));
     assert_eq!(t["type"], "indexSwap");
+    assert_eq!(
+        t["details"],
+        json!({"swaps": [{"indexes": [a, b], "rename": false}]})
+    );
     assert_eq!(
         s.get(&format!("/indexes/{b}/stats")).json()["numberOfDocuments"],
         2
@@ -312,17 +342,35 @@ fn documents_in_three_formats_fetch_and_delete() {
             .count()
     );
     assert_eq!(f["results"][0], json!({"id": 62, "genre": "Horror"}));
-    s.post(&format!("{p}/fetch"), json!({"filter": "title = x"}))
+    // Document routes report the filter as written (no index prefix, no re-quoting).
+    let e = s
+        .post(&format!("{p}/fetch"), json!({"filter": "title = x"}))
         .error(400, "invalid_document_filter");
+    assert_eq!(e["message"], "Attribute `title` is not filterable. Available filterable attribute patterns are: `genre`, `year`.\n1:6 title = x");
+    let e = s
+        .post(&format!("{p}/fetch"), json!({"nope": 1}))
+        .error(400, "bad_request");
+    assert_eq!(e["message"], "Unknown field `nope`: expected one of `offset`, `limit`, `fields`, `retrieveVectors`, `ids`, `filter`, `sort`, `useNetwork`");
 
     // Synchronous payload errors.
-    s.raw(
-        "POST",
-        &p,
-        Some(("application/json", b"[{\"id\": 1,")),
-        s.key.as_deref(),
-    )
-    .error(400, "malformed_payload");
+    let e = s
+        .raw(
+            "POST",
+            &p,
+            Some(("application/json", b"[{\"id\": 1,")),
+            s.key.as_deref(),
+        )
+        .error(400, "malformed_payload");
+    assert_eq!(e["message"], "The `json` payload provided is malformed. `Couldn't serialize document value: EOF while parsing an object at line 1 column 10`.");
+    let e = s
+        .raw(
+            "POST",
+            &p,
+            Some(("application/json", b"12")),
+            s.key.as_deref(),
+        )
+        .error(400, "malformed_payload");
+    assert_eq!(e["message"], "The `json` payload provided is malformed. `Couldn't serialize document value: data are neither an object nor a list of objects`.");
     s.raw("POST", &p, Some(("text/plain", b"x")), s.key.as_deref())
         .error(415, "invalid_content_type");
     s.raw(
@@ -343,6 +391,13 @@ fn documents_in_three_formats_fetch_and_delete() {
     assert_eq!(
         t["details"],
         json!({"receivedDocuments": 1, "indexedDocuments": 0})
+    );
+    // The failed first addition still created the index (without a primary key).
+    let g = s.get(&format!("/indexes/{fresh}")).json();
+    assert!(g["primaryKey"].is_null(), "{g}");
+    assert_eq!(
+        s.get(&format!("/indexes/{fresh}/stats")).json()["numberOfDocuments"],
+        0
     );
     let t = s.task(s.post(
         &format!("/indexes/{fresh}/documents"),
@@ -392,13 +447,13 @@ fn documents_in_three_formats_fetch_and_delete() {
         (t["type"].as_str(), &t["details"]),
         (
             Some("documentDeletion"),
-            &json!({"providedIds": 1, "deletedDocuments": 1})
+            &json!({"providedIds": 1, "deletedDocuments": 1, "originalFilter": null})
         )
     );
     let t = s.task(s.post(&format!("{p}/delete-batch"), json!([1, "2", 99999])));
     assert_eq!(
         t["details"],
-        json!({"providedIds": 3, "deletedDocuments": 2})
+        json!({"providedIds": 3, "deletedDocuments": 2, "originalFilter": null})
     );
     let t = s.task(s.post(&format!("{p}/delete"), json!({"filter": "genre = Drama"})));
     assert_eq!(
@@ -458,8 +513,9 @@ fn settings_defaults_round_trip_and_reset() {
             "words",
             "typo",
             "proximity",
-            "attribute",
+            "attributeRank",
             "sort",
+            "wordPosition",
             "exactness"
         ])
     );
@@ -475,12 +531,20 @@ fn settings_defaults_round_trip_and_reset() {
     assert_eq!(d["displayedAttributes"], json!(["*"]));
     assert!(d["distinctAttribute"].is_null());
 
-    let update = json!({"filterableAttributes": ["genre"], "sortableAttributes": ["year"], "stopWords": ["the"], "synonyms": {"car": ["auto"]}, "typoTolerance": {"minWordSizeForTypos": {"oneTypo": 4}}, "pagination": {"maxTotalHits": 50}});
+    // Sortable attributes are a set: stored (and shown in the task) sorted; filterable
+    // attributes keep the client's order.
+    let update = json!({"filterableAttributes": ["genre", "author"], "sortableAttributes": ["year", "price", "title"], "stopWords": ["the"], "synonyms": {"car": ["auto"]}, "typoTolerance": {"minWordSizeForTypos": {"oneTypo": 4}}, "pagination": {"maxTotalHits": 50}});
     let t = s.task(s.patch(&p, update.clone()));
     assert_eq!(t["type"], "settingsUpdate");
-    assert_eq!(t["details"], update);
+    let mut sorted = update.clone();
+    sorted["sortableAttributes"] = json!(["price", "title", "year"]);
+    assert_eq!(t["details"], sorted);
+    assert_eq!(
+        s.get(&format!("{p}/sortable-attributes")).json(),
+        json!(["price", "title", "year"])
+    );
     let now = s.get(&p).json();
-    assert_eq!(now["filterableAttributes"], json!(["genre"]));
+    assert_eq!(now["filterableAttributes"], json!(["genre", "author"]));
     assert_eq!(
         now["typoTolerance"]["minWordSizeForTypos"],
         json!({"oneTypo": 4, "twoTypos": 9})
@@ -511,6 +575,43 @@ fn settings_defaults_round_trip_and_reset() {
         .error(400, "invalid_settings_ranking_rules");
     s.patch(&p, json!({"unknownSetting": 1}))
         .error(400, "bad_request");
+    let e = s
+        .patch(&p, json!({"filterableAttribute": ["genre"]}))
+        .error(400, "bad_request");
+    assert!(
+        e["message"].as_str().unwrap().starts_with(
+            "Unknown field `filterableAttribute`: did you mean `filterableAttributes`? expected one of `displayedAttributes`, `searchableAttributes`, `filterableAttributes`, `sortableAttributes`, `foreignKeys`, `rankingRules`,"
+        ),
+        "{e}"
+    );
+    // Sub-routes validate their body as the root value: no `.setting` in locations.
+    let e = s
+        .put(&format!("{p}/ranking-rules"), json!(["nope"]))
+        .error(400, "invalid_settings_ranking_rules");
+    assert_eq!(e["message"], "Invalid value at `[0]`: `nope` ranking rule is invalid. Valid ranking rules are words, typo, sort, proximity, attribute, exactness and custom ranking rules.");
+    let e = s
+        .put(&format!("{p}/distinct-attribute"), json!(12))
+        .error(400, "invalid_settings_distinct_attribute");
+    assert_eq!(
+        e["message"],
+        "Invalid value type: expected a string, but found a positive integer: `12`"
+    );
+    // minWordSizeForTypos: inconsistent when both sizes are given is a synchronous 400;
+    // inconsistent with the current value fails the task.
+    let e = s
+        .patch(
+            &p,
+            json!({"typoTolerance": {"minWordSizeForTypos": {"oneTypo": 9, "twoTypos": 4}}}),
+        )
+        .error(400, "invalid_settings_typo_tolerance");
+    assert_eq!(e["message"], "Invalid value at `.typoTolerance.minWordSizeForTypos`: `minWordSizeForTypos` setting is invalid. `oneTypo` and `twoTypos` fields should be between `0` and `255`, and `twoTypos` should be greater or equals to `oneTypo` but found `oneTypo: 9` and twoTypos: 4`.");
+    let t = s.task(s.patch(
+        &p,
+        json!({"typoTolerance": {"minWordSizeForTypos": {"oneTypo": 10}}}),
+    ));
+    assert_eq!(t["status"], "failed");
+    assert_eq!(t["error"]["code"], "invalid_settings_typo_tolerance");
+    assert_eq!(t["error"]["message"], format!("Index `{ix}`: `minWordSizeForTypos` setting is invalid. `oneTypo` and `twoTypos` fields should be between `0` and `255`, and `twoTypos` should be greater or equals to `oneTypo` but found `oneTypo: 10` and twoTypos: 9`."));
     s.task(s.delete(&p));
     assert_eq!(s.get(&p).json(), d);
     s.get("/indexes/nope_nope_nope/settings")
@@ -535,10 +636,12 @@ fn search_filters_sort_facets_pagination() {
             "processingTimeMs",
             "limit",
             "offset",
-            "estimatedTotalHits"
+            "estimatedTotalHits",
+            "requestUid"
         ]
     );
     let r = r.json();
+    assert!(is_uuid_v7(&r["requestUid"]), "{r}");
     assert_eq!(
         (
             r["limit"].as_u64(),
@@ -601,18 +704,18 @@ fn search_filters_sort_facets_pagination() {
         .filter(|i| (i % 5 == 3 || i % 5 == 1) && 1950 + i % 70 < 1951)
         .count();
     assert_eq!(r["estimatedTotalHits"], want);
+    // Searches report filter errors against a canonical, quoted rendering of the filter.
     let e = s
-        .post(&p, json!({"filter": "title = x"}))
+        .post(&p, json!({"filter": "genre = Drama AND title = x"}))
         .error(400, "invalid_search_filter");
-    assert!(
-        e["message"]
-            .as_str()
-            .unwrap()
-            .starts_with("Attribute `title` is not filterable."),
-        "{e}"
+    assert_eq!(e["message"], format!("Index `{ix}`: Attribute `title` is not filterable. Available filterable attribute patterns are: `genre`, `price`, `year`.\n27:32 (\"genre\" = \"Drama\") AND (\"title\" = \"x\")"));
+    let e = s
+        .post(&p, json!({"filter": "genre ="}))
+        .error(400, "invalid_search_filter");
+    assert_eq!(
+        e["message"],
+        "Was expecting a value but instead got nothing.\n8:8 genre ="
     );
-    s.post(&p, json!({"filter": "genre ="}))
-        .error(400, "invalid_search_filter");
 
     // Sort (placeholder search: sort decides alone).
     let r = s.post(&p, json!({"sort": ["year:desc", "price:asc"], "limit": 3, "attributesToRetrieve": ["id", "year", "price"]})).json();
@@ -620,8 +723,13 @@ fn search_filters_sort_facets_pagination() {
     assert_eq!(hits[0]["year"], 2019);
     assert!(hits[0]["price"].as_f64() <= hits[1]["price"].as_f64());
     assert_eq!(hits[0].as_object().unwrap().len(), 3);
-    s.post(&p, json!({"sort": ["title:asc"]}))
+    let e = s
+        .post(&p, json!({"sort": ["title:asc"]}))
         .error(400, "invalid_search_sort");
+    assert_eq!(
+        e["message"],
+        format!("Index `{ix}`: Attribute `title` is not sortable. Available sortable attributes are: `price, year`.")
+    );
 
     // Facets.
     let r = s.post(&p, json!({"facets": ["genre", "price"], "limit": 0}));
@@ -636,7 +744,8 @@ fn search_filters_sort_facets_pagination() {
             "offset",
             "estimatedTotalHits",
             "facetDistribution",
-            "facetStats"
+            "facetStats",
+            "requestUid"
         ]
     );
     assert_eq!(
@@ -646,7 +755,12 @@ fn search_filters_sort_facets_pagination() {
     let r = r.json();
     assert_eq!(r["facetDistribution"]["genre"]["Drama"], 200);
     assert_eq!(r["facetStats"]["price"], json!({"min": 0.5, "max": 99.5}));
-    s.post(&p, json!({"facets": ["title"]}))
+    let e = s
+        .post(&p, json!({"facets": ["title"]}))
+        .error(400, "invalid_search_facets");
+    assert_eq!(e["message"], "Invalid facet distribution: Pattern `title` is not filterable. Available filterable attributes patterns are: `genre, price, year`.");
+    // `*` is only a pattern: an error unless `*` itself is filterable.
+    s.post(&p, json!({"facets": ["*"]}))
         .error(400, "invalid_search_facets");
 
     // Pagination: page/hitsPerPage shape, and maxTotalHits caps both modes.
@@ -663,7 +777,8 @@ fn search_filters_sort_facets_pagination() {
             "hitsPerPage",
             "page",
             "totalPages",
-            "totalHits"
+            "totalHits",
+            "requestUid"
         ]
     );
     let r = r.json();
@@ -679,9 +794,24 @@ fn search_filters_sort_facets_pagination() {
         &format!("/indexes/{ix}/settings"),
         json!({"pagination": {"maxTotalHits": 30}}),
     ));
+    // maxTotalHits bounds the hits window only: the totals still count every match.
     let r = s.post(&p, json!({"offset": 25, "limit": 10})).json();
     assert_eq!(r["hits"].as_array().unwrap().len(), 5);
-    assert_eq!(r["estimatedTotalHits"], 30);
+    assert_eq!(r["estimatedTotalHits"], 1000);
+    let r = s
+        .post(
+            &p,
+            json!({"page": 5, "hitsPerPage": 7, "filter": "genre = Drama"}),
+        )
+        .json();
+    assert_eq!(
+        (
+            r["totalHits"].as_u64(),
+            r["totalPages"].as_u64(),
+            r["hits"].as_array().unwrap().len()
+        ),
+        (Some(200), Some(29), 30 - 28)
+    );
 
     // GET search, highlighting, ranking scores.
     let r = s.get(&format!(
@@ -702,6 +832,10 @@ fn search_filters_sort_facets_pagination() {
             .contains("<em>river</em>"),
         "{r}"
     );
+    // `_formatted` renders every field, numbers as strings.
+    let f = &r["hits"][0]["_formatted"];
+    assert_eq!(f["id"], json!(r["hits"][0]["id"].to_string()));
+    assert!(f["price"].is_string() && f["year"].is_string(), "{f}");
     let score = r["hits"][0]["_rankingScore"].as_f64().unwrap();
     let m = s.post(&p, json!({"q": "river", "limit": 1, "showMatchesPosition": true, "attributesToRetrieve": ["title"]})).json();
     let title = m["hits"][0]["title"].as_str().unwrap();
@@ -741,8 +875,9 @@ fn ranking_score_details_follow_ranking_rules() {
             "words",
             "typo",
             "proximity",
-            "attribute",
+            "attributeRank",
             "n:asc",
+            "wordPosition",
             "exactness"
         ]
     );
@@ -755,15 +890,8 @@ fn ranking_score_details_follow_ranking_rules() {
         ["order", "typoCount", "maxTypoCount", "score"]
     );
     assert_eq!(det.at("proximity").keys(), ["order", "score"]);
-    assert_eq!(
-        det.at("attribute").keys(),
-        [
-            "order",
-            "attributeRankingOrderScore",
-            "queryWordDistanceScore",
-            "score"
-        ]
-    );
+    assert_eq!(det.at("attributeRank").keys(), ["order", "score"]);
+    assert_eq!(det.at("wordPosition").keys(), ["order", "score"]);
     assert_eq!(det.at("n:asc").keys(), ["order", "value"]);
     let r = r.json();
     let ids: Vec<u64> = r["hits"]
@@ -797,6 +925,38 @@ fn ranking_score_details_follow_ranking_rules() {
         )
         .json();
     assert_eq!(r["estimatedTotalHits"], 3);
+
+    // The pre-1.50 `attribute` rule is still accepted and reported as one combined entry.
+    s.task(s.put(
+        &format!("/indexes/{ix}/settings/ranking-rules"),
+        json!([
+            "words",
+            "typo",
+            "proximity",
+            "attribute",
+            "sort",
+            "exactness"
+        ]),
+    ));
+    let r = s.post(
+        &format!("/indexes/{ix}/search"),
+        json!({"q": "dark night", "limit": 1, "showRankingScoreDetails": true}),
+    );
+    let o = r.ordered();
+    let det = o.at("hits").idx(0).at("_rankingScoreDetails");
+    assert_eq!(
+        det.keys(),
+        ["words", "typo", "proximity", "attribute", "exactness"]
+    );
+    assert_eq!(
+        det.at("attribute").keys(),
+        [
+            "order",
+            "attributeRankingOrderScore",
+            "queryWordDistanceScore",
+            "score"
+        ]
+    );
 }
 
 #[test]
@@ -815,15 +975,47 @@ fn multi_search_and_facet_search() {
     assert_eq!(r.status, 200, "{}", r.text());
     let o = r.ordered();
     assert_eq!(o.keys(), ["results"]);
-    assert_eq!(o.at("results").idx(0).keys()[0], "indexUid");
+    let first = o.at("results").idx(0).keys();
+    assert_eq!(first[0], "indexUid");
+    assert_eq!(first[first.len() - 1], "requestUid");
     let r = r.json();
+    // One request, one uid shared by its results.
+    assert!(is_uuid_v7(&r["results"][0]["requestUid"]), "{r}");
+    assert_eq!(r["results"][0]["requestUid"], r["results"][1]["requestUid"]);
     assert_eq!(r["results"][0]["hits"][0]["id"], 1);
     assert_eq!(r["results"][1]["estimatedTotalHits"], 2);
-    s.post(
-        "/multi-search",
-        json!({"queries": [{"indexUid": "missing_index_zz"}]}),
-    )
-    .error(404, "index_not_found");
+    // A missing index inside a multi-search is a 400 (a 404 on the single-index route).
+    let e = s
+        .post(
+            "/multi-search",
+            json!({"queries": [{"indexUid": "missing_index_zz"}]}),
+        )
+        .error(400, "index_not_found");
+    assert_eq!(
+        e["message"],
+        "Inside `.queries[0]`: Index `missing_index_zz` not found."
+    );
+    let e = s
+        .post("/multi-search", json!({"queries": [{"q": "x"}]}))
+        .error(400, "missing_index_uid");
+    assert_eq!(
+        e["message"],
+        "Missing field `indexUid` inside `.queries[0]`"
+    );
+    let e = s
+        .post(
+            "/multi-search",
+            json!({"queries": [{"indexUid": ix, "limit": "x"}]}),
+        )
+        .error(400, "invalid_search_limit");
+    assert_eq!(e["message"], "Invalid value type at `.queries[0].limit`: expected a positive integer, but found a string: `\"x\"`");
+    let e = s
+        .post(
+            "/multi-search",
+            json!({"queries": [{"indexUid": ix, "matchingStrategy": "lastt"}]}),
+        )
+        .error(400, "invalid_search_matching_strategy");
+    assert_eq!(e["message"], "Unknown value `lastt` at `.queries[0].matchingStrategy`: did you mean `last`? expected one of `last`, `all`, `frequency`");
 
     let f = s.post(
         &format!("/indexes/{ix}/facet-search"),
@@ -836,6 +1028,47 @@ fn multi_search_and_facet_search() {
     let f = f.json();
     assert_eq!(f["facetHits"].as_array().unwrap().len(), 1);
     assert_eq!(f["facetHits"][0]["count"], 2);
+
+    // sortFacetValuesBy count: equal counts come greatest value first (strings by
+    // normalized value, numbers numerically); facet search only sees string values.
+    let fx = unique("facet_order");
+    s.task(s.patch(
+        &format!("/indexes/{fx}/settings"),
+        json!({"filterableAttributes": ["g", "n"], "faceting": {"sortFacetValuesBy": {"*": "count"}}}),
+    ));
+    s.task(s.post(&format!("/indexes/{fx}/documents"), json!([
+        {"id": 1, "g": "b", "n": 1}, {"id": 2, "g": "a", "n": 2}, {"id": 3, "g": "c", "n": 1},
+        {"id": 4, "g": "a", "n": 3}, {"id": 5, "g": "b", "n": 5}, {"id": 6, "g": "d", "n": 2},
+        {"id": 7, "g": "B", "n": 2}, {"id": 8, "n": 10}, {"id": 9, "n": 9}, {"id": 10, "n": 10.5},
+        {"id": 11, "n": 9},
+    ])));
+    let r = s.post(
+        &format!("/indexes/{fx}/search"),
+        json!({"limit": 0, "facets": ["g", "n"]}),
+    );
+    let o = r.ordered();
+    assert_eq!(
+        o.at("facetDistribution").at("g").keys(),
+        ["b", "a", "d", "c"]
+    );
+    assert_eq!(
+        o.at("facetDistribution").at("n").keys(),
+        ["2", "9", "1", "10.5", "10", "5", "3"]
+    );
+    let f = s
+        .post(
+            &format!("/indexes/{fx}/facet-search"),
+            json!({"facetName": "n"}),
+        )
+        .json();
+    assert_eq!(f["facetHits"], json!([]));
+    let f = s
+        .post(
+            &format!("/indexes/{fx}/facet-search"),
+            json!({"facetName": "g"}),
+        )
+        .json();
+    assert_eq!(f["facetHits"][0], json!({"value": "b", "count": 3}));
     s.post(
         &format!("/indexes/{ix}/facet-search"),
         json!({"facetName": "name"}),
@@ -878,10 +1111,14 @@ fn keys_and_auth() {
         .iter()
         .filter_map(|k| k["name"].as_str())
         .collect();
-    assert!(
-        names.contains(&"Default Search API Key") && names.contains(&"Default Admin API Key"),
-        "{names:?}"
-    );
+    for n in [
+        "Default Search API Key",
+        "Default Admin API Key",
+        "Default Read-Only Admin API Key",
+        "Default Chat API Key",
+    ] {
+        assert!(names.contains(&n), "{names:?}");
+    }
     let search_key = l["results"]
         .as_array()
         .unwrap()
@@ -892,8 +1129,10 @@ fn keys_and_auth() {
         .unwrap()
         .to_string();
 
-    // Caller-chosen uid: the key is HMAC-SHA256(master, uid), lowercase hex.
+    // Caller-chosen uid: the key is HMAC-SHA256(master, uid), lowercase hex. (Removed first
+    // in case an interrupted run against a shared server left it behind.)
     let uid = "6062abda-a5aa-4414-ac91-ecd7944c0f8d";
+    s.delete(&format!("/keys/{uid}"));
     let r = s.post("/keys", json!({"uid": uid, "name": "docs", "description": null, "actions": ["documents.add", "documents.get", "search"], "indexes": ["books*"], "expiresAt": null}));
     assert_eq!(r.status, 201, "{}", r.text());
     assert_eq!(
@@ -942,7 +1181,18 @@ fn keys_and_auth() {
         Some(k),
     );
     assert_eq!(r.status, 202, "{}", r.text());
-    s.wait(r.json()["taskUid"].as_u64().unwrap());
+    // Without `indexes.create` the key cannot create the index by writing to it.
+    let t = s.wait(r.json()["taskUid"].as_u64().unwrap());
+    assert_eq!(t["error"]["code"], "index_not_found", "{t}");
+    s.task(s.post("/indexes", json!({"uid": books})));
+    let r = s.raw(
+        "POST",
+        &format!("/indexes/{books}/documents"),
+        Some(("application/json", b"[{\"id\":1}]")),
+        Some(k),
+    );
+    let t = s.wait(r.json()["taskUid"].as_u64().unwrap());
+    assert_eq!(t["status"], "succeeded", "{t}");
     assert_eq!(
         s.raw(
             "POST",
@@ -1078,4 +1328,147 @@ fn experimental_features_dumps_and_snapshots() {
         assert!(dir.join("dumps").is_dir() && dir.join("snapshots").is_dir());
         let _ = std::fs::remove_dir_all(dir);
     }
+}
+
+/// Request validation and error wording that SDKs and users see, as Meilisearch 1.50 words
+/// them (each message below was observed on a real 1.50.0).
+#[test]
+fn validation_errors_match_meilisearch() {
+    let s = Server::start();
+    let ix = unique("errs");
+    s.task(s.patch(
+        &format!("/indexes/{ix}/settings"),
+        json!({"filterableAttributes": ["g"], "sortableAttributes": ["n"]}),
+    ));
+    s.task(s.post(
+        &format!("/indexes/{ix}/documents"),
+        json!([{"id": 1, "g": "a", "n": 3, "t": "one two three four"}, {"id": 2, "g": "b", "n": 1}, {"id": 3, "n": 2}]),
+    ));
+    let docs = format!("/indexes/{ix}/documents");
+    let search = format!("/indexes/{ix}/search");
+    let msg = |r: common::Resp, status: u16, code: &str| -> String {
+        r.error(status, code)["message"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+
+    // Unknown fields and parameters, with deserr's "did you mean".
+    assert_eq!(
+        msg(s.post(&search, json!({"filtr": "g = a"})), 400, "bad_request"),
+        format!(
+            "Unknown field `filtr`: did you mean `filter`? expected one of {}",
+            "`q`, `offset`, `limit`, `page`, `hitsPerPage`, `attributesToRetrieve`, `attributesToCrop`, `cropLength`, `cropMarker`, `attributesToHighlight`, `highlightPreTag`, `highlightPostTag`, `showMatchesPosition`, `filter`, `sort`, `distinct`, `facets`, `matchingStrategy`, `attributesToSearchOn`, `rankingScoreThreshold`, `locales`, `hybrid`, `vector`, `retrieveVectors`, `media`, `personalize`, `useNetwork`, `showRankingScore`, `showRankingScoreDetails`, `showPerformanceDetails`"
+        )
+    );
+    assert_eq!(
+        msg(s.get(&format!("{docs}?fitler=x")), 400, "bad_request"),
+        "Unknown parameter `fitler`: did you mean `filter`? expected one of `offset`, `limit`, `fields`, `retrieveVectors`, `ids`, `filter`, `sort`, `useNetwork`"
+    );
+    assert_eq!(
+        msg(s.get("/tasks?fromm=1"), 400, "bad_request"),
+        "Unknown parameter `fromm`: did you mean `from`? expected one of `limit`, `from`, `reverse`, `batchUids`, `uids`, `canceledBy`, `types`, `statuses`, `indexUids`, `afterEnqueuedAt`, `beforeEnqueuedAt`, `afterStartedAt`, `beforeStartedAt`, `afterFinishedAt`, `beforeFinishedAt`"
+    );
+    assert_eq!(
+        msg(
+            s.post(
+                &format!("{docs}/delete"),
+                json!({"filter": "g = a", "foo": 1})
+            ),
+            400,
+            "bad_request"
+        ),
+        "Unknown field `foo`: expected one of `filter`"
+    );
+    assert_eq!(
+        msg(
+            s.post(
+                "/swap-indexes",
+                json!([{"indexes": [ix, "other"], "zzzz": 1}])
+            ),
+            400,
+            "bad_request"
+        ),
+        "Unknown field `zzzz` inside `[0]`: expected one of `indexes`, `rename`"
+    );
+    assert_eq!(
+        msg(s.get("/tasks?reverse=x"), 400, "invalid_task_reverse"),
+        "Invalid value in parameter `reverse`: could not parse `x` as a boolean, expected either `true` or `false`"
+    );
+    assert_eq!(
+        msg(s.post(&search, json!({"limit": -1})), 400, "invalid_search_limit"),
+        "Invalid value type at `.limit`: expected a positive integer, but found a negative integer: `-1`"
+    );
+
+    // Filter syntax errors: message, span, filter.
+    for (f, want) in [
+        ("g Drama", "Was expecting an operation `=`, `!=`, `>=`, `>`, `<=`, `<`, `IN`, `NOT IN`, `TO`, `EXISTS`, `NOT EXISTS`, `IS NULL`, `IS NOT NULL`, `IS EMPTY`, `IS NOT EMPTY`, `CONTAINS`, `NOT CONTAINS`, `STARTS WITH`, `NOT STARTS WITH`, `_geoRadius`, `_geoBoundingBox` or `_geoPolygon` at `g Drama`.\n1:8 g Drama"),
+        ("g = 1 AND", "Was expecting an operation `=`, `!=`, `>=`, `>`, `<=`, `<`, `IN`, `NOT IN`, `TO`, `EXISTS`, `NOT EXISTS`, `IS NULL`, `IS NOT NULL`, `IS EMPTY`, `IS NOT EMPTY`, `CONTAINS`, `NOT CONTAINS`, `STARTS WITH`, `NOT STARTS WITH`, `_geoRadius`, `_geoBoundingBox` or `_geoPolygon` but instead got nothing.\n10:10 g = 1 AND"),
+        ("g IN [a", "Expected matching `]` after the list of field names given to `IN[`\n8:8 g IN [a"),
+        ("g = 1 h = 2", "Found unexpected characters at the end of the filter: `h = 2`. You probably forgot an `OR` or an `AND` rule.\n7:12 g = 1 h = 2"),
+        ("g = 'abc", "Expression `\\'abc` is missing the following closing delimiter: `'`.\n5:9 g = 'abc"),
+    ] {
+        assert_eq!(
+            msg(s.post(&search, json!({"filter": f})), 400, "invalid_search_filter"),
+            want,
+            "{f}"
+        );
+    }
+    let e = s
+        .post(&search, json!({"filter": "g = 1 OR NOT t IS NOT EMPTY"}))
+        .error(400, "invalid_search_filter");
+    assert_eq!(e["message"], format!("Index `{ix}`: Attribute `t` is not filterable. Available filterable attribute patterns are: `g`.\n18:19 (\"g\" = \"1\") OR (\"t\" IS EMPTY)"));
+
+    // Documents: sort (sortable attributes only), `_vectors` on request.
+    let r = s
+        .get(&format!(
+            "{docs}?sort=n:desc&fields=id&retrieveVectors=true"
+        ))
+        .json();
+    assert_eq!(
+        r["results"],
+        json!([{"id": 1, "_vectors": {}}, {"id": 3, "_vectors": {}}, {"id": 2, "_vectors": {}}])
+    );
+    assert_eq!(
+        msg(
+            s.post(&format!("{docs}/fetch"), json!({"sort": ["g:asc"]})),
+            400,
+            "invalid_document_sort"
+        ),
+        "Attribute `g` is not sortable. Available sortable attributes are: `n`."
+    );
+    let e = s
+        .raw(
+            "POST",
+            &docs,
+            Some(("application/x-ndjson", b"{\"id\":1}\n{bad")),
+            s.key.as_deref(),
+        )
+        .error(400, "malformed_payload");
+    assert_eq!(e["message"], "The `ndjson` payload provided is malformed. `Couldn't serialize document value: key must be a string at line 2 column 2`.");
+    let e = s
+        .raw(
+            "POST",
+            &docs,
+            Some(("text/csv", b"id:number,a\nx,1")),
+            s.key.as_deref(),
+        )
+        .error(400, "malformed_payload");
+    assert_eq!(e["message"], "The `csv` payload provided is malformed: `Error parsing number \"x\" at line 1: invalid float literal`.");
+
+    // Search extras: `facets: []` adds nothing, per-attribute crop length, `_vectors`.
+    let r = s.post(&search, json!({"facets": []}));
+    assert!(!r.ordered().keys().contains(&"facetDistribution"));
+    let r = s
+        .post(&search, json!({"q": "three", "attributesToCrop": ["t:1"], "cropMarker": "[..]", "attributesToRetrieve": ["t"], "retrieveVectors": true}))
+        .json();
+    assert_eq!(r["hits"][0]["_formatted"]["t"], "[..]three[..]");
+    assert_eq!(r["hits"][0]["_vectors"], json!({}));
+
+    // Batches take the task filters.
+    let b = s.get(&format!("/batches?indexUids={ix}&limit=1")).json();
+    assert_eq!(
+        b["results"][0]["stats"]["indexUids"],
+        json!({ix.clone(): 1})
+    );
 }

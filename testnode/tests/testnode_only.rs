@@ -331,6 +331,12 @@ fn similar_and_vector_queries_are_refused_honestly() {
     .error(400, "invalid_similar_embedder");
     s.post("/indexes/nope/similar", json!({"id": 1}))
         .error(404, "index_not_found");
+    // Without `hybrid`, Meilisearch's own validation error; with it, the honest refusal.
     s.post("/indexes/v/search", json!({"vector": [0.1, 0.2]}))
-        .error(400, "bad_request");
+        .error(400, "missing_search_hybrid");
+    s.post(
+        "/indexes/v/search",
+        json!({"vector": [0.1, 0.2], "hybrid": {"embedder": "default"}}),
+    )
+    .error(400, "bad_request");
 }

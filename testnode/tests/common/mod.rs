@@ -211,6 +211,14 @@ impl Server {
         let uid = r.json()["taskUid"].as_u64().expect("taskUid");
         self.wait(uid)
     }
+
+    /// Like [`Server::task`] for the routes answering 200 with a task summary (task
+    /// cancelation and deletion).
+    pub fn task_200(&self, r: Resp) -> Value {
+        assert_eq!(r.status, 200, "{}", r.text());
+        let uid = r.json()["taskUid"].as_u64().expect("taskUid");
+        self.wait(uid)
+    }
 }
 
 impl Drop for Server {
@@ -385,6 +393,16 @@ impl<'de> Deserialize<'de> for OJ {
 pub fn is_timestamp(v: &Value) -> bool {
     v.as_str().is_some_and(|s| {
         s.len() >= 22 && s.ends_with('Z') && s.as_bytes()[10] == b'T' && s.contains('.')
+    })
+}
+
+/// A hyphenated UUID of version 7 (what Meilisearch 1.50 puts in `requestUid`).
+pub fn is_uuid_v7(v: &Value) -> bool {
+    v.as_str().is_some_and(|s| {
+        let parts: Vec<&str> = s.split('-').collect();
+        parts.iter().map(|p| p.len()).collect::<Vec<_>>() == [8, 4, 4, 4, 12]
+            && s.chars().all(|c| c == '-' || c.is_ascii_hexdigit())
+            && parts[2].starts_with('7')
     })
 }
 
