@@ -100,6 +100,7 @@ error_codes! {
     UriTooLong => ("uri_too_long", 414, InvalidRequest),
     InvalidDocumentCsvDelimiter => ("invalid_document_csv_delimiter", 400, InvalidRequest),
     MiroirNodeUnreachable => ("miroir_node_unreachable", 503, System),
+    WebhookNotFound => ("webhook_not_found", 404, InvalidRequest),
 }
 
 /// Where an error's `link` points. Meilisearch's own codes link to Meilisearch's error

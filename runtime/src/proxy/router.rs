@@ -85,6 +85,11 @@ pub enum Route {
         index: String,
     },
     Control(ControlRoute),
+    /// `/webhooks` and `/webhooks/{uuid}`: answered locally (see `proxy::webhooks`).
+    Webhooks {
+        uuid: Option<String>,
+        action: &'static str,
+    },
 }
 
 impl Route {
@@ -107,6 +112,8 @@ impl Route {
             Route::DocumentsDeleteBatch { .. } => "/indexes/{uid}/documents/delete-batch",
             Route::DocumentsDeleteByFilter { .. } => "/indexes/{uid}/documents/delete",
             Route::Control(c) => c.template,
+            Route::Webhooks { uuid: None, .. } => "/webhooks",
+            Route::Webhooks { uuid: Some(_), .. } => "/webhooks/{uuid}",
         }
     }
 
@@ -127,6 +134,7 @@ impl Route {
             | Route::DocumentsDeleteByFilter { .. }
             | Route::DocumentsDeleteAll { .. } => Some("documents.delete"),
             Route::Control(c) => c.action,
+            Route::Webhooks { action, .. } => Some(action),
         }
     }
 
@@ -144,7 +152,11 @@ impl Route {
             | Route::DocumentsDeleteByFilter { index }
             | Route::DocumentsDeleteAll { index } => Some(index),
             Route::Control(c) => c.index.as_deref(),
-            Route::Health | Route::Version | Route::Metrics | Route::MultiSearch => None,
+            Route::Health
+            | Route::Version
+            | Route::Metrics
+            | Route::MultiSearch
+            | Route::Webhooks { .. } => None,
         }
     }
 
@@ -181,6 +193,13 @@ fn control(template: &'static str, action: &'static str, index: Option<&str>) ->
     })
 }
 
+fn webhooks(uuid: Option<&str>, action: &'static str) -> Route {
+    Route::Webhooks {
+        uuid: uuid.map(str::to_string),
+        action,
+    }
+}
+
 /// Maps a request to its route. `path` is the percent-encoded path without the query.
 /// `HEAD` is routed like `GET` (the transport drops the body).
 pub fn route(method: Method, path: &str) -> Result<Route, RouteError> {
@@ -199,6 +218,17 @@ pub fn route(method: Method, path: &str) -> Result<Route, RouteError> {
         },
         ["version"] => match method {
             Get => Ok(Route::Version),
+            _ => not_allowed,
+        },
+        ["webhooks"] => match method {
+            Get => Ok(webhooks(None, "webhooks.get")),
+            Post => Ok(webhooks(None, "webhooks.create")),
+            _ => not_allowed,
+        },
+        ["webhooks", uuid] if !uuid.is_empty() => match method {
+            Get => Ok(webhooks(Some(uuid), "webhooks.get")),
+            Patch => Ok(webhooks(Some(uuid), "webhooks.update")),
+            Delete => Ok(webhooks(Some(uuid), "webhooks.delete")),
             _ => not_allowed,
         },
         ["multi-search"] => match method {
