@@ -373,7 +373,58 @@ fn new_meta(admin: &Admin, uid: &str, primary_key: Option<String>) -> IndexMeta 
 
 /// The node-side settings every Miroir index starts with.
 fn initial_node_settings(meta: &IndexMeta) -> Value {
-    json!({"filterableAttributes": [SHARD_FIELD], "searchableAttributes": meta.fields, "displayedAttributes": meta.fields})
+    json!({
+        "filterableAttributes": [SHARD_FIELD],
+        "searchableAttributes": meta.fields,
+        "displayedAttributes": meta.fields,
+        "faceting": {"maxValuesPerFacet": node_max_values_per_facet(u64::from(meta.max_values_per_facet))},
+    })
+}
+
+/// Nodes return at least this many values per facet, whatever the client's
+/// `faceting.maxValuesPerFacet` (which the merge applies and clients read back).
+///
+/// A node cuts its facet values to `maxValuesPerFacet` in *its* order, and that order is not
+/// always the global one: milli lists number values in text order up to 3 000 matching
+/// documents and numerically above, so a shard under the threshold and a global result over
+/// it cut differently; `count` order cut per shard misses values whose count only adds up
+/// across shards. A larger node cut makes the merge exact for every facet with at most this
+/// many distinct values per shard (docs/decisions/005-facet-overfetch.md).
+pub const NODE_MAX_VALUES_PER_FACET: u64 = 1000;
+
+/// The node's `maxValuesPerFacet` for a client value.
+pub fn node_max_values_per_facet(client: u64) -> u64 {
+    client.max(NODE_MAX_VALUES_PER_FACET)
+}
+
+/// Rewrites the `faceting` object of a node patch so nodes over-fetch facet values. Values
+/// that are not an object, number or null are left as sent for the nodes to refuse.
+fn overfetch_facets(node: &mut Map<String, Value>) {
+    let Some(f) = node.get_mut("faceting") else {
+        return;
+    };
+    let default = || json!(node_max_values_per_facet(100));
+    match f {
+        // A reset: the client reads Meilisearch's defaults back, nodes keep over-fetching.
+        Value::Null => {
+            *f = json!({"maxValuesPerFacet": default(), "sortFacetValuesBy": null});
+        }
+        Value::Object(o) => match o.get("maxValuesPerFacet") {
+            Some(Value::Null) => {
+                o.insert("maxValuesPerFacet".into(), default());
+            }
+            Some(Value::Number(n)) => {
+                if let Some(v) = n.as_u64() {
+                    o.insert(
+                        "maxValuesPerFacet".into(),
+                        json!(node_max_values_per_facet(v)),
+                    );
+                }
+            }
+            _ => {}
+        },
+        _ => {}
+    }
 }
 
 fn settings_path(uid: &str) -> String {
@@ -758,6 +809,7 @@ pub fn translate_settings(
             }
         }
     }
+    overfetch_facets(&mut node);
     if let Some(p) = client.get("pagination") {
         meta.max_total_hits = p
             .get("maxTotalHits")
@@ -1256,6 +1308,43 @@ mod tests {
         let (n, _) =
             translate_settings(&obj(json!({"filterableAttributes": "genre"})), &meta()).unwrap();
         assert_eq!(n["filterableAttributes"], json!("genre"));
+    }
+
+    #[test]
+    fn nodes_over_fetch_facet_values_and_meta_keeps_the_clients_limit() {
+        let (n, m) =
+            translate_settings(&obj(json!({"faceting": {"maxValuesPerFacet": 7}})), &meta())
+                .unwrap();
+        assert_eq!(
+            n["faceting"]["maxValuesPerFacet"],
+            json!(NODE_MAX_VALUES_PER_FACET)
+        );
+        assert_eq!(m.max_values_per_facet, 7);
+        let (n, _) = translate_settings(
+            &obj(json!({"faceting": {"maxValuesPerFacet": 5000}})),
+            &meta(),
+        )
+        .unwrap();
+        assert_eq!(n["faceting"]["maxValuesPerFacet"], json!(5000));
+        let (n, m) = translate_settings(&obj(json!({"faceting": null})), &meta()).unwrap();
+        assert_eq!(
+            n["faceting"],
+            json!({"maxValuesPerFacet": NODE_MAX_VALUES_PER_FACET, "sortFacetValuesBy": null})
+        );
+        assert_eq!(m.max_values_per_facet, 100);
+        // Only the limit is touched; invalid values go to the nodes as sent.
+        let (n, _) = translate_settings(
+            &obj(json!({"faceting": {"sortFacetValuesBy": {"*": "count"}}})),
+            &meta(),
+        )
+        .unwrap();
+        assert_eq!(n["faceting"], json!({"sortFacetValuesBy": {"*": "count"}}));
+        let (n, _) = translate_settings(
+            &obj(json!({"faceting": {"maxValuesPerFacet": "x"}})),
+            &meta(),
+        )
+        .unwrap();
+        assert_eq!(n["faceting"]["maxValuesPerFacet"], json!("x"));
     }
 
     #[test]

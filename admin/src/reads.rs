@@ -104,6 +104,14 @@ pub fn hide_setting(key: &str, value: &mut Value, meta: Option<&IndexMeta>) {
             *value = json!(["*"])
         }
         "searchableAttributes" | "displayedAttributes" => strip_reserved(value),
+        // Nodes over-fetch facet values; the client's own limit is in the index metadata.
+        "faceting" => {
+            if let (Some(m), Some(o)) = (meta, value.as_object_mut()) {
+                if o.contains_key("maxValuesPerFacet") {
+                    o.insert("maxValuesPerFacet".into(), json!(m.max_values_per_facet));
+                }
+            }
+        }
         _ => {}
     }
 }
@@ -271,6 +279,22 @@ mod tests {
         hide_setting("displayedAttributes", &mut d, Some(&meta_v));
         assert_eq!(d, json!(["*"]));
         assert_eq!(crate::broadcast::SHARD_FIELD, "_miroir_shard");
+    }
+
+    #[test]
+    fn clients_read_their_own_facet_limit() {
+        let meta_v: IndexMeta = serde_json::from_value(json!({
+            "uid": "m", "primary_key": null, "shards": 4, "fields": ["a"], "searchable_wildcard": true,
+            "displayed_wildcard": false, "ranking_rules": [], "max_values_per_facet": 100,
+            "sort_facet_values_by": {}, "max_total_hits": 1000, "created_at": "", "updated_at": ""
+        }))
+        .unwrap();
+        let mut f = json!({"maxValuesPerFacet": 1000, "sortFacetValuesBy": {"*": "alpha"}});
+        hide_setting("faceting", &mut f, Some(&meta_v));
+        assert_eq!(
+            f,
+            json!({"maxValuesPerFacet": 100, "sortFacetValuesBy": {"*": "alpha"}})
+        );
     }
 
     #[test]
