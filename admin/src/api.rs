@@ -26,8 +26,30 @@ impl Req {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 
-    /// The body as JSON; an empty body is `missing_payload`, invalid JSON `malformed_payload`.
+    /// The body as JSON, checked as Meilisearch checks JSON routes: first the Content-Type
+    /// (absent → 415 `missing_content_type`; other than `application/json`, parameters
+    /// such as `charset` allowed, case-insensitive → 415 `invalid_content_type`), then an
+    /// empty body is `missing_payload` and invalid JSON `malformed_payload`.
     pub fn json(&self) -> Result<Value, ApiError> {
+        const ACCEPTED: &str =
+            "Accepted values for the Content-Type header are: `application/json`";
+        match self.header("content-type") {
+            None => {
+                return Err(ApiError::core(
+                    ErrorCode::MissingContentType,
+                    format!("A Content-Type header is missing. {ACCEPTED}"),
+                ))
+            }
+            Some(ct) => {
+                let essence = ct.split(';').next().unwrap_or_default().trim();
+                if !essence.eq_ignore_ascii_case("application/json") {
+                    return Err(ApiError::core(
+                        ErrorCode::InvalidContentType,
+                        format!("The Content-Type `{ct}` is invalid. {ACCEPTED}"),
+                    ));
+                }
+            }
+        }
         if self.body.is_empty() {
             return Err(ApiError::core(
                 ErrorCode::MissingPayload,
@@ -179,6 +201,41 @@ impl std::fmt::Display for ApiError {
     }
 }
 
+/// How Meilisearch's deserializer (deserr) names a JSON value in "Invalid value type"
+/// messages: `null`, or its kind and compact JSON (`a positive integer: `12``).
+pub fn describe_json_value(v: &Value) -> String {
+    let kind = match v {
+        Value::Null => return "null".to_string(),
+        Value::Bool(_) => "a boolean",
+        Value::Number(n) if n.is_u64() => "a positive integer",
+        Value::Number(n) if n.is_i64() => "a negative integer",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    };
+    format!("{kind}: `{v}`")
+}
+
+/// deserr's "did you mean `x`? " hint for an unknown field (empty when nothing is close).
+pub fn did_you_mean(received: &str, accepted: &[&str]) -> String {
+    let allowed = match received.len() {
+        0..=3 => return String::new(),
+        4..=7 => 1,
+        8..=12 => 2,
+        13..=17 => 3,
+        18..=24 => 4,
+        _ => 5,
+    };
+    accepted
+        .iter()
+        .map(|a| (a, strsim::damerau_levenshtein(received, a)))
+        .filter(|(_, d)| *d <= allowed)
+        .min_by_key(|(_, d)| *d)
+        .map(|(a, _)| format!("did you mean `{a}`? "))
+        .unwrap_or_default()
+}
+
 /// Splits a raw query string into decoded `(key, value)` pairs.
 pub fn query_pairs(query: &str) -> Vec<(String, String)> {
     query
@@ -247,6 +304,63 @@ mod tests {
         );
         assert_eq!(percent_decode("100%"), "100%");
         assert_eq!(percent_decode("%zz"), "%zz");
+    }
+
+    fn req_with(content_type: Option<&str>, body: &'static str) -> Req {
+        let mut headers = hyper::HeaderMap::new();
+        if let Some(ct) = content_type {
+            headers.insert("content-type", ct.parse().unwrap());
+        }
+        Req {
+            method: hyper::Method::POST,
+            path: "/indexes".into(),
+            query: String::new(),
+            headers,
+            body: Bytes::from_static(body.as_bytes()),
+            request_id: "r".into(),
+        }
+    }
+
+    /// As a real Meilisearch 1.50 answers `POST /indexes` (captured from one).
+    #[test]
+    fn json_bodies_are_checked_like_meilisearch() {
+        let e = req_with(None, "{}").json().unwrap_err();
+        assert_eq!(e.status(), 415);
+        assert_eq!(e.body()["code"], "missing_content_type");
+        assert_eq!(e.body()["message"], "A Content-Type header is missing. Accepted values for the Content-Type header are: `application/json`");
+        let e = req_with(Some("text/plain"), "{}").json().unwrap_err();
+        assert_eq!(e.status(), 415);
+        assert_eq!(e.body()["code"], "invalid_content_type");
+        assert_eq!(e.body()["message"], "The Content-Type `text/plain` is invalid. Accepted values for the Content-Type header are: `application/json`");
+        // The content type comes before the payload.
+        let e = req_with(Some("text/plain"), "").json().unwrap_err();
+        assert_eq!(e.body()["code"], "invalid_content_type");
+        let e = req_with(Some("application/json"), "").json().unwrap_err();
+        assert_eq!(e.body()["code"], "missing_payload");
+        let ok = req_with(Some("Application/JSON; charset=utf-8"), "{\"a\":1}").json();
+        assert_eq!(ok.unwrap(), serde_json::json!({"a": 1}));
+    }
+
+    #[test]
+    fn values_and_hints_are_described_like_deserr() {
+        use serde_json::json;
+        assert_eq!(describe_json_value(&json!(12)), "a positive integer: `12`");
+        assert_eq!(describe_json_value(&json!(-1)), "a negative integer: `-1`");
+        assert_eq!(describe_json_value(&json!(1.5)), "a number: `1.5`");
+        assert_eq!(describe_json_value(&json!("x")), "a string: `\"x\"`");
+        assert_eq!(describe_json_value(&json!([])), "an array: `[]`");
+        assert_eq!(
+            describe_json_value(&json!({"a": 1})),
+            "an object: `{\"a\":1}`"
+        );
+        assert_eq!(describe_json_value(&json!(null)), "null");
+        assert_eq!(describe_json_value(&json!(true)), "a boolean: `true`");
+        assert_eq!(
+            did_you_mean("names", &["description", "name"]),
+            "did you mean `name`? "
+        );
+        assert_eq!(did_you_mean("foo", &["description", "name"]), "");
+        assert_eq!(did_you_mean("zzzzzz", &["description", "name"]), "");
     }
 
     #[test]

@@ -14,6 +14,14 @@
 //! explicit field list (`IndexMeta.fields`) instead, so no document is ever found through a
 //! reserved field; clients read back `*` ([`crate::reads`] hides both).
 //!
+//! **Meilisearch's answers.** A body Meilisearch refuses before enqueuing (a non-string index
+//! `uid`, a malformed swap list) is sent to one node only, whose refusal is relayed verbatim
+//! (`refused_by_a_node`): no state can change, and the message is exactly Meilisearch's.
+//! Task `details` echo what Meilisearch would (settings in its key order with sets sorted,
+//! [`settings_details`]; swaps with `rename`; renames with `oldIndexUid`/`newIndexUid`), and
+//! a settings sub-route's errors are located relative to its own body
+//! ([`relocate_to_sub_route`]).
+//!
 //! **Unreachable nodes.** Most broadcasts need every node (an index that exists on only some
 //! nodes is not an index) and answer `503 miroir_node_unreachable` when one cannot be reached.
 //! Node-side *settings* changes are different: `prepare-write`'s searchable/displayed list
@@ -301,6 +309,36 @@ async fn run_step(
     settle(admin, &d).await
 }
 
+/// The error one live node answers to a request that no Meilisearch can accept (its body
+/// fails deserialization, so the node refuses it synchronously without any state change):
+/// Meilisearch's own message, relayed verbatim. Callers only send bodies that cannot be
+/// accepted; a node that accepts anyway is reported as an internal error.
+async fn refused_by_a_node(admin: &Admin, method: Method, path: &str, body: &Value) -> ApiError {
+    let mut last = None;
+    for node in admin.live_nodes() {
+        match admin
+            .client
+            .send(&node.address, method.clone(), path, Some(body))
+            .await
+        {
+            Ok(r) if r.is_success() => {
+                return ApiError::internal(format!(
+                    "node `{}` accepted `{method} {path}` with a body Meilisearch refuses",
+                    node.id
+                ))
+            }
+            Ok(r) => {
+                return ApiError::Node {
+                    status: r.status,
+                    body: r.json(),
+                }
+            }
+            Err(e) => last = Some(unavailable(&node, e)),
+        }
+    }
+    last.unwrap_or_else(|| ApiError::core(ErrorCode::MiroirNodeUnreachable, "no node is available"))
+}
+
 fn index_not_found(uid: &str) -> ApiError {
     ApiError::core(
         ErrorCode::IndexNotFound,
@@ -434,11 +472,11 @@ fn settings_path(uid: &str) -> String {
 /// `POST /indexes`.
 pub async fn create_index(admin: &Arc<Admin>, req: &Req) -> Result<Resp, ApiError> {
     let body = req.json()?;
-    let uid = body
-        .get("uid")
-        .and_then(Value::as_str)
-        .ok_or_else(|| ApiError::invalid("missing_index_uid", "Missing field `uid`"))?
-        .to_string();
+    let Some(uid) = body.get("uid").and_then(Value::as_str).map(String::from) else {
+        // No string uid (missing, `12`, or not an object at all): Meilisearch refuses the
+        // body before enqueuing, so one node gives the exact error and nothing can change.
+        return Err(refused_by_a_node(admin, Method::POST, "/indexes", &body).await);
+    };
     let pk = body
         .get("primaryKey")
         .and_then(Value::as_str)
@@ -508,24 +546,50 @@ async fn rollback_create(admin: &Admin, uid: &str, nodes: Vec<NodeHealth>) {
     }
 }
 
-/// `PATCH /indexes/{uid}` (primary key).
+/// `PATCH /indexes/{uid}`: primary key and, as in Meilisearch 1.50, a new `uid` (rename).
 pub async fn update_index(admin: &Arc<Admin>, uid: &str, req: &Req) -> Result<Resp, ApiError> {
     let body = req.json()?;
-    let guard = admin.lock_scopes(vec![uid.to_string()]).await;
+    let path = format!("/indexes/{}", encode_segment(uid));
+    let well_formed = body.as_object().is_some_and(|o| {
+        o.keys().all(|k| k == "uid" || k == "primaryKey")
+            && o.get("uid").is_none_or(|u| {
+                u.as_str()
+                    .is_some_and(|u| crate::tasks::query::parse_index_uid(u).is_ok())
+            })
+            && o.get("primaryKey")
+                .is_none_or(|p| p.is_string() || p.is_null())
+    });
+    if !well_formed {
+        // Refused by Meilisearch before enqueuing: its own message, nothing changes.
+        return Err(refused_by_a_node(admin, Method::PATCH, &path, &body).await);
+    }
     let pk = body.get("primaryKey").cloned().unwrap_or(Value::Null);
-    let details = json!({"primaryKey": pk});
-    if admin.index(uid).is_none() {
-        return failed_task(
-            admin,
-            Some(uid),
-            TaskType::IndexUpdate,
-            details,
-            index_not_found(uid),
-        )
-        .await;
+    let new_uid = body.get("uid").and_then(Value::as_str).map(String::from);
+    let mut scopes = vec![uid.to_string()];
+    scopes.extend(new_uid.clone());
+    let guard = admin.lock_scopes(scopes).await;
+    let mut details = json!({"primaryKey": pk});
+    if let Some(new) = &new_uid {
+        details["oldIndexUid"] = json!(uid);
+        details["newIndexUid"] = json!(new);
+    }
+    let refusal = if admin.index(uid).is_none() {
+        Some(index_not_found(uid))
+    } else {
+        new_uid
+            .as_deref()
+            .filter(|n| admin.index(n).is_some())
+            .map(|n| {
+                ApiError::invalid(
+                    "index_already_exists",
+                    format!("Index `{n}` already exists."),
+                )
+            })
+    };
+    if let Some(e) = refusal {
+        return failed_task(admin, Some(uid), TaskType::IndexUpdate, details, e).await;
     }
     let nodes = admin.broadcast_nodes();
-    let path = format!("/indexes/{}", encode_segment(uid));
     let d = dispatch(admin, &nodes, Method::PATCH, &path, Some(&body))
         .await
         .map_err(|(_, e)| e)?;
@@ -537,18 +601,61 @@ pub async fn update_index(admin: &Arc<Admin>, uid: &str, req: &Req) -> Result<Re
         TaskType::IndexUpdate,
         details.clone(),
         move |admin| async move {
-            // A primary key cannot be unset again, so a partial failure is reported, not undone.
-            settle(&admin, &d).await?;
-            if let (Some(mut meta), Some(pk)) = (admin.index(&uid), pk.as_str()) {
-                meta.primary_key = Some(pk.to_string());
+            if let Err(e) = settle(&admin, &d).await {
+                // A primary key cannot be unset again, so that part of a partial failure is
+                // reported, not undone; a rename is undone where it happened, so the index
+                // keeps one name on every node.
+                if let Some(new) = &new_uid {
+                    undo_rename(&admin, &d, new, &uid).await;
+                }
+                return Err(e);
+            }
+            if let Some(mut meta) = admin.index(&uid) {
+                if let Some(pk) = pk.as_str() {
+                    meta.primary_key = Some(pk.to_string());
+                }
                 meta.updated_at = crate::timefmt::now_rfc3339();
-                admin.put_index(meta).await?;
+                if let Some(new) = &new_uid {
+                    meta.uid = new.clone();
+                    admin.put_index(meta).await?;
+                    admin.remove_index(&uid).await?;
+                } else {
+                    admin.put_index(meta).await?;
+                }
                 admin.publish().await?;
             }
             Ok(details)
         },
     )
     .await
+}
+
+/// Renames `new` back to `old` on every node whose rename task succeeded (best effort).
+async fn undo_rename(admin: &Admin, tasks: &[Dispatched], new: &str, old: &str) {
+    admin
+        .metrics
+        .rollbacks
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut renamed = Vec::new();
+    for x in tasks {
+        if let Ok(t) = wait_task(admin, &x.node, x.task_uid).await {
+            if t["status"] == "succeeded" {
+                renamed.push(x.node.clone());
+            }
+        }
+    }
+    let path = format!("/indexes/{}", encode_segment(new));
+    if let Err(e) = run_step(
+        admin,
+        &renamed,
+        Method::PATCH,
+        &path,
+        Some(&json!({"uid": old})),
+    )
+    .await
+    {
+        tracing::error!(index = old, error = %e, "undoing a partial rename failed; node index names may differ");
+    }
 }
 
 /// `DELETE /indexes/{uid}`.
@@ -591,58 +698,153 @@ pub async fn delete_index(admin: &Arc<Admin>, uid: &str) -> Result<Resp, ApiErro
     .await
 }
 
-/// `POST /swap-indexes`.
-pub async fn swap_indexes(admin: &Arc<Admin>, req: &Req) -> Result<Resp, ApiError> {
-    let body = req.json()?;
-    let pairs: Vec<(String, String)> = body
-        .as_array()
-        .ok_or_else(|| ApiError::invalid("bad_request", "Invalid value type: expected an array"))?
+/// One entry of a `POST /swap-indexes` body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Swap {
+    pub lhs: String,
+    pub rhs: String,
+    /// Meilisearch 1.50's `rename`: `lhs` is renamed to `rhs`, which must not exist.
+    pub rename: bool,
+}
+
+/// The swaps of a well-formed body (an array of `{indexes: [a, b], rename?: bool}`); `None`
+/// for anything else, which Meilisearch refuses before enqueuing (its message comes from a
+/// node, see `refused_by_a_node`).
+pub fn parse_swaps(body: &Value) -> Option<Vec<Swap>> {
+    body.as_array()?
         .iter()
         .map(|p| {
-            let i = p["indexes"]
-                .as_array()
-                .filter(|a| a.len() == 2)
-                .ok_or_else(|| {
-                    ApiError::invalid(
-                        "invalid_swap_indexes",
-                        "Two indexes must be given for each swap",
-                    )
-                })?;
-            Ok((
-                i[0].as_str().unwrap_or_default().to_string(),
-                i[1].as_str().unwrap_or_default().to_string(),
-            ))
+            let o = p.as_object()?;
+            if o.keys().any(|k| k != "indexes" && k != "rename") {
+                return None;
+            }
+            let i = o.get("indexes")?.as_array()?;
+            let [lhs, rhs] = i.as_slice() else {
+                return None;
+            };
+            let rename = match o.get("rename") {
+                None => false,
+                Some(v) => v.as_bool()?,
+            };
+            let uid = |v: &Value| {
+                v.as_str()
+                    .and_then(|s| crate::tasks::query::parse_index_uid(s).ok())
+            };
+            Some(Swap {
+                lhs: uid(lhs)?,
+                rhs: uid(rhs)?,
+                rename,
+            })
         })
-        .collect::<Result<_, ApiError>>()?;
+        .collect()
+}
+
+/// The task's `details.swaps`, as Meilisearch shows them (`rename` always present).
+pub fn swap_details(swaps: &[Swap]) -> Value {
+    json!({"swaps": swaps.iter().map(|s| json!({"indexes": [s.lhs, s.rhs], "rename": s.rename})).collect::<Vec<_>>()})
+}
+
+/// The body that undoes `swaps` on a node: a swap is its own inverse, a rename is undone by
+/// renaming back; applied in reverse order.
+fn inverse_swaps(swaps: &[Swap]) -> Value {
+    Value::Array(
+        swaps
+            .iter()
+            .rev()
+            .map(|s| {
+                if s.rename {
+                    json!({"indexes": [s.rhs, s.lhs], "rename": true})
+                } else {
+                    json!({"indexes": [s.lhs, s.rhs], "rename": false})
+                }
+            })
+            .collect(),
+    )
+}
+
+/// Meilisearch's check before swapping (index-scheduler `process_batch`, `IndexSwap`): every
+/// `lhs` and every non-renamed `rhs` must exist, a renamed-to `rhs` must not. Its errors.
+pub fn check_swaps(swaps: &[Swap], exists: impl Fn(&str) -> bool) -> Result<(), ApiError> {
+    let mut missing = std::collections::BTreeSet::new();
+    let mut taken = std::collections::BTreeSet::new();
+    for s in swaps {
+        if !exists(&s.lhs) {
+            missing.insert(s.lhs.as_str());
+        }
+        match (exists(&s.rhs), s.rename) {
+            (true, true) => {
+                taken.insert((s.lhs.as_str(), s.rhs.as_str()));
+            }
+            (false, false) => {
+                missing.insert(s.rhs.as_str());
+            }
+            _ => {}
+        }
+    }
+    let quoted = |v: Vec<&str>| {
+        v.iter()
+            .map(|s| format!("`{s}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match missing.len() {
+        0 => {}
+        1 => return Err(index_not_found(missing.first().expect("one element"))),
+        _ => {
+            return Err(ApiError::core(
+                ErrorCode::IndexNotFound,
+                format!(
+                    "Indexes {} not found.",
+                    quoted(missing.into_iter().collect())
+                ),
+            ))
+        }
+    }
+    match taken.len() {
+        0 => Ok(()),
+        1 => {
+            let (lhs, rhs) = taken.first().expect("one element");
+            Err(ApiError::invalid("index_already_exists", format!("Cannot rename `{lhs}` to `{rhs}` as the index already exists. Hint: You can remove `{rhs}` first and then do your remove.")))
+        }
+        _ => Err(ApiError::invalid(
+            "index_already_exists",
+            format!("The following indexes are being renamed but cannot because their new name conflicts with an already existing index: {}. Renaming doesn't overwrite the other index name.", quoted(taken.into_iter().map(|(_, r)| r).collect())),
+        )),
+    }
+}
+
+/// `POST /swap-indexes` (with Meilisearch 1.50's `rename`).
+pub async fn swap_indexes(admin: &Arc<Admin>, req: &Req) -> Result<Resp, ApiError> {
+    let body = req.json()?;
+    let Some(swaps) = parse_swaps(&body) else {
+        return Err(refused_by_a_node(admin, Method::POST, "/swap-indexes", &body).await);
+    };
     let guard = admin
         .lock_scopes(
-            pairs
+            swaps
                 .iter()
-                .flat_map(|(a, b)| [a.clone(), b.clone()])
+                .flat_map(|s| [s.lhs.clone(), s.rhs.clone()])
                 .collect(),
         )
         .await;
-    let details = json!({"swaps": body});
-    if let Some(missing) = pairs
-        .iter()
-        .flat_map(|(a, b)| [a, b])
-        .find(|u| admin.index(u).is_none())
-    {
-        return failed_task(
-            admin,
-            None,
-            TaskType::IndexSwap,
-            details,
-            index_not_found(missing),
-        )
-        .await;
+    let details = swap_details(&swaps);
+    if let Err(e) = check_swaps(&swaps, |u| admin.index(u).is_some()) {
+        return failed_task(admin, None, TaskType::IndexSwap, details, e).await;
     }
     let nodes = admin.broadcast_nodes();
+    let undo_body = inverse_swaps(&swaps);
     let d = match dispatch(admin, &nodes, Method::POST, "/swap-indexes", Some(&body)).await {
         Ok(d) => d,
         Err((accepted, e)) => {
             let undo: Vec<NodeHealth> = accepted.into_iter().map(|d| d.node).collect();
-            let _ = run_step(admin, &undo, Method::POST, "/swap-indexes", Some(&body)).await;
+            let _ = run_step(
+                admin,
+                &undo,
+                Method::POST,
+                "/swap-indexes",
+                Some(&undo_body),
+            )
+            .await;
             return Err(e);
         }
     };
@@ -654,7 +856,7 @@ pub async fn swap_indexes(admin: &Arc<Admin>, req: &Req) -> Result<Resp, ApiErro
         details.clone(),
         move |admin| async move {
             if let Err(e) = settle(&admin, &d).await {
-                // Swapping is its own inverse: swap back on every node whose task succeeded.
+                // Undo on every node whose task succeeded.
                 admin
                     .metrics
                     .rollbacks
@@ -667,16 +869,31 @@ pub async fn swap_indexes(admin: &Arc<Admin>, req: &Req) -> Result<Resp, ApiErro
                         }
                     }
                 }
-                let _ = run_step(&admin, &undo, Method::POST, "/swap-indexes", Some(&body)).await;
+                let _ = run_step(
+                    &admin,
+                    &undo,
+                    Method::POST,
+                    "/swap-indexes",
+                    Some(&undo_body),
+                )
+                .await;
                 return Err(e);
             }
-            for (a, b) in &pairs {
-                if let (Some(mut ma), Some(mut mb)) = (admin.index(a), admin.index(b)) {
-                    std::mem::swap(&mut ma, &mut mb);
-                    ma.uid = a.clone();
-                    mb.uid = b.clone();
-                    admin.put_index(ma).await?;
-                    admin.put_index(mb).await?;
+            for s in &swaps {
+                match (admin.index(&s.lhs), admin.index(&s.rhs), s.rename) {
+                    (Some(mut ma), None, true) => {
+                        ma.uid = s.rhs.clone();
+                        admin.put_index(ma).await?;
+                        admin.remove_index(&s.lhs).await?;
+                    }
+                    (Some(mut ma), Some(mut mb), false) => {
+                        std::mem::swap(&mut ma, &mut mb);
+                        ma.uid = s.lhs.clone();
+                        mb.uid = s.rhs.clone();
+                        admin.put_index(ma).await?;
+                        admin.put_index(mb).await?;
+                    }
+                    _ => {}
                 }
             }
             admin.publish().await?;
@@ -820,43 +1037,267 @@ pub fn translate_settings(
     Ok((node, meta))
 }
 
-/// Whether a node's read-back `got` carries what we `sent` (nulls = resets, not checked;
-/// objects compared key by key; sets compared ignoring order, ordered lists exactly).
-pub fn readback_matches(key: &str, sent: &Value, got: &Value) -> bool {
-    match (sent, got) {
-        (Value::Null, _) => true,
-        (Value::Object(s), Value::Object(g)) => s
-            .iter()
-            .all(|(k, v)| g.get(k).is_some_and(|gv| readback_matches(k, v, gv))),
-        (Value::Array(s), Value::Array(g)) => {
-            if matches!(
-                key,
-                "searchableAttributes" | "displayedAttributes" | "rankingRules"
-            ) {
-                s == g
-            } else {
-                let mut a: Vec<String> = s.iter().map(Value::to_string).collect();
-                let mut b: Vec<String> = g.iter().map(Value::to_string).collect();
-                a.sort();
-                a.dedup();
-                b.sort();
-                b.dedup();
-                a == b
-            }
+/// Meilisearch 1.50's settings keys in the order its `Settings` struct serialises them —
+/// the order of a `settingsUpdate` task's `details`, whatever the request's order.
+const SETTINGS_ORDER: &[&str] = &[
+    "displayedAttributes",
+    "searchableAttributes",
+    "filterableAttributes",
+    "sortableAttributes",
+    "foreignKeys",
+    "rankingRules",
+    "stopWords",
+    "nonSeparatorTokens",
+    "separatorTokens",
+    "dictionary",
+    "synonyms",
+    "distinctAttribute",
+    "proximityPrecision",
+    "typoTolerance",
+    "faceting",
+    "pagination",
+    "embedders",
+    "searchCutoffMs",
+    "localizedAttributes",
+    "facetSearch",
+    "prefixSearch",
+    "chat",
+];
+
+/// Settings Meilisearch holds as sets (`BTreeSet<String>`): echoed sorted and deduplicated.
+const SET_SETTINGS: &[&str] = &[
+    "sortableAttributes",
+    "stopWords",
+    "nonSeparatorTokens",
+    "separatorTokens",
+    "dictionary",
+];
+
+/// A string list echoed as Meilisearch's `BTreeSet<String>` would be; anything else as sent
+/// (an invalid value never reaches a task: the nodes refuse it first).
+fn as_set(v: &Value) -> Value {
+    match v.as_array() {
+        Some(a) if a.iter().all(Value::is_string) => {
+            let mut items: Vec<&str> = a.iter().filter_map(Value::as_str).collect();
+            items.sort_unstable();
+            items.dedup();
+            json!(items)
         }
-        (s, g) => s == g,
+        _ => v.clone(),
     }
 }
 
-/// Every settings write: `PATCH /settings`, `PUT|PATCH|DELETE /settings/{sub}`, `DELETE /settings`.
-/// `client` is the equivalent `PATCH /settings` body.
+/// An object echoed as a `BTreeMap<String, _>` (keys sorted) would be.
+fn as_sorted_map(v: &Value) -> Value {
+    match v.as_object() {
+        Some(o) => {
+            let mut entries: Vec<(&String, &Value)> = o.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            Value::Object(
+                entries
+                    .into_iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            )
+        }
+        None => v.clone(),
+    }
+}
+
+/// The object's keys in `order` first (those present), then any others as they came.
+fn ordered(v: &Value, order: &[&str], each: impl Fn(&str, &Value) -> Value) -> Value {
+    let Some(o) = v.as_object() else {
+        return v.clone();
+    };
+    let mut out = Map::new();
+    for k in order {
+        if let Some(x) = o.get(*k) {
+            out.insert((*k).to_string(), each(k, x));
+        }
+    }
+    for (k, x) in o {
+        if !out.contains_key(k) {
+            out.insert(k.clone(), each(k, x));
+        }
+    }
+    Value::Object(out)
+}
+
+/// A `filterableAttributes` rule object as Meilisearch echoes it: `attributePatterns`, then
+/// `features` with every default filled in (`facetSearch: false`, `filter: {equality: true,
+/// comparison: false}`). Plain attribute names, and shapes the nodes refuse, as sent.
+fn filterable_rule(v: &Value) -> Value {
+    let Some(o) = v.as_object() else {
+        return v.clone();
+    };
+    let features = o.get("features").cloned().unwrap_or_else(|| json!({}));
+    let filter = features.get("filter").cloned().unwrap_or_else(|| json!({}));
+    let flag =
+        |from: &Value, k: &str, default: bool| from.get(k).cloned().unwrap_or(json!(default));
+    if !features.is_object() || !filter.is_object() {
+        return v.clone();
+    }
+    let mut out = Map::new();
+    if let Some(p) = o.get("attributePatterns") {
+        out.insert("attributePatterns".into(), p.clone());
+    }
+    out.insert(
+        "features".into(),
+        json!({
+            "facetSearch": flag(&features, "facetSearch", false),
+            "filter": {"equality": flag(&filter, "equality", true), "comparison": flag(&filter, "comparison", false)},
+        }),
+    );
+    for (k, x) in o {
+        if !out.contains_key(k) {
+            out.insert(k.clone(), x.clone());
+        }
+    }
+    Value::Object(out)
+}
+
+/// Meilisearch's redaction of an embedder `apiKey` in task details (`hide_secret`).
+fn hide_secret(secret: &str) -> String {
+    let keep = match secret.len() {
+        0..=9 => 0,
+        10..=19 => 2,
+        20..=29 => 3,
+        _ => 5,
+    };
+    let mut cut = keep.min(secret.len());
+    while !secret.is_char_boundary(cut) {
+        cut += 1;
+    }
+    let stars = match keep {
+        0 => "XXX...",
+        2 => "XXXX...",
+        3 => "XXXXX...",
+        _ => "XXXXXX...",
+    };
+    format!("{}{stars}", &secret[..cut])
+}
+
+/// The `details` of a `settingsUpdate` task for the client's settings patch, as Meilisearch
+/// 1.50 echoes it (checked against a real node): keys in `Settings` order, sets sorted and
+/// deduplicated, maps sorted by key, a reset of `displayedAttributes`/`searchableAttributes`
+/// shown as `["*"]`, and embedder API keys redacted.
+pub fn settings_details(client: &Map<String, Value>) -> Value {
+    ordered(
+        &Value::Object(client.clone()),
+        SETTINGS_ORDER,
+        |k, v| match k {
+            "displayedAttributes" | "searchableAttributes" if v.is_null() => json!(["*"]),
+            k if SET_SETTINGS.contains(&k) => as_set(v),
+            "filterableAttributes" => match v.as_array() {
+                Some(a) => Value::Array(a.iter().map(filterable_rule).collect()),
+                None => v.clone(),
+            },
+            "localizedAttributes" => match v.as_array() {
+                Some(a) => Value::Array(
+                    a.iter()
+                        .map(|r| ordered(r, &["attributePatterns", "locales"], |_, x| x.clone()))
+                        .collect(),
+                ),
+                None => v.clone(),
+            },
+            "synonyms" => as_sorted_map(v),
+            "typoTolerance" => ordered(
+                v,
+                &[
+                    "enabled",
+                    "minWordSizeForTypos",
+                    "disableOnWords",
+                    "disableOnAttributes",
+                    "disableOnNumbers",
+                ],
+                |k, v| match k {
+                    "disableOnWords" | "disableOnAttributes" => as_set(v),
+                    "minWordSizeForTypos" => ordered(v, &["oneTypo", "twoTypos"], |_, x| x.clone()),
+                    _ => v.clone(),
+                },
+            ),
+            "faceting" => ordered(
+                v,
+                &["maxValuesPerFacet", "sortFacetValuesBy"],
+                |k, v| match k {
+                    "sortFacetValuesBy" => as_sorted_map(v),
+                    _ => v.clone(),
+                },
+            ),
+            "embedders" => {
+                let mut m = as_sorted_map(v);
+                if let Some(o) = m.as_object_mut() {
+                    for e in o.values_mut() {
+                        if let Some(Value::String(key)) = e.get_mut("apiKey") {
+                            *key = hide_secret(key);
+                        }
+                    }
+                }
+                m
+            }
+            _ => v.clone(),
+        },
+    )
+}
+
+/// Whether a node's read-back `got` carries what we `sent` (nulls = resets, not checked;
+/// objects compared key by key; sets compared ignoring order, ordered lists exactly).
+pub fn readback_matches(key: &str, sent: &Value, got: &Value) -> bool {
+    match (key, sent, got) {
+        (_, Value::Null, _) => true,
+        // Meilisearch redacts embedder API keys on read: nothing to compare.
+        ("apiKey", _, _) => true,
+        // Rule objects are read back with every feature default filled in.
+        ("filterableAttributes", Value::Array(s), Value::Array(g)) => same_set(
+            &s.iter().map(filterable_rule).collect::<Vec<_>>(),
+            &g.iter().map(filterable_rule).collect::<Vec<_>>(),
+        ),
+        // Locales are read back canonicalised (`fr` → `fra`): compare the rules' patterns
+        // and how many locales each has.
+        ("localizedAttributes", Value::Array(s), Value::Array(g)) => {
+            let shape = |v: &Value| {
+                (
+                    v.get("attributePatterns").cloned(),
+                    v.get("locales").and_then(Value::as_array).map(Vec::len),
+                )
+            };
+            s.len() == g.len() && s.iter().zip(g).all(|(a, b)| shape(a) == shape(b))
+        }
+        (_, Value::Object(s), Value::Object(g)) => s
+            .iter()
+            .all(|(k, v)| g.get(k).is_some_and(|gv| readback_matches(k, v, gv))),
+        ("searchableAttributes" | "displayedAttributes" | "rankingRules", _, _) => sent == got,
+        (_, Value::Array(s), Value::Array(g)) => same_set(s, g),
+        (_, s, g) => s == g,
+    }
+}
+
+/// Equal as sets (order and repetitions ignored; objects compared by content, whatever
+/// their key order).
+fn same_set(a: &[Value], b: &[Value]) -> bool {
+    a.iter().all(|x| b.contains(x)) && b.iter().all(|x| a.contains(x))
+}
+
+/// Settings a `DELETE /settings` task lists (as `null`) besides [`crate::reads::ALL_SETTINGS`]:
+/// experimental ones Miroir does not send to the nodes.
+const RESET_ALL_DETAILS_EXTRA: &[&str] = &["foreignKeys", "chat"];
+
+/// Every settings write: `PATCH /settings`, `PUT|PATCH|DELETE /settings/{sub}`, `DELETE /settings`
+/// (`reset_all`). `client` is the equivalent `PATCH /settings` body.
 pub async fn update_settings(
     admin: &Arc<Admin>,
     uid: &str,
     client: Map<String, Value>,
+    reset_all: bool,
 ) -> Result<Resp, ApiError> {
     let guard = admin.lock_scopes(vec![uid.to_string()]).await;
-    let details = Value::Object(client.clone());
+    let mut echoed = client.clone();
+    if reset_all {
+        for k in RESET_ALL_DETAILS_EXTRA {
+            echoed.insert((*k).to_string(), Value::Null);
+        }
+    }
+    let details = settings_details(&echoed);
     let meta = match admin.index(uid) {
         Some(m) => m,
         // Meilisearch creates a missing index on a settings update; so do we, first (and
@@ -985,6 +1426,40 @@ async fn restore(
                 tracing::error!(node = %n.id, error = %e, "settings rollback failed; node settings may have drifted")
             }
         }
+    }
+}
+
+/// Rewrites a location in a node's error message from the `PATCH /settings` body Miroir
+/// sent (`.distinctAttribute`, `.typoTolerance.enabled`, `.filterableAttributes[0]`) to the
+/// sub-route body the client sent, which Meilisearch validates as the root value: the
+/// whole value has no location (`Invalid value type: expected …`), a part of it keeps the
+/// rest of the path (`at `.enabled``, `at `[0]``). Checked against a real 1.50 node.
+pub fn relocate_to_sub_route(message: &str, key: &str) -> String {
+    for prefix in [" at ", " inside "] {
+        let whole = format!("{prefix}`.{key}`");
+        if let Some(i) = message.find(&whole) {
+            return format!("{}{}", &message[..i], &message[i + whole.len()..]);
+        }
+    }
+    for (from, to) in [(format!("`.{key}."), "`."), (format!("`.{key}["), "`[")] {
+        if let Some(i) = message.find(&from) {
+            return format!("{}{to}{}", &message[..i], &message[i + from.len()..]);
+        }
+    }
+    message.to_string()
+}
+
+/// A settings sub-route's error as Meilisearch gives it: a node's refusal of the
+/// equivalent settings patch is relocated ([`relocate_to_sub_route`]); other errors as is.
+pub fn as_sub_route_error(e: ApiError, sub: &str) -> ApiError {
+    match (e, setting_key(sub)) {
+        (ApiError::Node { status, mut body }, Some(key)) => {
+            if let Some(m) = body.get("message").and_then(Value::as_str) {
+                body["message"] = Value::from(relocate_to_sub_route(m, key));
+            }
+            ApiError::Node { status, body }
+        }
+        (e, _) => e,
     }
 }
 
@@ -1409,6 +1884,155 @@ mod tests {
             &json!({"enabled": true})
         ));
         assert!(readback_matches("stopWords", &Value::Null, &json!(["x"])));
+        // What a real Meilisearch 1.50 reads back for accepted patches.
+        assert!(readback_matches(
+            "filterableAttributes",
+            &json!([{"attributePatterns": ["genre"]}, "title"]),
+            &json!(["title", {"attributePatterns": ["genre"], "features": {"facetSearch": false, "filter": {"equality": true, "comparison": false}}}])
+        ));
+        assert!(!readback_matches(
+            "filterableAttributes",
+            &json!([{"attributePatterns": ["genre"], "features": {"facetSearch": true}}]),
+            &json!([{"attributePatterns": ["genre"], "features": {"facetSearch": false, "filter": {"equality": true, "comparison": false}}}])
+        ));
+        assert!(readback_matches(
+            "localizedAttributes",
+            &json!([{"locales": ["fr", "en"], "attributePatterns": ["a*"]}]),
+            &json!([{"attributePatterns": ["a*"], "locales": ["fra", "eng"]}])
+        ));
+        assert!(!readback_matches(
+            "localizedAttributes",
+            &json!([{"locales": ["fr"], "attributePatterns": ["a*"]}]),
+            &json!([{"attributePatterns": ["b*"], "locales": ["fra"]}])
+        ));
+        assert!(readback_matches(
+            "embedders",
+            &json!({"e": {"source": "openAi", "apiKey": "sk-secret-value"}}),
+            &json!({"e": {"source": "openAi", "apiKey": "sk-XXX...", "model": "m"}})
+        ));
+        assert!(readback_matches(
+            "synonyms",
+            &json!({"a": ["x", "y"]}),
+            &json!({"a": ["y", "x"]})
+        ));
+    }
+
+    /// Node messages for the settings patch, and what Meilisearch 1.50 answers on the
+    /// sub-route (both captured from real nodes).
+    #[test]
+    fn sub_route_errors_are_relocated() {
+        let cases = [
+            ("Invalid value type at `.distinctAttribute`: expected a string, but found a positive integer: `12`", "distinctAttribute",
+             "Invalid value type: expected a string, but found a positive integer: `12`"),
+            ("Invalid value type at `.filterableAttributes[0]`: expected a string, but found a positive integer: `12`", "filterableAttributes",
+             "Invalid value type at `[0]`: expected a string, but found a positive integer: `12`"),
+            ("Invalid value type at `.typoTolerance.minWordSizeForTypos.oneTypo`: expected a positive integer, but found a string: `\"a\"`", "typoTolerance",
+             "Invalid value type at `.minWordSizeForTypos.oneTypo`: expected a positive integer, but found a string: `\"a\"`"),
+            ("Unknown field `foo` inside `.typoTolerance`: expected one of `enabled`", "typoTolerance",
+             "Unknown field `foo`: expected one of `enabled`"),
+            ("Unknown value `x` at `.proximityPrecision`: expected one of `byWord`, `byAttribute`", "proximityPrecision",
+             "Unknown value `x`: expected one of `byWord`, `byAttribute`"),
+            ("Index `m` not found.", "stopWords", "Index `m` not found."),
+        ];
+        for (node, key, meili) in cases {
+            assert_eq!(relocate_to_sub_route(node, key), meili);
+        }
+        let e = ApiError::Node {
+            status: 400,
+            body: json!({"message": cases[0].0, "code": "invalid_settings_distinct_attribute"}),
+        };
+        let e = as_sub_route_error(e, "distinct-attribute");
+        assert_eq!(e.body()["message"], cases[0].2);
+        assert_eq!(e.body()["code"], "invalid_settings_distinct_attribute");
+    }
+
+    /// `details` as a real Meilisearch 1.50 echoes this patch (captured from one).
+    #[test]
+    fn settings_details_echo_meilisearch() {
+        let patch = obj(json!({
+            "synonyms": {"b": ["y", "x"], "a": ["z"]},
+            "sortableAttributes": ["z", "a", "a"],
+            "typoTolerance": {"disableOnWords": ["b", "a"], "enabled": true},
+            "faceting": {"sortFacetValuesBy": {"z": "count", "a": "alpha"}},
+            "filterableAttributes": ["z", "a"],
+            "stopWords": ["the", "a"],
+            "rankingRules": ["words", "price:asc"],
+            "searchableAttributes": ["*"],
+            "displayedAttributes": null
+        }));
+        let d = settings_details(&patch);
+        assert_eq!(
+            serde_json::to_string(&d).unwrap(),
+            r#"{"displayedAttributes":["*"],"searchableAttributes":["*"],"filterableAttributes":["z","a"],"sortableAttributes":["a","z"],"rankingRules":["words","price:asc"],"stopWords":["a","the"],"synonyms":{"a":["z"],"b":["y","x"]},"typoTolerance":{"enabled":true,"disableOnWords":["a","b"]},"faceting":{"sortFacetValuesBy":{"a":"alpha","z":"count"}}}"#
+        );
+        let patch = obj(json!({
+            "filterableAttributes": [{"attributePatterns": ["a"]}, {"features": {"filter": {"comparison": true}}, "attributePatterns": ["b"]}, "c"],
+            "typoTolerance": {"minWordSizeForTypos": {"twoTypos": 9, "oneTypo": 4}, "disableOnNumbers": true},
+            "localizedAttributes": [{"locales": ["fra"], "attributePatterns": ["a*"]}],
+            "nonSeparatorTokens": ["@", "#"],
+            "dictionary": ["b", "a"]
+        }));
+        assert_eq!(
+            serde_json::to_string(&settings_details(&patch)).unwrap(),
+            r##"{"filterableAttributes":[{"attributePatterns":["a"],"features":{"facetSearch":false,"filter":{"equality":true,"comparison":false}}},{"attributePatterns":["b"],"features":{"facetSearch":false,"filter":{"equality":true,"comparison":true}}},"c"],"nonSeparatorTokens":["#","@"],"dictionary":["a","b"],"typoTolerance":{"minWordSizeForTypos":{"oneTypo":4,"twoTypos":9},"disableOnNumbers":true},"localizedAttributes":[{"attributePatterns":["a*"],"locales":["fra"]}]}"##
+        );
+        let d = settings_details(&obj(
+            json!({"embedders": {"e": {"source": "openAi", "apiKey": "sk-0123456789abcdefghij"}}}),
+        ));
+        assert_eq!(d["embedders"]["e"]["apiKey"], "sk-XXXXX...");
+        assert_eq!(hide_secret("short"), "XXX...");
+        assert_eq!(hide_secret("0123456789abc"), "01XXXX...");
+        assert_eq!(
+            hide_secret("0123456789012345678901234567890123"),
+            "01234XXXXXX..."
+        );
+    }
+
+    #[test]
+    fn swaps_parse_check_and_invert_like_meilisearch() {
+        let body = json!([{"indexes": ["a", "b"]}, {"indexes": ["c", "d"], "rename": true}]);
+        let swaps = parse_swaps(&body).unwrap();
+        assert_eq!(
+            swap_details(&swaps),
+            json!({"swaps": [{"indexes": ["a", "b"], "rename": false}, {"indexes": ["c", "d"], "rename": true}]})
+        );
+        assert_eq!(
+            inverse_swaps(&swaps),
+            json!([{"indexes": ["d", "c"], "rename": true}, {"indexes": ["a", "b"], "rename": false}])
+        );
+        // Shapes Meilisearch refuses before enqueuing.
+        for bad in [
+            json!({"indexes": ["a", "b"]}),
+            json!([{"indexes": ["a"]}]),
+            json!([{"indexes": ["a", 1]}]),
+            json!([{"indexes": ["a", "b"], "rename": "yes"}]),
+            json!([{"indexes": ["a", "b"], "foo": 1}]),
+            json!([{"indexes": ["a", "bad uid"]}]),
+        ] {
+            assert_eq!(parse_swaps(&bad), None, "{bad}");
+        }
+        let have = |u: &str| ["a", "b", "c"].contains(&u);
+        assert!(check_swaps(&swaps, have).is_ok());
+        let e = check_swaps(
+            &parse_swaps(&json!([{"indexes": ["x", "a"]}])).unwrap(),
+            have,
+        )
+        .unwrap_err();
+        assert_eq!(e.body()["code"], "index_not_found");
+        assert_eq!(e.body()["message"], "Index `x` not found.");
+        let e = check_swaps(
+            &parse_swaps(&json!([{"indexes": ["y", "x"]}])).unwrap(),
+            have,
+        )
+        .unwrap_err();
+        assert_eq!(e.body()["message"], "Indexes `x`, `y` not found.");
+        let e = check_swaps(
+            &parse_swaps(&json!([{"indexes": ["a", "b"], "rename": true}])).unwrap(),
+            have,
+        )
+        .unwrap_err();
+        assert_eq!(e.body()["code"], "index_already_exists");
+        assert_eq!(e.body()["message"], "Cannot rename `a` to `b` as the index already exists. Hint: You can remove `b` first and then do your remove.");
     }
 
     #[test]

@@ -15,7 +15,11 @@ use miroir_core::error::ErrorCode;
 use serde_json::{json, Value};
 use sha2::Sha256;
 
-/// (uid, name, description, actions) of the default keys, as Meilisearch names them.
+/// (uid, name, description, actions) of the default keys, as Meilisearch 1.50 names them
+/// (`Key::default_*` in meilisearch-types), in the order `GET /keys` lists them (newest
+/// first). Meilisearch creates them chat, read-only admin, admin, search; Miroir gives all
+/// of one deployment the same `createdAt`, and equal timestamps list in uid order, so the
+/// uids follow the listing order.
 pub const DEFAULT_KEYS: &[(&str, &str, &str, &[&str])] = &[
     (
         "9b3c3a4e-6f0a-4c51-9d6b-5e1f2a7c0d01",
@@ -28,6 +32,18 @@ pub const DEFAULT_KEYS: &[(&str, &str, &str, &[&str])] = &[
         "Default Admin API Key",
         "Use it for anything that is not a search operation. Caution! Do not expose it on a public frontend",
         &["*"],
+    ),
+    (
+        "9b3c3a4e-6f0a-4c51-9d6b-5e1f2a7c0d03",
+        "Default Read-Only Admin API Key",
+        "Use it to read information across the whole database. Caution! Do not expose this key on a public frontend",
+        &["*.get", "keys.get"],
+    ),
+    (
+        "9b3c3a4e-6f0a-4c51-9d6b-5e1f2a7c0d04",
+        "Default Chat API Key",
+        "Use it to chat and search from the frontend",
+        &["chatCompletions", "search"],
     ),
 ];
 
@@ -50,8 +66,8 @@ pub fn key_object(
     name: &str,
     description: &str,
     actions: &[&str],
+    now: &str,
 ) -> Value {
-    let now = crate::timefmt::now_rfc3339();
     json!({
         "name": name, "description": description, "key": derive_key(master_key, uid), "uid": uid,
         "actions": actions, "indexes": ["*"], "expiresAt": null, "createdAt": now, "updatedAt": now,
@@ -87,20 +103,27 @@ pub async fn sync_node_keys(
                 .collect()
         })
         .unwrap_or_default();
+    // One key the node refuses must not keep the others from being created.
+    let mut failures = Vec::new();
     for key in keys {
         let uid = key["uid"].as_str().unwrap_or_default();
         if have.iter().any(|h| h == uid) {
             continue;
         }
-        let r = client
+        match client
             .send(address, Method::POST, "/keys", Some(&create_body(key)))
             .await
-            .map_err(|e| e.to_string())?;
-        if !r.is_success() {
-            return Err(format!("POST /keys answered {}", r.status));
+        {
+            Ok(r) if r.is_success() => {}
+            Ok(r) => failures.push(format!("POST /keys for `{uid}` answered {}", r.status)),
+            Err(e) => failures.push(format!("POST /keys for `{uid}`: {e}")),
         }
     }
-    Ok(())
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(failures.join("; "))
+    }
 }
 
 fn find<'a>(
@@ -136,7 +159,13 @@ pub fn list(admin: &Admin, req: &Req) -> Result<Resp, ApiError> {
         }
     }
     let mut keys: Vec<Value> = admin.lock().keys.values().cloned().collect();
-    keys.sort_by(|a, b| b["createdAt"].as_str().cmp(&a["createdAt"].as_str()));
+    // Newest first (Meilisearch's order); equal timestamps in uid order.
+    keys.sort_by(|a, b| {
+        b["createdAt"]
+            .as_str()
+            .cmp(&a["createdAt"].as_str())
+            .then_with(|| a["uid"].as_str().cmp(&b["uid"].as_str()))
+    });
     let total = keys.len();
     let results: Vec<Value> = keys.into_iter().skip(offset).take(limit).collect();
     Ok(Resp::json(
@@ -227,10 +256,66 @@ pub async fn create(admin: &Admin, req: &Req) -> Result<Resp, ApiError> {
     Ok(Resp::json(201, &key))
 }
 
-/// `PATCH /keys/{uid_or_key}`: only `name` and `description` change (Meilisearch rule).
+/// Fields `PATCH /keys` refuses with their own `immutable_api_key_*` code.
+const IMMUTABLE_KEY_FIELDS: &[(&str, &str)] = &[
+    ("uid", "immutable_api_key_uid"),
+    ("actions", "immutable_api_key_actions"),
+    ("indexes", "immutable_api_key_indexes"),
+    ("expiresAt", "immutable_api_key_expires_at"),
+    ("createdAt", "immutable_api_key_created_at"),
+    ("updatedAt", "immutable_api_key_updated_at"),
+];
+
+/// Validates a `PATCH /keys` body as Meilisearch 1.50 does (`PatchApiKey`, checked against
+/// a real node), before looking the key up: an object whose fields, in body order, are
+/// `name`/`description` (a string or null); the first other field fails.
+pub fn validate_key_patch(body: &Value) -> Result<(), ApiError> {
+    const ACCEPTED: &[&str] = &["description", "name"];
+    let expected = "expected one of `description`, `name`";
+    let Some(fields) = body.as_object() else {
+        return Err(ApiError::invalid(
+            "bad_request",
+            format!(
+                "Invalid value type: expected an object, but found {}",
+                crate::api::describe_json_value(body)
+            ),
+        ));
+    };
+    for (k, v) in fields {
+        if let Some((_, code)) = IMMUTABLE_KEY_FIELDS.iter().find(|(f, _)| f == k) {
+            return Err(ApiError::invalid(
+                code,
+                format!("Immutable field `{k}`: {expected}"),
+            ));
+        }
+        if !ACCEPTED.contains(&k.as_str()) {
+            return Err(ApiError::invalid(
+                "bad_request",
+                format!(
+                    "Unknown field `{k}`: {}{expected}",
+                    crate::api::did_you_mean(k, ACCEPTED)
+                ),
+            ));
+        }
+        if !(v.is_string() || v.is_null()) {
+            return Err(ApiError::invalid(
+                &format!("invalid_api_key_{k}"),
+                format!(
+                    "Invalid value type at `.{k}`: expected a string, but found {}",
+                    crate::api::describe_json_value(v)
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `PATCH /keys/{uid_or_key}`: only `name` and `description` change (Meilisearch rule);
+/// anything else is refused before any node is touched.
 pub async fn update(admin: &Admin, uid_or_key: &str, req: &Req) -> Result<Resp, ApiError> {
     require_master(admin)?;
     let body = req.json()?;
+    validate_key_patch(&body)?;
     let mut key =
         { find(&admin.lock().keys, uid_or_key).cloned() }.ok_or_else(|| not_found(uid_or_key))?;
     let uid = key["uid"].as_str().unwrap_or_default().to_string();
@@ -301,6 +386,76 @@ pub async fn delete(admin: &Admin, uid_or_key: &str) -> Result<Resp, ApiError> {
 mod tests {
     use super::*;
 
+    /// As a real Meilisearch 1.50 answers `PATCH /keys/{key}` (captured from one).
+    #[test]
+    fn key_patches_are_validated_like_meilisearch() {
+        let err = |b: Value| {
+            let e = validate_key_patch(&b).unwrap_err().body();
+            (
+                e["code"].as_str().unwrap().to_string(),
+                e["message"].as_str().unwrap().to_string(),
+            )
+        };
+        assert_eq!(
+            err(json!({"actions": ["*"]})),
+            (
+                "immutable_api_key_actions".into(),
+                "Immutable field `actions`: expected one of `description`, `name`".into()
+            )
+        );
+        assert_eq!(
+            err(json!({"name": "n", "expiresAt": null})).0,
+            "immutable_api_key_expires_at"
+        );
+        assert_eq!(
+            err(json!({"createdAt": "x"})).0,
+            "immutable_api_key_created_at"
+        );
+        assert_eq!(
+            err(json!({"key": "x"})),
+            (
+                "bad_request".into(),
+                "Unknown field `key`: expected one of `description`, `name`".into()
+            )
+        );
+        assert_eq!(
+            err(json!({"name": 1})),
+            (
+                "invalid_api_key_name".into(),
+                "Invalid value type at `.name`: expected a string, but found a positive integer: `1`".into()
+            )
+        );
+        assert_eq!(
+            err(json!({"description": []})).0,
+            "invalid_api_key_description"
+        );
+        assert_eq!(
+            err(json!([])),
+            (
+                "bad_request".into(),
+                "Invalid value type: expected an object, but found an array: `[]`".into()
+            )
+        );
+        assert!(validate_key_patch(&json!({"name": "n", "description": null})).is_ok());
+    }
+
+    #[test]
+    fn default_keys_match_meilisearch_1_50() {
+        let names: Vec<&str> = DEFAULT_KEYS.iter().map(|k| k.1).collect();
+        assert_eq!(
+            names,
+            [
+                "Default Search API Key",
+                "Default Admin API Key",
+                "Default Read-Only Admin API Key",
+                "Default Chat API Key"
+            ]
+        );
+        // Listing order on equal timestamps is uid order.
+        assert!(DEFAULT_KEYS.windows(2).all(|w| w[0].0 < w[1].0));
+        assert_eq!(DEFAULT_KEYS[2].3, ["*.get", "keys.get"]);
+    }
+
     #[test]
     fn derivation_is_hmac_sha256_hex() {
         // RFC 4231 test case 2: key "Jefe", data "what do ya want for nothing?".
@@ -308,7 +463,7 @@ mod tests {
             derive_key("Jefe", "what do ya want for nothing?"),
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
         );
-        let k = key_object("master", DEFAULT_KEYS[0].0, "n", "d", &["search"]);
+        let k = key_object("master", DEFAULT_KEYS[0].0, "n", "d", &["search"], "t");
         assert_eq!(k["key"], derive_key("master", DEFAULT_KEYS[0].0));
         assert_eq!(k.as_object().unwrap().len(), 9);
     }

@@ -28,6 +28,7 @@ pub const ALL_SETTINGS: &[&str] = &[
     "typoTolerance",
     "faceting",
     "pagination",
+    "embedders",
     "searchCutoffMs",
     "localizedAttributes",
     "facetSearch",

@@ -124,11 +124,13 @@ async fn route(admin: &Arc<Admin>, listener: Listener, req: &Req) -> Result<Resp
         }
         (_, ["indexes", uid, "settings"]) => {
             let body = broadcast::settings_request_body(m, None, req)?;
-            broadcast::update_settings(admin, uid, body).await
+            broadcast::update_settings(admin, uid, body, m == Method::DELETE).await
         }
         (_, ["indexes", uid, "settings", sub]) => {
             let body = broadcast::settings_request_body(m, Some(sub), req)?;
-            broadcast::update_settings(admin, uid, body).await
+            broadcast::update_settings(admin, uid, body, false)
+                .await
+                .map_err(|e| broadcast::as_sub_route_error(e, sub))
         }
         (&Method::GET, ["stats"]) => reads::global_stats(admin).await,
         (&Method::POST, ["swap-indexes"]) => broadcast::swap_indexes(admin, req).await,

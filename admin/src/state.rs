@@ -363,6 +363,9 @@ impl Admin {
         if self.node_master_key().is_none() {
             return Ok(()); // No master key: Meilisearch has no keys API either.
         }
+        // One timestamp for the keys created now: `GET /keys` then lists them in uid
+        // order, which is Meilisearch's listing order (keys::DEFAULT_KEYS).
+        let now = crate::timefmt::now_rfc3339();
         for (uid, name, description, actions) in crate::keys::DEFAULT_KEYS {
             if self.lock().keys.contains_key(*uid) {
                 continue;
@@ -373,6 +376,7 @@ impl Admin {
                 name,
                 description,
                 actions,
+                &now,
             );
             self.put_key(uid, key).await?;
         }

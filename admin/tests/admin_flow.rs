@@ -604,10 +604,21 @@ fn admin_api_auth_topology_ready_metrics_and_protocol_version() {
         .iter()
         .map(|k| k["name"].as_str().unwrap())
         .collect();
-    assert!(
-        names.contains(&"Default Search API Key") && names.contains(&"Default Admin API Key"),
+    // Meilisearch 1.50's four default keys, in its listing order.
+    assert_eq!(
+        names,
+        [
+            "Default Search API Key",
+            "Default Admin API Key",
+            "Default Read-Only Admin API Key",
+            "Default Chat API Key"
+        ],
         "{k}"
     );
+    let read_only = &k["results"][2];
+    assert_eq!(read_only["actions"], json!(["*.get", "keys.get"]));
+    assert_eq!(read_only["indexes"], json!(["*"]));
+    assert_eq!(read_only["description"], "Use it to read information across the whole database. Caution! Do not expose this key on a public frontend");
     let search_key = k["results"]
         .as_array()
         .unwrap()
@@ -909,10 +920,10 @@ fn keys_are_created_with_one_uid_and_value_on_every_node() {
     let missing = control(&c.admin.socket, "GET", &format!("/keys/{uid}"), None);
     assert_eq!(missing.status, 404);
     assert_eq!(missing.json()["code"], "api_key_not_found");
-    // GET /keys lists only Miroir's consistent set: the two defaults now.
+    // GET /keys lists only Miroir's consistent set: the four defaults now.
     assert_eq!(
         control(&c.admin.socket, "GET", "/keys", None).json()["total"],
-        2
+        4
     );
 }
 
@@ -1062,4 +1073,209 @@ fn settings_changes_that_would_leave_a_shard_without_an_up_to_date_owner_are_ref
         live[1]["filterableAttributes"],
         before[1]["filterableAttributes"]
     );
+}
+
+/// Answers compared with a real Meilisearch 1.50 (same requests to both): error messages of
+/// the task, index, settings and key routes, and task details.
+#[test]
+fn admin_answers_match_meilisearch_1_50() {
+    let c = cluster(2);
+    let sock = &c.admin.socket;
+    assert_eq!(create_movies(&c)["status"], "succeeded");
+    let error = |r: Resp, status: u16| {
+        assert_eq!(r.status, status, "{}", String::from_utf8_lossy(&r.body));
+        let e = r.json();
+        (
+            e["code"].as_str().unwrap().to_string(),
+            e["message"].as_str().unwrap().to_string(),
+        )
+    };
+
+    // Task and batch routes.
+    assert_eq!(
+        error(control(sock, "GET", "/tasks/abc", None), 400),
+        (
+            "invalid_task_uids".into(),
+            "Task uid `abc` is invalid. It should only contain numeric characters.".into()
+        )
+    );
+    assert_eq!(
+        error(control(sock, "GET", "/batches/abc", None), 400),
+        (
+            "invalid_batch_uids".into(),
+            "Batch uid `abc` is invalid. It should only contain numeric characters.".into()
+        )
+    );
+    assert_eq!(
+        error(control(sock, "GET", "/tasks?statuses=nope", None), 400).1,
+        "Invalid value in parameter `statuses`: `nope` is not a valid task status. Available statuses are `enqueued`, `processing`, `succeeded`, `failed`, `canceled`."
+    );
+    let (code, msg) = error(
+        control(sock, "GET", "/batches?types=indexCreation,nope", None),
+        400,
+    );
+    assert_eq!(code, "invalid_task_types");
+    assert!(msg.starts_with("Invalid value in parameter `types[1]`: `nope` is not a valid task type. Available types are `documentAdditionOrUpdate`, "), "{msg}");
+    assert_eq!(
+        error(
+            control(sock, "POST", "/tasks/cancel?statuses=nope", None),
+            400
+        )
+        .0,
+        "invalid_task_statuses"
+    );
+    assert_eq!(
+        error(control(sock, "DELETE", "/tasks?uids=x", None), 400).0,
+        "invalid_task_uids"
+    );
+
+    // A non-string index uid: Meilisearch's own message, and no index anywhere.
+    assert_eq!(
+        error(
+            control(sock, "POST", "/indexes", Some(&json!({"uid": 12}))),
+            400
+        ),
+        (
+            "invalid_index_uid".into(),
+            "Invalid value type at `.uid`: expected a string, but found a positive integer: `12`"
+                .into()
+        )
+    );
+    for n in &c.nodes {
+        assert_eq!(node(&n.url, "GET", "/indexes", None).json()["total"], 1);
+    }
+
+    // A settings sub-route error is located relative to the sub-route's body.
+    assert_eq!(
+        error(
+            control(
+                sock,
+                "PUT",
+                "/indexes/movies/settings/distinct-attribute",
+                Some(&json!(12))
+            ),
+            400
+        ),
+        (
+            "invalid_settings_distinct_attribute".into(),
+            "Invalid value type: expected a string, but found a positive integer: `12`".into()
+        )
+    );
+
+    // Settings details: Meilisearch's key order, sets sorted.
+    let r = control(
+        sock,
+        "PATCH",
+        "/indexes/movies/settings",
+        Some(
+            &json!({"sortableAttributes": ["year", "price", "title"], "filterableAttributes": ["genre"]}),
+        ),
+    );
+    assert_eq!(r.status, 202);
+    let t = wait_miroir_task(sock, r.json()["taskUid"].as_u64().unwrap());
+    assert_eq!(t["status"], "succeeded", "{t}");
+    assert_eq!(
+        serde_json::to_string(&t["details"]).unwrap(),
+        r#"{"filterableAttributes":["genre"],"sortableAttributes":["price","title","year"]}"#
+    );
+
+    // Swaps carry `rename: false`; a rename onto an existing index fails like Meilisearch.
+    let r = control(sock, "POST", "/indexes", Some(&json!({"uid": "films"})));
+    assert_eq!(
+        wait_miroir_task(sock, r.json()["taskUid"].as_u64().unwrap())["status"],
+        "succeeded"
+    );
+    let r = control(
+        sock,
+        "POST",
+        "/swap-indexes",
+        Some(&json!([{"indexes": ["movies", "films"]}])),
+    );
+    assert_eq!(r.status, 202);
+    let t = wait_miroir_task(sock, r.json()["taskUid"].as_u64().unwrap());
+    assert_eq!(t["status"], "succeeded", "{t}");
+    assert_eq!(
+        t["details"],
+        json!({"swaps": [{"indexes": ["movies", "films"], "rename": false}]})
+    );
+    let r = control(
+        sock,
+        "POST",
+        "/swap-indexes",
+        Some(&json!([{"indexes": ["movies", "films"], "rename": true}])),
+    );
+    let t = wait_miroir_task(sock, r.json()["taskUid"].as_u64().unwrap());
+    assert_eq!(t["status"], "failed");
+    assert_eq!(t["error"]["code"], "index_already_exists");
+    assert_eq!(t["details"]["swaps"][0]["rename"], true);
+
+    // Renaming onto an existing index fails as Meilisearch's task does, touching no node.
+    let r = control(
+        sock,
+        "PATCH",
+        "/indexes/movies",
+        Some(&json!({"uid": "films"})),
+    );
+    assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
+    let t = wait_miroir_task(sock, r.json()["taskUid"].as_u64().unwrap());
+    assert_eq!(t["status"], "failed");
+    assert_eq!(t["error"]["message"], "Index `films` already exists.");
+    assert_eq!(
+        serde_json::to_string(&t["details"]).unwrap(),
+        r#"{"primaryKey":null,"oldIndexUid":"movies","newIndexUid":"films"}"#
+    );
+    for n in &c.nodes {
+        assert_eq!(node(&n.url, "GET", "/indexes/movies", None).status, 200);
+    }
+
+    // A deletion by ids carries `originalFilter: null`.
+    let mut node_tasks = Vec::new();
+    for (i, n) in c.nodes.iter().enumerate() {
+        let r = node(
+            &n.url,
+            "POST",
+            "/indexes/movies/documents/delete-batch",
+            Some(&json!([1, 2])),
+        );
+        assert_eq!(r.status, 202);
+        node_tasks.push(json!({"node": format!("meili-{i}"), "taskUid": r.json()["taskUid"]}));
+    }
+    let r = control(
+        sock,
+        "POST",
+        "/_internal/v1/tasks",
+        Some(&json!({"indexUid": "movies", "type": "documentDeletion",
+            "details": {"providedIds": 2, "deletedDocuments": null}, "nodeTasks": node_tasks})),
+    );
+    let t = wait_miroir_task(sock, r.json()["taskUid"].as_u64().unwrap());
+    assert_eq!(
+        serde_json::to_string(&t["details"]).unwrap(),
+        r#"{"providedIds":2,"deletedDocuments":0,"originalFilter":null}"#
+    );
+
+    // Immutable key fields are refused before any node is touched.
+    let search = control(sock, "GET", "/keys", None).json()["results"][0].clone();
+    let uid = search["uid"].as_str().unwrap();
+    assert_eq!(
+        error(
+            control(
+                sock,
+                "PATCH",
+                &format!("/keys/{uid}"),
+                Some(&json!({"actions": ["*"]}))
+            ),
+            400
+        ),
+        (
+            "immutable_api_key_actions".into(),
+            "Immutable field `actions`: expected one of `description`, `name`".into()
+        )
+    );
+    for n in &c.nodes {
+        let k = eventually("the default key on the node", || {
+            let r = node(&n.url, "GET", &format!("/keys/{uid}"), None);
+            (r.status == 200).then(|| r.json())
+        });
+        assert_eq!(k["actions"], json!(["search"]), "{k}");
+    }
 }

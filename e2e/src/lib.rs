@@ -272,7 +272,12 @@ impl TestNode {
         let mut cmd = match real_meilisearch() {
             Some(meili) => {
                 let mut c = Command::new(meili);
-                c.args(["--no-analytics", "--log-level", "WARN"]);
+                c.args(["--no-analytics", "--log-level", "WARN"])
+                    // Dumps and snapshots inside the node's directory, not the test's cwd.
+                    .arg("--dump-dir")
+                    .arg(db.join("dumps"))
+                    .arg("--snapshot-dir")
+                    .arg(db.join("snapshots"));
                 c
             }
             None => {

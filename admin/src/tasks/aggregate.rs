@@ -330,9 +330,9 @@ pub fn aggregate(
         } else {
             None
         },
-        details: Value::Object(details),
+        details: Value::Object(meili_details(head.kind, details)),
         error: if status == Status::Failed {
-            error
+            error.map(hide_reserved_in_error)
         } else {
             None
         },
@@ -341,6 +341,80 @@ pub fn aggregate(
         started_at: started_at.map(format_rfc3339),
         finished_at: finished_at.map(format_rfc3339),
     }
+}
+
+/// Detail keys in the order Meilisearch 1.50's `DetailsView` serialises them (its field
+/// order); a `settingsUpdate`'s keys are the settings' own (see `broadcast::settings_details`).
+const DETAILS_ORDER: &[&str] = &[
+    "receivedDocuments",
+    "indexedDocuments",
+    "editedDocuments",
+    "primaryKey",
+    "providedIds",
+    "deletedDocuments",
+    "matchedTasks",
+    "canceledTasks",
+    "deletedTasks",
+    "originalFilter",
+    "dumpUid",
+    "context",
+    "function",
+    "swaps",
+    "oldIndexUid",
+    "newIndexUid",
+];
+
+/// A task's details as Meilisearch shows them: in `DetailsView` order, and a deletion by
+/// ids (`providedIds` without a filter) carrying `"originalFilter": null` — Meilisearch
+/// 1.50 converts `Details::DocumentDeletion` with `original_filter: Some(None)`.
+pub fn meili_details(kind: &str, details: Map<String, Value>) -> Map<String, Value> {
+    if kind == "settingsUpdate" {
+        return details;
+    }
+    let mut details = details;
+    if kind == "documentDeletion"
+        && details.contains_key("providedIds")
+        && !details.contains_key("originalFilter")
+    {
+        details.insert("originalFilter".into(), Value::Null);
+    }
+    let mut out = Map::new();
+    for k in DETAILS_ORDER {
+        if let Some(v) = details.remove(*k) {
+            out.insert((*k).to_string(), v);
+        }
+    }
+    out.extend(details);
+    out
+}
+
+/// Removes Miroir's reserved fields (`` `_miroir_shard` ``) from a backquoted list in a node's
+/// error message, e.g. "Available filterable attribute patterns are: `_miroir_shard`,
+/// `genre`." — the client never declared them, and a single Meilisearch would not list them.
+pub fn hide_reserved_in_message(message: &str) -> String {
+    let mut out = message.to_string();
+    while let Some(start) = out.find("`_miroir_") {
+        let Some(len) = out[start + 1..].find('`') else {
+            break;
+        };
+        let end = start + 1 + len + 1; // past the closing backquote
+        if out[end..].starts_with(", ") {
+            out.replace_range(start..end + 2, "");
+        } else if out[..start].ends_with(", ") {
+            out.replace_range(start - 2..end, "");
+        } else {
+            out.replace_range(start..end, "");
+        }
+    }
+    out
+}
+
+pub fn hide_reserved_in_error(mut error: Value) -> Value {
+    if let Some(m) = error.get("message").and_then(Value::as_str) {
+        let hidden = hide_reserved_in_message(m);
+        error["message"] = Value::from(hidden);
+    }
+    error
 }
 
 #[cfg(test)]
@@ -589,5 +663,51 @@ mod tests {
         });
         assert_eq!(v.status, "canceled");
         assert_eq!(v.canceled_by, Some(99));
+    }
+
+    #[test]
+    fn details_follow_meilisearch_shapes() {
+        let d = |v: Value| v.as_object().unwrap().clone();
+        // Deletion by ids: `originalFilter: null` last, as Meilisearch 1.50 shows it.
+        let m = meili_details(
+            "documentDeletion",
+            d(json!({"deletedDocuments": 2, "providedIds": 3})),
+        );
+        assert_eq!(
+            serde_json::to_string(&m).unwrap(),
+            r#"{"providedIds":3,"deletedDocuments":2,"originalFilter":null}"#
+        );
+        // By filter keeps its filter; delete-all has no `providedIds`, so no filter either.
+        let m = meili_details(
+            "documentDeletion",
+            d(json!({"providedIds": 0, "originalFilter": "\"a = 1\"", "deletedDocuments": 1})),
+        );
+        assert_eq!(m["originalFilter"], "\"a = 1\"");
+        assert_eq!(
+            m.keys().collect::<Vec<_>>(),
+            ["providedIds", "deletedDocuments", "originalFilter"]
+        );
+        let m = meili_details("documentDeletion", d(json!({"deletedDocuments": 5})));
+        assert!(!m.contains_key("originalFilter"));
+        // Settings details are left in their own order.
+        let s = d(json!({"sortableAttributes": ["a"], "displayedAttributes": ["*"]}));
+        assert_eq!(meili_details("settingsUpdate", s.clone()), s);
+    }
+
+    #[test]
+    fn reserved_fields_are_hidden_from_node_errors() {
+        let node = "Index `m`: Attribute `title` is not filterable. Available filterable attribute patterns are: `_miroir_shard`, `genre`, `price`.\n1:6 title = x";
+        assert_eq!(
+            hide_reserved_in_message(node),
+            "Index `m`: Attribute `title` is not filterable. Available filterable attribute patterns are: `genre`, `price`.\n1:6 title = x"
+        );
+        assert_eq!(
+            hide_reserved_in_message("are: `genre`, `_miroir_shard`."),
+            "are: `genre`."
+        );
+        assert_eq!(hide_reserved_in_message("are: `_miroir_shard`."), "are: .");
+        assert_eq!(hide_reserved_in_message("no reserved"), "no reserved");
+        let e = hide_reserved_in_error(json!({"message": "x `_miroir_shard`, `a`", "code": "c"}));
+        assert_eq!(e, json!({"message": "x `a`", "code": "c"}));
     }
 }

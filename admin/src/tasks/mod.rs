@@ -176,8 +176,13 @@ fn own_view(rec: &TaskRecord, error: Option<Value>) -> TaskView {
         status: status.as_str(),
         kind: rec.task_type.as_str().to_string(),
         canceled_by: rec.state.canceled_by.map(|u| u.0),
-        details: rec.state.details.clone(),
-        error,
+        details: match &rec.state.details {
+            Value::Object(m) => {
+                Value::Object(aggregate::meili_details(rec.task_type.as_str(), m.clone()))
+            }
+            other => other.clone(),
+        },
+        error: error.map(aggregate::hide_reserved_in_error),
         duration: match (rec.state.started_at, rec.state.finished_at) {
             (Some(s), Some(f)) => format_iso8601_duration(f - s),
             _ => None,
@@ -408,14 +413,20 @@ pub fn pattern_allows(patterns: &[String], index: &str) -> bool {
     })
 }
 
+/// Meilisearch's error for a non-numeric `/tasks/{uid}` or `/batches/{uid}` (index-scheduler's
+/// `InvalidTaskUid` / `InvalidBatchUid`).
+pub fn invalid_uid_in_path(what: &str, code: &str, uid: &str) -> ApiError {
+    ApiError::invalid(
+        code,
+        format!("{what} uid `{uid}` is invalid. It should only contain numeric characters."),
+    )
+}
+
 /// `GET /tasks/{uid}` (`req` = the forwarded request, for the key's index restrictions).
 pub async fn get(admin: &Admin, uid: &str, req: Option<&Req>) -> Result<Resp, ApiError> {
-    let n: u32 = uid.parse().map_err(|_| {
-        ApiError::invalid(
-            "invalid_task_uids",
-            format!("Invalid value in parameter `taskUid`: could not parse `{uid}` as a positive integer"),
-        )
-    })?;
+    let n: u32 = uid
+        .parse()
+        .map_err(|_| invalid_uid_in_path("Task", "invalid_task_uids", uid))?;
     let rec = admin
         .store
         .get_task(TaskUid(n))
@@ -464,8 +475,21 @@ pub async fn list(admin: &Admin, req: &Req) -> Result<Resp, ApiError> {
 }
 
 /// `GET /batches` and `GET /batches/{uid}`: one Miroir batch per Miroir task.
+///
+/// - `batchStrategy` (Meilisearch 1.50's reason for closing a batch) uses Meilisearch's own
+///   wording for a batch of one task that is not batched with others — true of every Miroir
+///   batch.
+/// - `stats.progressTrace` and `stats.writeChannelCongestion` are left out, as Meilisearch
+///   leaves them out of batches that have none: a Miroir batch spans several node batches
+///   (which may also hold other tasks), so copying one node's trace would describe
+///   something else.
 pub fn batch_of(task: &Value) -> Value {
     let status = task["status"].as_str().unwrap_or("enqueued");
+    let kind = task["type"].as_str().unwrap_or_default();
+    let strategy = format!(
+        "created batch containing only task with id {} of type `{kind}` that cannot be batched with any other task.",
+        task["uid"]
+    );
     json!({
         "uid": task["uid"],
         "progress": null,
@@ -479,13 +503,14 @@ pub fn batch_of(task: &Value) -> Value {
         "duration": task["duration"],
         "startedAt": task["startedAt"],
         "finishedAt": task["finishedAt"],
+        "batchStrategy": strategy,
     })
 }
 
 pub async fn get_batch(admin: &Admin, uid: &str) -> Result<Resp, ApiError> {
-    let n: u32 = uid.parse().map_err(|_| {
-        ApiError::invalid("invalid_batch_uids", format!("Invalid value in parameter `batchUid`: could not parse `{uid}` as a positive integer"))
-    })?;
+    let n: u32 = uid
+        .parse()
+        .map_err(|_| invalid_uid_in_path("Batch", "invalid_batch_uids", uid))?;
     let rec = admin.store.get_task(TaskUid(n)).await?;
     let not_found = || ApiError::Code {
         status: 404,
@@ -761,5 +786,23 @@ mod tests {
         assert_eq!(b["uid"], 4);
         assert_eq!(b["stats"]["status"]["succeeded"], 1);
         assert_eq!(b["stats"]["indexUids"]["m"], 1);
+        assert_eq!(
+            b["batchStrategy"],
+            "created batch containing only task with id 4 of type `indexCreation` that cannot be batched with any other task."
+        );
+        let keys: Vec<&String> = b.as_object().unwrap().keys().collect();
+        assert_eq!(
+            keys,
+            [
+                "uid",
+                "progress",
+                "details",
+                "stats",
+                "duration",
+                "startedAt",
+                "finishedAt",
+                "batchStrategy"
+            ]
+        );
     }
 }

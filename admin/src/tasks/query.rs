@@ -1,10 +1,17 @@
 //! Parsing of Meilisearch's task query parameters (`GET /tasks`, `POST /tasks/cancel`,
-//! `DELETE /tasks`, `GET /batches`) into the store's [`TaskQuery`].
+//! `DELETE /tasks`, `GET /batches`) into the store's [`TaskQuery`], with Meilisearch 1.50's
+//! exact validation rules and error messages (`crates/meilisearch/src/routes/tasks.rs`,
+//! `meilisearch-types/src/star_or.rs`, checked against a real 1.50 node):
 //!
-//! Lists are comma-separated; `*` means "no constraint". Dates are RFC 3339 or a plain
-//! `YYYY-MM-DD` (taken as that day's midnight UTC — an assumption: Meilisearch also accepts
-//! dates, and we did not verify its exact rounding for `before`/`after`). Errors use
-//! Meilisearch's `invalid_task_*` codes.
+//! - Lists are comma-separated; empty elements are skipped (`statuses=` is an empty list,
+//!   which matches nothing). Every element is validated, and the first invalid one is
+//!   reported at `param[i]` (index among the non-empty elements) when the list has more than
+//!   one element, at `param` otherwise. A `*` element makes the whole list "no constraint",
+//!   but the other elements are still validated first.
+//! - Statuses and types are matched case-insensitively; elements are not trimmed.
+//! - Dates are RFC 3339 or `YYYY-MM-DD`; `*` means no constraint. A plain date is that day's
+//!   midnight UTC for `before*` and the next day's midnight for `after*` (Meilisearch's
+//!   `deserialize_date`: "after 2026-11-23" means after that whole day).
 
 use crate::api::{query_pairs, ApiError};
 use crate::store::{TaskFilter, TaskQuery, TaskStatus, TaskType};
@@ -25,46 +32,167 @@ pub struct Parsed {
     pub has_filter: bool,
 }
 
+/// Meilisearch 1.50's task statuses, in the order its error messages list them.
+pub const MEILI_TASK_STATUSES: [&str; 5] =
+    ["enqueued", "processing", "succeeded", "failed", "canceled"];
+
+/// Meilisearch 1.50's task types (`Kind` in meilisearch-types), in declaration order — the
+/// order its "not a valid task type" message lists them. Miroir never creates some of them
+/// (e.g. `indexCompaction`); filtering on those is valid and matches nothing.
+pub const MEILI_TASK_TYPES: [&str; 18] = [
+    "documentAdditionOrUpdate",
+    "documentEdition",
+    "documentDeletion",
+    "settingsUpdate",
+    "indexCreation",
+    "indexDeletion",
+    "indexUpdate",
+    "indexSwap",
+    "taskCancelation",
+    "taskDeletion",
+    "dumpCreation",
+    "snapshotCreation",
+    "export",
+    "upgradeDatabase",
+    "indexCompaction",
+    "networkTopologyChange",
+    "dsrUpdate",
+    "dsrClear",
+];
+
+/// The parameters each route accepts, in the order Meilisearch's "Unknown parameter"
+/// message lists them (its query structs' field order).
+const LIST_PARAMS: &str = "`limit`, `from`, `reverse`, `batchUids`, `uids`, `canceledBy`, `types`, `statuses`, `indexUids`, `afterEnqueuedAt`, `beforeEnqueuedAt`, `afterStartedAt`, `beforeStartedAt`, `afterFinishedAt`, `beforeFinishedAt`";
+const CANCEL_DELETE_PARAMS: &str = "`uids`, `batchUids`, `canceledBy`, `types`, `statuses`, `indexUids`, `afterEnqueuedAt`, `beforeEnqueuedAt`, `afterStartedAt`, `beforeStartedAt`, `afterFinishedAt`, `beforeFinishedAt`";
+
+fn backquoted(items: &[&str]) -> String {
+    items
+        .iter()
+        .map(|s| format!("`{s}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn parse_status(v: &str) -> Result<TaskStatus, String> {
+    MEILI_TASK_STATUSES
+        .iter()
+        .find(|s| s.eq_ignore_ascii_case(v))
+        .and_then(|s| TaskStatus::parse(s))
+        .ok_or_else(|| {
+            format!(
+                "`{v}` is not a valid task status. Available statuses are {}.",
+                backquoted(&MEILI_TASK_STATUSES)
+            )
+        })
+}
+
+/// `Ok(None)`: a valid Meilisearch type Miroir's store has no tasks of.
+fn parse_type(v: &str) -> Result<Option<TaskType>, String> {
+    match MEILI_TASK_TYPES.iter().find(|t| t.eq_ignore_ascii_case(v)) {
+        Some(t) => Ok(TaskType::parse(t)),
+        None => Err(format!(
+            "`{v}` is not a valid task type. Available types are {}.",
+            backquoted(&MEILI_TASK_TYPES)
+        )),
+    }
+}
+
+fn parse_uid(v: &str) -> Result<TaskUid, String> {
+    v.parse::<u32>()
+        .map(TaskUid)
+        .map_err(|_| format!("could not parse `{v}` as a positive integer"))
+}
+
+/// Meilisearch's `IndexUid` rule (`[A-Za-z0-9_-]`, 1 to 400 bytes; the message says 512).
+pub(crate) fn parse_index_uid(v: &str) -> Result<String, String> {
+    let ok = !v.is_empty()
+        && v.len() <= 400
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if ok {
+        Ok(v.to_string())
+    } else {
+        Err(format!("`{v}` is not a valid index uid. Index uid can be an integer or a string containing only alphanumeric characters, hyphens (-) and underscores (_), and can not be more than 512 bytes."))
+    }
+}
+
+fn invalid(code: &str, location: &str, msg: &str) -> ApiError {
+    ApiError::invalid(
+        code,
+        format!("Invalid value in parameter `{location}`: {msg}"),
+    )
+}
+
+/// A comma-separated list (module docs); `None` = no constraint (`*`).
 fn list<T>(
     value: &str,
     param: &str,
     code: &str,
-    parse: impl Fn(&str) -> Option<T>,
+    parse: impl Fn(&str) -> Result<T, String>,
 ) -> Result<Option<Vec<T>>, ApiError> {
-    if value.split(',').any(|v| v.trim() == "*") {
+    let elements: Vec<&str> = value.split(',').filter(|v| !v.is_empty()).collect();
+    let mut star = false;
+    let mut out = Vec::with_capacity(elements.len());
+    for (i, v) in elements.iter().enumerate() {
+        if *v == "*" {
+            star = true;
+            continue;
+        }
+        match parse(v) {
+            Ok(x) => out.push(x),
+            Err(msg) => {
+                let location = if elements.len() > 1 {
+                    format!("{param}[{i}]")
+                } else {
+                    param.to_string()
+                };
+                return Err(invalid(code, &location, &msg));
+            }
+        }
+    }
+    Ok((!star).then_some(out))
+}
+
+/// A date bound; `None` = no constraint (`*`). `after`: a plain date means the next day.
+fn date(
+    value: &str,
+    param: &str,
+    code: &str,
+    after: bool,
+) -> Result<Option<OffsetDateTime>, ApiError> {
+    if value == "*" {
         return Ok(None);
     }
-    value
-        .split(',')
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
-        .map(|v| {
-            parse(v).ok_or_else(|| {
-                ApiError::invalid(
-                    code,
-                    format!("Invalid value in parameter `{param}`: `{v}` is not a valid value."),
-                )
-            })
-        })
-        .collect::<Result<Vec<T>, _>>()
-        .map(Some)
-}
-
-fn date(value: &str, param: &str, code: &str) -> Result<OffsetDateTime, ApiError> {
     if let Some(t) = crate::timefmt::parse_rfc3339(value) {
-        return Ok(t);
+        return Ok(Some(t));
     }
     let fmt = time::macros::format_description!("[year]-[month]-[day]");
-    time::Date::parse(value, &fmt).map(|d| d.midnight().assume_utc()).map_err(|_| {
-        ApiError::invalid(
+    match time::Date::parse(value, &fmt) {
+        Ok(d) => {
+            let midnight = d.midnight().assume_utc();
+            Ok(Some(if after {
+                midnight
+                    .checked_add(time::Duration::days(1))
+                    .unwrap_or(midnight)
+            } else {
+                midnight
+            }))
+        }
+        Err(_) => Err(invalid(
             code,
-            format!("Invalid value in parameter `{param}`: `{value}` is an invalid date-time. It should follow the YYYY-MM-DD or RFC 3339 date-time format."),
-        )
-    })
+            param,
+            &format!("`{value}` is an invalid date-time. It should follow the YYYY-MM-DD or RFC 3339 date-time format."),
+        )),
+    }
 }
 
-fn uid(v: &str) -> Option<TaskUid> {
-    v.parse::<u32>().ok().map(TaskUid)
+/// Intersects two optional uid constraints (`uids` and `batchUids` both select task uids:
+/// one Miroir batch per Miroir task).
+fn intersect(a: Option<Vec<TaskUid>>, b: Option<Vec<TaskUid>>) -> Option<Vec<TaskUid>> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.into_iter().filter(|u| b.contains(u)).collect()),
+        (a, b) => a.or(b),
+    }
 }
 
 /// Parses a raw query string.
@@ -72,42 +200,78 @@ pub fn parse(raw: &str, purpose: Purpose) -> Result<Parsed, ApiError> {
     let mut f = TaskFilter::default();
     let mut q = TaskQuery::default();
     let mut has_filter = false;
+    let positive = |k: &str, v: &str, code: &str| -> Result<u32, ApiError> {
+        v.parse::<u32>().map_err(|_| {
+            invalid(
+                code,
+                k,
+                &format!("could not parse `{v}` as a positive integer"),
+            )
+        })
+    };
     for (k, v) in query_pairs(raw) {
-        let code = format!("invalid_task_{}", snake(&k));
         let is_filter = !matches!(k.as_str(), "from" | "limit" | "reverse");
         match k.as_str() {
-            "uids" | "batchUids" => {
-                // One Miroir batch per Miroir task: batch uid = task uid.
-                let l = list(&v, &k, &code, uid)?;
-                f.uids = match (f.uids.take(), l) {
-                    (Some(a), Some(b)) => Some(a.into_iter().filter(|u| b.contains(u)).collect()),
-                    (a, b) => a.or(b),
-                };
+            "uids" => {
+                f.uids = intersect(f.uids.take(), list(&v, &k, "invalid_task_uids", parse_uid)?)
             }
-            "statuses" => f.statuses = list(&v, &k, &code, TaskStatus::parse)?,
-            "types" => f.types = list(&v, &k, &code, TaskType::parse)?,
-            "indexUids" => f.index_uids = list(&v, &k, &code, |s| Some(s.to_string()))?,
-            "canceledBy" => f.canceled_by = list(&v, &k, &code, uid)?,
-            "beforeEnqueuedAt" => f.before_enqueued_at = Some(date(&v, &k, &code)?),
-            "afterEnqueuedAt" => f.after_enqueued_at = Some(date(&v, &k, &code)?),
-            "beforeStartedAt" => f.before_started_at = Some(date(&v, &k, &code)?),
-            "afterStartedAt" => f.after_started_at = Some(date(&v, &k, &code)?),
-            "beforeFinishedAt" => f.before_finished_at = Some(date(&v, &k, &code)?),
-            "afterFinishedAt" => f.after_finished_at = Some(date(&v, &k, &code)?),
+            "batchUids" => {
+                f.uids = intersect(
+                    f.uids.take(),
+                    list(&v, &k, "invalid_batch_uids", parse_uid)?,
+                )
+            }
+            "canceledBy" => f.canceled_by = list(&v, &k, "invalid_task_canceled_by", parse_uid)?,
+            "statuses" => f.statuses = list(&v, &k, "invalid_task_statuses", parse_status)?,
+            "types" => {
+                f.types = list(&v, &k, "invalid_task_types", parse_type)?
+                    .map(|l| l.into_iter().flatten().collect())
+            }
+            "indexUids" => f.index_uids = list(&v, &k, "invalid_index_uid", parse_index_uid)?,
+            "beforeEnqueuedAt" => {
+                f.before_enqueued_at = date(&v, &k, "invalid_task_before_enqueued_at", false)?
+            }
+            "afterEnqueuedAt" => {
+                f.after_enqueued_at = date(&v, &k, "invalid_task_after_enqueued_at", true)?
+            }
+            "beforeStartedAt" => {
+                f.before_started_at = date(&v, &k, "invalid_task_before_started_at", false)?
+            }
+            "afterStartedAt" => {
+                f.after_started_at = date(&v, &k, "invalid_task_after_started_at", true)?
+            }
+            "beforeFinishedAt" => {
+                f.before_finished_at = date(&v, &k, "invalid_task_before_finished_at", false)?
+            }
+            "afterFinishedAt" => {
+                f.after_finished_at = date(&v, &k, "invalid_task_after_finished_at", true)?
+            }
             "from" if purpose == Purpose::List => {
-                q.from = Some(uid(&v).ok_or_else(|| ApiError::invalid("invalid_task_from", format!("Invalid value in parameter `from`: could not parse `{v}` as a positive integer")))?)
+                q.from = Some(TaskUid(positive(&k, &v, "invalid_task_from")?))
             }
             "limit" if purpose == Purpose::List => {
-                q.limit = v.parse().map_err(|_| ApiError::invalid("invalid_task_limit", format!("Invalid value in parameter `limit`: could not parse `{v}` as a positive integer")))?
+                q.limit = positive(&k, &v, "invalid_task_limit")?
             }
             "reverse" if purpose == Purpose::List => {
-                q.reverse = v.parse().map_err(|_| ApiError::invalid("invalid_task_reverse", format!("Invalid value in parameter `reverse`: could not parse `{v}` as a boolean")))?
+                q.reverse = v.parse().map_err(|_| {
+                    invalid(
+                        "invalid_task_reverse",
+                        &k,
+                        &format!(
+                            "could not parse `{v}` as a boolean, expected either `true` or `false`"
+                        ),
+                    )
+                })?
             }
             other => {
+                let expected = match purpose {
+                    Purpose::List => LIST_PARAMS,
+                    Purpose::CancelOrDelete => CANCEL_DELETE_PARAMS,
+                };
                 return Err(ApiError::invalid(
                     "bad_request",
-                    format!("Unknown parameter `{other}`: expected one of `uids`, `batchUids`, `canceledBy`, `types`, `statuses`, `indexUids`, `afterEnqueuedAt`, `beforeEnqueuedAt`, `afterStartedAt`, `beforeStartedAt`, `afterFinishedAt`, `beforeFinishedAt`{}", if purpose == Purpose::List { ", `limit`, `from`, `reverse`" } else { "" }),
-                ))
+                    format!("Unknown parameter `{other}`: expected one of {expected}"),
+                ));
             }
         }
         has_filter |= is_filter;
@@ -117,19 +281,6 @@ pub fn parse(raw: &str, purpose: Purpose) -> Result<Parsed, ApiError> {
         query: q,
         has_filter,
     })
-}
-
-fn snake(camel: &str) -> String {
-    let mut out = String::new();
-    for c in camel.chars() {
-        if c.is_ascii_uppercase() {
-            out.push('_');
-            out.push(c.to_ascii_lowercase());
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -183,10 +334,149 @@ mod tests {
                 .body()["code"],
             "bad_request"
         );
-        let d = parse("afterEnqueuedAt=2026-11-23", Purpose::List).unwrap();
+        // A plain date: midnight for `before*`, the next midnight for `after*`.
+        let d = parse(
+            "afterEnqueuedAt=2026-11-23&beforeStartedAt=2026-11-23",
+            Purpose::List,
+        )
+        .unwrap();
         assert_eq!(
             d.query.filter.after_enqueued_at.unwrap().unix_timestamp(),
+            1795392000 + 86400
+        );
+        assert_eq!(
+            d.query.filter.before_started_at.unwrap().unix_timestamp(),
             1795392000
         );
+        assert_eq!(
+            parse("beforeEnqueuedAt=*", Purpose::List).unwrap().query,
+            TaskQuery::default()
+        );
+    }
+
+    fn message(raw: &str, purpose: Purpose) -> (String, String) {
+        let b = parse(raw, purpose).unwrap_err().body();
+        (
+            b["code"].as_str().unwrap().to_string(),
+            b["message"].as_str().unwrap().to_string(),
+        )
+    }
+
+    /// Messages as a real Meilisearch 1.50 answers them (captured from one).
+    #[test]
+    fn error_messages_are_meilisearch_1_50s() {
+        assert_eq!(
+            message("statuses=nope", Purpose::List),
+            ("invalid_task_statuses".into(), "Invalid value in parameter `statuses`: `nope` is not a valid task status. Available statuses are `enqueued`, `processing`, `succeeded`, `failed`, `canceled`.".into())
+        );
+        assert_eq!(
+            message("types=nope", Purpose::CancelOrDelete),
+            ("invalid_task_types".into(), "Invalid value in parameter `types`: `nope` is not a valid task type. Available types are `documentAdditionOrUpdate`, `documentEdition`, `documentDeletion`, `settingsUpdate`, `indexCreation`, `indexDeletion`, `indexUpdate`, `indexSwap`, `taskCancelation`, `taskDeletion`, `dumpCreation`, `snapshotCreation`, `export`, `upgradeDatabase`, `indexCompaction`, `networkTopologyChange`, `dsrUpdate`, `dsrClear`.".into())
+        );
+        // Index among the non-empty elements, only when there are several; `*` does not
+        // spare the other elements.
+        assert!(message("statuses=enqueued,,nope", Purpose::List)
+            .1
+            .starts_with("Invalid value in parameter `statuses[1]`: `nope` is not"));
+        assert!(message("types=*,nope", Purpose::List)
+            .1
+            .starts_with("Invalid value in parameter `types[1]`:"));
+        assert_eq!(
+            message("uids=1,abc", Purpose::List),
+            (
+                "invalid_task_uids".into(),
+                "Invalid value in parameter `uids[1]`: could not parse `abc` as a positive integer"
+                    .into()
+            )
+        );
+        assert_eq!(
+            message("batchUids=x", Purpose::List),
+            (
+                "invalid_batch_uids".into(),
+                "Invalid value in parameter `batchUids`: could not parse `x` as a positive integer"
+                    .into()
+            )
+        );
+        assert_eq!(
+            message("canceledBy=-1", Purpose::List).0,
+            "invalid_task_canceled_by"
+        );
+        assert_eq!(
+            message("indexUids=a,b%20c", Purpose::List),
+            ("invalid_index_uid".into(), "Invalid value in parameter `indexUids[1]`: `b c` is not a valid index uid. Index uid can be an integer or a string containing only alphanumeric characters, hyphens (-) and underscores (_), and can not be more than 512 bytes.".into())
+        );
+        assert_eq!(
+            message("statuses=%20enqueued", Purpose::List).0,
+            "invalid_task_statuses",
+            "elements are not trimmed"
+        );
+        assert_eq!(
+            message("reverse=1", Purpose::List).1,
+            "Invalid value in parameter `reverse`: could not parse `1` as a boolean, expected either `true` or `false`"
+        );
+        assert_eq!(
+            message("limit=", Purpose::List).1,
+            "Invalid value in parameter `limit`: could not parse `` as a positive integer"
+        );
+        assert_eq!(
+            message("beforeEnqueuedAt=", Purpose::List).1,
+            "Invalid value in parameter `beforeEnqueuedAt`: `` is an invalid date-time. It should follow the YYYY-MM-DD or RFC 3339 date-time format."
+        );
+        assert_eq!(
+            message("foo=1", Purpose::List).1,
+            "Unknown parameter `foo`: expected one of `limit`, `from`, `reverse`, `batchUids`, `uids`, `canceledBy`, `types`, `statuses`, `indexUids`, `afterEnqueuedAt`, `beforeEnqueuedAt`, `afterStartedAt`, `beforeStartedAt`, `afterFinishedAt`, `beforeFinishedAt`"
+        );
+        assert_eq!(
+            message("limit=1", Purpose::CancelOrDelete).1,
+            "Unknown parameter `limit`: expected one of `uids`, `batchUids`, `canceledBy`, `types`, `statuses`, `indexUids`, `afterEnqueuedAt`, `beforeEnqueuedAt`, `afterStartedAt`, `beforeStartedAt`, `afterFinishedAt`, `beforeFinishedAt`"
+        );
+    }
+
+    #[test]
+    fn lists_follow_meilisearch_semantics() {
+        // Case-insensitive names; empty elements skipped; an empty list matches nothing.
+        let p = parse(
+            "statuses=ENQUEUED,,Failed&types=INDEXCREATION",
+            Purpose::List,
+        )
+        .unwrap();
+        assert_eq!(
+            p.query.filter.statuses,
+            Some(vec![TaskStatus::Enqueued, TaskStatus::Failed])
+        );
+        assert_eq!(p.query.filter.types, Some(vec![TaskType::IndexCreation]));
+        assert_eq!(
+            parse("statuses=", Purpose::List)
+                .unwrap()
+                .query
+                .filter
+                .statuses,
+            Some(vec![])
+        );
+        // A valid type Miroir never creates: accepted, matches nothing.
+        assert_eq!(
+            parse("types=indexCompaction", Purpose::List)
+                .unwrap()
+                .query
+                .filter
+                .types,
+            Some(vec![])
+        );
+        // `*` anywhere lifts the constraint.
+        assert_eq!(
+            parse("statuses=enqueued,*", Purpose::List)
+                .unwrap()
+                .query
+                .filter
+                .statuses,
+            None
+        );
+        // A star or an empty list is still a filter for cancel/delete.
+        assert!(
+            parse("statuses=*", Purpose::CancelOrDelete)
+                .unwrap()
+                .has_filter
+        );
+        assert!(parse("uids=", Purpose::CancelOrDelete).unwrap().has_filter);
     }
 }
