@@ -60,7 +60,13 @@ fn not_found() -> ApiError {
 
 /// Handles one request; never fails (errors become Meilisearch error responses).
 pub async fn handle(admin: &Arc<Admin>, listener: Listener, req: Req) -> Resp {
-    match route(admin, listener, &req).await {
+    // Every task this request creates carries the client's `?customMetadata=`.
+    let custom = crate::api::query_pairs(&req.query)
+        .into_iter()
+        .find(|(k, _)| k == "customMetadata")
+        .map(|(_, v)| v);
+    let answer = crate::tasks::CUSTOM_METADATA.scope(custom, route(admin, listener, &req));
+    match answer.await {
         Ok(r) => r,
         Err(e) => e.into_resp(),
     }

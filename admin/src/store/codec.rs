@@ -58,6 +58,8 @@ struct BodyRef<'a> {
     node_tasks: &'a [NodeTask],
     failed_nodes: &'a [FailedNode],
     details: &'a serde_json::Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    custom_metadata: Option<&'a str>,
 }
 
 #[derive(Deserialize)]
@@ -66,6 +68,9 @@ struct BodyOwned {
     node_tasks: Vec<NodeTask>,
     failed_nodes: Vec<FailedNode>,
     details: serde_json::Value,
+    /// Absent in envelopes written before it existed.
+    #[serde(default)]
+    custom_metadata: Option<String>,
 }
 
 fn corrupt(reason: impl Into<String>) -> StoreError {
@@ -97,6 +102,7 @@ pub fn encode(
         node_tasks: &state.node_tasks,
         failed_nodes: &state.failed_nodes,
         details: &state.details,
+        custom_metadata: state.custom_metadata.as_deref(),
     })
     .map_err(|e| StoreError::InvalidValue(format!("task details are not serialisable: {e}")))?;
     let body_len = u32::try_from(body.len())
@@ -317,6 +323,7 @@ impl<'a> Envelope<'a> {
                 failed_nodes: body.failed_nodes,
                 details: body.details,
                 terminal_view: self.terminal_view.map(<[u8]>::to_vec),
+                custom_metadata: body.custom_metadata,
             },
         })
     }
@@ -662,6 +669,7 @@ mod tests {
             }],
             details: json!({"receivedDocuments": 3}),
             terminal_view: Some(b"{\"uid\":4}".to_vec()),
+            custom_metadata: Some("batch \"7\" é".into()),
         }
     }
 
@@ -1000,6 +1008,7 @@ mod tests {
             nodes in proptest::collection::vec(("[a-z0-9-]{1,12}", any::<u32>()), 0..5),
             received in any::<u32>(),
             view in proptest::option::of(proptest::collection::vec(any::<u8>(), 0..64)),
+            custom in proptest::option::of(".{0,20}"),
         ) {
             let state = TaskState {
                 status: TaskStatus::from_code(status).unwrap(),
@@ -1013,6 +1022,7 @@ mod tests {
                 failed_nodes: vec![],
                 details: json!({"receivedDocuments": received}),
                 terminal_view: view,
+                custom_metadata: custom,
             };
             let ty = TaskType::from_code(ty).unwrap();
             let env = encode(index.as_deref(), ty, t(enq), &state).unwrap();

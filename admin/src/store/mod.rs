@@ -306,9 +306,18 @@ pub struct TaskState {
     /// The finished task exactly as `GET /tasks/{uid}` answers it (JSON bytes), so polling a
     /// finished task touches no node. Set together with a terminal status.
     pub terminal_view: Option<Vec<u8>>,
+    /// The client's `?customMetadata=` (Meilisearch 1.50), echoed in every view of the task.
+    /// Set at creation, never changed.
+    pub custom_metadata: Option<String>,
 }
 
 impl TaskState {
+    /// The same state carrying the client's `customMetadata`.
+    pub fn with_custom_metadata(mut self, custom_metadata: Option<String>) -> Self {
+        self.custom_metadata = custom_metadata;
+        self
+    }
+
     /// A freshly enqueued task: no timestamps but `enqueuedAt`, no cached view.
     pub fn enqueued(
         node_tasks: Vec<NodeTask>,
@@ -324,6 +333,7 @@ impl TaskState {
             failed_nodes,
             details,
             terminal_view: None,
+            custom_metadata: None,
         }
     }
 }

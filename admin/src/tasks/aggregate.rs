@@ -108,6 +108,9 @@ pub struct TaskView {
     pub enqueued_at: String,
     pub started_at: Option<String>,
     pub finished_at: Option<String>,
+    /// Last, and only when the client sent one (Meilisearch 1.50).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub custom_metadata: Option<String>,
 }
 
 /// Inputs that come from Miroir's own record of the task.
@@ -340,6 +343,7 @@ pub fn aggregate(
         enqueued_at: head.enqueued_at.to_string(),
         started_at: started_at.map(format_rfc3339),
         finished_at: finished_at.map(format_rfc3339),
+        custom_metadata: None,
     }
 }
 

@@ -35,20 +35,36 @@ fn to_status(s: &str) -> TaskStatus {
     TaskStatus::parse(s).unwrap_or(TaskStatus::Enqueued)
 }
 
-/// The summarized task `{taskUid, indexUid, status, type, enqueuedAt}` a write answers with.
+/// The summarized task `{taskUid, indexUid, status, type, enqueuedAt[, customMetadata]}` a
+/// write answers with.
 pub fn summarized(rec: &TaskRecord) -> Value {
-    json!({
+    let mut v = json!({
         "taskUid": rec.uid.0,
         "indexUid": rec.index_uid,
         "status": rec.state.status.as_str(),
         "type": rec.task_type.as_str(),
         "enqueuedAt": format_rfc3339(rec.enqueued_at),
-    })
+    });
+    if let Some(m) = &rec.state.custom_metadata {
+        v["customMetadata"] = json!(m);
+    }
+    v
 }
 
 /// Meilisearch's message for an unknown task uid.
 pub fn task_not_found(uid: impl std::fmt::Display) -> ApiError {
     ApiError::core(ErrorCode::TaskNotFound, format!("Task `{uid}` not found."))
+}
+
+tokio::task_local! {
+    /// The `?customMetadata=` of the client request being handled (set by `routes::handle`
+    /// around each request), so that the tasks it creates carry it without every handler
+    /// passing it down.
+    pub static CUSTOM_METADATA: Option<String>;
+}
+
+fn current_custom_metadata() -> Option<String> {
+    CUSTOM_METADATA.try_with(Clone::clone).ok().flatten()
 }
 
 /// Body of `POST /_internal/v1/tasks` (docs/internals/control-protocol.md §2.2).
@@ -64,6 +80,9 @@ pub struct Registration {
     pub node_tasks: Vec<StoreNodeTask>,
     #[serde(default)]
     pub failed_nodes: Vec<FailedNode>,
+    /// The client's `?customMetadata=` on the write.
+    #[serde(default)]
+    pub custom_metadata: Option<String>,
 }
 
 /// Registers a write the data plane dispatched; answers the summarized task (202).
@@ -89,7 +108,8 @@ pub async fn register(admin: &Admin, req: &Req) -> Result<Resp, ApiError> {
         admin,
         reg.index_uid,
         kind,
-        TaskState::enqueued(reg.node_tasks, reg.failed_nodes, details),
+        TaskState::enqueued(reg.node_tasks, reg.failed_nodes, details)
+            .with_custom_metadata(reg.custom_metadata),
     )
     .await?;
     Ok(Resp::json(202, &summarized(&rec)))
@@ -128,7 +148,8 @@ pub async fn create_own(
         admin,
         index_uid.map(String::from),
         kind,
-        TaskState::enqueued(Vec::new(), Vec::new(), details),
+        TaskState::enqueued(Vec::new(), Vec::new(), details)
+            .with_custom_metadata(current_custom_metadata()),
     )
     .await
 }
@@ -190,6 +211,7 @@ fn own_view(rec: &TaskRecord, error: Option<Value>) -> TaskView {
         enqueued_at: format_rfc3339(rec.enqueued_at),
         started_at: rec.state.started_at.map(format_rfc3339),
         finished_at: rec.state.finished_at.map(format_rfc3339),
+        custom_metadata: rec.state.custom_metadata.clone(),
     }
 }
 
@@ -287,6 +309,7 @@ async fn refresh(admin: &Admin, rec: &TaskRecord) -> Result<TaskView, ApiError> 
     let mut v = aggregate::aggregate(&head, &nodes, |n, u| {
         canceled_by.get(&(n.to_string(), u)).copied()
     });
+    v.custom_metadata = rec.state.custom_metadata.clone();
     if own_counts {
         // Cancel/delete count Miroir tasks (fixed at creation), never node tasks.
         v.details = finish_task_admin_details(&rec.state.details, v.status);
@@ -756,6 +779,28 @@ pub async fn fail_interrupted(admin: &Admin) -> Result<(), ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn custom_metadata_is_echoed_last_and_only_when_sent() {
+        let mut rec = TaskRecord {
+            uid: TaskUid(7),
+            index_uid: Some("m".into()),
+            task_type: TaskType::SettingsUpdate,
+            enqueued_at: OffsetDateTime::UNIX_EPOCH,
+            state: TaskState::enqueued(vec![], vec![], json!({}))
+                .with_custom_metadata(Some("Test metadata".into())),
+        };
+        let keys = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+        let s = summarized(&rec);
+        assert_eq!(keys(&s).last().map(String::as_str), Some("customMetadata"));
+        assert_eq!(s["customMetadata"], "Test metadata");
+        let v = serde_json::to_value(own_view(&rec, None)).unwrap();
+        assert_eq!(keys(&v).last().map(String::as_str), Some("customMetadata"));
+        rec.state.custom_metadata = None;
+        assert!(summarized(&rec).get("customMetadata").is_none());
+        let v = serde_json::to_value(own_view(&rec, None)).unwrap();
+        assert!(v.get("customMetadata").is_none());
+    }
 
     #[test]
     fn cancel_details_fill_in_when_terminal() {

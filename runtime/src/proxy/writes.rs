@@ -234,6 +234,12 @@ impl<U: Upstreams> Proxy<U> {
         req: Request,
         rid: &str,
     ) -> Response {
+        // Meilisearch 1.50 echoes `?customMetadata=` in the task; Miroir's task carries it.
+        let custom_metadata = crate::proxy::query::query_pairs(&req.query)
+            .unwrap_or_default()
+            .into_iter()
+            .find(|(k, _)| k == "customMetadata")
+            .map(|(_, v)| v);
         let plan = match self.plan_write(snap, route, req, rid).await {
             Ok(p) => p,
             Err(resp) => return resp,
@@ -244,7 +250,7 @@ impl<U: Upstreams> Proxy<U> {
                 return resp;
             }
         }
-        self.dispatch_write(snap, plan, rid).await
+        self.dispatch_write(snap, plan, custom_metadata, rid).await
     }
 
     /// `GET /_internal/v1/ping` → `Ok` when the admin answers 2xx; otherwise the `503
@@ -504,7 +510,13 @@ impl<U: Upstreams> Proxy<U> {
             })
     }
 
-    async fn dispatch_write(&self, snap: &Snapshot, plan: WritePlan, rid: &str) -> Response {
+    async fn dispatch_write(
+        &self,
+        snap: &Snapshot,
+        plan: WritePlan,
+        custom_metadata: Option<String>,
+        rid: &str,
+    ) -> Response {
         let routing = match self.routing(snap, &plan.meta) {
             Ok(r) => r,
             Err(e) => return error(&e),
@@ -581,13 +593,16 @@ impl<U: Upstreams> Proxy<U> {
                 ),
             ));
         }
-        let registration = json!({
+        let mut registration = json!({
             "indexUid": plan.meta.uid,
             "type": plan.task_type,
             "details": plan.details,
             "nodeTasks": node_tasks,
             "failedNodes": failed,
         });
+        if let Some(m) = custom_metadata {
+            registration["customMetadata"] = json!(m);
+        }
         let req = internal(
             json_request(
                 Method::Post,
