@@ -311,6 +311,24 @@ fn writes_route_reads_merge_and_bad_batches_touch_nothing() {
     assert_eq!(v["results"].as_array().unwrap().len(), 25, "{v}");
     assert_eq!(v["total"], json!(1999));
     assert!(!r.text().contains("_miroir_"));
+
+    // An empty batch reaches no node, yet its task settles (it once stayed enqueued) with
+    // Meilisearch's zero counts, and carries the client's customMetadata.
+    let r = c.call_raw(
+        "POST",
+        "/indexes/docs/documents?customMetadata=empty%20one",
+        "application/json",
+        b"[]".to_vec(),
+    );
+    assert_eq!(r.status, 202, "{}", r.text());
+    assert_eq!(r.json()["customMetadata"], "empty one");
+    let done = c.wait_task(r.json()["taskUid"].as_u64().unwrap());
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(
+        done["details"],
+        json!({"receivedDocuments": 0, "indexedDocuments": 0})
+    );
+    assert_eq!(done["customMetadata"], "empty one");
 }
 
 #[test]

@@ -104,7 +104,8 @@ pub async fn register(admin: &Admin, req: &Req) -> Result<Resp, ApiError> {
     } else {
         reg.details
     };
-    let rec = create(
+    let nothing_dispatched = reg.node_tasks.is_empty() && reg.failed_nodes.is_empty();
+    let mut rec = create(
         admin,
         reg.index_uid,
         kind,
@@ -112,7 +113,27 @@ pub async fn register(admin: &Admin, req: &Req) -> Result<Resp, ApiError> {
             .with_custom_metadata(reg.custom_metadata),
     )
     .await?;
-    Ok(Resp::json(202, &summarized(&rec)))
+    let summary = summarized(&rec);
+    if nothing_dispatched {
+        // An empty batch (`[]`, a CSV header alone) reaches no node, so no node task will
+        // ever settle it: it succeeds at once with zero counts, as Meilisearch's does.
+        let details = zero_counts(&rec.state.details);
+        finish_own(admin, &mut rec, Ok(details)).await;
+    }
+    Ok(Resp::json(202, &summary))
+}
+
+/// `details` with the node-summed counts that are still unknown (`null`) set to 0.
+fn zero_counts(details: &Value) -> Value {
+    let mut d = details.clone();
+    if let Some(o) = d.as_object_mut() {
+        for key in aggregate::SUMMED_DETAILS {
+            if o.get(*key).is_some_and(Value::is_null) {
+                o.insert((*key).to_string(), json!(0));
+            }
+        }
+    }
+    d
 }
 
 async fn create(
@@ -779,6 +800,20 @@ pub async fn fail_interrupted(admin: &Admin) -> Result<(), ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_empty_batch_finishes_with_zero_counts() {
+        assert_eq!(
+            zero_counts(&json!({"receivedDocuments": 0, "indexedDocuments": null})),
+            json!({"receivedDocuments": 0, "indexedDocuments": 0})
+        );
+        assert_eq!(
+            zero_counts(
+                &json!({"providedIds": 0, "deletedDocuments": null, "originalFilter": null})
+            ),
+            json!({"providedIds": 0, "deletedDocuments": 0, "originalFilter": null})
+        );
+    }
 
     #[test]
     fn custom_metadata_is_echoed_last_and_only_when_sent() {
