@@ -74,6 +74,8 @@ mod tests;
 
 #[cfg(any(test, feature = "reference"))]
 pub mod reference;
+#[cfg(any(test, feature = "reference"))]
+pub mod samples;
 
 pub use scan::simd::Level;
 pub use search::{merge_search, merge_search_with_level};
