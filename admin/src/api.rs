@@ -31,24 +31,9 @@ impl Req {
     /// such as `charset` allowed, case-insensitive → 415 `invalid_content_type`), then an
     /// empty body is `missing_payload` and invalid JSON `malformed_payload`.
     pub fn json(&self) -> Result<Value, ApiError> {
-        const ACCEPTED: &str =
-            "Accepted values for the Content-Type header are: `application/json`";
-        match self.header("content-type") {
-            None => {
-                return Err(ApiError::core(
-                    ErrorCode::MissingContentType,
-                    format!("A Content-Type header is missing. {ACCEPTED}"),
-                ))
-            }
-            Some(ct) => {
-                let essence = ct.split(';').next().unwrap_or_default().trim();
-                if !essence.eq_ignore_ascii_case("application/json") {
-                    return Err(ApiError::core(
-                        ErrorCode::InvalidContentType,
-                        format!("The Content-Type `{ct}` is invalid. {ACCEPTED}"),
-                    ));
-                }
-            }
+        let ct = self.header("content-type").map(str::as_bytes);
+        if let Some(e) = miroir_core::content_type::json_content_type_error(ct) {
+            return Err(e.into());
         }
         if self.body.is_empty() {
             return Err(ApiError::core(
