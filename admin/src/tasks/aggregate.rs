@@ -392,25 +392,11 @@ pub fn meili_details(kind: &str, details: Map<String, Value>) -> Map<String, Val
     out
 }
 
-/// Removes Miroir's reserved fields (`` `_miroir_shard` ``) from a backquoted list in a node's
-/// error message, e.g. "Available filterable attribute patterns are: `_miroir_shard`,
-/// `genre`." — the client never declared them, and a single Meilisearch would not list them.
+/// A node's error message as one Meilisearch would have written it: without Miroir's
+/// reserved fields in its "Available … are" lists ([`miroir_core::node_message`], shared with
+/// the data plane's relay).
 pub fn hide_reserved_in_message(message: &str) -> String {
-    let mut out = message.to_string();
-    while let Some(start) = out.find("`_miroir_") {
-        let Some(len) = out[start + 1..].find('`') else {
-            break;
-        };
-        let end = start + 1 + len + 1; // past the closing backquote
-        if out[end..].starts_with(", ") {
-            out.replace_range(start..end + 2, "");
-        } else if out[..start].ends_with(", ") {
-            out.replace_range(start - 2..end, "");
-        } else {
-            out.replace_range(start..end, "");
-        }
-    }
-    out
+    miroir_core::node_message::scrub_reserved(message).unwrap_or_else(|| message.to_string())
 }
 
 pub fn hide_reserved_in_error(mut error: Value) -> Value {
@@ -706,12 +692,20 @@ mod tests {
             "Index `m`: Attribute `title` is not filterable. Available filterable attribute patterns are: `genre`, `price`.\n1:6 title = x"
         );
         assert_eq!(
-            hide_reserved_in_message("are: `genre`, `_miroir_shard`."),
-            "are: `genre`."
+            hide_reserved_in_message("Attribute `t` is not filterable. Available filterable attribute patterns are: `genre`, `_miroir_shard`.\n1:2 t = a"),
+            "Attribute `t` is not filterable. Available filterable attribute patterns are: `genre`.\n1:2 t = a"
         );
-        assert_eq!(hide_reserved_in_message("are: `_miroir_shard`."), "are: .");
+        assert_eq!(
+            hide_reserved_in_message("Attribute `t` is not filterable. Available filterable attribute patterns are: `_miroir_shard`.\n1:2 t = a"),
+            "Attribute `t` is not filterable. This index does not have configured filterable attributes.\n1:2 t = a"
+        );
         assert_eq!(hide_reserved_in_message("no reserved"), "no reserved");
-        let e = hide_reserved_in_error(json!({"message": "x `_miroir_shard`, `a`", "code": "c"}));
-        assert_eq!(e, json!({"message": "x `a`", "code": "c"}));
+        let e = hide_reserved_in_error(
+            json!({"message": "Available filterable attribute patterns are: `_miroir_shard`, `a`.", "code": "c"}),
+        );
+        assert_eq!(
+            e,
+            json!({"message": "Available filterable attribute patterns are: `a`.", "code": "c"})
+        );
     }
 }
