@@ -60,6 +60,7 @@ use std::collections::BTreeMap;
 pub use bumpalo::Bump;
 pub use miroir_core::snapshot::FacetOrder;
 
+mod doc_sort;
 mod facets;
 pub mod rank;
 pub mod scan;
@@ -77,6 +78,7 @@ pub mod reference;
 #[cfg(any(test, feature = "reference"))]
 pub mod samples;
 
+pub use doc_sort::DocSort;
 pub use scan::simd::Level;
 pub use search::{merge_search, merge_search_with_level};
 pub use small::{merge_document_lists, merge_facet_search, merge_index_stats};

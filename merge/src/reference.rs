@@ -474,3 +474,89 @@ pub fn merge_document_lists(
         serde_json::json!({"results": results, "offset": offset, "limit": limit, "total": total});
     serde_json::to_vec(&out).map_err(|e| e.to_string())
 }
+
+/// A sort value as milli orders document listings, written plainly: numbers, then strings
+/// (trimmed, lowercased), then missing (`null`, objects, no field). Top-level fields only.
+#[derive(Debug, Clone, PartialEq, PartialOrd)]
+enum DocKey {
+    Num(f64),
+    Str(String),
+    Missing,
+}
+
+fn doc_key(doc: &Value, field: &str) -> DocKey {
+    match doc.get(field) {
+        Some(Value::Number(n)) => DocKey::Num(n.as_f64().unwrap_or(0.0)),
+        Some(Value::String(s)) => DocKey::Str(s.trim().to_lowercase()),
+        Some(Value::Bool(b)) => DocKey::Str(b.to_string()),
+        _ => DocKey::Missing,
+    }
+}
+
+/// Document order under `sort` (`(field, ascending)`): `Less` means `a` comes first.
+pub fn cmp_sorted_docs(a: &Value, b: &Value, sort: &[(String, bool)]) -> std::cmp::Ordering {
+    use std::cmp::Ordering::*;
+    for (field, asc) in sort {
+        let (x, y) = (doc_key(a, field), doc_key(b, field));
+        let o = match (&x, &y) {
+            (DocKey::Num(p), DocKey::Num(q)) => p.partial_cmp(q).unwrap_or(Equal),
+            (DocKey::Str(p), DocKey::Str(q)) => p.cmp(q),
+            _ => {
+                let rank = |k: &DocKey| match k {
+                    DocKey::Num(_) => 0,
+                    DocKey::Str(_) => 1,
+                    DocKey::Missing => 2,
+                };
+                // Kinds are ordered the same way in both directions.
+                match rank(&x).cmp(&rank(&y)) {
+                    Equal => Equal,
+                    o => return o,
+                }
+            }
+        };
+        let o = if *asc { o } else { o.reverse() };
+        if o != Equal {
+            return o;
+        }
+    }
+    Equal
+}
+
+/// Sorted document listings: every returned document of every node, stably sorted by
+/// [`cmp_sorted_docs`] (so equal documents keep node order), the window taken, reserved and
+/// `drop` fields removed; `total` summed.
+pub fn merge_sorted_document_lists(
+    shards: &[ShardInput],
+    offset: usize,
+    limit: usize,
+    sort: &[(String, bool)],
+    drop: &[&str],
+    reserved_prefix: &str,
+) -> R<Vec<u8>> {
+    let mut all = Vec::new();
+    let mut total = 0u64;
+    for s in shards {
+        let ShardInput::Ok(b) = s else { continue };
+        let body = parse(b)?;
+        total += uint(body.get("total").ok_or("total")?, "total")?;
+        all.extend(body["results"].as_array().ok_or("results")?.iter().cloned());
+    }
+    all.sort_by(|a, b| cmp_sorted_docs(a, b, sort));
+    let results: Vec<Value> = all
+        .into_iter()
+        .skip(offset)
+        .take(limit)
+        .map(|mut d| {
+            if let Some(m) = d.as_object_mut() {
+                strip(m, reserved_prefix);
+                for k in drop {
+                    m.remove(*k);
+                }
+            }
+            d
+        })
+        .collect();
+    let out =
+        serde_json::json!({"results": results, "offset": offset, "limit": limit, "total": total});
+    serde_json::to_vec(&out).map_err(|e| e.to_string())
+}

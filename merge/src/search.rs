@@ -31,6 +31,8 @@ pub(crate) struct HitFilter<'p> {
     pub parse_details: bool,
     /// Strip reserved keys inside `_formatted` too.
     pub formatted: bool,
+    /// More top-level keys to remove (fields Miroir asked for itself, e.g. sort fields).
+    pub drop: &'p [&'p str],
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -80,7 +82,10 @@ impl HitScan {
     /// (normally), as do the ranking and `_formatted` keys; an escaped key may be anything.
     #[inline(always)]
     fn special(&self, k: &Str, f: &HitFilter) -> bool {
-        k.escaped || k.raw.first() == Some(&b'_') || !f.reserved_prefix.starts_with('_')
+        k.escaped
+            || k.raw.first() == Some(&b'_')
+            || !f.reserved_prefix.starts_with('_')
+            || !f.drop.is_empty()
     }
 
     /// The member `start..end` is kept: it extends the current run.
@@ -147,7 +152,11 @@ impl<'a> ShardHits<'a> {
                 return Ok(false);
             }
             if let Some(idx) = self.quotes.take() {
-                let fast = self.scan_hit_fast(idx, sc.pos(), sc.depth(), arena, f, scratch);
+                let fast = if f.drop.is_empty() {
+                    self.scan_hit_fast(idx, sc.pos(), sc.depth(), arena, f, scratch)
+                } else {
+                    Ok(None)
+                };
                 self.quotes = Some(idx);
                 if let Some(end) = fast? {
                     sc.seek(end);
@@ -274,7 +283,7 @@ impl<'a> ShardHits<'a> {
         f: &HitFilter,
         scratch: &mut Vec<(u64, Crit<'a>)>,
     ) -> Result<(), ScanError> {
-        let keep = if k.starts_with(f.reserved_prefix, arena)? {
+        let keep = if k.starts_with(f.reserved_prefix, arena)? || f.drop.iter().any(|d| k.is(d)) {
             sc.skip_value()?;
             false
         } else if k.is("_rankingScore") {
@@ -622,6 +631,7 @@ pub fn merge_search_with_level(
         keep_details: req.want_ranking_score_details,
         parse_details: req.sort_requested,
         formatted: true,
+        drop: &[],
     };
     let mut stats = MergeStats::default();
     let mut acc = Acc {

@@ -1,6 +1,8 @@
 //! The small merges: facet search, document listings, index stats.
 
+use crate::doc_sort::{cmp_docs, sort_value, DocSort};
 use crate::facets::sort_values;
+use crate::rank::SortValue;
 use crate::scan::{ScanError, Scanner};
 use crate::search::{HitFilter, ShardHits};
 use crate::{write, FacetOrder, MergeError, MergeStats, ShardInput};
@@ -162,12 +164,20 @@ pub fn merge_facet_search(
 /// removed from every document. A node that returned fewer documents than its `total`
 /// promised (it changed in between) contributes what it returned. Appends to `out`.
 ///
+/// With a `sort` (each node having been asked for it too), the global order is instead that
+/// of one node holding every document: a k-way merge of the nodes' lists by the documents'
+/// sort values ([`crate::doc_sort`]), equal documents in node order. `drop` names top-level
+/// fields to remove from every document (sort fields Miroir added to the client's `fields`).
+///
 /// Assumption: the caller passes only the nodes that together hold every shard once (one
 /// covering set), so totals are not replica-multiplied.
+#[allow(clippy::too_many_arguments)]
 pub fn merge_document_lists(
     shards: &[ShardInput],
     offset: usize,
     limit: usize,
+    sort: &[DocSort],
+    drop: &[&str],
     reserved_prefix: &str,
     arena: &Bump,
     out: &mut Vec<u8>,
@@ -178,6 +188,7 @@ pub fn merge_document_lists(
         keep_details: true,
         parse_details: false,
         formatted: false,
+        drop,
     };
     let mut stats = MergeStats::default();
     let mut lists = Vec::new();
@@ -192,6 +203,8 @@ pub fn merge_document_lists(
         let mut sc = open(i, body)?;
         let expect = offset.saturating_add(limit).min(body.len() / 64 + 1);
         let mut docs = ShardHits::new(body, arena, expect, false);
+        // Document `d`'s sort values are `keys[d * sort.len()..][..sort.len()]`.
+        let mut keys: Vec<SortValue> = Vec::new();
         let mut total = None;
         let mut seen = false;
         let mut first = true;
@@ -204,8 +217,12 @@ pub fn merge_document_lists(
                 sc.array_start().map_err(&m)?;
                 let mut f = true;
                 while sc.next_element(&mut f).map_err(&m)? {
+                    let start = sc.pos();
                     docs.scan_hit(&mut sc, arena, &filter, &mut scratch)
                         .map_err(&m)?;
+                    for c in sort {
+                        keys.push(sort_value(&body[start..sc.pos()], c, arena).map_err(&m)?);
+                    }
                 }
             } else if k.is("total") {
                 total = Some(u64_field(&mut sc, i, "total")?);
@@ -218,15 +235,19 @@ pub fn merge_document_lists(
             return Err(unexpected(i, "results", "is missing"));
         }
         let total = total.ok_or_else(|| unexpected(i, "total", "is missing"))?;
-        lists.push((docs, total));
+        lists.push((docs, total, keys));
     }
     let end = offset.saturating_add(limit) as u64;
     let mut first = true;
     out.push(b'{');
     write::key(out, &mut first, "results");
     out.push(b'[');
+    if !sort.is_empty() {
+        let total = write_sorted(&lists, sort, offset, limit, &mut stats, out);
+        return Ok(finish_list(out, &mut first, offset, limit, total, stats));
+    }
     let mut prefix = 0u64;
-    for (docs, total) in &lists {
+    for (docs, total, _) in &lists {
         // This node's slice of the global window, in local positions.
         let lo = (offset as u64).saturating_sub(prefix).min(*total);
         let hi = end.saturating_sub(prefix).min(*total);
@@ -240,16 +261,73 @@ pub fn merge_document_lists(
         }
         prefix = prefix.saturating_add(*total);
     }
+    Ok(finish_list(out, &mut first, offset, limit, prefix, stats))
+}
+
+/// A node's scanned documents, its `total`, and its documents' sort values.
+type DocList<'a> = (ShardHits<'a>, u64, Vec<SortValue<'a>>);
+
+/// The sorted window `offset..offset + limit` of the k-way merge of `lists` (each already in
+/// `sort` order); returns the summed total.
+fn write_sorted(
+    lists: &[DocList],
+    sort: &[DocSort],
+    offset: usize,
+    limit: usize,
+    stats: &mut MergeStats,
+    out: &mut Vec<u8>,
+) -> u64 {
+    let n = sort.len();
+    let mut heads = vec![0usize; lists.len()];
+    let end = offset.saturating_add(limit);
+    for pick in 0..end {
+        let mut best: Option<usize> = None;
+        for (l, (docs, _, keys)) in lists.iter().enumerate() {
+            let h = heads[l];
+            if h >= docs.hits.len() {
+                continue;
+            }
+            let better = best.is_none_or(|b| {
+                let bh = heads[b];
+                let bk = &lists[b].2[bh * n..][..n];
+                cmp_docs(sort, &keys[h * n..][..n], bk) == std::cmp::Ordering::Greater
+            });
+            if better {
+                best = Some(l);
+            }
+        }
+        let Some(b) = best else { break };
+        if pick >= offset {
+            if stats.returned > 0 {
+                out.push(b',');
+            }
+            lists[b].0.write_hit(heads[b], out);
+            stats.returned += 1;
+        }
+        heads[b] += 1;
+    }
+    lists.iter().fold(0u64, |t, l| t.saturating_add(l.1))
+}
+
+/// Closes the `results` array and writes the listing's other fields.
+fn finish_list(
+    out: &mut Vec<u8>,
+    first: &mut bool,
+    offset: usize,
+    limit: usize,
+    total: u64,
+    mut stats: MergeStats,
+) -> MergeStats {
     out.push(b']');
-    stats.total = prefix;
-    write::key(out, &mut first, "offset");
+    stats.total = total;
+    write::key(out, first, "offset");
     write::uint(out, offset as u64);
-    write::key(out, &mut first, "limit");
+    write::key(out, first, "limit");
     write::uint(out, limit as u64);
-    write::key(out, &mut first, "total");
-    write::uint(out, prefix);
+    write::key(out, first, "total");
+    write::uint(out, total);
     out.push(b'}');
-    Ok(stats)
+    stats
 }
 
 /// Aggregates `GET /indexes/{uid}/stats` from the nodes holding the index, where every

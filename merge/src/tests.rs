@@ -3,7 +3,7 @@
 
 use crate::{
     merge_document_lists, merge_facet_search, merge_index_stats, merge_search, reference, Bump,
-    FacetOrder, MergeError, Pagination, SearchMergeRequest, ShardInput,
+    DocSort, FacetOrder, MergeError, Pagination, SearchMergeRequest, ShardInput,
 };
 use proptest::prelude::*;
 use serde_json::{json, Value};
@@ -579,7 +579,7 @@ proptest! {
         let arena = Bump::new();
         let mut out = Vec::new();
         let _ = merge_facet_search(&shards, 3, FacetOrder::Count, &arena, &mut out);
-        let _ = merge_document_lists(&shards, 1, 2, "_miroir_", &arena, &mut out);
+        let _ = merge_document_lists(&shards, 1, 2, &[], &[], "_miroir_", &arena, &mut out);
         let _ = merge_index_stats(&shards, 2, "_miroir_", &arena, &mut out);
     }
 
@@ -811,8 +811,59 @@ proptest! {
         let inputs = inputs(&bodies);
         let arena = Bump::new();
         let mut out = Vec::new();
-        merge_document_lists(&inputs, offset, limit, "_miroir_", &arena, &mut out).unwrap();
+        merge_document_lists(&inputs, offset, limit, &[], &[], "_miroir_", &arena, &mut out).unwrap();
         let theirs = reference::merge_document_lists(&inputs, offset, limit, "_miroir_").unwrap();
+        prop_assert_eq!(norm(&out), norm(&theirs));
+    }
+
+    /// Sorted document listings: each node's list sorted as milli would, the merge equals a
+    /// stable sort of all documents (same window, same order, ties in node order), with
+    /// values of every kind (numbers, strings differing in case and spaces, booleans, null,
+    /// missing) and a dropped sort field.
+    #[test]
+    fn sorted_document_lists_equal_reference(
+        shards in prop::collection::vec(prop::collection::vec((0u8..9, 0u8..4), 0..8), 1..5),
+        offset in 0usize..12,
+        limit in 0usize..10,
+        asc in any::<bool>(),
+        asc2 in any::<bool>(),
+        drop_r in any::<bool>(),
+    ) {
+        let r = |k: u8| -> Option<Value> {
+            match k {
+                0 => Some(json!(1.5)),
+                1 => Some(json!(-2)),
+                2 => Some(json!(10)),
+                3 => Some(json!("b")),
+                4 => Some(json!(" A")),
+                5 => Some(json!("a")),
+                6 => Some(json!(true)),
+                7 => Some(Value::Null),
+                _ => None,
+            }
+        };
+        let sort = vec![("r".to_string(), asc), ("d".to_string(), asc2)];
+        let mut id = 0;
+        let bodies: Vec<Option<Vec<u8>>> = shards.iter().map(|docs| {
+            let mut docs: Vec<Value> = docs.iter().map(|(k, d)| {
+                id += 1;
+                let mut doc = json!({"id": id, "_miroir_shard": 1, "d": format!("d{d}")});
+                if let Some(v) = r(*k) {
+                    doc["r"] = v;
+                }
+                doc
+            }).collect();
+            docs.sort_by(|a, b| reference::cmp_sorted_docs(a, b, &sort));
+            docs.truncate(offset + limit);
+            Some(serde_json::to_vec(&json!({"results": docs, "offset": 0, "limit": offset + limit, "total": docs.len() + 3})).unwrap())
+        }).collect();
+        let inputs = inputs(&bodies);
+        let criteria: Vec<DocSort> = sort.iter().map(|(f, a)| DocSort { field: f.clone(), asc: *a }).collect();
+        let drop: &[&str] = if drop_r { &["r"] } else { &[] };
+        let arena = Bump::new();
+        let mut out = Vec::new();
+        merge_document_lists(&inputs, offset, limit, &criteria, drop, "_miroir_", &arena, &mut out).unwrap();
+        let theirs = reference::merge_sorted_document_lists(&inputs, offset, limit, &sort, drop, "_miroir_").unwrap();
         prop_assert_eq!(norm(&out), norm(&theirs));
     }
 }

@@ -22,7 +22,7 @@ use crate::proxy::{error, index_meta, Proxy};
 use miroir_core::routing::shard_for_key;
 use miroir_core::snapshot::Snapshot;
 use miroir_core::{ErrorCode, MeiliError};
-use miroir_merge::{merge_document_lists, Bump, ShardInput};
+use miroir_merge::{merge_document_lists, Bump, DocSort, ShardInput};
 use serde_json::{Map, Value};
 
 /// Meilisearch's default page size for document listings.
@@ -94,6 +94,49 @@ pub fn list_node_body(q: &ListQuery, shard_filter: Option<&[miroir_core::ShardId
         );
     }
     serde_json::to_vec(&Value::Object(b)).expect("a JSON map serialises")
+}
+
+/// The listing's `sort` criteria, when every one is a plain `field:asc|desc` (the merge can
+/// then order documents as one node would). Empty otherwise, including geo sorts: nodes still
+/// sort their own lists (and judge the syntax), and the merge concatenates them.
+pub fn list_sort(q: &ListQuery) -> Vec<DocSort> {
+    let Some(Value::Array(items)) = q.body.get("sort") else {
+        return Vec::new();
+    };
+    items
+        .iter()
+        .map(|v| v.as_str().and_then(DocSort::parse))
+        .collect::<Option<Vec<_>>>()
+        .unwrap_or_default()
+}
+
+/// The merge needs each document's sort values: when the client's `fields` leaves a sort
+/// field out, it is asked of the nodes too, and its top-level key is returned to be dropped
+/// from the output (unless another requested field lives under the same key).
+pub fn add_sort_fields(q: &mut ListQuery, sort: &[DocSort]) -> Vec<String> {
+    let Some(Value::Array(fields)) = q.body.get_mut("fields") else {
+        return Vec::new();
+    };
+    let requested: Vec<String> = fields
+        .iter()
+        .filter_map(|f| f.as_str().map(str::to_owned))
+        .collect();
+    if requested.iter().any(|f| f == "*") {
+        return Vec::new();
+    }
+    let top = |f: &str| f.split('.').next().unwrap_or(f).to_owned();
+    let mut drop = Vec::new();
+    for c in sort {
+        if requested.contains(&c.field) {
+            continue;
+        }
+        fields.push(Value::String(c.field.clone()));
+        let key = top(&c.field);
+        if !requested.iter().any(|f| top(f) == key) && !drop.contains(&key) {
+            drop.push(key);
+        }
+    }
+    drop
 }
 
 /// Percent-encodes a document id for a node's path (ids are normally `[A-Za-z0-9_-]`).
@@ -219,9 +262,12 @@ impl<U: Upstreams> Proxy<U> {
         } else {
             parse_list_get(&req.query)
         };
-        let Some(q) = parsed else {
+        let Some(mut q) = parsed else {
             return self.delegate(&routing.read, req, rid).await;
         };
+        let sort = list_sort(&q);
+        let drop = add_sort_fields(&mut q, &sort);
+        let drop: Vec<&str> = drop.iter().map(String::as_str).collect();
         let path = format!("/indexes/{}/documents/fetch", meta.uid);
         let gathered = self
             .gather(&routing.read, routing.read.all_shards(), rid, |a| {
@@ -249,6 +295,8 @@ impl<U: Upstreams> Proxy<U> {
             &inputs,
             q.offset as usize,
             q.limit as usize,
+            &sort,
+            &drop,
             RESERVED_PREFIX,
             &arena,
             &mut body,
@@ -284,6 +332,35 @@ mod tests {
         assert!(parse_list_get("nope=1").is_none());
         let q = parse_list_get("").unwrap();
         assert_eq!((q.offset, q.limit), (0, 20));
+    }
+
+    #[test]
+    fn sort_criteria_and_added_fields() {
+        let mut q = parse_list_post(
+            br#"{"sort":["rating:desc","a.b:asc"],"fields":["id","a.c","rating"]}"#,
+        )
+        .unwrap();
+        let sort = list_sort(&q);
+        assert_eq!(sort.len(), 2);
+        assert!(!sort[0].asc && sort[1].asc);
+        // `a.b` is added for the merge, but `a` stays (the client asked for `a.c`).
+        assert!(add_sort_fields(&mut q, &sort).is_empty());
+        assert_eq!(q.body["fields"], json!(["id", "a.c", "rating", "a.b"]));
+
+        let mut q = parse_list_get("sort=rating:desc,title:asc&fields=id").unwrap();
+        let sort = list_sort(&q);
+        assert_eq!(add_sort_fields(&mut q, &sort), vec!["rating", "title"]);
+        assert_eq!(q.body["fields"], json!(["id", "rating", "title"]));
+
+        // No `fields`, or `*`: nothing to add.
+        let mut q = parse_list_get("sort=rating:desc").unwrap();
+        assert!(add_sort_fields(&mut q.clone(), &list_sort(&q)).is_empty());
+        let mut star = parse_list_get("sort=rating:desc&fields=*").unwrap();
+        assert!(add_sort_fields(&mut star, &list_sort(&q)).is_empty());
+        q.body.insert("sort".into(), json!(["_geoPoint(1,2):asc"]));
+        assert!(list_sort(&q).is_empty(), "geo sorts are left to the nodes");
+        q.body.insert("sort".into(), json!(["rating:sideways"]));
+        assert!(list_sort(&q).is_empty());
     }
 
     #[test]
