@@ -47,8 +47,41 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 
-/// The field Miroir injects into every document: the document's shard number.
+/// The field Miroir injects into every document: the document's shard, as [`shard_token`].
 pub const SHARD_FIELD: &str = "_miroir_shard";
+
+/// Punctuation spelling the decimal digits of a shard number in [`shard_token`]: digit `d` is
+/// `SHARD_DIGITS[d]`. Each is a separator for Meilisearch's tokenizer (checked against
+/// Meilisearch 1.50: a query made of any of them is a placeholder query), and none needs
+/// escaping in JSON strings or in filter strings.
+const SHARD_DIGITS: [u8; 10] = *b"!#()*+-./;";
+
+/// The value of [`SHARD_FIELD`] for `shard`: its decimal digits spelled with
+/// [`SHARD_DIGITS`], e.g. shard 17 is `"#."`. Being made only of separators, the value yields
+/// no word, so nodes can keep `searchableAttributes: ["*"]` (and rank attributes as one
+/// Meilisearch would) without any query ever matching a document through it; it is still a
+/// distinct string facet for the `_miroir_shard IN [...]` restriction (decision 006).
+pub fn shard_token(shard: ShardId) -> String {
+    let mut digits = DecimalBuf::new();
+    digits
+        .format_u64(u64::from(shard.0))
+        .iter()
+        .map(|d| SHARD_DIGITS[usize::from(d - b'0')] as char)
+        .collect()
+}
+
+/// The shard a [`shard_token`] spells, or `None` for any other string.
+pub fn parse_shard_token(token: &str) -> Option<ShardId> {
+    if token.is_empty() || token.len() > 10 {
+        return None;
+    }
+    let mut n: u64 = 0;
+    for b in token.bytes() {
+        let d = SHARD_DIGITS.iter().position(|&c| c == b)?;
+        n = n * 10 + d as u64;
+    }
+    u32::try_from(n).ok().map(ShardId)
+}
 
 /// Longest string document id Meilisearch accepts (an LMDB key limit).
 pub const MAX_DOCUMENT_ID_BYTES: usize = 511;
@@ -708,7 +741,8 @@ fn prepare_json(
     })
 }
 
-/// Appends `doc` (a JSON object's exact text) with `"_miroir_shard":N` as its last field.
+/// Appends `doc` (a JSON object's exact text) with `"_miroir_shard":"<token>"` as its last
+/// field.
 fn inject_shard(out: &mut Vec<u8>, doc: &str, has_fields: bool, shard: ShardId) {
     let body = doc.trim_end();
     // `split_json` guarantees an object, so the text ends with `}`.
@@ -719,9 +753,9 @@ fn inject_shard(out: &mut Vec<u8>, doc: &str, has_fields: bool, shard: ShardId) 
     }
     out.extend_from_slice(b"\"");
     out.extend_from_slice(SHARD_FIELD.as_bytes());
-    out.extend_from_slice(b"\":");
-    out.extend_from_slice(DecimalBuf::new().format_u64(u64::from(shard.0)));
-    out.push(b'}');
+    out.extend_from_slice(b"\":\"");
+    out.extend_from_slice(shard_token(shard).as_bytes());
+    out.extend_from_slice(b"\"}");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -807,8 +841,9 @@ fn prepare_csv(
     };
     let mut header_writer = new_writer();
     let mut header_row: Vec<&str> = headers.iter().collect();
-    let shard_column = format!("{SHARD_FIELD}:number");
-    header_row.push(&shard_column);
+    // A string column: the token is punctuation; the CSV writer quotes it when it contains
+    // the client's delimiter.
+    header_row.push(SHARD_FIELD);
     header_writer.write_record(&header_row).map_err(csv_err)?;
     let csv_header = header_writer
         .into_inner()
@@ -875,14 +910,13 @@ fn prepare_csv(
         };
         let shard = shard_for_bytes(id.as_bytes(), opts.shards);
         let (count, writer) = writers.entry(shard).or_insert_with(|| (0, new_writer()));
-        let mut digits = DecimalBuf::new();
-        let shard_text = digits.format_u64(u64::from(shard.0));
+        let token = shard_token(shard);
         writer
             .write_record(
                 record
                     .iter()
                     .map(str::as_bytes)
-                    .chain(std::iter::once(shard_text)),
+                    .chain(std::iter::once(token.as_bytes())),
             )
             .map_err(csv_err)?;
         *count += 1;

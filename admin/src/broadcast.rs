@@ -10,9 +10,12 @@
 //! back on any failure and finishes the Miroir task.
 //!
 //! Settings (PRODUCT.md §2 Writes 3): nodes always keep `_miroir_shard` filterable, and when
-//! the client's `searchableAttributes`/`displayedAttributes` is `*` the nodes get the
-//! explicit field list (`IndexMeta.fields`) instead, so no document is ever found through a
-//! reserved field; clients read back `*` ([`crate::reads`] hides both).
+//! the client's `displayedAttributes` is `*` the nodes get the explicit field list
+//! (`IndexMeta.fields`) instead, so no hit shows a reserved field; clients read back `*`
+//! ([`crate::reads`]). `searchableAttributes` goes to the nodes as sent, `*` included: the
+//! shard field's value is punctuation that yields no word
+//! ([`miroir_core::documents::shard_token`]), so no query matches through it, and nodes
+//! rank attributes under `*` exactly as one Meilisearch does (decision 006).
 //!
 //! **Meilisearch's answers.** A body Meilisearch refuses before enqueuing (a non-string index
 //! `uid`, a malformed swap list) is sent to one node only, whose refusal is relayed verbatim
@@ -413,7 +416,6 @@ fn new_meta(admin: &Admin, uid: &str, primary_key: Option<String>) -> IndexMeta 
 fn initial_node_settings(meta: &IndexMeta) -> Value {
     json!({
         "filterableAttributes": [SHARD_FIELD],
-        "searchableAttributes": meta.fields,
         "displayedAttributes": meta.fields,
         "faceting": {"maxValuesPerFacet": node_max_values_per_facet(u64::from(meta.max_values_per_facet))},
     })
@@ -983,9 +985,6 @@ pub fn translate_settings(
     }
     if let Some(s) = client.get("searchableAttributes") {
         meta.searchable_wildcard = is_wildcard(s);
-        if meta.searchable_wildcard {
-            node.insert("searchableAttributes".into(), json!(meta.fields));
-        }
     }
     if let Some(d) = client.get("displayedAttributes") {
         meta.displayed_wildcard = is_wildcard(d);
@@ -1600,9 +1599,6 @@ pub async fn prepare_write(admin: &Arc<Admin>, uid: &str, req: &Req) -> Result<R
     if !fresh.is_empty() {
         meta.fields.extend(fresh);
         let mut patch = Map::new();
-        if meta.searchable_wildcard {
-            patch.insert("searchableAttributes".into(), json!(meta.fields));
-        }
         if meta.displayed_wildcard {
             patch.insert("displayedAttributes".into(), json!(meta.fields));
         }
@@ -1823,20 +1819,27 @@ mod tests {
     }
 
     #[test]
-    fn wildcards_become_explicit_field_lists() {
+    fn displayed_wildcard_becomes_the_field_list_searchable_stays() {
         let (n, m) = translate_settings(
             &obj(json!({"searchableAttributes": ["*"], "displayedAttributes": ["title"]})),
             &meta(),
         )
         .unwrap();
-        assert_eq!(n["searchableAttributes"], json!(["id", "title"]));
+        // Searchable `*` stays `*` on the nodes (decision 006): attributes rank as on one
+        // Meilisearch, and the shard field yields no word.
+        assert_eq!(n["searchableAttributes"], json!(["*"]));
         assert!(m.searchable_wildcard);
         assert_eq!(n["displayedAttributes"], json!(["title"]));
         assert!(!m.displayed_wildcard);
-        let (n, m) =
-            translate_settings(&obj(json!({"searchableAttributes": null})), &meta()).unwrap();
-        assert_eq!(n["searchableAttributes"], json!(["id", "title"]));
+        let (n, m) = translate_settings(
+            &obj(json!({"searchableAttributes": null, "displayedAttributes": ["*"]})),
+            &meta(),
+        )
+        .unwrap();
+        assert_eq!(n["searchableAttributes"], Value::Null);
         assert!(m.searchable_wildcard);
+        assert_eq!(n["displayedAttributes"], json!(["id", "title"]));
+        assert!(m.displayed_wildcard);
     }
 
     #[test]

@@ -169,11 +169,13 @@ fn index_create_settings_stats_and_task_aggregation() {
     }
     assert!(created["duration"].as_str().unwrap().starts_with("PT"));
 
-    // Every node has the index, `_miroir_shard` filterable and no wildcard searchable list.
+    // Every node has the index, `_miroir_shard` filterable, searchable `*` (decision 006)
+    // and no wildcard displayed list.
     for n in &c.nodes {
         let s = node(&n.url, "GET", "/indexes/movies/settings", None).json();
         assert_eq!(s["filterableAttributes"], json!(["_miroir_shard"]), "{s}");
-        assert_eq!(s["searchableAttributes"], json!([]));
+        assert_eq!(s["searchableAttributes"], json!(["*"]));
+        assert_eq!(s["displayedAttributes"], json!([]));
     }
     // Clients never see any of it.
     let s = control(&c.admin.socket, "GET", "/indexes/movies/settings", None).json();
@@ -181,7 +183,8 @@ fn index_create_settings_stats_and_task_aggregation() {
     assert_eq!(s["searchableAttributes"], json!(["*"]));
     assert_eq!(s["displayedAttributes"], json!(["*"]));
 
-    // A write brings fields: the nodes get the explicit list, still without reserved fields.
+    // A write brings fields: the nodes get the explicit displayed list, still without
+    // reserved fields; searchable stays `*`.
     let docs: Vec<Value> = (0..30)
         .map(|i| json!({"id": i, "title": format!("movie {i}"), "year": 1990 + i}))
         .collect();
@@ -189,7 +192,8 @@ fn index_create_settings_stats_and_task_aggregation() {
     assert_eq!(uid, 1, "task uids are dense");
     for n in &c.nodes {
         let s = node(&n.url, "GET", "/indexes/movies/settings", None).json();
-        assert_eq!(s["searchableAttributes"], json!(["id", "title", "year"]));
+        assert_eq!(s["displayedAttributes"], json!(["id", "title", "year"]));
+        assert_eq!(s["searchableAttributes"], json!(["*"]));
     }
     let t = wait_miroir_task(&c.admin.socket, uid);
     assert_eq!(t["status"], "succeeded", "{t}");
@@ -786,7 +790,7 @@ fn prepare_write_creates_an_unknown_index_everywhere_and_refuses_a_conflicting_k
         assert_eq!(i["primaryKey"], "isbn");
         let s = eventually("node settings applied", || {
             let s = node(&n.url, "GET", "/indexes/books/settings", None).json();
-            (s["searchableAttributes"] == json!(["isbn", "title"])).then_some(s)
+            (s["displayedAttributes"] == json!(["isbn", "title"])).then_some(s)
         });
         assert_eq!(s["filterableAttributes"], json!(["_miroir_shard"]));
     }

@@ -256,7 +256,7 @@ fn one_dead_node_in_one_group_degrades_only_its_shards_and_hides_from_readers() 
                 .filter(|r| r.status == 200)?
                 .json();
             let has = |k: &str, f: &str| s[k].as_array().is_some_and(|a| a.iter().any(|x| x == f));
-            (has("searchableAttributes", "newfield") && has("filterableAttributes", "title"))
+            (has("displayedAttributes", "newfield") && has("filterableAttributes", "title"))
                 .then_some(s)
         },
     );

@@ -6,8 +6,8 @@
 //! `tags`, `available`), a 150-value string facet (`author`, more than `maxValuesPerFacet`),
 //! numbers (`year`, `rating`, `pages`) and fields missing from some documents. It is loaded
 //! through Miroir (settings through Miroir's settings API) and directly into a standalone
-//! reference node with the same settings plus the explicit `searchableAttributes` list Miroir
-//! gives its nodes (first-seen field order), so attribute ranks — and therefore scores — are
+//! reference node with the same settings. Both keep the default `searchableAttributes: ["*"]`
+//! (Miroir's nodes too, decision 006), so attribute ranks — and therefore scores — are
 //! comparable.
 //!
 //! Queries (≥ 300): words, several words, prefixes, one- and two-typo words, placeholders,
@@ -366,19 +366,6 @@ fn document(g: &mut Rng, i: usize) -> Value {
 fn corpus() -> Vec<Value> {
     let mut g = Rng(0x5EED_0005);
     (0..DOCS).map(|i| document(&mut g, i)).collect()
-}
-
-/// Field names in first-seen order: what Miroir gives its nodes for `searchableAttributes: *`.
-fn first_seen_fields(docs: &[Value]) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    for d in docs {
-        for k in d.as_object().unwrap().keys() {
-            if !out.contains(k) {
-                out.push(k.clone());
-            }
-        }
-    }
-    out
 }
 
 /// A one-typo variant of a word of ≥ 5 letters (substitution or adjacent transposition inside
@@ -770,7 +757,6 @@ fn miroir_with_two_copies_of_every_shard_answers_like_one_node() {
 
 fn differential(label: &str, spec: ClusterSpec, extra_settings: Value) {
     let docs = corpus();
-    let fields = first_seen_fields(&docs);
     let filterable = json!([
         "id",
         "genre",
@@ -824,7 +810,7 @@ fn differential(label: &str, spec: ClusterSpec, extra_settings: Value) {
         assert_eq!(t["status"], "succeeded", "{t}");
     }
 
-    // Miroir gave its nodes the explicit first-seen list (clients still read `*`).
+    // Searchable `*` on Miroir's nodes too (decision 006), and clients read `*`.
     let client_view = d
         .http()
         .get(&format!("/indexes/{INDEX}/settings"))
@@ -841,7 +827,7 @@ fn differential(label: &str, spec: ClusterSpec, extra_settings: Value) {
             .get(&format!("/indexes/{INDEX}/settings/searchable-attributes"))
             .unwrap()
             .json();
-        assert_eq!(s, json!(fields), "searchable attributes on a node");
+        assert_eq!(s, json!(["*"]), "searchable attributes on a node");
     }
     let stats = d
         .http()
@@ -852,9 +838,7 @@ fn differential(label: &str, spec: ClusterSpec, extra_settings: Value) {
 
     let ref_dir = TempDir::new("diff-reference");
     let reference = TestNode::start(ref_dir.path(), "reference", &d.master_key);
-    let mut ref_settings = client_settings.clone();
-    ref_settings["searchableAttributes"] = json!(fields);
-    load_reference(&reference, &ref_settings, &docs);
+    load_reference(&reference, &client_settings, &docs);
 
     // The facet cap is in force (150 distinct authors; Meilisearch's default cap is 100).
     let cap = extra_settings["faceting"]["maxValuesPerFacet"]

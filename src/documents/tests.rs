@@ -56,15 +56,15 @@ fn json_array_is_grouped_by_shard_with_the_shard_field_last() {
     // Bytes are the client's, with the field spliced in last.
     assert_eq!(
         b.render(&[ShardId(57)]),
-        br#"[{"id":42,"title":"a","_miroir_shard":57}]"#.to_vec()
+        br#"[{"id":42,"title":"a","_miroir_shard":"+."}]"#.to_vec()
     );
     // (serde_json's Map sorts keys, so field order is checked on the bytes.)
     assert_eq!(
         String::from_utf8(b.render(&all_shards(&b))).unwrap(),
-        r#"[{"id":"abc","title":"b","_miroir_shard":25},{"title":"c","id":"doc-00001","_miroir_shard":54},{"id":42,"title":"a","_miroir_shard":57}]"#
+        r#"[{"id":"abc","title":"b","_miroir_shard":"(+"},{"title":"c","id":"doc-00001","_miroir_shard":"+*"},{"id":42,"title":"a","_miroir_shard":"+."}]"#
     );
     let docs = render_json(&b, &all_shards(&b));
-    assert_eq!(docs[0][SHARD_FIELD], 25);
+    assert_eq!(docs[0][SHARD_FIELD], "(+");
     assert_eq!(b.render(&[]), b"[]");
     assert_eq!(
         b.render(&[ShardId(57), ShardId(57), ShardId(3)]),
@@ -85,8 +85,8 @@ fn json_keeps_input_order_inside_a_shard_and_whitespace_is_harmless() {
     assert_eq!(
         docs,
         vec![
-            json!({"id":42,"n":1,"_miroir_shard":57}),
-            json!({"id":"42","n":2,"_miroir_shard":57})
+            json!({"id":42,"n":1,"_miroir_shard":"+."}),
+            json!({"id":"42","n":2,"_miroir_shard":"+."})
         ]
     );
 }
@@ -114,16 +114,17 @@ fn ndjson_renders_one_document_per_line() {
     assert_eq!(b.document_count(), 3);
     assert_eq!(b.fields(), ["id", "a", "b", "c"]);
     let s1 = shard_for_key("1", S);
+    let t1 = shard_token(s1);
     let rendered = String::from_utf8(b.render(&[s1])).unwrap();
     assert_eq!(
         rendered,
-        format!("{{\"id\":1,\"a\":true,\"_miroir_shard\":{s1}}}\n{{\"id\":1,\"c\":[1,{{\"d\":2}}],\"_miroir_shard\":{s1}}}\n")
+        format!("{{\"id\":1,\"a\":true,\"_miroir_shard\":\"{t1}\"}}\n{{\"id\":1,\"c\":[1,{{\"d\":2}}],\"_miroir_shard\":\"{t1}\"}}\n")
     );
     let all = String::from_utf8(b.render(&all_shards(&b))).unwrap();
     assert_eq!(all.lines().count(), 3);
     for line in all.lines() {
         let v: Value = serde_json::from_str(line).unwrap();
-        assert!(v[SHARD_FIELD].is_u64());
+        assert!(parse_shard_token(v[SHARD_FIELD].as_str().unwrap()).is_some());
     }
 }
 
@@ -496,23 +497,17 @@ fn csv_gets_an_extra_typed_column() {
     let rows = csv_rows(&b.render(&all_shards(&b)), b',');
     assert_eq!(
         rows[0],
-        [
-            "id",
-            "title",
-            "price:number",
-            "ok:boolean",
-            "_miroir_shard:number"
-        ]
+        ["id", "title", "price:number", "ok:boolean", "_miroir_shard"]
     );
-    assert_eq!(rows[1], ["abc", "x", "", "false", "25"].map(String::from));
+    assert_eq!(rows[1], ["abc", "x", "", "false", "(+"].map(String::from));
     assert_eq!(
         rows[2],
-        ["42", "Hello, world", "1.5", "true", "57"].map(String::from)
+        ["42", "Hello, world", "1.5", "true", "+."].map(String::from)
     );
     let only57 = String::from_utf8(b.render(&[ShardId(57)])).unwrap();
     assert_eq!(
         only57,
-        "id,title,price:number,ok:boolean,_miroir_shard:number\n42,\"Hello, world\",1.5,true,57\n"
+        "id,title,price:number,ok:boolean,_miroir_shard\n42,\"Hello, world\",1.5,true,+.\n"
     );
 }
 
@@ -527,7 +522,7 @@ fn csv_delimiter_and_string_ids() {
     .unwrap();
     assert_eq!(all_shards(&b), [ShardId(54), ShardId(57)]);
     let rows = csv_rows(&b.render(&[ShardId(54)]), b';');
-    assert_eq!(rows[1], ["doc-00001", "semi;colon", "54"].map(String::from));
+    assert_eq!(rows[1], ["doc-00001", "semi;colon", "+*"].map(String::from));
     assert_eq!(b.format().content_type(), "text/csv");
 }
 
@@ -650,7 +645,7 @@ fn node_bodies_cover_every_target_with_its_shards_only() {
     );
     assert_eq!(
         String::from_utf8(m9.body.clone()).unwrap(),
-        r#"[{"id":"doc-00001","_miroir_shard":6}]"#
+        r#"[{"id":"doc-00001","_miroir_shard":"-"}]"#
     );
     for nb in &bodies {
         let docs: Vec<Value> = serde_json::from_slice(&nb.body).unwrap();
@@ -658,7 +653,7 @@ fn node_bodies_cover_every_target_with_its_shards_only() {
         for d in docs {
             assert!(nb
                 .shards
-                .contains(&ShardId(d[SHARD_FIELD].as_u64().unwrap() as u32)));
+                .contains(&parse_shard_token(d[SHARD_FIELD].as_str().unwrap()).unwrap()));
         }
     }
     let del = prepare_delete_batch(br#"["doc-00001","x1"]"#, 16).unwrap();
@@ -800,7 +795,7 @@ proptest! {
             let rendered: Vec<serde_json::Map<String, Value>> = serde_json::from_slice(&b.render(part)).unwrap();
             prop_assert_eq!(rendered.len(), b.documents_in_all(part));
             for mut d in rendered {
-                let shard = d.remove(SHARD_FIELD).unwrap().as_u64().unwrap() as u32;
+                let shard = parse_shard_token(d.remove(SHARD_FIELD).unwrap().as_str().unwrap()).unwrap().0;
                 prop_assert!(part.contains(&ShardId(shard)));
                 prop_assert_eq!(ShardId(shard), shard_for_key(&canonical(&d["id"]), S));
                 prop_assert!(docs.contains(&d));
@@ -829,10 +824,10 @@ proptest! {
         prop_assert_eq!(b.document_count(), rows.len());
         let all: Vec<ShardId> = b.shard_ids().collect();
         let out = csv_rows(&b.render(&all), delimiter);
-        prop_assert_eq!(&out[0], &["id", "text", "n:number", "_miroir_shard:number"].map(String::from).to_vec());
+        prop_assert_eq!(&out[0], &["id", "text", "n:number", "_miroir_shard"].map(String::from).to_vec());
         let mut got: Vec<Vec<String>> = Vec::new();
         for mut row in out.into_iter().skip(1) {
-            let shard: u32 = row.pop().unwrap().parse().unwrap();
+            let shard: u32 = parse_shard_token(&row.pop().unwrap()).unwrap().0;
             prop_assert_eq!(ShardId(shard), shard_for_key(&row[0], S));
             got.push(row);
         }
@@ -853,5 +848,23 @@ proptest! {
         let shards = |b: &PreparedBatch| b.shard_ids().map(|s| (s, b.documents_in(s))).collect::<Vec<_>>();
         prop_assert_eq!(shards(&json), shards(&nd));
         prop_assert_eq!(shards(&json), shards(&csv));
+    }
+}
+
+#[test]
+fn shard_tokens_are_punctuation_and_round_trip() {
+    assert_eq!(shard_token(ShardId(0)), "!");
+    assert_eq!(shard_token(ShardId(17)), "#.");
+    assert_eq!(shard_token(ShardId(1_234_567_890)), "#()*+-./;!");
+    for n in (0..5000).chain([u32::MAX - 1, u32::MAX]) {
+        let t = shard_token(ShardId(n));
+        // No letter or digit (no word for the tokenizer), nothing to escape in JSON or filters.
+        assert!(t
+            .bytes()
+            .all(|b| b.is_ascii_punctuation() && b != b'"' && b != b'\\'));
+        assert_eq!(parse_shard_token(&t), Some(ShardId(n)));
+    }
+    for bad in ["", "1", "a", "!!!!!!!!!!!", "#.x", "\"", ";;;;;;;;;;"] {
+        assert_eq!(parse_shard_token(bad), None, "{bad}");
     }
 }

@@ -1472,3 +1472,59 @@ fn validation_errors_match_meilisearch() {
         json!({ix.clone(): 1})
     );
 }
+
+/// Miroir stores each document's shard as punctuation spelling its number
+/// (`miroir_core::documents::shard_token`: `!#()*+-./;` for 0–9; repeated here because the
+/// test node links no Miroir code) and keeps `searchableAttributes: ["*"]` on its nodes
+/// (decision 006). That is only sound if every one of those characters is a separator: a query
+/// made of them is a placeholder (matches everything), a field made of them matches no query,
+/// and the values still work as string filters.
+#[test]
+fn shard_token_punctuation_is_never_a_word() {
+    let s = Server::start();
+    let ix = unique("tokens");
+    let t = s.task(s.post("/indexes", json!({"uid": ix, "primaryKey": "id"})));
+    assert_eq!(t["status"], "succeeded", "{t}");
+    let t = s.task(s.patch(
+        &format!("/indexes/{ix}/settings"),
+        json!({"filterableAttributes": ["shard"]}),
+    ));
+    assert_eq!(t["status"], "succeeded", "{t}");
+    let docs = json!([
+        {"id": 1, "title": "river", "shard": "#."},
+        {"id": 2, "title": "stone", "shard": "!#()*"},
+        {"id": 3, "title": "ocean", "shard": "+-./;"},
+    ]);
+    let t = s.task(s.post(&format!("/indexes/{ix}/documents"), docs));
+    assert_eq!(t["status"], "succeeded", "{t}");
+    let search = |body: Value| {
+        let r = s.post(&format!("/indexes/{ix}/search"), body);
+        assert_eq!(r.status, 200, "{}", r.text());
+        let mut ids: Vec<u64> = r.json()["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["id"].as_u64().unwrap())
+            .collect();
+        ids.sort_unstable();
+        ids
+    };
+    for c in "!#()*+-./;"
+        .chars()
+        .map(String::from)
+        .chain(["#.".into(), "+-./;".into()])
+    {
+        assert_eq!(
+            search(json!({"q": c})),
+            [1, 2, 3],
+            "query {c:?} is not a placeholder"
+        );
+    }
+    // Words still match, and only in their own documents.
+    assert_eq!(search(json!({"q": "river"})), [1]);
+    assert_eq!(
+        search(json!({"q": "", "filter": "shard IN [\"#.\", \"+-./;\"]"})),
+        [1, 3]
+    );
+    assert_eq!(search(json!({"q": "", "filter": "shard = \"!#()*\""})), [2]);
+}

@@ -15,22 +15,23 @@
 //! - any other JSON type is invalid for Meilisearch: left untouched so the node rejects it
 //!   with its own `invalid_search_filter` error.
 
+use miroir_core::documents::{shard_token, SHARD_FIELD};
 use miroir_core::ShardId;
 use serde_json::Value;
 
-/// The reserved shard field injected into every document.
-pub const SHARD_FIELD: &str = "_miroir_shard";
-
-/// `_miroir_shard IN [1, 5, 9]` for the given shards (sorted as given).
+/// `_miroir_shard IN ["#", "+", ";"]` for the given shards (sorted as given), each spelled
+/// as the token stored in documents ([`shard_token`]; the tokens need no escaping).
 pub fn shard_clause(shards: &[ShardId]) -> String {
-    let mut s = String::with_capacity(24 + shards.len() * 4);
+    let mut s = String::with_capacity(24 + shards.len() * 6);
     s.push_str(SHARD_FIELD);
     s.push_str(" IN [");
     for (i, sh) in shards.iter().enumerate() {
         if i > 0 {
             s.push_str(", ");
         }
-        s.push_str(&sh.0.to_string());
+        s.push('"');
+        s.push_str(&shard_token(*sh));
+        s.push('"');
     }
     s.push(']');
     s
@@ -65,13 +66,16 @@ mod tests {
 
     #[test]
     fn clause_text() {
-        assert_eq!(shard_clause(&s(&[3])), "_miroir_shard IN [3]");
-        assert_eq!(shard_clause(&s(&[1, 5, 9])), "_miroir_shard IN [1, 5, 9]");
+        assert_eq!(shard_clause(&s(&[3])), r##"_miroir_shard IN [")"]"##);
+        assert_eq!(
+            shard_clause(&s(&[1, 5, 9])),
+            r##"_miroir_shard IN ["#", "+", ";"]"##
+        );
     }
 
     #[test]
     fn no_client_filter() {
-        let expect = json!("_miroir_shard IN [1, 2]");
+        let expect = json!(r##"_miroir_shard IN ["#", "("]"##);
         assert_eq!(restrict_to_shards(None, &s(&[1, 2])), expect);
         assert_eq!(restrict_to_shards(Some(&Value::Null), &s(&[1, 2])), expect);
         assert_eq!(restrict_to_shards(Some(&json!("  ")), &s(&[1, 2])), expect);
@@ -82,7 +86,10 @@ mod tests {
         let f = json!("genre = horror OR year > 2000");
         assert_eq!(
             restrict_to_shards(Some(&f), &s(&[0])),
-            json!(["_miroir_shard IN [0]", "genre = horror OR year > 2000"])
+            json!([
+                r##"_miroir_shard IN ["!"]"##,
+                "genre = horror OR year > 2000"
+            ])
         );
     }
 
@@ -91,7 +98,11 @@ mod tests {
         let f = json!(["a = 1", ["b = 2", "c = 3"]]);
         assert_eq!(
             restrict_to_shards(Some(&f), &s(&[4, 7])),
-            json!(["_miroir_shard IN [4, 7]", "a = 1", ["b = 2", "c = 3"]])
+            json!([
+                r##"_miroir_shard IN ["*", "."]"##,
+                "a = 1",
+                ["b = 2", "c = 3"]
+            ])
         );
     }
 

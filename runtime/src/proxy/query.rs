@@ -333,7 +333,10 @@ mod tests {
             json!({"q":"x","offset":0,"limit":15,"filter":"a = 1","facets":["g"],"showRankingScore":true})
         );
         let b = body_of(&node_body(&q, np, true, Some(&[ShardId(2), ShardId(4)])));
-        assert_eq!(b["filter"], json!(["_miroir_shard IN [2, 4]", "a = 1"]));
+        assert_eq!(
+            b["filter"],
+            json!([r##"_miroir_shard IN ["(", "*"]"##, "a = 1"])
+        );
         assert_eq!(b["showRankingScoreDetails"], json!(true));
     }
 

@@ -369,7 +369,7 @@ mod tests {
         let b: Value = serde_json::from_slice(&list_node_body(&q, Some(&[ShardId(3)]))).unwrap();
         assert_eq!(
             b,
-            json!({"offset":0,"limit":15,"filter":["_miroir_shard IN [3]","a = 1"]})
+            json!({"offset":0,"limit":15,"filter":[r##"_miroir_shard IN [")"]"##,"a = 1"]})
         );
         assert!(parse_list_post(br#"{"limit":-1}"#).is_none());
         assert!(parse_list_post(b"[]").is_none());

@@ -271,7 +271,11 @@ fn rf2_requests_carry_shard_filters_and_cover_each_shard_once() {
         let list = clause
             .trim_start_matches("_miroir_shard IN [")
             .trim_end_matches(']');
-        seen.extend(list.split(", ").map(|s| s.parse::<u32>().unwrap()));
+        seen.extend(list.split(", ").map(|s| {
+            miroir_core::documents::parse_shard_token(s.trim_matches('"'))
+                .unwrap()
+                .0
+        }));
     }
     seen.sort_unstable();
     assert_eq!(seen, (0..8).collect::<Vec<_>>());
@@ -575,7 +579,8 @@ fn new_index_and_new_fields_go_through_prepare_write_first() {
     assert_eq!(write.1.query, "primaryKey=sku_id");
     let doc: Vec<Value> = serde_json::from_slice(&write.1.body).unwrap();
     // S = 4 from the admin's IndexMeta, not the 64 the data plane would have guessed.
-    assert!(doc[0]["_miroir_shard"].as_u64().unwrap() < 4);
+    let token = doc[0]["_miroir_shard"].as_str().unwrap();
+    assert!(miroir_core::documents::parse_shard_token(token).unwrap().0 < 4);
 }
 
 /// Every kind of write, on the known index `m`, plus one on an unknown index (which goes
