@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Current snapshot encoding version (first byte(s) of the encoded form).
-pub const SNAPSHOT_FORMAT_VERSION: u16 = 1;
+pub const SNAPSHOT_FORMAT_VERSION: u16 = 2;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct Snapshot {
@@ -41,9 +41,9 @@ pub struct IndexMeta {
     /// Shard count S, fixed at index creation.
     pub shards: u32,
     /// Every document field seen so far, in first-seen order, reserved fields excluded. When
-    /// the client's `searchableAttributes` is `*`, this is the explicit list the nodes get.
+    /// the client's `displayedAttributes` is `*`, this is the explicit list the nodes get.
     pub fields: Vec<String>,
-    /// Whether the client's `searchableAttributes` is `*` (then nodes get `fields`).
+    /// Whether the client's `searchableAttributes` is `*` (nodes get `*` too, decision 006).
     pub searchable_wildcard: bool,
     /// Whether the client's `displayedAttributes` is `*`.
     pub displayed_wildcard: bool,
@@ -57,6 +57,9 @@ pub struct IndexMeta {
     pub max_total_hits: u32,
     pub created_at: String,
     pub updated_at: String,
+    /// The index's `distinctAttribute` (the merge deduplicates across shards by it).
+    #[serde(default)]
+    pub distinct_attribute: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -185,6 +188,7 @@ impl IndexMeta {
             max_total_hits: 1000,
             created_at: now.to_string(),
             updated_at: now.to_string(),
+            distinct_attribute: None,
         }
     }
 }
@@ -352,6 +356,7 @@ mod tests {
                     max_total_hits: mt,
                     created_at: "2026-01-01T00:00:00.000Z".into(),
                     updated_at: "2026-01-02T00:00:00.000Z".into(),
+                    distinct_attribute: None,
                 },
             )
     }

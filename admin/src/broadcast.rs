@@ -409,6 +409,7 @@ fn new_meta(admin: &Admin, uid: &str, primary_key: Option<String>) -> IndexMeta 
         max_total_hits: 1000,
         created_at: now.clone(),
         updated_at: now,
+        distinct_attribute: None,
     }
 }
 
@@ -1026,6 +1027,12 @@ pub fn translate_settings(
         }
     }
     overfetch_facets(&mut node);
+    // A string or a reset; any other value is left to the nodes to refuse.
+    match client.get("distinctAttribute") {
+        Some(Value::String(d)) => meta.distinct_attribute = Some(d.clone()),
+        Some(Value::Null) => meta.distinct_attribute = None,
+        _ => {}
+    }
     if let Some(p) = client.get("pagination") {
         meta.max_total_hits = p
             .get("maxTotalHits")
@@ -1760,6 +1767,7 @@ mod tests {
             max_total_hits: 1000,
             created_at: String::new(),
             updated_at: String::new(),
+            distinct_attribute: None,
         }
     }
 
@@ -1862,6 +1870,15 @@ mod tests {
             Some(&FacetOrder::Count)
         );
         assert_eq!(m.max_total_hits, 50);
+        assert_eq!(m.distinct_attribute, None);
+        let (_, m) =
+            translate_settings(&obj(json!({"distinctAttribute": "sku"})), &meta()).unwrap();
+        assert_eq!(m.distinct_attribute.as_deref(), Some("sku"));
+        let (_, m) = translate_settings(&obj(json!({"distinctAttribute": null})), &m).unwrap();
+        assert_eq!(m.distinct_attribute, None);
+        // Anything else is the nodes' to refuse; the tracked value does not change.
+        let (_, m) = translate_settings(&obj(json!({"distinctAttribute": 3})), &meta()).unwrap();
+        assert_eq!(m.distinct_attribute, None);
     }
 
     #[test]

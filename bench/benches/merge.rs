@@ -68,6 +68,8 @@ fn request<'a>(c: &Case, by: &'a BTreeMap<String, FacetOrder>) -> SearchMergeReq
         max_total_hits: 1000,
         reserved_prefix: "_miroir_",
         query: None,
+        distinct: None,
+        drop: &[],
     }
 }
 

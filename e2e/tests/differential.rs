@@ -18,7 +18,8 @@
 //! `maxValuesPerFacet` cap of 20 (facet truncation after the merge).
 //!
 //! Known limits deliberately left out (documented by PRODUCT.md §2, not merge bugs):
-//! `distinct` (exact per shard only), `sortFacetValuesBy: count` with truncated facets, and
+//! `distinct` totals (hits are deduplicated across shards by the merge, but each node counts
+//! its own distinct hits; `runtime/tests/proxy_differential.rs` checks the hits), `sortFacetValuesBy: count` with truncated facets, and
 //! `matchingStrategy: frequency` (word frequencies are per node).
 //!
 //! What "the same response" means (ties are the only freedom Miroir has: each node breaks

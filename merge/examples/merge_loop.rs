@@ -39,6 +39,8 @@ fn main() {
         max_total_hits: 1000,
         reserved_prefix: "_miroir_",
         query: None,
+        distinct: None,
+        drop: &[],
     };
     let mut arena = Bump::new();
     let mut out = Vec::new();

@@ -60,7 +60,7 @@ use std::collections::BTreeMap;
 pub use bumpalo::Bump;
 pub use miroir_core::snapshot::FacetOrder;
 
-mod doc_sort;
+mod doc_values;
 mod facets;
 pub mod rank;
 pub mod scan;
@@ -78,7 +78,7 @@ pub mod reference;
 #[cfg(any(test, feature = "reference"))]
 pub mod samples;
 
-pub use doc_sort::DocSort;
+pub use doc_values::DocSort;
 pub use scan::simd::Level;
 pub use search::{merge_search, merge_search_with_level};
 pub use small::{merge_document_lists, merge_facet_search, merge_index_stats};
@@ -181,6 +181,14 @@ pub struct SearchMergeRequest<'a> {
     /// The client's `q` to echo as `query` (unescaped text; `None` = no `q` sent, then the
     /// first answering shard's `query` is echoed, or `""` when no shard answered).
     pub query: Option<&'a str>,
+    /// The distinct attribute in force (the query's `distinct`, else the index's
+    /// `distinctAttribute`): each node applied it to its own shards, so the merge keeps only
+    /// the first hit of each value across shards (see [`crate::doc_values`] for values). Hits
+    /// without a value are all kept, as Meilisearch keeps them.
+    pub distinct: Option<&'a str>,
+    /// Top-level fields to remove from hits and `_formatted` (fields Miroir added to the
+    /// client's `attributesToRetrieve`, e.g. the distinct attribute).
+    pub drop: &'a [&'a str],
 }
 
 /// The node-side search parameters the caller must set (the rest of the client's query is

@@ -278,6 +278,7 @@ pub fn merge_search(req: &SearchMergeRequest, shards: &[ShardInput]) -> R<Vec<u8
     let (start, len) = req.pagination.window(req.max_total_hits);
     let mut heads = vec![0usize; lists.len()];
     let mut merged = Vec::new();
+    let mut seen: Vec<DocKey> = Vec::new();
     while merged.len() < start + len {
         let mut best: Option<usize> = None;
         for k in 0..lists.len() {
@@ -292,8 +293,16 @@ pub fn merge_search(req: &SearchMergeRequest, shards: &[ShardInput]) -> R<Vec<u8
             }
         }
         let Some(b) = best else { break };
-        merged.push(lists[b][heads[b]].clone());
+        let hit = &lists[b][heads[b]];
         heads[b] += 1;
+        if let Some(field) = req.distinct {
+            let values = distinct_values(hit, field);
+            if values.iter().any(|v| seen.contains(v)) {
+                continue;
+            }
+            seen.extend(values);
+        }
+        merged.push(hit.clone());
     }
     let hits: Vec<Value> = merged
         .into_iter()
@@ -309,6 +318,12 @@ pub fn merge_search(req: &SearchMergeRequest, shards: &[ShardInput]) -> R<Vec<u8
             }
             if let Some(Value::Object(f)) = m.get_mut("_formatted") {
                 strip(f, req.reserved_prefix);
+                for k in req.drop {
+                    f.remove(*k);
+                }
+            }
+            for k in req.drop {
+                m.remove(*k);
             }
             h
         })
@@ -485,11 +500,30 @@ enum DocKey {
 }
 
 fn doc_key(doc: &Value, field: &str) -> DocKey {
-    match doc.get(field) {
-        Some(Value::Number(n)) => DocKey::Num(n.as_f64().unwrap_or(0.0)),
-        Some(Value::String(s)) => DocKey::Str(s.trim().to_lowercase()),
-        Some(Value::Bool(b)) => DocKey::Str(b.to_string()),
+    doc.get(field).map_or(DocKey::Missing, value_key)
+}
+
+fn value_key(v: &Value) -> DocKey {
+    match v {
+        Value::Number(n) => DocKey::Num(n.as_f64().unwrap_or(0.0)),
+        Value::String(s) => DocKey::Str(s.trim().to_lowercase()),
+        Value::Bool(b) => DocKey::Str(b.to_string()),
         _ => DocKey::Missing,
+    }
+}
+
+/// A hit's values of the top-level `field` for `distinct`: the value, or each element of an
+/// array; `null` and objects have none.
+fn distinct_values(hit: &Value, field: &str) -> Vec<DocKey> {
+    let one = |v: &Value| match value_key(v) {
+        DocKey::Missing => None,
+        DocKey::Num(n) if n == 0.0 => Some(DocKey::Num(0.0)),
+        k => Some(k),
+    };
+    match hit.get(field) {
+        Some(Value::Array(a)) => a.iter().filter_map(one).collect(),
+        Some(v) => one(v).into_iter().collect(),
+        None => Vec::new(),
     }
 }
 
@@ -559,4 +593,20 @@ pub fn merge_sorted_document_lists(
     let out =
         serde_json::json!({"results": results, "offset": offset, "limit": limit, "total": total});
     serde_json::to_vec(&out).map_err(|e| e.to_string())
+}
+
+/// What a node returns under `distinct`: the first hit of each value of the top-level
+/// `field` (in the given order), every hit without a value.
+pub fn distinct_within(hits: &[Value], field: &str) -> Vec<Value> {
+    let mut seen: Vec<DocKey> = Vec::new();
+    let mut out = Vec::new();
+    for h in hits {
+        let values = distinct_values(h, field);
+        if values.iter().any(|v| seen.contains(v)) {
+            continue;
+        }
+        seen.extend(values);
+        out.push(h.clone());
+    }
+    out
 }

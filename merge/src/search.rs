@@ -12,7 +12,7 @@
 //! 3. Write the top-level object in Meilisearch's key order.
 
 use crate::facets::{FacetAcc, FacetErr};
-use crate::rank::{self, Crit};
+use crate::rank::{self, Crit, SortValue};
 use crate::scan::fast::QuoteIndex;
 use crate::scan::simd::Level;
 use crate::scan::{ScanError, Scanner, Str};
@@ -33,6 +33,8 @@ pub(crate) struct HitFilter<'p> {
     pub formatted: bool,
     /// More top-level keys to remove (fields Miroir asked for itself, e.g. sort fields).
     pub drop: &'p [&'p str],
+    /// The distinct attribute: record each hit's span to read its values.
+    pub distinct: Option<&'p str>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -110,6 +112,8 @@ pub(crate) struct ShardHits<'a> {
     hits_end: usize,
     /// Lazy mode with a SIMD level: the quote bitmaps of the fast hit scan.
     quotes: Option<&'a mut QuoteIndex>,
+    /// Each hit's byte span, when a distinct attribute is in force.
+    spans: BVec<'a, (usize, usize)>,
 }
 
 impl<'a> ShardHits<'a> {
@@ -124,6 +128,7 @@ impl<'a> ShardHits<'a> {
             first_elem: true,
             hits_end: 0,
             quotes: None,
+            spans: BVec::new_in(arena),
         }
     }
 
@@ -152,7 +157,7 @@ impl<'a> ShardHits<'a> {
                 return Ok(false);
             }
             if let Some(idx) = self.quotes.take() {
-                let fast = if f.drop.is_empty() {
+                let fast = if f.drop.is_empty() && f.distinct.is_none() {
                     self.scan_hit_fast(idx, sc.pos(), sc.depth(), arena, f, scratch)
                 } else {
                     Ok(None)
@@ -187,6 +192,7 @@ impl<'a> ShardHits<'a> {
                 reason: "a hit is not an object",
             });
         }
+        let start = sc.pos();
         sc.object_start()?;
         let mut m = HitScan::new(self.segs.len());
         let mut first = true;
@@ -198,6 +204,9 @@ impl<'a> ShardHits<'a> {
             } else {
                 self.special_member(&mut m, k, sc, arena, f, scratch)?;
             }
+        }
+        if f.distinct.is_some() {
+            self.spans.push((start, sc.pos()));
         }
         self.finish_hit(m);
         Ok(())
@@ -305,7 +314,7 @@ impl<'a> ShardHits<'a> {
                 end: sc.pos() + 1,
                 kind: SegKind::Open,
             });
-            self.scan_formatted(sc, arena, f.reserved_prefix)?;
+            self.scan_formatted(sc, arena, f)?;
             self.segs.push(Seg {
                 start: 0,
                 end: 0,
@@ -337,7 +346,7 @@ impl<'a> ShardHits<'a> {
         &mut self,
         sc: &mut Scanner<'a>,
         arena: &'a Bump,
-        prefix: &str,
+        f: &HitFilter,
     ) -> Result<(), ScanError> {
         sc.object_start()?;
         let mut run = None;
@@ -345,7 +354,7 @@ impl<'a> ShardHits<'a> {
         while let Some(k) = sc.next_key(&mut first)? {
             let kstart = k.start;
             sc.skip_value()?;
-            if k.starts_with(prefix, arena)? {
+            if k.starts_with(f.reserved_prefix, arena)? || f.drop.iter().any(|d| k.is(d)) {
                 self.flush(&mut run, SegKind::Inner);
             } else {
                 run = Some((run.map_or(kstart, |r: (usize, usize)| r.0), sc.pos()));
@@ -631,7 +640,8 @@ pub fn merge_search_with_level(
         keep_details: req.want_ranking_score_details,
         parse_details: req.sort_requested,
         formatted: true,
-        drop: &[],
+        drop: req.drop,
+        distinct: req.distinct,
     };
     let mut stats = MergeStats::default();
     let mut acc = Acc {
@@ -771,7 +781,9 @@ fn k_way<'a>(
     heads.resize(lists.len(), 0);
     let need = start.saturating_add(len);
     let mut emitted = 0;
-    for picked in 0..need {
+    let mut seen = Seen::default();
+    let mut picked = 0;
+    while picked < need {
         let mut best: Option<usize> = None;
         for k in 0..lists.len() {
             let more = lists[k]
@@ -797,13 +809,69 @@ fn k_way<'a>(
             }
         }
         let Some(b) = best else { break };
+        if let Some(field) = filter.distinct {
+            let list = &lists[b];
+            let (lo, hi) = list.spans[heads[b]];
+            let fresh = seen
+                .admit(&list.body[lo..hi], field, arena)
+                .map_err(|e| (b, e))?;
+            if !fresh {
+                heads[b] += 1;
+                continue;
+            }
+        }
         if picked >= start {
             emit(&lists[b], heads[b], emitted);
             emitted += 1;
         }
+        picked += 1;
         heads[b] += 1;
     }
     Ok(emitted)
+}
+
+/// The distinct values already returned (numbers by their bits, strings normalised).
+#[derive(Default)]
+struct Seen<'a> {
+    numbers: std::collections::HashSet<u64>,
+    strings: std::collections::HashSet<&'a str>,
+}
+
+impl<'a> Seen<'a> {
+    /// Whether the hit `doc` may be returned: none of its values of `field` was returned
+    /// before (a hit without a value always may). Records its values when it may.
+    fn admit(&mut self, doc: &'a [u8], field: &str, arena: &'a Bump) -> Result<bool, ScanError> {
+        let values = crate::doc_values::facet_values(doc, field, arena)?;
+        let known = values.iter().any(|v| match v {
+            SortValue::Number(n) => self.numbers.contains(&number_key(*n)),
+            SortValue::String(s) => self.strings.contains(s),
+            _ => false,
+        });
+        if known {
+            return Ok(false);
+        }
+        for v in values {
+            match v {
+                SortValue::Number(n) => {
+                    self.numbers.insert(number_key(n));
+                }
+                SortValue::String(s) => {
+                    self.strings.insert(s);
+                }
+                _ => {}
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// One key per number value (`-0.0` is `0.0`).
+fn number_key(n: f64) -> u64 {
+    if n == 0.0 {
+        0
+    } else {
+        n.to_bits()
+    }
 }
 
 #[cfg(test)]
@@ -843,6 +911,8 @@ mod tests {
             max_total_hits: 1000,
             reserved_prefix: "_miroir_",
             query: None,
+            distinct: None,
+            drop: &[],
         };
         let b = br#"{"hits":[{"id":1}],"x":[],"query":"q","processingTimeMs":1}"#;
         let arena = Bump::new();

@@ -123,6 +123,8 @@ fn merge(bodies: &[Vec<u8>], flags: u8, limit: usize, level: Level) -> Result<Ve
         max_total_hits: 1000,
         reserved_prefix: "_miroir_",
         query: None,
+        distinct: None,
+        drop: &[],
     };
     let shards: Vec<ShardInput> = bodies.iter().map(|b| ShardInput::Ok(b)).collect();
     let arena = Bump::new();

@@ -1,6 +1,6 @@
 //! The small merges: facet search, document listings, index stats.
 
-use crate::doc_sort::{cmp_docs, sort_value, DocSort};
+use crate::doc_values::{cmp_docs, sort_value, DocSort};
 use crate::facets::sort_values;
 use crate::rank::SortValue;
 use crate::scan::{ScanError, Scanner};
@@ -166,7 +166,7 @@ pub fn merge_facet_search(
 ///
 /// With a `sort` (each node having been asked for it too), the global order is instead that
 /// of one node holding every document: a k-way merge of the nodes' lists by the documents'
-/// sort values ([`crate::doc_sort`]), equal documents in node order. `drop` names top-level
+/// sort values ([`crate::doc_values`]), equal documents in node order. `drop` names top-level
 /// fields to remove from every document (sort fields Miroir added to the client's `fields`).
 ///
 /// Assumption: the caller passes only the nodes that together hold every shard once (one
@@ -189,6 +189,7 @@ pub fn merge_document_lists(
         parse_details: false,
         formatted: false,
         drop,
+        distinct: None,
     };
     let mut stats = MergeStats::default();
     let mut lists = Vec::new();

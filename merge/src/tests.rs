@@ -464,6 +464,8 @@ fn request<'a>(c: &'a Case, by: &'a BTreeMap<String, FacetOrder>) -> SearchMerge
         max_total_hits: c.max_total_hits,
         reserved_prefix: "_miroir_",
         query: c.query.as_deref(),
+        distinct: None,
+        drop: &[],
     }
 }
 
@@ -569,6 +571,8 @@ proptest! {
             max_total_hits: 1000,
             reserved_prefix: "_miroir_",
             query: None,
+            distinct: None,
+            drop: &[],
         };
         let shards: Vec<ShardInput> = bodies.iter().map(|b| ShardInput::Ok(b)).collect();
         if let Ok(out) = fast(&req, &shards) {
@@ -750,6 +754,8 @@ proptest! {
             max_total_hits: 1000,
             reserved_prefix: "_miroir_",
             query: None,
+            distinct: None,
+            drop: &[],
         };
         let whole = split(&corpus, &vec![0; corpus.len()], 1, sort);
         let want = ids_and_keys(&fast(&req(0, 1000), &[ShardInput::Ok(&whole[0])]).unwrap());
@@ -813,6 +819,77 @@ proptest! {
         let mut out = Vec::new();
         merge_document_lists(&inputs, offset, limit, &[], &[], "_miroir_", &arena, &mut out).unwrap();
         let theirs = reference::merge_document_lists(&inputs, offset, limit, "_miroir_").unwrap();
+        prop_assert_eq!(norm(&out), norm(&theirs));
+    }
+
+    /// `distinct` across shards: each node's hits are already distinct (as a node returns
+    /// them); the merge keeps the first hit of each value in merged order, whatever its shard,
+    /// keeps every hit without a value, and still fills the window — against the reference,
+    /// with values of every kind (case and space variants of one string, numbers, `0`/`-0.0`,
+    /// booleans, arrays, `null`, missing), tied scores, both paginations and a dropped field.
+    #[test]
+    fn distinct_across_shards_equals_reference(
+        shards in prop::collection::vec(prop::collection::vec((0u8..12, 0u8..3), 0..10), 1..5),
+        a in 0usize..8,
+        b in 0usize..8,
+        page_mode in any::<bool>(),
+        drop_g in any::<bool>(),
+    ) {
+        let g = |k: u8| -> Option<Value> {
+            match k {
+                0 => Some(json!("Red")),
+                1 => Some(json!(" red ")),
+                2 => Some(json!("blue")),
+                3 => Some(json!(1)),
+                4 => Some(json!(1.0)),
+                5 => Some(json!(0)),
+                6 => Some(json!(-0.0)),
+                7 => Some(json!(true)),
+                8 => Some(json!(["blue", 7])),
+                9 => Some(json!(["green", "RED"])),
+                10 => Some(Value::Null),
+                _ => None,
+            }
+        };
+        let mut id = 0;
+        let bodies: Vec<Option<Vec<u8>>> = shards.iter().map(|hits| {
+            // A node's own hits: by score (ties in generation order), already distinct.
+            let mut hits: Vec<(u8, u8, u64)> = hits.iter().map(|&(k, s)| { id += 1; (k, s, id) }).collect();
+            hits.sort_by(|x, y| y.1.cmp(&x.1));
+            let mut docs: Vec<Value> = hits.iter().map(|&(k, s, id)| {
+                let mut h = json!({"id": id, "_miroir_shard": "#", "_rankingScore": 0.25 * f64::from(s)});
+                if let Some(v) = g(k) {
+                    h["g"] = v;
+                }
+                h
+            }).collect();
+            docs = reference::distinct_within(&docs, "g");
+            Some(serde_json::to_vec(&json!({"hits": docs, "query": "", "processingTimeMs": 1, "limit": 20, "offset": 0, "estimatedTotalHits": docs.len()})).unwrap())
+        }).collect();
+        let inputs = inputs(&bodies);
+        let by = BTreeMap::new();
+        let drop: &[&str] = if drop_g { &["g"] } else { &[] };
+        let req = SearchMergeRequest {
+            pagination: if page_mode {
+                Pagination::Page { page: a % 4, hits_per_page: b }
+            } else {
+                Pagination::OffsetLimit { offset: a, limit: b }
+            },
+            sort_requested: false,
+            want_ranking_score: true,
+            want_ranking_score_details: false,
+            max_values_per_facet: 100,
+            sort_facet_values_by: &by,
+            max_total_hits: 1000,
+            reserved_prefix: "_miroir_",
+            query: None,
+            distinct: Some("g"),
+            drop,
+        };
+        let arena = Bump::new();
+        let mut out = Vec::new();
+        merge_search(&req, &inputs, &arena, &mut out).unwrap();
+        let theirs = reference::merge_search(&req, &inputs).unwrap();
         prop_assert_eq!(norm(&out), norm(&theirs));
     }
 
@@ -885,6 +962,8 @@ fn simple_req(by: &BTreeMap<String, FacetOrder>) -> SearchMergeRequest<'_> {
         max_total_hits: 1000,
         reserved_prefix: "_miroir_",
         query: None,
+        distinct: None,
+        drop: &[],
     }
 }
 

@@ -249,6 +249,42 @@ fn miroir_over_three_nodes_answers_like_one_node() {
         assert_eq!(got, want, "{method} {path} {body:?}");
         assert!(!got["results"].as_array().unwrap().is_empty(), "{path}");
     }
+    // `distinct` across shards: one hit per value in the whole index, as one node returns it
+    // (sorts end on the unique `rank`, so hits are totally ordered), also when the client's
+    // `attributesToRetrieve` leaves the distinct field out, and with the index's
+    // `distinctAttribute`. Totals are not compared: each node counts its own distinct hits.
+    let distinct_queries = [
+        json!({"q": "", "distinct": "genre", "sort": ["rank:asc"], "limit": 10}),
+        json!({"q": "", "distinct": "year", "sort": ["rank:desc"], "offset": 3, "limit": 8}),
+        json!({"q": "", "distinct": "year", "sort": ["rank:asc"], "page": 2, "hitsPerPage": 7}),
+        json!({"q": WORDS[3], "distinct": "genre", "sort": ["rank:asc"], "attributesToRetrieve": ["id", "title"]}),
+        json!({"q": WORDS[5], "distinct": "year", "sort": ["year:desc", "rank:asc"], "limit": 12}),
+    ];
+    let check_distinct = |q: &Value| {
+        let got = c.call("POST", "/indexes/movies/search", Some(q));
+        let want = reference.call("POST", "/indexes/movies/search", Some(q));
+        assert_eq!(got.status, want.status, "{q}: {}", got.text());
+        let (got, want) = (got.json(), want.json());
+        assert!(!want["hits"].as_array().unwrap().is_empty(), "{q}");
+        assert_eq!(got["hits"], want["hits"], "{q}");
+    };
+    for q in &distinct_queries {
+        check_distinct(q);
+    }
+    let set = json!({"distinctAttribute": "genre"});
+    let r = c.call("PATCH", "/indexes/movies/settings", Some(&set));
+    assert_eq!(r.status, 202, "{}", r.text());
+    let t = c.wait_task(r.json()["taskUid"].as_u64().unwrap());
+    assert_eq!(t["status"], "succeeded", "{t}");
+    let r = reference.call("PATCH", "/indexes/movies/settings", Some(&set));
+    let uid = r.json()["taskUid"].as_u64().unwrap();
+    proxy_support::wait_until("reference settings", || {
+        reference.call("GET", &format!("/tasks/{uid}"), None).json()["status"] == "succeeded"
+    });
+    check_distinct(&json!({"q": "", "sort": ["rank:asc"], "limit": 20}));
+    check_distinct(
+        &json!({"q": WORDS[1], "sort": ["rank:desc"], "attributesToRetrieve": ["title"]}),
+    );
     drop(reference);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -115,6 +115,46 @@ pub fn from_map(body: Map<String, Value>) -> Result<SearchQuery, QueryError> {
     })
 }
 
+/// The distinct attribute in force for `q`: its `distinct` when it is a string, else the
+/// index's `distinctAttribute` (a value of another type is the nodes' to refuse).
+pub fn distinct_field<'a>(q: &'a SearchQuery, index_distinct: Option<&'a str>) -> Option<&'a str> {
+    match q.body.get("distinct") {
+        Some(Value::String(s)) => Some(s),
+        _ => index_distinct,
+    }
+}
+
+/// Makes a client's field list (`attributesToRetrieve` of a search, `fields` of a document
+/// listing) include the `needed` fields the merge reads (distinct attribute, sort fields), so
+/// that nodes return them; returns the top-level keys to remove from the output again (a
+/// needed field's first path segment, unless a requested field lives under it). A missing
+/// list, a non-list (the nodes' to refuse) or one with `*` already returns everything.
+pub fn add_needed_fields(list: Option<&mut Value>, needed: &[&str]) -> Vec<String> {
+    let Some(Value::Array(fields)) = list else {
+        return Vec::new();
+    };
+    let requested: Vec<String> = fields
+        .iter()
+        .filter_map(|f| f.as_str().map(str::to_owned))
+        .collect();
+    if requested.iter().any(|f| f == "*") {
+        return Vec::new();
+    }
+    let top = |f: &str| f.split('.').next().unwrap_or(f).to_owned();
+    let mut drop = Vec::new();
+    for &field in needed {
+        if requested.iter().any(|f| f == field) {
+            continue;
+        }
+        fields.push(Value::String(field.to_owned()));
+        let key = top(field);
+        if !requested.iter().any(|f| top(f) == key) && !drop.contains(&key) {
+            drop.push(key);
+        }
+    }
+    drop
+}
+
 /// The body sent to one node. `shard_filter`: the shards this node answers for when it must
 /// be restricted (it holds others too), else `None`.
 pub fn node_body(
@@ -320,6 +360,26 @@ mod tests {
                 String::from_utf8_lossy(b)
             );
         }
+    }
+
+    #[test]
+    fn distinct_field_and_needed_fields() {
+        let q = parse_post(br#"{"distinct":"sku","attributesToRetrieve":["title"]}"#).unwrap();
+        assert_eq!(distinct_field(&q, Some("brand")), Some("sku"));
+        let q = parse_post(br#"{"q":"x"}"#).unwrap();
+        assert_eq!(distinct_field(&q, Some("brand")), Some("brand"));
+        assert_eq!(distinct_field(&q, None), None);
+
+        let mut list = serde_json::json!(["title", "a.c"]);
+        let drop = add_needed_fields(Some(&mut list), &["sku", "a.b", "title"]);
+        assert_eq!(list, serde_json::json!(["title", "a.c", "sku", "a.b"]));
+        assert_eq!(drop, vec!["sku"], "`a` holds the requested `a.c`");
+        let mut star = serde_json::json!(["*"]);
+        assert!(add_needed_fields(Some(&mut star), &["sku"]).is_empty());
+        assert_eq!(star, serde_json::json!(["*"]));
+        assert!(add_needed_fields(None, &["sku"]).is_empty());
+        let mut odd = serde_json::json!("title");
+        assert!(add_needed_fields(Some(&mut odd), &["sku"]).is_empty());
     }
 
     #[test]

@@ -112,31 +112,10 @@ pub fn list_sort(q: &ListQuery) -> Vec<DocSort> {
 
 /// The merge needs each document's sort values: when the client's `fields` leaves a sort
 /// field out, it is asked of the nodes too, and its top-level key is returned to be dropped
-/// from the output (unless another requested field lives under the same key).
+/// from the output ([`crate::proxy::query::add_needed_fields`]).
 pub fn add_sort_fields(q: &mut ListQuery, sort: &[DocSort]) -> Vec<String> {
-    let Some(Value::Array(fields)) = q.body.get_mut("fields") else {
-        return Vec::new();
-    };
-    let requested: Vec<String> = fields
-        .iter()
-        .filter_map(|f| f.as_str().map(str::to_owned))
-        .collect();
-    if requested.iter().any(|f| f == "*") {
-        return Vec::new();
-    }
-    let top = |f: &str| f.split('.').next().unwrap_or(f).to_owned();
-    let mut drop = Vec::new();
-    for c in sort {
-        if requested.contains(&c.field) {
-            continue;
-        }
-        fields.push(Value::String(c.field.clone()));
-        let key = top(&c.field);
-        if !requested.iter().any(|f| top(f) == key) && !drop.contains(&key) {
-            drop.push(key);
-        }
-    }
-    drop
+    let needed: Vec<&str> = sort.iter().map(|c| c.field.as_str()).collect();
+    crate::proxy::query::add_needed_fields(q.body.get_mut("fields"), &needed)
 }
 
 /// Percent-encodes a document id for a node's path (ids are normally `[A-Za-z0-9_-]`).

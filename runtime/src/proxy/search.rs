@@ -107,6 +107,16 @@ impl<U: Upstreams> Proxy<U> {
         q: &SearchQuery,
         rid: &str,
     ) -> Merged {
+        // Under `distinct`, the merge reads each hit's value: nodes must return the field.
+        let distinct = query::distinct_field(q, meta.distinct_attribute.as_deref());
+        let mut node_q = std::borrow::Cow::Borrowed(q);
+        let mut drop = Vec::new();
+        if let Some(d) = distinct {
+            let mut with = q.clone();
+            drop = query::add_needed_fields(with.body.get_mut("attributesToRetrieve"), &[d]);
+            node_q = std::borrow::Cow::Owned(with);
+        }
+        let drop: Vec<&str> = drop.iter().map(String::as_str).collect();
         let merge_req = SearchMergeRequest {
             pagination: q.pagination,
             sort_requested: q.sort_requested,
@@ -117,6 +127,8 @@ impl<U: Upstreams> Proxy<U> {
             max_total_hits: meta.max_total_hits as usize,
             reserved_prefix: RESERVED_PREFIX,
             query: q.q(),
+            distinct,
+            drop: &drop,
         };
         let node_req = merge_req.node_request();
         let path = format!("/indexes/{}/search", meta.uid);
@@ -124,7 +136,7 @@ impl<U: Upstreams> Proxy<U> {
             .gather(&routing.read, routing.read.all_shards(), rid, |a| {
                 let filter = a.needs_shard_filter.then_some(a.shards.as_slice());
                 let body = query::node_body(
-                    q,
+                    &node_q,
                     node_req.pagination,
                     node_req.show_ranking_score_details,
                     filter,

@@ -70,6 +70,7 @@ fn meta(uid: &str, shards: u32) -> IndexMeta {
         max_total_hits: 1000,
         created_at: String::new(),
         updated_at: String::new(),
+        distinct_attribute: None,
     }
 }
 

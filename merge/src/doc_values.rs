@@ -1,15 +1,20 @@
-//! Sorted document listings (`GET …/documents?sort=…`, `POST …/documents/fetch` with
-//! `sort`): the value milli sorts a document by, and the order of two documents.
+//! A document's values as milli sees them, for sorted document listings
+//! (`GET …/documents?sort=…`, `POST …/documents/fetch` with `sort`) and for `distinct` across
+//! shards: the value a document sorts by, every value it is deduplicated by, and the order of
+//! two documents.
 //!
-//! milli (`documents/sort.rs`) walks a sort field's facet values: ascending, numbers in
-//! increasing order, then strings in increasing (normalised) byte order, then documents
-//! without a value; descending, numbers decreasing, then strings decreasing, then documents
-//! without a value. A document with several values (an array) comes with the first of them
-//! in that walk. Equal values go to the next criterion, then to the node's own order.
-//! Strings are compared as facets are stored: trimmed and lowercased. milli also applies
-//! Unicode compatibility decomposition (NFKD) first; Miroir does not (no normalisation
-//! tables in the data plane), so strings that differ only by precomposed vs decomposed
-//! accents may order differently from one node.
+//! Values are facet values: numbers, strings (as facets are stored: trimmed and lowercased),
+//! booleans as the strings `true`/`false`, each element of an array; `null` and objects have
+//! none. A dotted path reaches into objects and arrays of objects, or names a literal dotted
+//! key (milli flattens documents). milli also applies Unicode compatibility decomposition
+//! (NFKD) to strings; Miroir does not (no normalisation tables in the data plane), so strings
+//! that differ only by precomposed vs decomposed accents may compare differently from one node.
+//!
+//! Sorting (milli's `documents/sort.rs`) walks a field's facet values: ascending, numbers in
+//! increasing order, then strings in increasing byte order, then documents without a value;
+//! descending, numbers decreasing, then strings decreasing, then documents without a value. A
+//! document with several values comes with the first of them in that walk. Equal values go to
+//! the next criterion, then to the node's own order.
 
 use crate::rank::{cmp_sort_value, SortValue};
 use crate::scan::{ScanError, Scanner};
@@ -58,6 +63,17 @@ pub(crate) fn sort_value<'a>(
         }
     })?;
     Ok(best)
+}
+
+/// Every facet value of `doc` (an object's bytes) at `field` (what `distinct` compares).
+pub(crate) fn facet_values<'a>(
+    doc: &'a [u8],
+    field: &str,
+    arena: &'a Bump,
+) -> Result<Vec<SortValue<'a>>, ScanError> {
+    let mut out = Vec::new();
+    walk(&mut Scanner::new(doc), field, arena, &mut |v| out.push(v))?;
+    Ok(out)
 }
 
 /// Calls `found` with every facet value at `path` inside the object at the cursor: a key
