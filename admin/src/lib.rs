@@ -34,6 +34,7 @@ pub mod reads;
 pub mod repair;
 pub mod routes;
 pub mod server;
+pub mod size_format;
 pub mod state;
 pub mod store;
 pub mod tasks;

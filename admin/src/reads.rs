@@ -183,9 +183,18 @@ fn merged_stats(bodies: &[Option<bytes::Bytes>], copies: u32) -> Result<Value, A
         .map_err(|e| ApiError::internal(format!("merged stats are not JSON: {e}")))
 }
 
-/// `GET /indexes/{uid}/stats`.
-pub async fn index_stats(admin: &Admin, uid: &str) -> Result<Resp, ApiError> {
-    let answers = from_all_nodes(admin, &format!("/indexes/{}/stats", encode_segment(uid))).await;
+/// `GET /indexes/{uid}/stats` (with `showInternalDatabaseSizes`/`sizeFormat`: nodes give raw
+/// sizes, summed here, formatted last — [`crate::size_format`]).
+pub async fn index_stats(admin: &Admin, uid: &str, query: &str) -> Result<Resp, ApiError> {
+    let (node_query, human) = crate::size_format::node_query(query);
+    let answers = from_all_nodes(
+        admin,
+        &with_query(
+            format!("/indexes/{}/stats", encode_segment(uid)),
+            &node_query,
+        ),
+    )
+    .await;
     // Any node's 4xx (e.g. index_not_found) is the answer a single Meilisearch would give.
     if let Some((status, Some(b))) = answers.iter().find(|(s, _)| (400..500).contains(s)) {
         return Err(ApiError::Node {
@@ -203,12 +212,32 @@ pub async fn index_stats(admin: &Admin, uid: &str) -> Result<Resp, ApiError> {
             "no node answered the stats request",
         ));
     }
-    Ok(Resp::json(200, &merged_stats(&ok, admin.copies())?))
+    let mut stats = merged_stats(&ok, admin.copies())?;
+    if human {
+        crate::size_format::humanize_index_stats(&mut stats);
+    }
+    Ok(Resp::json(200, &stats))
+}
+
+fn with_query(path: String, query: &str) -> String {
+    if query.is_empty() {
+        path
+    } else {
+        format!("{path}?{query}")
+    }
 }
 
 /// `GET /stats`: sizes summed, `lastUpdate` the latest, each index merged as above.
-pub async fn global_stats(admin: &Admin) -> Result<Resp, ApiError> {
-    let answers = from_all_nodes(admin, "/stats").await;
+pub async fn global_stats(admin: &Admin, query: &str) -> Result<Resp, ApiError> {
+    let (node_query, human) = crate::size_format::node_query(query);
+    let answers = from_all_nodes(admin, &with_query("/stats".into(), &node_query)).await;
+    // A node's 4xx (an invalid parameter) is the answer a single Meilisearch would give.
+    if let Some((status, Some(b))) = answers.iter().find(|(s, _)| (400..500).contains(s)) {
+        return Err(ApiError::Node {
+            status: *status,
+            body: serde_json::from_slice(b).unwrap_or(Value::Null),
+        });
+    }
     let bodies: Vec<Value> = answers
         .iter()
         .filter(|(s, _)| (200..300).contains(s))
@@ -247,12 +276,19 @@ pub async fn global_stats(admin: &Admin) -> Result<Resp, ApiError> {
                     .map(|s| bytes::Bytes::from(serde_json::to_vec(s).expect("JSON serialises")))
             })
             .collect();
-        indexes.insert(name, merged_stats(&per_node, admin.copies())?);
+        let mut stats = merged_stats(&per_node, admin.copies())?;
+        if human {
+            crate::size_format::humanize_index_stats(&mut stats);
+        }
+        indexes.insert(name, stats);
     }
-    Ok(Resp::json(
-        200,
-        &json!({"databaseSize": sum("databaseSize"), "usedDatabaseSize": sum("usedDatabaseSize"), "lastUpdate": last_update, "indexes": indexes}),
-    ))
+    let mut out = json!({"databaseSize": sum("databaseSize"), "usedDatabaseSize": sum("usedDatabaseSize"), "lastUpdate": last_update, "indexes": indexes});
+    if human {
+        for k in ["databaseSize", "usedDatabaseSize"] {
+            crate::size_format::humanize(out.get_mut(k));
+        }
+    }
+    Ok(Resp::json(200, &out))
 }
 
 #[cfg(test)]

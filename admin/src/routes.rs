@@ -121,7 +121,9 @@ async fn route(admin: &Arc<Admin>, listener: Listener, req: &Req) -> Result<Resp
         }
         (&Method::PATCH, ["indexes", uid]) => broadcast::update_index(admin, uid, req).await,
         (&Method::DELETE, ["indexes", uid]) => broadcast::delete_index(admin, uid).await,
-        (&Method::GET, ["indexes", uid, "stats"]) => reads::index_stats(admin, uid).await,
+        (&Method::GET, ["indexes", uid, "stats"]) => {
+            reads::index_stats(admin, uid, &req.query).await
+        }
         (&Method::GET, ["indexes", uid, "settings"]) => {
             reads::settings_read(admin, uid, None).await
         }
@@ -138,7 +140,7 @@ async fn route(admin: &Arc<Admin>, listener: Listener, req: &Req) -> Result<Resp
                 .await
                 .map_err(|e| broadcast::as_sub_route_error(e, sub))
         }
-        (&Method::GET, ["stats"]) => reads::global_stats(admin).await,
+        (&Method::GET, ["stats"]) => reads::global_stats(admin, &req.query).await,
         (&Method::POST, ["swap-indexes"]) => broadcast::swap_indexes(admin, req).await,
         (&Method::GET, ["keys"]) => keys::list(admin, req),
         (&Method::POST, ["keys"]) => keys::create(admin, req).await,

@@ -247,6 +247,49 @@ fn index_create_settings_stats_and_task_aggregation() {
     let g = control(&c.admin.socket, "GET", "/stats", None).json();
     assert_eq!(g["indexes"]["movies"]["numberOfDocuments"], 30, "{g}");
 
+    // `showInternalDatabaseSizes`/`sizeFormat`: database sizes summed over the nodes (per
+    // copy of the data), formatted only after summing.
+    let q = "showInternalDatabaseSizes=true";
+    let per_node: Vec<Value> = c
+        .nodes
+        .iter()
+        .map(|n| node(&n.url, "GET", &format!("/indexes/movies/stats?{q}"), None).json())
+        .collect();
+    let sum = |f: &dyn Fn(&Value) -> u64| per_node.iter().map(f).sum::<u64>();
+    let copies = sum(&|v| v["numberOfDocuments"].as_u64().unwrap()) / 30;
+    let st = control(
+        &c.admin.socket,
+        "GET",
+        &format!("/indexes/movies/stats?{q}"),
+        None,
+    )
+    .json();
+    assert_eq!(
+        st["internalDatabaseSizes"]["documents"],
+        sum(&|v| v["internalDatabaseSizes"]["documents"].as_u64().unwrap()) / copies,
+        "{st}"
+    );
+    let raw = st["rawDocumentDbSize"].as_u64().unwrap();
+    let h = control(
+        &c.admin.socket,
+        "GET",
+        &format!("/indexes/movies/stats?{q}&sizeFormat=human"),
+        None,
+    )
+    .json();
+    assert_eq!(
+        h["rawDocumentDbSize"],
+        miroir_admin::size_format::human(raw),
+        "{h}"
+    );
+    assert!(h["internalDatabaseSizes"]["main"].is_string(), "{h}");
+    let g = control(&c.admin.socket, "GET", "/stats?sizeFormat=human", None).json();
+    assert!(g["databaseSize"].is_string(), "{g}");
+    assert!(g["indexes"]["movies"]["avgDocumentSize"].is_string(), "{g}");
+    let bad = control(&c.admin.socket, "GET", "/stats?sizeFormat=bogus", None);
+    assert_eq!(bad.status, 400);
+    assert_eq!(bad.json()["code"], "invalid_stats_size_format");
+
     // Listing with Meilisearch's filters and pagination.
     let l = control(
         &c.admin.socket,

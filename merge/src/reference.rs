@@ -515,9 +515,9 @@ fn value_key(v: &Value) -> DocKey {
 /// A hit's values of the top-level `field` for `distinct`: the value, or each element of an
 /// array; `null` and objects have none.
 fn distinct_values(hit: &Value, field: &str) -> Vec<DocKey> {
+    // `-0.0 == 0.0`, so `DocKey`'s equality already treats them as one value.
     let one = |v: &Value| match value_key(v) {
         DocKey::Missing => None,
-        DocKey::Num(n) if n == 0.0 => Some(DocKey::Num(0.0)),
         k => Some(k),
     };
     match hit.get(field) {

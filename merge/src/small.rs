@@ -358,6 +358,8 @@ pub fn merge_index_stats(
     let mut indexing = false;
     let mut avg_seen = false;
     let mut fields: Option<BTreeMap<&str, u64>> = None;
+    // In the first answering node's order (Meilisearch's database order).
+    let mut db_sizes: Option<Vec<(&str, u64)>> = None;
     let mut others: Vec<&[u8]> = Vec::new();
     for (i, s) in shards.iter().enumerate() {
         let ShardInput::Ok(body) = s else {
@@ -383,6 +385,21 @@ pub fn merge_index_stats(
             } else if k.is("avgDocumentSize") {
                 avg_seen = true;
                 sc.skip_value().map_err(&m)?;
+            } else if k.is("internalDatabaseSizes") {
+                if !sc.at_object() {
+                    return Err(unexpected(i, "internalDatabaseSizes", "is not an object"));
+                }
+                let sizes = db_sizes.get_or_insert_with(Vec::new);
+                sc.object_start().map_err(&m)?;
+                let mut f = true;
+                while let Some(name) = sc.next_key(&mut f).map_err(&m)? {
+                    let n = u64_field(&mut sc, i, "internalDatabaseSizes")?;
+                    let name = name.unescape(arena).map_err(&m)?;
+                    match sizes.iter_mut().find(|(k, _)| *k == name) {
+                        Some((_, v)) => *v = v.saturating_add(n),
+                        None => sizes.push((name, n)),
+                    }
+                }
             } else if k.is("fieldDistribution") {
                 if !sc.at_object() {
                     return Err(unexpected(i, "fieldDistribution", "is not an object"));
@@ -425,6 +442,19 @@ pub fn merge_index_stats(
         if j == 1 {
             write::key(out, &mut first, "isIndexing");
             out.extend_from_slice(if indexing { b"true" } else { b"false" });
+            if let Some(sizes) = &db_sizes {
+                write::key(out, &mut first, "internalDatabaseSizes");
+                out.push(b'{');
+                for (k, (name, n)) in sizes.iter().enumerate() {
+                    if k > 0 {
+                        out.push(b',');
+                    }
+                    write::string(out, name);
+                    out.push(b':');
+                    write::uint(out, n / copies);
+                }
+                out.push(b'}');
+            }
         }
     }
     if let Some(map) = &fields {

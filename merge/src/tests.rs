@@ -855,7 +855,7 @@ proptest! {
         let bodies: Vec<Option<Vec<u8>>> = shards.iter().map(|hits| {
             // A node's own hits: by score (ties in generation order), already distinct.
             let mut hits: Vec<(u8, u8, u64)> = hits.iter().map(|&(k, s)| { id += 1; (k, s, id) }).collect();
-            hits.sort_by(|x, y| y.1.cmp(&x.1));
+            hits.sort_by_key(|h| std::cmp::Reverse(h.1));
             let mut docs: Vec<Value> = hits.iter().map(|&(k, s, id)| {
                 let mut h = json!({"id": id, "_miroir_shard": "#", "_rankingScore": 0.25 * f64::from(s)});
                 if let Some(v) = g(k) {
@@ -1139,6 +1139,26 @@ fn index_stats_are_summed_and_divided() {
     assert_eq!(
         std::str::from_utf8(&out).unwrap(),
         r#"{"numberOfDocuments":8,"rawDocumentDbSize":800,"avgDocumentSize":100,"isIndexing":true,"numberOfEmbeddings":0,"numberOfEmbeddedDocuments":0,"fieldDistribution":{"id":8,"t":3}}"#
+    );
+}
+
+#[test]
+fn internal_database_sizes_are_summed_in_node_order() {
+    let a = br#"{"numberOfDocuments":2,"rawDocumentDbSize":4096,"avgDocumentSize":2040,"isIndexing":false,"internalDatabaseSizes":{"main":4096,"wordDocids":8192,"documents":4096},"fieldDistribution":{"id":2}}"#;
+    let b = br#"{"numberOfDocuments":2,"rawDocumentDbSize":4096,"avgDocumentSize":2040,"isIndexing":false,"internalDatabaseSizes":{"main":4096,"documents":12288,"facetIdF64Docids":4096},"fieldDistribution":{"id":2}}"#;
+    let arena = Bump::new();
+    let mut out = Vec::new();
+    merge_index_stats(
+        &[ShardInput::Ok(a), ShardInput::Ok(b)],
+        1,
+        "_miroir_",
+        &arena,
+        &mut out,
+    )
+    .unwrap();
+    assert_eq!(
+        std::str::from_utf8(&out).unwrap(),
+        r#"{"numberOfDocuments":4,"rawDocumentDbSize":8192,"avgDocumentSize":2048,"isIndexing":false,"internalDatabaseSizes":{"main":8192,"wordDocids":8192,"documents":16384,"facetIdF64Docids":4096},"fieldDistribution":{"id":4}}"#
     );
 }
 

@@ -1528,3 +1528,77 @@ fn shard_token_punctuation_is_never_a_word() {
     );
     assert_eq!(search(json!({"q": "", "filter": "shard = \"!#()*\""})), [2]);
 }
+
+/// `showInternalDatabaseSizes` and `sizeFormat` on both stats routes (Meilisearch 1.50):
+/// database sizes only when asked, numbers by default, binary-unit strings with `human`, and
+/// the exact errors for bad values. (Database names and sizes are the engine's own; only their
+/// presence and types are compared.)
+#[test]
+fn stats_size_parameters() {
+    let s = Server::start();
+    let ix = corpus(&s, Value::Null);
+    let human = |v: &Value| {
+        let t = v.as_str().unwrap_or_else(|| panic!("not a string: {v}"));
+        let (num, unit) = t.split_once(' ').unwrap_or_else(|| panic!("{t}"));
+        assert!(num.parse::<f64>().is_ok() && !num.ends_with('.'), "{t}");
+        assert!(["B", "KiB", "MiB", "GiB"].contains(&unit), "{t}");
+        if let Some((_, frac)) = num.split_once('.') {
+            assert!(frac.len() <= 2 && !frac.ends_with('0'), "{t}");
+        }
+    };
+    let plain = s.get(&format!("/indexes/{ix}/stats")).json();
+    assert!(plain.get("internalDatabaseSizes").is_none(), "{plain}");
+    assert!(plain["rawDocumentDbSize"].is_u64());
+
+    let raw = s
+        .get(&format!(
+            "/indexes/{ix}/stats?showInternalDatabaseSizes=true"
+        ))
+        .json();
+    let dbs = raw["internalDatabaseSizes"].as_object().expect("sizes");
+    assert!(
+        dbs.contains_key("main") && dbs.contains_key("documents"),
+        "{raw}"
+    );
+    assert!(dbs.values().all(Value::is_u64), "{raw}");
+
+    let h = s
+        .get(&format!(
+            "/indexes/{ix}/stats?showInternalDatabaseSizes=true&sizeFormat=human"
+        ))
+        .json();
+    human(&h["rawDocumentDbSize"]);
+    human(&h["avgDocumentSize"]);
+    h["internalDatabaseSizes"]
+        .as_object()
+        .unwrap()
+        .values()
+        .for_each(human);
+    assert!(h["numberOfDocuments"].is_u64());
+
+    let all = s.get("/stats?sizeFormat=human").json();
+    human(&all["databaseSize"]);
+    human(&all["usedDatabaseSize"]);
+    human(&all["indexes"][&ix]["rawDocumentDbSize"]);
+    assert!(all["indexes"][&ix].get("internalDatabaseSizes").is_none());
+
+    for (path, code, message) in [
+        (
+            "/stats?sizeFormat=bogus",
+            "invalid_stats_size_format",
+            "Unknown value `bogus` for parameter `sizeFormat`: expected one of `human`, `raw`",
+        ),
+        (
+            "/stats?showInternalDatabaseSizes=maybe",
+            "invalid_stats_show_internal_database_sizes",
+            "Invalid value in parameter `showInternalDatabaseSizes`: could not parse `maybe` as a boolean, expected either `true` or `false`",
+        ),
+    ] {
+        for path in [path.to_string(), path.replace("/stats", &format!("/indexes/{ix}/stats"))] {
+            let r = s.get(&path);
+            assert_eq!(r.status, 400, "{path}");
+            assert_eq!(r.json()["code"], code, "{path}");
+            assert_eq!(r.json()["message"], message, "{path}");
+        }
+    }
+}
