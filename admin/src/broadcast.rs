@@ -1269,9 +1269,11 @@ pub fn readback_matches(key: &str, sent: &Value, got: &Value) -> bool {
             };
             s.len() == g.len() && s.iter().zip(g).all(|(a, b)| shape(a) == shape(b))
         }
+        // A `null` inside an object means "the default": nodes read it back filled in, or
+        // leave the key out (embedder fields such as `distribution`, `url`).
         (_, Value::Object(s), Value::Object(g)) => s
             .iter()
-            .all(|(k, v)| g.get(k).is_some_and(|gv| readback_matches(k, v, gv))),
+            .all(|(k, v)| v.is_null() || g.get(k).is_some_and(|gv| readback_matches(k, v, gv))),
         ("searchableAttributes" | "displayedAttributes" | "rankingRules", _, _) => sent == got,
         (_, Value::Array(s), Value::Array(g)) => same_set(s, g),
         (_, s, g) => s == g,
@@ -1879,6 +1881,22 @@ mod tests {
         // Anything else is the nodes' to refuse; the tracked value does not change.
         let (_, m) = translate_settings(&obj(json!({"distinctAttribute": 3})), &meta()).unwrap();
         assert_eq!(m.distinct_attribute, None);
+    }
+
+    #[test]
+    fn readback_accepts_defaults_for_nulls_inside_objects() {
+        // Sent by the Python SDK; read back from Meilisearch 1.50 with defaults filled in and
+        // the null fields left out.
+        let sent = json!({"default": {"source": "userProvided", "dimensions": 1, "distribution": null},
+            "open_ai": {"source": "openAi", "url": null, "apiKey": null, "model": null, "documentTemplate": null}});
+        let got = json!({"default": {"source": "userProvided", "dimensions": 1},
+            "open_ai": {"source": "openAi", "model": "text-embedding-3-small", "documentTemplate": "{{doc}}"}});
+        assert!(readback_matches("embedders", &sent, &got));
+        // A value that was sent must still be read back.
+        let got_wrong = json!({"default": {"source": "userProvided", "dimensions": 2}, "open_ai": {"source": "openAi"}});
+        assert!(!readback_matches("embedders", &sent, &got_wrong));
+        let missing = json!({"default": {"source": "userProvided", "dimensions": 1}});
+        assert!(!readback_matches("embedders", &sent, &missing));
     }
 
     #[test]

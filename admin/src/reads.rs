@@ -1,6 +1,7 @@
 //! Aggregated reads: index listings and objects from one live node, settings from one live
-//! node with Miroir's reserved fields and explicit field lists hidden, and stats aggregated
-//! over every node with replica copies divided out (`miroir-merge`'s stats merge).
+//! node with Miroir's reserved fields and explicit field lists hidden, stats aggregated over
+//! every node with replica copies divided out (`miroir-merge`'s stats merge), and an index's
+//! fields united over every node.
 
 use crate::api::{encode_segment, ApiError, Req, Resp};
 use crate::broadcast::setting_key;
@@ -10,6 +11,7 @@ use miroir_core::error::ErrorCode;
 use miroir_core::snapshot::IndexMeta;
 use miroir_merge::{merge_index_stats, Bump, ShardInput};
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 
 /// Every settings key (for `DELETE /settings` = reset all).
 pub const ALL_SETTINGS: &[&str] = &[
@@ -152,16 +154,110 @@ pub async fn settings_read(admin: &Admin, uid: &str, sub: Option<&str>) -> Resul
 
 /// Asks every node that holds data for `path`; raw bodies (None = no usable answer).
 async fn from_all_nodes(admin: &Admin, path: &str) -> Vec<(u16, Option<bytes::Bytes>)> {
+    send_all_nodes(admin, Method::GET, path, None).await
+}
+
+/// [`from_all_nodes`] with any method and JSON body.
+async fn send_all_nodes(
+    admin: &Admin,
+    method: Method,
+    path: &str,
+    body: Option<&Value>,
+) -> Vec<(u16, Option<bytes::Bytes>)> {
     let calls = admin.broadcast_nodes().into_iter().map(|n| {
-        let (client, path) = (admin.client.clone(), path.to_string());
+        let (client, path, method) = (admin.client.clone(), path.to_string(), method.clone());
+        let body = body.cloned();
         async move {
-            match client.send(&n.address, Method::GET, &path, None).await {
+            match client.send(&n.address, method, &path, body.as_ref()).await {
                 Ok(r) => (r.status, Some(r.body)),
                 Err(_) => (0, None),
             }
         }
     });
     crate::health::futures_join_all(calls).await
+}
+
+/// The first node 4xx among `answers` (what one Meilisearch would answer), as an error.
+fn node_refusal(answers: &[(u16, Option<bytes::Bytes>)]) -> Option<ApiError> {
+    answers
+        .iter()
+        .find(|(s, _)| (400..500).contains(s))
+        .map(|(status, b)| ApiError::Node {
+            status: *status,
+            body: b
+                .as_deref()
+                .and_then(|b| serde_json::from_slice(b).ok())
+                .unwrap_or(Value::Null),
+        })
+}
+
+/// Nodes are asked for every field at once (their own pagination would cut each node's list
+/// separately).
+const ALL_FIELDS: u64 = 1_000_000;
+
+/// `POST /indexes/{uid}/fields` (Meilisearch 1.50): every node's fields and their settings
+/// (the client's `filter` applied by the nodes), united by name — a field exists in the index
+/// when some node has a document with it — without reserved fields, in name order, then the
+/// client's `offset`/`limit` (defaults 0 and 20). A body that is not an object with integer
+/// `offset`/`limit` goes verbatim to the nodes, which answer Meilisearch's error.
+pub async fn index_fields(admin: &Admin, uid: &str, req: &Req) -> Result<Resp, ApiError> {
+    let body = req.json()?;
+    let path = format!("/indexes/{}/fields", encode_segment(uid));
+    let page = body.as_object().and_then(|m| {
+        let get = |k: &str, default: u64| match m.get(k) {
+            None => Some(default),
+            Some(v) => v.as_u64(),
+        };
+        Some((get("offset", 0)?, get("limit", 20)?))
+    });
+    let Some((offset, limit)) = page else {
+        let answers = send_all_nodes(admin, Method::POST, &path, Some(&body)).await;
+        return Err(node_refusal(&answers).unwrap_or_else(|| {
+            ApiError::internal("nodes accepted a fields request Miroir could not read")
+        }));
+    };
+    let mut node_body = body.clone();
+    node_body["offset"] = json!(0);
+    node_body["limit"] = json!(ALL_FIELDS);
+    let answers = send_all_nodes(admin, Method::POST, &path, Some(&node_body)).await;
+    if let Some(e) = node_refusal(&answers) {
+        return Err(e);
+    }
+    let mut fields: BTreeMap<String, Value> = BTreeMap::new();
+    let mut answered = false;
+    for (status, b) in &answers {
+        let Some(v) = b
+            .as_deref()
+            .filter(|_| (200..300).contains(status))
+            .and_then(|b| serde_json::from_slice::<Value>(b).ok())
+        else {
+            continue;
+        };
+        answered = true;
+        for f in v["results"].as_array().into_iter().flatten() {
+            if let Some(name) = f["name"].as_str() {
+                if !name.starts_with(RESERVED_PREFIX) && !fields.contains_key(name) {
+                    fields.insert(name.to_string(), f.clone());
+                }
+            }
+        }
+    }
+    if !answered {
+        return Err(ApiError::core(
+            ErrorCode::MiroirNodeUnreachable,
+            "no node answered the fields request",
+        ));
+    }
+    let total = fields.len();
+    let results: Vec<Value> = fields
+        .into_values()
+        .skip(offset as usize)
+        .take(limit as usize)
+        .collect();
+    Ok(Resp::json(
+        200,
+        &json!({"results": results, "offset": offset, "limit": limit, "total": total}),
+    ))
 }
 
 fn merged_stats(bodies: &[Option<bytes::Bytes>], copies: u32) -> Result<Value, ApiError> {

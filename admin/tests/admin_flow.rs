@@ -286,6 +286,51 @@ fn index_create_settings_stats_and_task_aggregation() {
     let g = control(&c.admin.socket, "GET", "/stats?sizeFormat=human", None).json();
     assert!(g["databaseSize"].is_string(), "{g}");
     assert!(g["indexes"]["movies"]["avgDocumentSize"].is_string(), "{g}");
+    // Fields: united over the nodes, without the shard field, in name order, paginated.
+    let f = control(
+        &c.admin.socket,
+        "POST",
+        "/indexes/movies/fields",
+        Some(&json!({})),
+    )
+    .json();
+    let names: Vec<&str> = f["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["id", "title", "year"], "{f}");
+    assert_eq!(f["total"], 3);
+    let f = control(
+        &c.admin.socket,
+        "POST",
+        "/indexes/movies/fields",
+        Some(&json!({"offset": 1, "limit": 1})),
+    )
+    .json();
+    assert_eq!(f["results"][0]["name"], "title", "{f}");
+    assert_eq!(
+        (f["total"].as_u64(), f["offset"].as_u64()),
+        (Some(3), Some(1))
+    );
+    let f = control(
+        &c.admin.socket,
+        "POST",
+        "/indexes/movies/fields",
+        Some(&json!({"filter": {"filterable": true}})),
+    )
+    .json();
+    assert_eq!(f["results"][0]["name"], "year", "{f}");
+    assert_eq!(f["total"], 1);
+    let e = control(
+        &c.admin.socket,
+        "POST",
+        "/indexes/movies/fields",
+        Some(&json!({"filter": {"bogus": true}})),
+    );
+    assert_eq!(e.status, 400);
+    assert_eq!(e.json()["code"], "invalid_index_fields_filter");
     let bad = control(&c.admin.socket, "GET", "/stats?sizeFormat=bogus", None);
     assert_eq!(bad.status, 400);
     assert_eq!(bad.json()["code"], "invalid_stats_size_format");

@@ -647,6 +647,14 @@ fn route(app: &App, r: &Req) -> Result<Resp> {
                 _ => Ok(empty(405)),
             }
         }
+        (["indexes", uid, "fields"], "POST") => {
+            authorize(app, r, "fields.post", Some(uid))?;
+            let body = json_body(r)?;
+            with_index(app, uid, |ix| {
+                let v = crate::fields::list(ix, &body)?;
+                Ok(resp(200, serde_json::to_vec(&v).expect("JSON serialises")))
+            })
+        }
         (["indexes", uid, "stats"], "GET") => {
             check_uid(uid)?;
             authorize(app, r, "stats.get", Some(uid))?;

@@ -10,6 +10,7 @@
 mod documents;
 mod error;
 mod faults;
+mod fields;
 mod filter;
 mod http;
 mod index;

@@ -702,7 +702,7 @@ impl View {
 }
 
 /// `attributePatterns` globs (`*` at the start and/or end).
-fn glob_match(p: &str, attr: &str) -> bool {
+pub fn glob_match(p: &str, attr: &str) -> bool {
     match (p.strip_prefix('*'), p.strip_suffix('*')) {
         (Some(rest), _) if rest.ends_with('*') => attr.contains(&rest[..rest.len() - 1]),
         (Some(rest), _) => attr.ends_with(rest),

@@ -1602,3 +1602,79 @@ fn stats_size_parameters() {
         }
     }
 }
+
+/// `POST /indexes/{uid}/fields` (Meilisearch 1.50): each field with what the settings make of
+/// it, in name order, filtered and paginated, and the body's errors. Expected values were
+/// read from a real 1.50.0.
+#[test]
+fn index_fields_route() {
+    let s = Server::start();
+    let ix = unique("fields");
+    let t = s.task(s.post("/indexes", json!({"uid": ix, "primaryKey": "id"})));
+    assert_eq!(t["status"], "succeeded", "{t}");
+    let t = s.task(s.post(
+        &format!("/indexes/{ix}/documents"),
+        json!([{"id": 1, "title": "river stone", "n": 3}, {"id": 2, "title": "ocean", "n": 4}]),
+    ));
+    assert_eq!(t["status"], "succeeded", "{t}");
+    let t = s.task(s.patch(
+        &format!("/indexes/{ix}/settings"),
+        json!({
+            "filterableAttributes": ["n", {"attributePatterns": ["ti*"], "features": {"facetSearch": true, "filter": {"equality": true, "comparison": true}}}],
+            "sortableAttributes": ["n"],
+            "searchableAttributes": ["title"],
+            "displayedAttributes": ["id", "title"],
+            "distinctAttribute": "id",
+            "rankingRules": ["words", "n:desc"],
+            "faceting": {"sortFacetValuesBy": {"n": "count"}},
+            "localizedAttributes": [{"attributePatterns": ["title"], "locales": ["fra"]}]
+        }),
+    ));
+    assert_eq!(t["status"], "succeeded", "{t}");
+    let path = format!("/indexes/{ix}/fields");
+    let off = json!({"enabled": false});
+    let on = json!({"enabled": true});
+    let id = json!({"name": "id", "displayed": on, "searchable": off, "sortable": off, "distinct": on,
+        "rankingRule": off, "filterable": {"enabled": false, "sortBy": "alpha", "facetSearch": false, "equality": false, "comparison": false},
+        "localized": {"locales": []}});
+    let n = json!({"name": "n", "displayed": off, "searchable": off, "sortable": on, "distinct": off,
+        "rankingRule": {"enabled": true, "order": "desc"}, "filterable": {"enabled": true, "sortBy": "count", "facetSearch": true, "equality": true, "comparison": true},
+        "localized": {"locales": []}});
+    let title = json!({"name": "title", "displayed": on, "searchable": on, "sortable": off, "distinct": off,
+        "rankingRule": off, "filterable": {"enabled": true, "sortBy": "alpha", "facetSearch": true, "equality": true, "comparison": true},
+        "localized": {"locales": ["Fra"]}});
+    let r = s.post(&path, json!({}));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.json(),
+        json!({"results": [id, n, title.clone()], "offset": 0, "limit": 20, "total": 3})
+    );
+    let r = s.post(
+        &path,
+        json!({"offset": 1, "limit": 1, "filter": {"displayed": true}}),
+    );
+    assert_eq!(
+        r.json(),
+        json!({"results": [title.clone()], "offset": 1, "limit": 1, "total": 2})
+    );
+    let r = s.post(
+        &path,
+        json!({"filter": {"attributePatterns": ["t*"], "searchable": true}}),
+    );
+    assert_eq!(r.json()["results"], json!([title]));
+
+    for (body, code, message) in [
+        (json!({"bad": 1}), "bad_request", "Unknown field `bad`: expected one of `offset`, `limit`, `filter`"),
+        (json!({"offset": -1}), "invalid_index_offset", "Invalid value type at `.offset`: expected a positive integer, but found a negative integer: `-1`"),
+        (json!({"filter": {"bogus": true}}), "invalid_index_fields_filter", "Unknown field `bogus` inside `.filter`: expected one of `attributePatterns`, `displayed`, `searchable`, `sortable`, `distinct`, `rankingRule`, `filterable`"),
+        (json!({"filter": {"searchable": "yes"}}), "invalid_index_fields_filter_searchable", "Invalid value type at `.filter.searchable`: expected a boolean, but found a string: `\"yes\"`"),
+    ] {
+        let r = s.post(&path, body.clone());
+        assert_eq!(r.status, 400, "{body}");
+        assert_eq!(r.json()["code"], code, "{body}");
+        assert_eq!(r.json()["message"], message, "{body}");
+    }
+    let r = s.post("/indexes/no-such-index-for-fields/fields", json!({}));
+    assert_eq!(r.status, 404);
+    assert_eq!(r.json()["code"], "index_not_found");
+}

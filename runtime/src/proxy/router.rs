@@ -335,6 +335,10 @@ fn index_route(method: Method, uid: &str, tail: &[&str]) -> Result<Route, RouteE
             Get => Ok(control("/indexes/{uid}/stats", "stats.get", ix)),
             _ => not_allowed,
         },
+        ["fields"] => match method {
+            Post => Ok(control("/indexes/{uid}/fields", "fields.post", ix)),
+            _ => not_allowed,
+        },
         ["settings"] => match method {
             Get => Ok(control("/indexes/{uid}/settings", "settings.get", ix)),
             Patch | Delete => Ok(control("/indexes/{uid}/settings", "settings.update", ix)),
@@ -493,6 +497,13 @@ mod tests {
             .unwrap()
             .is_admin_prefix());
         assert!(!r(Method::Get, "/keys").unwrap().is_admin_prefix());
+        let fields = r(Method::Post, "/indexes/movies/fields").unwrap();
+        assert_eq!(fields.action(), Some("fields.post"));
+        assert_eq!(fields.template(), "/indexes/{uid}/fields");
+        assert_eq!(
+            r(Method::Get, "/indexes/movies/fields"),
+            Err(RouteError::MethodNotAllowed)
+        );
     }
 
     #[test]
