@@ -701,6 +701,59 @@ pub async fn delete_index(admin: &Arc<Admin>, uid: &str) -> Result<Resp, ApiErro
     .await
 }
 
+/// `POST /indexes/{uid}/compact` (Meilisearch 1.50): every node compacts its copy of the
+/// index; one `indexCompaction` task, succeeded when every node's is, whose
+/// `preCompactionSize`/`postCompactionSize` are the nodes' sums per copy of the data (as the
+/// stats are), human-formatted as Meilisearch writes them. An index Miroir does not know gets
+/// a failed task, as Meilisearch enqueues one that fails with `index_not_found`.
+pub async fn compact_index(admin: &Arc<Admin>, uid: &str) -> Result<Resp, ApiError> {
+    let guard = admin.lock_scopes(vec![uid.to_string()]).await;
+    let details = json!({});
+    if admin.index(uid).is_none() {
+        return failed_task(
+            admin,
+            Some(uid),
+            TaskType::IndexCompaction,
+            details,
+            index_not_found(uid),
+        )
+        .await;
+    }
+    let nodes = admin.broadcast_nodes();
+    let path = format!("/indexes/{}/compact", encode_segment(uid));
+    let d = dispatch(admin, &nodes, Method::POST, &path, None)
+        .await
+        .map_err(|(_, e)| e)?;
+    spawn_task(
+        admin,
+        guard,
+        Some(uid),
+        TaskType::IndexCompaction,
+        details,
+        move |admin| async move {
+            let done = settle(&admin, &d).await?;
+            let copies = u64::from(admin.copies()).max(1);
+            let mut details = serde_json::Map::new();
+            for k in ["preCompactionSize", "postCompactionSize"] {
+                let sizes: Option<Vec<u64>> = done
+                    .iter()
+                    .map(|t| {
+                        t["details"][k]
+                            .as_str()
+                            .and_then(crate::size_format::parse_human)
+                    })
+                    .collect();
+                if let Some(sizes) = sizes.filter(|s| !s.is_empty()) {
+                    let total = sizes.iter().sum::<u64>() / copies;
+                    details.insert(k.into(), json!(crate::size_format::human(total)));
+                }
+            }
+            Ok(Value::Object(details))
+        },
+    )
+    .await
+}
+
 /// One entry of a `POST /swap-indexes` body.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Swap {

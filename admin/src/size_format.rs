@@ -37,6 +37,27 @@ pub fn human(bytes: u64) -> String {
     format!("{} {}", (value * 100.0).round() / 100.0, UNITS[i])
 }
 
+/// The bytes a [`human`] string stands for (to within its rounding), e.g. for summing the
+/// nodes' compaction sizes; `None` for anything else.
+pub fn parse_human(s: &str) -> Option<u64> {
+    let (num, unit) = s.split_once(' ')?;
+    let shift = match unit {
+        "B" => 0,
+        "KiB" => 10,
+        "MiB" => 20,
+        "GiB" => 30,
+        "TiB" => 40,
+        "PiB" => 50,
+        "EiB" => 60,
+        _ => return None,
+    };
+    let v: f64 = num
+        .parse()
+        .ok()
+        .filter(|v: &f64| v.is_finite() && *v >= 0.0)?;
+    Some((v * (1u64 << shift) as f64).round() as u64)
+}
+
 /// Turns the byte counts of one merged index stats object into human strings:
 /// `rawDocumentDbSize`, `avgDocumentSize` and every `internalDatabaseSizes` entry.
 pub fn humanize_index_stats(stats: &mut serde_json::Value) {
@@ -77,6 +98,24 @@ mod tests {
         assert_eq!(human(5 * 1024 * 1024 + 10_000), "5.01 MiB");
         assert_eq!(human(3 << 30), "3 GiB");
         assert_eq!(human(u64::MAX), "16 EiB");
+    }
+
+    #[test]
+    fn human_strings_parse_back() {
+        assert_eq!(parse_human("4 KiB"), Some(4096));
+        assert_eq!(parse_human("512 B"), Some(512));
+        assert_eq!(parse_human("1.5 MiB"), Some(1_572_864));
+        for bytes in [0u64, 1023, 4096, 2040, 94_208, 5 << 20, 3 << 30] {
+            let back = parse_human(&human(bytes)).unwrap();
+            // Two decimals of the unit: within 0.5 % (or exact for bytes).
+            assert!(
+                back.abs_diff(bytes) * 200 <= bytes.max(1),
+                "{bytes} → {back}"
+            );
+        }
+        for bad in ["", "4KiB", "4 kB", "x KiB", "-1 KiB", "NaN B"] {
+            assert_eq!(parse_human(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -384,6 +384,26 @@ fn index_create_settings_stats_and_task_aggregation() {
     assert_eq!(t["error"]["code"], "index_already_exists");
 
     // Delete: gone on every node.
+    // Compaction: one task over every node, sizes summed per copy of the data.
+    let r = control(&c.admin.socket, "POST", "/indexes/movies/compact", None);
+    assert_eq!(r.status, 202, "{}", r.json());
+    assert_eq!(r.json()["type"], "indexCompaction");
+    let t = wait_miroir_task(&c.admin.socket, r.json()["taskUid"].as_u64().unwrap());
+    assert_eq!(t["status"], "succeeded", "{t}");
+    for k in ["preCompactionSize", "postCompactionSize"] {
+        let v = t["details"][k].as_str().unwrap_or_else(|| panic!("{t}"));
+        assert!(miroir_admin::size_format::parse_human(v).is_some(), "{t}");
+    }
+    let r = control(
+        &c.admin.socket,
+        "POST",
+        "/indexes/nothing-here/compact",
+        None,
+    );
+    let t = wait_miroir_task(&c.admin.socket, r.json()["taskUid"].as_u64().unwrap());
+    assert_eq!(t["status"], "failed", "{t}");
+    assert_eq!(t["error"]["code"], "index_not_found");
+
     let r = control(&c.admin.socket, "DELETE", "/indexes/movies", None);
     let t = wait_miroir_task(&c.admin.socket, r.json()["taskUid"].as_u64().unwrap());
     assert_eq!(t["status"], "succeeded", "{t}");

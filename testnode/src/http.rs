@@ -467,20 +467,10 @@ fn stats_params(r: &Req) -> Result<StatsParams> {
 /// A size as the stats routes write it: bytes, or with `sizeFormat=human` Meilisearch's
 /// binary-unit string (`4 KiB`, `1.99 KiB`, `512 B`).
 fn size(bytes: usize, p: StatsParams) -> Value {
-    if !p.human {
-        return json!(bytes);
-    }
-    const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
-    let bytes = bytes as u64;
-    match (0..UNITS.len())
-        .rev()
-        .find(|&i| bytes >= 1u64 << (10 * (i + 1)))
-    {
-        None => json!(format!("{bytes} B")),
-        Some(i) => {
-            let v = bytes as f64 / (1u64 << (10 * (i + 1))) as f64;
-            json!(format!("{} {}", (v * 100.0).round() / 100.0, UNITS[i]))
-        }
+    if p.human {
+        json!(crate::size::human(bytes as u64))
+    } else {
+        json!(bytes)
     }
 }
 
@@ -497,7 +487,7 @@ fn index_stats(node: &Node, ix: &Index, p: StatsParams) -> Out {
     if p.internal_sizes {
         // Plausible, not measured: the test node has no LMDB. Meilisearch lists its index
         // databases by name, each a whole number of 4 KiB pages.
-        let page = |b: usize| b.div_ceil(4096).max(1) * 4096;
+        let page = crate::size::pages;
         let mut dbs = Out::obj();
         for (name, bytes) in [
             ("main", 4096),
@@ -646,6 +636,16 @@ fn route(app: &App, r: &Req) -> Result<Resp> {
                 }
                 _ => Ok(empty(405)),
             }
+        }
+        (["indexes", uid, "compact"], "POST") => {
+            check_uid(uid)?;
+            authorize(app, r, "indexes.compact", Some(uid))?;
+            accepted(app.node.enqueue(
+                Some(uid),
+                "indexCompaction",
+                Some(Obj::new()),
+                Payload::Compact,
+            )?)
         }
         (["indexes", uid, "fields"], "POST") => {
             authorize(app, r, "fields.post", Some(uid))?;

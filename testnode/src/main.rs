@@ -19,6 +19,7 @@ mod keys;
 mod node;
 mod search;
 mod settings;
+mod size;
 mod tasks;
 mod tenant;
 mod timefmt;

@@ -1529,6 +1529,17 @@ fn shard_token_punctuation_is_never_a_word() {
     assert_eq!(search(json!({"q": "", "filter": "shard = \"!#()*\""})), [2]);
 }
 
+/// A size as `sizeFormat=human` writes it: `4 KiB`, `1.99 KiB`, `512 B`.
+fn assert_human_size(v: &Value) {
+    let t = v.as_str().unwrap_or_else(|| panic!("not a string: {v}"));
+    let (num, unit) = t.split_once(' ').unwrap_or_else(|| panic!("{t}"));
+    assert!(num.parse::<f64>().is_ok() && !num.ends_with('.'), "{t}");
+    assert!(["B", "KiB", "MiB", "GiB"].contains(&unit), "{t}");
+    if let Some((_, frac)) = num.split_once('.') {
+        assert!(frac.len() <= 2 && !frac.ends_with('0'), "{t}");
+    }
+}
+
 /// `showInternalDatabaseSizes` and `sizeFormat` on both stats routes (Meilisearch 1.50):
 /// database sizes only when asked, numbers by default, binary-unit strings with `human`, and
 /// the exact errors for bad values. (Database names and sizes are the engine's own; only their
@@ -1537,15 +1548,7 @@ fn shard_token_punctuation_is_never_a_word() {
 fn stats_size_parameters() {
     let s = Server::start();
     let ix = corpus(&s, Value::Null);
-    let human = |v: &Value| {
-        let t = v.as_str().unwrap_or_else(|| panic!("not a string: {v}"));
-        let (num, unit) = t.split_once(' ').unwrap_or_else(|| panic!("{t}"));
-        assert!(num.parse::<f64>().is_ok() && !num.ends_with('.'), "{t}");
-        assert!(["B", "KiB", "MiB", "GiB"].contains(&unit), "{t}");
-        if let Some((_, frac)) = num.split_once('.') {
-            assert!(frac.len() <= 2 && !frac.ends_with('0'), "{t}");
-        }
-    };
+    let human = assert_human_size;
     let plain = s.get(&format!("/indexes/{ix}/stats")).json();
     assert!(plain.get("internalDatabaseSizes").is_none(), "{plain}");
     assert!(plain["rawDocumentDbSize"].is_u64());
@@ -1677,4 +1680,32 @@ fn index_fields_route() {
     let r = s.post("/indexes/no-such-index-for-fields/fields", json!({}));
     assert_eq!(r.status, 404);
     assert_eq!(r.json()["code"], "index_not_found");
+}
+
+/// `POST /indexes/{uid}/compact` (Meilisearch 1.50): an `indexCompaction` task that succeeds
+/// with the database size before and after (human-formatted), documents untouched; on a
+/// missing index the task fails with `index_not_found` and empty details.
+#[test]
+fn index_compaction_task() {
+    let s = Server::start();
+    let ix = corpus(&s, Value::Null);
+    let r = s.post(&format!("/indexes/{ix}/compact"), Value::Null);
+    assert_eq!(r.status, 202, "{}", r.text());
+    assert_eq!(r.json()["type"], "indexCompaction");
+    let t = s.task(r);
+    assert_eq!(t["status"], "succeeded", "{t}");
+    let d = t["details"].as_object().unwrap();
+    assert_eq!(
+        d.keys().collect::<Vec<_>>(),
+        ["preCompactionSize", "postCompactionSize"]
+    );
+    d.values().for_each(assert_human_size);
+    assert_eq!(
+        s.get(&format!("/indexes/{ix}/stats")).json()["numberOfDocuments"],
+        1000
+    );
+    let t = s.task(s.post("/indexes/no-such-index-to-compact/compact", Value::Null));
+    assert_eq!(t["status"], "failed", "{t}");
+    assert_eq!(t["error"]["code"], "index_not_found");
+    assert_eq!(t["details"], json!({}));
 }

@@ -219,10 +219,11 @@ pub enum TaskType {
     SnapshotCreation,
     UpgradeDatabase,
     Export,
+    IndexCompaction,
 }
 
 impl TaskType {
-    pub const ALL: [TaskType; 14] = [
+    pub const ALL: [TaskType; 15] = [
         TaskType::IndexCreation,
         TaskType::IndexUpdate,
         TaskType::IndexDeletion,
@@ -237,6 +238,7 @@ impl TaskType {
         TaskType::SnapshotCreation,
         TaskType::UpgradeDatabase,
         TaskType::Export,
+        TaskType::IndexCompaction,
     ];
 
     /// The wire name (`"documentAdditionOrUpdate"`, …).
@@ -256,6 +258,7 @@ impl TaskType {
             TaskType::SnapshotCreation => "snapshotCreation",
             TaskType::UpgradeDatabase => "upgradeDatabase",
             TaskType::Export => "export",
+            TaskType::IndexCompaction => "indexCompaction",
         }
     }
 

@@ -38,7 +38,7 @@ pub const MEILI_TASK_STATUSES: [&str; 5] =
 
 /// Meilisearch 1.50's task types (`Kind` in meilisearch-types), in declaration order — the
 /// order its "not a valid task type" message lists them. Miroir never creates some of them
-/// (e.g. `indexCompaction`); filtering on those is valid and matches nothing.
+/// (e.g. `networkTopologyChange`); filtering on those is valid and matches nothing.
 pub const MEILI_TASK_TYPES: [&str; 18] = [
     "documentAdditionOrUpdate",
     "documentEdition",
@@ -455,7 +455,7 @@ mod tests {
         );
         // A valid type Miroir never creates: accepted, matches nothing.
         assert_eq!(
-            parse("types=indexCompaction", Purpose::List)
+            parse("types=networkTopologyChange", Purpose::List)
                 .unwrap()
                 .query
                 .filter

@@ -339,6 +339,10 @@ fn index_route(method: Method, uid: &str, tail: &[&str]) -> Result<Route, RouteE
             Post => Ok(control("/indexes/{uid}/fields", "fields.post", ix)),
             _ => not_allowed,
         },
+        ["compact"] => match method {
+            Post => Ok(control("/indexes/{uid}/compact", "indexes.compact", ix)),
+            _ => not_allowed,
+        },
         ["settings"] => match method {
             Get => Ok(control("/indexes/{uid}/settings", "settings.get", ix)),
             Patch | Delete => Ok(control("/indexes/{uid}/settings", "settings.update", ix)),
@@ -500,6 +504,9 @@ mod tests {
         let fields = r(Method::Post, "/indexes/movies/fields").unwrap();
         assert_eq!(fields.action(), Some("fields.post"));
         assert_eq!(fields.template(), "/indexes/{uid}/fields");
+        let compact = r(Method::Post, "/indexes/movies/compact").unwrap();
+        assert_eq!(compact.action(), Some("indexes.compact"));
+        assert_eq!(compact.template(), "/indexes/{uid}/compact");
         assert_eq!(
             r(Method::Get, "/indexes/movies/fields"),
             Err(RouteError::MethodNotAllowed)
