@@ -712,7 +712,12 @@ pub async fn cancel(admin: &Admin, req: &Req) -> Result<Resp, ApiError> {
 
 /// `DELETE /tasks?…`: deletes the matching finished Miroir tasks (and their node tasks);
 /// one Miroir `taskDeletion` task.
-pub async fn delete(admin: &Admin, req: &Req) -> Result<Resp, ApiError> {
+/// `DELETE /tasks`: the matching finished tasks leave Miroir's registry at once, and the
+/// `taskDeletion` task is finished at once — Meilisearch processes task deletions before any
+/// other queued work, so a client listing tasks right after sees it done. The nodes' own
+/// records of those tasks are deleted in the background: clients never see node tasks, so
+/// that housekeeping has no outcome to report (a failure is logged).
+pub async fn delete(admin: &std::sync::Arc<Admin>, req: &Req) -> Result<Resp, ApiError> {
     let (recs, original) = matching(admin, req, "delete").await?;
     let done: Vec<TaskRecord> = recs
         .into_iter()
@@ -721,24 +726,22 @@ pub async fn delete(admin: &Admin, req: &Req) -> Result<Resp, ApiError> {
     let uids: Vec<TaskUid> = done.iter().map(|r| r.uid).collect();
     let deleted = admin.store.delete_tasks(&uids).await?;
     let targets = per_node(&done);
-    let (ok, failed) = broadcast_task_op(admin, Method::DELETE, "/tasks", &targets).await;
+    if !targets.is_empty() {
+        let admin = admin.clone();
+        tokio::spawn(async move {
+            let (_, failed) = broadcast_task_op(&admin, Method::DELETE, "/tasks", &targets).await;
+            for f in failed {
+                tracing::warn!(node = %f.node, error = %f.error, "deleting node tasks failed");
+            }
+        });
+    }
     let details =
         json!({"matchedTasks": done.len(), "deletedTasks": deleted, "originalFilter": original});
-    let rec = if ok.is_empty() && failed.is_empty() {
-        let mut rec = create_own(admin, None, TaskType::TaskDeletion, details.clone()).await?;
-        let summary_rec = rec.clone();
-        finish_own(admin, &mut rec, Ok(details)).await;
-        summary_rec
-    } else {
-        create(
-            admin,
-            None,
-            TaskType::TaskDeletion,
-            TaskState::enqueued(ok, failed, details),
-        )
-        .await?
-    };
-    Ok(Resp::json(200, &summarized(&rec)))
+    let mut rec = create_own(admin, None, TaskType::TaskDeletion, details.clone()).await?;
+    // The answer is the summary of the task as enqueued, as Meilisearch answers.
+    let summary_rec = rec.clone();
+    finish_own(admin, &mut rec, Ok(details)).await;
+    Ok(Resp::json(200, &summarized(&summary_rec)))
 }
 
 /// Background refresher: keeps non-terminal node-tracked tasks' stored status current (so
