@@ -191,6 +191,48 @@ fn node_refusal(answers: &[(u16, Option<bytes::Bytes>)]) -> Option<ApiError> {
         })
 }
 
+/// `POST /render-template` (Meilisearch 1.50, experimental `renderRoute`): a template and an
+/// input rendered by a node. Inline inputs render the same on any node, so one answers; an
+/// `indexDocument` input is asked of every node, because only those holding the document's
+/// shard can render it: the first success wins, else the first node's error (e.g.
+/// `render_document_not_found` when no node has it).
+pub async fn render_template(admin: &Admin, req: &Req) -> Result<Resp, ApiError> {
+    let body = req.json()?;
+    if body["input"]["kind"] != "indexDocument" {
+        let mut last = None;
+        for node in admin.live_nodes() {
+            match admin
+                .client
+                .send(&node.address, Method::POST, "/render-template", Some(&body))
+                .await
+            {
+                Ok(r) => return relay(r.status, r.json()),
+                Err(e) => last = Some(format!("node `{}`: {e}", node.id)),
+            }
+        }
+        return Err(ApiError::core(
+            ErrorCode::MiroirNodeUnreachable,
+            last.unwrap_or_else(|| "no node is available".into()),
+        ));
+    }
+    let answers = send_all_nodes(admin, Method::POST, "/render-template", Some(&body)).await;
+    let parsed = |b: &Option<bytes::Bytes>| {
+        b.as_deref()
+            .and_then(|b| serde_json::from_slice::<Value>(b).ok())
+            .unwrap_or(Value::Null)
+    };
+    if let Some((s, b)) = answers.iter().find(|(s, _)| (200..300).contains(s)) {
+        return relay(*s, parsed(b));
+    }
+    match answers.iter().find(|(s, _)| *s != 0) {
+        Some((s, b)) => relay(*s, parsed(b)),
+        None => Err(ApiError::core(
+            ErrorCode::MiroirNodeUnreachable,
+            "no node answered the render request",
+        )),
+    }
+}
+
 /// Nodes are asked for every field at once (their own pagination would cut each node's list
 /// separately).
 const ALL_FIELDS: u64 = 1_000_000;

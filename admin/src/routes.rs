@@ -143,6 +143,7 @@ async fn route(admin: &Arc<Admin>, listener: Listener, req: &Req) -> Result<Resp
                 .map_err(|e| broadcast::as_sub_route_error(e, sub))
         }
         (&Method::GET, ["stats"]) => reads::global_stats(admin, &req.query).await,
+        (&Method::POST, ["render-template"]) => reads::render_template(admin, req).await,
         (&Method::POST, ["swap-indexes"]) => broadcast::swap_indexes(admin, req).await,
         (&Method::GET, ["keys"]) => keys::list(admin, req),
         (&Method::POST, ["keys"]) => keys::create(admin, req).await,

@@ -240,14 +240,21 @@ impl<U: Upstreams> Proxy<U> {
         }
         // Multi-search checks `search` per query index later; here only the key itself.
         let action = route.action().unwrap_or("search");
-        auth::authenticate(
-            self.config.master_key.as_deref(),
-            &snap.keys,
-            req.header("authorization"),
-            action,
-            route.index(),
-            now_unix(),
-        )
+        let check = |action| {
+            auth::authenticate(
+                self.config.master_key.as_deref(),
+                &snap.keys,
+                req.header("authorization"),
+                action,
+                route.index(),
+                now_unix(),
+            )
+        };
+        // The one route needing two actions (Meilisearch's `DoubleActionPolicy`).
+        if route.template() == "/render-template" {
+            check("documents.get")?;
+        }
+        check(action)
     }
 
     /// Makes the per-core caches match `snap`'s generation (cheap when they already do).

@@ -252,6 +252,12 @@ pub fn route(method: Method, path: &str) -> Result<Route, RouteError> {
             )),
             _ => not_allowed,
         },
+        // Meilisearch requires `settings.get` and `documents.get` (the second is checked in
+        // `Proxy::authenticate`).
+        ["render-template"] => match method {
+            Post => Ok(control("/render-template", "settings.get", None)),
+            _ => not_allowed,
+        },
         ["dumps"] => match method {
             Post => Ok(control("/dumps", "dumps.create", None)),
             _ => not_allowed,
@@ -504,6 +510,9 @@ mod tests {
         let fields = r(Method::Post, "/indexes/movies/fields").unwrap();
         assert_eq!(fields.action(), Some("fields.post"));
         assert_eq!(fields.template(), "/indexes/{uid}/fields");
+        let render = r(Method::Post, "/render-template").unwrap();
+        assert_eq!(render.action(), Some("settings.get"));
+        assert_eq!(render.index(), None);
         let compact = r(Method::Post, "/indexes/movies/compact").unwrap();
         assert_eq!(compact.action(), Some("indexes.compact"));
         assert_eq!(compact.template(), "/indexes/{uid}/compact");
