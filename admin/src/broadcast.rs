@@ -413,11 +413,22 @@ fn new_meta(admin: &Admin, uid: &str, primary_key: Option<String>) -> IndexMeta 
     }
 }
 
+/// The explicit `displayedAttributes` nodes hold for a client's `*`: the index's fields, except
+/// `_vectors`. Meilisearch 1.50 returns `_vectors` under `retrieveVectors: true` when displayed
+/// is `*` or a list without it, but never when a list names it (checked on a real node).
+fn node_displayed(meta: &IndexMeta) -> Value {
+    json!(meta
+        .fields
+        .iter()
+        .filter(|f| *f != "_vectors")
+        .collect::<Vec<_>>())
+}
+
 /// The node-side settings every Miroir index starts with.
 fn initial_node_settings(meta: &IndexMeta) -> Value {
     json!({
         "filterableAttributes": [SHARD_FIELD],
-        "displayedAttributes": meta.fields,
+        "displayedAttributes": node_displayed(meta),
         "faceting": {"maxValuesPerFacet": node_max_values_per_facet(u64::from(meta.max_values_per_facet))},
     })
 }
@@ -1043,7 +1054,7 @@ pub fn translate_settings(
     if let Some(d) = client.get("displayedAttributes") {
         meta.displayed_wildcard = is_wildcard(d);
         if meta.displayed_wildcard {
-            node.insert("displayedAttributes".into(), json!(meta.fields));
+            node.insert("displayedAttributes".into(), node_displayed(&meta));
         }
     }
     if let Some(r) = client.get("rankingRules") {
@@ -1662,7 +1673,7 @@ pub async fn prepare_write(admin: &Arc<Admin>, uid: &str, req: &Req) -> Result<R
         meta.fields.extend(fresh);
         let mut patch = Map::new();
         if meta.displayed_wildcard {
-            patch.insert("displayedAttributes".into(), json!(meta.fields));
+            patch.insert("displayedAttributes".into(), node_displayed(&meta));
         }
         if !patch.is_empty() {
             // Enqueue only: each node processes it before the documents that follow. Nodes
@@ -1934,6 +1945,19 @@ mod tests {
         // Anything else is the nodes' to refuse; the tracked value does not change.
         let (_, m) = translate_settings(&obj(json!({"distinctAttribute": 3})), &meta()).unwrap();
         assert_eq!(m.distinct_attribute, None);
+    }
+
+    #[test]
+    fn vectors_stay_out_of_the_nodes_displayed_list() {
+        let mut m = meta();
+        m.fields.push("_vectors".into());
+        m.fields.push("year".into());
+        let (n, _) = translate_settings(&obj(json!({"displayedAttributes": ["*"]})), &m).unwrap();
+        assert_eq!(n["displayedAttributes"], json!(["id", "title", "year"]));
+        assert_eq!(
+            initial_node_settings(&m)["displayedAttributes"],
+            json!(["id", "title", "year"])
+        );
     }
 
     #[test]

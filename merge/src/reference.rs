@@ -386,7 +386,9 @@ pub fn merge_search(req: &SearchMergeRequest, shards: &[ShardInput]) -> R<Vec<u8
         out.insert("facetStats".into(), Value::Object(o));
     }
     if let Some(n) = semantic {
-        out.insert("semanticHitCount".into(), n.into());
+        // At most the hits returned.
+        let returned = out["hits"].as_array().map_or(0, Vec::len) as u64;
+        out.insert("semanticHitCount".into(), n.min(returned).into());
     }
     const KNOWN: &[&str] = &[
         "hits",

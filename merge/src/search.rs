@@ -752,9 +752,12 @@ pub fn merge_search_with_level(
         out.push(b',');
         out.extend_from_slice(raw);
     }
+    // Each node counts the semantic hits of its own page; the merged page holds at most
+    // `returned` of them. Exact when every hit or none is semantic (`semanticRatio` 1 or 0),
+    // an upper bound otherwise (hits do not say which search found them).
     if let Some(n) = acc.semantic {
         write::key(out, &mut first, "semanticHitCount");
-        write::uint(out, n);
+        write::uint(out, n.min(stats.returned as u64));
     }
     out.push(b'}');
     Ok(stats)
