@@ -55,6 +55,7 @@ pub mod reads;
 pub mod router;
 pub mod scatter;
 pub mod search;
+pub mod similar;
 pub mod tenant;
 pub mod upstream;
 pub mod webhooks;
@@ -199,6 +200,10 @@ impl<U: Upstreams> Proxy<U> {
                     .await
             }
             Route::MultiSearch => self.multi_search(&snap, &principal, req, request_id).await,
+            Route::Similar { index } => {
+                self.similar(&snap, &index, &principal, req, request_id)
+                    .await
+            }
             Route::DocumentGet { index, id } => {
                 self.document_get(&snap, &index, &id, &req, request_id)
                     .await

@@ -17,11 +17,12 @@
 use crate::http::types::{Method, Request, Response};
 use crate::proxy::json::{strip_reserved_document, RESERVED_PREFIX};
 use crate::proxy::query::{query_pairs, split_sort};
+use crate::proxy::scatter::ReadTable;
 use crate::proxy::upstream::{is_node_failure, json_request, relay, Upstreams};
 use crate::proxy::{error, index_meta, Proxy};
 use miroir_core::routing::shard_for_key;
 use miroir_core::snapshot::Snapshot;
-use miroir_core::{ErrorCode, MeiliError};
+use miroir_core::{ErrorCode, MeiliError, NodeId};
 use miroir_merge::{merge_document_lists, Bump, DocSort, ShardInput};
 use serde_json::{Map, Value};
 
@@ -132,6 +133,29 @@ pub fn encode_path_segment(s: &str) -> String {
 }
 
 impl<U: Upstreams> Proxy<U> {
+    /// The readable nodes holding document `id`'s shard, in preference order: this turn's
+    /// group first, rotating within each group, recently failed nodes last.
+    pub(crate) fn holders_of(&self, table: &ReadTable, id: &str) -> Vec<NodeId> {
+        let shard = shard_for_key(id, table.shards);
+        let (group, rotation) = self.next_turn(table);
+        let ng = table.groups.len();
+        let mut candidates = Vec::new();
+        for g in (0..ng).map(|i| (group + i) % ng) {
+            let owners = &table.groups[g].owners[shard.0 as usize];
+            let n = owners.len();
+            for k in 0..n {
+                let node = &owners[(rotation + k) % n];
+                if table.readable.contains(node) {
+                    candidates.push(node.clone());
+                }
+            }
+        }
+        // Recently failed nodes go last (stable: preference order is kept otherwise).
+        let suspects = self.suspects();
+        candidates.sort_by_key(|n| suspects.contains(n));
+        candidates
+    }
+
     /// `GET /indexes/{uid}/documents/{id}`.
     pub(crate) async fn document_get(
         &self,
@@ -151,22 +175,7 @@ impl<U: Upstreams> Proxy<U> {
         };
         let table = &routing.read;
         let shard = shard_for_key(id, table.shards);
-        let (group, rotation) = self.next_turn(table);
-        let ng = table.groups.len();
-        let mut candidates = Vec::new();
-        for g in (0..ng).map(|i| (group + i) % ng) {
-            let owners = &table.groups[g].owners[shard.0 as usize];
-            let n = owners.len();
-            for k in 0..n {
-                let node = &owners[(rotation + k) % n];
-                if table.readable.contains(node) {
-                    candidates.push(node.clone());
-                }
-            }
-        }
-        // Recently failed nodes go last (stable: preference order is kept otherwise).
-        let suspects = self.suspects();
-        candidates.sort_by_key(|n| suspects.contains(n));
+        let candidates = self.holders_of(table, id);
         let path = format!(
             "/indexes/{}/documents/{}",
             meta.uid,

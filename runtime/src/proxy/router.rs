@@ -57,6 +57,10 @@ pub enum Route {
     FacetSearch {
         index: String,
     },
+    /// `GET`/`POST /indexes/{uid}/similar` (see `proxy::similar`).
+    Similar {
+        index: String,
+    },
     DocumentGet {
         index: String,
         id: String,
@@ -102,6 +106,7 @@ impl Route {
             Route::Search { .. } => "/indexes/{uid}/search",
             Route::MultiSearch => "/multi-search",
             Route::FacetSearch { .. } => "/indexes/{uid}/facet-search",
+            Route::Similar { .. } => "/indexes/{uid}/similar",
             Route::DocumentGet { .. } | Route::DocumentDelete { .. } => {
                 "/indexes/{uid}/documents/{id}"
             }
@@ -124,7 +129,9 @@ impl Route {
         match self {
             Route::Health | Route::Metrics | Route::MultiSearch => None,
             Route::Version => Some("version"),
-            Route::Search { .. } | Route::FacetSearch { .. } => Some("search"),
+            Route::Search { .. } | Route::FacetSearch { .. } | Route::Similar { .. } => {
+                Some("search")
+            }
             Route::DocumentGet { .. }
             | Route::DocumentsList { .. }
             | Route::DocumentsFetch { .. } => Some("documents.get"),
@@ -143,6 +150,7 @@ impl Route {
         match self {
             Route::Search { index }
             | Route::FacetSearch { index }
+            | Route::Similar { index }
             | Route::DocumentGet { index, .. }
             | Route::DocumentsList { index }
             | Route::DocumentsFetch { index }
@@ -335,6 +343,10 @@ fn index_route(method: Method, uid: &str, tail: &[&str]) -> Result<Route, RouteE
         },
         ["facet-search"] => match method {
             Post => Ok(Route::FacetSearch { index }),
+            _ => not_allowed,
+        },
+        ["similar"] => match method {
+            Get | Post => Ok(Route::Similar { index }),
             _ => not_allowed,
         },
         ["stats"] => match method {

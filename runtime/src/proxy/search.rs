@@ -38,7 +38,10 @@ fn is_json(req: &Request) -> bool {
 }
 
 /// The JSON body of a read request, decompressed; `None` → delegate.
-fn json_body<'r, U>(p: &Proxy<U>, req: &'r Request) -> Option<std::borrow::Cow<'r, [u8]>> {
+pub(crate) fn json_body<'r, U>(
+    p: &Proxy<U>,
+    req: &'r Request,
+) -> Option<std::borrow::Cow<'r, [u8]>> {
     if !is_json(req) {
         return None;
     }
@@ -47,7 +50,11 @@ fn json_body<'r, U>(p: &Proxy<U>, req: &'r Request) -> Option<std::borrow::Cow<'
 }
 
 /// ANDs a tenant token's rule filter into a query (no-op for other principals).
-fn apply_tenant_filter(principal: &Principal, index: &str, body: &mut Map<String, Value>) {
+pub(crate) fn apply_tenant_filter(
+    principal: &Principal,
+    index: &str,
+    body: &mut Map<String, Value>,
+) {
     if let Some(rule) = principal.search_filter(index) {
         if let Some(f) = crate::proxy::tenant::and_filters(Some(rule), body.get("filter")) {
             body.insert("filter".into(), f);
@@ -55,7 +62,7 @@ fn apply_tenant_filter(principal: &Principal, index: &str, body: &mut Map<String
     }
 }
 
-fn with_degraded(mut resp: Response, degraded: Option<String>) -> Response {
+pub(crate) fn with_degraded(mut resp: Response, degraded: Option<String>) -> Response {
     if let Some(d) = degraded {
         resp.headers
             .push(("x-miroir-degraded".into(), d.into_bytes()));
