@@ -293,6 +293,18 @@ impl<U: Upstreams> Proxy<U> {
         Ok(())
     }
 
+    /// An index's metadata and routing tables under `snap`, or the answer to give instead
+    /// (unknown index, unusable topology).
+    pub(crate) fn index_and_routing<'s>(
+        &self,
+        snap: &'s Snapshot,
+        index: &str,
+    ) -> Result<(&'s IndexMeta, Rc<IndexRouting>), Response> {
+        let meta = index_meta(snap, index).map_err(|e| error(&e))?;
+        let routing = self.routing(snap, meta).map_err(|e| error(&e))?;
+        Ok((meta, routing))
+    }
+
     /// Routing tables for `index` under `snap`, built once per generation and index.
     pub(crate) fn routing(
         &self,

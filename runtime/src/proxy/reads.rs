@@ -19,7 +19,7 @@ use crate::proxy::json::{strip_reserved_document, RESERVED_PREFIX};
 use crate::proxy::query::{query_pairs, split_sort};
 use crate::proxy::scatter::ReadTable;
 use crate::proxy::upstream::{is_node_failure, json_request, relay, Upstreams};
-use crate::proxy::{error, index_meta, Proxy};
+use crate::proxy::{error, Proxy};
 use miroir_core::routing::shard_for_key;
 use miroir_core::snapshot::Snapshot;
 use miroir_core::{ErrorCode, MeiliError, NodeId};
@@ -165,13 +165,9 @@ impl<U: Upstreams> Proxy<U> {
         req: &Request,
         rid: &str,
     ) -> Response {
-        let meta = match index_meta(snap, index) {
-            Ok(m) => m,
-            Err(e) => return error(&e),
-        };
-        let routing = match self.routing(snap, meta) {
-            Ok(r) => r,
-            Err(e) => return error(&e),
+        let (meta, routing) = match self.index_and_routing(snap, index) {
+            Ok(x) => x,
+            Err(resp) => return resp,
         };
         let table = &routing.read;
         let shard = shard_for_key(id, table.shards);
@@ -226,13 +222,9 @@ impl<U: Upstreams> Proxy<U> {
         fetch: bool,
         rid: &str,
     ) -> Response {
-        let meta = match index_meta(snap, index) {
-            Ok(m) => m,
-            Err(e) => return error(&e),
-        };
-        let routing = match self.routing(snap, meta) {
-            Ok(r) => r,
-            Err(e) => return error(&e),
+        let (meta, routing) = match self.index_and_routing(snap, index) {
+            Ok(x) => x,
+            Err(resp) => return resp,
         };
         let parsed = if fetch {
             let ct_json = req.header("content-type").is_some_and(|v| {

@@ -80,13 +80,9 @@ impl<U: Upstreams> Proxy<U> {
         req: Request,
         rid: &str,
     ) -> Response {
-        let meta = match index_meta(snap, index) {
-            Ok(m) => m,
-            Err(e) => return error(&e),
-        };
-        let routing = match self.routing(snap, meta) {
-            Ok(r) => r,
-            Err(e) => return error(&e),
+        let (meta, routing) = match self.index_and_routing(snap, index) {
+            Ok(x) => x,
+            Err(resp) => return resp,
         };
         let parsed = match req.method {
             Method::Get | Method::Head => query::parse_get(&req.query),
@@ -177,13 +173,9 @@ impl<U: Upstreams> Proxy<U> {
         req: Request,
         rid: &str,
     ) -> Response {
-        let meta = match index_meta(snap, index) {
-            Ok(m) => m,
-            Err(e) => return error(&e),
-        };
-        let routing = match self.routing(snap, meta) {
-            Ok(r) => r,
-            Err(e) => return error(&e),
+        let (meta, routing) = match self.index_and_routing(snap, index) {
+            Ok(x) => x,
+            Err(resp) => return resp,
         };
         let parsed =
             json_body(self, &req).and_then(|b| match serde_json::from_slice::<Value>(&b) {

@@ -19,7 +19,7 @@ use crate::proxy::query::{from_map, query_pairs};
 use crate::proxy::reads::encode_path_segment;
 use crate::proxy::search::{apply_tenant_filter, json_body, with_degraded};
 use crate::proxy::upstream::{is_node_failure, json_request, relay, Upstreams};
-use crate::proxy::{error, index_meta, Proxy};
+use crate::proxy::{error, Proxy};
 use miroir_core::snapshot::Snapshot;
 use miroir_core::{ErrorCode, MeiliError};
 use serde_json::{json, Map, Value};
@@ -154,13 +154,9 @@ impl<U: Upstreams> Proxy<U> {
         req: Request,
         rid: &str,
     ) -> Response {
-        let meta = match index_meta(snap, index) {
-            Ok(m) => m,
-            Err(e) => return error(&e),
-        };
-        let routing = match self.routing(snap, meta) {
-            Ok(r) => r,
-            Err(e) => return error(&e),
+        let (meta, routing) = match self.index_and_routing(snap, index) {
+            Ok(x) => x,
+            Err(resp) => return resp,
         };
         let body = if req.method == Method::Post {
             json_body(self, &req).map(|b| b.into_owned())
