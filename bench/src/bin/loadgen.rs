@@ -11,6 +11,9 @@
 //!   previous answer arrived; reports the maximum throughput.
 //!
 //! Output: one JSON object on stdout (`achieved_rps`, `p50_us` … `p999_us`, `errors`).
+//!
+//! `--bodies-file F` (one JSON body per line) sends varied requests: each connection goes
+//! through the bodies in turn, starting at its own offset.
 
 use hdrhistogram::Histogram;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -24,7 +27,7 @@ struct Args {
     host: String,
     path: String,
     method: String,
-    body: Vec<u8>,
+    bodies: Vec<Vec<u8>>,
     headers: Vec<String>,
     connections: usize,
     duration: Duration,
@@ -35,17 +38,17 @@ struct Args {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: loadgen --url http://HOST:PORT/PATH [--method POST] [--body-file F] \
-         [--header 'K: V']... [--connections N] [--duration SECS] [--warmup SECS] \
-         [--rate RPS] [--pin CORE]"
+        "usage: loadgen --url http://HOST:PORT/PATH [--method POST] [--body-file F | \
+         --bodies-file F] [--header 'K: V']... [--connections N] [--duration SECS] \
+         [--warmup SECS] [--rate RPS] [--pin CORE]"
     );
     std::process::exit(2)
 }
 
 fn parse_args() -> Args {
     let mut it = std::env::args().skip(1);
-    let (mut url, mut method, mut body, mut headers) =
-        (None, "GET".to_string(), Vec::new(), Vec::new());
+    let (mut url, mut method, mut bodies, mut headers) =
+        (None, "GET".to_string(), vec![Vec::new()], Vec::new());
     let (mut connections, mut duration, mut warmup, mut rate, mut pin) =
         (16, 10.0, 1.0, None, None);
     while let Some(a) = it.next() {
@@ -53,8 +56,19 @@ fn parse_args() -> Args {
         match a.as_str() {
             "--url" => url = Some(v()),
             "--method" => method = v(),
-            "--body-file" => body = std::fs::read(v()).expect("reading --body-file"),
-            "--body" => body = v().into_bytes(),
+            "--body-file" => bodies = vec![std::fs::read(v()).expect("reading --body-file")],
+            "--bodies-file" => {
+                let text = std::fs::read_to_string(v()).expect("reading --bodies-file");
+                bodies = text
+                    .lines()
+                    .filter(|l| !l.trim().is_empty())
+                    .map(|l| l.as_bytes().to_vec())
+                    .collect();
+                if bodies.is_empty() {
+                    usage();
+                }
+            }
+            "--body" => bodies = vec![v().into_bytes()],
             "--header" => headers.push(v()),
             "--connections" => connections = v().parse().unwrap_or_else(|_| usage()),
             "--duration" => duration = v().parse().unwrap_or_else(|_| usage()),
@@ -80,7 +94,7 @@ fn parse_args() -> Args {
         host: hostport.to_string(),
         path: path.to_string(),
         method,
-        body,
+        bodies,
         headers,
         connections,
         duration: Duration::from_secs_f64(duration),
@@ -90,21 +104,21 @@ fn parse_args() -> Args {
     }
 }
 
-fn request_bytes(a: &Args) -> Vec<u8> {
+fn request_bytes(a: &Args, body: &[u8]) -> Vec<u8> {
     let mut r = format!("{} {} HTTP/1.1\r\nHost: {}\r\n", a.method, a.path, a.host);
     for h in &a.headers {
         r.push_str(h);
         r.push_str("\r\n");
     }
-    if !a.body.is_empty() || a.method != "GET" {
+    if !body.is_empty() || a.method != "GET" {
         r.push_str(&format!(
             "Content-Type: application/json\r\nContent-Length: {}\r\n",
-            a.body.len()
+            body.len()
         ));
     }
     r.push_str("\r\n");
     let mut b = r.into_bytes();
-    b.extend_from_slice(&a.body);
+    b.extend_from_slice(body);
     b
 }
 
@@ -179,7 +193,7 @@ struct Outcome {
 
 fn connection(
     a: Arc<Args>,
-    req: Arc<Vec<u8>>,
+    reqs: Arc<Vec<Vec<u8>>>,
     idx: usize,
     start: Instant,
     measure_from: Instant,
@@ -194,7 +208,10 @@ fn connection(
         .rate
         .map(|r| Duration::from_secs_f64(a.connections as f64 / r));
     let mut k: u32 = 0;
+    let mut next = idx;
     while !stop.load(Ordering::Relaxed) {
+        let req = &reqs[next % reqs.len()];
+        next += 1;
         let intended = match interval {
             Some(iv) => {
                 let t = start + iv.mul_f64(k as f64 + idx as f64 / a.connections as f64);
@@ -228,7 +245,7 @@ fn connection(
             }
             let (w, r, served) = conn.as_mut().unwrap();
             res = w
-                .write_all(&req)
+                .write_all(req)
                 .and_then(|_| read_response(r, &mut line, &mut sink));
             match &res {
                 Err(e) if attempt == 0 && *served > 0 && is_closed(e) => conn = None,
@@ -259,7 +276,12 @@ fn connection(
 
 fn main() {
     let a = Arc::new(parse_args());
-    let req = Arc::new(request_bytes(&a));
+    let reqs = Arc::new(
+        a.bodies
+            .iter()
+            .map(|b| request_bytes(&a, b))
+            .collect::<Vec<_>>(),
+    );
     if let Some(core) = a.pin {
         if let Some(id) =
             core_affinity::get_core_ids().and_then(|ids| ids.into_iter().find(|c| c.id == core))
@@ -272,7 +294,7 @@ fn main() {
     let measure_from = start + a.warmup;
     let threads: Vec<_> = (0..a.connections)
         .map(|i| {
-            let (a, req, stop) = (a.clone(), req.clone(), stop.clone());
+            let (a, reqs, stop) = (a.clone(), reqs.clone(), stop.clone());
             let pin = a.pin;
             std::thread::spawn(move || {
                 if let Some(core) = pin {
@@ -282,7 +304,7 @@ fn main() {
                         core_affinity::set_for_current(id);
                     }
                 }
-                connection(a, req, i, start, measure_from, stop)
+                connection(a, reqs, i, start, measure_from, stop)
             })
         })
         .collect();
