@@ -899,8 +899,11 @@ fn prepare_write_creates_an_unknown_index_everywhere_and_refuses_a_conflicting_k
     assert_eq!(v["index"]["fields"], json!(["isbn", "title"]));
     assert_eq!(v["index"]["shards"], 8);
     for n in &c.nodes {
-        let i = node(&n.url, "GET", "/indexes/books", None).json();
-        assert_eq!(i["primaryKey"], "isbn");
+        // Enqueued, not awaited: each node creates the index before anything that follows.
+        eventually("index created on the node", || {
+            let i = node(&n.url, "GET", "/indexes/books", None).json();
+            (i["primaryKey"] == "isbn").then_some(())
+        });
         let s = eventually("node settings applied", || {
             let s = node(&n.url, "GET", "/indexes/books/settings", None).json();
             (s["displayedAttributes"] == json!(["isbn", "title"])).then_some(s)
