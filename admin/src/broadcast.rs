@@ -1634,6 +1634,145 @@ async fn create_everywhere(
     Ok(meta)
 }
 
+/// Adds the names in `names` that `meta` lacks to its fields — in the given order,
+/// deduplicated, reserved ones never — and, when the client's displayed list is `*`, gives the
+/// nodes the longer explicit list (enqueued: each node applies it before what follows).
+async fn add_fields(
+    admin: &Arc<Admin>,
+    uid: &str,
+    nodes: &[NodeHealth],
+    meta: &mut IndexMeta,
+    names: &[String],
+) -> Result<(), ApiError> {
+    let mut fresh: Vec<String> = Vec::new();
+    for f in names {
+        if !f.starts_with(RESERVED_PREFIX) && !meta.fields.contains(f) && !fresh.contains(f) {
+            fresh.push(f.clone());
+        }
+    }
+    if fresh.is_empty() {
+        return Ok(());
+    }
+    meta.fields.extend(fresh);
+    if !meta.displayed_wildcard {
+        return Ok(());
+    }
+    let patch = json!({"displayedAttributes": node_displayed(meta)});
+    // Nodes that cannot be reached get it on recovery (crate::repair). Refuse before touching
+    // any node when the failed ones alone already lose a shard.
+    let down: Vec<NodeHealth> = nodes
+        .iter()
+        .filter(|n| n.status == NodeStatus::Failed)
+        .cloned()
+        .collect();
+    require_coverage(admin, uid, meta.shards, &down)?;
+    let reached = dispatch_reachable(
+        admin,
+        nodes,
+        Method::PATCH,
+        &settings_path(uid),
+        Some(&patch),
+    )
+    .await
+    .map_err(|(_, e)| e)?;
+    // On refusal the reachable nodes keep a longer explicit list than the metadata (harmless:
+    // the fields are re-added by the next write that brings them).
+    require_coverage(admin, uid, meta.shards, &reached.unreachable)?;
+    crate::repair::mark(admin, uid, &reached.unreachable).await?;
+    Ok(())
+}
+
+/// `POST /indexes/{uid}/documents/edit` (Meilisearch's experimental update by function):
+/// every node runs the function over its own documents (every copy of a shard runs it: the
+/// function sees the same document everywhere); one `documentEdition` task whose counts are
+/// the nodes' sums per copy of the data. Fields the function adds join the index's fields
+/// (and the nodes' displayed list) when the task settles. An index Miroir does not know gets a
+/// failed task, as Meilisearch's fails with `index_not_found`.
+pub async fn edit_documents(admin: &Arc<Admin>, uid: &str, req: &Req) -> Result<Resp, ApiError> {
+    let body = req.json()?;
+    let guard = admin.lock_scopes(vec![uid.to_string()]).await;
+    let original_filter = match body.get("filter") {
+        None | Some(Value::Null) => Value::Null,
+        Some(f) => Value::String(f.to_string()),
+    };
+    let details = json!({
+        "editedDocuments": null,
+        "deletedDocuments": null,
+        "originalFilter": original_filter,
+        "context": body.get("context").cloned().unwrap_or(Value::Null),
+        "function": body.get("function").cloned().unwrap_or(Value::Null),
+    });
+    if admin.index(uid).is_none() {
+        return failed_task(
+            admin,
+            Some(uid),
+            TaskType::DocumentEdition,
+            details,
+            index_not_found(uid),
+        )
+        .await;
+    }
+    let nodes = admin.broadcast_nodes();
+    let path = format!("/indexes/{}/documents/edit", encode_segment(uid));
+    let d = dispatch(admin, &nodes, Method::POST, &path, Some(&body))
+        .await
+        .map_err(|(_, e)| e)?;
+    let uid = uid.to_string();
+    spawn_task(
+        admin,
+        guard,
+        Some(&uid.clone()),
+        TaskType::DocumentEdition,
+        details.clone(),
+        move |admin| async move {
+            let done = settle(&admin, &d).await?;
+            let copies = u64::from(admin.copies()).max(1);
+            let sum = |k: &str| -> u64 {
+                done.iter()
+                    .filter_map(|t| t["details"][k].as_u64())
+                    .sum::<u64>()
+                    / copies
+            };
+            let mut out = details;
+            out["editedDocuments"] = json!(sum("editedDocuments"));
+            out["deletedDocuments"] = json!(sum("deletedDocuments"));
+            if let Some(first) = done.first() {
+                for k in ["originalFilter", "context", "function"] {
+                    if let Some(v) = first["details"].get(k) {
+                        out[k] = v.clone();
+                    }
+                }
+            }
+            // Fields the function added: every node's field distribution.
+            let nodes = admin.broadcast_nodes();
+            let mut names = Vec::new();
+            for n in &nodes {
+                let stats = format!("/indexes/{}/stats", encode_segment(&uid));
+                if let Ok(r) = admin
+                    .client
+                    .send(&n.address, Method::GET, &stats, None)
+                    .await
+                {
+                    if let Some(fd) = r.json()["fieldDistribution"].as_object() {
+                        names.extend(fd.keys().cloned());
+                    }
+                }
+            }
+            if let Some(mut meta) = admin.index(&uid) {
+                let before = meta.fields.len();
+                add_fields(&admin, &uid, &nodes, &mut meta, &names).await?;
+                if meta.fields.len() != before {
+                    meta.updated_at = crate::timefmt::now_rfc3339();
+                    admin.put_index(meta).await?;
+                    admin.publish().await?;
+                }
+            }
+            Ok(out)
+        },
+    )
+    .await
+}
+
 /// `prepare-write` (docs/internals/control-protocol.md §2.2).
 pub async fn prepare_write(admin: &Arc<Admin>, uid: &str, req: &Req) -> Result<Resp, ApiError> {
     let body: PrepareWrite = serde_json::from_slice(&req.body).map_err(|e| {
@@ -1672,44 +1811,7 @@ pub async fn prepare_write(admin: &Arc<Admin>, uid: &str, req: &Req) -> Result<R
         }
         _ => {}
     }
-    // New fields in the client's first-seen order, deduplicated, reserved ones never.
-    let mut fresh: Vec<String> = Vec::new();
-    for f in &body.new_fields {
-        if !f.starts_with(RESERVED_PREFIX) && !meta.fields.contains(f) && !fresh.contains(f) {
-            fresh.push(f.clone());
-        }
-    }
-    if !fresh.is_empty() {
-        meta.fields.extend(fresh);
-        let mut patch = Map::new();
-        if meta.displayed_wildcard {
-            patch.insert("displayedAttributes".into(), node_displayed(&meta));
-        }
-        if !patch.is_empty() {
-            // Enqueue only: each node processes it before the documents that follow. Nodes
-            // that cannot be reached get it on recovery (crate::repair). Refuse before
-            // touching any node when the failed ones alone already lose a shard.
-            let down: Vec<NodeHealth> = nodes
-                .iter()
-                .filter(|n| n.status == NodeStatus::Failed)
-                .cloned()
-                .collect();
-            require_coverage(admin, uid, meta.shards, &down)?;
-            let reached = dispatch_reachable(
-                admin,
-                &nodes,
-                Method::PATCH,
-                &settings_path(uid),
-                Some(&Value::Object(patch)),
-            )
-            .await
-            .map_err(|(_, e)| e)?;
-            // On refusal the reachable nodes keep a longer explicit list than the metadata
-            // (harmless: the fields are re-added by the next write that brings them).
-            require_coverage(admin, uid, meta.shards, &reached.unreachable)?;
-            crate::repair::mark(admin, uid, &reached.unreachable).await?;
-        }
-    }
+    add_fields(admin, uid, &nodes, &mut meta, &body.new_fields).await?;
     meta.updated_at = crate::timefmt::now_rfc3339();
     admin.put_index(meta.clone()).await?;
     let generation = admin.publish().await?;

@@ -123,6 +123,9 @@ async fn route(admin: &Arc<Admin>, listener: Listener, req: &Req) -> Result<Resp
         (&Method::DELETE, ["indexes", uid]) => broadcast::delete_index(admin, uid).await,
         (&Method::POST, ["indexes", uid, "fields"]) => reads::index_fields(admin, uid, req).await,
         (&Method::POST, ["indexes", uid, "compact"]) => broadcast::compact_index(admin, uid).await,
+        (&Method::POST, ["indexes", uid, "documents", "edit"]) => {
+            broadcast::edit_documents(admin, uid, req).await
+        }
         (&Method::GET, ["indexes", uid, "stats"]) => {
             reads::index_stats(admin, uid, &req.query).await
         }

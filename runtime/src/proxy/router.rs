@@ -396,6 +396,12 @@ fn index_route(method: Method, uid: &str, tail: &[&str]) -> Result<Route, RouteE
         // GET/DELETE of a document literally named `fetch` still reaches the document.
         ["documents", "fetch"] if method == Post => Ok(Route::DocumentsFetch { index }),
         ["documents", "delete"] if method == Post => Ok(Route::DocumentsDeleteByFilter { index }),
+        // Update by function: every node edits its own documents (the admin broadcasts it).
+        ["documents", "edit"] if method == Post => Ok(control(
+            "/indexes/{uid}/documents/edit",
+            "documents.all",
+            ix,
+        )),
         ["documents", "delete-batch"] if method == Post => {
             Ok(Route::DocumentsDeleteBatch { index })
         }
