@@ -394,6 +394,18 @@ fn index_create_settings_stats_and_task_aggregation() {
         let v = t["details"][k].as_str().unwrap_or_else(|| panic!("{t}"));
         assert!(miroir_admin::size_format::parse_human(v).is_some(), "{t}");
     }
+    // Update by function on an index Miroir does not know: a failed task, as Meilisearch's.
+    let r = control(
+        &c.admin.socket,
+        "POST",
+        "/indexes/nothing-here/documents/edit",
+        Some(&json!({"function": "doc.n = 1"})),
+    );
+    assert_eq!(r.json()["type"], "documentEdition");
+    let t = wait_miroir_task(&c.admin.socket, r.json()["taskUid"].as_u64().unwrap());
+    assert_eq!(t["status"], "failed", "{t}");
+    assert_eq!(t["error"]["code"], "index_not_found");
+    assert_eq!(t["details"]["function"], "doc.n = 1");
     let r = control(
         &c.admin.socket,
         "POST",

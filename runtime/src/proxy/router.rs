@@ -528,6 +528,13 @@ mod tests {
         let fields = r(Method::Post, "/indexes/movies/fields").unwrap();
         assert_eq!(fields.action(), Some("fields.post"));
         assert_eq!(fields.template(), "/indexes/{uid}/fields");
+        let edit = r(Method::Post, "/indexes/movies/documents/edit").unwrap();
+        assert_eq!(edit.action(), Some("documents.all"));
+        assert_eq!(edit.template(), "/indexes/{uid}/documents/edit");
+        assert!(matches!(
+            r(Method::Get, "/indexes/movies/documents/edit"),
+            Ok(Route::DocumentGet { .. })
+        ));
         let render = r(Method::Post, "/render-template").unwrap();
         assert_eq!(render.action(), Some("settings.get"));
         assert_eq!(render.index(), None);
