@@ -377,6 +377,48 @@ where
     Ok(Resp::json(202, &summary))
 }
 
+/// An index operation every node runs as a task of its own, answered with ONE Miroir task of
+/// type `kind`. If Miroir does not know the index, the task fails at once with
+/// `index_not_found`, as the node's would. Otherwise `method path body` goes to every node
+/// (a synchronous refusal is the answer) and, once every node task has succeeded, `finish`
+/// turns their views into the task's details.
+#[allow(clippy::too_many_arguments)]
+async fn index_task<F, Fut>(
+    admin: &Arc<Admin>,
+    uid: &str,
+    kind: TaskType,
+    details: Value,
+    method: Method,
+    path: String,
+    body: Option<&Value>,
+    finish: F,
+) -> Result<Resp, ApiError>
+where
+    F: FnOnce(Arc<Admin>, Vec<Value>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<Value, ApiError>> + Send + 'static,
+{
+    let guard = admin.lock_scopes(vec![uid.to_string()]).await;
+    if admin.index(uid).is_none() {
+        return failed_task(admin, Some(uid), kind, details, index_not_found(uid)).await;
+    }
+    let nodes = admin.broadcast_nodes();
+    let d = dispatch(admin, &nodes, method, &path, body)
+        .await
+        .map_err(|(_, e)| e)?;
+    spawn_task(
+        admin,
+        guard,
+        Some(uid),
+        kind,
+        details,
+        move |admin| async move {
+            let done = settle(&admin, &d).await?;
+            finish(admin, done).await
+        },
+    )
+    .await
+}
+
 /// A task that fails at once with `error` (Meilisearch enqueues, then fails).
 async fn failed_task(
     admin: &Admin,
@@ -674,37 +716,22 @@ async fn undo_rename(admin: &Admin, tasks: &[Dispatched], new: &str, old: &str) 
 
 /// `DELETE /indexes/{uid}`.
 pub async fn delete_index(admin: &Arc<Admin>, uid: &str) -> Result<Resp, ApiError> {
-    let guard = admin.lock_scopes(vec![uid.to_string()]).await;
-    let details = json!({"deletedDocuments": 0});
-    if admin.index(uid).is_none() {
-        return failed_task(
-            admin,
-            Some(uid),
-            TaskType::IndexDeletion,
-            details,
-            index_not_found(uid),
-        )
-        .await;
-    }
-    let nodes = admin.broadcast_nodes();
     let path = format!("/indexes/{}", encode_segment(uid));
-    let d = dispatch(admin, &nodes, Method::DELETE, &path, None)
-        .await
-        .map_err(|(_, e)| e)?;
-    let uid = uid.to_string();
-    spawn_task(
+    let owned = uid.to_string();
+    index_task(
         admin,
-        guard,
-        Some(&uid.clone()),
+        uid,
         TaskType::IndexDeletion,
-        details,
-        move |admin| async move {
-            let done = settle(&admin, &d).await?;
+        json!({"deletedDocuments": 0}),
+        Method::DELETE,
+        path,
+        None,
+        move |admin, done| async move {
             let deleted: u64 = done
                 .iter()
                 .filter_map(|t| t["details"]["deletedDocuments"].as_u64())
                 .sum();
-            admin.remove_index(&uid).await?;
+            admin.remove_index(&owned).await?;
             admin.publish().await?;
             Ok(json!({"deletedDocuments": deleted / u64::from(admin.copies())}))
         },
@@ -718,31 +745,16 @@ pub async fn delete_index(admin: &Arc<Admin>, uid: &str) -> Result<Resp, ApiErro
 /// stats are), human-formatted as Meilisearch writes them. An index Miroir does not know gets
 /// a failed task, as Meilisearch enqueues one that fails with `index_not_found`.
 pub async fn compact_index(admin: &Arc<Admin>, uid: &str) -> Result<Resp, ApiError> {
-    let guard = admin.lock_scopes(vec![uid.to_string()]).await;
-    let details = json!({});
-    if admin.index(uid).is_none() {
-        return failed_task(
-            admin,
-            Some(uid),
-            TaskType::IndexCompaction,
-            details,
-            index_not_found(uid),
-        )
-        .await;
-    }
-    let nodes = admin.broadcast_nodes();
     let path = format!("/indexes/{}/compact", encode_segment(uid));
-    let d = dispatch(admin, &nodes, Method::POST, &path, None)
-        .await
-        .map_err(|(_, e)| e)?;
-    spawn_task(
+    index_task(
         admin,
-        guard,
-        Some(uid),
+        uid,
         TaskType::IndexCompaction,
-        details,
-        move |admin| async move {
-            let done = settle(&admin, &d).await?;
+        json!({}),
+        Method::POST,
+        path,
+        None,
+        |admin, done| async move {
             let copies = u64::from(admin.copies()).max(1);
             let mut details = serde_json::Map::new();
             for k in ["preCompactionSize", "postCompactionSize"] {
@@ -1690,7 +1702,6 @@ async fn add_fields(
 /// failed task, as Meilisearch's fails with `index_not_found`.
 pub async fn edit_documents(admin: &Arc<Admin>, uid: &str, req: &Req) -> Result<Resp, ApiError> {
     let body = req.json()?;
-    let guard = admin.lock_scopes(vec![uid.to_string()]).await;
     let original_filter = match body.get("filter") {
         None | Some(Value::Null) => Value::Null,
         Some(f) => Value::String(f.to_string()),
@@ -1702,30 +1713,18 @@ pub async fn edit_documents(admin: &Arc<Admin>, uid: &str, req: &Req) -> Result<
         "context": body.get("context").cloned().unwrap_or(Value::Null),
         "function": body.get("function").cloned().unwrap_or(Value::Null),
     });
-    if admin.index(uid).is_none() {
-        return failed_task(
-            admin,
-            Some(uid),
-            TaskType::DocumentEdition,
-            details,
-            index_not_found(uid),
-        )
-        .await;
-    }
-    let nodes = admin.broadcast_nodes();
     let path = format!("/indexes/{}/documents/edit", encode_segment(uid));
-    let d = dispatch(admin, &nodes, Method::POST, &path, Some(&body))
-        .await
-        .map_err(|(_, e)| e)?;
-    let uid = uid.to_string();
-    spawn_task(
+    let owned = uid.to_string();
+    let mut out = details.clone();
+    index_task(
         admin,
-        guard,
-        Some(&uid.clone()),
+        uid,
         TaskType::DocumentEdition,
-        details.clone(),
-        move |admin| async move {
-            let done = settle(&admin, &d).await?;
+        details,
+        Method::POST,
+        path,
+        Some(&body),
+        move |admin, done| async move {
             let copies = u64::from(admin.copies()).max(1);
             let sum = |k: &str| -> u64 {
                 done.iter()
@@ -1733,7 +1732,6 @@ pub async fn edit_documents(admin: &Arc<Admin>, uid: &str, req: &Req) -> Result<
                     .sum::<u64>()
                     / copies
             };
-            let mut out = details;
             out["editedDocuments"] = json!(sum("editedDocuments"));
             out["deletedDocuments"] = json!(sum("deletedDocuments"));
             if let Some(first) = done.first() {
@@ -1746,8 +1744,8 @@ pub async fn edit_documents(admin: &Arc<Admin>, uid: &str, req: &Req) -> Result<
             // Fields the function added: every node's field distribution.
             let nodes = admin.broadcast_nodes();
             let mut names = Vec::new();
+            let stats = format!("/indexes/{}/stats", encode_segment(&owned));
             for n in &nodes {
-                let stats = format!("/indexes/{}/stats", encode_segment(&uid));
                 if let Ok(r) = admin
                     .client
                     .send(&n.address, Method::GET, &stats, None)
@@ -1758,9 +1756,9 @@ pub async fn edit_documents(admin: &Arc<Admin>, uid: &str, req: &Req) -> Result<
                     }
                 }
             }
-            if let Some(mut meta) = admin.index(&uid) {
+            if let Some(mut meta) = admin.index(&owned) {
                 let before = meta.fields.len();
-                add_fields(&admin, &uid, &nodes, &mut meta, &names).await?;
+                add_fields(&admin, &owned, &nodes, &mut meta, &names).await?;
                 if meta.fields.len() != before {
                     meta.updated_at = crate::timefmt::now_rfc3339();
                     admin.put_index(meta).await?;
