@@ -600,7 +600,8 @@ proptest! {
         let mut req = request(&c, &by);
         let res = fast(&req, &[ShardInput::Ok(&body)]);
         if let (Ok(out), true) = (&res, std::str::from_utf8(&body).is_ok()) {
-            prop_assert!(serde_json::from_slice::<Value>(out).is_ok() || body.windows(3).any(|w| w == b"\\ud" || w == b"\\uD") || body.iter().any(|b| *b < 0x20));
+            let parsed = serde_json::from_slice::<Value>(out);
+            prop_assert!(parsed.is_ok() || parsed.is_err_and(|e| e.to_string().contains("out of range")) || body.windows(3).any(|w| w == b"\\ud" || w == b"\\uD") || body.iter().any(|b| *b < 0x20));
         }
         // Hits past the merge window are not scanned in Meilisearch's layout (by design), so
         // to require every corruption to be caught, ask for a window covering all hits.
@@ -619,7 +620,11 @@ proptest! {
             || std::str::from_utf8(&body).is_err()
             || body.windows(3).any(|w| w == b"\\ud" || w == b"\\uD");
         if let (Ok(out), false) = (&res, relayed) {
-            norm(out);
+            // Valid JSON, except that a number made out of range (e.g. `0.33E33333`) is
+            // relayed as received, like every number the merge does not interpret.
+            if let Err(e) = serde_json::from_slice::<Value>(out) {
+                prop_assert!(e.to_string().contains("out of range"), "invalid output: {}", e);
+            }
         }
         if let Err(e) = serde_json::from_slice::<Value>(&body) {
             if !relayed && !e.to_string().contains("out of range") {
