@@ -47,6 +47,10 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 
+/// The prefix of every field Miroir reserves (PRODUCT.md §2 Writes 2): clients may not send
+/// them, and they are removed from every answer.
+pub const RESERVED_PREFIX: &str = "_miroir_";
+
 /// The field Miroir injects into every document: the document's shard, as [`shard_token`].
 pub const SHARD_FIELD: &str = "_miroir_shard";
 

@@ -11,7 +11,7 @@
 //! Limit: `<..hidden-attributes>` is also what a node writes when the *client's* own
 //! `displayedAttributes` hides a filterable attribute; that marker is removed too.
 
-const RESERVED_PREFIX: &str = "_miroir_";
+use crate::documents::RESERVED_PREFIX;
 const HIDDEN: &str = "<..hidden-attributes>";
 const LEAD: &str = "Available ";
 const ARE: &str = " are: `";

@@ -57,8 +57,8 @@ use serde_json::{json, Map, Value};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub const SHARD_FIELD: &str = "_miroir_shard";
-const RESERVED_PREFIX: &str = "_miroir_";
+use miroir_core::documents::RESERVED_PREFIX;
+pub use miroir_core::documents::SHARD_FIELD;
 /// How long a broadcast waits for one node task to finish before giving up on it.
 const NODE_TASK_DEADLINE: Duration = Duration::from_secs(300);
 pub const DEFAULT_RANKING_RULES: [&str; 6] = [
@@ -1362,8 +1362,8 @@ fn same_set(a: &[Value], b: &[Value]) -> bool {
     a.iter().all(|x| b.contains(x)) && b.iter().all(|x| a.contains(x))
 }
 
-/// Settings a `DELETE /settings` task lists (as `null`) besides [`crate::reads::ALL_SETTINGS`]:
-/// experimental ones Miroir does not send to the nodes.
+/// Settings of [`SETTINGS_ORDER`] Miroir does not send to the nodes (experimental): a
+/// `DELETE /settings` task still lists them (as `null`).
 const RESET_ALL_DETAILS_EXTRA: &[&str] = &["foreignKeys", "chat"];
 
 /// Every settings write: `PATCH /settings`, `PUT|PATCH|DELETE /settings/{sub}`, `DELETE /settings`
@@ -1562,8 +1562,11 @@ pub fn settings_request_body(
                 "Invalid value type: expected an object",
             )),
         },
-        (None, &Method::DELETE) => Ok(crate::reads::ALL_SETTINGS
+        // Reset all: every setting the nodes hold (the experimental ones Miroir does not send
+        // are echoed in the task details only).
+        (None, &Method::DELETE) => Ok(SETTINGS_ORDER
             .iter()
+            .filter(|k| !RESET_ALL_DETAILS_EXTRA.contains(k))
             .map(|k| (k.to_string(), Value::Null))
             .collect()),
         (Some(s), &Method::DELETE) => Ok([(

@@ -13,31 +13,7 @@ use miroir_merge::{merge_index_stats, Bump, ShardInput};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
-/// Every settings key (for `DELETE /settings` = reset all).
-pub const ALL_SETTINGS: &[&str] = &[
-    "displayedAttributes",
-    "searchableAttributes",
-    "filterableAttributes",
-    "sortableAttributes",
-    "rankingRules",
-    "stopWords",
-    "nonSeparatorTokens",
-    "separatorTokens",
-    "dictionary",
-    "synonyms",
-    "distinctAttribute",
-    "proximityPrecision",
-    "typoTolerance",
-    "faceting",
-    "pagination",
-    "embedders",
-    "searchCutoffMs",
-    "localizedAttributes",
-    "facetSearch",
-    "prefixSearch",
-];
-
-const RESERVED_PREFIX: &str = "_miroir_";
+use miroir_core::documents::RESERVED_PREFIX;
 
 /// Sends a GET to the first live node that answers; its answer (any status) is relayed.
 async fn from_one_node(admin: &Admin, path_and_query: &str) -> Result<(u16, Value), ApiError> {

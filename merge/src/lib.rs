@@ -88,7 +88,7 @@ pub const DEFAULT_MAX_VALUES_PER_FACET: usize = 100;
 /// Meilisearch's default `pagination.maxTotalHits`.
 pub const DEFAULT_MAX_TOTAL_HITS: usize = 1000;
 /// The prefix of Miroir's reserved document fields (`_miroir_shard`, …).
-pub const RESERVED_PREFIX: &str = "_miroir_";
+pub use miroir_core::documents::RESERVED_PREFIX;
 
 /// The client's pagination, exactly as it sent it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

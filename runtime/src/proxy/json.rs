@@ -9,8 +9,7 @@ use serde_json::value::RawValue;
 use std::borrow::Cow;
 use std::fmt;
 
-/// The reserved-field prefix (PRODUCT.md §2 Writes step 2).
-pub const RESERVED_PREFIX: &str = "_miroir_";
+pub use miroir_core::documents::RESERVED_PREFIX;
 
 /// A JSON object as ordered `(key, raw value)` pairs borrowing the input.
 ///
