@@ -30,9 +30,51 @@ pub fn json_content_type_error(content_type: Option<&[u8]>) -> Option<MeiliError
     ))
 }
 
+/// Reads a JSON body as Meilisearch does for a JSON route: the `Content-Type` check above,
+/// then an empty body is `missing_payload` and invalid JSON `malformed_payload`.
+pub fn parse_json_body(
+    content_type: Option<&[u8]>,
+    body: &[u8],
+) -> Result<serde_json::Value, MeiliError> {
+    if let Some(e) = json_content_type_error(content_type) {
+        return Err(e);
+    }
+    if body.is_empty() {
+        return Err(MeiliError::new(
+            ErrorCode::MissingPayload,
+            "A json payload is missing.",
+        ));
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        MeiliError::new(
+            ErrorCode::MalformedPayload,
+            format!("The json payload provided is malformed. `{e}`."),
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_bodies_missing_or_malformed() {
+        let ct = Some(&b"application/json"[..]);
+        assert_eq!(
+            parse_json_body(ct, b"").unwrap_err().code,
+            ErrorCode::MissingPayload
+        );
+        let e = parse_json_body(ct, b"{").unwrap_err();
+        assert_eq!(e.code, ErrorCode::MalformedPayload);
+        assert!(e
+            .message
+            .starts_with("The json payload provided is malformed. `"));
+        assert_eq!(
+            parse_json_body(None, b"{}").unwrap_err().code,
+            ErrorCode::MissingContentType
+        );
+        assert!(parse_json_body(ct, b"{}").is_ok());
+    }
 
     #[test]
     fn json_with_parameters_passes_anything_else_is_415() {

@@ -3,6 +3,7 @@
 //! The shared core of Miroir: everything both processes (the thread-per-core data plane in
 //! `runtime/` and the tokio admin process in `admin/`) must agree on, with **no I/O**.
 //!
+//! - [`access`]: Meilisearch's API-key rules (action grants, index patterns, index scopes).
 //! - [`ids`]: typed identifiers (`ShardId`, `NodeId`, `GroupId`, `TaskUid`).
 //! - [`topology`]: nodes grouped by replica group and the node status state machine.
 //! - [`routing`]: the normative, byte-exact routing of PRODUCT.md §1 (xxh64 + rendezvous).
@@ -13,6 +14,7 @@
 //! - [`error`]: every Miroir error code and its one mapping to a Meilisearch error body.
 //! - [`node_message`]: node error messages rewritten without Miroir's reserved attributes.
 
+pub mod access;
 pub mod config;
 pub mod content_type;
 pub mod documents;

@@ -20,9 +20,11 @@
 //! Tenant tokens (JWTs signed with an API key, [`crate::proxy::tenant`]) are accepted on
 //! search routes; their rule filters are applied by the search handlers.
 
-use crate::proxy::tenant::{self, Tenant};
+use crate::proxy::tenant::{self, Tenant, TokenError, TokenOutcome};
+use miroir_core::access::{key_authorizes, patterns_allow, patterns_allow_all};
 use miroir_core::snapshot::ApiKey;
 use miroir_core::{ErrorCode, MeiliError};
+use subtle::ConstantTimeEq;
 
 /// Who is calling, after authentication. Forwarded to the admin as `Miroir-Principal`.
 #[derive(Debug, Clone, PartialEq)]
@@ -36,7 +38,7 @@ pub enum Principal {
 }
 
 impl Principal {
-    /// The `Miroir-Principal` header value (control-protocol.md §2).
+    /// The `Miroir-Principal` header value (docs/internals/control-protocol.md).
     pub fn header_value(&self) -> String {
         match self {
             Principal::Master => "master".to_owned(),
@@ -49,17 +51,27 @@ impl Principal {
     /// other principal, or a rule without filter).
     pub fn search_filter(&self, index: &str) -> Option<serde_json::Value> {
         match self {
-            Principal::Tenant(t) => t.rule_for(index).flatten(),
+            Principal::Tenant(t) => t.filter_for(index),
             _ => None,
         }
     }
 
-    /// Whether this principal may touch `index` (the action was checked at authentication).
+    /// Meilisearch's `AuthFilter::is_index_authorized`: whether this principal may touch
+    /// `index` (the key's patterns and, for a token, its rules).
     pub fn may_access_index(&self, index: &str) -> bool {
         match self {
             Principal::Master => true,
-            Principal::Key { indexes, .. } => indexes.iter().any(|p| index_matches(p, index)),
-            Principal::Tenant(t) => t.rule_for(index).is_some(),
+            Principal::Key { indexes, .. } => patterns_allow(indexes, index),
+            Principal::Tenant(t) => t.authorizes(index),
+        }
+    }
+
+    /// Whether nothing restricts the indexes this principal may touch.
+    pub fn all_indexes_authorized(&self) -> bool {
+        match self {
+            Principal::Master => true,
+            Principal::Key { indexes, .. } => patterns_allow_all(indexes),
+            Principal::Tenant(t) => patterns_allow_all(&t.key_indexes) && t.rules.authorizes_all(),
         }
     }
 }
@@ -84,6 +96,21 @@ pub fn missing_master_key() -> MeiliError {
     )
 }
 
+/// Meilisearch's refusal of a tenant token (all `invalid_api_key`, 403).
+fn token_error(e: TokenError) -> MeiliError {
+    match e {
+        TokenError::Expired { exp, now } => MeiliError::new(
+            ErrorCode::InvalidApiKey,
+            format!("Tenant token expired. Was valid up to `{exp}` and we're now `{now}`."),
+        ),
+        TokenError::CouldNotDecode(why) => MeiliError::new(
+            ErrorCode::InvalidApiKey,
+            format!("Could not decode tenant token, {why}."),
+        ),
+        TokenError::UnknownKey => invalid_key(),
+    }
+}
+
 /// Extracts the bearer token. `Err` when the header is absent or not `Bearer <token>` —
 /// Meilisearch answers both with `missing_authorization_header`.
 pub fn bearer(authorization: Option<&[u8]>) -> Result<&[u8], MeiliError> {
@@ -92,7 +119,14 @@ pub fn bearer(authorization: Option<&[u8]>) -> Result<&[u8], MeiliError> {
     Ok(token.trim_ascii())
 }
 
-/// Authenticates a request for a route needing `action` on `index` (if any).
+/// Authenticates a request for a route needing `action` on `index` (if any), in the order
+/// Meilisearch 1.50's `ActionPolicy::authenticate` checks:
+/// 1. the master key (without one, everything but `/keys` is open);
+/// 2. on `search` routes, a tenant token (an undecodable or expired one is refused here);
+///    otherwise an API key value;
+/// 3. the index named in the path against the token's rules, then the key's patterns (each
+///    refused with Meilisearch's own message);
+/// 4. the key's action grant, expiry and index scope ([`key_authorizes`]).
 ///
 /// `now_unix` is the current time in Unix seconds (passed in so this stays pure).
 pub fn authenticate(
@@ -113,59 +147,65 @@ pub fn authenticate(
     if ct_eq(token, master.as_bytes()) {
         return Ok(Principal::Master);
     }
-    let Some(key) = find_key(keys, token) else {
-        // Not a key: maybe a tenant token (search routes only).
-        let jwt = std::str::from_utf8(token)
-            .ok()
-            .filter(|t| t.matches('.').count() == 2);
-        if let (Some(jwt), "search") = (jwt, action) {
-            let t = tenant::verify(jwt, keys, now_unix).ok_or_else(invalid_key)?;
-            if index.is_some_and(|i| t.rule_for(i).is_none()) {
-                return Err(invalid_key());
-            }
-            return Ok(Principal::Tenant(t));
-        }
-        return Err(invalid_key());
+    let tenant = match (action, std::str::from_utf8(token)) {
+        ("search", Ok(jwt)) => match tenant::verify(jwt, keys, now_unix).map_err(token_error)? {
+            TokenOutcome::Valid(t) => Some(t),
+            TokenOutcome::NotAToken => None,
+        },
+        _ => None,
     };
-    if key.expires_at.is_some_and(|exp| exp <= now_unix) {
-        return Err(invalid_key());
+    let key = match &tenant {
+        Some(t) => keys.iter().find(|k| k.uid == t.api_key_uid),
+        None => find_key(keys, token),
     }
-    if !key
-        .actions
-        .iter()
-        .any(|granted| action_granted(granted, action))
-    {
-        return Err(invalid_key());
-    }
+    .ok_or_else(invalid_key)?;
     if let Some(index) = index {
-        if !key.indexes.iter().any(|p| index_matches(p, index)) {
-            return Err(invalid_key());
+        if let Some(t) = &tenant {
+            if !t.rules.authorizes(index) {
+                return Err(MeiliError::new(
+                    ErrorCode::InvalidApiKey,
+                    format!(
+                        "The provided tenant token cannot acces the index `{index}`, allowed \
+                         indexes are {:?}.",
+                        t.rules.listed()
+                    ),
+                ));
+            }
+        }
+        if !patterns_allow(&key.indexes, index) {
+            let message = if tenant.is_some() {
+                // The parent key's patterns are not the token holder's to see.
+                format!(
+                    "The API key used to generate this tenant token cannot acces the index \
+                     `{index}`."
+                )
+            } else {
+                let mut allowed = key.indexes.clone();
+                allowed.sort_unstable();
+                format!(
+                    "The API key cannot acces the index `{index}`, authorized indexes are \
+                     {allowed:?}."
+                )
+            };
+            return Err(MeiliError::new(ErrorCode::InvalidApiKey, message));
         }
     }
-    Ok(Principal::Key {
-        uid: key.uid.clone(),
-        indexes: key.indexes.clone(),
+    if !key_authorizes(key, action, index, now_unix) {
+        return Err(invalid_key());
+    }
+    Ok(match tenant {
+        Some(t) => Principal::Tenant(t),
+        None => Principal::Key {
+            uid: key.uid.clone(),
+            indexes: key.indexes.clone(),
+        },
     })
 }
 
-/// Checks an already-authenticated principal against one more `(action, index)` pair, e.g.
-/// each query of a multi-search. Master always passes.
-pub fn authorize_extra(
-    keys: &[ApiKey],
-    principal: &Principal,
-    action: &str,
-    index: &str,
-) -> Result<(), MeiliError> {
-    let Principal::Key { uid, .. } = principal else {
-        return Ok(());
-    };
-    let key = keys
-        .iter()
-        .find(|k| &k.uid == uid)
-        .ok_or_else(invalid_key)?;
-    let ok = key.actions.iter().any(|a| action_granted(a, action))
-        && key.indexes.iter().any(|p| index_matches(p, index));
-    if ok {
+/// Meilisearch's check of one more index inside a request already authenticated (each query
+/// of a multi-search, each index of a swap): the principal's patterns and token rules.
+pub fn authorize_index(principal: &Principal, index: &str) -> Result<(), MeiliError> {
+    if principal.may_access_index(index) {
         Ok(())
     } else {
         Err(invalid_key())
@@ -193,7 +233,7 @@ pub fn check_admin_key(
 }
 
 /// Finds the key whose value equals `token`, comparing against every key in constant time
-/// per key (no early exit on a match), so timing does not reveal which prefix matched.
+/// per key (no early exit on a match), so timing does not reveal which key matched.
 fn find_key<'k>(keys: &'k [ApiKey], token: &[u8]) -> Option<&'k ApiKey> {
     let mut found = None;
     for k in keys {
@@ -204,39 +244,9 @@ fn find_key<'k>(keys: &'k [ApiKey], token: &[u8]) -> Option<&'k ApiKey> {
     found
 }
 
-/// Constant-time equality for secrets: the time depends only on the lengths.
+/// Constant-time equality for secrets (`subtle`): the time depends only on the lengths.
 pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut diff = (a.len() ^ b.len()) as u64;
-    let n = a.len().max(b.len());
-    for i in 0..n {
-        let x = a.get(i).copied().unwrap_or(0);
-        let y = b.get(i).copied().unwrap_or(0);
-        diff |= u64::from(x ^ y);
-    }
-    // `black_box` keeps the optimiser from turning the loop into an early-exit comparison.
-    std::hint::black_box(diff) == 0
-}
-
-/// Whether a granted action (`*`, `documents.*`, `*.get`, `search`, …) covers `action`.
-pub fn action_granted(granted: &str, action: &str) -> bool {
-    if granted == "*" || granted == action {
-        return true;
-    }
-    if let Some(family) = granted.strip_suffix(".*") {
-        return action.split_once('.').is_some_and(|(f, _)| f == family);
-    }
-    if granted == "*.get" {
-        return action.ends_with(".get");
-    }
-    false
-}
-
-/// Meilisearch's index patterns: `*`, exact uid, or `prefix*`.
-pub fn index_matches(pattern: &str, index: &str) -> bool {
-    match pattern.strip_suffix('*') {
-        Some(prefix) => index.starts_with(prefix),
-        None => pattern == index,
-    }
+    bool::from(a.ct_eq(b))
 }
 
 #[cfg(test)]
@@ -333,24 +343,77 @@ mod tests {
     }
 
     #[test]
-    fn extra_authorization_for_multi_search() {
+    fn per_index_authorization_inside_a_request() {
         let p = auth(Some("Bearer k-search"), "search", None).unwrap();
-        assert!(authorize_extra(&keys(), &p, "search", "movies").is_ok());
-        assert!(authorize_extra(&keys(), &p, "search", "books").is_err());
-        assert!(authorize_extra(&keys(), &Principal::Master, "search", "books").is_ok());
+        assert!(authorize_index(&p, "movies").is_ok());
+        assert!(authorize_index(&p, "books").is_err());
+        assert!(authorize_index(&Principal::Master, "books").is_ok());
     }
 
     #[test]
-    fn action_families() {
-        assert!(action_granted("*", "keys.delete"));
-        assert!(action_granted("indexes.*", "indexes.swap"));
-        assert!(!action_granted("indexes.*", "documents.add"));
-        assert!(action_granted("*.get", "settings.get"));
-        assert!(!action_granted("*.get", "settings.update"));
-        assert!(!action_granted("search", "searchx"));
-        assert!(index_matches("*", "anything"));
-        assert!(index_matches("mov*", "movies"));
-        assert!(!index_matches("movies", "movies2"));
+    fn index_refusals_use_meilisearch_messages() {
+        let e = auth(Some("Bearer k-search"), "search", Some("books")).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidApiKey);
+        assert_eq!(
+            e.message,
+            "The API key cannot acces the index `books`, authorized indexes are [\"movies*\"]."
+        );
+    }
+
+    #[test]
+    fn tenant_tokens_are_held_to_their_rules_and_parent_key() {
+        use crate::proxy::tenant::test_support::sign;
+        use serde_json::json;
+        let token = |payload: serde_json::Value| format!("Bearer {}", sign("k-search", &payload));
+        let rules =
+            json!({"apiKeyUid": "u-search", "searchRules": {"movies": {"filter": "t = 1"}}});
+        let ok = token(rules.clone());
+        let p = auth(Some(&ok), "search", Some("movies")).unwrap();
+        assert_eq!(p.search_filter("movies"), Some(json!("t = 1")));
+        // Another index than the rules name.
+        let e = auth(Some(&ok), "search", Some("movies2")).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidApiKey);
+        assert!(
+            e.message.contains("tenant token cannot acces"),
+            "{}",
+            e.message
+        );
+        // A token never grants anything but search.
+        assert!(auth(Some(&ok), "documents.get", Some("movies")).is_err());
+        // Multi-search (no index in the path): each query is checked against the rules.
+        let p = auth(Some(&ok), "search", None).unwrap();
+        assert!(authorize_index(&p, "movies").is_ok());
+        assert!(authorize_index(&p, "secrets").is_err());
+        // Expired.
+        let mut expired = rules.clone();
+        expired["exp"] = json!(100);
+        let e = auth(Some(&token(expired)), "search", Some("movies")).unwrap_err();
+        assert_eq!(
+            e.message,
+            "Tenant token expired. Was valid up to `100` and we're now `500`."
+        );
+        // Signed with another key.
+        let forged = format!("Bearer {}", sign("k-all", &rules));
+        assert_eq!(
+            auth(Some(&forged), "search", Some("movies"))
+                .unwrap_err()
+                .code,
+            ErrorCode::InvalidApiKey
+        );
+        // Parent key deleted.
+        let mut orphan = rules.clone();
+        orphan["apiKeyUid"] = json!("gone");
+        assert!(auth(Some(&token(orphan)), "search", Some("movies")).is_err());
+    }
+
+    #[test]
+    fn index_scoped_keys_and_global_actions() {
+        // `k-all` has every action on `books` only: global routes refuse it.
+        assert!(auth(Some("Bearer k-all"), "dumps.create", None).is_err());
+        assert!(auth(Some("Bearer k-all"), "version", None).is_err());
+        // Listings filter by index in the handler: accepted here.
+        assert!(auth(Some("Bearer k-all"), "indexes.get", None).is_ok());
+        assert!(auth(Some("Bearer k-all"), "tasks.get", None).is_ok());
     }
 
     #[test]

@@ -209,11 +209,11 @@ impl<U: Upstreams> Proxy<U> {
                     .await
             }
             Route::DocumentsList { index } => {
-                self.documents_list(&snap, &index, req, false, request_id)
+                self.documents_list(&snap, &index, req, &principal, false, request_id)
                     .await
             }
             Route::DocumentsFetch { index } => {
-                self.documents_list(&snap, &index, req, true, request_id)
+                self.documents_list(&snap, &index, req, &principal, true, request_id)
                     .await
             }
             Route::Control(c) => self.forward_control(&c, req, &principal, request_id).await,
@@ -498,15 +498,24 @@ impl<U: Upstreams> Proxy<U> {
         Ok(Some(format!("shards={}", list.replace(", ", ","))))
     }
 
-    /// Sends the client's request verbatim to one readable node of the index and relays the
-    /// answer: used when Miroir cannot interpret a request, so Meilisearch's own validation
-    /// produces the exact error (see [`query`]).
+    /// Sends the client's request verbatim to one readable node of the index so that
+    /// Meilisearch's own validation words the error (see [`query`]). Only an error is relayed:
+    /// a node that *accepts* a request Miroir could not read has answered for its own shards,
+    /// so that success is replaced by `miroir_not_implemented`. A tenant token is never
+    /// delegated (the node would search with the node master key, without the token's rules):
+    /// its request gets [`tenant_request_error`] instead.
     pub(crate) async fn delegate(
         &self,
         table: &ReadTable,
         req: Request,
+        principal: &Principal,
         request_id: &str,
     ) -> Response {
+        if let Principal::Tenant(_) = principal {
+            let body = req.decoded_body(self.config.server.max_body_bytes as usize);
+            let body = body.as_deref().unwrap_or(&req.body);
+            return error(&tenant_request_error(&req, body));
+        }
         let (group, rotation) = self.next_turn(table);
         let plan = table.assign(&table.all_shards(), group, rotation, &HashSet::new());
         let Some(first) = plan.assignments.first() else {
@@ -515,6 +524,17 @@ impl<U: Upstreams> Proxy<U> {
                 "No node can serve this index.",
             ));
         };
+        let node = first.node.clone();
+        self.delegate_to(&node, req, request_id).await
+    }
+
+    /// The sending half of [`Proxy::delegate`], for a node already chosen.
+    pub(crate) async fn delegate_to(
+        &self,
+        node: &NodeId,
+        req: Request,
+        request_id: &str,
+    ) -> Response {
         let mut fwd = Request {
             method: req.method,
             path: req.path,
@@ -528,13 +548,18 @@ impl<U: Upstreams> Proxy<U> {
             }
         }
         match self
-            .call_node(&first.node, fwd, request_id, self.node_timeout())
+            .call_node(node, fwd, request_id, self.node_timeout())
             .await
         {
-            Ok(resp) => upstream::relay(resp),
+            Ok(resp) if resp.status >= 400 => upstream::relay(resp),
+            Ok(_) => error(&MeiliError::new(
+                ErrorCode::MiroirNotImplemented,
+                "Miroir cannot answer this request across shards: it uses a form of the \
+                 parameters Miroir does not read yet (see docs/compatibility.md).",
+            )),
             Err(e) => error(&MeiliError::new(
                 ErrorCode::MiroirShardUnavailable,
-                format!("node `{}` did not answer: {e:?}", first.node),
+                format!("node `{node}` did not answer: {e:?}"),
             )),
         }
     }
@@ -583,6 +608,21 @@ pub fn index_not_found(index: &str) -> MeiliError {
     MeiliError::new(
         ErrorCode::IndexNotFound,
         format!("Index `{index}` not found."),
+    )
+}
+
+/// The answer to a tenant-token request Miroir cannot read (it is never delegated): the
+/// body errors Meilisearch gives before validating parameters, else a `bad_request`.
+pub(crate) fn tenant_request_error(req: &Request, body: &[u8]) -> MeiliError {
+    if matches!(req.method, Method::Post) {
+        if let Err(e) = miroir_core::content_type::parse_json_body(req.header("content-type"), body)
+        {
+            return e;
+        }
+    }
+    MeiliError::new(
+        ErrorCode::BadRequest,
+        "Invalid search parameters: Miroir could not read this query (see docs/compatibility.md).",
     )
 }
 

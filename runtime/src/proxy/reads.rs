@@ -15,6 +15,7 @@
 //! whatever `fields` asked for.
 
 use crate::http::types::{Method, Request, Response};
+use crate::proxy::auth::Principal;
 use crate::proxy::json::{strip_reserved_document, RESERVED_PREFIX};
 use crate::proxy::query::{query_pairs, split_sort};
 use crate::proxy::scatter::ReadTable;
@@ -219,6 +220,7 @@ impl<U: Upstreams> Proxy<U> {
         snap: &Snapshot,
         index: &str,
         req: Request,
+        principal: &Principal,
         fetch: bool,
         rid: &str,
     ) -> Response {
@@ -243,7 +245,7 @@ impl<U: Upstreams> Proxy<U> {
             parse_list_get(&req.query)
         };
         let Some(mut q) = parsed else {
-            return self.delegate(&routing.read, req, rid).await;
+            return self.delegate(&routing.read, req, principal, rid).await;
         };
         let sort = list_sort(&q);
         let drop = add_sort_fields(&mut q, &sort);

@@ -93,7 +93,9 @@ impl<U: Upstreams> Proxy<U> {
         };
         let mut q = match parsed {
             Ok(q) => q,
-            Err(QueryError::Delegate) => return self.delegate(&routing.read, req, rid).await,
+            Err(QueryError::Delegate) => {
+                return self.delegate(&routing.read, req, principal, rid).await
+            }
         };
         apply_tenant_filter(principal, &meta.uid, &mut q.body);
         match self.search_one(meta, &routing, &q, rid).await {
@@ -183,7 +185,7 @@ impl<U: Upstreams> Proxy<U> {
                 _ => None,
             });
         let Some(mut body) = parsed else {
-            return self.delegate(&routing.read, req, rid).await;
+            return self.delegate(&routing.read, req, principal, rid).await;
         };
         apply_tenant_filter(principal, &meta.uid, &mut body);
         let path = format!("/indexes/{}/facet-search", meta.uid);
@@ -243,7 +245,7 @@ impl<U: Upstreams> Proxy<U> {
     ) -> Response {
         let parsed = json_body(self, &req).and_then(|b| parse_multi(&b));
         let Some(multi) = parsed else {
-            return self.delegate_any(snap, req, rid).await;
+            return self.delegate_any(snap, req, principal, rid).await;
         };
         let federation = match multi.federation.as_ref().map(federated::parse_federation) {
             None => None,
@@ -254,17 +256,23 @@ impl<U: Upstreams> Proxy<U> {
                     "Federated facets (`facetsByIndex`, `mergeFacets`) are not supported by Miroir yet.",
                 ))
             }
-            Some(Err(false)) => return self.delegate_any(snap, req, rid).await,
+            Some(Err(false)) => return self.delegate_any(snap, req, principal, rid).await,
         };
+        // Meilisearch checks every query's index (key patterns and token rules) before it
+        // looks at any index, federated or not.
+        for (i, (index, _, _)) in multi.queries.iter().enumerate() {
+            if let Err(e) = auth::authorize_index(principal, index) {
+                let prefixed = format!("Inside `.queries[{i}]`: {}", e.message);
+                return error(&MeiliError::new(e.code, prefixed));
+            }
+        }
         let mut plans: Vec<(&IndexMeta, Rc<IndexRouting>, SearchQuery)> =
             Vec::with_capacity(multi.queries.len());
         let mut weights = Vec::with_capacity(multi.queries.len());
         let mut want_scores = Vec::with_capacity(multi.queries.len());
         for (i, (index, mut body, weight)) in multi.queries.into_iter().enumerate() {
             let prefix = format!("Inside `.queries[{i}]`: ");
-            if let Err(e) = auth::authorize_extra(&snap.keys, principal, "search", &index) {
-                return error(&e);
-            }
+
             let meta = match index_meta(snap, &index) {
                 Ok(m) => m,
                 Err(e) => {
@@ -284,7 +292,7 @@ impl<U: Upstreams> Proxy<U> {
                     .iter()
                     .any(|k| body.contains_key(*k))
                 {
-                    return self.delegate_any(snap, req, rid).await;
+                    return self.delegate_any(snap, req, principal, rid).await;
                 }
                 let (start, len) = fed.pagination.window(usize::MAX);
                 body.insert("offset".into(), 0.into());
@@ -301,7 +309,9 @@ impl<U: Upstreams> Proxy<U> {
                     weights.push(weight);
                     plans.push((meta, routing, q))
                 }
-                Err(QueryError::Delegate) => return self.delegate_any(snap, req, rid).await,
+                Err(QueryError::Delegate) => {
+                    return self.delegate_any(snap, req, principal, rid).await
+                }
             }
         }
         let runs = plans
@@ -382,8 +392,17 @@ impl<U: Upstreams> Proxy<U> {
     }
 
     /// Delegation target for requests not tied to one index (multi-search).
-    async fn delegate_any(&self, snap: &Snapshot, req: Request, rid: &str) -> Response {
+    async fn delegate_any(
+        &self,
+        snap: &Snapshot,
+        req: Request,
+        principal: &Principal,
+        rid: &str,
+    ) -> Response {
         let Some(meta) = snap.indexes.values().next() else {
+            if let Principal::Tenant(_) = principal {
+                return self.delegate_unplanned(req, principal);
+            }
             // No index at all: any query names an unknown index; a node says so exactly.
             let Some(node) = snap.nodes.iter().find(|n| n.status.serves_reads()) else {
                 return error(&MeiliError::new(
@@ -394,32 +413,21 @@ impl<U: Upstreams> Proxy<U> {
             if let Err(e) = self.refresh(snap) {
                 return error(&e);
             }
-            let fwd = Request {
-                method: req.method,
-                path: req.path,
-                query: req.query,
-                headers: req
-                    .headers
-                    .into_iter()
-                    .filter(|(n, _)| n == "content-type")
-                    .collect(),
-                body: req.body,
-            };
-            return match self
-                .call_node(&node.id, fwd, rid, self.node_timeout())
-                .await
-            {
-                Ok(r) => crate::proxy::upstream::relay(r),
-                Err(e) => error(&MeiliError::new(
-                    ErrorCode::MiroirShardUnavailable,
-                    format!("node `{}` did not answer: {e:?}", node.id),
-                )),
-            };
+            let node = node.id.clone();
+            return self.delegate_to(&node, req, rid).await;
         };
         match self.routing(snap, meta) {
-            Ok(r) => self.delegate(&r.read, req, rid).await,
+            Ok(r) => self.delegate(&r.read, req, principal, rid).await,
             Err(e) => error(&e),
         }
+    }
+
+    /// A tenant's request that cannot be delegated and names no index.
+    fn delegate_unplanned(&self, req: Request, principal: &Principal) -> Response {
+        debug_assert!(matches!(principal, Principal::Tenant(_)));
+        let body = req.decoded_body(self.config.server.max_body_bytes as usize);
+        let body = body.as_deref().unwrap_or(&req.body);
+        error(&crate::proxy::tenant_request_error(&req, body))
     }
 }
 

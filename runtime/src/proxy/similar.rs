@@ -165,13 +165,13 @@ impl<U: Upstreams> Proxy<U> {
         };
         let parsed = parse(&req, body.as_deref());
         let (Some(mut q), Some(pk)) = (parsed, meta.primary_key.clone()) else {
-            return self.delegate(&routing.read, req, rid).await;
+            return self.delegate(&routing.read, req, principal, rid).await;
         };
         let (Some(id), Some(embedder)) = (
             target_id(&q),
             q.get("embedder").and_then(Value::as_str).map(str::to_owned),
         ) else {
-            return self.delegate(&routing.read, req, rid).await;
+            return self.delegate(&routing.read, req, principal, rid).await;
         };
         apply_tenant_filter(principal, &meta.uid, &mut q);
 
@@ -243,7 +243,7 @@ impl<U: Upstreams> Proxy<U> {
             }
         };
         let Ok(sq) = from_map(search) else {
-            return self.delegate(&routing.read, req, rid).await;
+            return self.delegate(&routing.read, req, principal, rid).await;
         };
         let (merged, degraded) = match self.search_one(meta, &routing, &sq, rid).await {
             Ok(m) => m,

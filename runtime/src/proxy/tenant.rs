@@ -11,46 +11,181 @@
 //! expired. Rules: an array of index patterns (no filter), or an object pattern → `null` |
 //! `{filter}`; the most specific matching pattern wins (exact name, then the longest prefix).
 
-use crate::proxy::auth::index_matches;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 use hmac::{KeyInit, Mac};
+use miroir_core::access::{index_matches, patterns_allow};
 use miroir_core::snapshot::ApiKey;
 use serde_json::Value;
 
-/// A verified token.
+/// A token's `searchRules`: index patterns, or patterns with an optional rule each.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SearchRules {
+    /// `["movies", "books*"]`: those indexes, no filter.
+    Set(Vec<String>),
+    /// `{"movies": {"filter": …}, "*": null}`: pattern → the rule's filter, if any.
+    Map(Vec<(String, Option<Value>)>),
+}
+
+impl SearchRules {
+    /// Reads the claim as Meilisearch deserialises it; `None` when it would refuse it.
+    fn parse(v: &Value) -> Option<SearchRules> {
+        match v {
+            Value::Array(items) => items
+                .iter()
+                .map(|i| i.as_str().map(str::to_owned))
+                .collect::<Option<Vec<_>>>()
+                .map(SearchRules::Set),
+            Value::Object(map) => map
+                .iter()
+                .map(|(pattern, rule)| {
+                    let filter = match rule {
+                        Value::Null => None,
+                        Value::Object(r) => r.get("filter").filter(|f| !f.is_null()).cloned(),
+                        _ => return None,
+                    };
+                    Some((pattern.clone(), filter))
+                })
+                .collect::<Option<Vec<_>>>()
+                .map(SearchRules::Map),
+            _ => None,
+        }
+    }
+
+    fn patterns(&self) -> Vec<&str> {
+        match self {
+            SearchRules::Set(set) => set.iter().map(String::as_str).collect(),
+            SearchRules::Map(map) => map.iter().map(|(p, _)| p.as_str()).collect(),
+        }
+    }
+
+    /// Meilisearch's `SearchRules::is_index_authorized`.
+    pub fn authorizes(&self, index: &str) -> bool {
+        self.patterns().iter().any(|p| index_matches(p, index))
+    }
+
+    /// Whether the rules reach every index (a `*` pattern).
+    pub fn authorizes_all(&self) -> bool {
+        self.patterns().contains(&"*")
+    }
+
+    /// The sorted patterns, as Meilisearch lists them in its refusal message.
+    pub fn listed(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.patterns().into_iter().map(str::to_owned).collect();
+        out.sort_unstable();
+        out
+    }
+
+    /// The filter the most specific matching pattern imposes (exact name first, then the
+    /// longest pattern), as Meilisearch's `get_index_search_rules` picks it.
+    pub fn filter_for(&self, index: &str) -> Option<Value> {
+        let SearchRules::Map(map) = self else {
+            return None;
+        };
+        map.iter()
+            .filter(|(p, _)| index_matches(p, index))
+            .max_by_key(|(p, _)| (p == index, p.len()))
+            .and_then(|(_, filter)| filter.clone())
+    }
+}
+
+/// A token whose signature and expiry were checked; its parent key is still to be checked
+/// by the caller (it may have been deleted, expired or lost `search` since).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Tenant {
     pub api_key_uid: String,
     /// The parent key's index patterns.
     pub key_indexes: Vec<String>,
-    pub rules: Value,
+    pub rules: SearchRules,
 }
 
-/// Base64url without padding (padding tolerated).
-pub fn b64url(s: &str) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(s.len() * 3 / 4);
-    let (mut acc, mut bits) = (0u32, 0u32);
-    for c in s.bytes() {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'-' => 62,
-            b'_' => 63,
-            b'=' => continue,
-            _ => return None,
-        } as u32;
-        acc = (acc << 6) | v;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-        }
+impl Tenant {
+    /// Meilisearch's `AuthFilter::is_index_authorized` for a token: parent key and rules.
+    pub fn authorizes(&self, index: &str) -> bool {
+        patterns_allow(&self.key_indexes, index) && self.rules.authorizes(index)
     }
-    Some(out)
+
+    /// The filter to AND into searches on `index`, when the token may search it.
+    pub fn filter_for(&self, index: &str) -> Option<Value> {
+        self.authorizes(index)
+            .then(|| self.rules.filter_for(index))
+            .flatten()
+    }
 }
 
-/// Constant-time MAC check (`verify_slice`).
-fn mac_ok(alg: &str, key: &[u8], msg: &[u8], sig: &[u8]) -> bool {
+/// Why a bearer token is refused as a tenant token, in Meilisearch's words.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TokenError {
+    /// `exp` is in the past.
+    Expired { exp: i64, now: i64 },
+    /// Undecodable, wrong algorithm or signature, or unreadable claims.
+    CouldNotDecode(&'static str),
+    /// The parent key does not exist (any more).
+    UnknownKey,
+}
+
+/// What a bearer token is, when the route accepts tenant tokens.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TokenOutcome {
+    /// Not shaped as a JWT (fewer than three segments): look it up as an API key.
+    NotAToken,
+    Valid(Tenant),
+}
+
+/// Verifies a bearer token as a tenant token at `now_unix`, following Meilisearch 1.50:
+/// the claims are read before the signature is checked (an unreadable token is refused with
+/// "Could not decode tenant token"), the signature is checked with the parent key's value,
+/// and `exp` is valid up to and including its second.
+pub fn verify(token: &str, keys: &[ApiKey], now_unix: i64) -> Result<TokenOutcome, TokenError> {
+    // jsonwebtoken splits from the right: fewer than three segments is "not a token".
+    let Some((message, signature)) = token.rsplit_once('.') else {
+        return Ok(TokenOutcome::NotAToken);
+    };
+    let Some((header, payload)) = message.rsplit_once('.') else {
+        return Ok(TokenOutcome::NotAToken);
+    };
+    let decode = |part: &str| URL_SAFE_NO_PAD.decode(part).ok();
+    let header: Value = decode(header)
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or(TokenError::CouldNotDecode("Base64 error"))?;
+    let claims: Value = decode(payload)
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or(TokenError::CouldNotDecode("Base64 error"))?;
+    let uid = claims
+        .get("apiKeyUid")
+        .and_then(Value::as_str)
+        .ok_or(TokenError::CouldNotDecode("JSON error"))?;
+    let rules = claims
+        .get("searchRules")
+        .and_then(SearchRules::parse)
+        .ok_or(TokenError::CouldNotDecode("JSON error"))?;
+    let exp = match claims.get("exp") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(v.as_i64().ok_or(TokenError::CouldNotDecode("JSON error"))?),
+    };
+    let key = keys
+        .iter()
+        .find(|k| k.uid == uid)
+        .ok_or(TokenError::UnknownKey)?;
+    let alg = header.get("alg").and_then(Value::as_str).unwrap_or("");
+    let sig = decode(signature).ok_or(TokenError::CouldNotDecode("InvalidSignature"))?;
+    match mac_ok(alg, key.key.as_bytes(), message.as_bytes(), &sig) {
+        None => return Err(TokenError::CouldNotDecode("InvalidAlgorithm")),
+        Some(false) => return Err(TokenError::CouldNotDecode("InvalidSignature")),
+        Some(true) => {}
+    }
+    if let Some(exp) = exp.filter(|&exp| now_unix > exp) {
+        return Err(TokenError::Expired { exp, now: now_unix });
+    }
+    Ok(TokenOutcome::Valid(Tenant {
+        api_key_uid: key.uid.clone(),
+        key_indexes: key.indexes.clone(),
+        rules,
+    }))
+}
+
+/// Constant-time MAC check; `None` for an algorithm Meilisearch does not accept.
+fn mac_ok(alg: &str, key: &[u8], msg: &[u8], sig: &[u8]) -> Option<bool> {
     fn check<M: Mac + KeyInit>(key: &[u8], msg: &[u8], sig: &[u8]) -> bool {
         match <M as KeyInit>::new_from_slice(key) {
             Ok(mut m) => {
@@ -60,88 +195,12 @@ fn mac_ok(alg: &str, key: &[u8], msg: &[u8], sig: &[u8]) -> bool {
             Err(_) => false,
         }
     }
-    match alg {
+    Some(match alg {
         "HS256" => check::<hmac::Hmac<sha2::Sha256>>(key, msg, sig),
         "HS384" => check::<hmac::Hmac<sha2::Sha384>>(key, msg, sig),
         "HS512" => check::<hmac::Hmac<sha2::Sha512>>(key, msg, sig),
-        _ => false,
-    }
-}
-
-/// Verifies `token` against the snapshot's keys at `now_unix`. `None` = not a valid token.
-pub fn verify(token: &str, keys: &[ApiKey], now_unix: i64) -> Option<Tenant> {
-    let mut parts = token.split('.');
-    let (h, p, s) = (parts.next()?, parts.next()?, parts.next()?);
-    if parts.next().is_some() {
-        return None;
-    }
-    let header: Value = serde_json::from_slice(&b64url(h)?).ok()?;
-    let payload: Value = serde_json::from_slice(&b64url(p)?).ok()?;
-    let uid = payload.get("apiKeyUid")?.as_str()?;
-    let key = keys.iter().find(|k| k.uid == uid)?;
-    let alg = header.get("alg")?.as_str()?;
-    if !mac_ok(
-        alg,
-        key.key.as_bytes(),
-        format!("{h}.{p}").as_bytes(),
-        &b64url(s)?,
-    ) {
-        return None;
-    }
-    if let Some(exp) = payload.get("exp").filter(|e| !e.is_null()) {
-        if exp.as_i64()? <= now_unix {
-            return None;
-        }
-    }
-    if key.expires_at.is_some_and(|e| e <= now_unix) {
-        return None;
-    }
-    if !key
-        .actions
-        .iter()
-        .any(|a| crate::proxy::auth::action_granted(a, "search"))
-    {
-        return None;
-    }
-    let rules = payload.get("searchRules")?.clone();
-    if !(rules.is_object() || rules.is_array()) {
-        return None;
-    }
-    Some(Tenant {
-        api_key_uid: key.uid.clone(),
-        key_indexes: key.indexes.clone(),
-        rules,
+        _ => return None,
     })
-}
-
-impl Tenant {
-    /// `None`: the token may not search `index`. `Some(filter)`: it may, with the rule's
-    /// filter (if any) to AND with the client's.
-    pub fn rule_for(&self, index: &str) -> Option<Option<Value>> {
-        if !self.key_indexes.iter().any(|p| index_matches(p, index)) {
-            return None;
-        }
-        match &self.rules {
-            Value::Array(a) => a
-                .iter()
-                .filter_map(Value::as_str)
-                .any(|p| index_matches(p, index))
-                .then_some(None),
-            Value::Object(m) => {
-                let mut best: Option<(&String, &Value)> = None;
-                for (p, r) in m {
-                    let better =
-                        best.is_none_or(|(b, _)| p == index || (b != index && p.len() > b.len()));
-                    if index_matches(p, index) && better {
-                        best = Some((p, r));
-                    }
-                }
-                let (_, rule) = best?;
-                Some(rule.get("filter").filter(|f| !f.is_null()).cloned())
-            }
-            _ => None,
-        }
-    }
 }
 
 /// `rule AND client` in Meilisearch's array form: top-level array elements are ANDed, so a
@@ -168,22 +227,13 @@ pub fn and_filters(rule: Option<Value>, client: Option<&Value>) -> Option<Value>
 /// Token signing for tests (Miroir itself only verifies).
 #[cfg(test)]
 pub(crate) mod test_support {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
     use hmac::{KeyInit, Mac};
     use serde_json::Value;
 
     pub(crate) fn b64(data: &[u8]) -> String {
-        const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-        let mut out = String::new();
-        for chunk in data.chunks(3) {
-            let n = chunk
-                .iter()
-                .enumerate()
-                .fold(0u32, |acc, (i, &b)| acc | (u32::from(b) << (16 - 8 * i)));
-            for i in 0..=chunk.len() {
-                out.push(A[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            }
-        }
-        out
+        URL_SAFE_NO_PAD.encode(data)
     }
 
     pub(crate) fn sign(key: &str, payload: &Value) -> String {
@@ -198,7 +248,7 @@ pub(crate) mod test_support {
 
 #[cfg(test)]
 mod tests {
-    use super::test_support::{b64, sign};
+    use super::test_support::sign;
     use super::*;
     use serde_json::json;
 
@@ -213,12 +263,11 @@ mod tests {
         }]
     }
 
-    #[test]
-    fn base64url_round_trip() {
-        for s in [&b""[..], b"a", b"ab", b"abc", b"abcd", b"\xff\x00\x10"] {
-            assert_eq!(b64url(&b64(s)).unwrap(), s.to_vec());
+    fn valid(t: &str, keys: &[ApiKey], now: i64) -> Tenant {
+        match verify(t, keys, now) {
+            Ok(TokenOutcome::Valid(t)) => t,
+            other => panic!("not valid: {other:?}"),
         }
-        assert!(b64url("a*b").is_none());
     }
 
     #[test]
@@ -227,48 +276,78 @@ mod tests {
             "parent-key",
             &json!({"apiKeyUid": "u1", "searchRules": {"movies": {"filter": "tenant = 1"}, "*": null}, "exp": 2000}),
         );
-        let tenant = verify(&t, &keys(), 1000).unwrap();
-        assert_eq!(tenant.rule_for("movies"), Some(Some(json!("tenant = 1"))));
-        assert_eq!(tenant.rule_for("books"), Some(None));
+        let tenant = valid(&t, &keys(), 1000);
+        assert!(tenant.authorizes("movies"));
+        assert_eq!(tenant.filter_for("movies"), Some(json!("tenant = 1")));
+        assert!(tenant.authorizes("books"));
+        assert_eq!(tenant.filter_for("books"), None);
         let t = sign(
             "parent-key",
             &json!({"apiKeyUid": "u1", "searchRules": ["mov*"]}),
         );
-        let tenant = verify(&t, &keys(), 1000).unwrap();
-        assert_eq!(tenant.rule_for("movies"), Some(None));
-        assert_eq!(tenant.rule_for("books"), None);
+        let tenant = valid(&t, &keys(), 1000);
+        assert!(tenant.authorizes("movies"));
+        assert!(!tenant.authorizes("books"));
+        assert_eq!(tenant.rules.listed(), vec!["mov*".to_string()]);
+    }
+
+    #[test]
+    fn the_most_specific_pattern_wins() {
+        let rules = SearchRules::parse(&json!({
+            "*": {"filter": "a = 1"}, "mov*": {"filter": "b = 1"}, "movies": null
+        }))
+        .unwrap();
+        assert_eq!(rules.filter_for("movies"), None, "exact pattern, no rule");
+        assert_eq!(rules.filter_for("movies2"), Some(json!("b = 1")));
+        assert_eq!(rules.filter_for("books"), Some(json!("a = 1")));
+    }
+
+    #[test]
+    fn parent_key_scope_bounds_the_token() {
+        let mut k = keys();
+        k[0].indexes = vec!["movies".into()];
+        let t = sign(
+            "parent-key",
+            &json!({"apiKeyUid": "u1", "searchRules": ["*"]}),
+        );
+        let tenant = valid(&t, &k, 0);
+        assert!(tenant.authorizes("movies"));
+        assert!(!tenant.authorizes("books"));
+        assert_eq!(tenant.filter_for("books"), None);
     }
 
     #[test]
     fn invalid_tokens() {
         let p = json!({"apiKeyUid": "u1", "searchRules": ["*"], "exp": 500});
-        assert!(
-            verify(&sign("parent-key", &p), &keys(), 1000).is_none(),
-            "expired"
+        assert_eq!(
+            verify(&sign("parent-key", &p), &keys(), 1000),
+            Err(TokenError::Expired {
+                exp: 500,
+                now: 1000
+            })
         );
+        // Valid up to and including `exp`'s second.
+        assert!(verify(&sign("parent-key", &p), &keys(), 500).is_ok());
         let p = json!({"apiKeyUid": "u1", "searchRules": ["*"]});
-        assert!(
-            verify(&sign("other-key", &p), &keys(), 1000).is_none(),
-            "bad signature"
+        assert_eq!(
+            verify(&sign("other-key", &p), &keys(), 1000),
+            Err(TokenError::CouldNotDecode("InvalidSignature"))
         );
         let p = json!({"apiKeyUid": "nope", "searchRules": ["*"]});
-        assert!(
-            verify(&sign("parent-key", &p), &keys(), 1000).is_none(),
-            "unknown key"
+        assert_eq!(
+            verify(&sign("parent-key", &p), &keys(), 1000),
+            Err(TokenError::UnknownKey)
         );
         let p = json!({"apiKeyUid": "u1"});
-        assert!(
-            verify(&sign("parent-key", &p), &keys(), 1000).is_none(),
-            "no rules"
-        );
-        assert!(verify("a.b", &keys(), 0).is_none());
-        let mut k = keys();
-        k[0].actions = vec!["documents.get".into()];
-        let p = json!({"apiKeyUid": "u1", "searchRules": ["*"]});
-        assert!(
-            verify(&sign("parent-key", &p), &k, 1000).is_none(),
-            "parent lacks search"
-        );
+        assert!(matches!(
+            verify(&sign("parent-key", &p), &keys(), 1000),
+            Err(TokenError::CouldNotDecode(_))
+        ));
+        let p = json!({"apiKeyUid": "u1", "searchRules": [1]});
+        assert!(verify(&sign("parent-key", &p), &keys(), 1000).is_err());
+        assert_eq!(verify("a.b", &keys(), 0), Ok(TokenOutcome::NotAToken));
+        assert_eq!(verify("plainkey", &keys(), 0), Ok(TokenOutcome::NotAToken));
+        assert!(verify("a.b.c", &keys(), 0).is_err());
     }
 
     #[test]
