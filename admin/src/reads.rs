@@ -54,6 +54,50 @@ pub async fn index_read(admin: &Admin, req: &Req) -> Result<Resp, ApiError> {
     relay(status, body)
 }
 
+/// `GET /indexes` for a key restricted to some indexes: Meilisearch filters before it
+/// paginates, so the whole list is read from a node, filtered by the key's patterns, then
+/// cut to the client's `offset`/`limit` (`total` counts the indexes the key may see). The
+/// client's own query goes to the node first so that an invalid parameter gets the node's
+/// error.
+pub async fn list_indexes(admin: &Admin, req: &Req) -> Result<Resp, ApiError> {
+    let Some(patterns) = crate::tasks::key_patterns(admin, Some(req)) else {
+        return index_read(admin, req).await;
+    };
+    let (status, body) = from_one_node(admin, &with_query("/indexes".into(), &req.query)).await?;
+    if !(200..300).contains(&status) {
+        return relay(status, body);
+    }
+    let number = |name: &str, default: usize| {
+        crate::api::query_pairs(&req.query)
+            .into_iter()
+            .find(|(k, _)| k == name)
+            .and_then(|(_, v)| v.parse::<usize>().ok())
+            .unwrap_or(default)
+    };
+    let (offset, limit) = (number("offset", 0), number("limit", 20));
+    let (status, all) = from_one_node(admin, "/indexes?offset=0&limit=4294967295").await?;
+    if !(200..300).contains(&status) {
+        return relay(status, all);
+    }
+    let visible: Vec<Value> = all["results"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|i| {
+            i["uid"]
+                .as_str()
+                .is_some_and(|uid| miroir_core::access::patterns_allow(&patterns, uid))
+        })
+        .cloned()
+        .collect();
+    let total = visible.len();
+    let results: Vec<Value> = visible.into_iter().skip(offset).take(limit).collect();
+    Ok(Resp::json(
+        200,
+        &json!({"results": results, "offset": offset, "limit": limit, "total": total}),
+    ))
+}
+
 /// Removes reserved names from a list setting (string entries and attribute patterns).
 fn strip_reserved(list: &mut Value) {
     if let Some(a) = list.as_array_mut() {
@@ -342,7 +386,12 @@ fn with_query(path: String, query: &str) -> String {
 }
 
 /// `GET /stats`: sizes summed, `lastUpdate` the latest, each index merged as above.
-pub async fn global_stats(admin: &Admin, query: &str) -> Result<Resp, ApiError> {
+///
+/// A key restricted to some indexes sees only those in `indexes`, and `lastUpdate` is the
+/// latest update of those; the database sizes still count every index, as Meilisearch's do.
+pub async fn global_stats(admin: &Admin, req: &Req) -> Result<Resp, ApiError> {
+    let query = req.query.as_str();
+    let patterns = crate::tasks::key_patterns(admin, Some(req));
     let (node_query, human) = crate::size_format::node_query(query);
     let answers = from_all_nodes(admin, &with_query("/stats".into(), &node_query)).await;
     // A node's 4xx (an invalid parameter) is the answer a single Meilisearch would give.
@@ -363,7 +412,12 @@ pub async fn global_stats(admin: &Admin, query: &str) -> Result<Resp, ApiError> 
             "no node answered the stats request",
         ));
     }
-    let sum = |k: &str| bodies.iter().filter_map(|b| b[k].as_u64()).sum::<u64>();
+    let sum = |k: &str| {
+        bodies
+            .iter()
+            .filter_map(|b| b[k].as_u64())
+            .fold(0u64, u64::saturating_add)
+    };
     let last_update = bodies
         .iter()
         .filter_map(|b| b["lastUpdate"].as_str())
@@ -381,6 +435,17 @@ pub async fn global_stats(admin: &Admin, query: &str) -> Result<Resp, ApiError> 
     names.sort();
     names.dedup();
     let mut indexes = serde_json::Map::new();
+    let last_update = match &patterns {
+        None => last_update,
+        Some(p) => {
+            names.retain(|n| miroir_core::access::patterns_allow(p, n));
+            let state = admin.lock();
+            names
+                .iter()
+                .filter_map(|n| state.indexes.get(n).map(|m| m.updated_at.clone()))
+                .max()
+        }
+    };
     for name in names {
         let per_node: Vec<Option<bytes::Bytes>> = bodies
             .iter()

@@ -114,11 +114,10 @@ async fn route(admin: &Arc<Admin>, listener: Listener, req: &Req) -> Result<Resp
         (&Method::POST, ["tasks", "cancel"]) => tasks::cancel(admin, req).await,
         (&Method::GET, ["tasks", uid]) => tasks::get(admin, uid, Some(req)).await,
         (&Method::GET, ["batches"]) => tasks::list_batches(admin, req).await,
-        (&Method::GET, ["batches", uid]) => tasks::get_batch(admin, uid).await,
+        (&Method::GET, ["batches", uid]) => tasks::get_batch(admin, uid, req).await,
         (&Method::POST, ["indexes"]) => broadcast::create_index(admin, req).await,
-        (&Method::GET, ["indexes"]) | (&Method::GET, ["indexes", _]) => {
-            reads::index_read(admin, req).await
-        }
+        (&Method::GET, ["indexes"]) => reads::list_indexes(admin, req).await,
+        (&Method::GET, ["indexes", _]) => reads::index_read(admin, req).await,
         (&Method::PATCH, ["indexes", uid]) => broadcast::update_index(admin, uid, req).await,
         (&Method::DELETE, ["indexes", uid]) => broadcast::delete_index(admin, uid).await,
         (&Method::POST, ["indexes", uid, "fields"]) => reads::index_fields(admin, uid, req).await,
@@ -145,7 +144,7 @@ async fn route(admin: &Arc<Admin>, listener: Listener, req: &Req) -> Result<Resp
                 .await
                 .map_err(|e| broadcast::as_sub_route_error(e, sub))
         }
-        (&Method::GET, ["stats"]) => reads::global_stats(admin, &req.query).await,
+        (&Method::GET, ["stats"]) => reads::global_stats(admin, req).await,
         (&Method::POST, ["render-template"]) => reads::render_template(admin, req).await,
         (&Method::POST, ["swap-indexes"]) => broadcast::swap_indexes(admin, req).await,
         (&Method::GET, ["keys"]) => keys::list(admin, req),

@@ -432,7 +432,7 @@ fn finish_task_admin_details(details: &Value, status: &str) -> Value {
 /// The index patterns (`movies`, `movies*`, `*`) of the API key the data plane
 /// authenticated (`Miroir-Principal: key:<uid>`); `None` = unrestricted (master key, admin
 /// API, or a key on `*`). Meilisearch only shows a key the tasks of indexes it may access.
-fn key_patterns(admin: &Admin, req: Option<&Req>) -> Option<Vec<String>> {
+pub(crate) fn key_patterns(admin: &Admin, req: Option<&Req>) -> Option<Vec<String>> {
     let uid = req?
         .header("miroir-principal")?
         .strip_prefix("key:")?
@@ -449,12 +449,31 @@ fn key_patterns(admin: &Admin, req: Option<&Req>) -> Option<Vec<String>> {
     (!patterns.iter().any(|p| p == "*")).then_some(patterns)
 }
 
+/// Restricts a task query to what the calling key may see, as Meilisearch's
+/// `get_task_ids_from_authorized_indexes` does: a key restricted to some indexes sees only
+/// tasks of one index it reaches (those Miroir knows now); listing, cancelation and deletion
+/// all go through this.
+fn restrict_to_key(admin: &Admin, req: &Req, query: &mut crate::store::TaskQuery) {
+    let Some(patterns) = key_patterns(admin, Some(req)) else {
+        return;
+    };
+    let allowed: Vec<String> = admin
+        .lock()
+        .indexes
+        .keys()
+        .filter(|i| pattern_allows(&patterns, i))
+        .cloned()
+        .collect();
+    let f = &mut query.filter;
+    f.index_uids = Some(match f.index_uids.take() {
+        Some(asked) => asked.into_iter().filter(|i| allowed.contains(i)).collect(),
+        None => allowed,
+    });
+}
+
 /// Whether an index uid matches one of a key's patterns (exact, or prefix with a final `*`).
 pub fn pattern_allows(patterns: &[String], index: &str) -> bool {
-    patterns.iter().any(|p| match p.strip_suffix('*') {
-        Some(prefix) => index.starts_with(prefix),
-        None => p == index,
-    })
+    miroir_core::access::patterns_allow(patterns, index)
 }
 
 /// Meilisearch's error for a non-numeric `/tasks/{uid}` or `/batches/{uid}` (index-scheduler's
@@ -491,21 +510,7 @@ pub async fn get(admin: &Admin, uid: &str, req: Option<&Req>) -> Result<Resp, Ap
 /// `GET /tasks` → `{results, total, limit, from, next}`.
 pub async fn list(admin: &Admin, req: &Req) -> Result<Resp, ApiError> {
     let mut parsed = query::parse(&req.query, query::Purpose::List)?;
-    if let Some(patterns) = key_patterns(admin, Some(req)) {
-        // Restrict to the indexes the key may see (those Miroir knows now).
-        let allowed: Vec<String> = admin
-            .lock()
-            .indexes
-            .keys()
-            .filter(|i| pattern_allows(&patterns, i))
-            .cloned()
-            .collect();
-        let f = &mut parsed.query.filter;
-        f.index_uids = Some(match f.index_uids.take() {
-            Some(asked) => asked.into_iter().filter(|i| allowed.contains(i)).collect(),
-            None => allowed,
-        });
-    }
+    restrict_to_key(admin, req, &mut parsed.query);
     let page = admin.store.list_tasks(&parsed.query).await?;
     let mut results = Vec::with_capacity(page.tasks.len());
     for rec in &page.tasks {
@@ -551,7 +556,9 @@ pub fn batch_of(task: &Value) -> Value {
     })
 }
 
-pub async fn get_batch(admin: &Admin, uid: &str) -> Result<Resp, ApiError> {
+/// `GET /batches/{uid}` (`req` = the forwarded request, for the key's index restrictions:
+/// a batch of an index the key may not see is not found, as in Meilisearch).
+pub async fn get_batch(admin: &Admin, uid: &str, req: &Req) -> Result<Resp, ApiError> {
     let n: u32 = uid
         .parse()
         .map_err(|_| invalid_uid_in_path("Batch", "invalid_batch_uids", uid))?;
@@ -563,6 +570,15 @@ pub async fn get_batch(admin: &Admin, uid: &str) -> Result<Resp, ApiError> {
         message: format!("Batch `{n}` not found."),
     };
     let rec = rec.ok_or_else(not_found)?;
+    if let Some(patterns) = key_patterns(admin, Some(req)) {
+        if !rec
+            .index_uid
+            .as_deref()
+            .is_some_and(|i| pattern_allows(&patterns, i))
+        {
+            return Err(not_found());
+        }
+    }
     let v = view(admin, &rec).await?;
     if v["status"] == "enqueued" {
         return Err(not_found()); // not batched yet
@@ -595,6 +611,7 @@ async fn matching(
         ));
     }
     let mut q = parsed.query;
+    restrict_to_key(admin, req, &mut q);
     q.limit = 1000;
     let mut out = Vec::new();
     loop {

@@ -270,9 +270,18 @@ pub fn parse_head(head: &[u8], limits: &Limits) -> Result<RequestHead, ParseErro
     let mut conn_close = false;
     let mut conn_keep_alive = false;
     let mut expect_continue = false;
+    let mut host_seen = false;
     for h in req.headers.iter() {
         let name = h.name.to_ascii_lowercase();
         match name.as_str() {
+            // RFC 9112 §3.2: a request with more than one Host field is answered 400 (two
+            // hosts are a classic way to make a proxy and its upstream disagree).
+            "host" => {
+                if host_seen {
+                    return Err(ParseError::BadRequest("duplicate Host"));
+                }
+                host_seen = true;
+            }
             "content-length" => {
                 if content_length.is_some() {
                     return Err(ParseError::BadRequest("duplicate Content-Length"));
@@ -750,6 +759,8 @@ mod tests {
             b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
         ));
         // bare LF: in the request line, between headers, as the final empty line
+        assert!(bad(b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"));
+        assert!(bad(b"GET / HTTP/1.1\r\nHost: a\r\nhost: a\r\n\r\n"));
         assert!(bad(b"GET / HTTP/1.1\nHost: x\r\n\r\n"));
         assert!(bad(b"GET / HTTP/1.1\r\nHost: x\n\r\n"));
         assert!(bad(b"GET / HTTP/1.1\r\nHost: x\r\n\n"));

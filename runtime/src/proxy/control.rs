@@ -92,6 +92,17 @@ impl<U: Upstreams> Proxy<U> {
                 return error(&e);
             }
         }
+        if let Ok(body) = req.decoded_body(self.config.server.max_body_bytes as usize) {
+            let checked = crate::proxy::scope::check_body_indexes(
+                req.method,
+                route.template,
+                &body,
+                principal,
+            );
+            if let Err(e) = checked {
+                return error(&e);
+            }
+        }
         let admin_prefix = route.template.starts_with("/_miroir");
         let fwd = control_request(req, admin_prefix, principal, rid);
         match self.up.admin(fwd, CONTROL_TIMEOUT).await {

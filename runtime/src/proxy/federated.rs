@@ -116,7 +116,8 @@ pub fn combine(fed: &Federation, results: &[QueryResult], out: &mut Vec<u8>) -> 
         .iter()
         .map(|r| parse_result(r.body))
         .collect::<Option<_>>()?;
-    let total: u64 = parsed.iter().map(|p| p.total).sum();
+    // Node numbers are untrusted input: a sum that would overflow saturates.
+    let total: u64 = parsed.iter().fold(0u64, |t, p| t.saturating_add(p.total));
     let time = parsed.iter().map(|p| p.time).max().unwrap_or(0);
     let (start, len) = fed.pagination.window(usize::MAX);
     // k-way merge preserving each query's order.

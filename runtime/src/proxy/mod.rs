@@ -45,6 +45,7 @@
 
 pub mod auth;
 pub mod control;
+pub mod cors;
 pub mod federated;
 pub mod filter;
 pub mod handler;
@@ -54,6 +55,7 @@ pub mod quorum;
 pub mod reads;
 pub mod router;
 pub mod scatter;
+pub mod scope;
 pub mod search;
 pub mod similar;
 pub mod tenant;
@@ -161,8 +163,19 @@ impl<U: Upstreams> Proxy<U> {
             .unwrap_or("unmatched")
     }
 
-    /// Answers one client request: route → authenticate → per-route plan/dispatch/combine.
+    /// Answers one client request: CORS preflight, then route → authenticate → per-route
+    /// plan/dispatch/combine, with the CORS headers a request carrying `Origin` gets.
     pub async fn handle(&self, req: Request, request_id: &str) -> Response {
+        if cors::is_preflight(&req) {
+            return cors::preflight(&req);
+        }
+        let origin = req.header("origin").is_some();
+        let mut resp = self.handle_routed(req, request_id).await;
+        cors::decorate(origin, &mut resp);
+        resp
+    }
+
+    async fn handle_routed(&self, req: Request, request_id: &str) -> Response {
         let route = match router::route(req.method, &req.path) {
             Ok(r) => r,
             Err(e) => return error(&e.to_meili()),

@@ -85,7 +85,10 @@ pub fn vector_query(q: &Map<String, Value>, embedder: &str, v: Value) -> Map<Str
     );
     s.insert("showRankingScoreDetails".into(), Value::Bool(true));
     s.insert("offset".into(), 0.into());
-    s.insert("limit".into(), (offset + limit + 1).into());
+    s.insert(
+        "limit".into(),
+        offset.saturating_add(limit).saturating_add(1).into(),
+    );
     s
 }
 
