@@ -39,6 +39,10 @@ impl NodeResponse {
     }
 }
 
+/// The largest node answer the admin reads (settings, stats, task and index listings): a node
+/// that answers more — broken, or not a Meilisearch — costs a bounded amount of memory.
+pub const MAX_NODE_RESPONSE: usize = 64 * 1024 * 1024;
+
 #[derive(Clone)]
 pub struct NodeClient {
     client: Client<HttpConnector, Full<Bytes>>,
@@ -104,11 +108,10 @@ impl NodeClient {
                 .await
                 .map_err(|e| NodeError::Transport(e.to_string()))?;
             let status = resp.status().as_u16();
-            let body = resp
-                .into_body()
+            let body = http_body_util::Limited::new(resp.into_body(), MAX_NODE_RESPONSE)
                 .collect()
                 .await
-                .map_err(|e| NodeError::Transport(e.to_string()))?
+                .map_err(|e| NodeError::Transport(format!("reading the answer: {e}")))?
                 .to_bytes();
             Ok(NodeResponse { status, body })
         };

@@ -20,6 +20,14 @@ use tokio::io::{AsyncRead, AsyncWrite};
 /// Requests larger than this are refused (control bodies are settings, keys, registrations).
 const MAX_BODY: usize = 16 * 1024 * 1024;
 
+/// A client has this long to send a request's head (slowloris), and this long for its body.
+const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Connections served at once per listener; the accept loop waits for a free slot beyond it,
+/// so a flood of idle connections cannot exhaust the admin's memory or file descriptors.
+const MAX_CONNECTIONS: usize = 1024;
+
 static REQUEST_SEQ: AtomicU64 = AtomicU64::new(0);
 
 fn request_id(headers: &hyper::HeaderMap) -> String {
@@ -45,9 +53,11 @@ async fn serve_one(
     let started = std::time::Instant::now();
     let (parts, body) = req.into_parts();
     let rid = request_id(&parts.headers);
-    let body = match http_body_util::Limited::new(body, MAX_BODY).collect().await {
-        Ok(b) => Ok(b.to_bytes()),
-        Err(e) => Err(e.to_string()),
+    let read = http_body_util::Limited::new(body, MAX_BODY).collect();
+    let body = match tokio::time::timeout(BODY_READ_TIMEOUT, read).await {
+        Ok(Ok(b)) => Ok(b.to_bytes()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("not received within {BODY_READ_TIMEOUT:?}")),
     };
     let resp = match body {
         Ok(body) => {
@@ -122,13 +132,20 @@ fn to_hyper(resp: Resp, rid: &str) -> hyper::Response<Full<Bytes>> {
         .unwrap_or_else(|_| hyper::Response::new(Full::new(Bytes::new())))
 }
 
-fn spawn_conn<S>(admin: Arc<Admin>, listener: Listener, stream: S)
-where
+fn spawn_conn<S>(
+    admin: Arc<Admin>,
+    listener: Listener,
+    stream: S,
+    slot: tokio::sync::OwnedSemaphorePermit,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     tokio::spawn(async move {
+        let _slot = slot;
         let svc = service_fn(move |req| serve_one(admin.clone(), listener, req));
         if let Err(e) = http1::Builder::new()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(HEADER_READ_TIMEOUT)
             .serve_connection(TokioIo::new(stream), svc)
             .await
         {
@@ -137,13 +154,24 @@ where
     });
 }
 
+/// A slot for one more connection (waits while [`MAX_CONNECTIONS`] are served).
+async fn connection_slot(slots: &Arc<tokio::sync::Semaphore>) -> tokio::sync::OwnedSemaphorePermit {
+    slots
+        .clone()
+        .acquire_owned()
+        .await
+        .expect("the semaphore is never closed")
+}
+
 /// Serves the admin REST API on a bound TCP listener until the process exits.
 pub async fn serve_tcp(admin: Arc<Admin>, listener: tokio::net::TcpListener) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
+        let slot = connection_slot(&slots).await;
         match listener.accept().await {
             Ok((stream, _)) => {
                 let _ = stream.set_nodelay(true);
-                spawn_conn(admin.clone(), Listener::AdminApi, stream);
+                spawn_conn(admin.clone(), Listener::AdminApi, stream, slot);
             }
             Err(e) => {
                 tracing::warn!(error = %e, "admin API accept failed");
@@ -153,27 +181,39 @@ pub async fn serve_tcp(admin: Arc<Admin>, listener: tokio::net::TcpListener) {
     }
 }
 
-/// Binds the control socket at `path` (replacing a stale one, mode 0600).
+/// Binds the control socket at `path` (replacing a stale one) with mode 0600 from the first
+/// moment it is reachable: it is bound inside a fresh directory only its owner can enter,
+/// made 0600 there, then renamed into place (a rename keeps the bound socket). Binding at
+/// `path` and then changing the mode would leave a window in which any local user could
+/// connect with the process umask's permissions.
 pub fn bind_control(path: &Path) -> std::io::Result<tokio::net::UnixListener> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    match std::fs::remove_file(path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
-    }
-    let listener = tokio::net::UnixListener::bind(path)?;
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    Ok(listener)
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&dir)?;
+    let private = dir.join(format!(".miroir-bind-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&private);
+    std::fs::DirBuilder::new().mode(0o700).create(&private)?;
+    let staged = private.join("control.sock");
+    let bound = (|| {
+        let listener = tokio::net::UnixListener::bind(&staged)?;
+        std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o600))?;
+        std::fs::rename(&staged, path)?;
+        Ok(listener)
+    })();
+    let _ = std::fs::remove_dir_all(&private);
+    bound
 }
 
 /// Serves the control socket until the process exits.
 pub async fn serve_unix(admin: Arc<Admin>, listener: tokio::net::UnixListener) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
+        let slot = connection_slot(&slots).await;
         match listener.accept().await {
-            Ok((stream, _)) => spawn_conn(admin.clone(), Listener::Control, stream),
+            Ok((stream, _)) => spawn_conn(admin.clone(), Listener::Control, stream, slot),
             Err(e) => {
                 tracing::warn!(error = %e, "control socket accept failed");
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -185,6 +225,23 @@ pub async fn serve_unix(admin: Arc<Admin>, listener: tokio::net::UnixListener) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_control_socket_is_private_and_replaces_a_stale_one() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("miroir-bind-test-{}", std::process::id()));
+        let path = dir.join("sub").join("admin.sock");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, b"stale").unwrap();
+        let _l = bind_control(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        // Nothing left behind next to it.
+        let entries: Vec<_> = std::fs::read_dir(path.parent().unwrap()).unwrap().collect();
+        assert_eq!(entries.len(), 1);
+        assert!(tokio::net::UnixStream::connect(&path).await.is_ok());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn key_values_in_paths_are_not_logged() {
