@@ -363,9 +363,10 @@ fn authorize(app: &App, r: &Req, action: &str, index: Option<&str>) -> Result<Ca
         // Not a key: maybe a tenant token signed with one. Tokens only ever grant search.
         let tenant = tenant::verify(token, &inner.keys, (now / 1_000_000_000) as i64)
             .ok_or_else(ApiError::invalid_key)?;
+        // Multi-search names no index here: each query's index is checked by the handler.
         let allowed = action == "search"
             && !tenant.key.expired(now)
-            && index.is_some_and(|i| tenant.rule_for(i).is_some());
+            && index.is_none_or(|i| tenant.rule_for(i).is_some());
         return if allowed {
             Ok(Caller {
                 key: Some(tenant.key.clone()),
@@ -375,8 +376,11 @@ fn authorize(app: &App, r: &Req, action: &str, index: Option<&str>) -> Result<Ca
             Err(ApiError::invalid_key())
         };
     };
-    if key.expired(now) || !key.allows_action(action) || index.is_some_and(|i| !key.allows_index(i))
-    {
+    let index_ok = match index {
+        Some(i) => key.allows_index(i),
+        None => key.allows_index_less(action),
+    };
+    if key.expired(now) || !key.allows_action(action) || !index_ok {
         return Err(ApiError::invalid_key());
     }
     Ok(Caller {
@@ -1394,6 +1398,9 @@ fn list_documents(app: &App, uid: &str, q: DocList) -> Result<Resp> {
 }
 
 fn multi_search(app: &App, r: &Req) -> Result<Resp> {
+    // Meilisearch authenticates the route first (no index), validates the body, then checks
+    // every query's index before running any.
+    let caller = authorize(app, r, "search", None)?;
     let body = json_body(r)?;
     if let Some(o) = body.as_object() {
         for k in o.keys() {
@@ -1404,12 +1411,6 @@ fn multi_search(app: &App, r: &Req) -> Result<Resp> {
                 ));
             }
         }
-    }
-    if body.get("federation").is_some_and(|f| !f.is_null()) {
-        return Err(ApiError::bad(
-            "bad_request",
-            "Federated multi-search is not implemented by miroir-testnode.",
-        ));
     }
     let queries = match body.get("queries") {
         Some(Value::Array(q)) => q,
@@ -1429,6 +1430,27 @@ fn multi_search(app: &App, r: &Req) -> Result<Resp> {
             ))
         }
     };
+    for (i, q) in queries.iter().enumerate() {
+        if let Some(uid) = q.get("indexUid").and_then(Value::as_str) {
+            if !caller.index_ok(uid)
+                || caller
+                    .tenant
+                    .as_ref()
+                    .is_some_and(|t| t.rule_for(uid).is_none())
+            {
+                return Err(ApiError {
+                    message: format!("Inside `.queries[{i}]`: The provided API key is invalid."),
+                    ..ApiError::invalid_key()
+                });
+            }
+        }
+    }
+    if body.get("federation").is_some_and(|f| !f.is_null()) {
+        return Err(ApiError::bad(
+            "bad_request",
+            "Federated multi-search is not implemented by miroir-testnode.",
+        ));
+    }
     // One request, one `requestUid` shared by all its results (as Meilisearch 1.50).
     let request_uid = new_request_uid();
     let mut results = Vec::new();
@@ -1459,7 +1481,6 @@ fn multi_search(app: &App, r: &Req) -> Result<Resp> {
             message: format!("Invalid value at `{at}.indexUid`: {}", e.message),
             ..e
         })?;
-        let caller = authorize(app, r, "search", Some(&uid))?;
         let mut rest = q.clone();
         if let Some(o) = rest.as_object_mut() {
             o.remove("indexUid");

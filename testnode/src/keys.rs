@@ -146,10 +146,31 @@ impl Key {
         let family = action.split('.').next().unwrap_or(action);
         self.actions.iter().any(|a| {
             a == action
-                || (a == "*" && family != "keys")
+                || a == "*"
                 || (a == "*.get" && READ_ACTIONS.contains(&action))
                 || (a.ends_with(".*") && a.trim_end_matches(".*") == family)
         })
+    }
+
+    /// Meilisearch's check on a route naming no index: a key restricted to some indexes
+    /// only gets actions whose route handler checks indexes itself (listings, multi-search,
+    /// swaps, tasks, …); global actions (version, dumps, keys, …) need a key on `*`.
+    pub fn allows_index_less(&self, action: &str) -> bool {
+        const HANDLER_CHECKED: &[&str] = &[
+            "search",
+            "documents.get",
+            "indexes.create",
+            "indexes.get",
+            "indexes.swap",
+            "tasks.cancel",
+            "tasks.delete",
+            "tasks.get",
+            "settings.get",
+            "stats.get",
+            "chatCompletions",
+        ];
+        self.indexes.iter().any(|p| p == "*")
+            || (!self.indexes.is_empty() && HANDLER_CHECKED.contains(&action))
     }
 
     pub fn allows_index(&self, index: &str) -> bool {
@@ -462,7 +483,16 @@ mod tests {
         let d = defaults("m", 0);
         let by_name = |n: &str| d.iter().find(|k| k.name.as_deref() == Some(n)).unwrap();
         let admin = by_name("Default Admin API Key");
-        assert!(admin.allows_action("indexes.delete") && !admin.allows_action("keys.get"));
+        // `*` expands to every action, keys included (Meilisearch 1.50's auth store; its own
+        // authorization suite lets a `*` key on `*` call every `/keys` route).
+        assert!(admin.allows_action("indexes.delete") && admin.allows_action("keys.get"));
+        // A key restricted to some indexes never gets a global route.
+        let scoped = Key {
+            indexes: vec!["movies".into()],
+            ..admin.clone()
+        };
+        assert!(!scoped.allows_index_less("version") && scoped.allows_index_less("indexes.get"));
+        assert!(admin.allows_index_less("version"));
         let read_only = by_name("Default Read-Only Admin API Key");
         assert!(
             read_only.allows_action("documents.get")
