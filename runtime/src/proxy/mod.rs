@@ -50,6 +50,7 @@ pub mod federated;
 pub mod filter;
 pub mod handler;
 pub mod json;
+pub mod offload;
 pub mod query;
 pub mod quorum;
 pub mod reads;

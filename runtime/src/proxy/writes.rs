@@ -45,6 +45,7 @@
 
 use crate::http::types::{Method, Request, Response};
 use crate::proxy::control::admin_error;
+use crate::proxy::offload;
 use crate::proxy::query::query_pairs;
 use crate::proxy::quorum::{evaluate_quorum, ShardTargets};
 use crate::proxy::reads::encode_path_segment;
@@ -403,19 +404,55 @@ impl<U: Upstreams> Proxy<U> {
             params.csv_delimiter.unwrap_or(b','),
         )
         .map_err(|e| error(&e))?;
-        let body = self.decoded_body(&req).map_err(|e| error(&e))?;
         let known = snap.indexes.get(index);
         let shards = known.map_or(self.config.shards, |m| m.shards).max(1);
-        let prepare = |shards: u32, index_pk: Option<&str>| {
-            let opts = BatchOptions {
-                index_primary_key: index_pk,
-                query_primary_key: params.primary_key.as_deref(),
-                shards,
-                extra_reserved: &[],
-            };
-            prepare_batch(&body, format, &opts).map_err(|e| error(&e.into()))
+        // Decompression and parsing of a large batch run off the reactor (`offload`).
+        let max = self.config.server.max_body_bytes as usize;
+        let query_pk = params.primary_key.clone();
+        let index_pk = known.and_then(|m| m.primary_key.clone());
+        let encoded = Request {
+            method: req.method,
+            path: String::new(),
+            query: String::new(),
+            headers: req
+                .headers
+                .iter()
+                .filter(|(n, _)| n == "content-encoding")
+                .cloned()
+                .collect(),
+            body: req.body,
         };
-        let mut batch = prepare(shards, known.and_then(|m| m.primary_key.as_deref()))?;
+        let prepared = offload::run(encoded.body.len(), move || {
+            let decoded = encoded.decoded_body(max)?;
+            let owned = match decoded {
+                std::borrow::Cow::Owned(v) => Some(v),
+                std::borrow::Cow::Borrowed(_) => None,
+            };
+            let body = owned.unwrap_or(encoded.body);
+            let batch = prepare_with(
+                &body,
+                format,
+                shards,
+                index_pk.as_deref(),
+                query_pk.as_deref(),
+            )
+            .map_err(MeiliError::from)?;
+            Ok::<_, MeiliError>((body, batch))
+        })
+        .await
+        .and_then(|r| r)
+        .map_err(|e| error(&e))?;
+        let (body, mut batch) = prepared;
+        let prepare = |shards: u32, index_pk: Option<&str>| {
+            prepare_with(
+                &body,
+                format,
+                shards,
+                index_pk,
+                params.primary_key.as_deref(),
+            )
+            .map_err(|e| error(&e.into()))
+        };
         let new_fields = batch.new_fields(known.map_or(&[][..], |m| &m.fields));
         let needs_admin = known.is_none_or(|m| m.primary_key.is_none()) || !new_fields.is_empty();
         let meta = if needs_admin {
@@ -467,12 +504,6 @@ impl<U: Upstreams> Proxy<U> {
             details,
             admin_answered: needs_admin,
         })
-    }
-
-    /// The request body, decompressed per `Content-Encoding` (transport helper, capped at
-    /// `server.max_body_bytes`).
-    fn decoded_body<'r>(&self, req: &'r Request) -> Result<std::borrow::Cow<'r, [u8]>, MeiliError> {
-        req.decoded_body(self.config.server.max_body_bytes as usize)
     }
 
     /// `POST /_internal/v1/indexes/{uid}/prepare-write` → the `IndexMeta` to write with.
@@ -638,6 +669,23 @@ impl<U: Upstreams> Proxy<U> {
 }
 
 /// Adds the control-protocol headers of an internal (data plane → admin) call.
+/// `prepare_batch` with the options a document write has.
+fn prepare_with(
+    body: &[u8],
+    format: PayloadFormat,
+    shards: u32,
+    index_pk: Option<&str>,
+    query_pk: Option<&str>,
+) -> Result<miroir_core::documents::PreparedBatch, miroir_core::documents::DocumentError> {
+    let opts = BatchOptions {
+        index_primary_key: index_pk,
+        query_primary_key: query_pk,
+        shards,
+        extra_reserved: &[],
+    };
+    prepare_batch(body, format, &opts)
+}
+
 fn internal(mut req: Request, rid: &str) -> Request {
     req.headers
         .push(("miroir-control-version".into(), b"1".to_vec()));
