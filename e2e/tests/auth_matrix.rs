@@ -117,6 +117,8 @@ impl Side {
     }
 
     /// The same data and keys on both sides; returns the side's principals.
+    /// `expiring_until`: when the expiring key expires; tokens are valid until an hour after
+    /// it (the expired one ended before it), the same instants on both sides.
     fn setup(&self, expiring_until: i64) -> Vec<(&'static str, Option<String>)> {
         for uid in ["movies", "secrets"] {
             self.write("POST", "/indexes", json!({"uid": uid, "primaryKey": "id"}));
@@ -162,8 +164,8 @@ impl Side {
             }
             p
         };
-        let tenant = sign(&parent, &rules(PARENT_UID, Some(now() + 3600)));
-        let tenant_expired = sign(&parent, &rules(PARENT_UID, Some(now() - 10)));
+        let tenant = sign(&parent, &rules(PARENT_UID, Some(expiring_until + 3600)));
+        let tenant_expired = sign(&parent, &rules(PARENT_UID, Some(expiring_until - 60)));
         let tenant_forged = sign("not-the-parent-key-at-all", &rules(PARENT_UID, None));
         let tenant_orphan = sign(&deleted, &rules(DELETED_UID, None));
         let r = self.master.delete(&format!("/keys/{DELETED_UID}")).unwrap();
