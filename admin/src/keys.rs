@@ -6,7 +6,7 @@
 //! authoritative list in its store and serves `GET /keys` from there; each node's own random
 //! default keys are never shown. The two default keys get fixed uids, created once.
 
-use crate::api::{encode_segment, query_pairs, ApiError, Req, Resp};
+use crate::http_types::{encode_segment, query_pairs, ApiError, Req, Resp};
 use crate::node_client::NodeClient;
 use crate::state::Admin;
 use hmac::{Hmac, KeyInit, Mac};
@@ -277,7 +277,7 @@ pub fn validate_key_patch(body: &Value) -> Result<(), ApiError> {
             "bad_request",
             format!(
                 "Invalid value type: expected an object, but found {}",
-                crate::api::describe_json_value(body)
+                crate::http_types::describe_json_value(body)
             ),
         ));
     };
@@ -293,7 +293,7 @@ pub fn validate_key_patch(body: &Value) -> Result<(), ApiError> {
                 "bad_request",
                 format!(
                     "Unknown field `{k}`: {}{expected}",
-                    crate::api::did_you_mean(k, ACCEPTED)
+                    crate::http_types::did_you_mean(k, ACCEPTED)
                 ),
             ));
         }
@@ -302,7 +302,7 @@ pub fn validate_key_patch(body: &Value) -> Result<(), ApiError> {
                 &format!("invalid_api_key_{k}"),
                 format!(
                     "Invalid value type at `.{k}`: expected a string, but found {}",
-                    crate::api::describe_json_value(v)
+                    crate::http_types::describe_json_value(v)
                 ),
             ));
         }

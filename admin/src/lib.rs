@@ -11,7 +11,7 @@
 //!      └──────────── state.rs publish ◄──────────────────┤              prepare-write
 //!                                                        ├─ keys        API keys
 //!  operators ──admin REST /_miroir/* (TCP)──► routes.rs  ├─ reads       aggregated reads
-//!                                                        ├─ admin_api   topology, ready, metrics
+//!                                                        ├─ operator_api topology, ready, metrics
 //!                                                        ├─ health      node health checks
 //!                                                        └─ store/      task store (LMDB | Redis)
 //! ```
@@ -19,17 +19,17 @@
 //! - [`state::Admin`] holds the state; index metadata and API keys are persisted in the task
 //!   store's metadata KV and published as [`miroir_core::snapshot::Snapshot`] generations.
 //! - Everything the data plane forwards is answered by [`routes::handle`], whose handlers are
-//!   plain async functions over [`api::Req`]/[`api::Resp`], independent of hyper.
+//!   plain async functions over [`http_types::Req`]/[`http_types::Resp`], independent of hyper.
 //! - The wire contract with the data plane is `docs/internals/control-protocol.md`.
 
-pub mod admin_api;
-pub mod api;
 pub mod broadcast;
 pub mod coverage;
 pub mod health;
+pub mod http_types;
 pub mod keys;
 pub mod metrics;
 pub mod node_client;
+pub mod operator_api;
 pub mod reads;
 pub mod repair;
 pub mod routes;

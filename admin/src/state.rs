@@ -10,9 +10,9 @@
 //! as the next LMDB generation. Builds and writes are serialised by one async lock so
 //! generations are published in the order their contents were built.
 
-use crate::api::ApiError;
 use crate::coverage::{self, CoverNode};
 use crate::health::{unix_ms, NodeHealth};
+use crate::http_types::ApiError;
 use crate::metrics::Metrics;
 use crate::node_client::NodeClient;
 use crate::store::TaskStore;

@@ -17,7 +17,7 @@
 pub mod aggregate;
 pub mod query;
 
-use crate::api::{ApiError, Req, Resp};
+use crate::http_types::{ApiError, Req, Resp};
 use crate::state::Admin;
 use crate::store::{
     FailedNode, NewTask, NodeTask as StoreNodeTask, TaskRecord, TaskState, TaskStatus, TaskType,

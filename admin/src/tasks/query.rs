@@ -13,7 +13,7 @@
 //!   midnight UTC for `before*` and the next day's midnight for `after*` (Meilisearch's
 //!   `deserialize_date`: "after 2026-11-23" means after that whole day).
 
-use crate::api::{query_pairs, ApiError};
+use crate::http_types::{query_pairs, ApiError};
 use crate::store::{TaskFilter, TaskQuery, TaskStatus, TaskType};
 use miroir_core::ids::TaskUid;
 use time::OffsetDateTime;
