@@ -8,7 +8,7 @@
 
 use crate::http_types::{encode_segment, query_pairs, ApiError, Req, Resp};
 use crate::node_client::NodeClient;
-use crate::state::Admin;
+use crate::state::{Admin, AdminError};
 use hmac::{Hmac, KeyInit, Mac};
 use hyper::Method;
 use miroir_core::error::ErrorCode;
@@ -80,6 +80,38 @@ fn create_body(key: &Value) -> Value {
         "uid": key["uid"], "name": key["name"], "description": key["description"],
         "actions": key["actions"], "indexes": key["indexes"], "expiresAt": key["expiresAt"],
     })
+}
+
+/// Creates the default keys once (first start) in the store, with fixed uids.
+pub async fn ensure_defaults(admin: &Admin) -> Result<(), AdminError> {
+    let Some(master) = admin.node_master_key() else {
+        return Ok(()); // No master key: Meilisearch has no keys API either.
+    };
+    // One timestamp for the keys created now: `GET /keys` then lists them in uid
+    // order, which is Meilisearch's listing order (DEFAULT_KEYS).
+    let now = crate::timefmt::now_rfc3339();
+    for (uid, name, description, actions) in DEFAULT_KEYS {
+        if admin.lock().keys.contains_key(*uid) {
+            continue;
+        }
+        let key = key_object(master, uid, name, description, actions, &now);
+        admin.put_key(uid, key).await?;
+    }
+    Ok(())
+}
+
+/// Makes sure every live node has every Miroir key (same uid → same key value). Runs
+/// after each health round so a node that was down or is new catches up.
+pub async fn sync_to_nodes(admin: &Admin) {
+    if admin.node_master_key().is_none() {
+        return;
+    }
+    let keys: Vec<Value> = admin.lock().keys.values().cloned().collect();
+    for node in admin.live_nodes() {
+        if let Err(e) = sync_node_keys(&admin.client, &node.address, &keys).await {
+            tracing::warn!(node = %node.id, error = %e, "syncing API keys to node failed");
+        }
+    }
 }
 
 /// Creates on `address` every key of `keys` the node lacks.

@@ -5,8 +5,8 @@
 //! the index's lock held (`spawn_task`, `index_task`, `failed_task`).
 
 use crate::coverage::CoverNode;
-use crate::health::NodeHealth;
 use crate::http_types::{ApiError, Resp};
+use crate::node_health::NodeHealth;
 use crate::state::Admin;
 use crate::store::{TaskRecord, TaskType};
 use crate::tasks;

@@ -8,8 +8,8 @@ use super::engine::{
 };
 use super::settings::settings_path;
 use super::settings_translation::{initial_node_settings, DEFAULT_RANKING_RULES};
-use crate::health::NodeHealth;
 use crate::http_types::{encode_segment, ApiError, Req, Resp};
+use crate::node_health::NodeHealth;
 use crate::state::Admin;
 use crate::store::TaskType;
 use hyper::Method;

@@ -9,8 +9,8 @@ use super::settings_translation::{
     readback_matches, setting_key, settings_details, translate_settings, RESET_ALL_DETAILS_EXTRA,
     SETTINGS_ORDER,
 };
-use crate::health::NodeHealth;
 use crate::http_types::{encode_segment, ApiError, Req, Resp};
+use crate::node_health::NodeHealth;
 use crate::state::Admin;
 use crate::store::TaskType;
 use hyper::Method;

@@ -5,8 +5,8 @@ use super::engine::{
     dispatch, failed_task, index_not_found, refused_by_a_node, run_step, settle, spawn_task,
     wait_task,
 };
-use crate::health::NodeHealth;
 use crate::http_types::{ApiError, Req, Resp};
+use crate::node_health::NodeHealth;
 use crate::state::Admin;
 use crate::store::TaskType;
 use hyper::Method;
