@@ -185,8 +185,8 @@ pub fn list(admin: &Admin, req: &Req) -> Result<Resp, ApiError> {
     let (mut offset, mut limit) = (0usize, 20usize);
     for (k, v) in query_pairs(&req.query) {
         match k.as_str() {
-            "offset" => offset = v.parse().map_err(|_| ApiError::invalid("invalid_api_key_offset", format!("Invalid value in parameter `offset`: could not parse `{v}` as a positive integer")))?,
-            "limit" => limit = v.parse().map_err(|_| ApiError::invalid("invalid_api_key_limit", format!("Invalid value in parameter `limit`: could not parse `{v}` as a positive integer")))?,
+            "offset" => offset = v.parse().map_err(|_| ApiError::core(ErrorCode::InvalidApiKeyOffset, format!("Invalid value in parameter `offset`: could not parse `{v}` as a positive integer")))?,
+            "limit" => limit = v.parse().map_err(|_| ApiError::core(ErrorCode::InvalidApiKeyLimit, format!("Invalid value in parameter `limit`: could not parse `{v}` as a positive integer")))?,
             _ => {}
         }
     }
@@ -219,12 +219,12 @@ pub async fn create(admin: &Admin, req: &Req) -> Result<Resp, ApiError> {
     let master = require_master(admin)?.to_string();
     let body = req.json()?;
     for (field, code) in [
-        ("actions", "missing_api_key_actions"),
-        ("indexes", "missing_api_key_indexes"),
-        ("expiresAt", "missing_api_key_expires_at"),
+        ("actions", ErrorCode::MissingApiKeyActions),
+        ("indexes", ErrorCode::MissingApiKeyIndexes),
+        ("expiresAt", ErrorCode::MissingApiKeyExpiresAt),
     ] {
         if body.get(field).is_none() {
-            return Err(ApiError::invalid(code, format!("Missing field `{field}`")));
+            return Err(ApiError::core(code, format!("Missing field `{field}`")));
         }
     }
     let uid = match body.get("uid").and_then(Value::as_str) {
@@ -232,12 +232,10 @@ pub async fn create(admin: &Admin, req: &Req) -> Result<Resp, ApiError> {
         None => uuid::Uuid::new_v4().to_string(),
     };
     if admin.lock().keys.contains_key(&uid) {
-        return Err(ApiError::Code {
-            status: 409,
-            code: "api_key_already_exists".into(),
-            kind: "invalid_request",
-            message: format!("`uid` field value `{uid}` is already an existing API key."),
-        });
+        return Err(ApiError::core(
+            ErrorCode::ApiKeyAlreadyExists,
+            format!("`uid` field value `{uid}` is already an existing API key."),
+        ));
     }
     let mut node_body = body.clone();
     node_body["uid"] = json!(uid);
@@ -289,13 +287,13 @@ pub async fn create(admin: &Admin, req: &Req) -> Result<Resp, ApiError> {
 }
 
 /// Fields `PATCH /keys` refuses with their own `immutable_api_key_*` code.
-const IMMUTABLE_KEY_FIELDS: &[(&str, &str)] = &[
-    ("uid", "immutable_api_key_uid"),
-    ("actions", "immutable_api_key_actions"),
-    ("indexes", "immutable_api_key_indexes"),
-    ("expiresAt", "immutable_api_key_expires_at"),
-    ("createdAt", "immutable_api_key_created_at"),
-    ("updatedAt", "immutable_api_key_updated_at"),
+const IMMUTABLE_KEY_FIELDS: &[(&str, ErrorCode)] = &[
+    ("uid", ErrorCode::ImmutableApiKeyUid),
+    ("actions", ErrorCode::ImmutableApiKeyActions),
+    ("indexes", ErrorCode::ImmutableApiKeyIndexes),
+    ("expiresAt", ErrorCode::ImmutableApiKeyExpiresAt),
+    ("createdAt", ErrorCode::ImmutableApiKeyCreatedAt),
+    ("updatedAt", ErrorCode::ImmutableApiKeyUpdatedAt),
 ];
 
 /// Validates a `PATCH /keys` body as Meilisearch 1.50 does (`PatchApiKey`, checked against
@@ -305,8 +303,8 @@ pub fn validate_key_patch(body: &Value) -> Result<(), ApiError> {
     const ACCEPTED: &[&str] = &["description", "name"];
     let expected = "expected one of `description`, `name`";
     let Some(fields) = body.as_object() else {
-        return Err(ApiError::invalid(
-            "bad_request",
+        return Err(ApiError::core(
+            ErrorCode::BadRequest,
             format!(
                 "Invalid value type: expected an object, but found {}",
                 crate::http_types::describe_json_value(body)
@@ -315,14 +313,14 @@ pub fn validate_key_patch(body: &Value) -> Result<(), ApiError> {
     };
     for (k, v) in fields {
         if let Some((_, code)) = IMMUTABLE_KEY_FIELDS.iter().find(|(f, _)| f == k) {
-            return Err(ApiError::invalid(
-                code,
+            return Err(ApiError::core(
+                *code,
                 format!("Immutable field `{k}`: {expected}"),
             ));
         }
         if !ACCEPTED.contains(&k.as_str()) {
-            return Err(ApiError::invalid(
-                "bad_request",
+            return Err(ApiError::core(
+                ErrorCode::BadRequest,
                 format!(
                     "Unknown field `{k}`: {}{expected}",
                     crate::http_types::did_you_mean(k, ACCEPTED)
@@ -330,8 +328,14 @@ pub fn validate_key_patch(body: &Value) -> Result<(), ApiError> {
             ));
         }
         if !(v.is_string() || v.is_null()) {
-            return Err(ApiError::invalid(
-                &format!("invalid_api_key_{k}"),
+            // Only the accepted fields get here.
+            let code = if k == "name" {
+                ErrorCode::InvalidApiKeyName
+            } else {
+                ErrorCode::InvalidApiKeyDescription
+            };
+            return Err(ApiError::core(
+                code,
                 format!(
                     "Invalid value type at `.{k}`: expected a string, but found {}",
                     crate::http_types::describe_json_value(v)

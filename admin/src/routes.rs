@@ -77,12 +77,10 @@ async fn route(admin: &Arc<Admin>, listener: Listener, req: &Req) -> Result<Resp
         match req.header("miroir-control-version") {
             Some(CONTROL_VERSION) => {}
             other => {
-                return Err(ApiError::Code {
-                    status: 400,
-                    code: "miroir_control_version".into(),
-                    kind: "invalid_request",
-                    message: format!("this admin speaks control protocol version {CONTROL_VERSION}, the request carried {other:?}"),
-                })
+                return Err(ApiError::core(
+                    ErrorCode::MiroirControlVersion,
+                    format!("this admin speaks control protocol version {CONTROL_VERSION}, the request carried {other:?}"),
+                ))
             }
         }
     }

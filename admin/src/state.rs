@@ -14,11 +14,11 @@
 //! broadcast), so everything else can build on it without an import cycle.
 
 use crate::coverage::{self, CoverNode};
-use crate::http_types::ApiError;
 use crate::node_client::NodeClient;
 use crate::node_health::{unix_ms, NodeHealth};
 use crate::store::TaskStore;
 use miroir_core::config::Config;
+use miroir_core::error::{CodedError, ErrorCode};
 use miroir_core::ids::{GroupId, NodeId};
 use miroir_core::snapshot::{ApiKey, IndexMeta, Snapshot};
 use miroir_core::snapshot_store::SnapshotStore;
@@ -106,9 +106,10 @@ pub enum AdminError {
     Join(String),
 }
 
-impl From<AdminError> for ApiError {
-    fn from(e: AdminError) -> Self {
-        ApiError::internal(e.to_string())
+/// The admin's own state failing (store, snapshot channel, corrupt metadata) is `internal`.
+impl CodedError for AdminError {
+    fn error_code(&self) -> ErrorCode {
+        ErrorCode::Internal
     }
 }
 

@@ -13,7 +13,7 @@ use crate::tasks;
 use hyper::Method;
 use miroir_core::error::ErrorCode;
 use miroir_core::topology::NodeStatus;
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -240,11 +240,15 @@ pub(super) async fn settle(admin: &Admin, tasks: &[Dispatched]) -> Result<Vec<Va
         match wait_task(admin, &d.node, d.task_uid).await {
             Ok(t) if t["status"] == "succeeded" => out.push(t),
             Ok(t) => {
-                let e = t.get("error").filter(|e| !e.is_null()).cloned().unwrap_or_else(|| json!({"message": "node task canceled", "code": "internal", "type": "internal", "link": ""}));
-                first_err = first_err.or(Some(ApiError::Node {
-                    status: 400,
-                    body: e,
-                }));
+                // The node's own error, relayed; a canceled node task has none.
+                let e = match t.get("error").filter(|e| !e.is_null()) {
+                    Some(e) => ApiError::Node {
+                        status: 400,
+                        body: e.clone(),
+                    },
+                    None => ApiError::internal("node task canceled"),
+                };
+                first_err = first_err.or(Some(e));
             }
             Err(e) => first_err = first_err.or(Some(e)),
         }

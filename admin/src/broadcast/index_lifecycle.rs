@@ -13,6 +13,7 @@ use crate::node_health::NodeHealth;
 use crate::state::Admin;
 use crate::store::TaskType;
 use hyper::Method;
+use miroir_core::error::ErrorCode;
 use miroir_core::snapshot::{FacetOrder, IndexMeta};
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -54,8 +55,8 @@ pub async fn create_index(admin: &Arc<Admin>, req: &Req) -> Result<Resp, ApiErro
     let guard = admin.lock_scopes(vec![uid.clone()]).await;
     let details = json!({"primaryKey": pk});
     if admin.index(&uid).is_some() {
-        let e = ApiError::invalid(
-            "index_already_exists",
+        let e = ApiError::core(
+            ErrorCode::IndexAlreadyExists,
             format!("Index `{uid}` already exists."),
         );
         return failed_task(admin, Some(&uid), TaskType::IndexCreation, details, e).await;
@@ -150,8 +151,8 @@ pub async fn update_index(admin: &Arc<Admin>, uid: &str, req: &Req) -> Result<Re
             .as_deref()
             .filter(|n| admin.index(n).is_some())
             .map(|n| {
-                ApiError::invalid(
-                    "index_already_exists",
+                ApiError::core(
+                    ErrorCode::IndexAlreadyExists,
                     format!("Index `{n}` already exists."),
                 )
             })

@@ -180,8 +180,8 @@ pub fn settings_request_body(
     match (sub, method) {
         (None, &Method::PATCH) => match req.json()? {
             Value::Object(m) => Ok(m),
-            _ => Err(ApiError::invalid(
-                "bad_request",
+            _ => Err(ApiError::core(
+                ErrorCode::BadRequest,
                 "Invalid value type: expected an object",
             )),
         },

@@ -120,10 +120,10 @@ pub fn check_swaps(swaps: &[Swap], exists: impl Fn(&str) -> bool) -> Result<(), 
         0 => Ok(()),
         1 => {
             let (lhs, rhs) = taken.first().expect("one element");
-            Err(ApiError::invalid("index_already_exists", format!("Cannot rename `{lhs}` to `{rhs}` as the index already exists. Hint: You can remove `{rhs}` first and then do your remove.")))
+            Err(ApiError::core(ErrorCode::IndexAlreadyExists, format!("Cannot rename `{lhs}` to `{rhs}` as the index already exists. Hint: You can remove `{rhs}` first and then do your remove.")))
         }
-        _ => Err(ApiError::invalid(
-            "index_already_exists",
+        _ => Err(ApiError::core(
+            ErrorCode::IndexAlreadyExists,
             format!("The following indexes are being renamed but cannot because their new name conflicts with an already existing index: {}. Renaming doesn't overwrite the other index name.", quoted(taken.into_iter().map(|(_, r)| r).collect())),
         )),
     }
