@@ -799,4 +799,24 @@ mod tests {
         );
         assert_eq!(setting_key("nope"), None);
     }
+
+    /// `DELETE /settings` resets what the sub-routes set: every setting Miroir sends to the
+    /// nodes has its kebab-case sub-route.
+    #[test]
+    fn every_node_setting_has_a_sub_route() {
+        let kebab = |k: &str| {
+            k.chars().fold(String::new(), |mut out, c| {
+                if c.is_ascii_uppercase() {
+                    out.push('-');
+                }
+                out.push(c.to_ascii_lowercase());
+                out
+            })
+        };
+        for k in SETTINGS_ORDER {
+            if !RESET_ALL_DETAILS_EXTRA.contains(k) {
+                assert_eq!(setting_key(&kebab(k)), Some(*k), "{k}");
+            }
+        }
+    }
 }
