@@ -19,8 +19,8 @@
 //! Imports point one way (`tests/module_layers.rs` fails on a cycle): leaf modules
 //! (`coverage`, `node_client`, `node_health`, `size_format`, `store`, `timefmt`,
 //! `http_types`) at the bottom, then `state`, then what builds on it (`keys`, `repair`,
-//! `metrics`, `tasks`), then `health` and `broadcast`, then the handlers (`reads`,
-//! `operator_api`), `routes` and `server`.
+//! `metrics`), then `health`, `tasks` and `broadcast` (in that order), then the handlers
+//! (`reads`, `operator_api`), `routes` and `server`.
 //!
 //! - [`state::Admin`] holds the state; index metadata and API keys are persisted in the task
 //!   store's metadata KV and published as [`miroir_core::snapshot::Snapshot`] generations.

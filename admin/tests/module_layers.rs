@@ -379,6 +379,7 @@ fn crate_src(dir: &str) -> PathBuf {
 #[test]
 fn admin_modules_import_in_one_direction() {
     let graph = module_graph(&crate_src("admin"));
+    println!("admin modules:\n{}", describe(&graph));
     assert!(graph.contains_key("state") && graph.contains_key("broadcast"));
     let found = cycles(&graph);
     assert!(
