@@ -36,7 +36,7 @@
 //! Miroir can only route documents it can key, so it reports them synchronously with the same
 //! code and message (or `miroir_primary_key_required`).
 
-use crate::error::{ErrorCode, MeiliError};
+use crate::error::{CodedError, ErrorCode, MeiliError};
 use crate::ids::{NodeId, ShardId};
 use crate::routing::{shard_for_bytes, DecimalBuf, DocumentIdRef, ShardMap};
 use crate::snapshot::ShardMigration;
@@ -283,8 +283,8 @@ impl fmt::Display for DocumentError {
 
 impl std::error::Error for DocumentError {}
 
-impl DocumentError {
-    pub fn code(&self) -> ErrorCode {
+impl CodedError for DocumentError {
+    fn error_code(&self) -> ErrorCode {
         match self {
             DocumentError::MissingPayload { .. } => ErrorCode::MissingPayload,
             DocumentError::MalformedPayload { .. } => ErrorCode::MalformedPayload,
@@ -305,7 +305,7 @@ impl DocumentError {
 
 impl From<DocumentError> for MeiliError {
     fn from(e: DocumentError) -> Self {
-        MeiliError::new(e.code(), e.to_string())
+        e.to_meili()
     }
 }
 

@@ -66,6 +66,7 @@ error_codes! {
     MiroirAdminUnavailable => ("miroir_admin_unavailable", 503, System),
     MiroirNotImplemented => ("miroir_not_implemented", 501, InvalidRequest),
     MiroirInvalidTopology => ("miroir_invalid_topology", 400, InvalidRequest),
+    MiroirControlVersion => ("miroir_control_version", 400, InvalidRequest),
     // --- Meilisearch codes Miroir produces itself (before any node is touched) ---
     InvalidDocumentId => ("invalid_document_id", 400, InvalidRequest),
     MissingDocumentId => ("missing_document_id", 400, InvalidRequest),
@@ -101,6 +102,40 @@ error_codes! {
     InvalidDocumentCsvDelimiter => ("invalid_document_csv_delimiter", 400, InvalidRequest),
     MiroirNodeUnreachable => ("miroir_node_unreachable", 503, System),
     WebhookNotFound => ("webhook_not_found", 404, InvalidRequest),
+    IndexAlreadyExists => ("index_already_exists", 409, InvalidRequest),
+    BatchNotFound => ("batch_not_found", 404, InvalidRequest),
+    // Task and batch queries (`GET|DELETE /tasks`, `POST /tasks/cancel`, `GET /batches`).
+    InvalidTaskUids => ("invalid_task_uids", 400, InvalidRequest),
+    InvalidBatchUids => ("invalid_batch_uids", 400, InvalidRequest),
+    InvalidTaskCanceledBy => ("invalid_task_canceled_by", 400, InvalidRequest),
+    InvalidTaskStatuses => ("invalid_task_statuses", 400, InvalidRequest),
+    InvalidTaskTypes => ("invalid_task_types", 400, InvalidRequest),
+    InvalidIndexUid => ("invalid_index_uid", 400, InvalidRequest),
+    InvalidTaskBeforeEnqueuedAt => ("invalid_task_before_enqueued_at", 400, InvalidRequest),
+    InvalidTaskAfterEnqueuedAt => ("invalid_task_after_enqueued_at", 400, InvalidRequest),
+    InvalidTaskBeforeStartedAt => ("invalid_task_before_started_at", 400, InvalidRequest),
+    InvalidTaskAfterStartedAt => ("invalid_task_after_started_at", 400, InvalidRequest),
+    InvalidTaskBeforeFinishedAt => ("invalid_task_before_finished_at", 400, InvalidRequest),
+    InvalidTaskAfterFinishedAt => ("invalid_task_after_finished_at", 400, InvalidRequest),
+    InvalidTaskFrom => ("invalid_task_from", 400, InvalidRequest),
+    InvalidTaskLimit => ("invalid_task_limit", 400, InvalidRequest),
+    InvalidTaskReverse => ("invalid_task_reverse", 400, InvalidRequest),
+    MissingTaskFilters => ("missing_task_filters", 400, InvalidRequest),
+    // API keys (`/keys`).
+    ApiKeyAlreadyExists => ("api_key_already_exists", 409, InvalidRequest),
+    InvalidApiKeyOffset => ("invalid_api_key_offset", 400, InvalidRequest),
+    InvalidApiKeyLimit => ("invalid_api_key_limit", 400, InvalidRequest),
+    InvalidApiKeyName => ("invalid_api_key_name", 400, InvalidRequest),
+    InvalidApiKeyDescription => ("invalid_api_key_description", 400, InvalidRequest),
+    MissingApiKeyActions => ("missing_api_key_actions", 400, InvalidRequest),
+    MissingApiKeyIndexes => ("missing_api_key_indexes", 400, InvalidRequest),
+    MissingApiKeyExpiresAt => ("missing_api_key_expires_at", 400, InvalidRequest),
+    ImmutableApiKeyUid => ("immutable_api_key_uid", 400, InvalidRequest),
+    ImmutableApiKeyActions => ("immutable_api_key_actions", 400, InvalidRequest),
+    ImmutableApiKeyIndexes => ("immutable_api_key_indexes", 400, InvalidRequest),
+    ImmutableApiKeyExpiresAt => ("immutable_api_key_expires_at", 400, InvalidRequest),
+    ImmutableApiKeyCreatedAt => ("immutable_api_key_created_at", 400, InvalidRequest),
+    ImmutableApiKeyUpdatedAt => ("immutable_api_key_updated_at", 400, InvalidRequest),
 }
 
 /// Where an error's `link` points. Meilisearch's own codes link to Meilisearch's error
@@ -111,6 +146,24 @@ pub fn link_for(code: ErrorCode) -> String {
         format!("https://github.com/miroir-search/miroir/blob/main/docs/errors.md#{c}")
     } else {
         format!("https://docs.meilisearch.com/errors#{c}")
+    }
+}
+
+/// A layer's typed error (document parsing, the task store, …) mapped to the one table, as
+/// meilisearch-types' `ErrorCode` trait maps its errors to its `Code`s: the layer keeps its
+/// enum, and the code it is answered with is decided here, once per error type.
+pub trait CodedError: std::fmt::Display {
+    /// The table entry this error is answered with.
+    fn error_code(&self) -> ErrorCode;
+
+    /// The message of the answer: the error's `Display` unless the layer words it otherwise.
+    fn error_message(&self) -> String {
+        self.to_string()
+    }
+
+    /// The answer.
+    fn to_meili(&self) -> MeiliError {
+        MeiliError::new(self.error_code(), self.error_message())
     }
 }
 
@@ -161,6 +214,16 @@ impl std::fmt::Display for MeiliError {
 
 impl std::error::Error for MeiliError {}
 
+impl CodedError for MeiliError {
+    fn error_code(&self) -> ErrorCode {
+        self.code
+    }
+
+    fn error_message(&self) -> String {
+        self.message.clone()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,6 +239,49 @@ mod tests {
         assert_eq!(v["type"], "system");
         assert_eq!(e.status(), 503);
         assert_eq!(v.as_object().unwrap().len(), 4);
+    }
+
+    /// Every code of the table has its row and section in `docs/errors.md`, and the page
+    /// names no code the table does not have (rows `| [`code`](#code) |` and `### code`
+    /// sections are parsed, whatever their status).
+    #[test]
+    fn errors_page_and_table_list_the_same_codes() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/errors.md");
+        let page = std::fs::read_to_string(path).unwrap();
+        let mut rows = std::collections::BTreeSet::new();
+        let mut sections = std::collections::BTreeSet::new();
+        for line in page.lines() {
+            if let Some(rest) = line.strip_prefix("| [`") {
+                let code = rest.split('`').next().unwrap_or_default();
+                assert!(rows.insert(code.to_string()), "row {code} twice");
+            } else if let Some(code) = line.strip_prefix("### ") {
+                assert!(
+                    sections.insert(code.trim().to_string()),
+                    "section {code} twice"
+                );
+            }
+        }
+        let table: std::collections::BTreeSet<String> = ErrorCode::ALL
+            .iter()
+            .map(|c| c.code().to_string())
+            .collect();
+        for (what, listed) in [("rows", &rows), ("sections", &sections)] {
+            let missing: Vec<_> = table.difference(listed).collect();
+            let unknown: Vec<_> = listed.difference(&table).collect();
+            assert!(missing.is_empty(), "docs/errors.md {what} lack {missing:?}");
+            assert!(
+                unknown.is_empty(),
+                "docs/errors.md {what} name codes src/error.rs lacks: {unknown:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn typed_errors_answer_through_the_trait() {
+        let e = MeiliError::new(ErrorCode::BatchNotFound, "Batch `1` not found.");
+        assert_eq!(e.to_meili(), e);
+        assert_eq!(ErrorCode::IndexAlreadyExists.status(), 409);
+        assert_eq!(ErrorCode::ApiKeyAlreadyExists.status(), 409);
     }
 
     #[test]

@@ -27,5 +27,5 @@ pub mod snapshot;
 pub mod snapshot_store;
 pub mod topology;
 
-pub use error::{ErrorCode, MeiliError};
+pub use error::{CodedError, ErrorCode, MeiliError};
 pub use ids::{GroupId, NodeId, ShardId, TaskUid};

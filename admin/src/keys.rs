@@ -6,9 +6,9 @@
 //! authoritative list in its store and serves `GET /keys` from there; each node's own random
 //! default keys are never shown. The two default keys get fixed uids, created once.
 
-use crate::api::{encode_segment, query_pairs, ApiError, Req, Resp};
+use crate::http_types::{encode_segment, query_pairs, ApiError, Req, Resp};
 use crate::node_client::NodeClient;
-use crate::state::Admin;
+use crate::state::{Admin, AdminError};
 use hmac::{Hmac, KeyInit, Mac};
 use hyper::Method;
 use miroir_core::error::ErrorCode;
@@ -82,6 +82,38 @@ fn create_body(key: &Value) -> Value {
     })
 }
 
+/// Creates the default keys once (first start) in the store, with fixed uids.
+pub async fn ensure_defaults(admin: &Admin) -> Result<(), AdminError> {
+    let Some(master) = admin.node_master_key() else {
+        return Ok(()); // No master key: Meilisearch has no keys API either.
+    };
+    // One timestamp for the keys created now: `GET /keys` then lists them in uid
+    // order, which is Meilisearch's listing order (DEFAULT_KEYS).
+    let now = crate::timefmt::now_rfc3339();
+    for (uid, name, description, actions) in DEFAULT_KEYS {
+        if admin.lock().keys.contains_key(*uid) {
+            continue;
+        }
+        let key = key_object(master, uid, name, description, actions, &now);
+        admin.put_key(uid, key).await?;
+    }
+    Ok(())
+}
+
+/// Makes sure every live node has every Miroir key (same uid → same key value). Runs
+/// after each health round so a node that was down or is new catches up.
+pub async fn sync_to_nodes(admin: &Admin) {
+    if admin.node_master_key().is_none() {
+        return;
+    }
+    let keys: Vec<Value> = admin.lock().keys.values().cloned().collect();
+    for node in admin.live_nodes() {
+        if let Err(e) = sync_node_keys(&admin.client, &node.address, &keys).await {
+            tracing::warn!(node = %node.id, error = %e, "syncing API keys to node failed");
+        }
+    }
+}
+
 /// Creates on `address` every key of `keys` the node lacks.
 pub async fn sync_node_keys(
     client: &NodeClient,
@@ -153,8 +185,8 @@ pub fn list(admin: &Admin, req: &Req) -> Result<Resp, ApiError> {
     let (mut offset, mut limit) = (0usize, 20usize);
     for (k, v) in query_pairs(&req.query) {
         match k.as_str() {
-            "offset" => offset = v.parse().map_err(|_| ApiError::invalid("invalid_api_key_offset", format!("Invalid value in parameter `offset`: could not parse `{v}` as a positive integer")))?,
-            "limit" => limit = v.parse().map_err(|_| ApiError::invalid("invalid_api_key_limit", format!("Invalid value in parameter `limit`: could not parse `{v}` as a positive integer")))?,
+            "offset" => offset = v.parse().map_err(|_| ApiError::core(ErrorCode::InvalidApiKeyOffset, format!("Invalid value in parameter `offset`: could not parse `{v}` as a positive integer")))?,
+            "limit" => limit = v.parse().map_err(|_| ApiError::core(ErrorCode::InvalidApiKeyLimit, format!("Invalid value in parameter `limit`: could not parse `{v}` as a positive integer")))?,
             _ => {}
         }
     }
@@ -187,12 +219,12 @@ pub async fn create(admin: &Admin, req: &Req) -> Result<Resp, ApiError> {
     let master = require_master(admin)?.to_string();
     let body = req.json()?;
     for (field, code) in [
-        ("actions", "missing_api_key_actions"),
-        ("indexes", "missing_api_key_indexes"),
-        ("expiresAt", "missing_api_key_expires_at"),
+        ("actions", ErrorCode::MissingApiKeyActions),
+        ("indexes", ErrorCode::MissingApiKeyIndexes),
+        ("expiresAt", ErrorCode::MissingApiKeyExpiresAt),
     ] {
         if body.get(field).is_none() {
-            return Err(ApiError::invalid(code, format!("Missing field `{field}`")));
+            return Err(ApiError::core(code, format!("Missing field `{field}`")));
         }
     }
     let uid = match body.get("uid").and_then(Value::as_str) {
@@ -200,12 +232,10 @@ pub async fn create(admin: &Admin, req: &Req) -> Result<Resp, ApiError> {
         None => uuid::Uuid::new_v4().to_string(),
     };
     if admin.lock().keys.contains_key(&uid) {
-        return Err(ApiError::Code {
-            status: 409,
-            code: "api_key_already_exists".into(),
-            kind: "invalid_request",
-            message: format!("`uid` field value `{uid}` is already an existing API key."),
-        });
+        return Err(ApiError::core(
+            ErrorCode::ApiKeyAlreadyExists,
+            format!("`uid` field value `{uid}` is already an existing API key."),
+        ));
     }
     let mut node_body = body.clone();
     node_body["uid"] = json!(uid);
@@ -257,13 +287,13 @@ pub async fn create(admin: &Admin, req: &Req) -> Result<Resp, ApiError> {
 }
 
 /// Fields `PATCH /keys` refuses with their own `immutable_api_key_*` code.
-const IMMUTABLE_KEY_FIELDS: &[(&str, &str)] = &[
-    ("uid", "immutable_api_key_uid"),
-    ("actions", "immutable_api_key_actions"),
-    ("indexes", "immutable_api_key_indexes"),
-    ("expiresAt", "immutable_api_key_expires_at"),
-    ("createdAt", "immutable_api_key_created_at"),
-    ("updatedAt", "immutable_api_key_updated_at"),
+const IMMUTABLE_KEY_FIELDS: &[(&str, ErrorCode)] = &[
+    ("uid", ErrorCode::ImmutableApiKeyUid),
+    ("actions", ErrorCode::ImmutableApiKeyActions),
+    ("indexes", ErrorCode::ImmutableApiKeyIndexes),
+    ("expiresAt", ErrorCode::ImmutableApiKeyExpiresAt),
+    ("createdAt", ErrorCode::ImmutableApiKeyCreatedAt),
+    ("updatedAt", ErrorCode::ImmutableApiKeyUpdatedAt),
 ];
 
 /// Validates a `PATCH /keys` body as Meilisearch 1.50 does (`PatchApiKey`, checked against
@@ -273,36 +303,42 @@ pub fn validate_key_patch(body: &Value) -> Result<(), ApiError> {
     const ACCEPTED: &[&str] = &["description", "name"];
     let expected = "expected one of `description`, `name`";
     let Some(fields) = body.as_object() else {
-        return Err(ApiError::invalid(
-            "bad_request",
+        return Err(ApiError::core(
+            ErrorCode::BadRequest,
             format!(
                 "Invalid value type: expected an object, but found {}",
-                crate::api::describe_json_value(body)
+                crate::http_types::describe_json_value(body)
             ),
         ));
     };
     for (k, v) in fields {
         if let Some((_, code)) = IMMUTABLE_KEY_FIELDS.iter().find(|(f, _)| f == k) {
-            return Err(ApiError::invalid(
-                code,
+            return Err(ApiError::core(
+                *code,
                 format!("Immutable field `{k}`: {expected}"),
             ));
         }
         if !ACCEPTED.contains(&k.as_str()) {
-            return Err(ApiError::invalid(
-                "bad_request",
+            return Err(ApiError::core(
+                ErrorCode::BadRequest,
                 format!(
                     "Unknown field `{k}`: {}{expected}",
-                    crate::api::did_you_mean(k, ACCEPTED)
+                    crate::http_types::did_you_mean(k, ACCEPTED)
                 ),
             ));
         }
         if !(v.is_string() || v.is_null()) {
-            return Err(ApiError::invalid(
-                &format!("invalid_api_key_{k}"),
+            // Only the accepted fields get here.
+            let code = if k == "name" {
+                ErrorCode::InvalidApiKeyName
+            } else {
+                ErrorCode::InvalidApiKeyDescription
+            };
+            return Err(ApiError::core(
+                code,
                 format!(
                     "Invalid value type at `.{k}`: expected a string, but found {}",
-                    crate::api::describe_json_value(v)
+                    crate::http_types::describe_json_value(v)
                 ),
             ));
         }

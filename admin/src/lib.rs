@@ -6,30 +6,37 @@
 //!
 //! ```text
 //!  data plane ──control socket (HTTP/1.1 over Unix)──► routes.rs
-//!      ▲                                                 ├─ tasks/      task registry
-//!      │ snapshot (LMDB)                                 ├─ broadcast   index lifecycle, settings,
-//!      └──────────── state.rs publish ◄──────────────────┤              prepare-write
-//!                                                        ├─ keys        API keys
-//!  operators ──admin REST /_miroir/* (TCP)──► routes.rs  ├─ reads       aggregated reads
-//!                                                        ├─ admin_api   topology, ready, metrics
-//!                                                        ├─ health      node health checks
-//!                                                        └─ store/      task store (LMDB | Redis)
+//!      ▲                                                 ├─ tasks/        task registry
+//!      │ snapshot (LMDB)                                 ├─ broadcast/    index lifecycle, settings,
+//!      └──────────── state.rs publish ◄──────────────────┤                prepare-write
+//!                                                        ├─ keys          API keys
+//!  operators ──admin REST /_miroir/* (TCP)──► routes.rs  ├─ reads         aggregated reads
+//!                                                        ├─ operator_api  topology, ready, metrics
+//!                                                        ├─ health        node health checks
+//!                                                        └─ store/        task store (LMDB | Redis)
 //! ```
+//!
+//! Imports point one way (`tests/module_layers.rs` fails on a cycle): leaf modules
+//! (`coverage`, `node_client`, `node_health`, `size_format`, `store`, `timefmt`,
+//! `http_types`) at the bottom, then `state`, then what builds on it (`keys`, `repair`,
+//! `metrics`), then `health`, `tasks` and `broadcast` (in that order), then the handlers
+//! (`reads`, `operator_api`), `routes` and `server`.
 //!
 //! - [`state::Admin`] holds the state; index metadata and API keys are persisted in the task
 //!   store's metadata KV and published as [`miroir_core::snapshot::Snapshot`] generations.
 //! - Everything the data plane forwards is answered by [`routes::handle`], whose handlers are
-//!   plain async functions over [`api::Req`]/[`api::Resp`], independent of hyper.
+//!   plain async functions over [`http_types::Req`]/[`http_types::Resp`], independent of hyper.
 //! - The wire contract with the data plane is `docs/internals/control-protocol.md`.
 
-pub mod admin_api;
-pub mod api;
 pub mod broadcast;
 pub mod coverage;
 pub mod health;
+pub mod http_types;
 pub mod keys;
 pub mod metrics;
 pub mod node_client;
+pub mod node_health;
+pub mod operator_api;
 pub mod reads;
 pub mod repair;
 pub mod routes;
@@ -86,7 +93,7 @@ pub async fn start(config: Config) -> Result<Running, RunError> {
     tasks::fail_interrupted(&admin)
         .await
         .map_err(|e| RunError::Api(e.to_string()))?;
-    admin.ensure_default_keys().await?;
+    keys::ensure_defaults(&admin).await?;
     admin.publish().await?;
 
     let addr = format!("{}:{}", admin.config.admin.bind, admin.config.admin.port);

@@ -1,30 +1,9 @@
 //! Prometheus metrics of the admin process (`GET /_miroir/metrics`): node health, task
-//! registry size, broadcast outcomes, snapshot publishes, data-plane liveness.
+//! registry size, broadcast outcomes, snapshot publishes, data-plane liveness. The counters
+//! themselves are [`crate::state::Metrics`], kept with the state every module updates.
 
 use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
-
-#[derive(Debug, Default)]
-pub struct Metrics {
-    pub broadcasts_succeeded: AtomicU64,
-    pub broadcasts_failed: AtomicU64,
-    pub rollbacks: AtomicU64,
-    pub snapshot_publishes: AtomicU64,
-    pub tasks_registered: AtomicU64,
-    /// Node-tracked tasks that finished while some node never got the write.
-    pub tasks_missing_copies: AtomicU64,
-}
-
-impl Metrics {
-    pub fn broadcast(&self, ok: bool) {
-        let c = if ok {
-            &self.broadcasts_succeeded
-        } else {
-            &self.broadcasts_failed
-        };
-        c.fetch_add(1, Ordering::Relaxed);
-    }
-}
+use std::sync::atomic::Ordering;
 
 /// Renders the text exposition format.
 pub async fn render(admin: &crate::state::Admin) -> String {

@@ -3,8 +3,8 @@
 //! every node with replica copies divided out (`miroir-merge`'s stats merge), and an index's
 //! fields united over every node.
 
-use crate::api::{encode_segment, ApiError, Req, Resp};
 use crate::broadcast::setting_key;
+use crate::http_types::{encode_segment, ApiError, Req, Resp};
 use crate::state::Admin;
 use hyper::Method;
 use miroir_core::error::ErrorCode;

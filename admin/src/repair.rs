@@ -26,8 +26,8 @@
 //! node's `GET /settings` redacts embedder API keys, and writing them back would break the
 //! embedder (assumption about Meilisearch ≥ 1.6 behaviour; logged when a peer has embedders).
 
-use crate::api::encode_segment;
-use crate::health::NodeHealth;
+use crate::http_types::encode_segment;
+use crate::node_health::NodeHealth;
 use crate::state::{Admin, AdminError};
 use hyper::Method;
 use serde_json::Value;

@@ -7,7 +7,7 @@
 //! - `/_miroir/*` always needs the admin key (`Authorization: Bearer` or `X-Admin-Key`),
 //!   compared in constant time, on both listeners.
 
-use crate::api::{percent_decode, ApiError, Req, Resp};
+use crate::http_types::{percent_decode, ApiError, Req, Resp};
 use crate::state::{Admin, Heartbeat};
 use crate::store::TaskType;
 use crate::{broadcast, keys, reads, tasks};
@@ -61,7 +61,7 @@ fn not_found() -> ApiError {
 /// Handles one request; never fails (errors become Meilisearch error responses).
 pub async fn handle(admin: &Arc<Admin>, listener: Listener, req: Req) -> Resp {
     // Every task this request creates carries the client's `?customMetadata=`.
-    let custom = crate::api::query_pairs(&req.query)
+    let custom = crate::http_types::query_pairs(&req.query)
         .into_iter()
         .find(|(k, _)| k == "customMetadata")
         .map(|(_, v)| v);
@@ -77,12 +77,10 @@ async fn route(admin: &Arc<Admin>, listener: Listener, req: &Req) -> Result<Resp
         match req.header("miroir-control-version") {
             Some(CONTROL_VERSION) => {}
             other => {
-                return Err(ApiError::Code {
-                    status: 400,
-                    code: "miroir_control_version".into(),
-                    kind: "invalid_request",
-                    message: format!("this admin speaks control protocol version {CONTROL_VERSION}, the request carried {other:?}"),
-                })
+                return Err(ApiError::core(
+                    ErrorCode::MiroirControlVersion,
+                    format!("this admin speaks control protocol version {CONTROL_VERSION}, the request carried {other:?}"),
+                ))
             }
         }
     }
@@ -97,7 +95,7 @@ async fn route(admin: &Arc<Admin>, listener: Listener, req: &Req) -> Result<Resp
     let m = &req.method;
     if s.first() == Some(&"_miroir") {
         check_admin_key(admin, req)?;
-        return crate::admin_api::route(admin, m, &s[1..], req).await;
+        return crate::operator_api::route(admin, m, &s[1..], req).await;
     }
     if listener == Listener::AdminApi {
         return Err(not_found());

@@ -3,7 +3,7 @@
 //! a fresh one), echoed on the response and logged with method, path, status and duration —
 //! never headers or bodies (they carry keys and documents).
 
-use crate::api::{Req, Resp};
+use crate::http_types::{Req, Resp};
 use crate::routes::{handle, Listener};
 use crate::state::Admin;
 use bytes::Bytes;
@@ -74,11 +74,13 @@ async fn serve_one(
             let admin = admin.clone();
             match tokio::spawn(async move { handle(&admin, listener, req).await }).await {
                 Ok(resp) => resp,
-                Err(e) => crate::api::ApiError::internal(format!("request handler failed: {e}"))
-                    .into_resp(),
+                Err(e) => {
+                    crate::http_types::ApiError::internal(format!("request handler failed: {e}"))
+                        .into_resp()
+                }
             }
         }
-        Err(e) => crate::api::ApiError::core(
+        Err(e) => crate::http_types::ApiError::core(
             miroir_core::error::ErrorCode::PayloadTooLarge,
             format!("request body unreadable or too large: {e}"),
         )

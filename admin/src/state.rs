@@ -9,20 +9,23 @@
 //! Publishing: [`Admin::publish`] builds a [`Snapshot`] from the current state and writes it
 //! as the next LMDB generation. Builds and writes are serialised by one async lock so
 //! generations are published in the order their contents were built.
+//!
+//! The bottom layer of the admin: it imports only leaf modules (no handler, loop or
+//! broadcast), so everything else can build on it without an import cycle.
 
-use crate::api::ApiError;
 use crate::coverage::{self, CoverNode};
-use crate::health::{unix_ms, NodeHealth};
-use crate::metrics::Metrics;
 use crate::node_client::NodeClient;
+use crate::node_health::{unix_ms, NodeHealth};
 use crate::store::TaskStore;
 use miroir_core::config::Config;
+use miroir_core::error::{CodedError, ErrorCode};
 use miroir_core::ids::{GroupId, NodeId};
 use miroir_core::snapshot::{ApiKey, IndexMeta, Snapshot};
 use miroir_core::snapshot_store::SnapshotStore;
 use miroir_core::topology::Node;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -41,6 +44,29 @@ pub struct Heartbeat {
     pub epoch: u64,
     pub pid: u32,
     pub at: Instant,
+}
+
+/// The admin's counters, rendered by [`crate::metrics`] (`GET /_miroir/metrics`).
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub broadcasts_succeeded: AtomicU64,
+    pub broadcasts_failed: AtomicU64,
+    pub rollbacks: AtomicU64,
+    pub snapshot_publishes: AtomicU64,
+    pub tasks_registered: AtomicU64,
+    /// Node-tracked tasks that finished while some node never got the write.
+    pub tasks_missing_copies: AtomicU64,
+}
+
+impl Metrics {
+    pub fn broadcast(&self, ok: bool) {
+        let c = if ok {
+            &self.broadcasts_succeeded
+        } else {
+            &self.broadcasts_failed
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 #[derive(Debug, Default)]
@@ -80,9 +106,10 @@ pub enum AdminError {
     Join(String),
 }
 
-impl From<AdminError> for ApiError {
-    fn from(e: AdminError) -> Self {
-        ApiError::internal(e.to_string())
+/// The admin's own state failing (store, snapshot channel, corrupt metadata) is `internal`.
+impl CodedError for AdminError {
+    fn error_code(&self) -> ErrorCode {
+        ErrorCode::Internal
     }
 }
 
@@ -294,7 +321,7 @@ impl Admin {
         self.lock().generation = generation;
         self.metrics
             .snapshot_publishes
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            .fetch_add(1, Ordering::Relaxed);
         Ok(generation)
     }
 
@@ -356,45 +383,6 @@ impl Admin {
             self.config.replication_factor,
             shards,
         )
-    }
-
-    /// Creates the default keys once (first start) in the store, with fixed uids.
-    pub async fn ensure_default_keys(&self) -> Result<(), AdminError> {
-        if self.node_master_key().is_none() {
-            return Ok(()); // No master key: Meilisearch has no keys API either.
-        }
-        // One timestamp for the keys created now: `GET /keys` then lists them in uid
-        // order, which is Meilisearch's listing order (keys::DEFAULT_KEYS).
-        let now = crate::timefmt::now_rfc3339();
-        for (uid, name, description, actions) in crate::keys::DEFAULT_KEYS {
-            if self.lock().keys.contains_key(*uid) {
-                continue;
-            }
-            let key = crate::keys::key_object(
-                self.node_master_key().unwrap_or_default(),
-                uid,
-                name,
-                description,
-                actions,
-                &now,
-            );
-            self.put_key(uid, key).await?;
-        }
-        Ok(())
-    }
-
-    /// Makes sure every live node has every Miroir key (same uid → same key value). Runs
-    /// after each health round so a node that was down or is new catches up.
-    pub async fn ensure_default_keys_on_nodes(&self) {
-        if self.node_master_key().is_none() {
-            return;
-        }
-        let keys: Vec<Value> = self.lock().keys.values().cloned().collect();
-        for node in self.live_nodes() {
-            if let Err(e) = crate::keys::sync_node_keys(&self.client, &node.address, &keys).await {
-                tracing::warn!(node = %node.id, error = %e, "syncing API keys to node failed");
-            }
-        }
     }
 
     pub fn last_seen(&self) -> u64 {

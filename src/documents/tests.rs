@@ -177,7 +177,7 @@ fn pk_resolution_order() {
             existing: "sku".into()
         }
     );
-    assert_eq!(e.code(), ErrorCode::IndexPrimaryKeyAlreadyExists);
+    assert_eq!(e.error_code(), ErrorCode::IndexPrimaryKeyAlreadyExists);
     assert_eq!(e.to_string(), "Index already has a primary key: `sku`.");
 }
 
@@ -203,9 +203,15 @@ fn inference_rules() {
         e.to_string(),
         "The primary key inference failed as the engine found 2 fields ending with `id` in their names: 'id' and 'user_id'. Please specify the primary key manually using the `primaryKey` query parameter."
     );
-    assert_eq!(e.code(), ErrorCode::IndexPrimaryKeyMultipleCandidatesFound);
+    assert_eq!(
+        e.error_code(),
+        ErrorCode::IndexPrimaryKeyMultipleCandidatesFound
+    );
     let none = prepare(r#"[{"title":"x"}]"#, PayloadFormat::Json, &opts()).unwrap_err();
-    assert_eq!(none.code(), ErrorCode::IndexPrimaryKeyNoCandidateFound);
+    assert_eq!(
+        none.error_code(),
+        ErrorCode::IndexPrimaryKeyNoCandidateFound
+    );
     assert!(none.to_string().starts_with(
         "The primary key inference failed as the engine did not find any field ending with `id`"
     ));
@@ -241,7 +247,7 @@ fn missing_pk_rejects_the_whole_batch() {
         m.message
     );
     let null = prepare(r#"[{"id":null}]"#, PayloadFormat::Json, &with_pk("id")).unwrap_err();
-    assert_eq!(null.code(), ErrorCode::MiroirPrimaryKeyRequired);
+    assert_eq!(null.error_code(), ErrorCode::MiroirPrimaryKeyRequired);
 }
 
 #[test]
@@ -264,7 +270,7 @@ fn invalid_ids_use_meilisearch_error() {
             },
             "{doc}"
         );
-        assert_eq!(e.code(), ErrorCode::InvalidDocumentId);
+        assert_eq!(e.error_code(), ErrorCode::InvalidDocumentId);
     }
     let e = DocumentError::InvalidDocumentId {
         value: "\"a b\"".into(),
@@ -279,7 +285,7 @@ fn invalid_ids_use_meilisearch_error() {
     assert_eq!(
         prepare(&too_long, PayloadFormat::Json, &opts())
             .unwrap_err()
-            .code(),
+            .error_code(),
         ErrorCode::InvalidDocumentId
     );
     // Integers of any sign and u64 range are valid.
@@ -304,7 +310,7 @@ fn reserved_fields_are_refused() {
             field: SHARD_FIELD.into()
         }
     );
-    assert_eq!(e.code(), ErrorCode::MiroirReservedField);
+    assert_eq!(e.error_code(), ErrorCode::MiroirReservedField);
     let extra = vec!["_miroir_updated_at".to_string()];
     let o = BatchOptions {
         extra_reserved: &extra,
@@ -316,7 +322,7 @@ fn reserved_fields_are_refused() {
         &o,
     )
     .unwrap_err();
-    assert_eq!(e.code(), ErrorCode::MiroirReservedField);
+    assert_eq!(e.error_code(), ErrorCode::MiroirReservedField);
     assert!(e.to_string().contains("`_miroir_updated_at`"));
     // Nested names are not reserved (they flatten to `a._miroir_shard`).
     assert!(prepare(
@@ -327,14 +333,14 @@ fn reserved_fields_are_refused() {
     .is_ok());
     // The reserved check comes before PK inference, so it is reported even without an id.
     let e = prepare(r#"{"_miroir_shard":1}"#, PayloadFormat::Json, &opts()).unwrap_err();
-    assert_eq!(e.code(), ErrorCode::MiroirReservedField);
+    assert_eq!(e.error_code(), ErrorCode::MiroirReservedField);
 }
 
 #[test]
 fn payload_errors() {
     let e = prepare("", PayloadFormat::Json, &opts()).unwrap_err();
     assert_eq!(e.to_string(), "A json payload is missing.");
-    assert_eq!(e.code(), ErrorCode::MissingPayload);
+    assert_eq!(e.error_code(), ErrorCode::MissingPayload);
     assert_eq!(
         prepare("", PayloadFormat::Csv { delimiter: b',' }, &opts())
             .unwrap_err()
@@ -365,7 +371,7 @@ fn payload_errors() {
             },
             "{body}"
         );
-        assert_eq!(e.code(), ErrorCode::MalformedPayload);
+        assert_eq!(e.error_code(), ErrorCode::MalformedPayload);
     }
     assert_eq!(
         DocumentError::MalformedPayload { format: "json", detail: NOT_OBJECTS.into() }.to_string(),
@@ -380,7 +386,7 @@ fn payload_errors() {
         }
     );
     let e = prepare_batch(b"[{\"id\":\"\xff\"}]", PayloadFormat::Json, &opts()).unwrap_err();
-    assert_eq!(e.code(), ErrorCode::MalformedPayload);
+    assert_eq!(e.error_code(), ErrorCode::MalformedPayload);
 }
 
 #[test]
@@ -399,7 +405,7 @@ fn deep_nesting_does_not_overflow_the_stack() {
         } else {
             &deep[1..deep.len() - 1]
         };
-        let b = prepare(body, format, &opts()).map_err(|e| e.code());
+        let b = prepare(body, format, &opts()).map_err(|e| e.error_code());
         assert_eq!(b.map(|b| b.document_count()), Ok(1));
     }
     let ids = format!("[{}{}]", "[".repeat(100_000), "]".repeat(100_000));
@@ -535,7 +541,7 @@ fn csv_errors() {
         "{e:?}"
     );
     let e = prepare("title\nx\n", csv, &with_pk("id")).unwrap_err();
-    assert_eq!(e.code(), ErrorCode::MiroirPrimaryKeyRequired);
+    assert_eq!(e.error_code(), ErrorCode::MiroirPrimaryKeyRequired);
     let e = prepare("id:number\n1.5\n", csv, &opts()).unwrap_err();
     assert_eq!(
         e,
@@ -551,16 +557,16 @@ fn csv_errors() {
         }
     );
     let e = prepare("id:boolean\ntrue\n", csv, &opts()).unwrap_err();
-    assert_eq!(e.code(), ErrorCode::InvalidDocumentId);
+    assert_eq!(e.error_code(), ErrorCode::InvalidDocumentId);
     let e = prepare("id,n:number\n1,abc\n", csv, &opts()).unwrap_err();
     assert_eq!(
         e.to_string(),
         "The `csv` payload provided is malformed: `could not parse `abc` as a number for the field `n` at line 2`."
     );
     let e = prepare("id,b:boolean\n1,yes\n", csv, &opts()).unwrap_err();
-    assert_eq!(e.code(), ErrorCode::MalformedPayload);
+    assert_eq!(e.error_code(), ErrorCode::MalformedPayload);
     let e = prepare("id,a\n1,2,3\n", csv, &opts()).unwrap_err();
-    assert_eq!(e.code(), ErrorCode::MalformedPayload);
+    assert_eq!(e.error_code(), ErrorCode::MalformedPayload);
     let e = prepare("id,_miroir_shard:number\n1,2\n", csv, &opts()).unwrap_err();
     assert_eq!(
         e,
@@ -701,7 +707,7 @@ fn delete_batch_routes_like_meilisearch_stringifies() {
     assert_eq!(v.as_array().unwrap().len(), 5);
     assert_eq!(d.render(&[]), b"[]");
     let e = prepare_delete_batch(br#"{"ids":[1]}"#, S).unwrap_err();
-    assert_eq!(e.code(), ErrorCode::BadRequest);
+    assert_eq!(e.error_code(), ErrorCode::BadRequest);
     assert!(
         e.to_string()
             .starts_with("Json deserialize error: invalid type: map"),

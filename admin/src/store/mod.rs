@@ -41,6 +41,7 @@ pub use self::lmdb_store::LmdbTaskStore;
 pub use self::redis_store::RedisTaskStore;
 
 use miroir_core::config::{Config, TaskStoreBackend};
+use miroir_core::error::{CodedError, ErrorCode};
 use miroir_core::ids::{NodeId, TaskUid};
 use serde::{Deserialize, Serialize};
 use std::future::Future;
@@ -448,4 +449,15 @@ pub enum StoreError {
     /// A blocking-pool job panicked or the runtime is shutting down.
     #[error("task store worker failed: {0}")]
     Worker(String),
+}
+
+/// Every store failure is Miroir's own problem, answered `internal` (the client cannot fix it).
+impl CodedError for StoreError {
+    fn error_code(&self) -> ErrorCode {
+        ErrorCode::Internal
+    }
+
+    fn error_message(&self) -> String {
+        format!("task store: {self}")
+    }
 }

@@ -17,7 +17,7 @@
 pub mod aggregate;
 pub mod query;
 
-use crate::api::{ApiError, Req, Resp};
+use crate::http_types::{ApiError, Req, Resp};
 use crate::state::Admin;
 use crate::store::{
     FailedNode, NewTask, NodeTask as StoreNodeTask, TaskRecord, TaskState, TaskStatus, TaskType,
@@ -478,8 +478,8 @@ pub fn pattern_allows(patterns: &[String], index: &str) -> bool {
 
 /// Meilisearch's error for a non-numeric `/tasks/{uid}` or `/batches/{uid}` (index-scheduler's
 /// `InvalidTaskUid` / `InvalidBatchUid`).
-pub fn invalid_uid_in_path(what: &str, code: &str, uid: &str) -> ApiError {
-    ApiError::invalid(
+pub fn invalid_uid_in_path(what: &str, code: ErrorCode, uid: &str) -> ApiError {
+    ApiError::core(
         code,
         format!("{what} uid `{uid}` is invalid. It should only contain numeric characters."),
     )
@@ -489,7 +489,7 @@ pub fn invalid_uid_in_path(what: &str, code: &str, uid: &str) -> ApiError {
 pub async fn get(admin: &Admin, uid: &str, req: Option<&Req>) -> Result<Resp, ApiError> {
     let n: u32 = uid
         .parse()
-        .map_err(|_| invalid_uid_in_path("Task", "invalid_task_uids", uid))?;
+        .map_err(|_| invalid_uid_in_path("Task", ErrorCode::InvalidTaskUids, uid))?;
     let rec = admin
         .store
         .get_task(TaskUid(n))
@@ -561,14 +561,9 @@ pub fn batch_of(task: &Value) -> Value {
 pub async fn get_batch(admin: &Admin, uid: &str, req: &Req) -> Result<Resp, ApiError> {
     let n: u32 = uid
         .parse()
-        .map_err(|_| invalid_uid_in_path("Batch", "invalid_batch_uids", uid))?;
+        .map_err(|_| invalid_uid_in_path("Batch", ErrorCode::InvalidBatchUids, uid))?;
     let rec = admin.store.get_task(TaskUid(n)).await?;
-    let not_found = || ApiError::Code {
-        status: 404,
-        code: "batch_not_found".into(),
-        kind: "invalid_request",
-        message: format!("Batch `{n}` not found."),
-    };
+    let not_found = || ApiError::core(ErrorCode::BatchNotFound, format!("Batch `{n}` not found."));
     let rec = rec.ok_or_else(not_found)?;
     if let Some(patterns) = key_patterns(admin, Some(req)) {
         if !rec
@@ -605,8 +600,8 @@ async fn matching(
 ) -> Result<(Vec<TaskRecord>, String), ApiError> {
     let parsed = query::parse(&req.query, query::Purpose::CancelOrDelete)?;
     if !parsed.has_filter {
-        return Err(ApiError::invalid(
-            "missing_task_filters",
+        return Err(ApiError::core(
+            ErrorCode::MissingTaskFilters,
             format!("Query parameters to filter the tasks to {what} are missing. Available query parameters are: `uids`, `indexUids`, `statuses`, `types`, `canceledBy`, `beforeEnqueuedAt`, `afterEnqueuedAt`, `beforeStartedAt`, `afterStartedAt`, `beforeFinishedAt`, `afterFinishedAt`."),
         ));
     }

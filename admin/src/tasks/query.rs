@@ -13,8 +13,9 @@
 //!   midnight UTC for `before*` and the next day's midnight for `after*` (Meilisearch's
 //!   `deserialize_date`: "after 2026-11-23" means after that whole day).
 
-use crate::api::{query_pairs, ApiError};
+use crate::http_types::{query_pairs, ApiError};
 use crate::store::{TaskFilter, TaskQuery, TaskStatus, TaskType};
+use miroir_core::error::ErrorCode;
 use miroir_core::ids::TaskUid;
 use time::OffsetDateTime;
 
@@ -116,8 +117,8 @@ pub(crate) fn parse_index_uid(v: &str) -> Result<String, String> {
     }
 }
 
-fn invalid(code: &str, location: &str, msg: &str) -> ApiError {
-    ApiError::invalid(
+fn invalid(code: ErrorCode, location: &str, msg: &str) -> ApiError {
+    ApiError::core(
         code,
         format!("Invalid value in parameter `{location}`: {msg}"),
     )
@@ -127,7 +128,7 @@ fn invalid(code: &str, location: &str, msg: &str) -> ApiError {
 fn list<T>(
     value: &str,
     param: &str,
-    code: &str,
+    code: ErrorCode,
     parse: impl Fn(&str) -> Result<T, String>,
 ) -> Result<Option<Vec<T>>, ApiError> {
     let elements: Vec<&str> = value.split(',').filter(|v| !v.is_empty()).collect();
@@ -157,7 +158,7 @@ fn list<T>(
 fn date(
     value: &str,
     param: &str,
-    code: &str,
+    code: ErrorCode,
     after: bool,
 ) -> Result<Option<OffsetDateTime>, ApiError> {
     if value == "*" {
@@ -200,7 +201,7 @@ pub fn parse(raw: &str, purpose: Purpose) -> Result<Parsed, ApiError> {
     let mut f = TaskFilter::default();
     let mut q = TaskQuery::default();
     let mut has_filter = false;
-    let positive = |k: &str, v: &str, code: &str| -> Result<u32, ApiError> {
+    let positive = |k: &str, v: &str, code: ErrorCode| -> Result<u32, ApiError> {
         v.parse::<u32>().map_err(|_| {
             invalid(
                 code,
@@ -213,49 +214,56 @@ pub fn parse(raw: &str, purpose: Purpose) -> Result<Parsed, ApiError> {
         let is_filter = !matches!(k.as_str(), "from" | "limit" | "reverse");
         match k.as_str() {
             "uids" => {
-                f.uids = intersect(f.uids.take(), list(&v, &k, "invalid_task_uids", parse_uid)?)
+                f.uids = intersect(
+                    f.uids.take(),
+                    list(&v, &k, ErrorCode::InvalidTaskUids, parse_uid)?,
+                )
             }
             "batchUids" => {
                 f.uids = intersect(
                     f.uids.take(),
-                    list(&v, &k, "invalid_batch_uids", parse_uid)?,
+                    list(&v, &k, ErrorCode::InvalidBatchUids, parse_uid)?,
                 )
             }
-            "canceledBy" => f.canceled_by = list(&v, &k, "invalid_task_canceled_by", parse_uid)?,
-            "statuses" => f.statuses = list(&v, &k, "invalid_task_statuses", parse_status)?,
+            "canceledBy" => {
+                f.canceled_by = list(&v, &k, ErrorCode::InvalidTaskCanceledBy, parse_uid)?
+            }
+            "statuses" => f.statuses = list(&v, &k, ErrorCode::InvalidTaskStatuses, parse_status)?,
             "types" => {
-                f.types = list(&v, &k, "invalid_task_types", parse_type)?
+                f.types = list(&v, &k, ErrorCode::InvalidTaskTypes, parse_type)?
                     .map(|l| l.into_iter().flatten().collect())
             }
-            "indexUids" => f.index_uids = list(&v, &k, "invalid_index_uid", parse_index_uid)?,
+            "indexUids" => {
+                f.index_uids = list(&v, &k, ErrorCode::InvalidIndexUid, parse_index_uid)?
+            }
             "beforeEnqueuedAt" => {
-                f.before_enqueued_at = date(&v, &k, "invalid_task_before_enqueued_at", false)?
+                f.before_enqueued_at = date(&v, &k, ErrorCode::InvalidTaskBeforeEnqueuedAt, false)?
             }
             "afterEnqueuedAt" => {
-                f.after_enqueued_at = date(&v, &k, "invalid_task_after_enqueued_at", true)?
+                f.after_enqueued_at = date(&v, &k, ErrorCode::InvalidTaskAfterEnqueuedAt, true)?
             }
             "beforeStartedAt" => {
-                f.before_started_at = date(&v, &k, "invalid_task_before_started_at", false)?
+                f.before_started_at = date(&v, &k, ErrorCode::InvalidTaskBeforeStartedAt, false)?
             }
             "afterStartedAt" => {
-                f.after_started_at = date(&v, &k, "invalid_task_after_started_at", true)?
+                f.after_started_at = date(&v, &k, ErrorCode::InvalidTaskAfterStartedAt, true)?
             }
             "beforeFinishedAt" => {
-                f.before_finished_at = date(&v, &k, "invalid_task_before_finished_at", false)?
+                f.before_finished_at = date(&v, &k, ErrorCode::InvalidTaskBeforeFinishedAt, false)?
             }
             "afterFinishedAt" => {
-                f.after_finished_at = date(&v, &k, "invalid_task_after_finished_at", true)?
+                f.after_finished_at = date(&v, &k, ErrorCode::InvalidTaskAfterFinishedAt, true)?
             }
             "from" if purpose == Purpose::List => {
-                q.from = Some(TaskUid(positive(&k, &v, "invalid_task_from")?))
+                q.from = Some(TaskUid(positive(&k, &v, ErrorCode::InvalidTaskFrom)?))
             }
             "limit" if purpose == Purpose::List => {
-                q.limit = positive(&k, &v, "invalid_task_limit")?
+                q.limit = positive(&k, &v, ErrorCode::InvalidTaskLimit)?
             }
             "reverse" if purpose == Purpose::List => {
                 q.reverse = v.parse().map_err(|_| {
                     invalid(
-                        "invalid_task_reverse",
+                        ErrorCode::InvalidTaskReverse,
                         &k,
                         &format!(
                             "could not parse `{v}` as a boolean, expected either `true` or `false`"
@@ -268,8 +276,8 @@ pub fn parse(raw: &str, purpose: Purpose) -> Result<Parsed, ApiError> {
                     Purpose::List => LIST_PARAMS,
                     Purpose::CancelOrDelete => CANCEL_DELETE_PARAMS,
                 };
-                return Err(ApiError::invalid(
-                    "bad_request",
+                return Err(ApiError::core(
+                    ErrorCode::BadRequest,
                     format!("Unknown parameter `{other}`: expected one of {expected}"),
                 ));
             }

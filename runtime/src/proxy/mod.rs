@@ -71,7 +71,7 @@ use miroir_core::ids::{GroupId, NodeId, ShardId};
 use miroir_core::routing::ShardMap;
 use miroir_core::snapshot::{IndexMeta, Snapshot};
 use miroir_core::topology::Topology;
-use miroir_core::{ErrorCode, MeiliError};
+use miroir_core::{CodedError, ErrorCode, MeiliError};
 use router::Route;
 use scatter::{NodeAssignment, ReadTable};
 use std::cell::{Cell, RefCell};

@@ -17,7 +17,7 @@
 //! only look at the status for these.
 
 use crate::http::types::Method;
-use miroir_core::{ErrorCode, MeiliError};
+use miroir_core::{CodedError, ErrorCode};
 
 /// How a document write treats existing documents (Meilisearch: POST replaces, PUT merges).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -182,13 +182,20 @@ pub enum RouteError {
     MethodNotAllowed,
 }
 
-impl RouteError {
-    pub fn to_meili(self) -> MeiliError {
+impl std::fmt::Display for RouteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RouteError::NotFound => "Not Found",
+            RouteError::MethodNotAllowed => "Method Not Allowed",
+        })
+    }
+}
+
+impl CodedError for RouteError {
+    fn error_code(&self) -> ErrorCode {
         match self {
-            RouteError::NotFound => MeiliError::new(ErrorCode::NotFound, "Not Found"),
-            RouteError::MethodNotAllowed => {
-                MeiliError::new(ErrorCode::MethodNotAllowed, "Method Not Allowed")
-            }
+            RouteError::NotFound => ErrorCode::NotFound,
+            RouteError::MethodNotAllowed => ErrorCode::MethodNotAllowed,
         }
     }
 }

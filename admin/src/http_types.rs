@@ -3,7 +3,7 @@
 //! Meilisearch error body.
 
 use bytes::Bytes;
-use miroir_core::error::{link_for, ErrorCode, MeiliError};
+use miroir_core::error::{link_for, CodedError, ErrorCode};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -98,17 +98,12 @@ impl Resp {
     }
 }
 
-/// An error answered to the client: either one of the core's codes, a Meilisearch code the
-/// core's table does not list (e.g. `invalid_task_statuses`), or a node's error relayed
-/// verbatim.
+/// An error answered to the client: one of the codes of the core's table
+/// (`miroir_core::error`), or a node's error relayed verbatim.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ApiError {
-    Code {
-        status: u16,
-        code: String,
-        kind: &'static str,
-        message: String,
-    },
+    /// A code of the table (its status, type and link come from there) and Miroir's message.
+    Code { code: ErrorCode, message: String },
     /// A node's error body and status, forwarded unchanged.
     Node { status: u16, body: Value },
 }
@@ -116,19 +111,7 @@ pub enum ApiError {
 impl ApiError {
     pub fn core(code: ErrorCode, message: impl Into<String>) -> ApiError {
         ApiError::Code {
-            status: code.status(),
-            code: code.code().to_string(),
-            kind: code.error_type().as_str(),
-            message: message.into(),
-        }
-    }
-
-    /// A Meilisearch `invalid_request` error with a code not in the core's table.
-    pub fn invalid(code: &str, message: impl Into<String>) -> ApiError {
-        ApiError::Code {
-            status: 400,
-            code: code.to_string(),
-            kind: "invalid_request",
+            code,
             message: message.into(),
         }
     }
@@ -139,26 +122,20 @@ impl ApiError {
 
     pub fn status(&self) -> u16 {
         match self {
-            ApiError::Code { status, .. } | ApiError::Node { status, .. } => *status,
+            ApiError::Code { code, .. } => code.status(),
+            ApiError::Node { status, .. } => *status,
         }
     }
 
     /// The Meilisearch error body `{message, code, type, link}`.
     pub fn body(&self) -> Value {
         match self {
-            ApiError::Code {
-                code,
-                kind,
-                message,
-                ..
-            } => {
-                let link = if code.starts_with("miroir_") {
-                    link_for(ErrorCode::MiroirNoQuorum).replace("miroir_no_quorum", code)
-                } else {
-                    format!("https://docs.meilisearch.com/errors#{code}")
-                };
-                serde_json::json!({"message": message, "code": code, "type": kind, "link": link})
-            }
+            ApiError::Code { code, message } => serde_json::json!({
+                "message": message,
+                "code": code.code(),
+                "type": code.error_type().as_str(),
+                "link": link_for(*code),
+            }),
             ApiError::Node { body, .. } => body.clone(),
         }
     }
@@ -168,15 +145,11 @@ impl ApiError {
     }
 }
 
-impl From<MeiliError> for ApiError {
-    fn from(e: MeiliError) -> Self {
-        ApiError::core(e.code, e.message)
-    }
-}
-
-impl From<crate::store::StoreError> for ApiError {
-    fn from(e: crate::store::StoreError) -> Self {
-        ApiError::internal(format!("task store: {e}"))
+/// Every typed error of a layer ([`miroir_core::error::MeiliError`] included) answers with
+/// its code.
+impl<E: CodedError> From<E> for ApiError {
+    fn from(e: E) -> Self {
+        ApiError::core(e.error_code(), e.error_message())
     }
 }
 
@@ -350,7 +323,7 @@ mod tests {
 
     #[test]
     fn errors_render_meilisearch_bodies() {
-        let e = ApiError::invalid("invalid_task_statuses", "bad");
+        let e = ApiError::core(ErrorCode::InvalidTaskStatuses, "bad");
         let b = e.body();
         assert_eq!(
             b["link"],

@@ -2,8 +2,8 @@
 //! Topology operations (node add/drain/remove, rebalance) belong to a later issue and answer
 //! `501 miroir_not_implemented` until then.
 
-use crate::api::{ApiError, Req, Resp};
 use crate::coverage;
+use crate::http_types::{ApiError, Req, Resp};
 use crate::state::Admin;
 use hyper::Method;
 use miroir_core::error::ErrorCode;

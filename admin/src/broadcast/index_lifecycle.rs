@@ -1,0 +1,346 @@
+//! Index lifecycle broadcasts: create (`POST /indexes`), update and rename
+//! (`PATCH /indexes/{uid}`), delete, compact, and the implicit creation a first write or a
+//! settings update makes (`create_everywhere`), each with its rollback.
+
+use super::engine::{
+    dispatch, failed_task, index_not_found, index_task, refused_by_a_node, run_step, settle,
+    spawn_task, wait_task, Dispatched,
+};
+use super::settings::settings_path;
+use super::settings_translation::{initial_node_settings, DEFAULT_RANKING_RULES};
+use crate::http_types::{encode_segment, ApiError, Req, Resp};
+use crate::node_health::NodeHealth;
+use crate::state::Admin;
+use crate::store::TaskType;
+use hyper::Method;
+use miroir_core::error::ErrorCode;
+use miroir_core::snapshot::{FacetOrder, IndexMeta};
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+fn new_meta(admin: &Admin, uid: &str, primary_key: Option<String>) -> IndexMeta {
+    let now = crate::timefmt::now_rfc3339();
+    IndexMeta {
+        uid: uid.to_string(),
+        primary_key,
+        shards: admin.config.shards,
+        fields: Vec::new(),
+        searchable_wildcard: true,
+        displayed_wildcard: true,
+        ranking_rules: DEFAULT_RANKING_RULES
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        max_values_per_facet: 100,
+        sort_facet_values_by: [("*".to_string(), FacetOrder::Alpha)].into_iter().collect(),
+        max_total_hits: 1000,
+        created_at: now.clone(),
+        updated_at: now,
+        distinct_attribute: None,
+    }
+}
+
+/// `POST /indexes`.
+pub async fn create_index(admin: &Arc<Admin>, req: &Req) -> Result<Resp, ApiError> {
+    let body = req.json()?;
+    let Some(uid) = body.get("uid").and_then(Value::as_str).map(String::from) else {
+        // No string uid (missing, `12`, or not an object at all): Meilisearch refuses the
+        // body before enqueuing, so one node gives the exact error and nothing can change.
+        return Err(refused_by_a_node(admin, Method::POST, "/indexes", &body).await);
+    };
+    let pk = body
+        .get("primaryKey")
+        .and_then(Value::as_str)
+        .map(String::from);
+    let guard = admin.lock_scopes(vec![uid.clone()]).await;
+    let details = json!({"primaryKey": pk});
+    if admin.index(&uid).is_some() {
+        let e = ApiError::core(
+            ErrorCode::IndexAlreadyExists,
+            format!("Index `{uid}` already exists."),
+        );
+        return failed_task(admin, Some(&uid), TaskType::IndexCreation, details, e).await;
+    }
+    let nodes = admin.broadcast_nodes();
+    let created = match dispatch(admin, &nodes, Method::POST, "/indexes", Some(&body)).await {
+        Ok(d) => d,
+        Err((accepted, e)) => {
+            rollback_create(admin, &uid, accepted.into_iter().map(|d| d.node).collect()).await;
+            return Err(e);
+        }
+    };
+    spawn_task(
+        admin,
+        guard,
+        Some(&uid.clone()),
+        TaskType::IndexCreation,
+        details.clone(),
+        move |admin| async move {
+            if let Err(e) = settle(&admin, &created).await {
+                rollback_create(&admin, &uid, nodes).await;
+                return Err(e);
+            }
+            let meta = new_meta(&admin, &uid, pk);
+            if let Err(e) = run_step(
+                &admin,
+                &nodes,
+                Method::PATCH,
+                &settings_path(&uid),
+                Some(&initial_node_settings(&meta)),
+            )
+            .await
+            {
+                rollback_create(&admin, &uid, nodes).await;
+                return Err(e);
+            }
+            admin.put_index(meta).await?;
+            admin.publish().await?;
+            Ok(details)
+        },
+    )
+    .await
+}
+
+/// Deletes the index on `nodes` (best effort: a node that never created it answers a failed
+/// task, which is fine).
+async fn rollback_create(admin: &Admin, uid: &str, nodes: Vec<NodeHealth>) {
+    admin
+        .metrics
+        .rollbacks
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = format!("/indexes/{}", encode_segment(uid));
+    if let Ok(d) = dispatch(admin, &nodes, Method::DELETE, &path, None)
+        .await
+        .or_else(|(d, _)| Ok::<_, ()>(d))
+    {
+        let _ = settle(admin, &d).await;
+    }
+}
+
+/// `PATCH /indexes/{uid}`: primary key and, as in Meilisearch 1.50, a new `uid` (rename).
+pub async fn update_index(admin: &Arc<Admin>, uid: &str, req: &Req) -> Result<Resp, ApiError> {
+    let body = req.json()?;
+    let path = format!("/indexes/{}", encode_segment(uid));
+    let well_formed = body.as_object().is_some_and(|o| {
+        o.keys().all(|k| k == "uid" || k == "primaryKey")
+            && o.get("uid").is_none_or(|u| {
+                u.as_str()
+                    .is_some_and(|u| crate::tasks::query::parse_index_uid(u).is_ok())
+            })
+            && o.get("primaryKey")
+                .is_none_or(|p| p.is_string() || p.is_null())
+    });
+    if !well_formed {
+        // Refused by Meilisearch before enqueuing: its own message, nothing changes.
+        return Err(refused_by_a_node(admin, Method::PATCH, &path, &body).await);
+    }
+    let pk = body.get("primaryKey").cloned().unwrap_or(Value::Null);
+    let new_uid = body.get("uid").and_then(Value::as_str).map(String::from);
+    let mut scopes = vec![uid.to_string()];
+    scopes.extend(new_uid.clone());
+    let guard = admin.lock_scopes(scopes).await;
+    let mut details = json!({"primaryKey": pk});
+    if let Some(new) = &new_uid {
+        details["oldIndexUid"] = json!(uid);
+        details["newIndexUid"] = json!(new);
+    }
+    let refusal = if admin.index(uid).is_none() {
+        Some(index_not_found(uid))
+    } else {
+        new_uid
+            .as_deref()
+            .filter(|n| admin.index(n).is_some())
+            .map(|n| {
+                ApiError::core(
+                    ErrorCode::IndexAlreadyExists,
+                    format!("Index `{n}` already exists."),
+                )
+            })
+    };
+    if let Some(e) = refusal {
+        return failed_task(admin, Some(uid), TaskType::IndexUpdate, details, e).await;
+    }
+    let nodes = admin.broadcast_nodes();
+    let d = dispatch(admin, &nodes, Method::PATCH, &path, Some(&body))
+        .await
+        .map_err(|(_, e)| e)?;
+    let uid = uid.to_string();
+    spawn_task(
+        admin,
+        guard,
+        Some(&uid.clone()),
+        TaskType::IndexUpdate,
+        details.clone(),
+        move |admin| async move {
+            if let Err(e) = settle(&admin, &d).await {
+                // A primary key cannot be unset again, so that part of a partial failure is
+                // reported, not undone; a rename is undone where it happened, so the index
+                // keeps one name on every node.
+                if let Some(new) = &new_uid {
+                    undo_rename(&admin, &d, new, &uid).await;
+                }
+                return Err(e);
+            }
+            if let Some(mut meta) = admin.index(&uid) {
+                if let Some(pk) = pk.as_str() {
+                    meta.primary_key = Some(pk.to_string());
+                }
+                meta.updated_at = crate::timefmt::now_rfc3339();
+                if let Some(new) = &new_uid {
+                    meta.uid = new.clone();
+                    admin.put_index(meta).await?;
+                    admin.remove_index(&uid).await?;
+                } else {
+                    admin.put_index(meta).await?;
+                }
+                admin.publish().await?;
+            }
+            Ok(details)
+        },
+    )
+    .await
+}
+
+/// Renames `new` back to `old` on every node whose rename task succeeded (best effort).
+async fn undo_rename(admin: &Admin, tasks: &[Dispatched], new: &str, old: &str) {
+    admin
+        .metrics
+        .rollbacks
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut renamed = Vec::new();
+    for x in tasks {
+        if let Ok(t) = wait_task(admin, &x.node, x.task_uid).await {
+            if t["status"] == "succeeded" {
+                renamed.push(x.node.clone());
+            }
+        }
+    }
+    let path = format!("/indexes/{}", encode_segment(new));
+    if let Err(e) = run_step(
+        admin,
+        &renamed,
+        Method::PATCH,
+        &path,
+        Some(&json!({"uid": old})),
+    )
+    .await
+    {
+        tracing::error!(index = old, error = %e, "undoing a partial rename failed; node index names may differ");
+    }
+}
+
+/// `DELETE /indexes/{uid}`.
+pub async fn delete_index(admin: &Arc<Admin>, uid: &str) -> Result<Resp, ApiError> {
+    let path = format!("/indexes/{}", encode_segment(uid));
+    let owned = uid.to_string();
+    index_task(
+        admin,
+        uid,
+        TaskType::IndexDeletion,
+        json!({"deletedDocuments": 0}),
+        Method::DELETE,
+        path,
+        None,
+        move |admin, done| async move {
+            let deleted: u64 = done
+                .iter()
+                .filter_map(|t| t["details"]["deletedDocuments"].as_u64())
+                .sum();
+            admin.remove_index(&owned).await?;
+            admin.publish().await?;
+            Ok(json!({"deletedDocuments": deleted / u64::from(admin.copies())}))
+        },
+    )
+    .await
+}
+
+/// `POST /indexes/{uid}/compact` (Meilisearch 1.50): every node compacts its copy of the
+/// index; one `indexCompaction` task, succeeded when every node's is, whose
+/// `preCompactionSize`/`postCompactionSize` are the nodes' sums per copy of the data (as the
+/// stats are), human-formatted as Meilisearch writes them. An index Miroir does not know gets
+/// a failed task, as Meilisearch enqueues one that fails with `index_not_found`.
+pub async fn compact_index(admin: &Arc<Admin>, uid: &str) -> Result<Resp, ApiError> {
+    let path = format!("/indexes/{}/compact", encode_segment(uid));
+    index_task(
+        admin,
+        uid,
+        TaskType::IndexCompaction,
+        json!({}),
+        Method::POST,
+        path,
+        None,
+        |admin, done| async move {
+            let copies = u64::from(admin.copies()).max(1);
+            let mut details = serde_json::Map::new();
+            for k in ["preCompactionSize", "postCompactionSize"] {
+                let sizes: Option<Vec<u64>> = done
+                    .iter()
+                    .map(|t| {
+                        t["details"][k]
+                            .as_str()
+                            .and_then(crate::size_format::parse_human)
+                    })
+                    .collect();
+                if let Some(sizes) = sizes.filter(|s| !s.is_empty()) {
+                    let total = sizes.iter().sum::<u64>() / copies;
+                    details.insert(k.into(), json!(crate::size_format::human(total)));
+                }
+            }
+            Ok(Value::Object(details))
+        },
+    )
+    .await
+}
+
+/// Creates an index Miroir does not know on every node (waiting for the creation, so a
+/// refused uid fails here) with the initial node settings (enqueued, or awaited with
+/// `wait_settings`), and records its metadata. Rolls the creation back on failure.
+pub(super) async fn create_everywhere(
+    admin: &Admin,
+    nodes: &[NodeHealth],
+    uid: &str,
+    primary_key: Option<String>,
+    wait_settings: bool,
+) -> Result<IndexMeta, ApiError> {
+    let meta = new_meta(admin, uid, primary_key.clone());
+    let create = json!({"uid": uid, "primaryKey": primary_key});
+    let settings = initial_node_settings(&meta);
+    let created = if wait_settings {
+        match run_step(admin, nodes, Method::POST, "/indexes", Some(&create)).await {
+            Ok(_) => run_step(
+                admin,
+                nodes,
+                Method::PATCH,
+                &settings_path(uid),
+                Some(&settings),
+            )
+            .await
+            .map(|_| ()),
+            Err(e) => Err(e),
+        }
+    } else {
+        // Enqueue only (a write's first batch): each node processes the creation, the
+        // settings and then the write's documents in order, so waiting for the creation
+        // would only delay the client's first write (≈ 0.5 s on a real node). A node that
+        // refuses synchronously (an invalid uid) still fails it here.
+        match dispatch(admin, nodes, Method::POST, "/indexes", Some(&create)).await {
+            Ok(_) => dispatch(
+                admin,
+                nodes,
+                Method::PATCH,
+                &settings_path(uid),
+                Some(&settings),
+            )
+            .await
+            .map(|_| ())
+            .map_err(|(_, e)| e),
+            Err((_, e)) => Err(e),
+        }
+    };
+    if let Err(e) = created {
+        rollback_create(admin, uid, nodes.to_vec()).await;
+        return Err(e);
+    }
+    admin.put_index(meta.clone()).await?;
+    Ok(meta)
+}

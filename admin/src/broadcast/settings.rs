@@ -1,0 +1,209 @@
+//! Settings writes: every `PATCH /settings`, `PUT|PATCH|DELETE /settings/{sub}` and
+//! `DELETE /settings` becomes one settings patch applied to every reachable node with a
+//! snapshot of the old settings, verified by read-back, and rolled back on any failure
+//! (module docs of [`crate::broadcast`], "Unreachable nodes").
+
+use super::engine::{dispatch_reachable, require_coverage, run_step, settle, spawn_task};
+use super::index_lifecycle::create_everywhere;
+use super::settings_translation::{
+    readback_matches, setting_key, settings_details, translate_settings, RESET_ALL_DETAILS_EXTRA,
+    SETTINGS_ORDER,
+};
+use crate::http_types::{encode_segment, ApiError, Req, Resp};
+use crate::node_health::NodeHealth;
+use crate::state::Admin;
+use crate::store::TaskType;
+use hyper::Method;
+use miroir_core::error::ErrorCode;
+use miroir_core::topology::NodeStatus;
+use serde_json::{Map, Value};
+use std::sync::Arc;
+
+pub(super) fn settings_path(uid: &str) -> String {
+    format!("/indexes/{}/settings", encode_segment(uid))
+}
+
+/// Every settings write: `PATCH /settings`, `PUT|PATCH|DELETE /settings/{sub}`, `DELETE /settings`
+/// (`reset_all`). `client` is the equivalent `PATCH /settings` body.
+pub async fn update_settings(
+    admin: &Arc<Admin>,
+    uid: &str,
+    client: Map<String, Value>,
+    reset_all: bool,
+) -> Result<Resp, ApiError> {
+    let guard = admin.lock_scopes(vec![uid.to_string()]).await;
+    let mut echoed = client.clone();
+    if reset_all {
+        for k in RESET_ALL_DETAILS_EXTRA {
+            echoed.insert((*k).to_string(), Value::Null);
+        }
+    }
+    let details = settings_details(&echoed);
+    let meta = match admin.index(uid) {
+        Some(m) => m,
+        // Meilisearch creates a missing index on a settings update; so do we, first (and
+        // wait for it, so the rollback snapshot below already has `_miroir_shard`).
+        None => {
+            let nodes = admin.broadcast_nodes();
+            create_everywhere(admin, &nodes, uid, None, true).await?
+        }
+    };
+    let (node_patch, new_meta) = translate_settings(&client, &meta)?;
+    let path = settings_path(uid);
+    // 1. Snapshot what every reachable node has now: the rollback target. Nodes marked
+    //    failed or unreachable are set apart (module docs, "Unreachable nodes").
+    let mut nodes = Vec::new();
+    let mut before = Vec::new();
+    let mut unreachable = Vec::new();
+    for n in admin.broadcast_nodes() {
+        if n.status == NodeStatus::Failed {
+            unreachable.push(n);
+            continue;
+        }
+        match admin
+            .client
+            .send(&n.address, Method::GET, &path, None)
+            .await
+        {
+            Ok(r) if r.is_success() => {
+                before.push(r.json());
+                nodes.push(n);
+            }
+            Ok(r) => {
+                return Err(ApiError::Node {
+                    status: r.status,
+                    body: r.json(),
+                })
+            }
+            Err(_) => unreachable.push(n),
+        }
+    }
+    require_coverage(admin, uid, meta.shards, &unreachable)?;
+    let node_patch = Value::Object(node_patch);
+    // 2. Apply.
+    let applied = match dispatch_reachable(admin, &nodes, Method::PATCH, &path, Some(&node_patch))
+        .await
+        .and_then(|r| {
+            // Unreachable between the snapshot and now: set apart too, if coverage allows.
+            unreachable.extend(r.unreachable);
+            match require_coverage(admin, uid, meta.shards, &unreachable) {
+                Ok(()) => Ok(r.ok),
+                Err(e) => Err((r.ok, e)),
+            }
+        }) {
+        Ok(d) => d,
+        Err((accepted, e)) => {
+            let accepted = accepted.iter().map(|d| d.node.id.clone()).collect();
+            restore(admin, &nodes, &before, &path, accepted).await;
+            return Err(e);
+        }
+    };
+    // Only the nodes that accepted take part from here (their snapshots stay aligned).
+    let (nodes, before): (Vec<NodeHealth>, Vec<Value>) = nodes
+        .into_iter()
+        .zip(before)
+        .filter(|(n, _)| applied.iter().any(|d| d.node.id == n.id))
+        .unzip();
+    // Durable before the task is acknowledged: a crash cannot forget a node to repair.
+    if let Err(e) = crate::repair::mark(admin, uid, &unreachable).await {
+        let all = nodes.iter().map(|n| n.id.clone()).collect();
+        restore(admin, &nodes, &before, &path, all).await;
+        return Err(e.into());
+    }
+    let uid = uid.to_string();
+    spawn_task(admin, guard, Some(&uid.clone()), TaskType::SettingsUpdate, details.clone(), move |admin| async move {
+        let all: Vec<String> = nodes.iter().map(|n| n.id.clone()).collect();
+        if let Err(e) = settle(&admin, &applied).await {
+            restore(&admin, &nodes, &before, &path, all).await;
+            return Err(e);
+        }
+        // 3. Verify the read-back on every node that took it.
+        for n in &nodes {
+            let got = match admin.client.send(&n.address, Method::GET, &path, None).await {
+                Ok(r) if r.is_success() => r.json(),
+                Ok(r) => Value::from(r.status),
+                Err(e) => Value::from(e.to_string()),
+            };
+            let bad = node_patch.as_object().into_iter().flatten().find(|(k, v)| !readback_matches(k, v, &got[k.as_str()]));
+            if let Some((k, _)) = bad {
+                restore(&admin, &nodes, &before, &path, all).await;
+                return Err(ApiError::internal(format!("settings verification failed: node `{}` does not report the new `{k}`; every node was rolled back", n.id)));
+            }
+        }
+        admin.put_index(new_meta).await?;
+        admin.publish().await?;
+        Ok(details)
+    })
+    .await
+}
+
+/// Puts the snapshotted settings back on the listed nodes and waits for them.
+async fn restore(
+    admin: &Admin,
+    nodes: &[NodeHealth],
+    before: &[Value],
+    path: &str,
+    which: Vec<String>,
+) {
+    admin
+        .metrics
+        .rollbacks
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    for (n, old) in nodes.iter().zip(before) {
+        if !which.contains(&n.id) {
+            continue;
+        }
+        match run_step(
+            admin,
+            std::slice::from_ref(n),
+            Method::PATCH,
+            path,
+            Some(old),
+        )
+        .await
+        {
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(node = %n.id, error = %e, "settings rollback failed; node settings may have drifted")
+            }
+        }
+    }
+}
+
+/// The `PATCH /settings` body equivalent to a settings request.
+pub fn settings_request_body(
+    method: &Method,
+    sub: Option<&str>,
+    req: &Req,
+) -> Result<Map<String, Value>, ApiError> {
+    let unknown = || ApiError::core(ErrorCode::NotFound, "Not Found");
+    match (sub, method) {
+        (None, &Method::PATCH) => match req.json()? {
+            Value::Object(m) => Ok(m),
+            _ => Err(ApiError::core(
+                ErrorCode::BadRequest,
+                "Invalid value type: expected an object",
+            )),
+        },
+        // Reset all: every setting the nodes hold (the experimental ones Miroir does not send
+        // are echoed in the task details only).
+        (None, &Method::DELETE) => Ok(SETTINGS_ORDER
+            .iter()
+            .filter(|k| !RESET_ALL_DETAILS_EXTRA.contains(k))
+            .map(|k| (k.to_string(), Value::Null))
+            .collect()),
+        (Some(s), &Method::DELETE) => Ok([(
+            setting_key(s).ok_or_else(unknown)?.to_string(),
+            Value::Null,
+        )]
+        .into_iter()
+        .collect()),
+        (Some(s), &Method::PUT | &Method::PATCH) => Ok([(
+            setting_key(s).ok_or_else(unknown)?.to_string(),
+            req.json()?,
+        )]
+        .into_iter()
+        .collect()),
+        _ => Err(unknown()),
+    }
+}
