@@ -68,7 +68,7 @@ pub async fn list_indexes(admin: &Admin, req: &Req) -> Result<Resp, ApiError> {
         return relay(status, body);
     }
     let number = |name: &str, default: usize| {
-        crate::api::query_pairs(&req.query)
+        crate::http_types::query_pairs(&req.query)
             .into_iter()
             .find(|(k, _)| k == name)
             .and_then(|(_, v)| v.parse::<usize>().ok())
