@@ -50,6 +50,8 @@ use crate::state::Admin;
 use crate::store::{TaskRecord, TaskType};
 use crate::tasks;
 use hyper::Method;
+use miroir_core::control::{ControlMessage, PrepareWrite, Prepared};
+use miroir_core::documents::PkSource;
 use miroir_core::error::ErrorCode;
 use miroir_core::snapshot::{FacetOrder, IndexMeta};
 use miroir_core::topology::NodeStatus;
@@ -1585,17 +1587,6 @@ pub fn settings_request_body(
     }
 }
 
-/// Body of `POST /_internal/v1/indexes/{uid}/prepare-write`.
-#[derive(Debug, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PrepareWrite {
-    pub primary_key: Option<String>,
-    #[serde(default)]
-    pub primary_key_source: Option<String>,
-    #[serde(default)]
-    pub new_fields: Vec<String>,
-}
-
 /// Creates an index Miroir does not know on every node (waiting for the creation, so a
 /// refused uid fails here) with the initial node settings (enqueued, or awaited with
 /// `wait_settings`), and records its metadata. Rolls the creation back on failure.
@@ -1776,7 +1767,7 @@ pub async fn edit_documents(admin: &Arc<Admin>, uid: &str, req: &Req) -> Result<
 
 /// `prepare-write` (docs/internals/control-protocol.md §2.2).
 pub async fn prepare_write(admin: &Arc<Admin>, uid: &str, req: &Req) -> Result<Resp, ApiError> {
-    let body: PrepareWrite = serde_json::from_slice(&req.body).map_err(|e| {
+    let body = PrepareWrite::decode(&req.body).map_err(|e| {
         ApiError::core(
             ErrorCode::BadRequest,
             format!("invalid prepare-write body: {e}"),
@@ -1803,7 +1794,7 @@ pub async fn prepare_write(admin: &Arc<Admin>, uid: &str, req: &Req) -> Result<R
             meta.primary_key = Some(pk.clone());
         }
         (Some(have), Some(pk))
-            if have != pk && body.primary_key_source.as_deref() == Some("query") =>
+            if have != pk && body.primary_key_source == Some(PkSource::Query) =>
         {
             return Err(ApiError::core(
                 ErrorCode::IndexPrimaryKeyAlreadyExists,
@@ -1818,7 +1809,10 @@ pub async fn prepare_write(admin: &Arc<Admin>, uid: &str, req: &Req) -> Result<R
     let generation = admin.publish().await?;
     Ok(Resp::json(
         200,
-        &json!({"generation": generation, "index": meta}),
+        &Prepared {
+            generation,
+            index: meta,
+        },
     ))
 }
 
