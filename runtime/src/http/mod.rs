@@ -19,8 +19,9 @@
 //!
 //! **Layering:** this module depends on nothing else in the crate (only on `miroir-core`, for
 //! Meilisearch-shaped error bodies and the config its settings are read from, and on external
-//! crates), so it could be a crate of its own. What it needs from above comes in as values or trait implementations: the
-//! [`server::Handler`], the [`observe`] metrics traits, a [`shutdown::Shutdown`] flag. Check:
+//! crates), so it could be a crate of its own. What it needs from above comes in as values or
+//! trait implementations: the [`server::Handler`], the [`observe`] metrics traits, a
+//! [`shutdown::Shutdown`] flag. Check:
 //! `grep -rnE 'crate::(metrics|reactor|proxy|snapshot_watch)' runtime/src/http/` is empty.
 //!
 //! The seam with the layers above, in one place:
