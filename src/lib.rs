@@ -10,6 +10,7 @@
 //! - [`documents`]: primary-key resolution, reserved fields, `_miroir_shard` injection.
 //! - [`config`]: the YAML/env/CLI configuration and its validation.
 //! - [`snapshot`]: the immutable state the admin publishes and the data plane reads.
+//! - [`control`]: the data plane ⇄ admin control protocol (paths, headers, messages).
 //! - [`content_type`]: Meilisearch's `415` for JSON routes (data plane and admin).
 //! - [`error`]: every Miroir error code and its one mapping to a Meilisearch error body.
 //! - [`node_message`]: node error messages rewritten without Miroir's reserved attributes.
@@ -17,6 +18,7 @@
 pub mod access;
 pub mod config;
 pub mod content_type;
+pub mod control;
 pub mod documents;
 pub mod error;
 pub mod ids;

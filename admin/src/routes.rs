@@ -12,11 +12,9 @@ use crate::state::{Admin, Heartbeat};
 use crate::store::TaskType;
 use crate::{broadcast, keys, reads, tasks};
 use hyper::Method;
+use miroir_core::control::{self, ControlMessage, Endpoint, CONTROL_VERSION, VERSION_HEADER};
 use miroir_core::error::ErrorCode;
-use serde_json::Value;
 use std::sync::Arc;
-
-pub const CONTROL_VERSION: &str = "1";
 
 /// Which listener a request came in on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,7 +72,7 @@ pub async fn handle(admin: &Arc<Admin>, listener: Listener, req: Req) -> Resp {
 
 async fn route(admin: &Arc<Admin>, listener: Listener, req: &Req) -> Result<Resp, ApiError> {
     if listener == Listener::Control {
-        match req.header("miroir-control-version") {
+        match req.header(VERSION_HEADER) {
             Some(CONTROL_VERSION) => {}
             other => {
                 return Err(ApiError::core(
@@ -100,13 +98,15 @@ async fn route(admin: &Arc<Admin>, listener: Listener, req: &Req) -> Result<Resp
     if listener == Listener::AdminApi {
         return Err(not_found());
     }
+    if let Some(endpoint) = Endpoint::parse(m.as_str(), &s) {
+        return match endpoint {
+            Endpoint::RegisterTask => tasks::register(admin, req).await,
+            Endpoint::Heartbeat => heartbeat(admin, req),
+            Endpoint::Ping => Ok(Resp::empty(204)),
+            Endpoint::PrepareWrite { index } => broadcast::prepare_write(admin, index, req).await,
+        };
+    }
     match (m, s.as_slice()) {
-        (&Method::POST, ["_internal", "v1", "tasks"]) => tasks::register(admin, req).await,
-        (&Method::POST, ["_internal", "v1", "heartbeat"]) => heartbeat(admin, req),
-        (&Method::GET, ["_internal", "v1", "ping"]) => Ok(Resp::empty(204)),
-        (&Method::POST, ["_internal", "v1", "indexes", uid, "prepare-write"]) => {
-            broadcast::prepare_write(admin, uid, req).await
-        }
         (&Method::GET, ["tasks"]) => tasks::list(admin, req).await,
         (&Method::DELETE, ["tasks"]) => tasks::delete(admin, req).await,
         (&Method::POST, ["tasks", "cancel"]) => tasks::cancel(admin, req).await,
@@ -164,18 +164,16 @@ async fn route(admin: &Arc<Admin>, listener: Listener, req: &Req) -> Result<Resp
     }
 }
 
+/// Records what one data-plane process has applied (its epoch acknowledgement).
 fn heartbeat(admin: &Admin, req: &Req) -> Result<Resp, ApiError> {
-    let v: Value = serde_json::from_slice(&req.body)
+    let beat = control::Heartbeat::decode(&req.body)
         .map_err(|e| ApiError::core(ErrorCode::BadRequest, format!("invalid heartbeat: {e}")))?;
-    let name = v["dataplane"]
-        .as_str()
-        .ok_or_else(|| ApiError::core(ErrorCode::BadRequest, "heartbeat without `dataplane`"))?;
     admin.heartbeat(
-        name,
+        &beat.dataplane,
         Heartbeat {
-            generation: v["generation"].as_u64().unwrap_or(0),
-            epoch: v["epoch"].as_u64().unwrap_or(0),
-            pid: v["pid"].as_u64().unwrap_or(0) as u32,
+            generation: beat.applied.generation,
+            epoch: beat.applied.epoch,
+            pid: beat.pid,
             at: std::time::Instant::now(),
         },
     );

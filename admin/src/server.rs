@@ -11,6 +11,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
+use miroir_core::control::Endpoint;
 use std::convert::Infallible;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -88,10 +89,11 @@ async fn serve_one(
     };
     // Heartbeats (twice a second per data plane) and write pings: logged only at debug level
     // so they do not drown the request log.
-    let quiet = matches!(
-        parts.uri.path(),
-        "/_internal/v1/heartbeat" | "/_internal/v1/ping"
-    ) && resp.status < 400;
+    let path = parts.uri.path();
+    let quiet = [Endpoint::Heartbeat, Endpoint::Ping]
+        .iter()
+        .any(|e| path == e.path())
+        && resp.status < 400;
     macro_rules! log_request {
         ($lvl:expr) => {
             tracing::event!(

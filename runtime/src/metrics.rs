@@ -10,7 +10,8 @@
 //! Durations are recorded in microseconds in hdrhistograms (2 significant digits, 1 µs–60 s)
 //! and exported as Prometheus histograms with fixed `le` buckets in seconds.
 
-use crate::http::server::Handler;
+use crate::http::observe::{ClientMetrics, ServerMetrics};
+use crate::http::server::{Handler, RequestMeta};
 use crate::http::types::{Method, Request, Response};
 use hdrhistogram::Histogram;
 use std::cell::RefCell;
@@ -429,37 +430,6 @@ impl CoreMetrics {
         render_prometheus(&self.registry)
     }
 
-    pub fn request_started(&self) {
-        self.live.borrow_mut().in_flight += 1;
-    }
-
-    pub fn request_finished(&self, route: &'static str, status: u16, elapsed: Duration) {
-        let mut s = self.live.borrow_mut();
-        s.in_flight -= 1;
-        s.requests
-            .entry((route, status))
-            .or_insert_with(Hist::micros)
-            .record(elapsed.as_micros() as u64);
-    }
-
-    pub fn request_rejected(&self, status: u16) {
-        *self.live.borrow_mut().rejected.entry(status).or_default() += 1;
-    }
-
-    pub fn connection_opened(&self) {
-        let mut s = self.live.borrow_mut();
-        s.connections_open += 1;
-        s.connections_accepted += 1;
-    }
-
-    pub fn connection_closed(&self) {
-        self.live.borrow_mut().connections_open -= 1;
-    }
-
-    pub fn connection_refused(&self) {
-        self.live.borrow_mut().connections_refused += 1;
-    }
-
     /// Nodes asked for one scattered request.
     pub fn record_fan_out(&self, nodes: usize) {
         self.live
@@ -472,20 +442,6 @@ impl CoreMetrics {
     /// A response answered without some shards.
     pub fn record_partial(&self) {
         self.live.borrow_mut().partial += 1;
-    }
-
-    pub fn upstream_retry(&self) {
-        self.live.borrow_mut().retries += 1;
-    }
-
-    /// Recorded by the client for every call (label: the upstream address).
-    pub fn upstream_result(&self, upstream: &str, elapsed: Duration, error: Option<&'static str>) {
-        let mut s = self.live.borrow_mut();
-        let e = match s.upstreams.get_mut(upstream) {
-            Some(e) => e,
-            None => s.upstreams.entry(upstream.to_string()).or_default(),
-        };
-        record_node(e, elapsed, error);
     }
 
     /// For the proxy: one call to a node, labelled by node id (`miroir_node_*`).
@@ -506,6 +462,56 @@ impl CoreMetrics {
             .entry((name, labels.to_string()))
             .or_insert((0, help))
             .0 += by;
+    }
+}
+
+/// What the transport's server reports (`http/` calls it through the trait).
+impl ServerMetrics for CoreMetrics {
+    fn request_started(&self) {
+        self.live.borrow_mut().in_flight += 1;
+    }
+
+    fn request_finished(&self, route: &'static str, status: u16, elapsed: Duration) {
+        let mut s = self.live.borrow_mut();
+        s.in_flight -= 1;
+        s.requests
+            .entry((route, status))
+            .or_insert_with(Hist::micros)
+            .record(elapsed.as_micros() as u64);
+    }
+
+    fn request_rejected(&self, status: u16) {
+        *self.live.borrow_mut().rejected.entry(status).or_default() += 1;
+    }
+
+    fn connection_opened(&self) {
+        let mut s = self.live.borrow_mut();
+        s.connections_open += 1;
+        s.connections_accepted += 1;
+    }
+
+    fn connection_closed(&self) {
+        self.live.borrow_mut().connections_open -= 1;
+    }
+
+    fn connection_refused(&self) {
+        self.live.borrow_mut().connections_refused += 1;
+    }
+}
+
+/// What the transport's client reports, for every call (label: the upstream address).
+impl ClientMetrics for CoreMetrics {
+    fn upstream_retry(&self) {
+        self.live.borrow_mut().retries += 1;
+    }
+
+    fn upstream_result(&self, upstream: &str, elapsed: Duration, error: Option<&'static str>) {
+        let mut s = self.live.borrow_mut();
+        let e = match s.upstreams.get_mut(upstream) {
+            Some(e) => e,
+            None => s.upstreams.entry(upstream.to_string()).or_default(),
+        };
+        record_node(e, elapsed, error);
     }
 }
 
@@ -535,7 +541,7 @@ impl Handler for MetricsHandler {
         "metrics_port"
     }
 
-    async fn handle(&self, req: Request, _meta: crate::http::server::RequestMeta) -> Response {
+    async fn handle(&self, req: Request, _meta: RequestMeta) -> Response {
         if !matches!(req.method, Method::Get | Method::Head) {
             let e = miroir_core::MeiliError::new(
                 miroir_core::ErrorCode::MethodNotAllowed,

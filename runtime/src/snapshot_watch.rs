@@ -17,6 +17,9 @@
 //! snapshot can still finish with it; the admin's barrier waits a heartbeat interval anyway.)
 
 use arc_swap::ArcSwapOption;
+use miroir_core::control::{
+    Applied, ControlMessage, Endpoint, Heartbeat, CONTROL_VERSION, VERSION_HEADER,
+};
 use miroir_core::snapshot::Snapshot;
 use miroir_core::snapshot_store::SnapshotStore;
 use std::cell::RefCell;
@@ -62,6 +65,14 @@ impl SnapshotShared {
 
     pub fn load(&self) -> Option<Arc<Snapshot>> {
         self.current.load_full()
+    }
+
+    /// The generation and epoch published to the cores (what the heartbeat acknowledges).
+    pub fn applied(&self) -> Applied {
+        Applied {
+            generation: self.generation(),
+            epoch: self.load().map_or(0, |s| s.epoch),
+        }
     }
 }
 
@@ -190,13 +201,7 @@ fn watch_loop(cfg: WatcherConfig, shared: Arc<SnapshotShared>, stop: Arc<AtomicB
         }
         if Instant::now() >= next_heartbeat {
             next_heartbeat = Instant::now() + HEARTBEAT_INTERVAL;
-            let snap = shared.load();
-            let body = heartbeat_body(
-                &cfg.dataplane_id,
-                std::process::id(),
-                shared.generation(),
-                snap.map_or(0, |s| s.epoch),
-            );
+            let body = heartbeat_body(&cfg.dataplane_id, std::process::id(), shared.applied());
             if let Err(e) = send_heartbeat(&cfg.control_socket, &body) {
                 tracing::debug!(error = %e, "heartbeat not delivered");
             }
@@ -230,11 +235,13 @@ pub fn poll_once(
 }
 
 /// The heartbeat JSON of control-protocol §2.2.
-pub fn heartbeat_body(dataplane: &str, pid: u32, generation: u64, epoch: u64) -> Vec<u8> {
-    serde_json::to_vec(&serde_json::json!({
-        "dataplane": dataplane, "pid": pid, "generation": generation, "epoch": epoch,
-    }))
-    .expect("a JSON object of plain values serialises")
+pub fn heartbeat_body(dataplane: &str, pid: u32, applied: Applied) -> Vec<u8> {
+    Heartbeat {
+        dataplane: dataplane.to_owned(),
+        pid,
+        applied,
+    }
+    .encode()
 }
 
 /// One blocking HTTP/1.1 exchange over the control socket; succeeds on a 2xx answer.
@@ -242,9 +249,12 @@ pub fn send_heartbeat(socket: &Path, body: &[u8]) -> std::io::Result<()> {
     let mut s = UnixStream::connect(socket)?;
     s.set_read_timeout(Some(Duration::from_millis(250)))?;
     s.set_write_timeout(Some(Duration::from_millis(250)))?;
+    let endpoint = Endpoint::Heartbeat;
     let mut req = format!(
-        "POST /_internal/v1/heartbeat HTTP/1.1\r\nhost: miroir-admin\r\nmiroir-control-version: 1\r\n\
+        "{} {} HTTP/1.1\r\nhost: miroir-admin\r\n{VERSION_HEADER}: {CONTROL_VERSION}\r\n\
          content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        endpoint.method(),
+        endpoint.path(),
         body.len()
     )
     .into_bytes();
@@ -322,6 +332,13 @@ mod tests {
         assert!(!poll_once(&store, &shared).unwrap());
         assert_eq!(shared.generation(), 1);
         assert_eq!(shared.load().unwrap().epoch, 3);
+        assert_eq!(
+            shared.applied(),
+            Applied {
+                generation: 1,
+                epoch: 3
+            }
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -341,7 +358,11 @@ mod tests {
             c.write_all(b"HTTP/1.1 204 No Content\r\n\r\n").unwrap();
             String::from_utf8(got).unwrap()
         });
-        let body = heartbeat_body("host:1", 1, 42, 7);
+        let applied = Applied {
+            generation: 42,
+            epoch: 7,
+        };
+        let body = heartbeat_body("host:1", 1, applied);
         send_heartbeat(&path, &body).unwrap();
         let req = server.join().unwrap();
         assert!(req.starts_with("POST /_internal/v1/heartbeat HTTP/1.1\r\n"));
@@ -352,6 +373,12 @@ mod tests {
             serde_json::from_str::<serde_json::Value>(sent).unwrap(),
             serde_json::json!({"dataplane": "host:1", "pid": 1, "generation": 42, "epoch": 7}),
             "{req}"
+        );
+        // The admin's decoding (`routes::heartbeat`).
+        let hb = Heartbeat::decode(sent.as_bytes()).unwrap();
+        assert_eq!(
+            (hb.dataplane.as_str(), hb.pid, hb.applied),
+            ("host:1", 1, applied)
         );
         let _ = std::fs::remove_file(&path);
         assert!(send_heartbeat(&path, &body).is_err());

@@ -12,23 +12,13 @@ use crate::node_health::NodeHealth;
 use crate::state::Admin;
 use crate::store::TaskType;
 use hyper::Method;
-use miroir_core::documents::RESERVED_PREFIX;
+use miroir_core::control::{ControlMessage, PrepareWrite, Prepared};
+use miroir_core::documents::{PkSource, RESERVED_PREFIX};
 use miroir_core::error::ErrorCode;
 use miroir_core::snapshot::IndexMeta;
 use miroir_core::topology::NodeStatus;
 use serde_json::{json, Value};
 use std::sync::Arc;
-
-/// Body of `POST /_internal/v1/indexes/{uid}/prepare-write`.
-#[derive(Debug, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PrepareWrite {
-    pub primary_key: Option<String>,
-    #[serde(default)]
-    pub primary_key_source: Option<String>,
-    #[serde(default)]
-    pub new_fields: Vec<String>,
-}
 
 /// Adds the names in `names` that `meta` lacks to its fields — in the given order,
 /// deduplicated, reserved ones never — and, when the client's displayed list is `*`, gives the
@@ -157,7 +147,7 @@ pub async fn edit_documents(admin: &Arc<Admin>, uid: &str, req: &Req) -> Result<
 
 /// `prepare-write` (docs/internals/control-protocol.md §2.2).
 pub async fn prepare_write(admin: &Arc<Admin>, uid: &str, req: &Req) -> Result<Resp, ApiError> {
-    let body: PrepareWrite = serde_json::from_slice(&req.body).map_err(|e| {
+    let body = PrepareWrite::decode(&req.body).map_err(|e| {
         ApiError::core(
             ErrorCode::BadRequest,
             format!("invalid prepare-write body: {e}"),
@@ -184,7 +174,7 @@ pub async fn prepare_write(admin: &Arc<Admin>, uid: &str, req: &Req) -> Result<R
             meta.primary_key = Some(pk.clone());
         }
         (Some(have), Some(pk))
-            if have != pk && body.primary_key_source.as_deref() == Some("query") =>
+            if have != pk && body.primary_key_source == Some(PkSource::Query) =>
         {
             return Err(ApiError::core(
                 ErrorCode::IndexPrimaryKeyAlreadyExists,
@@ -199,6 +189,9 @@ pub async fn prepare_write(admin: &Arc<Admin>, uid: &str, req: &Req) -> Result<R
     let generation = admin.publish().await?;
     Ok(Resp::json(
         200,
-        &json!({"generation": generation, "index": meta}),
+        &Prepared {
+            generation,
+            index: meta,
+        },
     ))
 }

@@ -25,9 +25,9 @@ use crate::store::{
 use crate::timefmt::{format_iso8601_duration, format_rfc3339};
 use aggregate::{Head, NodeTask, Share, TaskView};
 use hyper::Method;
+use miroir_core::control::{ControlMessage, Principal, TaskRegistration, PRINCIPAL_HEADER};
 use miroir_core::error::ErrorCode;
 use miroir_core::ids::{NodeId, TaskUid};
-use serde::Deserialize;
 use serde_json::{json, Value};
 use time::OffsetDateTime;
 
@@ -67,36 +67,19 @@ fn current_custom_metadata() -> Option<String> {
     CUSTOM_METADATA.try_with(Clone::clone).ok().flatten()
 }
 
-/// Body of `POST /_internal/v1/tasks` (docs/internals/control-protocol.md §2.2).
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Registration {
-    pub index_uid: Option<String>,
-    #[serde(rename = "type")]
-    pub kind: String,
-    #[serde(default)]
-    pub details: Value,
-    #[serde(default)]
-    pub node_tasks: Vec<StoreNodeTask>,
-    #[serde(default)]
-    pub failed_nodes: Vec<FailedNode>,
-    /// The client's `?customMetadata=` on the write.
-    #[serde(default)]
-    pub custom_metadata: Option<String>,
-}
-
-/// Registers a write the data plane dispatched; answers the summarized task (202).
+/// Registers a write the data plane dispatched (`POST /_internal/v1/tasks`,
+/// docs/internals/control-protocol.md §2.2); answers the summarized task (202).
 pub async fn register(admin: &Admin, req: &Req) -> Result<Resp, ApiError> {
-    let reg: Registration = serde_json::from_slice(&req.body).map_err(|e| {
+    let reg = TaskRegistration::decode(&req.body).map_err(|e| {
         ApiError::core(
             ErrorCode::BadRequest,
             format!("invalid task registration: {e}"),
         )
     })?;
-    let kind = TaskType::parse(&reg.kind).ok_or_else(|| {
+    let kind = TaskType::parse(&reg.task_type).ok_or_else(|| {
         ApiError::core(
             ErrorCode::BadRequest,
-            format!("unknown task type `{}`", reg.kind),
+            format!("unknown task type `{}`", reg.task_type),
         )
     })?;
     let details = if reg.details.is_null() {
@@ -105,11 +88,24 @@ pub async fn register(admin: &Admin, req: &Req) -> Result<Resp, ApiError> {
         reg.details
     };
     let nothing_dispatched = reg.node_tasks.is_empty() && reg.failed_nodes.is_empty();
+    // The store keeps its own record types: its format must not move with the wire's.
+    let node_tasks = (reg.node_tasks.into_iter())
+        .map(|t| StoreNodeTask {
+            node: t.node,
+            task_uid: t.task_uid,
+        })
+        .collect();
+    let failed_nodes = (reg.failed_nodes.into_iter())
+        .map(|f| FailedNode {
+            node: f.node,
+            error: f.error,
+        })
+        .collect();
     let mut rec = create(
         admin,
         reg.index_uid,
         kind,
-        TaskState::enqueued(reg.node_tasks, reg.failed_nodes, details)
+        TaskState::enqueued(node_tasks, failed_nodes, details)
             .with_custom_metadata(reg.custom_metadata),
     )
     .await?;
@@ -433,14 +429,13 @@ fn finish_task_admin_details(details: &Value, status: &str) -> Value {
 /// authenticated (`Miroir-Principal: key:<uid>`); `None` = unrestricted (master key, admin
 /// API, or a key on `*`). Meilisearch only shows a key the tasks of indexes it may access.
 pub(crate) fn key_patterns(admin: &Admin, req: Option<&Req>) -> Option<Vec<String>> {
-    let uid = req?
-        .header("miroir-principal")?
-        .strip_prefix("key:")?
-        .to_string();
+    let Principal::Key(uid) = Principal::parse(req?.header(PRINCIPAL_HEADER)?)? else {
+        return None;
+    };
     let patterns: Vec<String> = admin
         .lock()
         .keys
-        .get(&uid)
+        .get(uid)
         .and_then(|k| k["indexes"].as_array().cloned())
         .unwrap_or_default()
         .iter()

@@ -2,6 +2,7 @@
 //! Unix control socket (docs/internals/control-protocol.md), one [`UpstreamClient`] per core.
 //!
 //! - Keep-alive pools per upstream ([`crate::http::pool`]).
+//! - Every call is reported through [`ClientMetrics`] (the client is generic over it).
 //! - One deadline per call covers connect, write and read: a slow node costs exactly one
 //!   timeout, and a timed-out connection is closed, never pooled.
 //! - One retry, only on a *reused* connection that produced no response byte, and only when
@@ -15,117 +16,23 @@
 //! futures and await them together with `futures_util::future::join_all` (re-exported as
 //! [`join_all`]) — they borrow the client, need no `'static`, and interleave on the core.
 
+use crate::http::conn::Conn;
+pub use crate::http::conn::Upstream;
+pub use crate::http::observe::ClientMetrics;
 use crate::http::parse::{ChunkedDecoder, ParseError};
 use crate::http::pool::{Pool, PooledConn};
 use crate::http::server::{grow_towards, push_decimal, BODY_STEP};
 use crate::http::types::{Method, Request, Response, UpstreamError};
-use crate::metrics::CoreMetrics;
-use monoio::buf::{IoBuf, IoBufMut};
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::buf::IoBufMut;
 use monoio::net::{TcpStream, UnixStream};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::os::fd::{AsRawFd, RawFd};
-use std::path::Path;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use futures_util::future::join_all;
-
-/// Where a request goes.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Upstream {
-    /// `host:port` (an IP literal is used as is; a name is resolved off-reactor and cached).
-    Tcp(Arc<str>),
-    /// A Unix domain socket (the admin's control socket).
-    Unix(Arc<Path>),
-}
-
-impl Upstream {
-    pub fn tcp(host_port: &str) -> Self {
-        Upstream::Tcp(Arc::from(host_port))
-    }
-
-    pub fn unix(path: impl AsRef<Path>) -> Self {
-        Upstream::Unix(Arc::from(path.as_ref()))
-    }
-
-    /// `http://host[:port][/]` → `Tcp("host:port")` (port 80 by default);
-    /// `unix:/path` or `unix:///path` → `Unix`. TLS upstreams are not supported.
-    pub fn from_url(url: &str) -> Result<Self, String> {
-        if let Some(path) = url
-            .strip_prefix("unix://")
-            .or_else(|| url.strip_prefix("unix:"))
-        {
-            if !path.starts_with('/') {
-                return Err(format!("unix socket path must be absolute: {url:?}"));
-            }
-            return Ok(Upstream::unix(path));
-        }
-        let Some(rest) = url.strip_prefix("http://") else {
-            return Err(format!(
-                "upstream URL must start with http:// or unix: — got {url:?}"
-            ));
-        };
-        let authority = rest.split('/').next().unwrap_or("");
-        if authority.is_empty() || authority.contains('@') {
-            return Err(format!("invalid upstream URL {url:?}"));
-        }
-        let has_port = match authority.rfind(':') {
-            // `[::1]` has colons but no port; `[::1]:7700` has one after the bracket.
-            Some(i) => !authority[i..].contains(']'),
-            None => false,
-        };
-        if has_port {
-            let port = &authority[authority.rfind(':').unwrap() + 1..];
-            if port.parse::<u16>().is_err() {
-                return Err(format!("invalid port in upstream URL {url:?}"));
-            }
-            Ok(Upstream::tcp(authority))
-        } else {
-            Ok(Upstream::Tcp(Arc::from(format!("{authority}:80"))))
-        }
-    }
-
-    /// The `Host` header value (and the metrics label).
-    pub fn label(&self) -> String {
-        match self {
-            Upstream::Tcp(hp) => hp.to_string(),
-            Upstream::Unix(p) => format!("unix:{}", p.display()),
-        }
-    }
-}
-
-/// A connected socket of either kind.
-pub enum Conn {
-    Tcp(TcpStream),
-    Unix(UnixStream),
-}
-
-impl Conn {
-    pub fn raw_fd(&self) -> RawFd {
-        match self {
-            Conn::Tcp(s) => s.as_raw_fd(),
-            Conn::Unix(s) => s.as_raw_fd(),
-        }
-    }
-
-    async fn read<T: IoBufMut + 'static>(&mut self, buf: T) -> (std::io::Result<usize>, T) {
-        match self {
-            Conn::Tcp(s) => s.read(buf).await,
-            Conn::Unix(s) => s.read(buf).await,
-        }
-    }
-
-    async fn write_all<T: IoBuf + 'static>(&mut self, buf: T) -> (std::io::Result<usize>, T) {
-        match self {
-            Conn::Tcp(s) => s.write_all(buf).await,
-            Conn::Unix(s) => s.write_all(buf).await,
-        }
-    }
-}
 
 /// Client knobs.
 #[derive(Debug, Clone)]
@@ -193,11 +100,15 @@ impl SendOptions {
 }
 
 /// One core's client. Not `Send`; share it on its core with `Rc`.
-pub struct UpstreamClient {
+///
+/// Generic over what records its calls, so the data plane's client reports with static
+/// dispatch; the default (`dyn`) leaves one plain type name for code that does not care which
+/// implementation it records into (tests, tools).
+pub struct UpstreamClient<M: ?Sized + ClientMetrics = dyn ClientMetrics> {
     settings: ClientSettings,
     pool: Pool,
     dns: RefCell<HashMap<Arc<str>, (SocketAddr, Instant)>>,
-    metrics: Rc<CoreMetrics>,
+    metrics: Rc<M>,
 }
 
 /// A failed round trip, with what is known about how far it got (for the retry decision).
@@ -209,8 +120,8 @@ struct Failure {
     got_response: bool,
 }
 
-impl UpstreamClient {
-    pub fn new(settings: ClientSettings, metrics: Rc<CoreMetrics>) -> Self {
+impl<M: ?Sized + ClientMetrics> UpstreamClient<M> {
+    pub fn new(settings: ClientSettings, metrics: Rc<M>) -> Self {
         let pool = Pool::new(settings.max_idle_per_upstream, settings.pool_idle_timeout);
         UpstreamClient {
             settings,

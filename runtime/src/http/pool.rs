@@ -7,7 +7,7 @@
 //! or stray bytes mean the upstream closed it (or desynchronised) and it is discarded — this
 //! turns most "stale connection" failures into a fresh connect before anything is sent.
 
-use crate::http::client::{Conn, Upstream};
+use crate::http::conn::{Conn, Upstream};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::os::fd::RawFd;

@@ -15,10 +15,10 @@
 //! reaches the handler. A panicking handler costs its connection a 500, not the reactor.
 
 use crate::http::date::DateCache;
+pub use crate::http::observe::ServerMetrics;
 use crate::http::parse::{ChunkedDecoder, Framing, HeadScanner, Limits, ParseError, RequestHead};
+use crate::http::shutdown::Shutdown;
 use crate::http::types::{Method, Request, Response};
-use crate::metrics::CoreMetrics;
-use crate::reactor::Shutdown;
 use futures_util::FutureExt;
 use miroir_core::config::ServerConfig;
 use miroir_core::{ErrorCode, MeiliError};
@@ -33,8 +33,8 @@ use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-/// What the proxy implements. One value per core (built by the factory given to
-/// [`crate::reactor::start`]), so it may hold `Rc`/`RefCell` state freely.
+/// What the proxy implements. One value per core (the reactor builds one per core from a
+/// factory), so it may hold `Rc`/`RefCell` state freely.
 pub trait Handler {
     /// The route template used as the metrics label (`/indexes/{uid}/search`), so label
     /// cardinality never depends on client input. Called before [`Handler::handle`].
@@ -125,11 +125,12 @@ pub fn sane_request_id(v: &[u8]) -> bool {
     !v.is_empty() && v.len() <= 200 && v.iter().all(|b| (0x21..=0x7e).contains(b))
 }
 
-/// Per-core state shared by every connection task of that core.
-pub struct ServerCore<H> {
+/// Per-core state shared by every connection task of that core. `M` records what the server
+/// does ([`ServerMetrics`]).
+pub struct ServerCore<H, M> {
     pub handler: Rc<H>,
     pub settings: ServerSettings,
-    pub metrics: Rc<CoreMetrics>,
+    pub metrics: Rc<M>,
     pub shutdown: Shutdown,
     pub core_id: usize,
     ids: RequestIds,
@@ -137,11 +138,11 @@ pub struct ServerCore<H> {
     live: Cell<usize>,
 }
 
-impl<H: Handler + 'static> ServerCore<H> {
+impl<H: Handler + 'static, M: ServerMetrics + 'static> ServerCore<H, M> {
     pub fn new(
         handler: Rc<H>,
         settings: ServerSettings,
-        metrics: Rc<CoreMetrics>,
+        metrics: Rc<M>,
         shutdown: Shutdown,
         core_id: usize,
     ) -> Rc<Self> {
@@ -164,7 +165,7 @@ impl<H: Handler + 'static> ServerCore<H> {
 
     /// Accepts until shutdown, spawning one task per connection. Returns once shutdown was
     /// signalled (dropping the listener stops the kernel from queueing more connections here);
-    /// in-flight connections keep running — see [`crate::reactor`] for the drain.
+    /// in-flight connections keep running (the reactor drains them).
     pub async fn accept_loop(self: Rc<Self>, listener: TcpListener) {
         loop {
             let accepted = monoio::select! {
@@ -213,7 +214,7 @@ impl Drop for LiveGuard<'_> {
 }
 
 /// Over the connection cap: say so (503) and close, without reading anything.
-async fn refuse_connection<H>(mut stream: TcpStream, core: Rc<ServerCore<H>>) {
+async fn refuse_connection<H, M>(mut stream: TcpStream, core: Rc<ServerCore<H, M>>) {
     let err = MeiliError::new(
         ErrorCode::Unavailable,
         "Too many open connections on this server.",
@@ -293,10 +294,10 @@ fn timeout_error() -> Stop {
 }
 
 /// Serves one connection until it closes.
-pub async fn serve_connection<H: Handler + 'static>(
+pub async fn serve_connection<H: Handler + 'static, M: ServerMetrics + 'static>(
     mut stream: TcpStream,
     peer: SocketAddr,
-    core: Rc<ServerCore<H>>,
+    core: Rc<ServerCore<H, M>>,
 ) {
     let settings = &core.settings;
     let mut buf: Vec<u8> = Vec::with_capacity(8192);
@@ -399,10 +400,10 @@ type ReadResult = Result<(RequestHead, Vec<u8>, Vec<u8>), Stop>;
 
 /// Reads one complete request (head + body). Returns it with the buffer holding any bytes
 /// that follow it (pipelined requests).
-async fn read_request<H>(
+async fn read_request<H, M>(
     stream: &mut TcpStream,
     mut buf: Vec<u8>,
-    core: &ServerCore<H>,
+    core: &ServerCore<H, M>,
     first: bool,
 ) -> ReadResult {
     let settings = &core.settings;

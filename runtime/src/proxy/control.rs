@@ -10,6 +10,10 @@
 //!
 //! An unreachable admin is `503 miroir_admin_unavailable` at once (connect errors on a Unix
 //! socket are immediate); it never hangs a client.
+//!
+//! The data plane's own calls (ping, prepare-write, task registration; §2.2) are built by
+//! [`internal_request`]. Paths, headers and bodies come from `miroir_core::control`, which
+//! the admin decodes with.
 
 use crate::http::types::{Method, Request, Response, UpstreamError};
 use crate::proxy::auth::Principal;
@@ -17,6 +21,7 @@ use crate::proxy::router::ControlRoute;
 use crate::proxy::upstream::{relay, Upstreams};
 use crate::proxy::{admin_unavailable, error, Proxy, CONTROL_TIMEOUT};
 use miroir_core::content_type::json_content_type_error;
+use miroir_core::control::{self, Endpoint, CONTROL_VERSION, PRINCIPAL_HEADER, VERSION_HEADER};
 use miroir_core::{ErrorCode, MeiliError};
 
 /// The request sent to the admin for a forwarded client request.
@@ -32,10 +37,10 @@ pub fn control_request(
     };
     let mut headers: Vec<(String, Vec<u8>)> =
         req.headers.into_iter().filter(|(n, _)| keep(n)).collect();
-    headers.push(("miroir-control-version".into(), b"1".to_vec()));
+    headers.push((VERSION_HEADER.into(), CONTROL_VERSION.as_bytes().to_vec()));
     headers.push((
-        "miroir-principal".into(),
-        principal.header_value().into_bytes(),
+        PRINCIPAL_HEADER.into(),
+        wire_principal(principal).to_string().into_bytes(),
     ));
     headers.push(("x-request-id".into(), request_id.as_bytes().to_vec()));
     Request {
@@ -44,6 +49,49 @@ pub fn control_request(
         query: req.query,
         headers,
         body: req.body,
+    }
+}
+
+/// What the admin is told about the caller: a tenant token acts for the API key that signed
+/// it (the admin applies that key's index restrictions).
+pub fn wire_principal(p: &Principal) -> control::Principal<'_> {
+    match p {
+        Principal::Master => control::Principal::Master,
+        Principal::Key { uid, .. } => control::Principal::Key(uid),
+        Principal::Tenant(t) => control::Principal::Key(&t.api_key_uid),
+    }
+}
+
+/// A data plane → admin call (control-protocol.md §2.2): the endpoint's method and path, the
+/// protocol version, the request id, and the JSON body if any.
+pub fn internal_request(
+    endpoint: Endpoint<'_>,
+    body: Option<Vec<u8>>,
+    request_id: &str,
+) -> Request {
+    let mut headers = Vec::with_capacity(3);
+    if body.is_some() {
+        headers.push(("content-type".into(), b"application/json".to_vec()));
+    }
+    headers.push((VERSION_HEADER.into(), CONTROL_VERSION.as_bytes().to_vec()));
+    headers.push(("x-request-id".into(), request_id.as_bytes().to_vec()));
+    Request {
+        method: method_of(endpoint),
+        path: endpoint.path().into_owned(),
+        query: String::new(),
+        headers,
+        body: body.unwrap_or_default(),
+    }
+}
+
+/// The transport's method for an endpoint (exhaustive: a new endpoint must be placed here;
+/// the tests check it agrees with [`Endpoint::method`]).
+fn method_of(endpoint: Endpoint<'_>) -> Method {
+    match endpoint {
+        Endpoint::Ping => Method::Get,
+        Endpoint::Heartbeat | Endpoint::RegisterTask | Endpoint::PrepareWrite { .. } => {
+            Method::Post
+        }
     }
 }
 
@@ -169,6 +217,41 @@ mod tests {
         assert_eq!(r.header("authorization"), Some(&b"Bearer client"[..]));
         assert_eq!(r.header("x-admin-key"), Some(&b"adm"[..]));
         assert_eq!(r.header("miroir-principal"), Some(&b"master"[..]));
+    }
+
+    #[test]
+    fn the_admin_decodes_the_principal_the_data_plane_sends() {
+        let key = Principal::Key {
+            uid: "u1".into(),
+            indexes: vec!["movies".into()],
+        };
+        for (p, expected) in [
+            (Principal::Master, control::Principal::Master),
+            (key, control::Principal::Key("u1")),
+        ] {
+            let r = control_request(req(), false, &p, "r");
+            let sent = std::str::from_utf8(r.header(PRINCIPAL_HEADER).unwrap()).unwrap();
+            // The admin's decoding (`tasks::key_patterns`).
+            assert_eq!(control::Principal::parse(sent), Some(expected));
+        }
+    }
+
+    #[test]
+    fn internal_requests_follow_the_endpoint_table() {
+        for e in Endpoint::ALL {
+            let r = internal_request(e, None, "rid");
+            assert_eq!(r.method.as_str(), e.method(), "{e:?}");
+            assert_eq!(r.path, e.path());
+            assert_eq!(r.header(VERSION_HEADER), Some(CONTROL_VERSION.as_bytes()));
+            assert_eq!(r.header("x-request-id"), Some(&b"rid"[..]));
+            assert!(r.header("content-type").is_none() && r.body.is_empty());
+            // What the admin routes with: the path split on `/`.
+            let segs: Vec<&str> = r.path.split('/').filter(|s| !s.is_empty()).collect();
+            assert_eq!(Endpoint::parse(r.method.as_str(), &segs), Some(e));
+        }
+        let r = internal_request(Endpoint::RegisterTask, Some(b"{}".to_vec()), "rid");
+        assert_eq!(r.header("content-type"), Some(&b"application/json"[..]));
+        assert_eq!(r.body, b"{}");
     }
 
     #[test]

@@ -2,13 +2,13 @@
 //! the server's [`Handler`]. This file is the only place that knows the transport's types
 //! beyond the request/response seam.
 
-use crate::http::client::{SendOptions, Upstream, UpstreamClient};
+use crate::http::client::{SendOptions, Upstream};
 use crate::http::server::{Handler, RequestMeta};
 use crate::http::types::{Method, Request, Response, UpstreamError};
 use crate::metrics::CoreMetrics;
 use crate::proxy::upstream::Upstreams;
 use crate::proxy::Proxy;
-use crate::reactor::CoreContext;
+use crate::reactor::{CoreContext, UpstreamClient};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::future::Future;

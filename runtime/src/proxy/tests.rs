@@ -981,3 +981,46 @@ fn a_failed_node_is_avoided_for_a_while_on_this_core() {
     assert_eq!(r.status, 200);
     assert_eq!(calls_to(&p, "a-g0n0").len(), 1);
 }
+
+/// The bodies the data plane sends to the admin decode with the admin's own parsing
+/// (`miroir_core::control`'s `ControlMessage::decode`, which `admin/` calls).
+#[test]
+fn the_admin_decodes_what_writes_send() {
+    use miroir_core::control::{ControlMessage, PrepareWrite, TaskRegistration};
+    use miroir_core::documents::PkSource;
+    let admin: AdminFn = Box::new(|r: &Request| {
+        if r.path == "/_internal/v1/indexes/fresh/prepare-write" {
+            let mut m = meta("fresh", 4);
+            m.primary_key = Some("sku".into());
+            return ok(200, json!({"generation": 2, "index": m}));
+        }
+        admin_registers(r)
+    });
+    let p = proxy(
+        snapshot(1, 2, 1, 8),
+        Config::default(),
+        Box::new(healthy_node),
+        admin,
+    );
+    let r = block_on(p.handle(
+        req(
+            Method::Post,
+            "/indexes/fresh/documents?primaryKey=sku&customMetadata=batch%201",
+            r#"[{"sku":"a","name":"x"}]"#,
+        ),
+        "r",
+    ));
+    assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
+    let prep = calls_to(&p, "/prepare-write");
+    let prep = PrepareWrite::decode(&prep[0].1.body).unwrap();
+    assert_eq!(prep.primary_key.as_deref(), Some("sku"));
+    assert_eq!(prep.primary_key_source, Some(PkSource::Query));
+    assert_eq!(prep.new_fields, ["sku", "name"]);
+    let reg = calls_to(&p, "/_internal/v1/tasks");
+    let reg = TaskRegistration::decode(&reg[0].1.body).unwrap();
+    assert_eq!(reg.index_uid.as_deref(), Some("fresh"));
+    assert_eq!(reg.task_type, "documentAdditionOrUpdate");
+    assert_eq!(reg.custom_metadata.as_deref(), Some("batch 1"));
+    assert_eq!(reg.details["receivedDocuments"], json!(1));
+    assert!(!reg.node_tasks.is_empty() && reg.failed_nodes.is_empty());
+}

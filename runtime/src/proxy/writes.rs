@@ -44,17 +44,18 @@
 //! answer `404 index_not_found` synchronously (Meilisearch enqueues a task that fails).
 
 use crate::http::types::{Method, Request, Response};
-use crate::proxy::control::admin_error;
+use crate::proxy::control::{admin_error, internal_request};
 use crate::proxy::offload;
 use crate::proxy::query::query_pairs;
 use crate::proxy::quorum::{evaluate_quorum, ShardTargets};
 use crate::proxy::reads::encode_path_segment;
 use crate::proxy::router::{Route, WriteMode};
-use crate::proxy::upstream::{is_node_failure, json_request, relay, Upstreams};
+use crate::proxy::upstream::{is_node_failure, relay, Upstreams};
 use crate::proxy::{error, index_not_found, Proxy, CONTROL_TIMEOUT};
-use miroir_core::documents::{
-    prepare_batch, prepare_delete_batch, BatchOptions, PayloadFormat, PkSource,
+use miroir_core::control::{
+    ControlMessage, Endpoint, FailedNode, NodeTask, PrepareWrite, Prepared, TaskRegistration,
 };
+use miroir_core::documents::{prepare_batch, prepare_delete_batch, BatchOptions, PayloadFormat};
 use miroir_core::routing::ShardMap;
 use miroir_core::snapshot::{IndexMeta, Snapshot};
 use miroir_core::topology::NodeStatus;
@@ -181,12 +182,13 @@ pub fn shard_targets(
         .collect()
 }
 
-/// The `taskUid` of a node's summarized task.
-pub fn task_uid(body: &[u8]) -> Option<u64> {
+/// The `taskUid` of a node's summarized task (Meilisearch task uids are `u32`).
+pub fn task_uid(body: &[u8]) -> Option<u32> {
     serde_json::from_slice::<Value>(body)
         .ok()?
         .get("taskUid")?
         .as_u64()
+        .and_then(|u| u32::try_from(u).ok())
 }
 
 /// What was prepared for the nodes.
@@ -257,16 +259,7 @@ impl<U: Upstreams> Proxy<U> {
     /// `GET /_internal/v1/ping` → `Ok` when the admin answers 2xx; otherwise the `503
     /// miroir_admin_unavailable` to send (nothing has been written yet).
     async fn admin_alive(&self, rid: &str) -> Result<(), Response> {
-        let req = internal(
-            Request {
-                method: Method::Get,
-                path: "/_internal/v1/ping".into(),
-                query: String::new(),
-                headers: Vec::new(),
-                body: Vec::new(),
-            },
-            rid,
-        );
+        let req = internal_request(Endpoint::Ping, None, rid);
         match self.up.admin(req, PING_TIMEOUT).await {
             Ok(r) if (200..300).contains(&r.status) => Ok(()),
             // An admin that answers but refuses the ping (e.g. another control protocol
@@ -457,16 +450,12 @@ impl<U: Upstreams> Proxy<U> {
         let needs_admin = known.is_none_or(|m| m.primary_key.is_none()) || !new_fields.is_empty();
         let meta = if needs_admin {
             let pk = batch.primary_key();
-            let prep = json!({
-                "primaryKey": pk.map(|p| p.name.clone()),
-                "primaryKeySource": pk.map(|p| match p.source {
-                    PkSource::Index => "index",
-                    PkSource::Query => "query",
-                    PkSource::Inferred => "inferred",
-                }),
-                "newFields": new_fields,
-            });
-            let meta = self.prepare_write(index, prep, rid).await?;
+            let prep = PrepareWrite {
+                primary_key: pk.map(|p| p.name.clone()),
+                primary_key_source: pk.map(|p| p.source),
+                new_fields,
+            };
+            let meta = self.prepare_write(index, &prep, rid).await?;
             // The admin fixes S at index creation; re-plan if it differs from our guess, and
             // re-check the documents against the primary key it settled on.
             if meta.shards != shards
@@ -510,16 +499,10 @@ impl<U: Upstreams> Proxy<U> {
     async fn prepare_write(
         &self,
         index: &str,
-        body: Value,
+        body: &PrepareWrite,
         rid: &str,
     ) -> Result<IndexMeta, Response> {
-        let req = json_request(
-            Method::Post,
-            format!("/_internal/v1/indexes/{index}/prepare-write"),
-            String::new(),
-            serde_json::to_vec(&body).expect("json"),
-        );
-        let req = internal(req, rid);
+        let req = internal_request(Endpoint::PrepareWrite { index }, Some(body.encode()), rid);
         let resp = match self.up.admin(req, CONTROL_TIMEOUT).await {
             Ok(r) => r,
             Err(e) => return Err(error(&admin_error(&e))),
@@ -527,18 +510,12 @@ impl<U: Upstreams> Proxy<U> {
         if !(200..300).contains(&resp.status) {
             return Err(relay(resp));
         }
-        #[derive(serde::Deserialize)]
-        struct Prepared {
-            index: IndexMeta,
-        }
-        serde_json::from_slice::<Prepared>(&resp.body)
-            .map(|p| p.index)
-            .map_err(|e| {
-                error(&MeiliError::new(
-                    ErrorCode::Internal,
-                    format!("The admin's prepare-write answer is unreadable: {e}"),
-                ))
-            })
+        Prepared::decode(&resp.body).map(|p| p.index).map_err(|e| {
+            error(&MeiliError::new(
+                ErrorCode::Internal,
+                format!("The admin's prepare-write answer is unreadable: {e}"),
+            ))
+        })
     }
 
     async fn dispatch_write(
@@ -580,29 +557,38 @@ impl<U: Upstreams> Proxy<U> {
         for ((node, _), answer) in send.iter().zip(answers) {
             match answer {
                 Ok(resp) if (200..300).contains(&resp.status) => match task_uid(&resp.body) {
-                    Some(uid) => node_tasks.push(json!({"node": node.as_str(), "taskUid": uid})),
-                    None => failed.push(json!({"node": node.as_str(), "error": synth_error(node, "answered without a taskUid")})),
+                    Some(task_uid) => node_tasks.push(NodeTask {
+                        node: node.clone(),
+                        task_uid,
+                    }),
+                    None => failed.push(failed_node(
+                        node,
+                        synth_error(node, "answered without a taskUid"),
+                    )),
                 },
                 Ok(resp) => {
                     let err = serde_json::from_slice::<Value>(&resp.body)
                         .ok()
                         .filter(Value::is_object)
-                        .unwrap_or_else(|| synth_error(node, &format!("answered HTTP {}", resp.status)));
-                    failed.push(json!({"node": node.as_str(), "error": err}));
+                        .unwrap_or_else(|| {
+                            synth_error(node, &format!("answered HTTP {}", resp.status))
+                        });
+                    failed.push(failed_node(node, err));
                     if !is_node_failure(resp.status) && client_error.is_none() {
                         client_error = Some(relay(resp));
                     }
                 }
-                Err(e) => failed.push(json!({"node": node.as_str(), "error": synth_error(node, &format!("{e:?}"))})),
+                Err(e) => failed.push(failed_node(node, synth_error(node, &format!("{e:?}")))),
             }
         }
         for (node, _) in &skipped {
-            failed.push(json!({"node": node.as_str(), "error": synth_error(node, "is marked failed; not contacted")}));
+            failed.push(failed_node(
+                node,
+                synth_error(node, "is marked failed; not contacted"),
+            ));
         }
-        let accepted: std::collections::HashSet<&str> = node_tasks
-            .iter()
-            .filter_map(|t| t["node"].as_str())
-            .collect();
+        let accepted: std::collections::HashSet<&str> =
+            node_tasks.iter().map(|t| t.node.as_str()).collect();
         let report = evaluate_quorum(&targets, snap.replication_factor, |n| {
             accepted.contains(n.as_str())
         });
@@ -624,25 +610,16 @@ impl<U: Upstreams> Proxy<U> {
                 ),
             ));
         }
-        let mut registration = json!({
-            "indexUid": plan.meta.uid,
-            "type": plan.task_type,
-            "details": plan.details,
-            "nodeTasks": node_tasks,
-            "failedNodes": failed,
-        });
-        if let Some(m) = custom_metadata {
-            registration["customMetadata"] = json!(m);
-        }
-        let req = internal(
-            json_request(
-                Method::Post,
-                "/_internal/v1/tasks".into(),
-                String::new(),
-                serde_json::to_vec(&registration).expect("json"),
-            ),
-            rid,
-        );
+        let registration = TaskRegistration {
+            index_uid: Some(plan.meta.uid.clone()),
+            task_type: plan.task_type.to_owned(),
+            details: plan.details,
+            node_tasks,
+            failed_nodes: failed,
+            custom_metadata,
+        };
+        let req = internal_request(Endpoint::RegisterTask, Some(registration.encode()), rid);
+        let node_tasks = registration.node_tasks;
         // The nodes have the write now: whatever goes wrong from here is not "nothing was
         // written", so it must not be `miroir_admin_unavailable`.
         let mut resp = match self.up.admin(req, CONTROL_TIMEOUT).await {
@@ -668,7 +645,6 @@ impl<U: Upstreams> Proxy<U> {
     }
 }
 
-/// Adds the control-protocol headers of an internal (data plane → admin) call.
 /// `prepare_batch` with the options a document write has.
 fn prepare_with(
     body: &[u8],
@@ -686,26 +662,25 @@ fn prepare_with(
     prepare_batch(body, format, &opts)
 }
 
-fn internal(mut req: Request, rid: &str) -> Request {
-    req.headers
-        .push(("miroir-control-version".into(), b"1".to_vec()));
-    req.headers
-        .push(("x-request-id".into(), rid.as_bytes().to_vec()));
-    req
-}
-
 /// The error of a write the nodes accepted but that has no Miroir task (the admin died or
 /// refused between the liveness check and the registration; see the module docs).
-fn unregistered(index: &str, node_tasks: &[Value], why: &str) -> MeiliError {
+fn unregistered(index: &str, node_tasks: &[NodeTask], why: &str) -> MeiliError {
     let tasks = node_tasks
         .iter()
-        .map(|t| format!("{}#{}", t["node"].as_str().unwrap_or("?"), t["taskUid"]))
+        .map(|t| format!("{}#{}", t.node, t.task_uid))
         .collect::<Vec<_>>()
         .join(", ");
     MeiliError::new(
         ErrorCode::Internal,
         format!("The write to index `{index}` reached the nodes (node tasks: {tasks}) but its Miroir task could not be registered: {why}. The change may be applied without a Miroir task."),
     )
+}
+
+fn failed_node(node: &NodeId, error: Value) -> FailedNode {
+    FailedNode {
+        node: node.clone(),
+        error,
+    }
 }
 
 /// A Meilisearch-shaped error object for a node that gave no usable answer.
