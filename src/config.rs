@@ -99,6 +99,12 @@ pub struct ServerConfig {
     pub metrics_port: Option<u16>,
     pub max_connections_per_core: usize,
     pub header_read_timeout_ms: u64,
+    /// Deadline for a request's whole body, from the end of its head (a client trickling a
+    /// body is cut off here, whatever the pace of its reads).
+    pub body_read_timeout_ms: u64,
+    /// Request-body bytes one core holds at once (declared lengths of bodies being read
+    /// and not yet answered); a request beyond it is answered `503 unavailable`.
+    pub max_body_bytes_in_flight_per_core: u64,
     pub idle_timeout_ms: u64,
     /// Deadline for finishing in-flight requests on SIGTERM.
     pub shutdown_grace_ms: u64,
@@ -179,6 +185,8 @@ impl Default for ServerConfig {
             metrics_port: None,
             max_connections_per_core: 10_000,
             header_read_timeout_ms: 10_000,
+            body_read_timeout_ms: 120_000,
+            max_body_bytes_in_flight_per_core: 256 * 1024 * 1024,
             idle_timeout_ms: 60_000,
             shutdown_grace_ms: 10_000,
         }
@@ -579,6 +587,14 @@ impl Config {
                 self.server.header_read_timeout_ms,
             ),
             ("server.idle_timeout_ms", self.server.idle_timeout_ms),
+            (
+                "server.body_read_timeout_ms",
+                self.server.body_read_timeout_ms,
+            ),
+            (
+                "server.max_body_bytes_in_flight_per_core",
+                self.server.max_body_bytes_in_flight_per_core,
+            ),
             ("health.interval_ms", self.health.interval_ms),
             ("health.timeout_ms", self.health.timeout_ms),
             (

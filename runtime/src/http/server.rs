@@ -42,6 +42,15 @@ pub trait Handler {
         "other"
     }
 
+    /// Admission, after the head and before the body is read: `Err(response)` answers the
+    /// request without reading its body, then closes the connection. The proxy refuses
+    /// unauthenticated requests here, so no client without credentials can make a core
+    /// buffer a body. Called only when the body is not already in the read buffer (small
+    /// requests arrive whole, and `handle` checks them anyway).
+    fn admit(&self, _head: &Request) -> Result<(), Response> {
+        Ok(())
+    }
+
     /// Answers one request. `HEAD` requests arrive as such; the server drops the body of the
     /// response (keeping its length). The transport adds `content-length`, `date`,
     /// `connection` and `x-request-id`.
@@ -65,6 +74,10 @@ pub struct RequestMeta {
 pub struct ServerSettings {
     pub limits: Limits,
     pub header_read_timeout: Duration,
+    /// Deadline for a whole body, from the end of its head.
+    pub body_read_timeout: Duration,
+    /// Body bytes one core holds at once (see [`BodyBudget`]).
+    pub max_body_in_flight: u64,
     pub idle_timeout: Duration,
     pub max_connections: usize,
     /// Deadline for writing one response to a client that does not read.
@@ -79,6 +92,8 @@ impl ServerSettings {
                 ..Limits::default()
             },
             header_read_timeout: Duration::from_millis(c.header_read_timeout_ms),
+            body_read_timeout: Duration::from_millis(c.body_read_timeout_ms),
+            max_body_in_flight: c.max_body_bytes_in_flight_per_core,
             idle_timeout: Duration::from_millis(c.idle_timeout_ms),
             max_connections: c.max_connections_per_core,
             write_timeout: Duration::from_millis(c.idle_timeout_ms),
@@ -136,6 +151,79 @@ pub struct ServerCore<H, M> {
     ids: RequestIds,
     date: DateCache,
     live: Cell<usize>,
+    bodies: BodyBudget,
+}
+
+/// The request-body bytes a core holds at once: each body reserves its declared length
+/// (chunked bodies, what has arrived) until its request is answered. A request that would
+/// exceed `server.max_body_bytes_in_flight_per_core` is answered `503` instead of being read,
+/// so memory stays bounded whatever many clients send at once.
+#[derive(Debug)]
+pub struct BodyBudget {
+    limit: u64,
+    used: Cell<u64>,
+}
+
+impl BodyBudget {
+    pub fn new(limit: u64) -> Self {
+        BodyBudget {
+            limit,
+            used: Cell::new(0),
+        }
+    }
+
+    pub fn in_use(&self) -> u64 {
+        self.used.get()
+    }
+
+    fn reservation(&self) -> BodyReservation<'_> {
+        BodyReservation {
+            budget: self,
+            held: 0,
+        }
+    }
+}
+
+/// Bytes of a [`BodyBudget`] held by one request; given back when dropped.
+#[derive(Debug)]
+struct BodyReservation<'a> {
+    budget: &'a BodyBudget,
+    held: u64,
+}
+
+impl BodyReservation<'_> {
+    /// Holds at least `total` bytes, or refuses the request.
+    fn grow_to(&mut self, total: u64) -> Result<(), Stop> {
+        if total <= self.held {
+            return Ok(());
+        }
+        let extra = total - self.held;
+        let used = self.budget.used.get();
+        if used.saturating_add(extra) > self.budget.limit {
+            return Err(Stop::Respond(busy()));
+        }
+        self.budget.used.set(used + extra);
+        self.held = total;
+        Ok(())
+    }
+}
+
+impl Drop for BodyReservation<'_> {
+    fn drop(&mut self) {
+        let used = self.budget.used.get();
+        self.budget.used.set(used.saturating_sub(self.held));
+    }
+}
+
+/// The answer when a core already holds its budget of request bodies.
+fn busy() -> Response {
+    let e = MeiliError::new(
+        ErrorCode::Unavailable,
+        "Too many request bodies are being received at once; retry shortly.",
+    );
+    let mut resp = Response::json(e.status(), e.to_body());
+    resp.headers.push(("retry-after".into(), b"1".to_vec()));
+    resp
 }
 
 impl<H: Handler + 'static, M: ServerMetrics + 'static> ServerCore<H, M> {
@@ -146,6 +234,7 @@ impl<H: Handler + 'static, M: ServerMetrics + 'static> ServerCore<H, M> {
         shutdown: Shutdown,
         core_id: usize,
     ) -> Rc<Self> {
+        let settings_body_limit = settings.max_body_in_flight;
         Rc::new(ServerCore {
             handler,
             settings,
@@ -155,6 +244,7 @@ impl<H: Handler + 'static, M: ServerMetrics + 'static> ServerCore<H, M> {
             ids: RequestIds::new(core_id),
             date: DateCache::new(),
             live: Cell::new(0),
+            bodies: BodyBudget::new(settings_body_limit),
         })
     }
 
@@ -278,6 +368,9 @@ enum Stop {
     Quiet,
     /// Answer this error, then close.
     Reject(MeiliError),
+    /// Answer this response (admission refused, body budget spent), then close: the body
+    /// was not read, so the connection cannot carry another request.
+    Respond(Response),
 }
 
 impl From<ParseError> for Stop {
@@ -305,12 +398,20 @@ pub async fn serve_connection<H: Handler + 'static, M: ServerMetrics + 'static>(
     // The first request must start arriving within the header timeout of the accept.
     let mut first = true;
     loop {
-        let (head, body, rest) = match read_request(&mut stream, buf, &core, first).await {
+        // `reservation` holds the body's share of the core's body budget until the request
+        // is answered.
+        let (head, body, rest, reservation) = match read_request(&mut stream, buf, &core, first)
+            .await
+        {
             Ok(r) => r,
             Err(Stop::Quiet) => return,
-            Err(Stop::Reject(err)) => {
-                core.metrics.request_rejected(err.status());
-                let resp = Response::json(err.status(), err.to_body());
+            Err(stop) => {
+                let resp = match stop {
+                    Stop::Reject(err) => Response::json(err.status(), err.to_body()),
+                    Stop::Respond(resp) => resp,
+                    Stop::Quiet => unreachable!("matched above"),
+                };
+                core.metrics.request_rejected(resp.status);
                 out.clear();
                 write_response(
                     &mut out,
@@ -367,6 +468,7 @@ pub async fn serve_connection<H: Handler + 'static, M: ServerMetrics + 'static>(
         };
         core.metrics
             .request_finished(route, resp.status, start.elapsed());
+        drop(reservation);
         // Shutdown may have started while the handler ran: tell the client we close.
         let keep_alive = keep_alive && !panicked && !core.shutdown.is_set();
         out.clear();
@@ -396,16 +498,16 @@ pub async fn serve_connection<H: Handler + 'static, M: ServerMetrics + 'static>(
     }
 }
 
-type ReadResult = Result<(RequestHead, Vec<u8>, Vec<u8>), Stop>;
+type ReadResult<'c> = Result<(RequestHead, Vec<u8>, Vec<u8>, BodyReservation<'c>), Stop>;
 
 /// Reads one complete request (head + body). Returns it with the buffer holding any bytes
 /// that follow it (pipelined requests).
-async fn read_request<H, M>(
+async fn read_request<'c, H: Handler, M>(
     stream: &mut TcpStream,
     mut buf: Vec<u8>,
-    core: &ServerCore<H, M>,
+    core: &'c ServerCore<H, M>,
     first: bool,
-) -> ReadResult {
+) -> ReadResult<'c> {
     let settings = &core.settings;
     let limits = &settings.limits;
     let mut scanner = HeadScanner::new();
@@ -452,6 +554,34 @@ async fn read_request<H, M>(
     let head = crate::http::parse::parse_head(&buf[..head_len], limits)?;
     let mut consumed = head_len;
 
+    // Admission before the body: a request refused here (no or wrong credentials) never
+    // gets its body read, so trickling bodies costs its sender, not this core.
+    let buffered = buf.len() - consumed;
+    let must_wait = match head.framing {
+        Framing::Empty => false,
+        Framing::Length(n) => n > buffered as u64,
+        Framing::Chunked => true,
+    };
+    if must_wait {
+        let probe = Request {
+            method: head.method,
+            path: head.path.clone(),
+            query: head.query.clone(),
+            headers: head.headers.clone(),
+            body: Vec::new(),
+        };
+        if let Err(resp) = core.handler.admit(&probe) {
+            return Err(Stop::Respond(resp));
+        }
+    }
+    let mut reservation = core.bodies.reservation();
+    if let Framing::Length(n) = head.framing {
+        reservation.grow_to(n)?;
+    }
+    // One deadline for the whole body, and the header timeout between two reads.
+    let body_deadline = Instant::now() + settings.body_read_timeout;
+    let read_deadline = || (Instant::now() + settings.header_read_timeout).min(body_deadline);
+
     let body = match head.framing {
         Framing::Empty => Vec::new(),
         Framing::Length(n) => {
@@ -470,11 +600,8 @@ async fn read_request<H, M>(
             while body.len() < n {
                 let len = body.len();
                 let end = grow_towards(&mut body, n);
-                let r = monoio::time::timeout(
-                    settings.header_read_timeout,
-                    stream.read(body.slice_mut(len..end)),
-                )
-                .await;
+                let wait = read_deadline().saturating_duration_since(Instant::now());
+                let r = monoio::time::timeout(wait, stream.read(body.slice_mut(len..end))).await;
                 match r {
                     Err(_) => return Err(timeout_error()),
                     Ok((Ok(0), _)) | Ok((Err(_), _)) => return Err(Stop::Quiet),
@@ -491,6 +618,7 @@ async fn read_request<H, M>(
                 let (used, done) =
                     decoder.feed(&buf[consumed..], &mut body, limits.max_body_bytes)?;
                 consumed += used;
+                reservation.grow_to(body.len() as u64)?;
                 if done {
                     break;
                 }
@@ -503,8 +631,7 @@ async fn read_request<H, M>(
                         .await
                         .map_err(|_| Stop::Quiet)?;
                 }
-                let deadline = Instant::now() + settings.header_read_timeout;
-                let (outcome, b) = read_more(stream, buf, deadline, None).await;
+                let (outcome, b) = read_more(stream, buf, read_deadline(), None).await;
                 buf = b;
                 match outcome {
                     ReadOutcome::Data => {}
@@ -520,7 +647,7 @@ async fn read_request<H, M>(
     if buf.capacity() > 64 * 1024 && buf.len() < 8192 {
         buf.shrink_to(8192);
     }
-    Ok((head, body, buf))
+    Ok((head, body, buf, reservation))
 }
 
 /// Growth step of a Content-Length body: memory follows the bytes that actually arrived, not

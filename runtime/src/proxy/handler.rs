@@ -121,6 +121,10 @@ impl Handler for Proxy<ClientUpstreams> {
         Proxy::route_template(self, req)
     }
 
+    fn admit(&self, head: &Request) -> Result<(), Response> {
+        Proxy::admit(self, head)
+    }
+
     async fn handle(&self, req: Request, meta: RequestMeta) -> Response {
         Proxy::handle(self, req, &meta.request_id).await
     }

@@ -176,6 +176,32 @@ impl<U: Upstreams> Proxy<U> {
         resp
     }
 
+    /// Phase 0 — **admit**, from the request head alone (before the transport reads a body):
+    /// the route's authentication, so a request Meilisearch would refuse with 401/403 is
+    /// refused before its body costs anything. Unknown routes, preflights and a missing
+    /// snapshot are left to [`Proxy::handle`], which answers them from the head too.
+    pub fn admit(&self, head: &Request) -> Result<(), Response> {
+        if cors::is_preflight(head) {
+            return Ok(());
+        }
+        let Ok(route) = router::route(head.method, &head.path) else {
+            return Ok(());
+        };
+        if route == Route::Health {
+            return Ok(());
+        }
+        let Some(snap) = (self.snapshot)() else {
+            return Ok(());
+        };
+        self.authenticate(&route, head, &snap)
+            .map(drop)
+            .map_err(|e| {
+                let mut resp = error(&e);
+                cors::decorate(head.header("origin").is_some(), &mut resp);
+                resp
+            })
+    }
+
     async fn handle_routed(&self, req: Request, request_id: &str) -> Response {
         let route = match router::route(req.method, &req.path) {
             Ok(r) => r,
