@@ -138,12 +138,21 @@ error_codes! {
     ImmutableApiKeyUpdatedAt => ("immutable_api_key_updated_at", 400, InvalidRequest),
 }
 
+/// Where Miroir's own codes are documented: `docs/errors.md` of this repository, as a
+/// repository-relative path by default, or the published copy when the build sets
+/// `MIROIR_ERRORS_DOC_URL` (e.g. `https://git.example.org/miroir/blob/v1.2.0/docs/errors.md`).
+/// The one place the base is built; see docs/errors.md ("Links").
+pub const MIROIR_ERRORS_DOC: &str = match option_env!("MIROIR_ERRORS_DOC_URL") {
+    Some(url) => url,
+    None => "docs/errors.md",
+};
+
 /// Where an error's `link` points. Meilisearch's own codes link to Meilisearch's error
-/// reference (as a node would); Miroir's codes link to `docs/errors.md` of this project.
+/// reference (as a node would); Miroir's codes link to [`MIROIR_ERRORS_DOC`]`#code`.
 pub fn link_for(code: ErrorCode) -> String {
     let c = code.code();
     if c.starts_with("miroir_") {
-        format!("https://github.com/miroir-search/miroir/blob/main/docs/errors.md#{c}")
+        format!("{MIROIR_ERRORS_DOC}#{c}")
     } else {
         format!("https://docs.meilisearch.com/errors#{c}")
     }

@@ -14,6 +14,7 @@
 //! - [`content_type`]: Meilisearch's `415` for JSON routes (data plane and admin).
 //! - [`error`]: every Miroir error code and its one mapping to a Meilisearch error body.
 //! - [`node_message`]: node error messages rewritten without Miroir's reserved attributes.
+//! - [`uri`]: query strings and path segments, decoded as Meilisearch decodes them.
 
 pub mod access;
 pub mod config;
@@ -28,6 +29,7 @@ pub mod snapshot;
 #[cfg(feature = "lmdb")]
 pub mod snapshot_store;
 pub mod topology;
+pub mod uri;
 
 pub use error::{CodedError, ErrorCode, MeiliError};
 pub use ids::{GroupId, NodeId, ShardId, TaskUid};

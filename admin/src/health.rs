@@ -110,19 +110,17 @@ async fn repair_before_counting(
     }
 }
 
-/// Awaits every future concurrently (tiny local `join_all`: one tokio task each).
+/// Awaits every future concurrently, each on its own tokio task (so the calls to nodes run
+/// in parallel on the runtime's threads and finish even if the caller is dropped), joined
+/// with `futures_util`'s `join_all`; results in input order; a panic is re-raised here.
 pub async fn futures_join_all<F, T>(futs: impl IntoIterator<Item = F>) -> Vec<T>
 where
     F: std::future::Future<Output = T> + Send + 'static,
     T: Send + 'static,
 {
-    let handles: Vec<_> = futs.into_iter().map(tokio::spawn).collect();
-    let mut out = Vec::with_capacity(handles.len());
-    for h in handles {
-        match h.await {
-            Ok(v) => out.push(v),
-            Err(e) => std::panic::resume_unwind(e.into_panic()),
-        }
-    }
-    out
+    futures_util::future::join_all(futs.into_iter().map(tokio::spawn))
+        .await
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic())))
+        .collect()
 }

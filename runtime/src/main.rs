@@ -43,7 +43,7 @@ fn main() -> ExitCode {
         }
     };
 
-    // Signals first: the mask is inherited by every thread spawned afterwards.
+    // Signals first: a SIGTERM during startup then drains instead of killing the process.
     let trigger = ShutdownTrigger::new();
     if let Err(e) = reactor::spawn_signal_thread(trigger.clone()) {
         eprintln!("miroir-dataplane: cannot install signal handling: {e}");

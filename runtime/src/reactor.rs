@@ -463,41 +463,29 @@ where
     Ok(())
 }
 
-/// Blocks SIGTERM/SIGINT in the calling thread (and so in every thread spawned after) and
-/// starts a thread that waits for them and triggers `trigger`; a second signal during the
-/// drain exits at once (status 130). Call before spawning other threads.
+/// Installs SIGTERM/SIGINT handlers (`signal-hook`: the handler only writes to a self-pipe)
+/// and starts a thread that reads them and triggers `trigger`; a second signal during the
+/// drain exits at once (status 130).
 pub fn spawn_signal_thread(trigger: ShutdownTrigger) -> std::io::Result<()> {
-    // SAFETY: plain libc signal-set manipulation on stack-owned sets.
-    let set = unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGTERM);
-        libc::sigaddset(&mut set, libc::SIGINT);
-        let rc = libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-        if rc != 0 {
-            return Err(std::io::Error::from_raw_os_error(rc));
-        }
-        set
-    };
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+    ])?;
     std::thread::Builder::new()
         .name("miroir-signals".into())
-        .spawn(move || loop {
-            let mut sig: libc::c_int = 0;
-            // SAFETY: `set` is a valid, initialised signal set; `sig` is a valid out pointer.
-            let rc = unsafe { libc::sigwait(&set, &mut sig) };
-            if rc != 0 {
-                continue;
+        .spawn(move || {
+            for sig in signals.forever() {
+                if trigger.is_set() {
+                    // A second signal while draining: the operator wants out now.
+                    tracing::warn!(
+                        signal = sig,
+                        "second signal during shutdown; exiting at once"
+                    );
+                    std::process::exit(130);
+                }
+                tracing::info!(signal = sig, "shutdown requested");
+                trigger.trigger();
             }
-            if trigger.is_set() {
-                // A second signal while draining: the operator wants out now.
-                tracing::warn!(
-                    signal = sig,
-                    "second signal during shutdown; exiting at once"
-                );
-                std::process::exit(130);
-            }
-            tracing::info!(signal = sig, "shutdown requested");
-            trigger.trigger();
         })?;
     Ok(())
 }

@@ -191,20 +191,10 @@ pub fn node_body(
     serde_json::to_vec(&Value::Object(body)).expect("a JSON map always serialises")
 }
 
-/// Splits a query string into decoded `(key, value)` pairs (`+` is a space).
-pub fn query_pairs(qs: &str) -> Option<Vec<(String, String)>> {
-    qs.split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            Some((form_decode(k)?, form_decode(v)?))
-        })
-        .collect()
-}
-
-fn form_decode(s: &str) -> Option<String> {
-    crate::proxy::router::percent_decode(&s.replace('+', " "))
-}
+/// Splits a query string into decoded `(key, value)` pairs (`+` is a space); `None` when an
+/// escape is malformed or the result is not UTF-8: such requests are delegated to a node so
+/// that it, not a guess here, decides what they mean.
+pub use miroir_core::uri::query_pairs_exact as query_pairs;
 
 /// Meilisearch's GET search parameters, in their POST form. Unknown parameters and values
 /// that do not parse are delegated (the node answers Meilisearch's exact error).

@@ -121,17 +121,7 @@ pub fn add_sort_fields(q: &mut ListQuery, sort: &[DocSort]) -> Vec<String> {
 }
 
 /// Percent-encodes a document id for a node's path (ids are normally `[A-Za-z0-9_-]`).
-pub fn encode_path_segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
+pub use miroir_core::uri::encode_segment as encode_path_segment;
 
 impl<U: Upstreams> Proxy<U> {
     /// The readable nodes holding document `id`'s shard, in preference order: this turn's
