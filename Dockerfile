@@ -1,7 +1,7 @@
 # Static musl binaries in a scratch image: miroir (admin + data plane launcher),
 # miroir-admin, miroir-dataplane, miroir-ctl. Admin and data plane share one LMDB snapshot
 # environment, so run them in one container (or with shareProcessNamespace): see
-# docs/decisions/001-control-protocol.md and RESEARCH.md on LMDB and PID namespaces.
+# docs/decisions/001-control-protocol.md and docs/architecture.md#lmdb-constraints.
 FROM rust:1.95-alpine AS build
 RUN apk add --no-cache musl-dev
 WORKDIR /src

@@ -1,7 +1,7 @@
 //! Document batches: primary-key resolution, validation, reserved fields, `_miroir_shard`
 //! injection, and one request body per node.
 //!
-//! A write batch is checked **completely before any node is touched** (PRODUCT.md §2 Writes):
+//! A write batch is checked **completely before any node is touched** (docs/contract.md#writes):
 //! one bad document rejects the whole batch, because half a batch landing on some shards
 //! would be a partial write Meilisearch never produces.
 //!
@@ -47,7 +47,7 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 
-/// The prefix of every field Miroir reserves (PRODUCT.md §2 Writes 2): clients may not send
+/// The prefix of every field Miroir reserves (docs/contract.md#reserved-fields): clients may not send
 /// them, and they are removed from every answer.
 pub const RESERVED_PREFIX: &str = "_miroir_";
 

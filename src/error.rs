@@ -54,7 +54,7 @@ macro_rules! error_codes {
 }
 
 error_codes! {
-    // --- Miroir's own codes (PRODUCT.md §7) ---
+    // --- Miroir's own codes (docs/contract.md#errors) ---
     MiroirPrimaryKeyRequired => ("miroir_primary_key_required", 400, InvalidRequest),
     MiroirReservedField => ("miroir_reserved_field", 400, InvalidRequest),
     MiroirInvalidAuth => ("miroir_invalid_auth", 401, Auth),

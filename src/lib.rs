@@ -6,7 +6,7 @@
 //! - [`access`]: Meilisearch's API-key rules (action grants, index patterns, index scopes).
 //! - [`ids`]: typed identifiers (`ShardId`, `NodeId`, `GroupId`, `TaskUid`).
 //! - [`topology`]: nodes grouped by replica group and the node status state machine.
-//! - [`routing`]: the normative, byte-exact routing of PRODUCT.md §1 (xxh64 + rendezvous).
+//! - [`routing`]: the normative, byte-exact routing of docs/contract.md#routing (xxh64 + rendezvous).
 //! - [`documents`]: primary-key resolution, reserved fields, `_miroir_shard` injection.
 //! - [`config`]: the YAML/env/CLI configuration and its validation.
 //! - [`snapshot`]: the immutable state the admin publishes and the data plane reads.

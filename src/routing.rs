@@ -1,4 +1,4 @@
-//! Routing, normative and byte-exact (PRODUCT.md §1). Anyone holding the topology can
+//! Routing, normative and byte-exact (docs/contract.md#routing). Anyone holding the topology can
 //! reproduce every decision made here; `docs/routing.md` has the same rules with fixture
 //! vectors and a Python reproduction.
 //!
@@ -969,7 +969,7 @@ mod tests {
 
     // Adding a node is a statistical bound: each shard moves to the new node with probability
     // 1/(Ng+1), so the move count is Binomial(S, 1/(Ng+1)) with mean S/(Ng+1). The property
-    // uses S = 16·(Ng+1)…256 (PRODUCT.md sizes S at ≥ 8 × nodes per group): the 2×mean bound
+    // uses S = 16·(Ng+1)…256 (docs/contract.md#model sizes S at ≥ 8 × nodes per group): the 2×mean bound
     // is then ≥ 4 standard deviations out (P < 1e-4 per case), and the seed is fixed so that
     // CI cannot flake on a rare draw.
     proptest! {

@@ -1,6 +1,6 @@
 //! Shard coverage for `GET /_miroir/ready`, `/_miroir/shards` and the topology's
 //! `shard_count`/`fully_covered`: which nodes own which shards (rendezvous per group,
-//! PRODUCT.md §1, computed by `miroir_core::routing`) and whether every shard has a live owner
+//! docs/contract.md#routing, computed by `miroir_core::routing`) and whether every shard has a live owner
 //! in at least one group.
 
 use miroir_core::ids::{NodeId, ShardId};

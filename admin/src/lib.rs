@@ -1,6 +1,6 @@
 //! # miroir-admin
 //!
-//! The admin process of Miroir (ARCHITECTURE.md "Two processes"): a tokio program that owns
+//! The admin process of Miroir (docs/architecture.md#two-processes): a tokio program that owns
 //! every piece of durable state and every slow operation, next to the thread-per-core data
 //! plane that serves the hot path.
 //!

@@ -1,4 +1,4 @@
-//! The admin REST API `/_miroir/*` (PRODUCT.md §5): topology, shards, readiness, metrics.
+//! The admin REST API `/_miroir/*` (docs/contract.md#admin-api): topology, shards, readiness, metrics.
 //! Topology operations (node add/drain/remove, rebalance) belong to a later issue and answer
 //! `501 miroir_not_implemented` until then.
 
@@ -31,7 +31,7 @@ pub async fn route(
     }
 }
 
-/// `GET /_miroir/topology`, shape of PRODUCT.md §5. `shard_count` is per node for an index of
+/// `GET /_miroir/topology`, shape of docs/contract.md#admin-api. `shard_count` is per node for an index of
 /// the configured S (every index has the same S until resharding exists).
 pub fn topology(admin: &Admin) -> Value {
     let counts = admin.shard_counts(admin.config.shards);

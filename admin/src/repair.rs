@@ -1,7 +1,7 @@
 //! Settings repair for nodes that missed a settings change while unreachable.
 //!
 //! Node-side settings changes (a client's settings update, and the searchable/displayed list
-//! extension `prepare-write` makes when a write brings new fields — PRODUCT.md §2 Writes 3)
+//! extension `prepare-write` makes when a write brings new fields — docs/contract.md#shard-field)
 //! do not need every node: a node marked `failed` by the health checker, or that cannot be
 //! reached (connect error, timeout), is skipped as long as every shard of the index keeps a
 //! reachable owner in some group (else `miroir_no_quorum`, see [`crate::broadcast`]). Such a

@@ -1,4 +1,4 @@
-//! Merge micro-benchmark (BENCHMARKS.md §2): K = 3 shard responses × H = 20 / 100 / 1000
+//! Merge micro-benchmark (docs/benchmarks.md#workload-merge): K = 3 shard responses × H = 20 / 100 / 1000
 //! hits of realistic ~1 KiB hit bodies, merged into the global top H, fast merge
 //! (`miroir_merge::merge_search`) vs the naive `serde_json::Value` merge
 //! (`miroir_merge::reference::merge_search`). Targets: 3×1000 ≤ 100 µs and ≥ 10× faster.
@@ -8,7 +8,7 @@
 //! Two parts, both in one run:
 //! 1. criterion groups `merge/3xH` with `fast`, `fast_scalar` and `naive` (short measurement
 //!    settings);
-//! 2. an interleaved A/B run (BENCHMARKS.md rules: fast, scalar, naive, fast, scalar, naive,
+//! 2. an interleaved A/B run (docs/benchmarks.md#rules: fast, scalar, naive, fast, scalar, naive,
 //!    … over ≥ 5 rounds) printing min/median/max of each and of the ratio fast ÷ naive. When
 //!    `MIROIR_BENCH_JSON=<path>` is set, those rows are written there in the
 //!    `bench/results/<workload>.json` row format (plus the scalar median).

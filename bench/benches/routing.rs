@@ -1,4 +1,4 @@
-//! Routing micro-benchmarks (BENCHMARKS.md §5): the per-batch cost of routing 10K documents
+//! Routing micro-benchmarks (docs/benchmarks.md#workload-routing): the per-batch cost of routing 10K documents
 //! (S = 64, 3 nodes) and of building a search's covering set. Target: ≤ 100 µs per 10K docs.
 //!
 //! Run: `cargo bench -p miroir-bench --bench routing` (short measurement settings below, so it

@@ -9,7 +9,7 @@
 //! holding the index's lock, so broadcasts on one index never interleave — waits for the node tasks, verifies, rolls
 //! back on any failure and finishes the Miroir task.
 //!
-//! Settings (PRODUCT.md §2 Writes 3): nodes always keep `_miroir_shard` filterable, and when
+//! Settings (docs/contract.md#shard-field): nodes always keep `_miroir_shard` filterable, and when
 //! the client's `displayedAttributes` is `*` the nodes get the explicit field list
 //! (`IndexMeta.fields`) instead, so no hit shows a reserved field; clients read back `*`
 //! ([`crate::reads`]). `searchableAttributes` goes to the nodes as sent, `*` included: the
@@ -39,7 +39,7 @@
 //! reports something else on read-back makes every node that took it roll back, exactly as
 //! before. An unreachable node neither took the new settings nor can refuse them; waiting for
 //! it would make one dead node block every settings change (and, through `prepare-write`,
-//! every write bringing a new field) of the deployment, which PRODUCT.md §2 Writes 4 does not
+//! every write bringing a new field) of the deployment, which docs/contract.md#write-consistency does not
 //! ask of document writes either. If the change then fails on the reachable nodes and is
 //! rolled back, the repair copies the (old) settings of a peer — still correct.
 //!

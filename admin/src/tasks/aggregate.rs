@@ -1,4 +1,4 @@
-//! Pure aggregation of per-node Meilisearch tasks into one Miroir task (PRODUCT.md §3).
+//! Pure aggregation of per-node Meilisearch tasks into one Miroir task (docs/contract.md#tasks).
 //!
 //! A Miroir task that the data plane registered (a document write) fans out to several node
 //! tasks. Its view is computed from theirs:
@@ -9,7 +9,7 @@
 //!   task non-terminal: we never guess a terminal state we could not observe.
 //! - **nodes that never got the write** (`failedNodes` of the registration: unreachable,
 //!   marked failed, or refused at dispatch) do **not** fail the task. The data plane only
-//!   registers a write once it reached its quorum (PRODUCT.md §2 Writes 4), so the write *is*
+//!   registers a write once it reached its quorum (docs/contract.md#write-consistency), so the write *is*
 //!   accepted; the missing copies are an availability matter (the client already got
 //!   `X-Miroir-Degraded` when a whole group missed a shard), reported to operators through
 //!   the log and `miroir_task_missing_copies_total`, never through the task JSON (whose keys

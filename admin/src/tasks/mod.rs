@@ -1,4 +1,4 @@
-//! The Miroir task registry (PRODUCT.md §3) on top of the [`TaskStore`](crate::store::TaskStore).
+//! The Miroir task registry (docs/contract.md#tasks) on top of the [`TaskStore`](crate::store::TaskStore).
 //!
 //! Two kinds of Miroir tasks exist:
 //!

@@ -9,7 +9,7 @@
 //! instead of "repaired". That means Content-Length together with Transfer-Encoding, several
 //! Content-Length fields (even equal ones), a Transfer-Encoding other than exactly `chunked`,
 //! a bare LF anywhere in the head, obs-fold continuation lines and malformed chunk sizes are
-//! all 400 + close (ARCHITECTURE.md "Bad input and limits").
+//! all 400 + close (docs/architecture.md#bad-input-and-limits).
 
 use crate::http::types::Method;
 use miroir_core::{ErrorCode, MeiliError};

@@ -1,4 +1,4 @@
-//! Phase 2 — **authenticate and authorise** (PRODUCT.md §8).
+//! Phase 2 — **authenticate and authorise** (docs/contract.md#auth).
 //!
 //! Miroir answers auth exactly as one Meilisearch would, from the snapshot alone (no node and
 //! no admin round-trip on the hot path):

@@ -1,5 +1,5 @@
-//! The data plane's request handling: Miroir looks like one Meilisearch (PRODUCT.md §2, §7,
-//! §8) while the data lives striped over many nodes.
+//! The data plane's request handling: Miroir looks like one Meilisearch (docs/contract.md#api, #errors,
+//! #auth) while the data lives striped over many nodes.
 //!
 //! # Phases
 //!

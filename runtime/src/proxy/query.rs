@@ -1,5 +1,5 @@
 //! Pure search-query handling: read the client's query (POST body or GET query string) and
-//! write each node's query (PRODUCT.md §2 "Search and merge").
+//! write each node's query (docs/contract.md#search).
 //!
 //! The client's query is kept as a JSON object and forwarded unchanged except for the keys
 //! the scatter must control ([`node_body`]): pagination (every node returns its first

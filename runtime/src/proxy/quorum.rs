@@ -1,5 +1,5 @@
 //! Pure planning and combining for writes: which node gets which shards, and whether the
-//! nodes' answers add up to a successful write (PRODUCT.md §2 "Writes", step 4).
+//! nodes' answers add up to a successful write (docs/contract.md#write-consistency).
 //!
 //! A write touches a set of shards. For each shard, [`ShardTargets`] lists its owners in every
 //! replica group (and migration targets receiving dual-writes). [`plan_node_batches`] inverts

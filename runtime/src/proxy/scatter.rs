@@ -2,7 +2,7 @@
 //!
 //! A read (search, facet-search, document listing) must see every shard of the index exactly
 //! once. The planner works on a [`ReadTable`]: for each replica group and each shard, the
-//! shard's owners (placement, PRODUCT.md §1) and which nodes may serve reads right now.
+//! shard's owners (placement, docs/contract.md#routing) and which nodes may serve reads right now.
 //!
 //! [`ReadTable::assign`] gives each requested shard one node:
 //! 1. the preferred group first (round-robin per core, chosen by the caller), rotating among

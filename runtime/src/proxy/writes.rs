@@ -1,4 +1,4 @@
-//! Document writes (PRODUCT.md §2 "Writes"): routed (add/update, delete by id, delete-batch)
+//! Document writes (docs/contract.md#writes): routed (add/update, delete by id, delete-batch)
 //! and broadcast (delete by filter, delete all).
 //!
 //! 1. **Plan (pure).** The body is decoded and validated completely by the core
