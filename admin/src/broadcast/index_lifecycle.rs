@@ -245,10 +245,11 @@ pub async fn delete_index(admin: &Arc<Admin>, uid: &str) -> Result<Resp, ApiErro
             let deleted: u64 = done
                 .iter()
                 .filter_map(|t| t["details"]["deletedDocuments"].as_u64())
-                .sum();
+                .fold(0, u64::saturating_add);
             admin.remove_index(&owned).await?;
             admin.publish().await?;
-            Ok(json!({"deletedDocuments": deleted / u64::from(admin.copies())}))
+            let copies = u64::from(admin.copies()).max(1);
+            Ok(json!({"deletedDocuments": deleted / copies}))
         },
     )
     .await
@@ -282,7 +283,7 @@ pub async fn compact_index(admin: &Arc<Admin>, uid: &str) -> Result<Resp, ApiErr
                     })
                     .collect();
                 if let Some(sizes) = sizes.filter(|s| !s.is_empty()) {
-                    let total = sizes.iter().sum::<u64>() / copies;
+                    let total = sizes.iter().fold(0u64, |a, &b| a.saturating_add(b)) / copies;
                     details.insert(k.into(), json!(crate::size_format::human(total)));
                 }
             }

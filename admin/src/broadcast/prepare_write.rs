@@ -103,7 +103,7 @@ pub async fn edit_documents(admin: &Arc<Admin>, uid: &str, req: &Req) -> Result<
             let sum = |k: &str| -> u64 {
                 done.iter()
                     .filter_map(|t| t["details"][k].as_u64())
-                    .sum::<u64>()
+                    .fold(0u64, u64::saturating_add)
                     / copies
             };
             out["editedDocuments"] = json!(sum("editedDocuments"));
