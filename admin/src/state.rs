@@ -33,6 +33,10 @@ use std::time::{Duration, Instant};
 /// (docs/internals/control-protocol.md §2.2).
 pub const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The longest [`Admin::publish`] waits for the data planes to apply a snapshot. Data planes
+/// poll every 5 ms and acknowledge at once, so this is only reached when one hangs.
+pub const APPLY_WAIT: Duration = Duration::from_secs(2);
+
 const META_INDEX: &str = "index:";
 const META_KEY: &str = "key:";
 const META_EPOCH: &str = "routing:epoch";
@@ -87,6 +91,9 @@ pub struct Admin {
     snapshots: SnapshotStore,
     pub state: Mutex<State>,
     publish_lock: tokio::sync::Mutex<()>,
+    /// Woken by every heartbeat: [`Admin::publish`] waits on it for the data planes to apply
+    /// what it published.
+    applied: tokio::sync::Notify,
     /// One lock per index uid (and `""` for deployment-wide operations): broadcasts on one
     /// index never interleave (nodes process tasks in order, and so must Miroir's
     /// read-modify-write of the index metadata), while different indexes proceed in parallel.
@@ -162,6 +169,7 @@ impl Admin {
             snapshots,
             state: Mutex::new(state),
             publish_lock: tokio::sync::Mutex::new(()),
+            applied: tokio::sync::Notify::new(),
             scopes: Mutex::new(HashMap::new()),
             metrics: Metrics::default(),
         });
@@ -311,6 +319,10 @@ impl Admin {
     }
 
     /// Publishes the current state as the next generation; returns it.
+    /// Publishes the current state as a new snapshot generation and returns once every live
+    /// data plane serves it (see [`Admin::wait_applied`]): a key, an index or a setting a
+    /// client changed through Miroir is usable on its very next request, whichever core of
+    /// whichever data-plane process serves it.
     pub async fn publish(&self) -> Result<u64, AdminError> {
         let _order = self.publish_lock.lock().await;
         let snapshot = self.build_snapshot();
@@ -322,11 +334,42 @@ impl Admin {
         self.metrics
             .snapshot_publishes
             .fetch_add(1, Ordering::Relaxed);
+        if !self.wait_applied(generation, APPLY_WAIT).await {
+            tracing::warn!(
+                generation,
+                "a live data plane did not acknowledge the snapshot in time; answering anyway"
+            );
+        }
         Ok(generation)
+    }
+
+    /// Waits until every live data plane reports `generation` (or a later one) applied, at
+    /// most `within`. A data plane silent for [`HEARTBEAT_TIMEOUT`] is not live and does not
+    /// hold anyone up; a data plane that starts later loads the latest snapshot before it
+    /// serves. `false` when the wait timed out.
+    pub async fn wait_applied(&self, generation: u64, within: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let notified = self.applied.notified();
+            tokio::pin!(notified);
+            // Registered before the check, so a heartbeat between the two is not missed.
+            notified.as_mut().enable();
+            if self
+                .live_dataplanes()
+                .iter()
+                .all(|(_, b)| b.generation >= generation)
+            {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return false;
+            }
+        }
     }
 
     pub fn heartbeat(&self, dataplane: &str, beat: Heartbeat) {
         self.lock().dataplanes.insert(dataplane.to_string(), beat);
+        self.applied.notify_waiters();
     }
 
     /// Data planes heard from within [`HEARTBEAT_TIMEOUT`].

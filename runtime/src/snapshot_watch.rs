@@ -192,10 +192,16 @@ fn watch_loop(cfg: WatcherConfig, shared: Arc<SnapshotShared>, stop: Arc<AtomicB
             }
         }
         if let Some(s) = &store {
-            if let Err(e) = poll_once(s, &shared) {
-                if last_error_log.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
-                    last_error_log = Some(Instant::now());
-                    tracing::error!(error = %e, "snapshot poll failed; keeping the previous snapshot");
+            match poll_once(s, &shared) {
+                // Acknowledge a new generation at once: the admin answers the client that
+                // changed a key, an index or a setting only when every data plane serves it.
+                Ok(true) => next_heartbeat = Instant::now(),
+                Ok(false) => {}
+                Err(e) => {
+                    if last_error_log.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+                        last_error_log = Some(Instant::now());
+                        tracing::error!(error = %e, "snapshot poll failed; keeping the previous snapshot");
+                    }
                 }
             }
         }
