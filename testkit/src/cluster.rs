@@ -254,6 +254,12 @@ impl Cluster {
         Client::tcp(self.addr).bearer(&self.spec.master_key)
     }
 
+    /// A request to the data plane with the master key and an optional JSON body; panics
+    /// without a response.
+    pub fn call(&self, method: &str, path: &str, body: Option<&Value>) -> crate::Response {
+        self.http().call(method, path, body)
+    }
+
     /// Polls `GET /tasks/{uid}` on the data plane until the task is terminal; returns it.
     pub fn wait_task(&self, uid: u64) -> Value {
         crate::wait_task(&self.http(), uid)

@@ -24,9 +24,10 @@ pub use node::{NodeSpec, TestNode};
 pub use poll::{try_wait_until, wait_until, within};
 pub use process::Proc;
 pub use redis::Redis;
+pub use tempfile::TempDir;
 
 /// A temporary directory removed on drop ([`tempfile::TempDir`]), prefixed `miroir-<tag>-`.
-pub fn temp_dir(tag: &str) -> tempfile::TempDir {
+pub fn temp_dir(tag: &str) -> TempDir {
     tempfile::Builder::new()
         .prefix(&format!("miroir-{tag}-"))
         .tempdir()
@@ -35,7 +36,7 @@ pub fn temp_dir(tag: &str) -> tempfile::TempDir {
 
 /// Keeps `dir` when the current thread is panicking (and says where it is), removes it
 /// otherwise: a failed test leaves its logs and databases for inspection.
-pub fn keep_if_panicking(dir: tempfile::TempDir) {
+pub fn keep_if_panicking(dir: TempDir) {
     if std::thread::panicking() {
         let path = dir.keep();
         eprintln!("test files kept for inspection in {}", path.display());

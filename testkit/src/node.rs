@@ -158,6 +158,16 @@ impl TestNode {
         }
     }
 
+    /// A request with the master key and an optional JSON body; panics without a response.
+    pub fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> crate::Response {
+        self.http().call(method, path, body)
+    }
+
     /// Polls the node's `GET /tasks/{uid}` until the task is terminal; returns it.
     pub fn wait_task(&self, uid: u64) -> serde_json::Value {
         crate::wait_task(&self.http(), uid)
