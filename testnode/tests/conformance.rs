@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{is_duration, is_timestamp, is_uuid_v7, unique, Server};
+use common::{is_duration, is_timestamp, is_uuid_v7, unique, RespExt, Server};
 use serde_json::{json, Value};
 
 const WORDS: &[&str] = &[
