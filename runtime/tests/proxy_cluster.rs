@@ -6,7 +6,7 @@ mod proxy_support;
 use miroir_core::routing::{shard_for_key, ShardMap};
 use miroir_core::topology::{Node, NodeStatus, Topology};
 use miroir_core::{GroupId, NodeId};
-use proxy_support::{Cluster, Layout, TestNode};
+use proxy_support::{start_node, Cluster, Layout, TestNode};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -223,7 +223,7 @@ fn writes_route_reads_merge_and_bad_batches_touch_nothing() {
 
     // Sorted pages equal one node holding the whole corpus.
     let dir = std::env::temp_dir().join(format!("miroir-proxy-ref-{}", std::process::id()));
-    let reference = TestNode::start(&dir, "reference");
+    let reference = start_node(&dir, "reference");
     let r = reference.call(
         "POST",
         "/indexes",
