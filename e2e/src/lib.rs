@@ -7,7 +7,8 @@ use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
 
 pub use miroir_testkit::{
-    bin, free_port, temp_dir, wait_until, within, Client, NodeSpec, Proc, Redis, Response, TestNode,
+    bin, free_port, temp_dir, wait_until, within, Client, ClusterSpec, NodeSpec, Proc, Redis,
+    Response, TestNode,
 };
 
 /// The real Meilisearch binary to use as nodes instead of `miroir-testnode`
@@ -20,66 +21,22 @@ pub fn real_meilisearch() -> Option<PathBuf> {
 /// A node on its own (e.g. a reference holding the whole corpus): database and log in `dir`.
 pub fn start_node(dir: &Path, name: &str, master_key: &str) -> TestNode {
     TestNode::start(NodeSpec {
-        name: name.into(),
-        db: Some(dir.join(name)),
-        master_key: Some(master_key.into()),
-        faults: true,
-        log_dir: Some(dir.to_path_buf()),
         meilisearch: real_meilisearch(),
-        ..NodeSpec::default()
+        ..NodeSpec::in_dir(dir, name, master_key)
     })
 }
 
-/// Shape of a local deployment: `groups × nodes_per_group` test nodes behind one Miroir.
-pub struct ClusterSpec {
-    pub replica_groups: u32,
-    pub nodes_per_group: u32,
-    pub replication_factor: u32,
-    pub shards: u32,
-    pub master_key: String,
-    /// Extra YAML appended to the generated config.
-    pub extra_yaml: String,
-}
-impl Default for ClusterSpec {
-    fn default() -> Self {
-        ClusterSpec {
-            replica_groups: 1,
-            nodes_per_group: 3,
-            replication_factor: 1,
-            shards: 64,
-            master_key: "e2e-master-key".into(),
-            extra_yaml: String::new(),
-        }
-    }
-}
-
-impl ClusterSpec {
-    fn kit(&self) -> miroir_testkit::ClusterSpec {
-        miroir_testkit::ClusterSpec {
-            replica_groups: self.replica_groups,
-            nodes_per_group: self.nodes_per_group,
-            replication_factor: self.replication_factor,
-            shards: self.shards,
-            master_key: self.master_key.clone(),
-            extra_yaml: self.extra_yaml.clone(),
-            meilisearch: real_meilisearch(),
-            ..miroir_testkit::ClusterSpec::default()
-        }
-    }
-}
-
 /// Test nodes + the one-command `miroir` launcher (admin + data plane) with an embedded LMDB
-/// store.
+/// store; the spec's health and timeouts as given.
 pub struct Cluster(pub miroir_testkit::Cluster);
 
 impl Cluster {
     pub fn start(spec: ClusterSpec) -> Cluster {
-        Cluster(miroir_testkit::Cluster::start(
-            miroir_testkit::ClusterSpec {
-                launch: miroir_testkit::Launch::OneCommand,
-                ..spec.kit()
-            },
-        ))
+        Cluster(miroir_testkit::Cluster::start(ClusterSpec {
+            launch: miroir_testkit::Launch::OneCommand,
+            meilisearch: spec.meilisearch.clone().or_else(real_meilisearch),
+            ..spec
+        }))
     }
 }
 
@@ -90,7 +47,8 @@ impl Deref for Cluster {
     }
 }
 
-/// How a [`Deployment`] is configured beyond its [`ClusterSpec`].
+/// How a [`Deployment`] is configured beyond the shape in its [`ClusterSpec`] (these replace
+/// the spec's health, node timeout, admin key and environment).
 #[derive(Debug, Clone)]
 pub struct DeploymentOptions {
     /// `scatter.node_timeout_ms`.
@@ -123,25 +81,23 @@ pub struct Deployment(pub miroir_testkit::Cluster);
 
 impl Deployment {
     pub fn start(spec: &ClusterSpec, opts: &DeploymentOptions) -> Deployment {
-        let base = spec.kit();
-        Deployment(miroir_testkit::Cluster::start(
-            miroir_testkit::ClusterSpec {
-                admin_api_key: Some(ADMIN_KEY.into()),
-                health: miroir_testkit::Health {
-                    interval_ms: opts.health_interval_ms,
-                    timeout_ms: opts.health_timeout_ms,
-                    unhealthy_threshold: opts.unhealthy_threshold,
-                    recovery_threshold: 1,
-                },
-                node_timeout_ms: opts.node_timeout_ms,
-                extra_yaml: format!("{}{}", opts.extra_yaml, spec.extra_yaml),
-                env: vec![
-                    ("RUST_LOG".into(), "warn".into()),
-                    ("MIROIR_LOG".into(), "warn".into()),
-                ],
-                ..base
+        Deployment(miroir_testkit::Cluster::start(ClusterSpec {
+            admin_api_key: Some(ADMIN_KEY.into()),
+            health: miroir_testkit::Health {
+                interval_ms: opts.health_interval_ms,
+                timeout_ms: opts.health_timeout_ms,
+                unhealthy_threshold: opts.unhealthy_threshold,
+                recovery_threshold: 1,
             },
-        ))
+            node_timeout_ms: opts.node_timeout_ms,
+            extra_yaml: format!("{}{}", opts.extra_yaml, spec.extra_yaml),
+            env: vec![
+                ("RUST_LOG".into(), "warn".into()),
+                ("MIROIR_LOG".into(), "warn".into()),
+            ],
+            meilisearch: spec.meilisearch.clone().or_else(real_meilisearch),
+            ..spec.clone()
+        }))
     }
 
     /// Sends a write, asserts 202 and returns the summarized task's uid.

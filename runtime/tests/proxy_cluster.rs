@@ -6,6 +6,7 @@ mod proxy_support;
 use miroir_core::routing::{shard_for_key, ShardMap};
 use miroir_core::topology::{Node, NodeStatus, Topology};
 use miroir_core::{GroupId, NodeId};
+use miroir_testkit::tenant_token;
 use proxy_support::{start_node, Cluster, Layout, TestNode};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -609,30 +610,6 @@ fn forced_epoll_serves_compressed_writes_facets_multi_search_and_auth() {
     // Health needs no key.
     let r = proxy_support::http(&c.proxy, "GET", "/health", &[], None);
     assert_eq!((r.status, r.json()), (200, json!({"status": "available"})));
-}
-
-fn b64url(data: &[u8]) -> String {
-    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = String::new();
-    for chunk in data.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |acc, (i, &b)| acc | (u32::from(b) << (16 - 8 * i)));
-        for i in 0..=chunk.len() {
-            out.push(A[((n >> (18 - 6 * i)) & 63) as usize] as char);
-        }
-    }
-    out
-}
-
-fn tenant_token(key: &str, payload: &Value) -> String {
-    use hmac::{KeyInit, Mac};
-    let h = b64url(br#"{"alg":"HS256","typ":"JWT"}"#);
-    let p = b64url(payload.to_string().as_bytes());
-    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key.as_bytes()).unwrap();
-    mac.update(format!("{h}.{p}").as_bytes());
-    format!("{h}.{p}.{}", b64url(&mac.finalize().into_bytes()))
 }
 
 #[test]

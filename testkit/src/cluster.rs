@@ -129,13 +129,8 @@ impl Cluster {
             for i in 0..spec.nodes_per_group {
                 let id = (spec.node_id)(g, i, g * spec.nodes_per_group + i);
                 let node = TestNode::start(NodeSpec {
-                    name: id.clone(),
-                    db: Some(dir.path().join(&id)),
-                    master_key: Some(node_key.clone()),
-                    faults: true,
-                    log_dir: Some(dir.path().to_path_buf()),
                     meilisearch: spec.meilisearch.clone(),
-                    ..NodeSpec::default()
+                    ..NodeSpec::in_dir(dir.path(), &id, &node_key)
                 });
                 node_yaml.push_str(&format!(
                     "  - {{ id: \"{id}\", address: \"{}\", replica_group: {g} }}\n",

@@ -2,7 +2,8 @@
 //! sockets ([`http`]), child processes killed on drop with their output in a log file
 //! ([`process`]), free loopback ports ([`net`]), polling with deadlines ([`poll`]), the
 //! binaries cargo built ([`bins`]) and fixtures that start them: test nodes ([`node`]), a
-//! Miroir cluster over test nodes ([`cluster`]) and `redis-server` ([`redis`]).
+//! Miroir cluster over test nodes ([`cluster`]) and `redis-server` ([`redis`]); tenant tokens
+//! ([`token`]).
 //!
 //! It links no Miroir crate, so the test node's suite (which must stay independent of the
 //! core) uses it as every other suite does. See docs/decisions/011-test-kit.md.
@@ -15,6 +16,7 @@ pub mod node;
 pub mod poll;
 pub mod process;
 pub mod redis;
+pub mod token;
 
 pub use bins::bin;
 pub use cluster::{Cluster, ClusterSpec, Health, Launch};
@@ -25,6 +27,7 @@ pub use poll::{try_wait_until, wait_until, within};
 pub use process::Proc;
 pub use redis::Redis;
 pub use tempfile::TempDir;
+pub use token::tenant_token;
 
 /// A temporary directory removed on drop ([`tempfile::TempDir`]), prefixed `miroir-<tag>-`.
 pub fn temp_dir(tag: &str) -> TempDir {

@@ -4,7 +4,7 @@ use crate::http::Client;
 use crate::poll::{wait_until, within};
 use crate::process::{log_len, Proc};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -30,6 +30,21 @@ pub struct NodeSpec {
     /// The real Meilisearch binary to run instead of `miroir-testnode` (it does not print its
     /// address, so a free port is chosen up front and `/health` polled).
     pub meilisearch: Option<PathBuf>,
+}
+
+impl NodeSpec {
+    /// A test node with fault injection named `name`, holding `master_key`, with its database
+    /// (`dir/<name>`) and log (`dir/<name>.log`) in `dir`.
+    pub fn in_dir(dir: &Path, name: &str, master_key: &str) -> NodeSpec {
+        NodeSpec {
+            name: name.into(),
+            db: Some(dir.join(name)),
+            master_key: Some(master_key.into()),
+            faults: true,
+            log_dir: Some(dir.to_path_buf()),
+            ..NodeSpec::default()
+        }
+    }
 }
 
 /// A running node. `MEILI_*` variables of the test's environment are not passed on: the

@@ -16,15 +16,8 @@ pub const ADMIN_KEY: &str = "test-admin-key";
 
 /// A `miroir-testnode` with fault injection and the master key; database in `db`, log beside.
 pub fn start_testnode(db: &Path) -> TestNode {
-    let name = db.file_name().unwrap().to_string_lossy().into_owned();
-    TestNode::start(NodeSpec {
-        name,
-        db: Some(db.to_path_buf()),
-        master_key: Some(MASTER_KEY.into()),
-        faults: true,
-        log_dir: db.parent().map(Path::to_path_buf),
-        ..NodeSpec::default()
-    })
+    let name = db.file_name().unwrap().to_string_lossy();
+    TestNode::start(NodeSpec::in_dir(db.parent().unwrap(), &name, MASTER_KEY))
 }
 
 pub struct AdminProc {

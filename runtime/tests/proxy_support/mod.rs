@@ -17,14 +17,7 @@ const CLIENT_KEY: &str = "client-master-key";
 /// A `miroir-testnode` with fault injection holding the nodes' master key, its database and
 /// log in `dir`.
 pub fn start_node(dir: &Path, name: &str) -> TestNode {
-    TestNode::start(NodeSpec {
-        name: name.into(),
-        db: Some(dir.join(name)),
-        master_key: Some(NODE_KEY.into()),
-        faults: true,
-        log_dir: Some(dir.to_path_buf()),
-        ..NodeSpec::default()
-    })
+    TestNode::start(NodeSpec::in_dir(dir, name, NODE_KEY))
 }
 
 /// Topology of a test cluster.

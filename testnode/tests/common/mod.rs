@@ -320,28 +320,3 @@ pub fn is_duration(v: &Value) -> bool {
         s.starts_with("PT") && s.ends_with('S') && s[2..s.len() - 1].parse::<f64>().is_ok()
     })
 }
-
-fn b64url(data: &[u8]) -> String {
-    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = String::new();
-    for chunk in data.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |acc, (i, b)| acc | (*b as u32) << (16 - 8 * i));
-        for i in 0..=chunk.len() {
-            out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
-        }
-    }
-    out
-}
-
-/// An HS256 tenant token signed with an API key's value.
-pub fn tenant_token(api_key: &str, payload: &Value) -> String {
-    use hmac::{KeyInit, Mac};
-    let h = b64url(br#"{"alg":"HS256","typ":"JWT"}"#);
-    let p = b64url(&serde_json::to_vec(payload).unwrap());
-    let mut m = hmac::Hmac::<sha2::Sha256>::new_from_slice(api_key.as_bytes()).unwrap();
-    m.update(format!("{h}.{p}").as_bytes());
-    format!("{h}.{p}.{}", b64url(&m.finalize().into_bytes()))
-}
