@@ -6,6 +6,7 @@ use crate::node::{NodeSpec, TestNode};
 use crate::poll::{wait_until, within};
 use crate::process::{log_len, Proc};
 use serde_json::Value;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -258,6 +259,27 @@ impl Cluster {
     /// Polls `GET /tasks/{uid}` on the data plane until the task is terminal; returns it.
     pub fn wait_task(&self, uid: u64) -> Value {
         crate::wait_task(&self.http(), uid)
+    }
+
+    /// Requests that change data, summed over every node since their counters were last
+    /// reset (the test node's `GET /_testnode/counters`): every route except reads (`GET`,
+    /// searches, document fetches), by route.
+    pub fn node_writes(&self) -> BTreeMap<String, u64> {
+        let mut out = BTreeMap::new();
+        for n in &self.nodes {
+            let r = n.call("GET", "/_testnode/counters", None);
+            assert_eq!(r.status, 200, "{}", r.text());
+            let counters: BTreeMap<String, u64> = serde_json::from_slice(&r.body).unwrap();
+            for (route, count) in counters {
+                let read = route.starts_with("GET ")
+                    || route.ends_with("/search")
+                    || route.ends_with("/documents/fetch");
+                if !read {
+                    *out.entry(route).or_default() += count;
+                }
+            }
+        }
+        out
     }
 
     /// A process's log so far: `admin`, `dataplane`, `miroir` or a node id.
