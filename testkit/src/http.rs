@@ -337,3 +337,124 @@ pub fn read_response(r: &mut impl BufRead, head_request: bool) -> io::Result<Res
         body,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Cursor;
+    use std::net::TcpListener;
+    use std::os::unix::net::UnixListener;
+
+    fn parse(raw: &[u8], head: bool) -> io::Result<Response> {
+        read_response(&mut Cursor::new(raw.to_vec()), head)
+    }
+
+    #[test]
+    fn framing_by_length_chunks_end_of_connection_and_none() {
+        let r = parse(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-A: b\r\n\r\nhiEXTRA",
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            (r.status, r.text(), r.header("x-a")),
+            (200, "hi".into(), Some("b"))
+        );
+        let r = parse(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n2\r\nde\r\n0\r\nT: 1\r\n\r\n",
+            false,
+        )
+        .unwrap();
+        assert_eq!(r.text(), "abcde");
+        let r = parse(b"HTTP/1.1 500 Oops\r\n\r\n{\"a\":1}", false).unwrap();
+        assert_eq!((r.status, r.json()), (500, serde_json::json!({"a": 1})));
+        let r = parse(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", true).unwrap();
+        assert!(r.body.is_empty());
+        let r = parse(b"HTTP/1.1 204 No Content\r\n\r\n", false).unwrap();
+        assert!(r.body.is_empty());
+    }
+
+    #[test]
+    fn a_connection_closed_without_an_answer_is_invalid_data() {
+        let e = parse(b"", false).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+        let e = parse(b"HTTP/1.1 200 OK\r\nContent-", false).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+    }
+
+    /// Serves `n` requests on one accepted connection, answering each with its request head
+    /// and body.
+    fn echo_heads<S>(s: S, n: usize)
+    where
+        for<'a> &'a S: Read + Write,
+    {
+        let mut r = BufReader::new(&s);
+        for _ in 0..n {
+            let mut head = String::new();
+            loop {
+                let mut line = String::new();
+                r.read_line(&mut line).unwrap();
+                if line == "\r\n" {
+                    break;
+                }
+                head.push_str(&line);
+            }
+            let len = head
+                .lines()
+                .find_map(|l| l.strip_prefix("Content-Length: "))
+                .map_or(0, |v| v.trim().parse().unwrap());
+            let mut body = vec![0; len];
+            r.read_exact(&mut body).unwrap();
+            head.push_str(&String::from_utf8(body).unwrap());
+            write!(
+                &s,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{head}",
+                head.len()
+            )
+            .unwrap();
+        }
+    }
+
+    #[test]
+    fn tcp_requests_carry_exactly_the_headers_asked_for() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            for _ in 0..3 {
+                echo_heads(l.accept().unwrap().0, 1);
+            }
+        });
+        let c = Client::tcp(format!("http://{addr}/")).bearer("k");
+        let get = c.get("/a").unwrap().text();
+        assert_eq!(
+            get,
+            format!("GET /a HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAuthorization: Bearer k\r\n")
+        );
+        let post = c.send("POST", "/b", None).unwrap().text();
+        assert!(post.ends_with("Content-Length: 0\r\n"), "{post}");
+        assert!(!post.contains("Content-Type"), "{post}");
+        let json = c
+            .post_json("/c", &serde_json::json!({"x": 1}))
+            .unwrap()
+            .text();
+        assert!(
+            json.ends_with("Content-Type: application/json\r\nContent-Length: 7\r\n{\"x\":1}"),
+            "{json}"
+        );
+        server.join().unwrap();
+    }
+
+    #[test]
+    fn unix_socket_and_keep_alive() {
+        let dir = crate::temp_dir("http-test");
+        let path = dir.path().join("s.sock");
+        let l = UnixListener::bind(&path).unwrap();
+        let server = std::thread::spawn(move || echo_heads(l.accept().unwrap().0, 2));
+        let mut conn = Client::unix(&path).header("X-P", "v").connect().unwrap();
+        let first = conn.send("GET", "/one", None).unwrap().text();
+        assert_eq!(first, "GET /one HTTP/1.1\r\nHost: localhost\r\nX-P: v\r\n");
+        let second = conn.send("GET", "/two", None).unwrap().text();
+        assert!(second.starts_with("GET /two "), "{second}");
+        server.join().unwrap();
+    }
+}

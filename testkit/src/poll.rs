@@ -50,3 +50,33 @@ pub fn wait_until<R: Ready>(deadline: Instant, what: &str, f: impl FnMut() -> R)
     try_wait_until(deadline, f)
         .unwrap_or_else(|| panic!("gave up after {:?} waiting for {what}", started.elapsed()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn polls_bools_and_options_until_the_deadline() {
+        let mut n = 0;
+        let v = wait_until(within(Duration::from_secs(10)), "three calls", || {
+            n += 1;
+            (n == 3).then_some(n * 10)
+        });
+        assert_eq!(v, 30);
+        wait_until(within(Duration::from_secs(10)), "true", || true);
+        let start = Instant::now();
+        assert_eq!(
+            try_wait_until(within(Duration::from_millis(50)), || false),
+            None
+        );
+        assert!(start.elapsed() >= Duration::from_millis(50));
+    }
+
+    #[test]
+    #[should_panic(expected = "waiting for the impossible")]
+    fn panics_naming_what_it_waited_for() {
+        wait_until(within(Duration::from_millis(30)), "the impossible", || {
+            false
+        });
+    }
+}

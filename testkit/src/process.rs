@@ -178,3 +178,64 @@ impl Drop for Proc {
         self.kill();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::poll::within;
+    use std::time::Duration;
+
+    #[test]
+    fn output_goes_to_the_log_and_lines_are_awaited() {
+        let dir = crate::temp_dir("proc-test");
+        let log = dir.path().join("sh.log");
+        let mut p = Proc::spawn(
+            "sh",
+            Command::new("sh").args(["-c", "echo err >&2; echo 'ready at 42'; sleep 30"]),
+            &log,
+        );
+        assert_eq!(
+            p.wait_for_line("ready at ", within(Duration::from_secs(10))),
+            "42"
+        );
+        assert!(p.log().contains("err"));
+        p.assert_running();
+        p.kill();
+        assert!(p.try_wait().is_some());
+    }
+
+    #[test]
+    fn a_process_that_dies_is_named_with_its_log() {
+        let dir = crate::temp_dir("proc-test");
+        let log = dir.path().join("dies.log");
+        let mut p = Proc::spawn(
+            "dies",
+            Command::new("sh").args(["-c", "echo boom; exit 3"]),
+            &log,
+        );
+        let msg = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            p.wait_for_line("never", within(Duration::from_secs(10)))
+        }))
+        .unwrap_err();
+        let msg = msg.downcast_ref::<String>().unwrap();
+        assert!(msg.starts_with("dies (pid "), "{msg}");
+        assert!(msg.contains("exit status: 3"), "{msg}");
+        assert!(msg.contains(&log.display().to_string()), "{msg}");
+        assert!(msg.ends_with("boom"), "{msg}");
+    }
+
+    #[test]
+    fn terminate_sends_sigterm() {
+        let dir = crate::temp_dir("proc-test");
+        let mut p = Proc::spawn(
+            "trap",
+            Command::new("sh").args([
+                "-c",
+                "trap 'exit 7' TERM; echo up; while true; do sleep 0.05; done",
+            ]),
+            dir.path().join("trap.log"),
+        );
+        p.wait_for_line("up", within(Duration::from_secs(10)));
+        assert_eq!(p.terminate().code(), Some(7));
+    }
+}
