@@ -225,19 +225,21 @@ impl Cluster {
 
     /// Waits until Miroir serves: with [`Launch::Separate`] until the data plane answers
     /// `GET /indexes` with 200 (it needs a snapshot and the admin for that), with the launcher
-    /// until `GET /health` is 200. Panics naming the process when one died meanwhile.
+    /// until `GET /health` is 200. Panics naming the process when one died meanwhile (nodes a
+    /// test killed on purpose excepted).
     pub fn wait_ready(&mut self) {
         let path = match self.spec.launch {
             Launch::Separate => "/indexes",
             Launch::OneCommand => "/health",
         };
         let client = self.http().timeout(Duration::from_secs(10));
-        let (admin, dataplane) = (&mut self.admin, &mut self.dataplane);
+        let (admin, dataplane, nodes) = (&mut self.admin, &mut self.dataplane, &mut self.nodes);
         wait_until(
             within(Duration::from_secs(60)),
             &format!("the data plane to answer GET {path} with 200"),
             || {
-                for p in admin.iter_mut().chain(dataplane.iter_mut()) {
+                let nodes = nodes.iter_mut().filter_map(|n| n.proc.as_mut());
+                for p in admin.iter_mut().chain(dataplane.iter_mut()).chain(nodes) {
                     p.assert_running();
                 }
                 client.get(path).is_ok_and(|r| r.status == 200)
