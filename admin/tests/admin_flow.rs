@@ -5,6 +5,7 @@
 mod admin_common;
 
 use admin_common::*;
+use miroir_testkit::Redis;
 use serde_json::{json, Value};
 
 const TASK_KEYS: [&str; 12] = [
@@ -61,9 +62,9 @@ fn cluster_on(n: usize, backend: Backend) -> Cluster {
     let nodes: Vec<TestNode> = (0..n)
         .map(|i| start_testnode(&dir.path().join(format!("node-{i}"))))
         .collect();
-    let redis = (backend == Backend::Redis).then(|| start_redis(dir.path()));
+    let redis = (backend == Backend::Redis).then(Redis::start);
     let extra = match &redis {
-        Some(r) => format!("task_store:\n  backend: redis\n  url: {}\n", r.url),
+        Some(r) => format!("task_store:\n  backend: redis\n  url: {}\n", r.url()),
         None => String::new(),
     };
     let config = write_config(dir.path(), &nodes.iter().collect::<Vec<_>>(), 8, &extra);
@@ -124,7 +125,7 @@ fn write_docs(c: &Cluster, docs: &[Value]) -> u64 {
             })
             .collect();
         let r = node(
-            &n.url,
+            &n.url(),
             "POST",
             "/indexes/movies/documents",
             Some(&Value::Array(part)),
@@ -172,7 +173,7 @@ fn index_create_settings_stats_and_task_aggregation() {
     // Every node has the index, `_miroir_shard` filterable, searchable `*` (decision 006)
     // and no wildcard displayed list.
     for n in &c.nodes {
-        let s = node(&n.url, "GET", "/indexes/movies/settings", None).json();
+        let s = node(&n.url(), "GET", "/indexes/movies/settings", None).json();
         assert_eq!(s["filterableAttributes"], json!(["_miroir_shard"]), "{s}");
         assert_eq!(s["searchableAttributes"], json!(["*"]));
         assert_eq!(s["displayedAttributes"], json!([]));
@@ -191,7 +192,7 @@ fn index_create_settings_stats_and_task_aggregation() {
     let uid = write_docs(&c, &docs);
     assert_eq!(uid, 1, "task uids are dense");
     for n in &c.nodes {
-        let s = node(&n.url, "GET", "/indexes/movies/settings", None).json();
+        let s = node(&n.url(), "GET", "/indexes/movies/settings", None).json();
         assert_eq!(s["displayedAttributes"], json!(["id", "title", "year"]));
         assert_eq!(s["searchableAttributes"], json!(["*"]));
     }
@@ -219,7 +220,7 @@ fn index_create_settings_stats_and_task_aggregation() {
     assert_eq!(t["type"], "settingsUpdate");
     for n in &c.nodes {
         let mut f: Vec<String> = serde_json::from_value(
-            node(&n.url, "GET", "/indexes/movies/settings", None).json()["filterableAttributes"]
+            node(&n.url(), "GET", "/indexes/movies/settings", None).json()["filterableAttributes"]
                 .clone(),
         )
         .unwrap();
@@ -253,7 +254,7 @@ fn index_create_settings_stats_and_task_aggregation() {
     let per_node: Vec<Value> = c
         .nodes
         .iter()
-        .map(|n| node(&n.url, "GET", &format!("/indexes/movies/stats?{q}"), None).json())
+        .map(|n| node(&n.url(), "GET", &format!("/indexes/movies/stats?{q}"), None).json())
         .collect();
     let sum = |f: &dyn Fn(&Value) -> u64| per_node.iter().map(f).sum::<u64>();
     let copies = sum(&|v| v["numberOfDocuments"].as_u64().unwrap()) / 30;
@@ -420,7 +421,7 @@ fn index_create_settings_stats_and_task_aggregation() {
     let t = wait_miroir_task(&c.admin.socket, r.json()["taskUid"].as_u64().unwrap());
     assert_eq!(t["status"], "succeeded", "{t}");
     for n in &c.nodes {
-        assert_eq!(node(&n.url, "GET", "/indexes/movies", None).status, 404);
+        assert_eq!(node(&n.url(), "GET", "/indexes/movies", None).status, 404);
     }
 }
 
@@ -439,13 +440,13 @@ fn failure_and_restart(backend: Backend) {
     assert_eq!(create_movies(&c)["status"], "succeeded");
     // Node 1 rejects its part (an invalid document id fails the node task asynchronously).
     let ok = node(
-        &c.nodes[0].url,
+        &c.nodes[0].url(),
         "POST",
         "/indexes/movies/documents",
         Some(&json!([{"id": 1, "title": "a"}])),
     );
     let bad = node(
-        &c.nodes[1].url,
+        &c.nodes[1].url(),
         "POST",
         "/indexes/movies/documents",
         Some(&json!([{"id": "not valid!", "title": "b"}])),
@@ -464,7 +465,7 @@ fn failure_and_restart(backend: Backend) {
     assert_eq!(failed["status"], "failed", "{failed}");
     assert_eq!(failed["error"]["code"], "invalid_document_id", "{failed}");
     let node_err =
-        wait_node_task(&c.nodes[1].url, bad.json()["taskUid"].as_u64().unwrap())["error"].clone();
+        wait_node_task(&c.nodes[1].url(), bad.json()["taskUid"].as_u64().unwrap())["error"].clone();
     assert_eq!(
         failed["error"], node_err,
         "the node's error is forwarded verbatim"
@@ -485,14 +486,14 @@ fn failure_and_restart(backend: Backend) {
 
     // A task still running when the admin dies: stall node 0's queue first.
     let stall = node(
-        &c.nodes[0].url,
+        &c.nodes[0].url(),
         "POST",
         "/_testnode/faults",
         Some(&json!({"stallTasks": true})),
     );
     assert!(stall.status < 300);
     let pending = node(
-        &c.nodes[0].url,
+        &c.nodes[0].url(),
         "POST",
         "/indexes/movies/documents",
         Some(&json!([{"id": 7, "title": "later"}])),
@@ -519,8 +520,7 @@ fn failure_and_restart(backend: Backend) {
     );
 
     // kill -9 and restart on the same data directory.
-    c.admin.proc.child.kill().unwrap();
-    c.admin.proc.child.wait().unwrap();
+    c.admin.proc.kill();
     c.admin = start_admin(&c.config);
     let again = control(&c.admin.socket, "GET", &format!("/tasks/{uid}"), None).json();
     assert_eq!(
@@ -533,7 +533,7 @@ fn failure_and_restart(backend: Backend) {
     let s = control(&c.admin.socket, "GET", "/indexes/movies/settings", None).json();
     assert_eq!(s["searchableAttributes"], json!(["*"]));
     // The interrupted-but-node-tracked task resumes once the node processes it.
-    node(&c.nodes[0].url, "DELETE", "/_testnode/faults", None);
+    node(&c.nodes[0].url(), "DELETE", "/_testnode/faults", None);
     let done = wait_miroir_task(&c.admin.socket, pending_uid);
     assert_eq!(done["status"], "succeeded", "{done}");
     // Uids continue densely after the restart.
@@ -549,7 +549,7 @@ fn failure_and_restart(backend: Backend) {
 fn node_settings(c: &Cluster) -> Vec<Value> {
     c.nodes
         .iter()
-        .map(|n| node(&n.url, "GET", "/indexes/movies/settings", None).json())
+        .map(|n| node(&n.url(), "GET", "/indexes/movies/settings", None).json())
         .collect()
 }
 
@@ -562,7 +562,7 @@ fn a_settings_failure_on_one_node_leaves_every_node_with_the_old_settings() {
     // 1. Node 2 refuses the update outright: the others are rolled back, the client gets the
     //    node's error.
     node(
-        &c.nodes[2].url,
+        &c.nodes[2].url(),
         "POST",
         "/_testnode/faults",
         Some(
@@ -578,13 +578,13 @@ fn a_settings_failure_on_one_node_leaves_every_node_with_the_old_settings() {
     );
     assert_eq!(r.status, 500, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(r.json()["message"], "injected");
-    node(&c.nodes[2].url, "DELETE", "/_testnode/faults", None);
+    node(&c.nodes[2].url(), "DELETE", "/_testnode/faults", None);
     assert_eq!(node_settings(&c), before);
 
     // 2. Node 2 accepts, but fails verification mid-way (its read-back breaks after applying):
     //    every node, including the two that succeeded, is rolled back.
     node(
-        &c.nodes[2].url,
+        &c.nodes[2].url(),
         "POST",
         "/_testnode/faults",
         Some(&json!({"stallTasks": true})),
@@ -598,7 +598,7 @@ fn a_settings_failure_on_one_node_leaves_every_node_with_the_old_settings() {
     assert_eq!(r.status, 202);
     let uid = r.json()["taskUid"].as_u64().unwrap();
     node(
-        &c.nodes[2].url,
+        &c.nodes[2].url(),
         "POST",
         "/_testnode/faults",
         Some(
@@ -608,7 +608,7 @@ fn a_settings_failure_on_one_node_leaves_every_node_with_the_old_settings() {
     );
     let t = wait_miroir_task(&c.admin.socket, uid);
     assert_eq!(t["status"], "failed", "{t}");
-    node(&c.nodes[2].url, "DELETE", "/_testnode/faults", None);
+    node(&c.nodes[2].url(), "DELETE", "/_testnode/faults", None);
     assert_eq!(node_settings(&c), before);
     let s = control(&c.admin.socket, "GET", "/indexes/movies/settings", None).json();
     assert_eq!(s["filterableAttributes"], json!([]));
@@ -754,7 +754,7 @@ fn admin_api_auth_topology_ready_metrics_and_protocol_version() {
         .to_string();
     for n in &c.nodes {
         eventually("default keys on the node", || {
-            let r = node(&n.url, "GET", &format!("/keys/{search_key}"), None);
+            let r = node(&n.url(), "GET", &format!("/keys/{search_key}"), None);
             (r.status == 200).then_some(())
         });
     }
@@ -762,7 +762,7 @@ fn admin_api_auth_topology_ready_metrics_and_protocol_version() {
     // A node going down makes it failed; ready then reports uncovered shards once an index exists.
     assert_eq!(create_movies(&c)["status"], "succeeded");
     let mut dead = c;
-    dead.nodes[1].proc.child.kill().unwrap();
+    dead.nodes[1].kill();
     let url = dead.admin.url.clone();
     eventually("node failed", || {
         let t = http(
@@ -808,7 +808,7 @@ fn cancel_and_delete_are_mapped_to_the_nodes() {
     assert_eq!(create_movies(&c)["status"], "succeeded");
     for n in &c.nodes {
         node(
-            &n.url,
+            &n.url(),
             "POST",
             "/_testnode/faults",
             Some(&json!({"stallTasks": true})),
@@ -820,7 +820,7 @@ fn cancel_and_delete_are_mapped_to_the_nodes() {
         .enumerate()
         .map(|(i, n)| {
             let r = node(
-                &n.url,
+                &n.url(),
                 "POST",
                 "/indexes/movies/documents",
                 Some(&json!([{"id": i, "title": "x"}])),
@@ -852,7 +852,7 @@ fn cancel_and_delete_are_mapped_to_the_nodes() {
     assert_eq!(r.json()["type"], "taskCancelation");
     let cancel = r.json()["taskUid"].as_u64().unwrap();
     for n in &c.nodes {
-        node(&n.url, "DELETE", "/_testnode/faults", None);
+        node(&n.url(), "DELETE", "/_testnode/faults", None);
     }
     let t = wait_miroir_task(&c.admin.socket, write);
     assert_eq!(t["status"], "canceled", "{t}");
@@ -913,11 +913,11 @@ fn prepare_write_creates_an_unknown_index_everywhere_and_refuses_a_conflicting_k
     for n in &c.nodes {
         // Enqueued, not awaited: each node creates the index before anything that follows.
         eventually("index created on the node", || {
-            let i = node(&n.url, "GET", "/indexes/books", None).json();
+            let i = node(&n.url(), "GET", "/indexes/books", None).json();
             (i["primaryKey"] == "isbn").then_some(())
         });
         let s = eventually("node settings applied", || {
-            let s = node(&n.url, "GET", "/indexes/books/settings", None).json();
+            let s = node(&n.url(), "GET", "/indexes/books/settings", None).json();
             (s["displayedAttributes"] == json!(["isbn", "title"])).then_some(s)
         });
         assert_eq!(s["filterableAttributes"], json!(["_miroir_shard"]));
@@ -1017,7 +1017,7 @@ fn keys_are_created_with_one_uid_and_value_on_every_node() {
         key["key"].as_str().unwrap().to_string(),
     );
     for n in &c.nodes {
-        let k = node(&n.url, "GET", &format!("/keys/{uid}"), None).json();
+        let k = node(&n.url(), "GET", &format!("/keys/{uid}"), None).json();
         assert_eq!(
             k["key"],
             value.as_str(),
@@ -1035,7 +1035,7 @@ fn keys_are_created_with_one_uid_and_value_on_every_node() {
     assert_eq!(r.json()["name"], "renamed");
     for n in &c.nodes {
         assert_eq!(
-            node(&n.url, "GET", &format!("/keys/{uid}"), None).json()["name"],
+            node(&n.url(), "GET", &format!("/keys/{uid}"), None).json()["name"],
             "renamed"
         );
     }
@@ -1045,7 +1045,7 @@ fn keys_are_created_with_one_uid_and_value_on_every_node() {
     );
     for n in &c.nodes {
         assert_eq!(
-            node(&n.url, "GET", &format!("/keys/{uid}"), None).status,
+            node(&n.url(), "GET", &format!("/keys/{uid}"), None).status,
             404
         );
     }
@@ -1072,7 +1072,7 @@ fn a_settings_update_creates_a_missing_index_like_meilisearch() {
     let t = wait_miroir_task(&c.admin.socket, r.json()["taskUid"].as_u64().unwrap());
     assert_eq!(t["status"], "succeeded", "{t}");
     for n in &c.nodes {
-        let s = node(&n.url, "GET", "/indexes/fresh/settings", None).json();
+        let s = node(&n.url(), "GET", "/indexes/fresh/settings", None).json();
         assert_eq!(s["filterableAttributes"], json!(["_miroir_shard"]));
         assert_eq!(s["sortableAttributes"], json!(["year"]));
     }
@@ -1130,7 +1130,7 @@ fn a_write_registered_without_an_unreachable_node_succeeds_and_is_counted_for_op
     for i in 0..2 {
         let docs = json!([{"id": i, "title": "t", "_miroir_shard": 0}]);
         let r = node(
-            &c.nodes[i].url,
+            &c.nodes[i].url(),
             "POST",
             "/indexes/movies/documents",
             Some(&docs),
@@ -1174,8 +1174,7 @@ fn settings_changes_that_would_leave_a_shard_without_an_up_to_date_owner_are_ref
     assert_eq!(create_movies(&c)["status"], "succeeded");
     let before: Vec<Value> = node_settings(&c)[..2].to_vec();
     // One group, RF=1: every node is the only owner of its shards; node 2 dies.
-    c.nodes[2].proc.child.kill().unwrap();
-    c.nodes[2].proc.child.wait().unwrap();
+    c.nodes[2].kill();
     let r = control(
         &c.admin.socket,
         "PATCH",
@@ -1195,7 +1194,7 @@ fn settings_changes_that_would_leave_a_shard_without_an_up_to_date_owner_are_ref
     // The refused settings change touched no node.
     let live: Vec<Value> = c.nodes[..2]
         .iter()
-        .map(|n| node(&n.url, "GET", "/indexes/movies/settings", None).json())
+        .map(|n| node(&n.url(), "GET", "/indexes/movies/settings", None).json())
         .collect();
     assert_eq!(
         live[0]["filterableAttributes"],
@@ -1274,7 +1273,7 @@ fn admin_answers_match_meilisearch_1_50() {
         )
     );
     for n in &c.nodes {
-        assert_eq!(node(&n.url, "GET", "/indexes", None).json()["total"], 1);
+        assert_eq!(node(&n.url(), "GET", "/indexes", None).json()["total"], 1);
     }
 
     // A settings sub-route error is located relative to the sub-route's body.
@@ -1357,14 +1356,14 @@ fn admin_answers_match_meilisearch_1_50() {
         r#"{"primaryKey":null,"oldIndexUid":"movies","newIndexUid":"films"}"#
     );
     for n in &c.nodes {
-        assert_eq!(node(&n.url, "GET", "/indexes/movies", None).status, 200);
+        assert_eq!(node(&n.url(), "GET", "/indexes/movies", None).status, 200);
     }
 
     // A deletion by ids carries `originalFilter: null`.
     let mut node_tasks = Vec::new();
     for (i, n) in c.nodes.iter().enumerate() {
         let r = node(
-            &n.url,
+            &n.url(),
             "POST",
             "/indexes/movies/documents/delete-batch",
             Some(&json!([1, 2])),
@@ -1405,7 +1404,7 @@ fn admin_answers_match_meilisearch_1_50() {
     );
     for n in &c.nodes {
         let k = eventually("the default key on the node", || {
-            let r = node(&n.url, "GET", &format!("/keys/{uid}"), None);
+            let r = node(&n.url(), "GET", &format!("/keys/{uid}"), None);
             (r.status == 200).then(|| r.json())
         });
         assert_eq!(k["actions"], json!(["search"]), "{k}");

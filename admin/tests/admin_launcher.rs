@@ -6,15 +6,16 @@
 mod admin_common;
 
 use admin_common::*;
-use std::io::{BufRead, BufReader};
+use miroir_testkit::{within, Proc};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 /// Copies `miroir` into `dir` and writes `script` as `dir/miroir-dataplane`.
 fn install(dir: &Path, script: &str) -> std::path::PathBuf {
     let miroir = dir.join("miroir");
-    std::fs::copy(env!("CARGO_BIN_EXE_miroir"), &miroir).unwrap();
+    std::fs::copy(miroir_testkit::bin("miroir"), &miroir).unwrap();
     let dp = dir.join("miroir-dataplane");
     std::fs::write(&dp, script).unwrap();
     std::fs::set_permissions(&dp, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -36,20 +37,12 @@ fn starts_the_data_plane_with_the_same_arguments_and_forwards_sigterm() {
         log = log.display()
     );
     let miroir = install(dir.path(), &script);
-    let mut child = Command::new(&miroir)
-        .arg("--config")
-        .arg(&config)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut proc = Proc { child };
-    let mut lines = BufReader::new(stdout).lines();
-    let first = lines.next().unwrap().unwrap();
+    let mut cmd = Command::new(&miroir);
+    cmd.arg("--config").arg(&config).env("RUST_LOG", "warn");
+    let mut proc = Proc::spawn("miroir", &mut cmd, dir.path().join("miroir.log"));
+    proc.wait_for_line("admin listening on ", within(Duration::from_secs(60)));
+    let first = proc.log().lines().next().unwrap_or_default().to_string();
     assert!(first.starts_with("admin listening on "), "{first}");
-    std::thread::spawn(move || for _ in lines {});
     eventually("the data plane started", || {
         read(&log).contains("args").then_some(())
     });
@@ -59,9 +52,7 @@ fn starts_the_data_plane_with_the_same_arguments_and_forwards_sigterm() {
         read(&log)
     );
 
-    // SAFETY: kill(2) on our own child.
-    unsafe { libc::kill(proc.child.id() as i32, libc::SIGTERM) };
-    let status = proc.child.wait().unwrap();
+    let status = proc.terminate();
     assert!(status.success(), "{status:?}");
     assert!(
         read(&log).contains("term"),

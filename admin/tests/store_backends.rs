@@ -1,7 +1,8 @@
 //! One test suite for every task-store backend: each scenario is a generic async fn taking a
 //! [`Harness`], instantiated once per backend by `both_backends!`. The Redis harness starts a
-//! real `redis-server` on a free loopback port (no persistence, temp dir) and kills it on drop;
-//! if `redis-server` is not installed the Redis tests fail with a message saying so.
+//! real `redis-server` on a free loopback port (no persistence, temp dir; the test kit's
+//! `Redis`) and kills it on drop; if `redis-server` is not installed the Redis tests fail with
+//! a message saying so.
 
 use miroir_admin::store::{
     open_task_store, FailedNode, LmdbTaskStore, NewTask, NodeTask, RedisTaskStore, StoreError,
@@ -9,111 +10,20 @@ use miroir_admin::store::{
 };
 use miroir_core::config::{Config, TaskStoreBackend};
 use miroir_core::ids::{NodeId, TaskUid};
+use miroir_testkit::Redis;
 use serde_json::json;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tempfile::TempDir;
 use time::OffsetDateTime;
 
 // ---------------------------------------------------------------------------------------------
 // Harness
 
-/// A `redis-server` child on a free loopback port, killed on drop.
-struct RedisServer {
-    child: Child,
-    port: u16,
-    _dir: TempDir,
-}
-
-impl RedisServer {
-    fn start() -> RedisServer {
-        Self::start_on(None)
-    }
-
-    /// Starts on `port`, or on a free port when `None`.
-    fn start_on(fixed_port: Option<u16>) -> RedisServer {
-        // Binding port 0 then releasing it can race with another process taking the port;
-        // a server that exits at start is retried on a new port.
-        let mut last_log = String::new();
-        for _ in 0..5 {
-            let port = fixed_port.unwrap_or_else(|| {
-                TcpListener::bind("127.0.0.1:0")
-                    .unwrap()
-                    .local_addr()
-                    .unwrap()
-                    .port()
-            });
-            let dir = tempfile::tempdir().unwrap();
-            let log = dir.path().join("redis.log");
-            let spawned = Command::new("redis-server")
-                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-                .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
-                .arg("--dir")
-                .arg(dir.path())
-                .arg("--logfile")
-                .arg(&log)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn();
-            let child = match spawned {
-                Ok(c) => c,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
-                    "redis-server is not installed (not found on PATH): the Redis task-store \
-                     tests need a real server; install it with `apt-get install -y redis-server`"
-                ),
-                Err(e) => panic!("cannot start redis-server: {e}"),
-            };
-            let mut server = RedisServer {
-                child,
-                port,
-                _dir: dir,
-            };
-            if server.wait_ready() {
-                return server;
-            }
-            last_log = std::fs::read_to_string(&log).unwrap_or_default();
-        }
-        panic!("redis-server did not become ready; last log:\n{last_log}");
-    }
-
-    /// Polls with `PING` until the server answers, or it exits, or 20 s pass.
-    fn wait_ready(&mut self) -> bool {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return false;
-            }
-            if let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) {
-                let mut buf = [0u8; 7];
-                if s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut buf).is_ok() {
-                    return &buf == b"+PONG\r\n";
-                }
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        false
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Where a backend keeps its data across "restarts" of the store.
 enum Harness {
     Lmdb(TempDir),
-    Redis(RedisServer),
+    Redis(Redis),
 }
 
 /// An open store, typed so that LMDB can be closed (and reopened) explicitly.
@@ -130,7 +40,7 @@ impl Harness {
     }
 
     fn redis() -> Harness {
-        Harness::Redis(RedisServer::start())
+        Harness::Redis(Redis::start())
     }
 
     async fn open(&self) -> Opened {
@@ -1088,7 +998,7 @@ async fn opens_from_config(h: Harness) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_redis_stores_never_hand_out_the_same_uid() {
-    let server = RedisServer::start();
+    let server = Redis::start();
     let a = Arc::new(
         RedisTaskStore::connect(&server.url(), PREFIX)
             .await
@@ -1140,7 +1050,7 @@ async fn two_redis_stores_never_hand_out_the_same_uid() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_outage_fails_then_recovers() {
-    let server = RedisServer::start();
+    let server = Redis::start();
     let port = server.port;
     let store = RedisTaskStore::connect(&server.url(), PREFIX)
         .await
@@ -1156,7 +1066,7 @@ async fn redis_outage_fails_then_recovers() {
     assert!(failed_create.is_err());
 
     // A new (empty: no persistence) server on the same port: the client reconnects by itself.
-    let _server = RedisServer::start_on(Some(port));
+    let _server = Redis::start_on(Some(port));
     let mut recovered = None;
     for _ in 0..100 {
         if let Ok(n) = store.count_tasks().await {
@@ -1172,11 +1082,7 @@ async fn redis_outage_fails_then_recovers() {
 #[tokio::test]
 async fn redis_unreachable_is_an_error_not_a_hang() {
     // A port nothing listens on (bound then released).
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = miroir_testkit::free_port();
     let result = RedisTaskStore::connect(&format!("redis://127.0.0.1:{port}/"), PREFIX).await;
     assert!(matches!(result, Err(StoreError::Redis(_))));
 }

@@ -42,26 +42,6 @@ fn all_ids(d: &Deployment) -> BTreeSet<u64> {
         .collect()
 }
 
-/// Requests that change data, summed over every node since the counters were last reset
-/// (`GET /_testnode/counters`, docs/testing.md): everything except reads.
-fn node_writes(d: &Deployment) -> BTreeMap<String, u64> {
-    let mut out = BTreeMap::new();
-    for n in &d.nodes {
-        let r = n.http().get("/_testnode/counters").unwrap();
-        assert_eq!(r.status, 200);
-        let counters: BTreeMap<String, u64> = serde_json::from_slice(&r.body).unwrap();
-        for (route, count) in counters {
-            let read = route.starts_with("GET ")
-                || route.ends_with("/search")
-                || route.ends_with("/documents/fetch");
-            if !read {
-                *out.entry(route).or_default() += count;
-            }
-        }
-    }
-    out
-}
-
 #[test]
 fn the_data_plane_serves_reads_without_the_admin_and_tasks_survive_its_restart() {
     // The node timeout is 10 s so that "fails fast" is distinguishable from "waited for a
@@ -183,7 +163,7 @@ fn the_data_plane_serves_reads_without_the_admin_and_tasks_survive_its_restart()
     );
     // "503 miroir_admin_unavailable" means nothing was written: no node got any of them.
     assert_eq!(
-        node_writes(&d),
+        d.node_writes(),
         BTreeMap::new(),
         "writes answered 503 reached the nodes"
     );

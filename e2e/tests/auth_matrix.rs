@@ -10,10 +10,8 @@
 //! The reference is the test node (or real Meilisearch with `MIROIR_E2E_MEILI_BIN`, for the
 //! reference and the nodes alike).
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
-use hmac::{KeyInit, Mac};
-use miroir_e2e::{eventually, Cluster, ClusterSpec, Http, TempDir, TestNode};
+use miroir_e2e::{start_node, temp_dir, wait_until, within, Client, Cluster, ClusterSpec};
+use miroir_testkit::tenant_token as sign;
 use serde_json::{json, Value};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -31,34 +29,26 @@ fn now() -> i64 {
         .as_secs() as i64
 }
 
-fn sign(key: &str, payload: &Value) -> String {
-    let h = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
-    let p = URL_SAFE_NO_PAD.encode(payload.to_string());
-    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key.as_bytes()).unwrap();
-    mac.update(format!("{h}.{p}").as_bytes());
-    let sig = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
-    format!("{h}.{p}.{sig}")
-}
-
 /// One side of the comparison: a base URL and a way to wait for its tasks.
 struct Side {
     name: &'static str,
-    master: Http,
+    master: Client,
+    addr: std::net::SocketAddr,
 }
 
 impl Side {
-    fn as_key(&self, key: Option<&str>) -> Http {
-        let h = Http::new(self.master.addr);
+    fn as_key(&self, key: Option<&str>) -> Client {
+        let h = Client::tcp(self.addr);
         match key {
-            Some(k) => h.with_key(k),
+            Some(k) => h.bearer(k),
             None => h,
         }
     }
 
     fn wait(&self, uid: u64) -> Value {
-        eventually(
+        wait_until(
+            within(Duration::from_secs(60)),
             &format!("{} task {uid}", self.name),
-            Duration::from_secs(60),
             || {
                 let t = self.master.get(&format!("/tasks/{uid}")).ok()?.json();
                 matches!(
@@ -324,8 +314,8 @@ fn code(status: u16, body: &[u8]) -> Option<String> {
 
 #[test]
 fn every_route_and_principal_answers_as_one_meilisearch() {
-    let dir = TempDir::new("auth-matrix");
-    let reference_node = TestNode::start(dir.path(), "reference", MASTER);
+    let dir = temp_dir("auth-matrix");
+    let reference_node = start_node(dir.path(), "reference", MASTER);
     let cluster = Cluster::start(ClusterSpec {
         master_key: MASTER.into(),
         ..ClusterSpec::default()
@@ -333,10 +323,12 @@ fn every_route_and_principal_answers_as_one_meilisearch() {
     let reference = Side {
         name: "one node",
         master: reference_node.http(),
+        addr: reference_node.addr,
     };
     let miroir = Side {
         name: "miroir",
         master: cluster.http(),
+        addr: cluster.addr,
     };
     let expiring_until = now() + 4;
     let ref_principals = reference.setup(expiring_until);
@@ -361,11 +353,10 @@ fn every_route_and_principal_answers_as_one_meilisearch() {
             let send = |side: &Side, key: &Option<String>| {
                 let h = side.as_key(key.as_deref());
                 let r = h
-                    .request(
+                    .send(
                         method,
                         &path,
-                        body.as_deref().map(str::as_bytes),
-                        "application/json",
+                        body.as_deref().map(|b| ("application/json", b.as_bytes())),
                     )
                     .unwrap();
                 (r.status, code(r.status, &r.body), r.body)
@@ -407,6 +398,7 @@ fn tenant_tokens_only_ever_see_their_documents() {
     let miroir = Side {
         name: "miroir",
         master: cluster.http(),
+        addr: cluster.addr,
     };
     let principals = miroir.setup(now() + 3600);
     let token = principals

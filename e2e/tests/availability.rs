@@ -14,7 +14,7 @@
 //! - RF=3 in one group of 3: one node dead loses nothing — writes succeed undegraded
 //!   (2 of 3 owners is a quorum) and searches are complete.
 
-use miroir_e2e::{bin, eventually, ClusterSpec, Deployment, DeploymentOptions, HttpResponse, Proc};
+use miroir_e2e::{wait_until, within, ClusterSpec, Deployment, DeploymentOptions, Response};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use xxhash_rust::xxh64::xxh64;
@@ -30,11 +30,11 @@ fn shard_of(id: u64, shards: u32) -> u32 {
 /// xxh64(u32_le(shard) ‖ node id), ties by id ascending. Returns node indexes.
 fn owners(d: &Deployment, shard: u32, group: u32, rf: usize) -> Vec<usize> {
     let mut scored: Vec<(u64, &str, usize)> = (0..d.nodes.len())
-        .filter(|&i| d.node_groups[i] == group)
+        .filter(|&i| d.groups[i] == group)
         .map(|i| {
             let mut buf = shard.to_le_bytes().to_vec();
-            buf.extend_from_slice(d.node_ids[i].as_bytes());
-            (xxh64(&buf, 0), d.node_ids[i].as_str(), i)
+            buf.extend_from_slice(d.ids[i].as_bytes());
+            (xxh64(&buf, 0), d.ids[i].as_str(), i)
         })
         .collect();
     scored.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(b.1)));
@@ -64,14 +64,14 @@ fn start(groups: u32, per_group: u32, rf: u32, shards: u32) -> Deployment {
     d
 }
 
-fn add(d: &Deployment, ids: impl Iterator<Item = u64>) -> HttpResponse {
+fn add(d: &Deployment, ids: impl Iterator<Item = u64>) -> Response {
     let docs: Vec<Value> = ids.map(doc).collect();
     d.http()
         .post_json(&format!("/indexes/{INDEX}/documents"), &json!(docs))
         .expect("POST documents")
 }
 
-fn search_all(d: &Deployment) -> HttpResponse {
+fn search_all(d: &Deployment) -> Response {
     let r = d
         .http()
         .post_json(
@@ -84,7 +84,7 @@ fn search_all(d: &Deployment) -> HttpResponse {
 }
 
 /// Hit ids, asserting there are no duplicates.
-fn hit_ids(r: &HttpResponse) -> BTreeSet<u64> {
+fn hit_ids(r: &Response) -> BTreeSet<u64> {
     let v = r.json();
     let ids: Vec<u64> = v["hits"]
         .as_array()
@@ -114,7 +114,7 @@ fn node_search_count(d: &Deployment, node: usize) -> u64 {
     c["POST /indexes/{uid}/search"].as_u64().unwrap_or(0)
 }
 
-fn assert_error(r: &HttpResponse, status: u16, code: &str) {
+fn assert_error(r: &Response, status: u16, code: &str) {
     assert_eq!(
         (r.status, r.json()["code"].as_str().unwrap_or("")),
         (status, code),
@@ -134,7 +134,7 @@ fn one_dead_node_in_one_group_degrades_only_its_shards_and_hides_from_readers() 
 
     // meili-2 (group 1) dies.
     let dead = 2;
-    d.nodes[dead].proc.kill();
+    d.nodes[dead].kill();
     let new_ids = 200..400u64;
     let expected: BTreeSet<u32> = new_ids
         .clone()
@@ -213,9 +213,9 @@ fn one_dead_node_in_one_group_degrades_only_its_shards_and_hides_from_readers() 
         "the new field is searchable"
     );
     // Once the health checker marked meili-2 failed it is not even contacted.
-    eventually(
+    wait_until(
+        within(std::time::Duration::from_secs(30)),
         "meili-2 marked failed",
-        std::time::Duration::from_secs(30),
         || (node_status(&d, "meili-2") == "failed").then_some(()),
     );
     let r = d
@@ -232,22 +232,10 @@ fn one_dead_node_in_one_group_degrades_only_its_shards_and_hides_from_readers() 
 
     // meili-2 comes back with its old data and settings: the admin re-applies the index's
     // current settings to it before it serves again.
-    let node = &d.nodes[dead];
-    let proc = Proc::spawn(
-        &d.node_ids[dead],
-        std::process::Command::new(bin("miroir-testnode"))
-            .arg("--http-addr")
-            .arg(node.addr.to_string())
-            .arg("--master-key")
-            .arg(&node.master_key)
-            .arg("--db-path")
-            .arg(&node.db)
-            .arg("--faults"),
-    );
-    d.nodes[dead].proc = proc;
-    let settings = eventually(
+    d.nodes[dead].restart();
+    let settings = wait_until(
+        within(std::time::Duration::from_secs(30)),
         "meili-2 gets the settings it missed",
-        std::time::Duration::from_secs(30),
         || {
             let s = d.nodes[dead]
                 .http()
@@ -267,17 +255,17 @@ fn one_dead_node_in_one_group_degrades_only_its_shards_and_hides_from_readers() 
             .contains(&json!("_miroir_shard")),
         "{settings}"
     );
-    eventually(
+    wait_until(
+        within(std::time::Duration::from_secs(30)),
         "meili-2 active again",
-        std::time::Duration::from_secs(30),
         || (node_status(&d, "meili-2") == "active").then_some(()),
     );
 }
 
 /// A node's status as `GET /_miroir/topology` reports it.
 fn node_status(d: &Deployment, id: &str) -> String {
-    let r = miroir_e2e::Http::new(d.addr)
-        .with_key("e2e-admin-key") // the deployment's `admin.api_key`
+    let r = miroir_e2e::Client::tcp(d.addr)
+        .bearer(miroir_e2e::ADMIN_KEY) // the deployment's `admin.api_key`
         .get("/_miroir/topology")
         .unwrap();
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
@@ -301,7 +289,7 @@ fn shards_whose_owners_are_dead_in_every_group_lose_quorum_and_only_they() {
     // Pick one node per group such that some shards are owned by both and some by neither.
     let owned = |d: &Deployment, node: usize| -> BTreeSet<u32> {
         (0..S)
-            .filter(|&s| owners(d, s, d.node_groups[node], 1) == vec![node])
+            .filter(|&s| owners(d, s, d.groups[node], 1) == vec![node])
             .collect()
     };
     let (a, b) = [(0, 2), (0, 3), (1, 2), (1, 3)]
@@ -313,8 +301,8 @@ fn shards_whose_owners_are_dead_in_every_group_lose_quorum_and_only_they() {
         .expect("some pair of nodes shares shards");
     let (owned_a, owned_b) = (owned(&d, a), owned(&d, b));
     let lost: BTreeSet<u32> = owned_a.intersection(&owned_b).copied().collect();
-    d.nodes[a].proc.kill();
-    d.nodes[b].proc.kill();
+    d.nodes[a].kill();
+    d.nodes[b].kill();
 
     let id_in = |pred: &dyn Fn(u32) -> bool| (1000..).find(|&id| pred(shard_of(id, S))).unwrap();
     // A lost shard: no quorum, and no live node got the document.
@@ -355,14 +343,7 @@ fn shards_whose_owners_are_dead_in_every_group_lose_quorum_and_only_they() {
     assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(
         r.header("x-miroir-degraded"),
-        Some(
-            format!(
-                "groups={};shards={}",
-                d.node_groups[a],
-                shard_of(half_id, S)
-            )
-            .as_str()
-        )
+        Some(format!("groups={};shards={}", d.groups[a], shard_of(half_id, S)).as_str())
     );
 
     // Searches answer what is covered and name exactly the lost shards (policy `partial`).
@@ -391,7 +372,7 @@ fn rf2_in_one_group_needs_both_owners_of_a_shard_to_write_it() {
     assert_eq!(r.status, 202);
     d.wait_task(r.json()["taskUid"].as_u64().unwrap());
     let dead = 1;
-    d.nodes[dead].proc.kill();
+    d.nodes[dead].kill();
     let with_dead = (100..)
         .find(|&id| owners(&d, shard_of(id, S), 0, 2).contains(&dead))
         .unwrap();
@@ -415,7 +396,7 @@ fn rf3_in_one_group_of_three_loses_nothing_with_one_node_dead() {
     let r = add(&d, 0..100);
     assert_eq!(r.status, 202);
     d.wait_task(r.json()["taskUid"].as_u64().unwrap());
-    d.nodes[0].proc.kill();
+    d.nodes[0].kill();
     // Every shard has 2 of its 3 owners: a quorum, and the only group succeeded.
     let r = add(&d, 100..200);
     assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));

@@ -98,7 +98,7 @@ fn bodies_without_credentials_are_never_read() {
         )
         .unwrap();
     cluster.wait_task(r.json()["taskUid"].as_u64().unwrap());
-    let dp = dataplane_pid(cluster.miroir.child.id());
+    let dp = dataplane_pid(cluster.admin.as_ref().expect("the miroir launcher").id());
     let before = rss_bytes(dp);
 
     // 64 clients without credentials (or with a wrong key) each declare 100 MiB and push
@@ -140,7 +140,7 @@ fn authenticated_bodies_share_a_bounded_budget() {
         )
         .unwrap();
     cluster.wait_task(r.json()["taskUid"].as_u64().unwrap());
-    let dp = dataplane_pid(cluster.miroir.child.id());
+    let dp = dataplane_pid(cluster.admin.as_ref().expect("the miroir launcher").id());
 
     // 24 uploads of 60 MiB declared, each trickling: two cores of 256 MiB hold at most
     // 8 of them; the others are answered 503 at once.

@@ -3,7 +3,7 @@
 //! snapshot carrying the change. Before, a key created through Miroir was refused for a
 //! short while (the data plane had not yet applied it) — one Meilisearch never does that.
 
-use miroir_e2e::{Cluster, ClusterSpec, Http};
+use miroir_e2e::{Client, Cluster, ClusterSpec};
 use serde_json::json;
 
 #[test]
@@ -21,7 +21,12 @@ fn keys_indexes_and_settings_work_on_the_next_request() {
         let s = master
             .post_json(&format!("/indexes/{uid}/search"), &json!({"q": ""}))
             .unwrap();
-        assert_eq!(s.status, 200, "round {round}: {}", String::from_utf8_lossy(&s.body));
+        assert_eq!(
+            s.status,
+            200,
+            "round {round}: {}",
+            String::from_utf8_lossy(&s.body)
+        );
 
         // A setting, then at once a query that needs it.
         let r = master
@@ -39,7 +44,12 @@ fn keys_indexes_and_settings_work_on_the_next_request() {
                 &json!({"q": "", "filter": "tag = 1"}),
             )
             .unwrap();
-        assert_eq!(s.status, 200, "round {round}: {}", String::from_utf8_lossy(&s.body));
+        assert_eq!(
+            s.status,
+            200,
+            "round {round}: {}",
+            String::from_utf8_lossy(&s.body)
+        );
 
         // A key, then at once a search with it.
         let r = master
@@ -50,17 +60,28 @@ fn keys_indexes_and_settings_work_on_the_next_request() {
             .unwrap();
         assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
         let key = r.json()["key"].as_str().unwrap().to_string();
-        let s = Http::new(cluster.addr)
-            .with_key(&key)
+        let s = Client::tcp(cluster.addr)
+            .bearer(&key)
             .post_json(&format!("/indexes/{uid}/search"), &json!({"q": ""}))
             .unwrap();
-        assert_eq!(s.status, 200, "round {round}: {}", String::from_utf8_lossy(&s.body));
+        assert_eq!(
+            s.status,
+            200,
+            "round {round}: {}",
+            String::from_utf8_lossy(&s.body)
+        );
 
         // And a deleted key is refused at once.
         let uid_of_key = r.json()["uid"].as_str().unwrap().to_string();
-        assert_eq!(master.delete(&format!("/keys/{uid_of_key}")).unwrap().status, 204);
-        let s = Http::new(cluster.addr)
-            .with_key(&key)
+        assert_eq!(
+            master
+                .delete(&format!("/keys/{uid_of_key}"))
+                .unwrap()
+                .status,
+            204
+        );
+        let s = Client::tcp(cluster.addr)
+            .bearer(&key)
             .post_json(&format!("/indexes/{uid}/search"), &json!({"q": ""}))
             .unwrap();
         assert_eq!(s.status, 403, "round {round}: a deleted key still works");

@@ -34,7 +34,7 @@
 //!
 //! The test prints how many queries differed from the reference only inside tie runs.
 
-use miroir_e2e::{ClusterSpec, Deployment, DeploymentOptions, TempDir, TestNode};
+use miroir_e2e::{start_node, temp_dir, ClusterSpec, Deployment, DeploymentOptions, TestNode};
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -718,10 +718,10 @@ fn load_reference(node: &TestNode, settings: &Value, docs: &[Value]) {
         last = r.json()["taskUid"].as_u64().unwrap();
     }
     // One worker processes a node's tasks in order: the last one finishing means all did.
-    let t = miroir_e2e::wait_node_task(node, last);
+    let t = node.wait_task(last);
     assert_eq!(t["status"], "succeeded", "{t}");
     for uid in 0..last {
-        let t = miroir_e2e::wait_node_task(node, uid);
+        let t = node.wait_task(uid);
         assert_eq!(t["status"], "succeeded", "{t}");
     }
 }
@@ -837,8 +837,8 @@ fn differential(label: &str, spec: ClusterSpec, extra_settings: Value) {
         .json();
     assert_eq!(stats["numberOfDocuments"], json!(DOCS), "{stats}");
 
-    let ref_dir = TempDir::new("diff-reference");
-    let reference = TestNode::start(ref_dir.path(), "reference", &d.master_key);
+    let ref_dir = temp_dir("diff-reference");
+    let reference = start_node(ref_dir.path(), "reference", &d.spec.master_key);
     load_reference(&reference, &client_settings, &docs);
 
     // The facet cap is in force (150 distinct authors; Meilisearch's default cap is 100).

@@ -4,75 +4,17 @@
 //! same and uids continue densely. `admin/tests/store_backends.rs` tests the store itself;
 //! this checks the deployed wiring (config → admin → Redis) end to end.
 
-use miroir_e2e::{
-    eventually, free_port, ClusterSpec, Deployment, DeploymentOptions, Proc, TempDir,
-};
+use miroir_e2e::{ClusterSpec, Deployment, DeploymentOptions, Redis};
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpStream;
-use std::process::Command;
-use std::time::Duration;
 
 const INDEX: &str = "recipes";
 
-/// A `redis-server` without persistence on a free loopback port, killed on drop.
-struct Redis {
-    _proc: Proc,
-    port: u16,
-    _dir: TempDir,
-}
-
-impl Redis {
-    fn start() -> Redis {
-        let dir = TempDir::new("redis");
-        let port = free_port();
-        let mut cmd = Command::new("redis-server");
-        cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(dir.path());
-        // Spawn by hand first: a missing binary must be a clear failure, never a skip.
-        if let Err(e) = Command::new("redis-server").arg("--version").output() {
-            panic!("redis-server is required by this test and could not be run ({e}); install it (Debian: apt-get install redis-server)");
-        }
-        let proc = Proc::spawn("redis-server", &mut cmd);
-        let r = Redis {
-            _proc: proc,
-            port,
-            _dir: dir,
-        };
-        eventually(
-            "redis-server to answer PING",
-            Duration::from_secs(30),
-            || r.command(&["PING"]).ok().filter(|l| l == "+PONG"),
-        );
-        r
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    /// One RESP command; returns the first reply line (enough for PING and integer replies).
-    fn command(&self, args: &[&str]) -> std::io::Result<String> {
-        let mut s = TcpStream::connect(("127.0.0.1", self.port))?;
-        s.set_read_timeout(Some(Duration::from_secs(10)))?;
-        let mut req = format!("*{}\r\n", args.len());
-        for a in args {
-            req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
-        }
-        s.write_all(req.as_bytes())?;
-        let mut line = String::new();
-        BufReader::new(s).read_line(&mut line)?;
-        Ok(line.trim_end().to_string())
-    }
-
-    fn dbsize(&self) -> u64 {
-        let l = self.command(&["DBSIZE"]).expect("DBSIZE");
-        l.strip_prefix(':')
-            .and_then(|n| n.parse().ok())
-            .unwrap_or_else(|| panic!("unexpected DBSIZE reply {l:?}"))
-    }
+/// The number of keys in Redis (`DBSIZE`).
+fn dbsize(redis: &Redis) -> u64 {
+    let l = redis.command(&["DBSIZE"]).expect("DBSIZE");
+    l.strip_prefix(':')
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected DBSIZE reply {l:?}"))
 }
 
 fn recipes(ids: std::ops::Range<u64>) -> Value {
@@ -108,7 +50,7 @@ fn search_count(d: &Deployment, q: &str) -> u64 {
 #[test]
 fn tasks_live_in_redis_and_stay_dense_across_an_admin_restart() {
     let redis = Redis::start();
-    assert_eq!(redis.dbsize(), 0);
+    assert_eq!(dbsize(&redis), 0);
     let mut d = Deployment::start(
         &ClusterSpec::default(),
         &DeploymentOptions {
@@ -152,7 +94,7 @@ fn tasks_live_in_redis_and_stay_dense_across_an_admin_restart() {
     assert_eq!(search_count(&d, "soup"), 200);
     assert_eq!(document_count(&d), 1000);
     // The registry really is in Redis.
-    assert!(redis.dbsize() > 0, "nothing was stored in Redis");
+    assert!(dbsize(&redis) > 0, "nothing was stored in Redis");
     let finals: Vec<Value> = uids.iter().map(|&u| d.wait_task(u)).collect();
 
     d.kill_admin();

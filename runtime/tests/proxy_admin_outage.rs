@@ -39,26 +39,6 @@ fn stored(c: &Cluster) -> Vec<BTreeSet<u64>> {
         .collect()
 }
 
-/// Requests that change data, summed over all nodes since the counters were last reset:
-/// everything except reads (`GET`, searches, document fetches).
-fn node_writes(c: &Cluster) -> BTreeMap<String, u64> {
-    let mut out = BTreeMap::new();
-    for n in &c.nodes {
-        let r = n.call("GET", "/_testnode/counters", None);
-        assert_eq!(r.status, 200, "{}", r.text());
-        let counters: BTreeMap<String, u64> = serde_json::from_slice(&r.body).unwrap();
-        for (route, count) in counters {
-            let read = route.starts_with("GET ")
-                || route.ends_with("/search")
-                || route.ends_with("/documents/fetch");
-            if !read {
-                *out.entry(route).or_default() += count;
-            }
-        }
-    }
-    out
-}
-
 #[test]
 fn writes_refused_while_the_admin_is_down_reach_no_node_and_recover_at_once() {
     let mut c = Cluster::start(
@@ -130,7 +110,7 @@ fn writes_refused_while_the_admin_is_down_reach_no_node_and_recover_at_once() {
         );
     }
     assert_eq!(
-        node_writes(&c),
+        c.node_writes(),
         BTreeMap::new(),
         "writes answered 503 reached the nodes"
     );
@@ -156,8 +136,9 @@ fn writes_refused_while_the_admin_is_down_reach_no_node_and_recover_at_once() {
     let after: BTreeSet<u64> = stored(&c).into_iter().flatten().collect();
     assert_eq!(after, (0..20).filter(|id| ![1, 2].contains(id)).collect());
     assert!(
-        node_writes(&c).contains_key("POST /indexes/{uid}/documents/delete-batch"),
+        c.node_writes()
+            .contains_key("POST /indexes/{uid}/documents/delete-batch"),
         "{:?}",
-        node_writes(&c)
+        c.node_writes()
     );
 }

@@ -6,7 +6,8 @@ mod proxy_support;
 use miroir_core::routing::{shard_for_key, ShardMap};
 use miroir_core::topology::{Node, NodeStatus, Topology};
 use miroir_core::{GroupId, NodeId};
-use proxy_support::{Cluster, Layout, TestNode};
+use miroir_testkit::tenant_token;
+use proxy_support::{start_node, Cluster, Layout, TestNode};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -223,7 +224,7 @@ fn writes_route_reads_merge_and_bad_batches_touch_nothing() {
 
     // Sorted pages equal one node holding the whole corpus.
     let dir = std::env::temp_dir().join(format!("miroir-proxy-ref-{}", std::process::id()));
-    let reference = TestNode::start(&dir, "reference");
+    let reference = start_node(&dir, "reference");
     let r = reference.call(
         "POST",
         "/indexes",
@@ -609,20 +610,6 @@ fn forced_epoll_serves_compressed_writes_facets_multi_search_and_auth() {
     // Health needs no key.
     let r = proxy_support::http(&c.proxy, "GET", "/health", &[], None);
     assert_eq!((r.status, r.json()), (200, json!({"status": "available"})));
-}
-
-fn b64url(data: &[u8]) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(data)
-}
-
-fn tenant_token(key: &str, payload: &Value) -> String {
-    use hmac::{KeyInit, Mac};
-    let h = b64url(br#"{"alg":"HS256","typ":"JWT"}"#);
-    let p = b64url(payload.to_string().as_bytes());
-    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key.as_bytes()).unwrap();
-    mac.update(format!("{h}.{p}").as_bytes());
-    format!("{h}.{p}.{}", b64url(&mac.finalize().into_bytes()))
 }
 
 #[test]

@@ -10,7 +10,7 @@
 
 mod proxy_support;
 
-use proxy_support::{Cluster, Layout, TestNode};
+use proxy_support::{start_node, Cluster, Layout};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 
@@ -167,7 +167,7 @@ fn miroir_over_three_nodes_answers_like_one_node() {
     );
 
     let dir = std::env::temp_dir().join(format!("miroir-proxy-diffref-{}", std::process::id()));
-    let reference = TestNode::start(&dir, "reference");
+    let reference = start_node(&dir, "reference");
     reference.call(
         "POST",
         "/indexes",

@@ -6,24 +6,18 @@ mod transport_support;
 
 use miroir_core::snapshot::Snapshot;
 use miroir_core::snapshot_store::SnapshotStore;
-use std::io::{BufRead, BufReader, Read, Write};
+use miroir_testkit::{wait_until, within, Proc};
+use std::io::{Read, Write};
 use std::os::unix::net::UnixListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 use transport_support::Client;
 
 struct Dataplane {
-    child: Child,
+    proc: Proc,
     addr: std::net::SocketAddr,
     io_backend: String,
-}
-
-impl Drop for Dataplane {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn start(dir: &Path, io: &str, env: &[(&str, &str)]) -> Dataplane {
@@ -36,25 +30,24 @@ fn start(dir: &Path, io: &str, env: &[(&str, &str)]) -> Dataplane {
         ),
     )
     .unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_miroir-dataplane"));
-    cmd.arg("--config")
-        .arg(&config)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
+    let mut cmd = Command::new(miroir_testkit::bin("miroir-dataplane"));
+    cmd.arg("--config").arg(&config);
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let mut child = cmd.spawn().unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let mut proc = Proc::spawn("miroir-dataplane", &mut cmd, dir.join("dataplane.log"));
+    // The line on stdout `{"listening": …, "io_backend": …}` (stderr shares the log).
+    const PREFIX: &str = "{\"listening\":";
+    let line = format!(
+        "{PREFIX}{}",
+        proc.wait_for_line(PREFIX, within(Duration::from_secs(30)))
+    );
     let v: serde_json::Value =
         serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
     Dataplane {
         addr: v["listening"].as_str().unwrap().parse().unwrap(),
         io_backend: v["io_backend"].as_str().unwrap().to_string(),
-        child,
+        proc,
     }
 }
 
@@ -65,15 +58,13 @@ fn get(addr: std::net::SocketAddr, path: &str) -> transport_support::Reply {
 }
 
 fn sigterm_and_wait(mut dp: Dataplane) -> i32 {
-    // SAFETY: sending a signal to our own child process by its pid.
-    unsafe { libc::kill(dp.child.id() as i32, libc::SIGTERM) };
-    dp.child.wait().unwrap().code().expect("exited, not killed")
+    dp.proc.terminate().code().expect("exited, not killed")
 }
 
-fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("miroir-dp-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(d.join("data")).unwrap();
+/// A temporary directory with a `data` subdirectory.
+fn tmpdir(name: &str) -> miroir_testkit::TempDir {
+    let d = miroir_testkit::temp_dir(&format!("dp-{name}"));
+    std::fs::create_dir_all(d.path().join("data")).unwrap();
     d
 }
 
@@ -84,10 +75,11 @@ fn follows_snapshots_heartbeats_and_exits_cleanly() {
         ios.push("io_uring");
     }
     for io in ios {
-        let dir = tmpdir(io);
+        let tmp = tmpdir(io);
+        let dir = tmp.path();
         let sock = dir.join("data").join("control.sock");
         let control = UnixListener::bind(&sock).unwrap();
-        let dp = start(&dir, io, &[]);
+        let dp = start(dir, io, &[]);
         assert_eq!(dp.io_backend, io);
 
         assert_eq!(get(dp.addr, "/health").status, 200);
@@ -102,18 +94,19 @@ fn follows_snapshots_heartbeats_and_exits_cleanly() {
                 ..Default::default()
             })
             .unwrap();
-        let mut tries = 0;
-        loop {
-            let r = get(dp.addr, "/indexes/movies/search");
-            if r.status != 503 {
+        wait_until(
+            within(Duration::from_secs(30)),
+            "the snapshot applied",
+            || {
+                let r = get(dp.addr, "/indexes/movies/search");
+                if r.status == 503 {
+                    return false;
+                }
                 // The proxy now routes with the snapshot (which has no such index).
                 assert_eq!(r.status, 404, "{}", String::from_utf8_lossy(&r.body));
-                break;
-            }
-            tries += 1;
-            assert!(tries < 2000, "snapshot never applied");
-            std::thread::sleep(Duration::from_millis(5));
-        }
+                true
+            },
+        );
 
         // Heartbeats report the applied generation and epoch.
         let mut saw = false;
@@ -138,7 +131,7 @@ fn follows_snapshots_heartbeats_and_exits_cleanly() {
             assert!(text.starts_with("POST /_internal/v1/heartbeat HTTP/1.1\r\n"));
             let body: serde_json::Value =
                 serde_json::from_str(&text[text.find("\r\n\r\n").unwrap() + 4..]).unwrap();
-            assert_eq!(body["pid"], dp.child.id());
+            assert_eq!(body["pid"], dp.proc.id());
             if body["generation"] == generation && body["epoch"] == 5 {
                 saw = true;
                 break;
@@ -146,14 +139,14 @@ fn follows_snapshots_heartbeats_and_exits_cleanly() {
         }
         assert!(saw, "no heartbeat carried the published generation");
         assert_eq!(sigterm_and_wait(dp), 0);
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }
 
 #[test]
 fn forced_legacy_driver_and_config_errors() {
-    let dir = tmpdir("legacy");
-    let dp = start(&dir, "auto", &[("MONOIO_FORCE_LEGACY_DRIVER", "1")]);
+    let tmp = tmpdir("legacy");
+    let dir = tmp.path();
+    let dp = start(dir, "auto", &[("MONOIO_FORCE_LEGACY_DRIVER", "1")]);
     assert_eq!(dp.io_backend, "epoll");
     assert_eq!(get(dp.addr, "/health").status, 200);
     assert_eq!(sigterm_and_wait(dp), 0);
@@ -161,7 +154,7 @@ fn forced_legacy_driver_and_config_errors() {
     // An invalid configuration is exit code 2 with a message naming the key.
     let bad = dir.join("bad.yaml");
     std::fs::write(&bad, "server:\n  nope: 1\n").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_miroir-dataplane"))
+    let out = Command::new(miroir_testkit::bin("miroir-dataplane"))
         .arg("--config")
         .arg(&bad)
         .output()
@@ -172,5 +165,4 @@ fn forced_legacy_driver_and_config_errors() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -5,7 +5,8 @@
 
 mod common;
 
-use common::{is_duration, is_timestamp, is_uuid_v7, unique, Server};
+use common::{is_duration, is_timestamp, is_uuid_v7, unique, RespExt, Server};
+use miroir_testkit::tenant_token;
 use serde_json::{json, Value};
 
 const WORDS: &[&str] = &[
@@ -1244,7 +1245,7 @@ fn keys_and_auth() {
         .as_str()
         .unwrap()
         .to_string();
-    let token = common::tenant_token(
+    let token = tenant_token(
         &search_key,
         &json!({"apiKeyUid": search_uid, "searchRules": {books.clone(): {"filter": "id >= 2"}}, "exp": null}),
     );
@@ -1270,7 +1271,7 @@ fn keys_and_auth() {
         Some(&token),
     )
     .error(403, "invalid_api_key");
-    let forged = common::tenant_token(
+    let forged = tenant_token(
         "not-the-key",
         &json!({"apiKeyUid": search_uid, "searchRules": ["*"]}),
     );

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::Server;
+use common::{RespExt, Server};
 use serde_json::{json, Value};
 use std::time::Duration;
 

@@ -1,16 +1,16 @@
-//! Test support: start a `miroir-testnode` on a free loopback port (or target `MEILI_URL`),
-//! a tiny blocking HTTP/1.1 client over `std::net::TcpStream`, and an order-preserving JSON
-//! view so tests can assert exact key sets *and* key order.
+//! Test support: a `miroir-testnode` started by the workspace test kit (`miroir-testkit`) on
+//! a port of its choosing (or the real Meilisearch at `MEILI_URL`), and an order-preserving
+//! JSON view so tests can assert exact key sets *and* key order.
 
 #![allow(dead_code)]
 
+use miroir_testkit::{Client, NodeSpec, TestNode};
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
+
+pub use miroir_testkit::Response as Resp;
 
 pub const MASTER_KEY: &str = "test-master-key-0123456789";
 
@@ -18,7 +18,7 @@ pub const MASTER_KEY: &str = "test-master-key-0123456789";
 pub struct Server {
     pub addr: String,
     pub key: Option<String>,
-    child: Option<Child>,
+    node: Option<TestNode>,
     pub db_path: Option<std::path::PathBuf>,
 }
 
@@ -49,7 +49,7 @@ impl Server {
             Some((addr, key)) => Server {
                 addr,
                 key,
-                child: None,
+                node: None,
                 db_path: None,
             },
             None => Server::spawn(&[]),
@@ -62,7 +62,7 @@ impl Server {
             Some((addr, key)) => Server {
                 addr,
                 key: Some(key.expect("MEILI_MASTER_KEY is needed for auth tests")),
-                child: None,
+                node: None,
                 db_path: None,
             },
             None => {
@@ -74,34 +74,19 @@ impl Server {
     }
 
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
+        self.node.as_ref().and_then(TestNode::pid)
     }
 
     pub fn is_testnode(&self) -> bool {
-        self.child.is_some()
+        self.node.is_some()
     }
 
-    /// Spawns the binary on port 0 and waits for its `listening on http://ADDR` line.
+    /// Spawns the binary with these arguments on port 0; returns once it listens.
     pub fn spawn(extra: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_miroir-testnode"))
-            .args(["--http-addr", "127.0.0.1:0"])
-            .args(extra)
-            .env_remove("MEILI_MASTER_KEY")
-            .env_remove("MEILI_DB_PATH")
-            .env_remove("MEILI_HTTP_ADDR")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn miroir-testnode");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("read listening line");
-        let addr = line
-            .trim()
-            .strip_prefix("listening on http://")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_string();
+        let node = TestNode::start(NodeSpec {
+            args: extra.iter().map(|a| a.to_string()).collect(),
+            ..NodeSpec::default()
+        });
         let key = extra
             .windows(2)
             .find(|w| w[0] == "--master-key")
@@ -111,18 +96,17 @@ impl Server {
             .find(|w| w[0] == "--db-path")
             .map(|w| w[1].into());
         Server {
-            addr,
+            addr: node.addr.to_string(),
             key,
-            child: Some(child),
+            node: Some(node),
             db_path,
         }
     }
 
     /// SIGKILL (no shutdown path runs), like a crash.
     pub fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            c.kill().expect("kill");
-            c.wait().expect("wait");
+        if let Some(mut n) = self.node.take() {
+            n.kill();
         }
     }
 
@@ -172,37 +156,20 @@ impl Server {
         key: Option<&str>,
         timeout: Option<Duration>,
     ) -> std::io::Result<Resp> {
-        let mut s = TcpStream::connect(&self.addr)?;
-        s.set_read_timeout(Some(timeout.unwrap_or(Duration::from_secs(60))))?;
-        let mut head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
-            self.addr
-        );
+        let mut c = Client::tcp(&self.addr).timeout(timeout.unwrap_or(Duration::from_secs(60)));
         if let Some(k) = key {
-            head.push_str(&format!("Authorization: Bearer {k}\r\n"));
+            c = c.bearer(k);
         }
-        let bytes = body.map(|(_, b)| b).unwrap_or(&[]);
-        if let Some((ct, _)) = body {
-            head.push_str(&format!("Content-Type: {ct}\r\n"));
-        }
-        head.push_str(&format!("Content-Length: {}\r\n\r\n", bytes.len()));
-        s.write_all(head.as_bytes())?;
-        s.write_all(bytes)?;
-        let mut buf = Vec::new();
-        s.read_to_end(&mut buf)?;
-        parse_response(&buf)
+        c.send(method, path, body)
     }
 
     /// Polls a task until it is finished and returns its view.
     pub fn wait(&self, uid: u64) -> Value {
-        for _ in 0..20_000 {
-            let t = self.get(&format!("/tasks/{uid}")).json();
-            if ["succeeded", "failed", "canceled"].contains(&t["status"].as_str().unwrap_or("")) {
-                return t;
-            }
-            std::thread::sleep(Duration::from_millis(5));
+        let mut c = Client::tcp(&self.addr);
+        if let Some(k) = &self.key {
+            c = c.bearer(k);
         }
-        panic!("task {uid} never finished");
+        miroir_testkit::wait_task(&c, uid)
     }
 
     /// Sends a write, asserts the 202 summary, waits and returns the finished task.
@@ -221,33 +188,20 @@ impl Server {
     }
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.kill9();
-    }
-}
-
-#[derive(Debug)]
-pub struct Resp {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
-
-impl Resp {
-    pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.text()))
-    }
-    pub fn ordered(&self) -> OJ {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.text()))
-    }
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
+/// This suite's assertions on responses.
+pub trait RespExt {
+    /// The body as order-preserving JSON.
+    fn ordered(&self) -> OJ;
     /// Asserts a Meilisearch error body and returns it.
-    pub fn error(&self, status: u16, code: &str) -> Value {
+    fn error(&self, status: u16, code: &str) -> Value;
+}
+
+impl RespExt for Resp {
+    fn ordered(&self) -> OJ {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.text()))
+    }
+    fn error(&self, status: u16, code: &str) -> Value {
         assert_eq!(self.status, status, "{}", self.text());
         assert_eq!(
             self.ordered().keys(),
@@ -263,52 +217,6 @@ impl Resp {
         );
         v
     }
-}
-
-fn parse_response(buf: &[u8]) -> std::io::Result<Resp> {
-    let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, m.to_string());
-    let end = buf
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| bad("connection closed before a complete response"))?;
-    let head = String::from_utf8_lossy(&buf[..end]);
-    let mut lines = head.split("\r\n");
-    let status: u16 = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| bad("bad status line"))?;
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    let mut body = buf[end + 4..].to_vec();
-    if headers
-        .iter()
-        .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"))
-    {
-        let mut out = Vec::new();
-        let mut rest = &body[..];
-        loop {
-            let nl = rest
-                .windows(2)
-                .position(|w| w == b"\r\n")
-                .ok_or_else(|| bad("bad chunk"))?;
-            let n = usize::from_str_radix(String::from_utf8_lossy(&rest[..nl]).trim(), 16)
-                .map_err(|_| bad("bad chunk size"))?;
-            if n == 0 {
-                break;
-            }
-            out.extend_from_slice(&rest[nl + 2..nl + 2 + n]);
-            rest = &rest[nl + 2 + n + 2..];
-        }
-        body = out;
-    }
-    Ok(Resp {
-        status,
-        headers,
-        body,
-    })
 }
 
 /// Order-preserving JSON, for key-order assertions.
@@ -411,29 +319,4 @@ pub fn is_duration(v: &Value) -> bool {
     v.as_str().is_some_and(|s| {
         s.starts_with("PT") && s.ends_with('S') && s[2..s.len() - 1].parse::<f64>().is_ok()
     })
-}
-
-fn b64url(data: &[u8]) -> String {
-    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = String::new();
-    for chunk in data.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |acc, (i, b)| acc | (*b as u32) << (16 - 8 * i));
-        for i in 0..=chunk.len() {
-            out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
-        }
-    }
-    out
-}
-
-/// An HS256 tenant token signed with an API key's value.
-pub fn tenant_token(api_key: &str, payload: &Value) -> String {
-    use hmac::{KeyInit, Mac};
-    let h = b64url(br#"{"alg":"HS256","typ":"JWT"}"#);
-    let p = b64url(&serde_json::to_vec(payload).unwrap());
-    let mut m = hmac::Hmac::<sha2::Sha256>::new_from_slice(api_key.as_bytes()).unwrap();
-    m.update(format!("{h}.{p}").as_bytes());
-    format!("{h}.{p}.{}", b64url(&m.finalize().into_bytes()))
 }
