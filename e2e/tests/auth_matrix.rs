@@ -312,23 +312,29 @@ fn code(status: u16, body: &[u8]) -> Option<String> {
     })
 }
 
-#[test]
-fn every_route_and_principal_answers_as_one_meilisearch() {
-    let dir = temp_dir("auth-matrix");
-    let reference_node = start_node(dir.path(), "reference", MASTER);
+/// Miroir over three nodes with the shared master key.
+fn miroir_side() -> (Cluster, Side) {
     let cluster = Cluster::start(ClusterSpec {
         master_key: MASTER.into(),
         ..ClusterSpec::default()
     });
+    let side = Side {
+        name: "miroir",
+        master: cluster.http(),
+        addr: cluster.addr,
+    };
+    (cluster, side)
+}
+
+#[test]
+fn every_route_and_principal_answers_as_one_meilisearch() {
+    let dir = temp_dir("auth-matrix");
+    let reference_node = start_node(dir.path(), "reference", MASTER);
+    let (_cluster, miroir) = miroir_side();
     let reference = Side {
         name: "one node",
         master: reference_node.http(),
         addr: reference_node.addr,
-    };
-    let miroir = Side {
-        name: "miroir",
-        master: cluster.http(),
-        addr: cluster.addr,
     };
     let expiring_until = now() + 4;
     let ref_principals = reference.setup(expiring_until);
@@ -391,15 +397,7 @@ fn every_route_and_principal_answers_as_one_meilisearch() {
 
 #[test]
 fn tenant_tokens_only_ever_see_their_documents() {
-    let cluster = Cluster::start(ClusterSpec {
-        master_key: MASTER.into(),
-        ..ClusterSpec::default()
-    });
-    let miroir = Side {
-        name: "miroir",
-        master: cluster.http(),
-        addr: cluster.addr,
-    };
+    let (_cluster, miroir) = miroir_side();
     let principals = miroir.setup(now() + 3600);
     let token = principals
         .iter()

@@ -87,9 +87,8 @@ fn served(cluster: &Cluster) -> bool {
             .is_ok_and(|r| r.status == 200)
 }
 
-#[test]
-fn bodies_without_credentials_are_never_read() {
-    let cluster = Cluster::start(ClusterSpec::default());
+/// Creates the `movies` index; returns the data plane's pid.
+fn with_index(cluster: &Cluster) -> u32 {
     let r = cluster
         .http()
         .post_json(
@@ -98,7 +97,13 @@ fn bodies_without_credentials_are_never_read() {
         )
         .unwrap();
     cluster.wait_task(r.json()["taskUid"].as_u64().unwrap());
-    let dp = dataplane_pid(cluster.admin.as_ref().expect("the miroir launcher").id());
+    dataplane_pid(cluster.admin.as_ref().expect("the miroir launcher").id())
+}
+
+#[test]
+fn bodies_without_credentials_are_never_read() {
+    let cluster = Cluster::start(ClusterSpec::default());
+    let dp = with_index(&cluster);
     let before = rss_bytes(dp);
 
     // 64 clients without credentials (or with a wrong key) each declare 100 MiB and push
@@ -132,15 +137,7 @@ fn bodies_without_credentials_are_never_read() {
 fn authenticated_bodies_share_a_bounded_budget() {
     let cluster = Cluster::start(ClusterSpec::default());
     let key = cluster.spec.master_key.clone();
-    let r = cluster
-        .http()
-        .post_json(
-            "/indexes",
-            &serde_json::json!({"uid": "movies", "primaryKey": "id"}),
-        )
-        .unwrap();
-    cluster.wait_task(r.json()["taskUid"].as_u64().unwrap());
-    let dp = dataplane_pid(cluster.admin.as_ref().expect("the miroir launcher").id());
+    let dp = with_index(&cluster);
 
     // 24 uploads of 60 MiB declared, each trickling: two cores of 256 MiB hold at most
     // 8 of them; the others are answered 503 at once.

@@ -4,86 +4,78 @@
 //! short while (the data plane had not yet applied it) — one Meilisearch never does that.
 
 use miroir_e2e::{Client, Cluster, ClusterSpec};
-use serde_json::json;
+use serde_json::{json, Value};
+
+/// Sends a change, waits for its task to succeed (when it has one), returns the answer.
+fn change(cluster: &Cluster, method: &str, path: &str, body: &Value) -> Value {
+    let r = cluster.http().send_json(method, path, body).unwrap();
+    assert!(r.status < 300, "{method} {path}: {}", r.text());
+    let answer = r.json();
+    if let Some(uid) = answer["taskUid"].as_u64() {
+        let t = cluster.wait_task(uid);
+        assert_eq!(t["status"], "succeeded", "{t}");
+    }
+    answer
+}
+
+/// A search on `index` with `client`, right away: its status.
+fn search_status(client: &Client, index: &str, body: Value) -> u16 {
+    let r = client
+        .post_json(&format!("/indexes/{index}/search"), &body)
+        .unwrap();
+    assert!(r.status == 200 || r.status == 403, "{}", r.text());
+    r.status
+}
 
 #[test]
 fn keys_indexes_and_settings_work_on_the_next_request() {
     let cluster = Cluster::start(ClusterSpec::default());
     let master = cluster.http();
     for round in 0..10 {
-        // A new index, then at once a search on it.
         let uid = format!("idx{round}");
-        let r = master
-            .post_json("/indexes", &json!({"uid": uid, "primaryKey": "id"}))
-            .unwrap();
-        let t = cluster.wait_task(r.json()["taskUid"].as_u64().unwrap());
-        assert_eq!(t["status"], "succeeded", "{t}");
-        let s = master
-            .post_json(&format!("/indexes/{uid}/search"), &json!({"q": ""}))
-            .unwrap();
-        assert_eq!(
-            s.status,
-            200,
-            "round {round}: {}",
-            String::from_utf8_lossy(&s.body)
+        // A new index, then at once a search on it.
+        change(
+            &cluster,
+            "POST",
+            "/indexes",
+            &json!({"uid": uid, "primaryKey": "id"}),
         );
-
+        assert_eq!(
+            search_status(&master, &uid, json!({"q": ""})),
+            200,
+            "round {round}"
+        );
         // A setting, then at once a query that needs it.
-        let r = master
-            .send_json(
-                "PATCH",
-                &format!("/indexes/{uid}/settings"),
-                &json!({"filterableAttributes": ["tag"]}),
-            )
-            .unwrap();
-        let t = cluster.wait_task(r.json()["taskUid"].as_u64().unwrap());
-        assert_eq!(t["status"], "succeeded", "{t}");
-        let s = master
-            .post_json(
-                &format!("/indexes/{uid}/search"),
-                &json!({"q": "", "filter": "tag = 1"}),
-            )
-            .unwrap();
+        let settings = json!({"filterableAttributes": ["tag"]});
+        change(
+            &cluster,
+            "PATCH",
+            &format!("/indexes/{uid}/settings"),
+            &settings,
+        );
+        let filtered = json!({"q": "", "filter": "tag = 1"});
+        assert_eq!(search_status(&master, &uid, filtered), 200, "round {round}");
+        // A key, then at once a search with it; a deleted key is refused at once.
+        let key = change(
+            &cluster,
+            "POST",
+            "/keys",
+            &json!({"actions": ["search"], "indexes": [uid], "expiresAt": null}),
+        );
+        let client = Client::tcp(cluster.addr).bearer(key["key"].as_str().unwrap());
         assert_eq!(
-            s.status,
+            search_status(&client, &uid, json!({"q": ""})),
             200,
-            "round {round}: {}",
-            String::from_utf8_lossy(&s.body)
+            "round {round}"
         );
-
-        // A key, then at once a search with it.
-        let r = master
-            .post_json(
-                "/keys",
-                &json!({"actions": ["search"], "indexes": [uid], "expiresAt": null}),
-            )
+        let deleted = master
+            .delete(&format!("/keys/{}", key["uid"].as_str().unwrap()))
             .unwrap();
-        assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
-        let key = r.json()["key"].as_str().unwrap().to_string();
-        let s = Client::tcp(cluster.addr)
-            .bearer(&key)
-            .post_json(&format!("/indexes/{uid}/search"), &json!({"q": ""}))
-            .unwrap();
+        assert_eq!(deleted.status, 204);
         assert_eq!(
-            s.status,
-            200,
-            "round {round}: {}",
-            String::from_utf8_lossy(&s.body)
+            search_status(&client, &uid, json!({"q": ""})),
+            403,
+            "round {round}: a deleted key still works"
         );
-
-        // And a deleted key is refused at once.
-        let uid_of_key = r.json()["uid"].as_str().unwrap().to_string();
-        assert_eq!(
-            master
-                .delete(&format!("/keys/{uid_of_key}"))
-                .unwrap()
-                .status,
-            204
-        );
-        let s = Client::tcp(cluster.addr)
-            .bearer(&key)
-            .post_json(&format!("/indexes/{uid}/search"), &json!({"q": ""}))
-            .unwrap();
-        assert_eq!(s.status, 403, "round {round}: a deleted key still works");
     }
 }
