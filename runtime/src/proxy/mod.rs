@@ -71,7 +71,7 @@ use miroir_core::ids::{GroupId, NodeId, ShardId};
 use miroir_core::routing::ShardMap;
 use miroir_core::snapshot::{IndexMeta, Snapshot};
 use miroir_core::topology::Topology;
-use miroir_core::{CodedError, ErrorCode, MeiliError};
+use miroir_core::{ErrorCode, MeiliError};
 use router::Route;
 use scatter::{NodeAssignment, ReadTable};
 use std::cell::{Cell, RefCell};
@@ -205,7 +205,13 @@ impl<U: Upstreams> Proxy<U> {
     async fn handle_routed(&self, req: Request, request_id: &str) -> Response {
         let route = match router::route(req.method, &req.path) {
             Ok(r) => r,
-            Err(e) => return error(&e.to_meili()),
+            Err(e) => {
+                return Response {
+                    status: e.status(),
+                    headers: Vec::new(),
+                    body: Vec::new(),
+                }
+            }
         };
         if route == Route::Health {
             return Response::json(200, br#"{"status":"available"}"#.to_vec());

@@ -10,11 +10,9 @@
 //!
 //! Unknown paths are 404, known paths with another method are 405.
 //!
-//! ASSUMPTION (Meilisearch compatibility): Meilisearch (actix-web) answers an unknown route
-//! with 404 and a known route with a wrong method with 405. We answer both with a
-//! Meilisearch-shaped body (`{"message","code","type","link"}`, codes `not_found` and
-//! `method_not_allowed`) rather than an empty body, so every Miroir error has one shape; SDKs
-//! only look at the status for these.
+//! Meilisearch (actix-web) answers an unknown route with an empty 404 and a known route with
+//! a wrong method with an empty 405, and so does Miroir ([`RouteError::response`]): an SDK
+//! suite measured against 1.50 noticed the body Miroir used to send.
 
 use crate::http::types::Method;
 use miroir_core::{CodedError, ErrorCode};
@@ -180,6 +178,16 @@ impl Route {
 pub enum RouteError {
     NotFound,
     MethodNotAllowed,
+}
+
+impl RouteError {
+    /// The answer: status only, empty body, as Meilisearch's router gives it.
+    pub fn status(self) -> u16 {
+        match self {
+            RouteError::NotFound => 404,
+            RouteError::MethodNotAllowed => 405,
+        }
+    }
 }
 
 impl std::fmt::Display for RouteError {
