@@ -244,7 +244,8 @@ pub async fn create(admin: &Admin, req: &Req) -> Result<Resp, ApiError> {
         "name": body.get("name").cloned().unwrap_or(Value::Null),
         "description": body.get("description").cloned().unwrap_or(Value::Null),
         "key": derive_key(&master, &uid), "uid": uid, "actions": body["actions"], "indexes": body["indexes"],
-        "expiresAt": body["expiresAt"], "createdAt": now, "updatedAt": now,
+        "expiresAt": body["expiresAt"].as_str().and_then(crate::timefmt::key_expiry).map_or(body["expiresAt"].clone(), Value::from),
+        "createdAt": now, "updatedAt": now,
     });
     let mut done: Vec<String> = Vec::new();
     for node in admin.live_nodes() {

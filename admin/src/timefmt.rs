@@ -36,6 +36,46 @@ pub fn parse_rfc3339(s: &str) -> Option<OffsetDateTime> {
     OffsetDateTime::parse(s, &Rfc3339).ok()
 }
 
+/// A key's `expiresAt` as Meilisearch echoes it: parsed in the forms it accepts (RFC 3339,
+/// `YYYY-MM-DDTHH:MM:SS` and `YYYY-MM-DD HH:MM:SS` as UTC, `YYYY-MM-DD` as midnight UTC) and
+/// written back as `time`'s RFC 3339 (offset kept, `Z` for UTC, no zero fraction) — so
+/// `2050-11-13T00:00:00.000Z` is echoed `2050-11-13T00:00:00Z`. `None` when unreadable.
+pub fn key_expiry(s: &str) -> Option<String> {
+    use time::macros::{format_description, time};
+    use time::{Date, PrimitiveDateTime};
+    let t = OffsetDateTime::parse(s, &Rfc3339)
+        .ok()
+        .or_else(|| {
+            PrimitiveDateTime::parse(
+                s,
+                format_description!(
+                    "[year repr:full base:calendar]-[month repr:numerical]-[day]T[hour]:[minute]:[second]"
+                ),
+            )
+            .ok()
+            .map(PrimitiveDateTime::assume_utc)
+        })
+        .or_else(|| {
+            PrimitiveDateTime::parse(
+                s,
+                format_description!(
+                    "[year repr:full base:calendar]-[month repr:numerical]-[day] [hour]:[minute]:[second]"
+                ),
+            )
+            .ok()
+            .map(PrimitiveDateTime::assume_utc)
+        })
+        .or_else(|| {
+            Date::parse(
+                s,
+                format_description!("[year repr:full base:calendar]-[month repr:numerical]-[day]"),
+            )
+            .ok()
+            .map(|d| PrimitiveDateTime::new(d, time!(00:00)).assume_utc())
+        })?;
+    t.format(&Rfc3339).ok()
+}
+
 /// Meilisearch's ISO 8601 duration form; `None` for a negative duration (Meilisearch
 /// serialises those as `null`).
 pub fn format_iso8601_duration(d: Duration) -> Option<String> {
@@ -70,6 +110,27 @@ pub fn format_iso8601_duration(d: Duration) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn key_expiry_echoes_as_meilisearch() {
+        assert_eq!(
+            key_expiry("2050-11-13T00:00:00.000Z").as_deref(),
+            Some("2050-11-13T00:00:00Z")
+        );
+        assert_eq!(
+            key_expiry("2050-11-13").as_deref(),
+            Some("2050-11-13T00:00:00Z")
+        );
+        assert_eq!(
+            key_expiry("2050-11-13 10:20:30").as_deref(),
+            Some("2050-11-13T10:20:30Z")
+        );
+        assert_eq!(
+            key_expiry("2050-11-13T10:20:30.5+02:00").as_deref(),
+            Some("2050-11-13T10:20:30.5+02:00")
+        );
+        assert_eq!(key_expiry("tomorrow"), None);
+    }
     use time::macros::datetime;
 
     #[test]
