@@ -131,6 +131,9 @@ pub enum UnavailableShardPolicy {
 pub struct ScatterConfig {
     pub node_timeout_ms: u64,
     pub unavailable_shard_policy: UnavailableShardPolicy,
+    /// The primary-key query planner: searches whose filter pins the primary key, and
+    /// document fetches by `ids`, ask only the shards those keys route to.
+    pub pk_planner: bool,
 }
 
 impl Default for Config {
@@ -209,6 +212,7 @@ impl Default for ScatterConfig {
         ScatterConfig {
             node_timeout_ms: 5_000,
             unavailable_shard_policy: UnavailableShardPolicy::Partial,
+            pk_planner: true,
         }
     }
 }

@@ -51,6 +51,7 @@ pub mod filter;
 pub mod handler;
 pub mod json;
 pub mod offload;
+pub mod planner;
 pub mod query;
 pub mod quorum;
 pub mod reads;
@@ -427,6 +428,30 @@ impl<U: Upstreams> Proxy<U> {
         };
         let req = with_node_auth(req, self.node_key(), request_id);
         self.up.node(&address, req, timeout).await
+    }
+
+    /// The shards a read must ask: those the primary-key planner confines it to (a filter
+    /// pinning the key, or `ids`), else all of the index's.
+    pub(crate) fn planned_shards(
+        &self,
+        meta: &IndexMeta,
+        table: &ReadTable,
+        filter: Option<&serde_json::Value>,
+        ids: Option<&serde_json::Value>,
+    ) -> Vec<ShardId> {
+        if self.config.scatter.pk_planner {
+            let shards = meta.shards.max(1);
+            let by_ids = ids.and_then(|ids| planner::ids_shards(ids, shards));
+            let by_filter = || {
+                meta.primary_key
+                    .as_deref()
+                    .and_then(|pk| planner::filter_shards(filter, pk, shards))
+            };
+            if let Some(planned) = by_ids.or_else(by_filter) {
+                return planned;
+            }
+        }
+        table.all_shards()
     }
 
     /// Scatter-gather over `shards` (see the module docs): plan, fan out, retry failed nodes'

@@ -241,8 +241,10 @@ impl<U: Upstreams> Proxy<U> {
         let drop = add_sort_fields(&mut q, &sort);
         let drop: Vec<&str> = drop.iter().map(String::as_str).collect();
         let path = format!("/indexes/{}/documents/fetch", meta.uid);
+        let shards =
+            self.planned_shards(meta, &routing.read, q.body.get("filter"), q.body.get("ids"));
         let gathered = self
-            .gather(&routing.read, routing.read.all_shards(), rid, |a| {
+            .gather(&routing.read, shards, rid, |a| {
                 let filter = a.needs_shard_filter.then_some(a.shards.as_slice());
                 json_request(
                     Method::Post,

@@ -137,8 +137,9 @@ impl<U: Upstreams> Proxy<U> {
         };
         let node_req = merge_req.node_request();
         let path = format!("/indexes/{}/search", meta.uid);
+        let shards = self.planned_shards(meta, &routing.read, q.filter(), None);
         let gathered = self
-            .gather(&routing.read, routing.read.all_shards(), rid, |a| {
+            .gather(&routing.read, shards, rid, |a| {
                 let filter = a.needs_shard_filter.then_some(a.shards.as_slice());
                 let body = query::node_body(
                     &node_q,
@@ -189,8 +190,9 @@ impl<U: Upstreams> Proxy<U> {
         };
         apply_tenant_filter(principal, &meta.uid, &mut body);
         let path = format!("/indexes/{}/facet-search", meta.uid);
+        let shards = self.planned_shards(meta, &routing.read, body.get("filter"), None);
         let gathered = self
-            .gather(&routing.read, routing.read.all_shards(), rid, |a| {
+            .gather(&routing.read, shards, rid, |a| {
                 let mut b = body.clone();
                 if a.needs_shard_filter {
                     let f = crate::proxy::filter::restrict_to_shards(body.get("filter"), &a.shards);
