@@ -93,6 +93,16 @@ impl Side {
         r.json()["key"].as_str().unwrap().to_string()
     }
 
+    /// A key with every action that expires at `until`.
+    fn expiring_key(&self, until: i64) -> String {
+        self.create_key(
+            EXPIRING_UID,
+            json!(["*"]),
+            json!(["*"]),
+            json!(time_rfc3339(until)),
+        )
+    }
+
     fn default_key(&self, name: &str) -> String {
         let keys = self.master.get("/keys?limit=100").unwrap().json();
         keys["results"]
@@ -107,9 +117,11 @@ impl Side {
     }
 
     /// The same data and keys on both sides; returns the side's principals.
-    /// `expiring_until`: when the expiring key expires; tokens are valid until an hour after
-    /// it (the expired one ended before it), the same instants on both sides.
-    fn setup(&self, expiring_until: i64) -> Vec<(&'static str, Option<String>)> {
+    /// `instant`: the tokens are valid until an hour after it (the expired one ended a minute
+    /// before it) — the same instants, so the same tokens, on both sides. The expiring key is
+    /// created separately ([`Side::expiring_key`]), once both sides are set up, so that it
+    /// expires soon whatever the setup took (real Meilisearch nodes take seconds).
+    fn setup(&self, instant: i64) -> Vec<(&'static str, Option<String>)> {
         for uid in ["movies", "secrets"] {
             self.write("POST", "/indexes", json!({"uid": uid, "primaryKey": "id"}));
             self.write(
@@ -138,12 +150,6 @@ impl Side {
             Value::Null,
         );
         let scoped = self.create_key(SCOPED_UID, json!(["*"]), json!(["movies"]), Value::Null);
-        let expiring = self.create_key(
-            EXPIRING_UID,
-            json!(["*"]),
-            json!(["*"]),
-            json!(time_rfc3339(expiring_until)),
-        );
         let parent = self.create_key(PARENT_UID, json!(["search"]), json!(["*"]), Value::Null);
         let deleted = self.create_key(DELETED_UID, json!(["search"]), json!(["*"]), Value::Null);
         let rules = |uid: &str, exp: Option<i64>| {
@@ -154,8 +160,8 @@ impl Side {
             }
             p
         };
-        let tenant = sign(&parent, &rules(PARENT_UID, Some(expiring_until + 3600)));
-        let tenant_expired = sign(&parent, &rules(PARENT_UID, Some(expiring_until - 60)));
+        let tenant = sign(&parent, &rules(PARENT_UID, Some(instant + 3600)));
+        let tenant_expired = sign(&parent, &rules(PARENT_UID, Some(instant - 60)));
         let tenant_forged = sign("not-the-parent-key-at-all", &rules(PARENT_UID, None));
         let tenant_orphan = sign(&deleted, &rules(DELETED_UID, None));
         let r = self.master.delete(&format!("/keys/{DELETED_UID}")).unwrap();
@@ -174,7 +180,6 @@ impl Side {
             ),
             ("subset key", Some(subset)),
             ("key scoped to movies", Some(scoped)),
-            ("expired key", Some(expiring)),
             ("tenant token (movies, filtered)", Some(tenant)),
             ("expired tenant token", Some(tenant_expired)),
             ("token signed with another key", Some(tenant_forged)),
@@ -336,9 +341,12 @@ fn every_route_and_principal_answers_as_one_meilisearch() {
         master: reference_node.http(),
         addr: reference_node.addr,
     };
-    let expiring_until = now() + 4;
-    let ref_principals = reference.setup(expiring_until);
-    let miroir_principals = miroir.setup(expiring_until);
+    let instant = now();
+    let mut ref_principals = reference.setup(instant);
+    let mut miroir_principals = miroir.setup(instant);
+    let expiring_until = now() + 3;
+    ref_principals.push(("expired key", Some(reference.expiring_key(expiring_until))));
+    miroir_principals.push(("expired key", Some(miroir.expiring_key(expiring_until))));
     // Keys with fixed uids have the same value on both sides.
     for ((name, a), (_, b)) in ref_principals.iter().zip(&miroir_principals) {
         if !name.starts_with("default") {
