@@ -35,6 +35,11 @@ fn ids_of(hits: &Value) -> BTreeSet<u64> {
 
 #[test]
 fn pinned_keys_reach_only_their_owners() {
+    if miroir_e2e::real_meilisearch().is_some() {
+        // The request counters are the test node's; real Meilisearch has none.
+        eprintln!("not run over real Meilisearch: it counts requests with the test node");
+        return;
+    }
     let cluster = Cluster::start(ClusterSpec::default());
     let http = cluster.http();
     let r = http
