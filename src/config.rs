@@ -63,6 +63,18 @@ pub struct TaskStoreConfig {
     pub url: Option<String>,
     /// Terminal tasks kept at most (oldest pruned first).
     pub max_tasks: u64,
+    /// What the admin does when the Redis task store does not persist what it acknowledges
+    /// (`appendonly no`, or `appendfsync no`): `require` refuses to start, `warn` logs and
+    /// goes on. See docs/deploy notes in `docs/architecture.md#redis-durability`.
+    pub redis_persistence: RedisPersistence,
+}
+
+/// `task_store.redis_persistence`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RedisPersistence {
+    Require,
+    Warn,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -162,6 +174,7 @@ impl Default for TaskStoreConfig {
             path: None,
             url: None,
             max_tasks: 1_000_000,
+            redis_persistence: RedisPersistence::Require,
         }
     }
 }

@@ -1,4 +1,5 @@
-//! A real `redis-server` without persistence on a loopback port.
+//! A real `redis-server` on a loopback port: persistent (an append-only file fsynced every
+//! second, as Miroir requires of a task store), or volatile for the tests of that refusal.
 
 use crate::poll::{try_wait_until, within};
 use crate::process::Proc;
@@ -23,6 +24,18 @@ impl Redis {
 
     /// On `port` (e.g. the port of a previous server, to restart it), or a free one.
     pub fn start_on(fixed_port: Option<u16>) -> Redis {
+        Redis::start_with(
+            fixed_port,
+            &["--appendonly", "yes", "--appendfsync", "everysec"],
+        )
+    }
+
+    /// Without persistence (`appendonly no`): what Miroir refuses as a task store.
+    pub fn start_volatile() -> Redis {
+        Redis::start_with(None, &["--appendonly", "no"])
+    }
+
+    fn start_with(fixed_port: Option<u16>, persistence: &[&str]) -> Redis {
         if let Err(e) = Command::new("redis-server").arg("--version").output() {
             panic!(
                 "redis-server is required by this test and could not be run ({e}); install it \
@@ -37,7 +50,8 @@ impl Redis {
             let dir = crate::temp_dir("redis");
             let mut cmd = Command::new("redis-server");
             cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-                .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+                .args(["--save", "", "--daemonize", "no"])
+                .args(persistence)
                 .arg("--dir")
                 .arg(dir.path());
             let mut proc = Proc::spawn("redis-server", &mut cmd, dir.path().join("redis.log"));

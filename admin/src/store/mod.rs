@@ -35,6 +35,7 @@
 
 pub mod codec;
 mod lmdb_store;
+pub mod redis_durability;
 mod redis_store;
 
 pub use self::lmdb_store::LmdbTaskStore;
@@ -135,11 +136,56 @@ pub async fn open_task_store(config: &Config) -> Result<Arc<dyn TaskStore>, Stor
                     "task_store.url is required when task_store.backend is redis".into(),
                 )
             })?;
-            Ok(Arc::new(
-                RedisTaskStore::connect(url, redis_store::DEFAULT_PREFIX).await?,
-            ))
+            let store = RedisTaskStore::connect(url, redis_store::DEFAULT_PREFIX).await?;
+            apply_redis_durability(&store, ts.redis_persistence).await?;
+            Ok(Arc::new(store))
         }
     }
+}
+
+/// Checks that Redis persists what the store acknowledges (see [`redis_durability`]) and
+/// applies `task_store.redis_persistence`; makes task writes wait for connected replicas.
+async fn apply_redis_durability(
+    store: &RedisTaskStore,
+    policy: miroir_core::config::RedisPersistence,
+) -> Result<(), StoreError> {
+    use miroir_core::config::RedisPersistence;
+    use redis_durability::Durability;
+    let (durability, replicas) = store.durability().await;
+    let problem = match durability {
+        Durability::Durable => None,
+        Durability::DurableWithWindow(window) => {
+            tracing::info!(
+                loss_window = window,
+                "Redis task store persists with appendfsync everysec"
+            );
+            None
+        }
+        Durability::NotDurable(why) => Some(why),
+        Durability::Unknown(why) => Some(format!(
+            "Miroir cannot read the Redis server's persistence settings ({why})"
+        )),
+    };
+    if let Some(why) = problem {
+        match policy {
+            RedisPersistence::Require => {
+                return Err(StoreError::Config(format!(
+                    "{why}. If the server does persist (a managed Redis hiding CONFIG), set                      `task_store.redis_persistence: warn` to start anyway."
+                )))
+            }
+            RedisPersistence::Warn => tracing::warn!(
+                "{why}; starting anyway (task_store.redis_persistence: warn)"
+            ),
+        }
+    }
+    if replicas > 0 {
+        tracing::info!(
+            replicas,
+            "task writes wait for the connected Redis replicas (WAIT)"
+        );
+    }
+    store.wait_for_replicas(replicas);
+    Ok(())
 }
 
 /// Meilisearch task statuses. The `u8` codes are the on-disk encoding: append-only.
@@ -446,6 +492,9 @@ pub enum StoreError {
     /// A task the envelope cannot hold (timestamp outside 1677–2262, oversized field, …).
     #[error("task store cannot store this value: {0}")]
     InvalidValue(String),
+    /// Redis replicas did not acknowledge a task write in time (`WAIT`).
+    #[error("task store Redis: {acked} of {wanted} replicas acknowledged the write in time")]
+    NotReplicated { acked: i64, wanted: u32 },
     /// A blocking-pool job panicked or the runtime is shutting down.
     #[error("task store worker failed: {0}")]
     Worker(String),

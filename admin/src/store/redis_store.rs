@@ -188,7 +188,12 @@ pub struct RedisTaskStore {
     conn: ConnectionManager,
     keys: Keys,
     scripts: Scripts,
+    /// Replicas each task write waits for (`WAIT`); 0 = none connected at start.
+    replicas: std::sync::atomic::AtomicU32,
 }
+
+/// How long a task write waits for the replicas.
+const REPLICA_WAIT_MS: u64 = 1_000;
 
 /// Which way a scan walks the uid sorted set.
 #[derive(Clone, Copy)]
@@ -232,7 +237,59 @@ impl RedisTaskStore {
                 acquire: Script::new(ACQUIRE_LUA),
                 release: Script::new(RELEASE_LUA),
             },
+            replicas: std::sync::atomic::AtomicU32::new(0),
         })
+    }
+
+    /// The server's persistence settings and connected replicas
+    /// (see [`super::redis_durability`]).
+    pub async fn durability(&self) -> (super::redis_durability::Durability, u32) {
+        use super::redis_durability::{assess, connected_replicas, Durability};
+        let mut conn = self.conn();
+        let get = |name: &'static str| {
+            let mut conn = conn.clone();
+            async move {
+                redis::cmd("CONFIG")
+                    .arg("GET")
+                    .arg(name)
+                    .query_async::<Vec<String>>(&mut conn)
+                    .await
+                    .map(|kv| kv.get(1).cloned().unwrap_or_default())
+            }
+        };
+        let durability = match (get("appendonly").await, get("appendfsync").await) {
+            (Ok(aof), Ok(fsync)) => assess(&aof, &fsync),
+            (Err(e), _) | (_, Err(e)) => Durability::Unknown(format!("CONFIG GET: {e}")),
+        };
+        let replicas = redis::cmd("INFO")
+            .arg("replication")
+            .query_async::<String>(&mut conn)
+            .await
+            .map(|info| connected_replicas(&info))
+            .unwrap_or(0);
+        (durability, replicas)
+    }
+
+    /// Makes every task write wait for `n` replicas.
+    pub fn wait_for_replicas(&self, n: u32) {
+        self.replicas.store(n, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// After a task write: waits for the replicas, when there are any.
+    async fn replicated(&self) -> Result<(), StoreError> {
+        let wanted = self.replicas.load(std::sync::atomic::Ordering::Relaxed);
+        if wanted == 0 {
+            return Ok(());
+        }
+        let acked: i64 = redis::cmd("WAIT")
+            .arg(wanted)
+            .arg(REPLICA_WAIT_MS)
+            .query_async(&mut self.conn())
+            .await?;
+        if acked < i64::from(wanted) {
+            return Err(StoreError::NotReplicated { acked, wanted });
+        }
+        Ok(())
     }
 
     fn conn(&self) -> ConnectionManager {
@@ -546,6 +603,7 @@ impl TaskStore for RedisTaskStore {
             }
             let uid: i64 = invocation.invoke_async(&mut self.conn()).await?;
             let uid = u32::try_from(uid).map_err(|_| StoreError::UidSpaceExhausted(1 << 32))?;
+            self.replicated().await?;
             Ok(TaskRecord {
                 uid: TaskUid(uid),
                 index_uid: task.index_uid,
@@ -590,6 +648,9 @@ impl TaskStore for RedisTaskStore {
                 .arg(unfinished_flag(state.status))
                 .invoke_async(&mut self.conn())
                 .await?;
+            if r == 1 {
+                self.replicated().await?;
+            }
             Ok(match r {
                 1 => UpdateOutcome::Updated,
                 2 => UpdateOutcome::AlreadyTerminal,
