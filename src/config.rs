@@ -146,6 +146,11 @@ pub struct ScatterConfig {
     /// The primary-key query planner: searches whose filter pins the primary key, and
     /// document fetches by `ids`, ask only the shards those keys route to.
     pub pk_planner: bool,
+    /// Hedged reads: a slow node's shards are also asked of another replica (RF > 1 or
+    /// RG > 1), the first answer wins. Off until measured on a deployment like yours.
+    pub hedging: bool,
+    /// The earliest a hedge fires after the first request, whatever the node's latency.
+    pub hedge_min_ms: u64,
 }
 
 impl Default for Config {
@@ -226,6 +231,8 @@ impl Default for ScatterConfig {
             node_timeout_ms: 5_000,
             unavailable_shard_policy: UnavailableShardPolicy::Partial,
             pk_planner: true,
+            hedging: false,
+            hedge_min_ms: 10,
         }
     }
 }

@@ -56,6 +56,8 @@ pub struct ClusterSpec {
     pub node_timeout_ms: u64,
     /// `scatter.unavailable_shard_policy`; the default when `None`.
     pub unavailable_shard_policy: Option<String>,
+    /// More `scatter:` keys, as flow-mapping entries (`"hedging: true, hedge_min_ms: 5"`).
+    pub scatter_extra: String,
     /// YAML appended to the generated config (top-level keys it does not write).
     pub extra_yaml: String,
     pub launch: Launch,
@@ -86,6 +88,7 @@ impl Default for ClusterSpec {
             },
             node_timeout_ms: 2000,
             unavailable_shard_policy: None,
+            scatter_extra: String::new(),
             extra_yaml: String::new(),
             launch: Launch::Separate,
             env: Vec::new(),
@@ -348,8 +351,13 @@ fn config_yaml(
         .map_or(String::new(), |p| {
             format!(", unavailable_shard_policy: {p}")
         });
+    let more = if spec.scatter_extra.is_empty() {
+        String::new()
+    } else {
+        format!(", {}", spec.scatter_extra)
+    };
     y.push_str(&format!(
-        "scatter: {{ node_timeout_ms: {}{policy} }}\n",
+        "scatter: {{ node_timeout_ms: {}{policy}{more} }}\n",
         spec.node_timeout_ms
     ));
     y.push_str(&spec.extra_yaml);

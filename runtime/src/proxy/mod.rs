@@ -49,6 +49,7 @@ pub mod cors;
 pub mod federated;
 pub mod filter;
 pub mod handler;
+pub mod hedge;
 pub mod json;
 pub mod offload;
 pub mod planner;
@@ -134,6 +135,9 @@ pub struct Proxy<U> {
     /// plans, so a hung node costs one timeout per [`SUSPECT_FOR`] instead of one per request
     /// until the admin's health checks mark it failed.
     suspects: RefCell<HashMap<NodeId, std::time::Instant>>,
+    /// Per-node latency estimates and the hedge budget of this core (see [`hedge`]).
+    latency: RefCell<HashMap<NodeId, hedge::Latency>>,
+    hedges: Cell<hedge::Budget>,
 }
 
 /// How long a node that failed a call is avoided by this core's read plans.
@@ -155,6 +159,8 @@ impl<U: Upstreams> Proxy<U> {
             counter: Cell::new(0),
             version: RefCell::new(None),
             suspects: RefCell::new(HashMap::new()),
+            latency: RefCell::new(HashMap::new()),
+            hedges: Cell::new(hedge::Budget::default()),
         }
     }
 
@@ -491,15 +497,15 @@ impl<U: Upstreams> Proxy<U> {
                 break;
             }
             out.asked += plan.assignments.len();
-            let calls = plan
-                .assignments
-                .iter()
-                .map(|a| self.call_node(&a.node, build(a), request_id, timeout));
+            let calls = plan.assignments.iter().map(|a| {
+                let turn = (group, rotation);
+                self.call_assignment(table, a, turn, &avoid, &build, request_id, timeout)
+            });
             let answers = futures_util::future::join_all(calls).await;
             pending = Vec::new();
-            for (a, answer) in plan.assignments.iter().zip(answers) {
+            for (a, (answered_by, answer)) in plan.assignments.iter().zip(answers) {
                 let failed = !matches!(&answer, Ok(r) if !is_node_failure(r.status));
-                self.mark(&a.node, failed);
+                self.mark(&answered_by, failed);
                 match answer {
                     Ok(resp) if (200..300).contains(&resp.status) => {
                         got.push((a.shards[0], resp.body));
@@ -510,7 +516,7 @@ impl<U: Upstreams> Proxy<U> {
                         }
                     }
                     _ => {
-                        excluded.insert(a.node.clone());
+                        excluded.insert(answered_by);
                         pending.extend(a.shards.iter().copied());
                     }
                 }
@@ -526,6 +532,121 @@ impl<U: Upstreams> Proxy<U> {
         got.sort_by_key(|(s, _)| *s);
         out.bodies = got.into_iter().map(|(_, b)| b).collect();
         out
+    }
+
+    /// One assignment of a scatter: its node's answer, or — with `scatter.hedging`, when the
+    /// node is slower than usual and another replica can answer for all its shards — the
+    /// first usable answer of the two ([`hedge`]). Returns who answered.
+    #[allow(clippy::too_many_arguments)]
+    async fn call_assignment(
+        &self,
+        table: &ReadTable,
+        a: &NodeAssignment,
+        (group, rotation): (usize, usize),
+        avoid: &HashSet<NodeId>,
+        build: &impl Fn(&NodeAssignment) -> Request,
+        request_id: &str,
+        timeout: Duration,
+    ) -> (NodeId, Result<Response, crate::http::types::UpstreamError>) {
+        use futures_util::future::{select, Either};
+        let started = std::time::Instant::now();
+        let plan = self.hedge_plan(table, a, group, rotation, avoid, timeout);
+        let mut primary = std::pin::pin!(self.call_node(&a.node, build(a), request_id, timeout));
+        let Some((other, delay)) = plan else {
+            let r = primary.await;
+            self.observe(&a.node, started, &r);
+            return (a.node.clone(), r);
+        };
+        let waited = std::pin::pin!(self.up.sleep(delay));
+        match select(primary.as_mut(), waited).await {
+            Either::Left((r, _)) => {
+                self.observe(&a.node, started, &r);
+                return (a.node.clone(), r);
+            }
+            Either::Right(((), _)) => {}
+        }
+        let mut budget = self.hedges.get();
+        let allowed = budget.take();
+        self.hedges.set(budget);
+        if !allowed {
+            let r = primary.await;
+            self.observe(&a.node, started, &r);
+            return (a.node.clone(), r);
+        }
+        let mut hedged =
+            std::pin::pin!(self.call_node(&other.node, build(&other), request_id, timeout));
+        let usable =
+            |r: &Result<Response, _>| matches!(r, Ok(resp) if !is_node_failure(resp.status));
+        match select(primary.as_mut(), hedged.as_mut()).await {
+            Either::Left((r, _)) if usable(&r) => {
+                self.observe(&a.node, started, &r);
+                (a.node.clone(), r)
+            }
+            Either::Right((r, _)) if usable(&r) => (other.node.clone(), r),
+            // The first to finish failed: the other one's answer, whatever it is.
+            Either::Left((_, rest)) => (other.node.clone(), rest.await),
+            Either::Right((_, rest)) => {
+                let r = rest.await;
+                self.observe(&a.node, started, &r);
+                (a.node.clone(), r)
+            }
+        }
+    }
+
+    /// The replica a hedge of `a` would ask (one node answering for all of `a`'s shards)
+    /// and when, or `None` (hedging off, no such replica, node not warmed up).
+    fn hedge_plan(
+        &self,
+        table: &ReadTable,
+        a: &NodeAssignment,
+        group: usize,
+        rotation: usize,
+        avoid: &HashSet<NodeId>,
+        timeout: Duration,
+    ) -> Option<(NodeAssignment, Duration)> {
+        let mut budget = self.hedges.get();
+        budget.call();
+        self.hedges.set(budget);
+        if !self.config.scatter.hedging {
+            return None;
+        }
+        let min = Duration::from_millis(self.config.scatter.hedge_min_ms);
+        let delay = self
+            .latency
+            .borrow()
+            .get(&a.node)?
+            .hedge_after(min, timeout / 2)?;
+        let mut without = avoid.clone();
+        without.insert(a.node.clone());
+        let plan = table.assign(&a.shards, group, rotation.wrapping_add(1), &without);
+        match (plan.assignments.as_slice(), plan.uncovered.is_empty()) {
+            ([only], true) => Some((only.clone(), delay)),
+            _ => None,
+        }
+    }
+
+    /// Records a successful call's latency for the node's hedge estimate.
+    fn observe(
+        &self,
+        node: &NodeId,
+        started: std::time::Instant,
+        r: &Result<Response, crate::http::types::UpstreamError>,
+    ) {
+        if !self.config.scatter.hedging
+            || !matches!(r, Ok(resp) if (200..300).contains(&resp.status))
+        {
+            return;
+        }
+        let took = started.elapsed();
+        let mut latency = self.latency.borrow_mut();
+        match latency.get_mut(node) {
+            Some(l) => l.record(took),
+            None => {
+                let mut l = hedge::Latency::default();
+                l.record(took);
+                latency.insert(node.clone(), l);
+            }
+        }
     }
 
     /// Nodes that failed on this core within [`SUSPECT_FOR`].

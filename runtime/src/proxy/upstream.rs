@@ -24,6 +24,11 @@ pub trait Upstreams {
         timeout: Duration,
     ) -> impl Future<Output = Result<Response, UpstreamError>>;
 
+    /// Waits `d` (hedged reads). The transport's timer by default.
+    fn sleep(&self, d: Duration) -> impl Future<Output = ()> {
+        monoio::time::sleep(d)
+    }
+
     /// Metrics hook: nodes asked for one scattered request (retries included).
     fn record_fan_out(&self, _nodes: usize) {}
 
