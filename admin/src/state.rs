@@ -610,6 +610,68 @@ mod tests {
         }
     }
 
+    fn config(nodes: &[(&str, &str)]) -> Config {
+        Config {
+            nodes: nodes
+                .iter()
+                .map(|(id, address)| miroir_core::config::NodeConfig {
+                    id: (*id).into(),
+                    address: (*address).into(),
+                    replica_group: 0,
+                })
+                .collect(),
+            ..Config::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn the_stored_topology_wins_over_the_config_but_addresses() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::LmdbTaskStore::open(&dir.path().join("tasks"))
+            .await
+            .unwrap();
+        // A deployment from before the record: its epoch is carried over.
+        store.put_meta(META_EPOCH, b"7").await.unwrap();
+        let first = config(&[("a", "http://a:1"), ("b", "http://b:1")]);
+        let (r, drift) = load_topology(&first, &store).await.unwrap();
+        assert!(drift.is_empty());
+        assert_eq!(r.epoch, 7);
+        assert_eq!(r.node_configs(), first.nodes);
+
+        // A node added and one moved: only the move is applied, and it is stored.
+        let second = config(&[
+            ("a", "http://a:2"),
+            ("b", "http://b:1"),
+            ("c", "http://c:1"),
+        ]);
+        let (r, drift) = load_topology(&second, &store).await.unwrap();
+        assert_eq!(drift.len(), 2, "{drift:?}");
+        assert!(matches!(&drift[0], Drift::AddressChanged { .. }));
+        assert!(matches!(&drift[1], Drift::NodeAdded { .. }));
+        let ids: Vec<&str> = r.nodes.iter().map(|n| n.id.as_str()).collect();
+        assert_eq!(ids, ["a", "b"]);
+        let stored =
+            TopologyRecord::decode(&store.get_meta(META_TOPOLOGY).await.unwrap().unwrap()).unwrap();
+        assert_eq!(stored, r);
+        assert_eq!(stored.nodes[0].address, "http://a:2");
+        let (_, drift) = load_topology(&second, &store).await.unwrap();
+        assert!(matches!(&drift[..], [Drift::NodeAdded { .. }]));
+
+        // A record from a newer Miroir is refused, not overwritten.
+        let mut newer = stored.clone();
+        newer.version += 1;
+        store
+            .put_meta(META_TOPOLOGY, &newer.encode())
+            .await
+            .unwrap();
+        let err = load_topology(&first, &store).await.unwrap_err();
+        assert!(err.to_string().contains("format version"), "{err}");
+        assert_eq!(
+            store.get_meta(META_TOPOLOGY).await.unwrap().unwrap(),
+            newer.encode()
+        );
+    }
+
     #[test]
     fn key_json_maps_to_snapshot_key() {
         let v = serde_json::json!({"uid": "u", "key": "k", "name": "n", "actions": ["search"], "indexes": ["*"],
