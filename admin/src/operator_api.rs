@@ -25,7 +25,7 @@ pub async fn route(
         (&Method::GET, ["metrics"]) => Ok(Resp::text(200, "text/plain; version=0.0.4", crate::metrics::render(admin).await)),
         (_, ["nodes", ..]) | (_, ["rebalance", ..]) => Err(ApiError::core(
             ErrorCode::MiroirNotImplemented,
-            "Topology operations (adding, draining and removing nodes, rebalancing) are not implemented yet; the topology is fixed by the configuration file.",
+            "Topology operations (adding, draining and removing nodes, rebalancing) are not implemented yet; the topology is the one stored at the first start (the configuration file bootstraps it and can change only node addresses).",
         )),
         _ => Err(ApiError::core(ErrorCode::NotFound, "Not Found")),
     }
