@@ -21,6 +21,8 @@
 //! admin marks it `removed`. Either switch is one snapshot publish, so every data plane flips
 //! at once (per routing epoch). See `docs/routing.md`.
 
+pub mod drift;
+
 use crate::config::Config;
 use crate::ids::{GroupId, NodeId};
 use serde::{Deserialize, Serialize};

@@ -25,14 +25,16 @@ pub async fn route(
         (&Method::GET, ["metrics"]) => Ok(Resp::text(200, "text/plain; version=0.0.4", crate::metrics::render(admin).await)),
         (_, ["nodes", ..]) | (_, ["rebalance", ..]) => Err(ApiError::core(
             ErrorCode::MiroirNotImplemented,
-            "Topology operations (adding, draining and removing nodes, rebalancing) are not implemented yet; the topology is fixed by the configuration file.",
+            "Topology operations (adding, draining and removing nodes, rebalancing) are not implemented yet; the topology is the one stored at the first start (the configuration file bootstraps it and can change only node addresses).",
         )),
         _ => Err(ApiError::core(ErrorCode::NotFound, "Not Found")),
     }
 }
 
 /// `GET /_miroir/topology`, shape of docs/contract.md#admin-api. `shard_count` is per node for an index of
-/// the configured S (every index has the same S until resharding exists).
+/// the configured S (every index has the same S until resharding exists). `config_drift` (only
+/// when there is any) lists how the configuration file differs from the stored topology the
+/// deployment runs on.
 pub fn topology(admin: &Admin) -> Value {
     let counts = admin.shard_counts(admin.config.shards);
     let nodes = admin.nodes();
@@ -44,7 +46,7 @@ pub fn topology(admin: &Admin) -> Value {
         .iter()
         .map(|n| {
             let mut v = json!({
-                "id": n.id, "replica_group": n.group, "status": n.status.as_str(),
+                "id": n.id, "address": n.address, "replica_group": n.group, "status": n.status.as_str(),
                 "shard_count": counts.get(&n.id).copied().unwrap_or(0), "last_seen_ms": n.last_seen_ms,
             });
             if let Some(e) = &n.error {
@@ -53,7 +55,7 @@ pub fn topology(admin: &Admin) -> Value {
             v
         })
         .collect();
-    json!({
+    let mut out = json!({
         "shards": admin.config.shards,
         "replication_factor": admin.config.replication_factor,
         "replica_groups": admin.config.replica_groups,
@@ -61,7 +63,32 @@ pub fn topology(admin: &Admin) -> Value {
         "degraded_node_count": degraded,
         "rebalance_in_progress": false,
         "fully_covered": admin.uncovered().is_empty() && default_covered(admin),
-    })
+    });
+    // Present only when there is something to say, like a node's `error`.
+    if !admin.config_drift.is_empty() {
+        out["config_drift"] = json!(config_drift(admin));
+    }
+    out
+}
+
+/// Each difference as its typed fields (`kind`, ids, stored/configured values) plus whether
+/// this start applied it, the operator's sentence and the command that would perform it.
+fn config_drift(admin: &Admin) -> Vec<Value> {
+    admin
+        .config_drift
+        .iter()
+        .map(|d| {
+            let mut v = serde_json::to_value(d).unwrap_or_else(|_| json!({}));
+            v["applied"] = json!(d.applied());
+            v["message"] = json!(if d.applied() {
+                format!("{d} (applied: an address change moves no data)")
+            } else {
+                crate::state::drift_warning(d)
+            });
+            v["command"] = json!(if d.applied() { None } else { d.command() });
+            v
+        })
+        .collect()
 }
 
 /// Whether an index of the configured S would be covered (meaningful before any index exists).

@@ -6,6 +6,12 @@
 //! task store's metadata KV (`index:{uid}`, `key:{uid}` → JSON) before it is applied in
 //! memory and published, so a restarted admin rebuilds the same snapshot.
 //!
+//! So is the topology (`topology` → a versioned [`TopologyRecord`]): the configuration's
+//! `nodes:`, `replication_factor` and `replica_groups` bootstrap it on the first start only.
+//! Later starts run on the stored record and report how the configuration differs
+//! ([`Admin::config_drift`]); only a node's address is taken from the configuration, since it
+//! moves no data (docs/decisions/015-durable-topology.md).
+//!
 //! Publishing: [`Admin::publish`] builds a [`Snapshot`] from the current state and writes it
 //! as the next LMDB generation. Builds and writes are serialised by one async lock so
 //! generations are published in the order their contents were built.
@@ -22,6 +28,7 @@ use miroir_core::error::{CodedError, ErrorCode};
 use miroir_core::ids::{GroupId, NodeId};
 use miroir_core::snapshot::{ApiKey, IndexMeta, Snapshot};
 use miroir_core::snapshot_store::SnapshotStore;
+use miroir_core::topology::drift::{Drift, TopologyRecord};
 use miroir_core::topology::Node;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
@@ -39,7 +46,10 @@ pub const APPLY_WAIT: Duration = Duration::from_secs(2);
 
 const META_INDEX: &str = "index:";
 const META_KEY: &str = "key:";
+/// Where the epoch lived before the topology record carried it; read once when a deployment
+/// that predates the record gets its first one.
 const META_EPOCH: &str = "routing:epoch";
+const META_TOPOLOGY: &str = "topology";
 
 /// The last heartbeat of one data-plane process.
 #[derive(Debug, Clone)]
@@ -85,7 +95,12 @@ pub struct State {
 }
 
 pub struct Admin {
+    /// The configuration, with `nodes`, `replication_factor` and `replica_groups` replaced by
+    /// the stored topology's (so every reader sees the topology the deployment runs on).
     pub config: Config,
+    /// How the configuration file differs from the stored topology at this start (applied
+    /// address changes included), for `GET /_miroir/topology`.
+    pub config_drift: Vec<Drift>,
     pub store: Arc<dyn TaskStore>,
     pub client: NodeClient,
     snapshots: SnapshotStore,
@@ -123,17 +138,31 @@ impl CodedError for AdminError {
 impl Admin {
     /// Loads durable state from `store`, opens the snapshot channel and publishes a first
     /// generation (so data planes can start serving).
-    pub async fn open(config: Config, store: Arc<dyn TaskStore>) -> Result<Arc<Admin>, AdminError> {
+    pub async fn open(
+        mut config: Config,
+        store: Arc<dyn TaskStore>,
+    ) -> Result<Arc<Admin>, AdminError> {
         let snapshot_dir = config.snapshot_path();
         let snapshots = tokio::task::spawn_blocking(move || SnapshotStore::open(&snapshot_dir))
             .await
             .map_err(|e| AdminError::Join(e.to_string()))??;
+        let (record, config_drift) = load_topology(&config, store.as_ref()).await?;
+        report_drift(&config_drift);
+        config.replication_factor = record.replication_factor;
+        config.replica_groups = record.replica_groups;
+        config.nodes = record.node_configs();
         let mut state = State {
-            nodes: config
+            nodes: record
                 .nodes
                 .iter()
-                .map(|n| NodeHealth::new(&n.id, &n.address, n.replica_group))
+                .filter(|n| n.status != miroir_core::topology::NodeStatus::Removed)
+                .map(|n| {
+                    let mut h = NodeHealth::new(n.id.as_str(), &n.address, n.replica_group.0);
+                    h.status = n.status;
+                    h
+                })
                 .collect(),
+            epoch: record.epoch,
             ..State::default()
         };
         for (key, bytes) in store.list_meta(META_INDEX).await? {
@@ -151,19 +180,13 @@ impl Admin {
             })?;
             state.keys.insert(key[META_KEY.len()..].to_string(), v);
         }
-        state.epoch = match store.get_meta(META_EPOCH).await? {
-            Some(b) => String::from_utf8_lossy(&b).parse().unwrap_or(1),
-            None => {
-                store.put_meta(META_EPOCH, b"1").await?;
-                1
-            }
-        };
         let client = NodeClient::new(
             config.effective_node_master_key(),
             Duration::from_millis(config.scatter.node_timeout_ms.max(1)),
         );
         let admin = Arc::new(Admin {
             config,
+            config_drift,
             store,
             client,
             snapshots,
@@ -433,6 +456,90 @@ impl Admin {
     }
 }
 
+/// The stored topology, created from `config` on a deployment's first start, and how `config`
+/// differs from it. Address changes are applied and persisted; nothing else is.
+///
+/// Both writes are compare-and-set, so two admins sharing a Redis store that start at once
+/// agree on one record: the loser re-reads the winner's and diffs against that.
+async fn load_topology(
+    config: &Config,
+    store: &dyn TaskStore,
+) -> Result<(TopologyRecord, Vec<Drift>), AdminError> {
+    let corrupt = |reason: String| AdminError::CorruptMeta {
+        key: META_TOPOLOGY.into(),
+        reason,
+    };
+    loop {
+        let Some(stored) = store.get_meta(META_TOPOLOGY).await? else {
+            // A deployment from before the record kept its epoch on its own.
+            let epoch = match store.get_meta(META_EPOCH).await? {
+                Some(b) => String::from_utf8_lossy(&b).parse().unwrap_or(1),
+                None => 1,
+            };
+            let record = TopologyRecord::bootstrap(config, epoch);
+            if store
+                .cas_meta(META_TOPOLOGY, None, Some(&record.encode()))
+                .await?
+            {
+                tracing::info!(
+                    nodes = record.nodes.len(),
+                    replication_factor = record.replication_factor,
+                    replica_groups = record.replica_groups,
+                    "topology bootstrapped from the configuration and stored; from now on the stored topology is authoritative"
+                );
+                return Ok((record, Vec::new()));
+            }
+            continue;
+        };
+        let mut record = TopologyRecord::decode(&stored).map_err(|e| corrupt(e.to_string()))?;
+        let drift = record.drift(config);
+        if record.apply(&drift)
+            && !store
+                .cas_meta(META_TOPOLOGY, Some(&stored), Some(&record.encode()))
+                .await?
+        {
+            continue;
+        }
+        return Ok((record, drift));
+    }
+}
+
+/// One log line per difference: applied address changes at INFO, everything else at WARN with
+/// the command that would perform it.
+fn report_drift(drift: &[Drift]) {
+    for d in drift {
+        if d.applied() {
+            tracing::info!(
+                drift = %d,
+                "configuration differs from the stored topology: node address change applied"
+            );
+            continue;
+        }
+        let command = d.command().unwrap_or_default();
+        tracing::warn!(
+            drift = %d,
+            command = %command,
+            "{}",
+            drift_warning(d)
+        );
+    }
+}
+
+/// The sentence an operator reads for one unapplied difference (log and `GET
+/// /_miroir/topology`).
+pub fn drift_warning(d: &Drift) -> String {
+    match d.command() {
+        Some(c) => format!(
+            "configuration differs from the stored topology: {d}; running on the stored topology. \
+             The command that would perform this change is `{c}` (not available yet: topology \
+             operations are not implemented in this version)"
+        ),
+        None => format!(
+            "configuration differs from the stored topology: {d}; running on the stored topology"
+        ),
+    }
+}
+
 /// Heartbeats younger than [`HEARTBEAT_TIMEOUT`] at `now`.
 pub fn live_heartbeats(all: &HashMap<String, Heartbeat>, now: Instant) -> Vec<(String, Heartbeat)> {
     let mut v: Vec<_> = all
@@ -501,6 +608,68 @@ mod tests {
             assert_eq!(live.len(), 1);
             assert_eq!(live[0].0, "a");
         }
+    }
+
+    fn config(nodes: &[(&str, &str)]) -> Config {
+        Config {
+            nodes: nodes
+                .iter()
+                .map(|(id, address)| miroir_core::config::NodeConfig {
+                    id: (*id).into(),
+                    address: (*address).into(),
+                    replica_group: 0,
+                })
+                .collect(),
+            ..Config::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn the_stored_topology_wins_over_the_config_but_addresses() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::LmdbTaskStore::open(&dir.path().join("tasks"))
+            .await
+            .unwrap();
+        // A deployment from before the record: its epoch is carried over.
+        store.put_meta(META_EPOCH, b"7").await.unwrap();
+        let first = config(&[("a", "http://a:1"), ("b", "http://b:1")]);
+        let (r, drift) = load_topology(&first, &store).await.unwrap();
+        assert!(drift.is_empty());
+        assert_eq!(r.epoch, 7);
+        assert_eq!(r.node_configs(), first.nodes);
+
+        // A node added and one moved: only the move is applied, and it is stored.
+        let second = config(&[
+            ("a", "http://a:2"),
+            ("b", "http://b:1"),
+            ("c", "http://c:1"),
+        ]);
+        let (r, drift) = load_topology(&second, &store).await.unwrap();
+        assert_eq!(drift.len(), 2, "{drift:?}");
+        assert!(matches!(&drift[0], Drift::AddressChanged { .. }));
+        assert!(matches!(&drift[1], Drift::NodeAdded { .. }));
+        let ids: Vec<&str> = r.nodes.iter().map(|n| n.id.as_str()).collect();
+        assert_eq!(ids, ["a", "b"]);
+        let stored =
+            TopologyRecord::decode(&store.get_meta(META_TOPOLOGY).await.unwrap().unwrap()).unwrap();
+        assert_eq!(stored, r);
+        assert_eq!(stored.nodes[0].address, "http://a:2");
+        let (_, drift) = load_topology(&second, &store).await.unwrap();
+        assert!(matches!(&drift[..], [Drift::NodeAdded { .. }]));
+
+        // A record from a newer Miroir is refused, not overwritten.
+        let mut newer = stored.clone();
+        newer.version += 1;
+        store
+            .put_meta(META_TOPOLOGY, &newer.encode())
+            .await
+            .unwrap();
+        let err = load_topology(&first, &store).await.unwrap_err();
+        assert!(err.to_string().contains("format version"), "{err}");
+        assert_eq!(
+            store.get_meta(META_TOPOLOGY).await.unwrap().unwrap(),
+            newer.encode()
+        );
     }
 
     #[test]

@@ -103,6 +103,20 @@ fn render_status(topology: &Value, ready: bool) -> String {
             n["error"].as_str().unwrap_or("")
         ));
     }
+    let drift = topology["config_drift"]
+        .as_array()
+        .map_or(&[][..], Vec::as_slice);
+    if !drift.is_empty() {
+        out.push_str("\nconfiguration drift (the stored topology is authoritative):\n");
+        for d in drift {
+            let applied = d["applied"].as_bool().unwrap_or(false);
+            out.push_str(&format!(
+                "  {} {}\n",
+                if applied { "applied:" } else { "IGNORED:" },
+                d["message"].as_str().unwrap_or("?")
+            ));
+        }
+    }
     out
 }
 
