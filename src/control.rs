@@ -7,13 +7,15 @@
 //! - [`Endpoint`]: the internal (data plane → admin only) routes, their method and path, and
 //!   the parsing the admin routes with.
 //! - The JSON bodies: [`Heartbeat`] (with the [`Applied`] generation/epoch acknowledgement),
-//!   [`PrepareWrite`] → [`Prepared`], [`TaskRegistration`]. [`ControlMessage`] gives each one
+//!   [`PrepareWrite`] → [`Prepared`], [`TaskRegistration`], [`FailedTaskRegistration`]
+//!   (with [`TaskError`]). [`ControlMessage`] gives each one
 //!   encoding and decoding, so a test on either side exercises the other side's code path.
 //!
 //! Only serde types and pure functions live here (the core crate does no I/O); the transports
 //! (the data plane's HTTP/1.1 client, the admin's hyper server) stay in their crates.
 
 use crate::documents::PkSource;
+use crate::error::{link_for, MeiliError};
 use crate::ids::NodeId;
 use crate::snapshot::IndexMeta;
 use serde::de::DeserializeOwned;
@@ -70,6 +72,9 @@ pub enum Endpoint<'a> {
     Heartbeat,
     /// `POST /_internal/v1/tasks` with a [`TaskRegistration`]; `202` with the summarized task.
     RegisterTask,
+    /// `POST /_internal/v1/tasks/failed` with a [`FailedTaskRegistration`]; `202` with the
+    /// summarized task (enqueued, as Meilisearch answers), the task itself already `failed`.
+    RegisterFailedTask,
     /// `POST /_internal/v1/indexes/{index}/prepare-write` with a [`PrepareWrite`]; `200` with
     /// [`Prepared`].
     PrepareWrite { index: &'a str },
@@ -77,10 +82,11 @@ pub enum Endpoint<'a> {
 
 impl<'a> Endpoint<'a> {
     /// Every endpoint (with a sample index), for tests that must cover them all.
-    pub const ALL: [Endpoint<'static>; 4] = [
+    pub const ALL: [Endpoint<'static>; 5] = [
         Endpoint::Ping,
         Endpoint::Heartbeat,
         Endpoint::RegisterTask,
+        Endpoint::RegisterFailedTask,
         Endpoint::PrepareWrite { index: "movies" },
     ];
 
@@ -88,7 +94,10 @@ impl<'a> Endpoint<'a> {
     pub fn method(&self) -> &'static str {
         match self {
             Endpoint::Ping => "GET",
-            Endpoint::Heartbeat | Endpoint::RegisterTask | Endpoint::PrepareWrite { .. } => "POST",
+            Endpoint::Heartbeat
+            | Endpoint::RegisterTask
+            | Endpoint::RegisterFailedTask
+            | Endpoint::PrepareWrite { .. } => "POST",
         }
     }
 
@@ -100,6 +109,7 @@ impl<'a> Endpoint<'a> {
             Endpoint::Ping => Cow::Borrowed("/_internal/v1/ping"),
             Endpoint::Heartbeat => Cow::Borrowed("/_internal/v1/heartbeat"),
             Endpoint::RegisterTask => Cow::Borrowed("/_internal/v1/tasks"),
+            Endpoint::RegisterFailedTask => Cow::Borrowed("/_internal/v1/tasks/failed"),
             Endpoint::PrepareWrite { index } => {
                 Cow::Owned(format!("{INTERNAL_PREFIX}/indexes/{index}/prepare-write"))
             }
@@ -116,6 +126,7 @@ impl<'a> Endpoint<'a> {
             ["ping"] => Endpoint::Ping,
             ["heartbeat"] => Endpoint::Heartbeat,
             ["tasks"] => Endpoint::RegisterTask,
+            ["tasks", "failed"] => Endpoint::RegisterFailedTask,
             ["indexes", index, "prepare-write"] => Endpoint::PrepareWrite { index },
             _ => return None,
         };
@@ -227,6 +238,51 @@ pub struct TaskRegistration {
 }
 
 impl ControlMessage for TaskRegistration {}
+
+/// A Meilisearch error object `{message, code, type, link}` (that key order), as a task's
+/// `error` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskError {
+    pub message: String,
+    pub code: String,
+    #[serde(rename = "type")]
+    pub error_type: String,
+    pub link: String,
+}
+
+impl From<&MeiliError> for TaskError {
+    fn from(e: &MeiliError) -> Self {
+        TaskError {
+            message: e.message.clone(),
+            code: e.code.code().to_string(),
+            error_type: e.code.error_type().as_str().to_string(),
+            link: link_for(e.code),
+        }
+    }
+}
+
+/// `POST /_internal/v1/tasks/failed`: a write that reached no node because its task fails
+/// as Meilisearch's would (a document batch without a resolvable primary key or with an
+/// invalid id, docs/contract.md#primary-key). The admin allocates the Miroir task, records
+/// it `failed` with `error` at once, and answers `202` with the summarized task, as for a
+/// [`TaskRegistration`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FailedTaskRegistration {
+    pub index_uid: Option<String>,
+    /// A Meilisearch task type (`documentAdditionOrUpdate`).
+    #[serde(rename = "type")]
+    pub task_type: String,
+    /// The failed task's final `details` (e.g. `{"receivedDocuments": 3, "indexedDocuments": 0}`).
+    #[serde(default)]
+    pub details: Value,
+    pub error: TaskError,
+    /// The client's `?customMetadata=`, kept with the task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub custom_metadata: Option<String>,
+}
+
+impl ControlMessage for FailedTaskRegistration {}
 
 #[cfg(test)]
 mod tests {
@@ -388,5 +444,47 @@ mod tests {
             br#"{"type": "x", "nodeTasks": [{"node": "n", "taskUid": 4294967296}]}"#
         )
         .is_err());
+    }
+
+    #[test]
+    fn failed_task_registration_round_trips() {
+        let e = MeiliError::new(
+            crate::error::ErrorCode::MissingDocumentId,
+            "Document doesn't have a `id` attribute: `{\"title\":\"x\"}`.",
+        );
+        let reg = FailedTaskRegistration {
+            index_uid: Some("movies".into()),
+            task_type: "documentAdditionOrUpdate".into(),
+            details: json!({"receivedDocuments": 2, "indexedDocuments": 0}),
+            error: TaskError::from(&e),
+            custom_metadata: Some("m".into()),
+        };
+        let v = round_trip(&reg);
+        assert_eq!(
+            v,
+            json!({"indexUid": "movies", "type": "documentAdditionOrUpdate",
+                   "details": {"receivedDocuments": 2, "indexedDocuments": 0},
+                   "error": {"message": e.message, "code": "missing_document_id",
+                             "type": "invalid_request",
+                             "link": "https://docs.meilisearch.com/errors#missing_document_id"},
+                   "customMetadata": "m"})
+        );
+        // The error object is exactly the body Miroir answers errors with (same key order).
+        assert_eq!(
+            serde_json::to_vec(&reg.error).unwrap(),
+            e.to_body(),
+            "task error and error body agree"
+        );
+        let bare = FailedTaskRegistration {
+            custom_metadata: None,
+            ..reg
+        };
+        assert!(round_trip(&bare).get("customMetadata").is_none());
+        // An error is what makes it a failed task: a body without one is refused.
+        assert!(FailedTaskRegistration::decode(br#"{"indexUid": "m", "type": "x"}"#).is_err());
+        assert_eq!(
+            Endpoint::RegisterFailedTask.path(),
+            "/_internal/v1/tasks/failed"
+        );
     }
 }

@@ -16,25 +16,30 @@
 //! `_miroir_shard:number`. Documents are grouped by shard as they are read; a body for any set
 //! of shards is a concatenation of those groups in the input's format.
 //!
-//! # Meilisearch behaviour reproduced (from knowledge of Meilisearch v1.x, not checked
-//! against its source on this machine — see `docs/errors.md`)
+//! # Meilisearch behaviour reproduced (checked against Meilisearch v1.50's source: the
+//! `documents` route, `meilisearch-types::document_formats` and milli's new indexer)
 //! - PK: the index's PK; else `?primaryKey=` (a different one than the index's →
 //!   `index_primary_key_already_exists`); else inference from the first document's top-level
 //!   fields (CSV: the header) whose lower-cased name ends with `id`: none →
 //!   `index_primary_key_no_candidate_found`, several → `index_primary_key_multiple_candidates_found`
 //!   (candidates sorted lexicographically, as milli's new indexer does).
-//! - Document id: an integer, or a string of 1..=511 bytes of `[A-Za-z0-9_-]`; anything else →
-//!   `invalid_document_id`. Integers canonicalise to decimal (see [`crate::routing`]).
-//! - A document without a PK value (absent or `null`) → `miroir_primary_key_required` (where
-//!   Meilisearch would fail the task with `missing_document_id`).
+//! - Document id: an integer, or a string of 1..=511 bytes of `[A-Za-z0-9_-]`; anything else,
+//!   `null` included (a CSV empty cell is `null`) → `invalid_document_id`, the value shown as
+//!   `serde_json` prints it. Integers canonicalise to decimal (see [`crate::routing`]).
+//! - A document without the PK field → `missing_document_id`, the document shown compact.
 //! - CSV headers `name:type` with `type` ∈ `string|number|boolean`; any other suffix keeps the
 //!   whole header as a string field name. Empty cells are `null`; `number` cells are trimmed and
 //!   parsed as an integer, else a float; `boolean` cells as `true`/`false`.
 //! - Known limit: a nested primary key (`a.b`) is looked up as a literal top-level field name.
 //!
-//! Divergence (documented): Meilisearch reports PK/id errors asynchronously as a failed task;
-//! Miroir can only route documents it can key, so it reports them synchronously with the same
-//! code and message (or `miroir_primary_key_required`).
+//! # Synchronous errors and failed tasks
+//! Meilisearch refuses a payload *synchronously* only for its syntax (missing or malformed
+//! payload; content type is the caller's); everything about primary keys and ids is found
+//! while the task is processed, so the client gets `202` and a task that fails
+//! ([`DocumentError::is_task_failure`]). [`check_batch`] keeps that split: a batch is read to
+//! its end before a task failure is reported, so a syntax error (or a reserved field, Miroir's
+//! own synchronous rule) anywhere in it wins over a key error in an earlier document, and a
+//! task failure comes with the document count the failed task reports.
 
 use crate::error::{CodedError, ErrorCode, MeiliError};
 use crate::ids::{NodeId, ShardId};
@@ -203,13 +208,14 @@ pub enum DocumentError {
     PrimaryKeyAlreadyExists {
         existing: String,
     },
-    /// A document has no value for the primary key.
+    /// A document has no primary-key field (`missing_document_id`). `document` is the
+    /// document as Meilisearch prints it (compact JSON, field order kept).
     MissingPrimaryKey {
         position: usize,
         primary_key: String,
         document: String,
     },
-    /// `value` is the JSON text of the offending id (strings keep their quotes).
+    /// `value` is the offending id as `serde_json` prints it (strings keep their quotes).
     InvalidDocumentId {
         value: String,
     },
@@ -262,15 +268,14 @@ impl fmt::Display for DocumentError {
             DocumentError::PrimaryKeyAlreadyExists { existing } => {
                 write!(f, "Index already has a primary key: `{existing}`.")
             }
-            DocumentError::MissingPrimaryKey { position, primary_key, document } => write!(
+            // Meilisearch's words exactly (milli `UserError::MissingDocumentId`), no elision.
+            DocumentError::MissingPrimaryKey { primary_key, document, .. } => write!(
                 f,
-                "Document at position {position} doesn't have a `{primary_key}` attribute: `{}`. Miroir routes documents by primary key, so the whole batch was rejected and nothing was written.",
-                elide(document.clone())
+                "Document doesn't have a `{primary_key}` attribute: `{document}`."
             ),
             DocumentError::InvalidDocumentId { value } => write!(
                 f,
-                "Document identifier `{}` is invalid. A document identifier can be of type integer or string, only composed of alphanumeric characters (a-z A-Z 0-9), hyphens (-) and underscores (_), and can not be more than 511 bytes.",
-                elide(value.clone())
+                "Document identifier `{value}` is invalid. A document identifier can be of type integer or string, only composed of alphanumeric characters (a-z A-Z 0-9), hyphens (-) and underscores (_), and can not be more than 511 bytes."
             ),
             DocumentError::ReservedField { position, field } => write!(
                 f,
@@ -282,6 +287,22 @@ impl fmt::Display for DocumentError {
 }
 
 impl std::error::Error for DocumentError {}
+
+impl DocumentError {
+    /// Whether Meilisearch reports this error as a failed task (`202`, then `failed`) rather
+    /// than refusing the request: primary-key resolution and document ids are checked while
+    /// its task is processed (milli's indexer), the payload's syntax by the route.
+    pub fn is_task_failure(&self) -> bool {
+        matches!(
+            self,
+            DocumentError::NoPrimaryKeyCandidate
+                | DocumentError::MultiplePrimaryKeyCandidates { .. }
+                | DocumentError::PrimaryKeyAlreadyExists { .. }
+                | DocumentError::MissingPrimaryKey { .. }
+                | DocumentError::InvalidDocumentId { .. }
+        )
+    }
+}
 
 impl CodedError for DocumentError {
     fn error_code(&self) -> ErrorCode {
@@ -295,7 +316,7 @@ impl CodedError for DocumentError {
             DocumentError::PrimaryKeyAlreadyExists { .. } => {
                 ErrorCode::IndexPrimaryKeyAlreadyExists
             }
-            DocumentError::MissingPrimaryKey { .. } => ErrorCode::MiroirPrimaryKeyRequired,
+            DocumentError::MissingPrimaryKey { .. } => ErrorCode::MissingDocumentId,
             DocumentError::InvalidDocumentId { .. } => ErrorCode::InvalidDocumentId,
             DocumentError::ReservedField { .. } => ErrorCode::MiroirReservedField,
             DocumentError::InvalidDeleteBatch { .. } => ErrorCode::BadRequest,
@@ -492,6 +513,26 @@ pub fn prepare_batch(
     format: PayloadFormat,
     opts: &BatchOptions<'_>,
 ) -> Result<PreparedBatch, DocumentError> {
+    check_batch(body, format, opts)?.map_err(|f| f.error)
+}
+
+/// A batch Meilisearch accepts (`202`) but whose task then fails: nothing of it may be
+/// written anywhere.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailedBatch {
+    /// The first error in document order ([`DocumentError::is_task_failure`]).
+    pub error: DocumentError,
+    /// The documents the payload holds (the task's `receivedDocuments`).
+    pub documents: usize,
+}
+
+/// [`prepare_batch`] keeping Meilisearch's split (module docs): `Err` = refuse the request
+/// (syntax, reserved fields); `Ok(Err)` = a task that fails; `Ok(Ok)` = a batch to write.
+pub fn check_batch(
+    body: &[u8],
+    format: PayloadFormat,
+    opts: &BatchOptions<'_>,
+) -> Result<Result<PreparedBatch, FailedBatch>, DocumentError> {
     if opts.shards == 0 {
         // A snapshot never has S = 0; refuse rather than divide by zero on bad input.
         return Err(DocumentError::MalformedPayload {
@@ -504,10 +545,41 @@ pub fn prepare_batch(
             format: format.name(),
         });
     }
-    let declared = resolve_declared_pk(opts)?;
-    match format {
-        PayloadFormat::Json | PayloadFormat::NdJson => prepare_json(body, format, declared, opts),
-        PayloadFormat::Csv { delimiter } => prepare_csv(body, delimiter, declared, opts),
+    let mut failure = Deferred::default();
+    let declared = resolve_declared_pk(opts).unwrap_or_else(|e| {
+        failure.fail(e);
+        None
+    });
+    let batch = match format {
+        PayloadFormat::Json | PayloadFormat::NdJson => {
+            prepare_json(body, format, declared, opts, &mut failure)?
+        }
+        PayloadFormat::Csv { delimiter } => {
+            prepare_csv(body, delimiter, declared, opts, &mut failure)?
+        }
+    };
+    Ok(match failure.0 {
+        // Meilisearch ignores a key error on a payload without documents: its task succeeds.
+        Some(error) if batch.documents > 0 => Err(FailedBatch {
+            error,
+            documents: batch.documents,
+        }),
+        _ => Ok(batch),
+    })
+}
+
+/// The first task failure met while a batch is read on to its end.
+#[derive(Default)]
+struct Deferred(Option<DocumentError>);
+
+impl Deferred {
+    fn fail(&mut self, e: DocumentError) {
+        debug_assert!(e.is_task_failure());
+        self.0.get_or_insert(e);
+    }
+
+    fn failed(&self) -> bool {
+        self.0.is_some()
     }
 }
 
@@ -606,34 +678,49 @@ fn split_json(text: &str, format: PayloadFormat) -> Result<Vec<&RawValue>, Docum
     Ok(docs)
 }
 
-/// A document id value checked and canonicalised; `None` = absent (`null`).
-fn json_id(raw: &RawValue) -> Result<Option<Cow<'_, str>>, DocumentError> {
+/// A document id value checked and canonicalised.
+fn json_id(raw: &RawValue) -> Result<Cow<'_, str>, DocumentError> {
     let text = raw.get();
     let invalid = || DocumentError::InvalidDocumentId {
-        value: text.to_string(),
+        value: shown_value(text),
     };
     match text.as_bytes().first() {
         Some(b'"') => {
             let Key(s) = serde_json::from_str::<Key<'_>>(text).map_err(|_| invalid())?;
             if is_valid_string_id(&s) {
-                Ok(Some(s))
+                Ok(s)
             } else {
                 Err(invalid())
             }
         }
-        Some(b'n') => Ok(None),
         Some(b'-' | b'0'..=b'9') => {
             let n: serde_json::Number = serde_json::from_str(text).map_err(|_| invalid())?;
             if let Some(i) = n.as_i64() {
-                Ok(Some(DocumentIdRef::Int(i).canonical()))
+                Ok(DocumentIdRef::Int(i).canonical())
             } else if let Some(u) = n.as_u64() {
-                Ok(Some(DocumentIdRef::UInt(u).canonical()))
+                Ok(DocumentIdRef::UInt(u).canonical())
             } else {
                 Err(invalid())
             }
         }
+        // `null` included: milli's id visitor accepts integers and strings only.
         _ => Err(invalid()),
     }
+}
+
+/// A JSON value as Meilisearch prints it in an error: parsed, then compact `serde_json`.
+fn shown_value(text: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(text)
+        .map(|v| v.to_string())
+        .unwrap_or_else(|_| text.to_string())
+}
+
+/// A document as Meilisearch prints it in `missing_document_id` (a `serde_json` map with
+/// `preserve_order`, printed compact).
+fn compact_document(text: &str) -> String {
+    serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(text)
+        .map(|m| serde_json::Value::Object(m).to_string())
+        .unwrap_or_else(|_| text.to_string())
 }
 
 /// Records a field name in first-seen order.
@@ -681,6 +768,7 @@ fn prepare_json(
     format: PayloadFormat,
     declared: Option<ResolvedPk>,
     opts: &BatchOptions<'_>,
+    failure: &mut Deferred,
 ) -> Result<PreparedBatch, DocumentError> {
     let text = std::str::from_utf8(body)
         .map_err(|e| malformed(format, format!("invalid UTF-8 at byte {}", e.valid_up_to())))?;
@@ -698,28 +786,41 @@ fn prepare_json(
                 field: name.to_string(),
             });
         }
+        if failure.failed() {
+            // Only syntax and reserved fields are still checked (module docs).
+            continue;
+        }
         let pk_name: &str = match &pk {
             Some(p) => &p.name,
-            None => {
-                let name = infer_primary_key(top.iter().map(|(k, _)| k.as_ref()))?;
-                &pk.insert(ResolvedPk {
-                    name,
-                    source: PkSource::Inferred,
-                })
-                .name
-            }
+            None => match infer_primary_key(top.iter().map(|(k, _)| k.as_ref())) {
+                Ok(name) => {
+                    &pk.insert(ResolvedPk {
+                        name,
+                        source: PkSource::Inferred,
+                    })
+                    .name
+                }
+                Err(e) => {
+                    failure.fail(e);
+                    continue;
+                }
+            },
         };
         // Last occurrence wins for a duplicated key, as in serde_json's own maps.
         let id = match top.iter().rev().find(|(k, _)| k == pk_name) {
-            Some((_, value)) => json_id(value)?,
-            None => None,
-        };
-        let Some(id) = id else {
-            return Err(DocumentError::MissingPrimaryKey {
+            Some((_, value)) => json_id(value),
+            None => Err(DocumentError::MissingPrimaryKey {
                 position,
                 primary_key: pk_name.to_string(),
-                document: raw.get().to_string(),
-            });
+                document: compact_document(raw.get()),
+            }),
+        };
+        let id = match id {
+            Ok(id) => id,
+            Err(e) => {
+                failure.fail(e);
+                continue;
+            }
         };
         for (k, _) in &top {
             fields.add(k);
@@ -803,6 +904,7 @@ fn prepare_csv(
     delimiter: u8,
     declared: Option<ResolvedPk>,
     opts: &BatchOptions<'_>,
+    failure: &mut Deferred,
 ) -> Result<PreparedBatch, DocumentError> {
     let format = PayloadFormat::Csv { delimiter };
     let csv_err = |e: csv::Error| malformed(format, e.to_string());
@@ -827,10 +929,18 @@ fn prepare_csv(
         Some(p) => Some(p),
         // A header without any row still names the fields; infer only when rows exist, as an
         // empty batch needs no key.
-        None if body_has_records(body, delimiter) => Some(ResolvedPk {
-            name: infer_primary_key(columns.iter().map(|(n, _)| *n))?,
-            source: PkSource::Inferred,
-        }),
+        None if !failure.failed() && body_has_records(body, delimiter) => {
+            match infer_primary_key(columns.iter().map(|(n, _)| *n)) {
+                Ok(name) => Some(ResolvedPk {
+                    name,
+                    source: PkSource::Inferred,
+                }),
+                Err(e) => {
+                    failure.fail(e);
+                    None
+                }
+            }
+        }
         None => None,
     };
     let pk_column = pk
@@ -880,52 +990,29 @@ fn prepare_csv(
                 ));
             }
         }
-        let pk_name = pk.as_ref().map_or("", |p| p.name.as_str());
-        let cell = pk_column
-            .and_then(|c| record.get(c))
-            .filter(|c| !c.is_empty());
-        let Some(cell) = cell else {
-            return Err(DocumentError::MissingPrimaryKey {
-                position,
-                primary_key: pk_name.to_string(),
-                document: csv_record_as_json(&columns, &record),
-            });
-        };
-        let id: Cow<'_, str> = match columns[pk_column.unwrap_or(0)].1 {
-            CsvType::String if is_valid_string_id(cell) => Cow::Borrowed(cell),
-            CsvType::String => {
-                return Err(DocumentError::InvalidDocumentId {
-                    value: serde_json::Value::from(cell).to_string(),
-                })
-            }
-            CsvType::Number => match parse_csv_number(cell) {
-                Some(CsvNumber::Int(i)) => DocumentIdRef::Int(i).canonical(),
-                _ => {
-                    return Err(DocumentError::InvalidDocumentId {
-                        value: cell.trim().to_string(),
-                    })
-                }
-            },
-            CsvType::Boolean => {
-                return Err(DocumentError::InvalidDocumentId {
-                    value: cell.trim().to_string(),
-                })
-            }
-        };
-        let shard = shard_for_bytes(id.as_bytes(), opts.shards);
-        let (count, writer) = writers.entry(shard).or_insert_with(|| (0, new_writer()));
-        let token = shard_token(shard);
-        writer
-            .write_record(
-                record
-                    .iter()
-                    .map(str::as_bytes)
-                    .chain(std::iter::once(token.as_bytes())),
-            )
-            .map_err(csv_err)?;
-        *count += 1;
         documents += 1;
         position += 1;
+        if failure.failed() {
+            // Only the cells' syntax is still checked (module docs).
+            continue;
+        }
+        match csv_id(&columns, pk.as_ref(), pk_column, &record, position - 1) {
+            Ok(id) => {
+                let shard = shard_for_bytes(id.as_bytes(), opts.shards);
+                let (count, writer) = writers.entry(shard).or_insert_with(|| (0, new_writer()));
+                let token = shard_token(shard);
+                writer
+                    .write_record(
+                        record
+                            .iter()
+                            .map(str::as_bytes)
+                            .chain(std::iter::once(token.as_bytes())),
+                    )
+                    .map_err(csv_err)?;
+                *count += 1;
+            }
+            Err(e) => failure.fail(e),
+        }
     }
     let mut chunks = BTreeMap::new();
     for (shard, (count, writer)) in writers {
@@ -942,6 +1029,40 @@ fn prepare_csv(
         csv_header,
         chunks,
     })
+}
+
+/// The id of one CSV record under the batch's primary key, or the task failure it causes
+/// (read as Meilisearch reads the record: empty cells `null`, typed columns).
+fn csv_id<'r>(
+    columns: &[(&str, CsvType)],
+    pk: Option<&ResolvedPk>,
+    pk_column: Option<usize>,
+    record: &'r csv::StringRecord,
+    position: usize,
+) -> Result<Cow<'r, str>, DocumentError> {
+    let (Some(_), Some(column)) = (pk, pk_column) else {
+        return Err(DocumentError::MissingPrimaryKey {
+            position,
+            primary_key: pk.map_or(String::new(), |p| p.name.clone()),
+            document: csv_record_as_json(columns, record),
+        });
+    };
+    let cell = record.get(column).unwrap_or_default();
+    let invalid = |value: serde_json::Value| DocumentError::InvalidDocumentId {
+        value: value.to_string(),
+    };
+    if cell.is_empty() {
+        return Err(invalid(serde_json::Value::Null));
+    }
+    match columns[column].1 {
+        CsvType::String if is_valid_string_id(cell) => Ok(Cow::Borrowed(cell)),
+        CsvType::String => Err(invalid(cell.into())),
+        CsvType::Number => match parse_csv_number(cell) {
+            Some(CsvNumber::Int(i)) => Ok(DocumentIdRef::Int(i).canonical()),
+            _ => Err(invalid(csv_typed_value(cell, CsvType::Number))),
+        },
+        CsvType::Boolean => Err(invalid(csv_typed_value(cell, CsvType::Boolean))),
+    }
 }
 
 /// Whether a CSV body has at least one record after its header.
@@ -961,22 +1082,27 @@ fn csv_record_as_json(columns: &[(&str, CsvType)], record: &csv::StringRecord) -
         let value = if cell.is_empty() {
             serde_json::Value::Null
         } else {
-            match ty {
-                CsvType::String => serde_json::Value::from(cell),
-                CsvType::Number => match cell.trim().parse::<i64>() {
-                    Ok(i) => i.into(),
-                    Err(_) => cell
-                        .trim()
-                        .parse::<f64>()
-                        .map(Into::into)
-                        .unwrap_or(serde_json::Value::Null),
-                },
-                CsvType::Boolean => serde_json::Value::from(cell.trim() == "true"),
-            }
+            csv_typed_value(cell, *ty)
         };
         map.insert(name.to_string(), value);
     }
     serde_json::Value::Object(map).to_string()
+}
+
+/// A non-empty CSV cell as the JSON value Meilisearch makes of it (`read_csv`).
+fn csv_typed_value(cell: &str, ty: CsvType) -> serde_json::Value {
+    match ty {
+        CsvType::String => serde_json::Value::from(cell),
+        CsvType::Number => match cell.trim().parse::<i64>() {
+            Ok(i) => i.into(),
+            Err(_) => cell
+                .trim()
+                .parse::<f64>()
+                .map(Into::into)
+                .unwrap_or(serde_json::Value::Null),
+        },
+        CsvType::Boolean => serde_json::Value::from(cell.trim() == "true"),
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -55,7 +55,6 @@ macro_rules! error_codes {
 
 error_codes! {
     // --- Miroir's own codes (docs/contract.md#errors) ---
-    MiroirPrimaryKeyRequired => ("miroir_primary_key_required", 400, InvalidRequest),
     MiroirReservedField => ("miroir_reserved_field", 400, InvalidRequest),
     MiroirInvalidAuth => ("miroir_invalid_auth", 401, Auth),
     MiroirIdempotencyKeyReused => ("miroir_idempotency_key_reused", 409, InvalidRequest),

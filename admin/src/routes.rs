@@ -98,6 +98,7 @@ async fn route(admin: &Arc<Admin>, listener: Listener, req: &Req) -> Result<Resp
     if let Some(endpoint) = Endpoint::parse(m.as_str(), &s) {
         return match endpoint {
             Endpoint::RegisterTask => tasks::register(admin, req).await,
+            Endpoint::RegisterFailedTask => tasks::register_failed(admin, req).await,
             Endpoint::Heartbeat => heartbeat(admin, req),
             Endpoint::Ping => Ok(Resp::empty(204)),
             Endpoint::PrepareWrite { index } => broadcast::prepare_write(admin, index, req).await,

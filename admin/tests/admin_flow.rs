@@ -1410,3 +1410,67 @@ fn admin_answers_match_meilisearch_1_50() {
         assert_eq!(k["actions"], json!(["search"]), "{k}");
     }
 }
+
+#[test]
+fn a_failed_task_registration_is_failed_at_once_with_the_given_error() {
+    let c = cluster(1);
+    let error = json!({"message": "Document doesn't have a `id` attribute: `{\"title\":\"x\"}`.",
+        "code": "missing_document_id", "type": "invalid_request",
+        "link": "https://docs.meilisearch.com/errors#missing_document_id"});
+    let r = control(
+        &c.admin.socket,
+        "POST",
+        "/_internal/v1/tasks/failed",
+        Some(
+            &json!({"indexUid": "movies", "type": "documentAdditionOrUpdate",
+            "details": {"receivedDocuments": 2, "indexedDocuments": 0}, "error": error,
+            "customMetadata": "cm"}),
+        ),
+    );
+    assert_eq!(r.status, 202, "{}", r.text());
+    let s = r.json();
+    // Meilisearch's 202: the summarized task, enqueued.
+    assert_eq!(
+        (
+            s["indexUid"].clone(),
+            s["status"].clone(),
+            s["type"].clone()
+        ),
+        (
+            json!("movies"),
+            json!("enqueued"),
+            json!("documentAdditionOrUpdate")
+        )
+    );
+    let uid = s["taskUid"].as_u64().unwrap();
+    // Failed by the time the answer left: the first poll sees it.
+    let t = control(&c.admin.socket, "GET", &format!("/tasks/{uid}"), None).json();
+    assert_eq!(t["status"], "failed", "{t}");
+    assert_eq!(t["error"], error);
+    assert_eq!(
+        t["details"],
+        json!({"receivedDocuments": 2, "indexedDocuments": 0})
+    );
+    assert_eq!(t["batchUid"], json!(uid));
+    assert_eq!(t["customMetadata"], "cm");
+    for k in ["enqueuedAt", "startedAt", "finishedAt"] {
+        assert!(is_rfc3339_with_fraction(t[k].as_str().unwrap()), "{k}: {t}");
+    }
+    assert!(t["duration"].as_str().unwrap().starts_with("PT"), "{t}");
+    // The next task uid follows densely.
+    let r = control(
+        &c.admin.socket,
+        "POST",
+        "/_internal/v1/tasks/failed",
+        Some(&json!({"indexUid": "movies", "type": "documentAdditionOrUpdate", "error": error})),
+    );
+    assert_eq!(r.json()["taskUid"].as_u64(), Some(uid + 1));
+    // A body without an error is not a failed task.
+    let r = control(
+        &c.admin.socket,
+        "POST",
+        "/_internal/v1/tasks/failed",
+        Some(&json!({"indexUid": "movies", "type": "documentAdditionOrUpdate"})),
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+}

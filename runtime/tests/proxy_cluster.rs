@@ -254,26 +254,32 @@ fn writes_route_reads_merge_and_bad_batches_touch_nothing() {
     drop(reference);
     let _ = std::fs::remove_dir_all(&dir);
 
-    // Bad batches: 400, and nothing written anywhere.
+    // Bad batches: a reserved field is 400, a missing id a failed task (as Meilisearch's,
+    // docs/contract.md#primary-key); either way nothing is written anywhere.
     let before: Vec<usize> = c.nodes.iter().map(|n| node_ids(n, "docs").len()).collect();
-    for (body, code) in [
-        (
-            json!([{"id": 5000, "title": "ok"}, {"title": "no id"}]),
-            "miroir_primary_key_required",
-        ),
-        (
-            json!([{"id": 5001, "_miroir_shard": 3}]),
-            "miroir_reserved_field",
-        ),
-    ] {
-        let r = c.call("POST", "/indexes/docs/documents", Some(&body));
-        assert_eq!(
-            (r.status, r.json()["code"].clone()),
-            (400, json!(code)),
-            "{}",
-            r.text()
-        );
-    }
+    let r = c.call(
+        "POST",
+        "/indexes/docs/documents",
+        Some(&json!([{"id": 5001, "_miroir_shard": 3}])),
+    );
+    assert_eq!(
+        (r.status, r.json()["code"].clone()),
+        (400, json!("miroir_reserved_field")),
+        "{}",
+        r.text()
+    );
+    let r = c.call(
+        "POST",
+        "/indexes/docs/documents",
+        Some(&json!([{"id": 5000, "title": "ok"}, {"title": "no id"}])),
+    );
+    assert_eq!(r.status, 202, "{}", r.text());
+    let task = c.wait_task(r.json()["taskUid"].as_u64().unwrap());
+    assert_eq!(
+        (task["status"].clone(), task["error"]["code"].clone()),
+        (json!("failed"), json!("missing_document_id")),
+        "{task}"
+    );
     let after: Vec<usize> = c.nodes.iter().map(|n| node_ids(n, "docs").len()).collect();
     assert_eq!(before, after);
 

@@ -237,17 +237,33 @@ fn missing_pk_rejects_the_whole_batch() {
             document: r#"{"title":"no id"}"#.into()
         }
     );
+    // Meilisearch's code and words (a failed task there, docs/contract.md#primary-key).
+    assert!(e.is_task_failure());
     let m = MeiliError::from(e);
-    assert_eq!(m.code, ErrorCode::MiroirPrimaryKeyRequired);
-    assert_eq!(m.status(), 400);
-    assert!(
-        m.message
-            .contains("doesn't have a `id` attribute: `{\"title\":\"no id\"}`"),
-        "{}",
-        m.message
+    assert_eq!(m.code, ErrorCode::MissingDocumentId);
+    assert_eq!(
+        m.message,
+        "Document doesn't have a `id` attribute: `{\"title\":\"no id\"}`."
     );
+    // The document is shown as serde_json prints it: compact, field order kept.
+    let e = prepare(
+        "[{\"id\":1},{ \"b\" : 1.50, \"a\": {\"z\": 1, \"y\": \"\\u00e9\"} }]",
+        PayloadFormat::Json,
+        &with_pk("id"),
+    )
+    .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "Document doesn't have a `id` attribute: `{\"b\":1.5,\"a\":{\"z\":1,\"y\":\"é\"}}`."
+    );
+    // `null` is a value milli refuses as an id, not a missing one.
     let null = prepare(r#"[{"id":null}]"#, PayloadFormat::Json, &with_pk("id")).unwrap_err();
-    assert_eq!(null.error_code(), ErrorCode::MiroirPrimaryKeyRequired);
+    assert_eq!(
+        null,
+        DocumentError::InvalidDocumentId {
+            value: "null".into()
+        }
+    );
 }
 
 #[test]
@@ -260,7 +276,11 @@ fn invalid_ids_use_meilisearch_error() {
         (r#"{"id":[1]}"#, "[1]"),
         (r#"{"id":{"a":1}}"#, r#"{"a":1}"#),
         (r#"{"id":"é"}"#, r#""é""#),
-        (r#"{"id":100000000000000000000}"#, "100000000000000000000"),
+        // Shown as serde_json prints the parsed value (an f64 here), as Meilisearch does.
+        (r#"{"id":100000000000000000000}"#, "1e+20"),
+        (r#"{"id":1.50}"#, "1.5"),
+        (r#"{"id":"\u0041 b"}"#, r#""A b""#),
+        (r#"{"id":null}"#, "null"),
     ] {
         let e = prepare(doc, PayloadFormat::Json, &opts()).unwrap_err();
         assert_eq!(
@@ -535,13 +555,20 @@ fn csv_delimiter_and_string_ids() {
 #[test]
 fn csv_errors() {
     let csv = PayloadFormat::Csv { delimiter: b',' };
+    // An empty cell is `null` for Meilisearch: an invalid id, not a missing one.
     let e = prepare("id,title\n,x\n", csv, &opts()).unwrap_err();
+    assert_eq!(
+        e,
+        DocumentError::InvalidDocumentId {
+            value: "null".into()
+        }
+    );
+    let e = prepare("title,n:number\nx,\n", csv, &with_pk("id")).unwrap_err();
     assert!(
-        matches!(e, DocumentError::MissingPrimaryKey { position: 0, ref document, .. } if document == r#"{"id":null,"title":"x"}"#),
+        matches!(e, DocumentError::MissingPrimaryKey { position: 0, ref document, .. } if document == r#"{"title":"x","n":null}"#),
         "{e:?}"
     );
-    let e = prepare("title\nx\n", csv, &with_pk("id")).unwrap_err();
-    assert_eq!(e.error_code(), ErrorCode::MiroirPrimaryKeyRequired);
+    assert_eq!(e.error_code(), ErrorCode::MissingDocumentId);
     let e = prepare("id:number\n1.5\n", csv, &opts()).unwrap_err();
     assert_eq!(
         e,
@@ -873,4 +900,134 @@ fn shard_tokens_are_punctuation_and_round_trip() {
     for bad in ["", "1", "a", "!!!!!!!!!!!", "#.x", "\"", ";;;;;;;;;;"] {
         assert_eq!(parse_shard_token(bad), None, "{bad}");
     }
+}
+
+// ---- synchronous errors vs failed tasks (docs/contract.md#primary-key) ----
+
+fn check(
+    body: &str,
+    format: PayloadFormat,
+    o: &BatchOptions<'_>,
+) -> Result<Result<PreparedBatch, FailedBatch>, DocumentError> {
+    check_batch(body.as_bytes(), format, o)
+}
+
+#[test]
+fn key_errors_become_failed_batches_with_the_document_count() {
+    let csv = PayloadFormat::Csv { delimiter: b',' };
+    for (body, format, o, code) in [
+        (
+            r#"[{"title":"a"},{"title":"b"}]"#,
+            PayloadFormat::Json,
+            opts(),
+            ErrorCode::IndexPrimaryKeyNoCandidateFound,
+        ),
+        (
+            "{\"a_id\":1,\"b_id\":2}\n{\"a_id\":3}\n",
+            PayloadFormat::NdJson,
+            opts(),
+            ErrorCode::IndexPrimaryKeyMultipleCandidatesFound,
+        ),
+        (
+            r#"[{"id":1},{"title":"b"}]"#,
+            PayloadFormat::Json,
+            opts(),
+            ErrorCode::MissingDocumentId,
+        ),
+        (
+            "id,title\n1,a\nbad id,b\n",
+            csv,
+            opts(),
+            ErrorCode::InvalidDocumentId,
+        ),
+        (
+            r#"[{"sku":1},{"sku":2}]"#,
+            PayloadFormat::Json,
+            BatchOptions {
+                index_primary_key: Some("id"),
+                query_primary_key: Some("sku"),
+                ..opts()
+            },
+            ErrorCode::IndexPrimaryKeyAlreadyExists,
+        ),
+    ] {
+        let failed = check(body, format, &o).unwrap().unwrap_err();
+        assert_eq!(failed.documents, 2, "{body}");
+        assert_eq!(failed.error.error_code(), code, "{body}");
+        assert!(failed.error.is_task_failure());
+        // `prepare_batch` still answers the error itself.
+        assert_eq!(prepare(body, format, &o).unwrap_err(), failed.error);
+    }
+}
+
+#[test]
+fn the_first_key_error_in_document_order_is_the_one_reported() {
+    let f = check(
+        r#"[{"id":1},{"id":"a b"},{"title":"x"}]"#,
+        PayloadFormat::Json,
+        &opts(),
+    )
+    .unwrap()
+    .unwrap_err();
+    assert_eq!(
+        f.error,
+        DocumentError::InvalidDocumentId {
+            value: "\"a b\"".into()
+        }
+    );
+    assert_eq!(f.documents, 3);
+}
+
+#[test]
+fn syntax_and_reserved_fields_anywhere_stay_synchronous() {
+    // A key error in the first document does not hide a later reserved field…
+    let e = check(
+        r#"[{"title":"no id"},{"id":2,"_miroir_shard":1}]"#,
+        PayloadFormat::Json,
+        &with_pk("id"),
+    )
+    .unwrap_err();
+    assert_eq!(e.error_code(), ErrorCode::MiroirReservedField);
+    // …nor a failed inference a later one.
+    let e = check(
+        r#"[{"title":"x"},{"_miroir_shard":1}]"#,
+        PayloadFormat::Json,
+        &opts(),
+    )
+    .unwrap_err();
+    assert_eq!(e.error_code(), ErrorCode::MiroirReservedField);
+    // …nor a later malformed CSV cell (Meilisearch reads the whole CSV before enqueuing).
+    let csv = PayloadFormat::Csv { delimiter: b',' };
+    let e = check("id,n:number\n,1\n2,abc\n", csv, &opts()).unwrap_err();
+    assert_eq!(e.error_code(), ErrorCode::MalformedPayload);
+    let e = check("title,n:number\nx,1\ny,abc\n", csv, &opts()).unwrap_err();
+    assert_eq!(e.error_code(), ErrorCode::MalformedPayload);
+    // NDJSON syntax is checked to the end as well.
+    let e = check("{\"title\":1}\n{\"id\":", PayloadFormat::NdJson, &opts()).unwrap_err();
+    assert_eq!(e.error_code(), ErrorCode::MalformedPayload);
+    for e in [
+        DocumentError::MissingPayload { format: "json" },
+        DocumentError::ReservedField {
+            position: 0,
+            field: "_miroir_shard".into(),
+        },
+        DocumentError::InvalidDeleteBatch { detail: "x".into() },
+    ] {
+        assert!(!e.is_task_failure(), "{e:?}");
+    }
+}
+
+#[test]
+fn key_errors_on_an_empty_payload_are_ignored_as_meilisearch_does() {
+    let clash = BatchOptions {
+        index_primary_key: Some("id"),
+        query_primary_key: Some("sku"),
+        ..opts()
+    };
+    let b = check("[]", PayloadFormat::Json, &clash).unwrap().unwrap();
+    assert_eq!(b.document_count(), 0);
+    let b = check("title\n", PayloadFormat::Csv { delimiter: b',' }, &opts())
+        .unwrap()
+        .unwrap();
+    assert_eq!(b.document_count(), 0);
 }

@@ -201,13 +201,16 @@ fn csv_data_error(detail: String) -> ApiError {
 /// Primary-key inference: the single top-level field whose name ends with `id`
 /// (case-insensitive), looked up in the first document.
 pub fn infer_primary_key(first: Option<&Obj>) -> Result<String> {
-    let cands: Vec<&str> = first
+    let mut cands: Vec<&str> = first
         .map(|d| {
             d.keys()
                 .filter(|k| k.to_lowercase().ends_with("id"))
                 .collect()
         })
         .unwrap_or_default();
+    // Meilisearch 1.50 sorts the candidates (milli `retrieve_or_guess_primary_key`), so the
+    // two names in the message are the first two in byte order, not in document order.
+    cands.sort_unstable();
     match cands.as_slice() {
         [one] => Ok(one.to_string()),
         [] => Err(ApiError::bad("index_primary_key_no_candidate_found", "The primary key inference failed as the engine did not find any field ending with `id` in its name. Please specify the primary key manually using the `primaryKey` query parameter.")),
@@ -247,20 +250,27 @@ pub fn canonical_id(v: &Value) -> Result<String> {
 
 /// The id of one document under primary key `pk` (nested `a.b` keys supported).
 pub fn document_id(doc: &Obj, pk: &str) -> Result<String> {
+    let shown = || String::from_utf8_lossy(&doc.to_bytes()).into_owned();
     let mut vals = Vec::new();
-    crate::json::values_at_path(doc, pk, &mut vals);
+    if pk.contains('.') {
+        crate::json::values_at_path(doc, pk, &mut vals);
+    } else {
+        // A flat key is the field itself, an array included (an invalid id for Meilisearch,
+        // not a list of ids as a filter path would read it).
+        vals.extend(doc.0.iter().filter(|(k, _)| k == pk).map(|(_, v)| v));
+    }
     match vals.as_slice() {
         [] => Err(ApiError::bad(
             "missing_document_id",
-            format!(
-                "Document doesn't have a `{pk}` attribute: `{}`.",
-                String::from_utf8_lossy(&doc.to_bytes())
-            ),
+            format!("Document doesn't have a `{pk}` attribute: `{}`.", shown()),
         )),
         [v] => canonical_id(v),
         _ => Err(ApiError::bad(
             "invalid_document_id",
-            format!("Too many document ids were found in the `{pk}` attribute of the document."),
+            format!(
+                "Document have too many matching `{pk}` attribute: `{}`.",
+                shown()
+            ),
         )),
     }
 }
@@ -410,5 +420,22 @@ mod tests {
             document_id(&d, "id").unwrap_err().code,
             "missing_document_id"
         );
+        // Flat keys are read as milli reads them: an array or `null` is an invalid id.
+        for v in [json!([1]), json!(null), json!([])] {
+            let d: Obj = serde_json::from_value(json!({"id": v})).unwrap();
+            let e = document_id(&d, "id").unwrap_err();
+            assert_eq!(e.code, "invalid_document_id", "{v}");
+        }
+        let d: Obj = serde_json::from_value(json!({"a": {"id": 3}})).unwrap();
+        assert_eq!(document_id(&d, "a.id").unwrap(), "3");
+    }
+
+    #[test]
+    fn candidates_are_named_in_byte_order() {
+        let d: Obj = serde_json::from_value(json!({"b_id": 1, "a_id": 2})).unwrap();
+        assert!(infer_primary_key(Some(&d))
+            .unwrap_err()
+            .message
+            .contains("'a_id' and 'b_id'"));
     }
 }

@@ -25,7 +25,9 @@ use crate::store::{
 use crate::timefmt::{format_iso8601_duration, format_rfc3339};
 use aggregate::{Head, NodeTask, Share, TaskView};
 use hyper::Method;
-use miroir_core::control::{ControlMessage, Principal, TaskRegistration, PRINCIPAL_HEADER};
+use miroir_core::control::{
+    ControlMessage, FailedTaskRegistration, Principal, TaskRegistration, PRINCIPAL_HEADER,
+};
 use miroir_core::error::ErrorCode;
 use miroir_core::ids::{NodeId, TaskUid};
 use serde_json::{json, Value};
@@ -119,6 +121,42 @@ pub async fn register(admin: &Admin, req: &Req) -> Result<Resp, ApiError> {
     Ok(Resp::json(202, &summary))
 }
 
+/// Registers a write whose task fails before it reaches any node (`POST
+/// /_internal/v1/tasks/failed`, docs/contract.md#primary-key): the Miroir task is allocated
+/// like any other, answered `202` as enqueued (as Meilisearch answers), and is `failed` with
+/// the given Meilisearch error before the answer leaves, so the first poll sees it.
+pub async fn register_failed(admin: &Admin, req: &Req) -> Result<Resp, ApiError> {
+    let reg = FailedTaskRegistration::decode(&req.body).map_err(|e| {
+        ApiError::core(
+            ErrorCode::BadRequest,
+            format!("invalid failed-task registration: {e}"),
+        )
+    })?;
+    let kind = TaskType::parse(&reg.task_type).ok_or_else(|| {
+        ApiError::core(
+            ErrorCode::BadRequest,
+            format!("unknown task type `{}`", reg.task_type),
+        )
+    })?;
+    let details = zero_counts(&if reg.details.is_null() {
+        json!({})
+    } else {
+        reg.details
+    });
+    let mut rec = create(
+        admin,
+        reg.index_uid,
+        kind,
+        TaskState::enqueued(Vec::new(), Vec::new(), details)
+            .with_custom_metadata(reg.custom_metadata),
+    )
+    .await?;
+    let summary = summarized(&rec);
+    let error = serde_json::to_value(&reg.error).expect("task errors serialise");
+    finish(admin, &mut rec, Err(error)).await;
+    Ok(Resp::json(202, &summary))
+}
+
 /// `details` with the node-summed counts that are still unknown (`null`) set to 0.
 fn zero_counts(details: &Value) -> Value {
     let mut d = details.clone();
@@ -182,6 +220,12 @@ pub async fn start_own(admin: &Admin, rec: &mut TaskRecord) {
 
 /// Finishes a self-tracked task: succeeded (with final details) or failed with an error body.
 pub async fn finish_own(admin: &Admin, rec: &mut TaskRecord, outcome: Result<Value, Value>) {
+    admin.metrics.broadcast(outcome.is_ok());
+    finish(admin, rec, outcome).await;
+}
+
+/// [`finish_own`] without counting a broadcast (a task that reached no node).
+async fn finish(admin: &Admin, rec: &mut TaskRecord, outcome: Result<Value, Value>) {
     let now = OffsetDateTime::now_utc();
     rec.state.started_at.get_or_insert(now);
     rec.state.finished_at = Some(now);
@@ -196,7 +240,6 @@ pub async fn finish_own(admin: &Admin, rec: &mut TaskRecord, outcome: Result<Val
             Some(error)
         }
     };
-    admin.metrics.broadcast(error.is_none());
     let view = own_view(rec, error);
     rec.state.terminal_view = Some(serde_json::to_vec(&view).expect("task views serialise"));
     if let Err(e) = admin.store.update_task(rec.uid, rec.state.clone()).await {

@@ -1,6 +1,6 @@
 // The official JS SDK (`meilisearch` on npm) against Miroir: create index → add documents →
 // wait → search → settings → filtered/sorted search → documents → stats → keys →
-// multi-search → delete. Run by e2e/tests/sdk_js.rs with MEILISEARCH_URL/MEILISEARCH_MASTER_KEY.
+// multi-search → a failing batch → delete. Run by e2e/tests/sdk_js.rs with MEILISEARCH_URL/MEILISEARCH_MASTER_KEY.
 import { Meilisearch } from "meilisearch";
 const Client = Meilisearch;
 const client = new Client({ host: process.env.MEILISEARCH_URL, apiKey: process.env.MEILISEARCH_MASTER_KEY });
@@ -29,6 +29,17 @@ const keys = await client.getKeys();
 ok(keys.results.some(k => k.name === "Default Search API Key"), "default keys " + keys.results.map(k => k.name));
 const ms = await client.multiSearch({ queries: [{ indexUid: uid, q: "galaxy" }, { indexUid: uid, q: "plain", limit: 5 }] });
 ok(ms.results.length === 2 && ms.results[1].hits.length === 5, "multiSearch");
+// A batch whose task fails (docs/contract.md#primary-key): enqueued, then failed with
+// Meilisearch's error — the sequence SDK suites assert, never a synchronous error.
+const pending = index.addDocuments([{ id: "ok-1" }, { title: "no id" }]);
+const enq = await pending;
+ok(enq.status === "enqueued", "failing batch enqueued " + enq.status);
+t = await pending.waitTask();
+ok(t.status === "failed" && t.error.code === "missing_document_id" && t.details.indexedDocuments === 0,
+  "failing batch failed " + JSON.stringify(t.error));
+t = await client.index("js_no_pk").addDocuments([{ title: "x" }]).waitTask();
+ok(t.status === "failed" && t.error.code === "index_primary_key_no_candidate_found", "no candidate " + JSON.stringify(t.error));
+ok((await index.getStats()).numberOfDocuments === 200, "nothing written");
 t = await client.deleteIndex(uid).waitTask();
 ok(t.status === "succeeded", "deleteIndex");
 console.log("js SDK flow: all good");

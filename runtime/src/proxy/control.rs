@@ -89,9 +89,10 @@ pub fn internal_request(
 fn method_of(endpoint: Endpoint<'_>) -> Method {
     match endpoint {
         Endpoint::Ping => Method::Get,
-        Endpoint::Heartbeat | Endpoint::RegisterTask | Endpoint::PrepareWrite { .. } => {
-            Method::Post
-        }
+        Endpoint::Heartbeat
+        | Endpoint::RegisterTask
+        | Endpoint::RegisterFailedTask
+        | Endpoint::PrepareWrite { .. } => Method::Post,
     }
 }
 

@@ -508,13 +508,10 @@ fn bad_batches_touch_no_node() {
         Box::new(healthy_node),
         Box::new(admin_registers),
     );
+    // What Meilisearch refuses synchronously, and Miroir's reserved fields; key errors are
+    // failed tasks (`key_errors_are_failed_tasks_and_touch_no_node`).
     for (b, code) in [
-        (
-            r#"[{"id":1},{"title":"no id"}]"#,
-            "miroir_primary_key_required",
-        ),
         (r#"[{"id":1,"_miroir_shard":3}]"#, "miroir_reserved_field"),
-        (r#"[{"id":"bad id!"}]"#, "invalid_document_id"),
         ("[", "malformed_payload"),
     ] {
         let r = block_on(p.handle(req(Method::Post, "/indexes/m/documents", b), "r"));
@@ -532,6 +529,138 @@ fn bad_batches_touch_no_node() {
         (415, json!("missing_content_type"))
     );
     assert!(p.up.calls.borrow().is_empty());
+}
+
+#[test]
+fn key_errors_are_failed_tasks_and_touch_no_node() {
+    let admin: AdminFn = Box::new(|r: &Request| {
+        if r.path == "/_internal/v1/tasks/failed" {
+            return ok(
+                202,
+                json!({"taskUid":7,"indexUid":"m","status":"enqueued","type":"documentAdditionOrUpdate","enqueuedAt":"2026-01-01T00:00:00.0Z"}),
+            );
+        }
+        admin_registers(r)
+    });
+    let p = proxy(
+        snapshot(1, 3, 1, 8),
+        Config::default(),
+        Box::new(healthy_node),
+        admin,
+    );
+    for (b, query, code, message) in [
+        (
+            r#"[{"id":1},{"title":"no id"}]"#,
+            "",
+            "missing_document_id",
+            "Document doesn't have a `id` attribute: `{\"title\":\"no id\"}`.",
+        ),
+        (
+            r#"[{"id":"bad id!"},{"id":2}]"#,
+            "",
+            "invalid_document_id",
+            "Document identifier `\"bad id!\"` is invalid. A document identifier can be of type integer or string, only composed of alphanumeric characters (a-z A-Z 0-9), hyphens (-) and underscores (_), and can not be more than 511 bytes.",
+        ),
+        (
+            r#"[{"sku":1},{"sku":2}]"#,
+            "primaryKey=sku",
+            "index_primary_key_already_exists",
+            "Index already has a primary key: `id`.",
+        ),
+    ] {
+        p.up.calls.borrow_mut().clear();
+        let mut r = req(Method::Post, "/indexes/m/documents", b);
+        r.query = format!("{query}&customMetadata=cm");
+        let resp = block_on(p.handle(r, "r"));
+        assert_eq!(resp.status, 202, "{b}: {}", String::from_utf8_lossy(&resp.body));
+        assert_eq!(body(&resp)["taskUid"], 7);
+        let calls = p.up.calls.borrow();
+        // One admin call, no ping, no node.
+        assert_eq!(calls.len(), 1, "{b}: {calls:?}");
+        assert_eq!(calls[0].0, "admin");
+        assert_eq!(calls[0].1.path, "/_internal/v1/tasks/failed");
+        let reg =
+            <miroir_core::control::FailedTaskRegistration as miroir_core::control::ControlMessage>::decode(&calls[0].1.body).unwrap();
+        assert_eq!(reg.index_uid.as_deref(), Some("m"));
+        assert_eq!(reg.task_type, "documentAdditionOrUpdate");
+        assert_eq!(
+            reg.details,
+            json!({"receivedDocuments": 2, "indexedDocuments": 0})
+        );
+        assert_eq!((reg.error.code.as_str(), reg.error.message.as_str()), (code, message));
+        assert_eq!(reg.error.error_type, "invalid_request");
+        assert_eq!(
+            reg.error.link,
+            format!("https://docs.meilisearch.com/errors#{code}")
+        );
+        assert_eq!(reg.custom_metadata.as_deref(), Some("cm"));
+    }
+}
+
+#[test]
+fn a_failed_batch_on_an_unknown_index_creates_it_first_as_meilisearch_does() {
+    let admin: AdminFn = Box::new(|r: &Request| {
+        if r.path == "/_internal/v1/indexes/fresh/prepare-write" {
+            let b: Value = serde_json::from_slice(&r.body).unwrap();
+            // Created without a primary key: the failed addition sets none.
+            assert_eq!(b["primaryKey"], Value::Null);
+            assert_eq!(b["newFields"], json!([]));
+            let mut m = meta("fresh", 4);
+            m.primary_key = None;
+            return ok(200, json!({"generation": 2, "index": m}));
+        }
+        if r.path == "/_internal/v1/tasks/failed" {
+            return ok(202, json!({"taskUid": 3}));
+        }
+        admin_registers(r)
+    });
+    let p = proxy(
+        snapshot(1, 2, 1, 8),
+        Config::default(),
+        Box::new(healthy_node),
+        admin,
+    );
+    let r = block_on(p.handle(
+        req(
+            Method::Post,
+            "/indexes/fresh/documents",
+            r#"[{"title":"x"}]"#,
+        ),
+        "r",
+    ));
+    assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
+    let calls = p.up.calls.borrow();
+    let paths: Vec<&str> = calls.iter().map(|(_, c)| c.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "/_internal/v1/indexes/fresh/prepare-write",
+            "/_internal/v1/tasks/failed"
+        ]
+    );
+    let reg = <miroir_core::control::FailedTaskRegistration as miroir_core::control::ControlMessage>::decode(&calls[1].1.body).unwrap();
+    assert_eq!(reg.error.code, "index_primary_key_no_candidate_found");
+    assert_eq!(reg.index_uid.as_deref(), Some("fresh"));
+}
+
+#[test]
+fn a_failed_task_needs_the_admin_and_writes_nothing_without_it() {
+    let admin: AdminFn = Box::new(|_: &Request| Err(UpstreamError::Connect("down".into())));
+    let p = proxy(
+        snapshot(1, 2, 1, 8),
+        Config::default(),
+        Box::new(healthy_node),
+        admin,
+    );
+    let r = block_on(p.handle(
+        req(Method::Post, "/indexes/m/documents", r#"[{"title":"x"}]"#),
+        "r",
+    ));
+    assert_eq!(
+        (r.status, body(&r)["code"].clone()),
+        (503, json!("miroir_admin_unavailable"))
+    );
+    assert!(p.up.calls.borrow().iter().all(|(a, _)| a == "admin"));
 }
 
 #[test]
@@ -639,9 +768,14 @@ fn admin_down_refuses_writes_before_any_node_is_touched_and_recovers_at_once() {
         assert_eq!(nodes_called(), 0, "{what} touched a node");
     }
     assert!(calls_to(&p, "/_internal/v1/tasks").is_empty());
-    // Validation needs no admin: a bad batch is still the client's 400.
+    // Validation needs no admin: a refused batch is still the client's 400. (A batch whose
+    // task fails needs the admin for that task: `a_failed_task_needs_the_admin…`.)
     let r = block_on(p.handle(
-        req(Method::Post, "/indexes/m/documents", r#"[{"title":"x"}]"#),
+        req(
+            Method::Post,
+            "/indexes/m/documents",
+            "[{\"id\":1,\"_miroir_shard\":1}]",
+        ),
         "r",
     ));
     assert_eq!(r.status, 400);

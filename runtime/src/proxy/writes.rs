@@ -2,8 +2,11 @@
 //! and broadcast (delete by filter, delete all).
 //!
 //! 1. **Plan (pure).** The body is decoded and validated completely by the core
-//!    (`miroir_core::documents::prepare_batch`: primary key, ids, reserved fields, the
-//!    `_miroir_shard` injection) — a bad batch is a 400 and no node is touched. If the index
+//!    (`miroir_core::documents::check_batch`: primary key, ids, reserved fields, the
+//!    `_miroir_shard` injection) — a payload Meilisearch refuses (syntax) or a reserved field
+//!    is a 4xx and no node is touched; a batch whose task fails on Meilisearch (no resolvable
+//!    primary key, a missing or invalid id) is a **failed task** and no node is touched either
+//!    (see below). If the index
 //!    is unknown to the snapshot, has no primary key yet, or the batch brings fields the index
 //!    has never seen, the admin is asked first (`prepare-write` over the control socket): it
 //!    creates the index / sets the primary key / enqueues the nodes' extended searchable list
@@ -38,10 +41,21 @@
 //! a message saying exactly that ([`unregistered`]), never `miroir_admin_unavailable`. The
 //! same answer covers a registration the admin refuses after the dispatch.
 //!
-//! Divergences (documented): Meilisearch reports document-level errors (missing primary key,
-//! invalid id) as failed tasks; Miroir must key documents to route them, so it rejects the
-//! batch synchronously with the same code and message. Deletes on an index unknown to Miroir
-//! answer `404 index_not_found` synchronously (Meilisearch enqueues a task that fails).
+//! # Failed tasks (docs/contract.md#primary-key)
+//!
+//! Meilisearch answers a batch without a resolvable primary key, or with a document lacking
+//! its id or carrying an invalid one, `202`, and the task then fails with its own error;
+//! SDK suites assert that sequence. Miroir must key every document to route it, so it finds
+//! these errors while planning: nothing is sent to any node, and the admin registers a
+//! Miroir task that is already `failed` with the exact error (`POST
+//! /_internal/v1/tasks/failed`), details `{receivedDocuments: N, indexedDocuments: 0}`. The
+//! client gets the summarized task (`202`, `enqueued`, as Meilisearch answers). As in
+//! Meilisearch 1.50, whose scheduler creates a missing index before the addition fails, an
+//! index unknown to Miroir is created first (`prepare-write` without a primary key), and
+//! stays without one.
+//!
+//! Divergence (documented): deletes on an index unknown to Miroir answer `404
+//! index_not_found` synchronously (Meilisearch enqueues a task that fails).
 
 use crate::http::types::{Method, Request, Response};
 use crate::proxy::control::{admin_error, internal_request};
@@ -53,9 +67,12 @@ use crate::proxy::router::{Route, WriteMode};
 use crate::proxy::upstream::{is_node_failure, relay, Upstreams};
 use crate::proxy::{error, index_not_found, Proxy, CONTROL_TIMEOUT};
 use miroir_core::control::{
-    ControlMessage, Endpoint, FailedNode, NodeTask, PrepareWrite, Prepared, TaskRegistration,
+    ControlMessage, Endpoint, FailedNode, FailedTaskRegistration, NodeTask, PrepareWrite, Prepared,
+    TaskError, TaskRegistration,
 };
-use miroir_core::documents::{prepare_batch, prepare_delete_batch, BatchOptions, PayloadFormat};
+use miroir_core::documents::{
+    check_batch, prepare_delete_batch, BatchOptions, FailedBatch, PayloadFormat, PreparedBatch,
+};
 use miroir_core::routing::ShardMap;
 use miroir_core::snapshot::{IndexMeta, Snapshot};
 use miroir_core::topology::NodeStatus;
@@ -227,6 +244,8 @@ struct WritePlan {
     details: Value,
     /// The admin answered during planning (`prepare-write`): that is the liveness proof.
     admin_answered: bool,
+    /// The write's task fails without reaching any node (module docs, "Failed tasks").
+    failure: Option<TaskError>,
 }
 
 impl<U: Upstreams> Proxy<U> {
@@ -243,10 +262,16 @@ impl<U: Upstreams> Proxy<U> {
             .into_iter()
             .find(|(k, _)| k == "customMetadata")
             .map(|(_, v)| v);
-        let plan = match self.plan_write(snap, route, req, rid).await {
+        let mut plan = match self.plan_write(snap, route, req, rid).await {
             Ok(p) => p,
             Err(resp) => return resp,
         };
+        if let Some(error) = plan.failure.take() {
+            // No node is touched: the admin's answer is all there is to wait for.
+            return self
+                .register_failed(plan, error, custom_metadata, rid)
+                .await;
+        }
         // Last step before any node is touched (see the module docs).
         if !plan.admin_answered {
             if let Err(resp) = self.admin_alive(rid).await {
@@ -308,6 +333,7 @@ impl<U: Upstreams> Proxy<U> {
                     task_type: "documentDeletion",
                     details,
                     admin_answered: false,
+                    failure: None,
                 })
             }
             Route::DocumentDelete { index, id } => {
@@ -328,6 +354,7 @@ impl<U: Upstreams> Proxy<U> {
                     task_type: "documentDeletion",
                     details: json!({"providedIds": 1, "deletedDocuments": null}),
                     admin_answered: false,
+                    failure: None,
                 })
             }
             Route::DocumentsDeleteByFilter { index } => {
@@ -354,6 +381,7 @@ impl<U: Upstreams> Proxy<U> {
                     task_type: "documentDeletion",
                     details: json!({"providedIds": 0, "deletedDocuments": null, "originalFilter": original}),
                     admin_answered: false,
+                    failure: None,
                 })
             }
             Route::DocumentsDeleteAll { index } => {
@@ -374,6 +402,7 @@ impl<U: Upstreams> Proxy<U> {
                     task_type: "documentDeletion",
                     details: json!({"deletedDocuments": null}),
                     admin_answered: false,
+                    failure: None,
                 })
             }
             _ => Err(error(&MeiliError::new(
@@ -435,7 +464,11 @@ impl<U: Upstreams> Proxy<U> {
         .await
         .and_then(|r| r)
         .map_err(|e| error(&e))?;
-        let (body, mut batch) = prepared;
+        let (body, checked) = prepared;
+        let mut batch = match checked {
+            Ok(batch) => batch,
+            Err(failed) => return self.failed_plan(index, known, failed, rid).await,
+        };
         let prepare = |shards: u32, index_pk: Option<&str>| {
             prepare_with(
                 &body,
@@ -461,7 +494,10 @@ impl<U: Upstreams> Proxy<U> {
             if meta.shards != shards
                 || meta.primary_key.as_deref() != batch.primary_key().map(|p| p.name.as_str())
             {
-                batch = prepare(meta.shards.max(1), meta.primary_key.as_deref())?;
+                batch = match prepare(meta.shards.max(1), meta.primary_key.as_deref())? {
+                    Ok(batch) => batch,
+                    Err(failed) => return Ok(failed_write(index, meta, &failed)),
+                };
             }
             meta
         } else {
@@ -492,7 +528,57 @@ impl<U: Upstreams> Proxy<U> {
             task_type: "documentAdditionOrUpdate",
             details,
             admin_answered: needs_admin,
+            failure: None,
         })
+    }
+
+    /// The plan of a batch whose task fails (module docs): an index unknown to Miroir is
+    /// created first, as Meilisearch's scheduler creates it before the addition fails.
+    async fn failed_plan(
+        &self,
+        index: &str,
+        known: Option<&IndexMeta>,
+        failed: FailedBatch,
+        rid: &str,
+    ) -> Result<WritePlan, Response> {
+        let meta = match known {
+            Some(meta) => meta.clone(),
+            None => {
+                let create = PrepareWrite {
+                    primary_key: None,
+                    primary_key_source: None,
+                    new_fields: Vec::new(),
+                };
+                self.prepare_write(index, &create, rid).await?
+            }
+        };
+        Ok(failed_write(index, meta, &failed))
+    }
+
+    /// `POST /_internal/v1/tasks/failed` → the summarized task (nothing was written).
+    async fn register_failed(
+        &self,
+        plan: WritePlan,
+        task_error: TaskError,
+        custom_metadata: Option<String>,
+        rid: &str,
+    ) -> Response {
+        let registration = FailedTaskRegistration {
+            index_uid: Some(plan.meta.uid),
+            task_type: plan.task_type.to_owned(),
+            details: plan.details,
+            error: task_error,
+            custom_metadata,
+        };
+        let req = internal_request(
+            Endpoint::RegisterFailedTask,
+            Some(registration.encode()),
+            rid,
+        );
+        match self.up.admin(req, CONTROL_TIMEOUT).await {
+            Ok(r) => relay(r),
+            Err(e) => error(&admin_error(&e)),
+        }
     }
 
     /// `POST /_internal/v1/indexes/{uid}/prepare-write` → the `IndexMeta` to write with.
@@ -645,21 +731,40 @@ impl<U: Upstreams> Proxy<U> {
     }
 }
 
-/// `prepare_batch` with the options a document write has.
+/// `check_batch` with the options a document write has.
 fn prepare_with(
     body: &[u8],
     format: PayloadFormat,
     shards: u32,
     index_pk: Option<&str>,
     query_pk: Option<&str>,
-) -> Result<miroir_core::documents::PreparedBatch, miroir_core::documents::DocumentError> {
+) -> Result<Result<PreparedBatch, FailedBatch>, miroir_core::documents::DocumentError> {
     let opts = BatchOptions {
         index_primary_key: index_pk,
         query_primary_key: query_pk,
         shards,
         extra_reserved: &[],
     };
-    prepare_batch(body, format, &opts)
+    check_batch(body, format, &opts)
+}
+
+/// A document write that reaches no node: its task fails with Meilisearch's error, and
+/// reports what Meilisearch's failed addition does (`indexedDocuments: 0`).
+fn failed_write(index: &str, meta: IndexMeta, failed: &FailedBatch) -> WritePlan {
+    let error = MeiliError::from(failed.error.clone());
+    WritePlan {
+        path: format!("/indexes/{index}/documents"),
+        meta,
+        method: Method::Post,
+        query: String::new(),
+        content_type: None,
+        payload: Payload::Same(Vec::new()),
+        shards: Vec::new(),
+        task_type: "documentAdditionOrUpdate",
+        details: json!({"receivedDocuments": failed.documents, "indexedDocuments": 0}),
+        admin_answered: false,
+        failure: Some(TaskError::from(&error)),
+    }
 }
 
 /// The error of a write the nodes accepted but that has no Miroir task (the admin died or
