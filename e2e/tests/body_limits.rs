@@ -141,14 +141,24 @@ fn authenticated_bodies_share_a_bounded_budget() {
 
     // 24 uploads of 60 MiB declared, each trickling: two cores of 256 MiB hold at most
     // 8 of them; the others are answered 503 at once.
-    let mut conns: Vec<TcpStream> = (0..24)
+    let conns: Vec<TcpStream> = (0..24)
         .map(|_| start_upload(cluster.addr, Some(&key), 60 * MIB, 1024))
         .collect();
+    // Every connection's answer is awaited at once (3 s, well under the 10 s between two body
+    // reads after which a held upload would be cut off): a held upload has none.
+    let waits: Vec<_> = conns
+        .iter()
+        .map(|c| {
+            let mut c = c.try_clone().unwrap();
+            std::thread::spawn(move || {
+                c.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+                status(&mut c)
+            })
+        })
+        .collect();
     let mut busy = 0;
-    for c in conns.iter_mut() {
-        c.set_read_timeout(Some(Duration::from_millis(500)))
-            .unwrap();
-        if let Some(s) = status(c) {
+    for w in waits {
+        if let Some(s) = w.join().unwrap() {
             assert_eq!(
                 s, 503,
                 "only the budget refuses an authenticated upload here"
