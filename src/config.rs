@@ -147,7 +147,7 @@ pub struct ScatterConfig {
     /// document fetches by `ids`, ask only the shards those keys route to.
     pub pk_planner: bool,
     /// Hedged reads: a slow node's shards are also asked of another replica (RF > 1 or
-    /// RG > 1), the first answer wins. Off until measured on a deployment like yours.
+    /// RG > 1), the first answer wins (on: `bench/run tail-latency`, docs/benchmarks.md).
     pub hedging: bool,
     /// The earliest a hedge fires after the first request, whatever the node's latency.
     pub hedge_min_ms: u64,
@@ -231,7 +231,7 @@ impl Default for ScatterConfig {
             node_timeout_ms: 5_000,
             unavailable_shard_policy: UnavailableShardPolicy::Partial,
             pk_planner: true,
-            hedging: false,
+            hedging: true,
             hedge_min_ms: 10,
         }
     }

@@ -6,8 +6,10 @@
 //! node's successful latencies (Jacobson's estimator, as TCP computes its retransmission
 //! timeout), the hedge firing after `mean + 3 × deviation` — about the p95–p99 of a steady
 //! node — never sooner than `scatter.hedge_min_ms`, never later than half the node timeout.
-//! Hedges are capped at one in ten calls per core, so a uniformly slow cluster is not asked
-//! twice for everything. Only a replica that can answer for *all* of the slow node's shards
+//! Hedges are capped at one in ten calls per core (per window of a thousand calls), so a
+//! uniformly slow cluster is not asked twice for everything; and a node whose hedge won is
+//! avoided by the core's next plans for a second (the failure "suspects" mechanism), so a
+//! replica that stays slow stops being asked first instead of being hedged every time. Only a replica that can answer for *all* of the slow node's shards
 //! on its own is used (RF > 1 or RG > 1); otherwise there is no hedge.
 
 use std::time::Duration;
@@ -49,7 +51,11 @@ impl Latency {
     }
 }
 
-/// At most one hedge per ten calls on a core.
+/// Calls per budget window: the one-in-ten cap holds over every window, so quiet periods do
+/// not bank hedges for a later burst.
+const WINDOW: u64 = 1_000;
+
+/// At most one hedge per ten calls on a core, per window of [`WINDOW`] calls.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Budget {
     calls: u64,
@@ -58,7 +64,10 @@ pub struct Budget {
 
 impl Budget {
     pub fn call(&mut self) {
-        self.calls = self.calls.saturating_add(1);
+        if self.calls >= WINDOW {
+            *self = Budget::default();
+        }
+        self.calls += 1;
     }
 
     /// Takes a hedge if the budget allows one.
@@ -115,6 +124,23 @@ mod tests {
             }
         }
         assert_eq!(taken, 100);
+    }
+
+    #[test]
+    fn quiet_windows_bank_nothing() {
+        let mut b = Budget::default();
+        for _ in 0..5 * WINDOW {
+            b.call();
+        }
+        // A burst after a quiet spell gets one in ten of its own calls, not the spell's.
+        let mut taken = 0;
+        for _ in 0..100 {
+            b.call();
+            if b.take() {
+                taken += 1;
+            }
+        }
+        assert!(taken <= 10, "{taken}");
     }
 
     proptest! {

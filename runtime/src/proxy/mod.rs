@@ -506,6 +506,10 @@ impl<U: Upstreams> Proxy<U> {
             for (a, (answered_by, answer)) in plan.assignments.iter().zip(answers) {
                 let failed = !matches!(&answer, Ok(r) if !is_node_failure(r.status));
                 self.mark(&answered_by, failed);
+                if answered_by != a.node {
+                    // A hedge beat this node: avoid it for a while, as a failed one.
+                    self.mark(&a.node, true);
+                }
                 match answer {
                     Ok(resp) if (200..300).contains(&resp.status) => {
                         got.push((a.shards[0], resp.body));
