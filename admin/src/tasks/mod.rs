@@ -69,26 +69,33 @@ fn current_custom_metadata() -> Option<String> {
     CUSTOM_METADATA.try_with(Clone::clone).ok().flatten()
 }
 
+/// A registration body from the data plane (`what` names it in the error).
+fn decode_registration<M: ControlMessage>(req: &Req, what: &str) -> Result<M, ApiError> {
+    M::decode(&req.body)
+        .map_err(|e| ApiError::core(ErrorCode::BadRequest, format!("invalid {what}: {e}")))
+}
+
+/// The task type a registration names.
+fn registered_type(name: &str) -> Result<TaskType, ApiError> {
+    TaskType::parse(name)
+        .ok_or_else(|| ApiError::core(ErrorCode::BadRequest, format!("unknown task type `{name}`")))
+}
+
+/// A registration's details: `null` is no details.
+fn object_or_empty(details: Value) -> Value {
+    if details.is_null() {
+        json!({})
+    } else {
+        details
+    }
+}
+
 /// Registers a write the data plane dispatched (`POST /_internal/v1/tasks`,
 /// docs/internals/control-protocol.md §2.2); answers the summarized task (202).
 pub async fn register(admin: &Admin, req: &Req) -> Result<Resp, ApiError> {
-    let reg = TaskRegistration::decode(&req.body).map_err(|e| {
-        ApiError::core(
-            ErrorCode::BadRequest,
-            format!("invalid task registration: {e}"),
-        )
-    })?;
-    let kind = TaskType::parse(&reg.task_type).ok_or_else(|| {
-        ApiError::core(
-            ErrorCode::BadRequest,
-            format!("unknown task type `{}`", reg.task_type),
-        )
-    })?;
-    let details = if reg.details.is_null() {
-        json!({})
-    } else {
-        reg.details
-    };
+    let reg: TaskRegistration = decode_registration(req, "task registration")?;
+    let kind = registered_type(&reg.task_type)?;
+    let details = object_or_empty(reg.details);
     let nothing_dispatched = reg.node_tasks.is_empty() && reg.failed_nodes.is_empty();
     // The store keeps its own record types: its format must not move with the wire's.
     let node_tasks = (reg.node_tasks.into_iter())
@@ -126,23 +133,9 @@ pub async fn register(admin: &Admin, req: &Req) -> Result<Resp, ApiError> {
 /// like any other, answered `202` as enqueued (as Meilisearch answers), and is `failed` with
 /// the given Meilisearch error before the answer leaves, so the first poll sees it.
 pub async fn register_failed(admin: &Admin, req: &Req) -> Result<Resp, ApiError> {
-    let reg = FailedTaskRegistration::decode(&req.body).map_err(|e| {
-        ApiError::core(
-            ErrorCode::BadRequest,
-            format!("invalid failed-task registration: {e}"),
-        )
-    })?;
-    let kind = TaskType::parse(&reg.task_type).ok_or_else(|| {
-        ApiError::core(
-            ErrorCode::BadRequest,
-            format!("unknown task type `{}`", reg.task_type),
-        )
-    })?;
-    let details = zero_counts(&if reg.details.is_null() {
-        json!({})
-    } else {
-        reg.details
-    });
+    let reg: FailedTaskRegistration = decode_registration(req, "failed-task registration")?;
+    let kind = registered_type(&reg.task_type)?;
+    let details = zero_counts(&object_or_empty(reg.details));
     let mut rec = create(
         admin,
         reg.index_uid,
