@@ -554,9 +554,9 @@ impl<U: Upstreams> Proxy<U> {
     ) -> (NodeId, Result<Response, crate::http::types::UpstreamError>) {
         use futures_util::future::{select, Either};
         let started = std::time::Instant::now();
-        let plan = self.hedge_plan(table, a, group, rotation, avoid, timeout);
+        let delay = self.hedge_delay(a, timeout);
         let mut primary = std::pin::pin!(self.call_node(&a.node, build(a), request_id, timeout));
-        let Some((other, delay)) = plan else {
+        let Some(delay) = delay else {
             let r = primary.await;
             self.observe(&a.node, started, &r);
             return (a.node.clone(), r);
@@ -569,14 +569,16 @@ impl<U: Upstreams> Proxy<U> {
             }
             Either::Right(((), _)) => {}
         }
+        // Only a call that is already late pays for planning its hedge.
+        let other = self.hedge_replica(table, a, group, rotation, avoid);
         let mut budget = self.hedges.get();
-        let allowed = budget.take();
+        let allowed = other.is_some() && budget.take();
         self.hedges.set(budget);
-        if !allowed {
+        let (Some(other), true) = (other, allowed) else {
             let r = primary.await;
             self.observe(&a.node, started, &r);
             return (a.node.clone(), r);
-        }
+        };
         let mut hedged =
             std::pin::pin!(self.call_node(&other.node, build(&other), request_id, timeout));
         let usable =
@@ -597,17 +599,9 @@ impl<U: Upstreams> Proxy<U> {
         }
     }
 
-    /// The replica a hedge of `a` would ask (one node answering for all of `a`'s shards)
-    /// and when, or `None` (hedging off, no such replica, node not warmed up).
-    fn hedge_plan(
-        &self,
-        table: &ReadTable,
-        a: &NodeAssignment,
-        group: usize,
-        rotation: usize,
-        avoid: &HashSet<NodeId>,
-        timeout: Duration,
-    ) -> Option<(NodeAssignment, Duration)> {
+    /// When a call to `a`'s node would be hedged, or `None` (hedging off, node not warmed
+    /// up). Counts the call in the core's hedge budget.
+    fn hedge_delay(&self, a: &NodeAssignment, timeout: Duration) -> Option<Duration> {
         let mut budget = self.hedges.get();
         budget.call();
         self.hedges.set(budget);
@@ -615,16 +609,26 @@ impl<U: Upstreams> Proxy<U> {
             return None;
         }
         let min = Duration::from_millis(self.config.scatter.hedge_min_ms);
-        let delay = self
-            .latency
+        self.latency
             .borrow()
             .get(&a.node)?
-            .hedge_after(min, timeout / 2)?;
+            .hedge_after(min, timeout / 2)
+    }
+
+    /// The replica a hedge of `a` asks: one node answering for all of `a`'s shards.
+    fn hedge_replica(
+        &self,
+        table: &ReadTable,
+        a: &NodeAssignment,
+        group: usize,
+        rotation: usize,
+        avoid: &HashSet<NodeId>,
+    ) -> Option<NodeAssignment> {
         let mut without = avoid.clone();
         without.insert(a.node.clone());
         let plan = table.assign(&a.shards, group, rotation.wrapping_add(1), &without);
         match (plan.assignments.as_slice(), plan.uncovered.is_empty()) {
-            ([only], true) => Some((only.clone(), delay)),
+            ([only], true) => Some(only.clone()),
             _ => None,
         }
     }
