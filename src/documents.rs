@@ -79,6 +79,24 @@ pub fn shard_token(shard: ShardId) -> String {
         .collect()
 }
 
+/// `_miroir_shard IN ["#", "+", ";"]` for the given shards (sorted as given), each spelled
+/// as the token stored in documents ([`shard_token`]; the tokens need no escaping).
+pub fn shard_clause(shards: &[ShardId]) -> String {
+    let mut s = String::with_capacity(24 + shards.len() * 6);
+    s.push_str(SHARD_FIELD);
+    s.push_str(" IN [");
+    for (i, sh) in shards.iter().enumerate() {
+        if i > 0 {
+            s.push_str(", ");
+        }
+        s.push('"');
+        s.push_str(&shard_token(*sh));
+        s.push('"');
+    }
+    s.push(']');
+    s
+}
+
 /// The shard a [`shard_token`] spells, or `None` for any other string.
 pub fn parse_shard_token(token: &str) -> Option<ShardId> {
     if token.is_empty() || token.len() > 10 {

@@ -22,6 +22,7 @@ pub mod content_type;
 pub mod control;
 pub mod documents;
 pub mod error;
+pub mod fingerprint;
 pub mod ids;
 pub mod node_message;
 pub mod routing;

@@ -41,6 +41,7 @@ pub mod reads;
 pub mod repair;
 pub mod routes;
 pub mod server;
+pub mod shard_scan;
 pub mod size_format;
 pub mod state;
 pub mod store;

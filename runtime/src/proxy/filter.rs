@@ -15,27 +15,9 @@
 //! - any other JSON type is invalid for Meilisearch: left untouched so the node rejects it
 //!   with its own `invalid_search_filter` error.
 
-use miroir_core::documents::{shard_token, SHARD_FIELD};
+pub use miroir_core::documents::shard_clause;
 use miroir_core::ShardId;
 use serde_json::Value;
-
-/// `_miroir_shard IN ["#", "+", ";"]` for the given shards (sorted as given), each spelled
-/// as the token stored in documents ([`shard_token`]; the tokens need no escaping).
-pub fn shard_clause(shards: &[ShardId]) -> String {
-    let mut s = String::with_capacity(24 + shards.len() * 6);
-    s.push_str(SHARD_FIELD);
-    s.push_str(" IN [");
-    for (i, sh) in shards.iter().enumerate() {
-        if i > 0 {
-            s.push_str(", ");
-        }
-        s.push('"');
-        s.push_str(&shard_token(*sh));
-        s.push('"');
-    }
-    s.push(']');
-    s
-}
 
 /// Combines the shard restriction with the client's filter (see module docs).
 /// `client` is the `filter` value of the client's request, `None` when absent.
