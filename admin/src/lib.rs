@@ -30,6 +30,7 @@
 
 pub mod broadcast;
 pub mod coverage;
+pub mod export;
 pub mod health;
 pub mod http_types;
 pub mod keys;

@@ -39,6 +39,14 @@ impl NodeResponse {
     }
 }
 
+/// A request body with its media type.
+#[derive(Debug, Clone)]
+pub struct Payload {
+    pub bytes: Bytes,
+    pub content_type: &'static str,
+    pub content_encoding: Option<&'static str>,
+}
+
 /// The largest node answer the admin reads (settings, stats, task and index listings): a node
 /// that answers more — broken, or not a Meilisearch — costs a bounded amount of memory.
 pub const MAX_NODE_RESPONSE: usize = 64 * 1024 * 1024;
@@ -88,18 +96,51 @@ impl NodeClient {
         body: Option<Bytes>,
         timeout: Duration,
     ) -> Result<NodeResponse, NodeError> {
+        let body = body.map(|b| Payload {
+            bytes: b,
+            content_type: "application/json",
+            content_encoding: None,
+        });
+        self.send_payload(base_url, method, path_and_query, body, timeout)
+            .await
+    }
+
+    /// The same client with another bearer token (a target that is not one of the nodes,
+    /// e.g. an export's destination).
+    pub fn with_bearer(&self, key: Option<&str>) -> NodeClient {
+        NodeClient {
+            auth: key.map(|k| format!("Bearer {k}")),
+            ..self.clone()
+        }
+    }
+
+    /// Sends a body of any content type (and encoding).
+    pub async fn send_payload(
+        &self,
+        base_url: &str,
+        method: Method,
+        path_and_query: &str,
+        body: Option<Payload>,
+        timeout: Duration,
+    ) -> Result<NodeResponse, NodeError> {
         let url = format!("{}{}", base_url.trim_end_matches('/'), path_and_query);
         let uri: hyper::Uri = url.parse().map_err(|_| NodeError::BadUrl(url.clone()))?;
         let mut builder = hyper::Request::builder().method(method).uri(uri);
         if let Some(auth) = &self.auth {
             builder = builder.header(hyper::header::AUTHORIZATION, auth);
         }
-        let has_body = body.is_some();
-        if has_body {
-            builder = builder.header(hyper::header::CONTENT_TYPE, "application/json");
-        }
+        let bytes = match body {
+            Some(p) => {
+                builder = builder.header(hyper::header::CONTENT_TYPE, p.content_type);
+                if let Some(e) = p.content_encoding {
+                    builder = builder.header(hyper::header::CONTENT_ENCODING, e);
+                }
+                p.bytes
+            }
+            None => Bytes::new(),
+        };
         let req = builder
-            .body(Full::new(body.unwrap_or_default()))
+            .body(Full::new(bytes))
             .map_err(|e| NodeError::Transport(e.to_string()))?;
         let call = async {
             let resp = self

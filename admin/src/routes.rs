@@ -152,6 +152,7 @@ async fn route(admin: &Arc<Admin>, listener: Listener, req: &Req) -> Result<Resp
         (&Method::PATCH, ["experimental-features"]) => {
             broadcast::experimental_features(admin, req).await
         }
+        (&Method::POST, ["export"]) => crate::export::export(admin, req).await,
         (&Method::POST, ["dumps"]) => {
             broadcast::node_local_task(admin, "/dumps", TaskType::DumpCreation).await
         }

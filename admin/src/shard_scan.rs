@@ -59,8 +59,29 @@ impl ShardSource<'_> {
     /// Documents `offset..offset+limit` of the shard, every field (reserved ones and
     /// `_vectors` included).
     pub async fn page(&self, offset: u64, limit: u32) -> Result<ShardPage, ScanError> {
+        let filter = Value::String(shard_clause(&[self.shard]));
+        let v = self.fetch(&filter, offset, limit).await?;
+        let total = v.get("total").and_then(Value::as_u64).unwrap_or(0);
+        Ok(ShardPage {
+            documents: results(&v)?,
+            total,
+        })
+    }
+
+    /// Documents `offset..offset+limit` of the shard that match `filter` (the shard
+    /// restriction already in it: see `shard_clause`), every field.
+    pub async fn filtered_page(
+        &self,
+        filter: &Value,
+        offset: u64,
+        limit: u32,
+    ) -> Result<Vec<Document>, ScanError> {
+        results(&self.fetch(filter, offset, limit).await?)
+    }
+
+    async fn fetch(&self, filter: &Value, offset: u64, limit: u32) -> Result<Value, ScanError> {
         let body = json!({
-            "filter": shard_clause(&[self.shard]),
+            "filter": filter,
             "offset": offset,
             "limit": limit,
             "retrieveVectors": true,
@@ -70,18 +91,7 @@ impl ShardSource<'_> {
             .client
             .send(self.node_url, Method::POST, &path, Some(&body))
             .await?;
-        let v = expect_success(r, "a shard page")?;
-        let total = v.get("total").and_then(Value::as_u64).unwrap_or(0);
-        let Some(Value::Array(results)) = v.get("results") else {
-            return Err(ScanError::Malformed {
-                what: "a shard page",
-            });
-        };
-        let documents = results
-            .iter()
-            .filter_map(|d| d.as_object().cloned())
-            .collect();
-        Ok(ShardPage { documents, total })
+        expect_success(r, "a shard page")
     }
 
     /// The shard's fingerprint on this node, and per-bucket fingerprints when `buckets > 0`
@@ -223,6 +233,18 @@ pub async fn wait_node_task(
             }
         }
     }
+}
+
+fn results(v: &Value) -> Result<Vec<Document>, ScanError> {
+    let Some(Value::Array(results)) = v.get("results") else {
+        return Err(ScanError::Malformed {
+            what: "a shard page",
+        });
+    };
+    Ok(results
+        .iter()
+        .filter_map(|d| d.as_object().cloned())
+        .collect())
 }
 
 fn expect_success(r: NodeResponse, what: &'static str) -> Result<Value, ScanError> {

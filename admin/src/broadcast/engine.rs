@@ -20,7 +20,7 @@ use std::time::Duration;
 /// How long a broadcast waits for one node task to finish before giving up on it.
 const NODE_TASK_DEADLINE: Duration = Duration::from_secs(300);
 
-pub(super) type Guard = Vec<tokio::sync::OwnedMutexGuard<()>>;
+pub(crate) type Guard = Vec<tokio::sync::OwnedMutexGuard<()>>;
 
 /// The scope of deployment-wide operations (dumps, snapshots, experimental features).
 pub(super) const GLOBAL: &str = "";
@@ -313,7 +313,7 @@ pub(super) fn index_not_found(uid: &str) -> ApiError {
 }
 
 /// Creates the Miroir task, spawns `work` with the lock held, answers 202.
-pub(super) async fn spawn_task<F, Fut>(
+pub(crate) async fn spawn_task<F, Fut>(
     admin: &Arc<Admin>,
     guard: Guard,
     index: Option<&str>,

@@ -58,6 +58,7 @@ mod settings_translation;
 mod swap;
 
 pub use dumps::node_local_task;
+pub(crate) use engine::spawn_task;
 pub use features::experimental_features;
 pub use index_lifecycle::{compact_index, create_index, delete_index, update_index};
 pub use miroir_core::documents::SHARD_FIELD;

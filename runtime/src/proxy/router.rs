@@ -281,6 +281,10 @@ pub fn route(method: Method, path: &str) -> Result<Route, RouteError> {
             Post => Ok(control("/render-template", "settings.get", None)),
             _ => not_allowed,
         },
+        ["export"] => match method {
+            Post => Ok(control("/export", "export", None)),
+            _ => not_allowed,
+        },
         ["dumps"] => match method {
             Post => Ok(control("/dumps", "dumps.create", None)),
             _ => not_allowed,
