@@ -208,8 +208,8 @@ async fn export_index(
                 // `retrieveVectors` for a document without embeddings, and Meilisearch's
                 // export leaves it out then.
                 doc.retain(|k, v| {
-                    !k.starts_with(RESERVED_PREFIX)
-                        && !(k == "_vectors" && v.as_object().is_some_and(|m| m.is_empty()))
+                    let no_vectors = k == "_vectors" && v.as_object().is_some_and(|m| m.is_empty());
+                    !(k.starts_with(RESERVED_PREFIX) || no_vectors)
                 });
                 let line = serde_json::to_vec(&doc).expect("a document serialises");
                 if let Some(full) = batch.push(&line) {
