@@ -419,6 +419,12 @@ impl<U: Upstreams> Proxy<U> {
         Duration::from_millis(self.config.scatter.node_timeout_ms)
     }
 
+    /// A write's node round trip: `scatter.write_timeout_ms` (large batches), not the
+    /// search timeout.
+    pub(crate) fn write_timeout(&self) -> Duration {
+        Duration::from_millis(self.config.scatter.write_timeout_ms)
+    }
+
     /// Sends `req` to `node` with the node master key and the request id.
     pub(crate) async fn call_node(
         &self,
