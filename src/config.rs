@@ -158,6 +158,8 @@ pub struct ScatterConfig {
     pub hedging: bool,
     /// The earliest a hedge fires after the first request, whatever the node's latency.
     pub hedge_min_ms: u64,
+    /// Identical searches in flight at once on one core share one scatter-gather.
+    pub coalesce: bool,
 }
 
 impl Default for Config {
@@ -244,6 +246,7 @@ impl Default for ScatterConfig {
             pk_planner: true,
             hedging: true,
             hedge_min_ms: 10,
+            coalesce: false,
         }
     }
 }
