@@ -120,6 +120,9 @@ pub struct ServerConfig {
     pub idle_timeout_ms: u64,
     /// Deadline for finishing in-flight requests on SIGTERM.
     pub shutdown_grace_ms: u64,
+    /// Compress responses for clients that send `Accept-Encoding` (br, gzip, deflate), as
+    /// Meilisearch does.
+    pub compression: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -142,6 +145,10 @@ pub enum UnavailableShardPolicy {
 #[serde(deny_unknown_fields, default)]
 pub struct ScatterConfig {
     pub node_timeout_ms: u64,
+    /// Deadline of one write's round trip to a node (document batches, deletions): a node
+    /// answers a write only once it has read and enqueued the whole payload, so a large
+    /// batch needs far longer than a search's `node_timeout_ms`.
+    pub write_timeout_ms: u64,
     pub unavailable_shard_policy: UnavailableShardPolicy,
     /// The primary-key query planner: searches whose filter pins the primary key, and
     /// document fetches by `ids`, ask only the shards those keys route to.
@@ -151,6 +158,8 @@ pub struct ScatterConfig {
     pub hedging: bool,
     /// The earliest a hedge fires after the first request, whatever the node's latency.
     pub hedge_min_ms: u64,
+    /// Identical searches in flight at once on one core share one scatter-gather.
+    pub coalesce: bool,
 }
 
 impl Default for Config {
@@ -210,6 +219,7 @@ impl Default for ServerConfig {
             max_body_bytes_in_flight_per_core: 256 * 1024 * 1024,
             idle_timeout_ms: 60_000,
             shutdown_grace_ms: 10_000,
+            compression: true,
         }
     }
 }
@@ -229,10 +239,14 @@ impl Default for ScatterConfig {
     fn default() -> Self {
         ScatterConfig {
             node_timeout_ms: 5_000,
+            // Sized for a 100 MiB batch (the default `server.max_body_bytes`) to a node
+            // that reads slowly while it indexes.
+            write_timeout_ms: 60_000,
             unavailable_shard_policy: UnavailableShardPolicy::Partial,
             pk_planner: true,
             hedging: true,
             hedge_min_ms: 10,
+            coalesce: false,
         }
     }
 }
@@ -630,6 +644,7 @@ impl Config {
                 u64::from(self.health.recovery_threshold),
             ),
             ("scatter.node_timeout_ms", self.scatter.node_timeout_ms),
+            ("scatter.write_timeout_ms", self.scatter.write_timeout_ms),
         ] {
             if v == 0 {
                 bad(key.into(), "must be at least 1 (got 0)".into());

@@ -10,7 +10,8 @@
 //! - **closed loop** (no `--rate`): every connection sends its next request as soon as the
 //!   previous answer arrived; reports the maximum throughput.
 //!
-//! Output: one JSON object on stdout (`achieved_rps`, `p50_us` … `p999_us`, `errors`).
+//! Output: one JSON object on stdout (`achieved_rps`, `p50_us` … `p999_us`, `errors`, and
+//! `requests_total`: every answer of the run, warm-up included).
 //!
 //! `--bodies-file F` (one JSON body per line) sends varied requests: each connection goes
 //! through the bodies in turn, starting at its own offset.
@@ -189,6 +190,8 @@ struct Outcome {
     hist: Histogram<u64>,
     ok: u64,
     errors: u64,
+    /// Every answer received, warm-up included (what the server did during the whole run).
+    answered: u64,
 }
 
 fn connection(
@@ -200,7 +203,7 @@ fn connection(
     stop: Arc<AtomicBool>,
 ) -> Outcome {
     let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
-    let (mut ok, mut errors) = (0u64, 0u64);
+    let (mut ok, mut errors, mut answered) = (0u64, 0u64, 0u64);
     let mut conn: Option<(TcpStream, BufReader<TcpStream>, u64)> = None;
     let (mut line, mut sink) = (String::new(), Vec::new());
     // Open loop: this connection's share of the rate, phase-shifted so connections interleave.
@@ -257,6 +260,7 @@ fn connection(
             }
         }
         let done = Instant::now();
+        answered += u64::from(res.is_ok());
         match res {
             Ok(status) if status < 400 => {
                 if intended >= measure_from {
@@ -271,7 +275,12 @@ fn connection(
             }
         }
     }
-    Outcome { hist, ok, errors }
+    Outcome {
+        hist,
+        ok,
+        errors,
+        answered,
+    }
 }
 
 fn main() {
@@ -311,12 +320,13 @@ fn main() {
     std::thread::sleep(a.warmup + a.duration);
     stop.store(true, Ordering::Relaxed);
     let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
-    let (mut ok, mut errors) = (0, 0);
+    let (mut ok, mut errors, mut answered) = (0, 0, 0);
     for t in threads {
         let o = t.join().expect("connection thread");
         hist.add(&o.hist).unwrap();
         ok += o.ok;
         errors += o.errors;
+        answered += o.answered;
     }
     let secs = a.duration.as_secs_f64();
     let q = |p: f64| hist.value_at_quantile(p) as f64;
@@ -327,6 +337,8 @@ fn main() {
         "duration_s": secs,
         "requests": ok,
         "errors": errors,
+        // Warm-up included: divide a server's CPU time over the whole run by this.
+        "requests_total": answered,
         "achieved_rps": ok as f64 / secs,
         "p50_us": q(0.5), "p90_us": q(0.9), "p99_us": q(0.99), "p999_us": q(0.999),
         "max_us": hist.max() as f64,

@@ -15,6 +15,7 @@
 //! - [`shutdown`]: the per-core shutdown flag the accept loop and idle connections await.
 //! - [`decode`]: request-body decompression (gzip/deflate/br) with a size cap, for the routes
 //!   that must parse bodies.
+//! - [`compress`]: response compression for clients sending `Accept-Encoding`.
 //! - [`date`]: the cached `Date` header.
 //!
 //! **Layering:** this module depends on nothing else in the crate (only on `miroir-core`, for
@@ -33,6 +34,7 @@
 //! - write routes decompress with [`types::Request::decoded_body`] (see [`decode`]);
 //! - the transport owns framing headers and adds `x-request-id`, `date` and `connection`.
 pub mod client;
+pub mod compress;
 pub mod conn;
 pub mod date;
 pub mod decode;

@@ -37,10 +37,19 @@ impl Pool {
 
     /// A live idle connection to `upstream`, if any. Expired and dead ones are dropped.
     pub fn take(&self, upstream: &Upstream) -> Option<PooledConn> {
+        self.take_trusting(upstream, Duration::ZERO)
+    }
+
+    /// [`Pool::take`], except that a connection idle for less than `trust_for` is returned
+    /// without the `MSG_PEEK` check (for callers that retry on a stale connection).
+    pub fn take_trusting(&self, upstream: &Upstream, trust_for: Duration) -> Option<PooledConn> {
         let mut idle = self.idle.borrow_mut();
         let stack = idle.get_mut(upstream)?;
         while let Some(c) = stack.pop() {
-            if c.idle_since.elapsed() < self.idle_timeout && socket_is_idle(c.conn.raw_fd()) {
+            let idle_for = c.idle_since.elapsed();
+            if idle_for < trust_for.min(self.idle_timeout)
+                || (idle_for < self.idle_timeout && socket_is_idle(c.conn.raw_fd()))
+            {
                 return Some(c);
             }
         }

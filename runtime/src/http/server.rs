@@ -14,6 +14,7 @@
 //! Every rejection is answered with a Meilisearch-shaped body and closes the connection; none
 //! reaches the handler. A panicking handler costs its connection a 500, not the reactor.
 
+use crate::http::compress;
 use crate::http::date::DateCache;
 pub use crate::http::observe::ServerMetrics;
 use crate::http::parse::{ChunkedDecoder, Framing, HeadScanner, Limits, ParseError, RequestHead};
@@ -80,6 +81,8 @@ pub struct ServerSettings {
     pub max_body_in_flight: u64,
     pub idle_timeout: Duration,
     pub max_connections: usize,
+    /// Compress responses for clients that accept it ([`crate::http::compress`]).
+    pub compression: bool,
     /// Deadline for writing one response to a client that does not read.
     pub write_timeout: Duration,
 }
@@ -96,6 +99,7 @@ impl ServerSettings {
             max_body_in_flight: c.max_body_bytes_in_flight_per_core,
             idle_timeout: Duration::from_millis(c.idle_timeout_ms),
             max_connections: c.max_connections_per_core,
+            compression: c.compression,
             write_timeout: Duration::from_millis(c.idle_timeout_ms),
         }
     }
@@ -436,6 +440,14 @@ pub async fn serve_connection<H: Handler + 'static, M: ServerMetrics + 'static>(
         let keep_alive = head.keep_alive && !core.shutdown.is_set();
         let version_minor = head.version_minor;
         let is_head = head.method == Method::Head;
+        let coding = if settings.compression {
+            head.headers
+                .iter()
+                .find(|(n, _)| n == "accept-encoding")
+                .and_then(|(_, v)| compress::negotiate(v))
+        } else {
+            None
+        };
         let req = Request {
             method: head.method,
             path: head.path,
@@ -465,6 +477,10 @@ pub async fn serve_connection<H: Handler + 'static, M: ServerMetrics + 'static>(
                 );
                 (Response::json(e.status(), e.to_body()), true)
             }
+        };
+        let resp = match coding {
+            Some(c) => compress::compress(c, resp).await,
+            None => resp,
         };
         core.metrics
             .request_finished(route, resp.status, start.elapsed());

@@ -94,6 +94,15 @@ impl Upstreams for ClientUpstreams {
     fn record_partial(&self) {
         self.metrics.record_partial();
     }
+
+    fn record_coalesced(&self) {
+        self.metrics.count(
+            "miroir_coalesced_searches_total",
+            "Searches answered by an identical search in flight on the same core.",
+            "",
+            1,
+        );
+    }
 }
 
 impl Proxy<ClientUpstreams> {

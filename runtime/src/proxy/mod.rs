@@ -44,6 +44,7 @@
 //! node's shards only.
 
 pub mod auth;
+pub mod coalesce;
 pub mod control;
 pub mod cors;
 pub mod federated;
@@ -138,6 +139,8 @@ pub struct Proxy<U> {
     /// Per-node latency estimates and the hedge budget of this core (see [`hedge`]).
     latency: RefCell<HashMap<NodeId, hedge::Latency>>,
     hedges: Cell<hedge::Budget>,
+    /// Searches in flight on this core, for `scatter.coalesce` (see [`coalesce`]).
+    pub(crate) inflight: coalesce::Inflight<search::Merged>,
 }
 
 /// How long a node that failed a call is avoided by this core's read plans.
@@ -161,6 +164,7 @@ impl<U: Upstreams> Proxy<U> {
             suspects: RefCell::new(HashMap::new()),
             latency: RefCell::new(HashMap::new()),
             hedges: Cell::new(hedge::Budget::default()),
+            inflight: coalesce::Inflight::default(),
         }
     }
 
@@ -417,6 +421,12 @@ impl<U: Upstreams> Proxy<U> {
 
     pub(crate) fn node_timeout(&self) -> Duration {
         Duration::from_millis(self.config.scatter.node_timeout_ms)
+    }
+
+    /// A write's node round trip: `scatter.write_timeout_ms` (large batches), not the
+    /// search timeout.
+    pub(crate) fn write_timeout(&self) -> Duration {
+        Duration::from_millis(self.config.scatter.write_timeout_ms)
     }
 
     /// Sends `req` to `node` with the node master key and the request id.

@@ -25,7 +25,7 @@ use serde_json::{Map, Value};
 use std::rc::Rc;
 
 /// A merged body plus its `X-Miroir-Degraded` value, or the response to send instead.
-type Merged = Result<(Vec<u8>, Option<String>), Response>;
+pub(crate) type Merged = Result<(Vec<u8>, Option<String>), Response>;
 
 /// Whether the request declares a JSON body (anything else is delegated so the node answers
 /// Meilisearch's exact `invalid_content_type`/`missing_content_type`).
@@ -98,9 +98,49 @@ impl<U: Upstreams> Proxy<U> {
             }
         };
         apply_tenant_filter(principal, &meta.uid, &mut q.body);
-        match self.search_one(meta, &routing, &q, rid).await {
+        let merged = if self.config.scatter.coalesce {
+            self.search_coalesced(snap, meta, &routing, &q, rid).await
+        } else {
+            self.search_one(meta, &routing, &q, rid).await
+        };
+        match merged {
             Ok((body, degraded)) => with_degraded(Response::json(200, body), degraded),
             Err(resp) => resp,
+        }
+    }
+
+    /// [`Proxy::search_one`], shared with identical searches in flight on this core
+    /// (`scatter.coalesce`, [`crate::proxy::coalesce`]). The key is everything the answer
+    /// depends on: the snapshot generation (topology, index settings), the index and the
+    /// node query (the tenant filter already in it).
+    async fn search_coalesced(
+        &self,
+        snap: &Snapshot,
+        meta: &IndexMeta,
+        routing: &IndexRouting,
+        q: &SearchQuery,
+        rid: &str,
+    ) -> Merged {
+        use crate::proxy::coalesce::Role;
+        let mut key = Vec::with_capacity(128);
+        key.extend_from_slice(&snap.generation.to_le_bytes());
+        key.extend_from_slice(meta.uid.as_bytes());
+        key.push(0);
+        serde_json::to_writer(&mut key, &q.body).expect("a JSON map serialises");
+        match self.inflight.join(key) {
+            Role::Leader(leader) => {
+                let merged = self.search_one(meta, routing, q, rid).await;
+                leader.finish(&merged);
+                merged
+            }
+            Role::Follower(wait) => match wait.await {
+                Some(merged) => {
+                    self.up.record_coalesced();
+                    merged
+                }
+                // The leader gave up without an answer: search on our own.
+                None => self.search_one(meta, routing, q, rid).await,
+            },
         }
     }
 

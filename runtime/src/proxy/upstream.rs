@@ -34,6 +34,9 @@ pub trait Upstreams {
 
     /// Metrics hook: a response was answered without some shards.
     fn record_partial(&self) {}
+
+    /// Metrics hook: a search was answered by an identical one in flight (coalescing).
+    fn record_coalesced(&self) {}
 }
 
 /// Builds a request with a JSON body.

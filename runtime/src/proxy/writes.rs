@@ -36,7 +36,7 @@
 //!
 //! Remaining window (documented in docs/internals/control-protocol.md §3): the admin can
 //! die after answering the ping and before the registration — i.e. during the node dispatch
-//! of this one write (one parallel node round trip, at most `scatter.node_timeout_ms`). The
+//! of this one write (one parallel node round trip, at most `scatter.write_timeout_ms`). The
 //! nodes then have the write and no Miroir task exists; the client gets `500 internal` with
 //! a message saying exactly that ([`unregistered`]), never `miroir_admin_unavailable`. The
 //! same answer covers a registration the admin refuses after the dispatch.
@@ -618,7 +618,7 @@ impl<U: Upstreams> Proxy<U> {
         let targets = shard_targets(&routing.shard_map, snap, &plan.meta.uid, &plan.shards);
         let per_node = crate::proxy::quorum::plan_node_batches(&targets);
         let status_of = |n: &NodeId| snap.nodes.iter().find(|x| &x.id == n).map(|x| x.status);
-        let timeout = self.node_timeout();
+        let timeout = self.write_timeout();
         let (send, skipped): (Vec<_>, Vec<_>) = per_node.into_iter().partition(|(n, _)| {
             status_of(n).is_some_and(|s| s != NodeStatus::Failed && s.accepts_writes())
         });
