@@ -152,6 +152,10 @@ async fn route(admin: &Arc<Admin>, listener: Listener, req: &Req) -> Result<Resp
         (&Method::PATCH, ["experimental-features"]) => {
             broadcast::experimental_features(admin, req).await
         }
+        (&Method::GET, ["chats", ..]) => reads::index_read(admin, req).await,
+        (&Method::DELETE, ["chats", ws]) | (_, ["chats", ws, "settings"]) => {
+            broadcast::chat_workspace(admin, ws, req).await
+        }
         (&Method::POST, ["dumps"]) => {
             broadcast::node_local_task(admin, "/dumps", TaskType::DumpCreation).await
         }

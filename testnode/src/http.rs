@@ -1235,6 +1235,26 @@ fn route(app: &App, r: &Req) -> Result<Resp> {
             }
             ok(Out::from(app.node.set_experimental(&update)?))
         }
+        (["chats"] | ["chats", _] | ["chats", _, "settings"], _) => {
+            let action = match (s.as_slice(), m) {
+                (["chats"] | ["chats", _], "GET") => "chats.get",
+                (["chats", _], "DELETE") => "chats.delete",
+                ([_, _, _], "GET") => "chatsSettings.get",
+                ([_, _, _], "PATCH" | "DELETE") => "chatsSettings.update",
+                _ => return Ok(empty(405)),
+            };
+            authorize(app, r, action, None)?;
+            let offset = usize_param(r, "offset", "invalid_chats_offset", 0)?;
+            let limit = usize_param(r, "limit", "invalid_chats_limit", 20)?;
+            let mut inner = app.node.inner.lock().unwrap_or_else(|e| e.into_inner());
+            let enabled = inner.experimental.get("chatCompletions") == Some(&json!(true));
+            match crate::chats::route(&mut inner.chats, enabled, m, &s, (offset, limit), || {
+                json_body(r)
+            })? {
+                (status, Some(v)) => Ok(resp(status, serde_json::to_vec(&v).unwrap_or_default())),
+                (status, None) => Ok(empty(status)),
+            }
+        }
         (["dumps"], "POST") => {
             authorize(app, r, "dumps.create", None)?;
             accepted(app.node.enqueue(

@@ -7,6 +7,7 @@
 //! [`settings`], [`documents`], [`keys`], [`tasks`] hold the pure Meilisearch rules.
 //! See docs/testing.md for what is implemented and how ranking differs from Meilisearch.
 
+mod chats;
 mod documents;
 mod error;
 mod faults;

@@ -125,6 +125,7 @@ fn takes_json(method: Method, template: &str) -> bool {
             | (Patch, "/keys/{key}")
             | (Post, "/swap-indexes")
             | (Patch, "/experimental-features")
+            | (Patch, "/chats/{workspace}/settings")
     )
 }
 

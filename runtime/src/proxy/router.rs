@@ -281,6 +281,29 @@ pub fn route(method: Method, path: &str) -> Result<Route, RouteError> {
             Post => Ok(control("/render-template", "settings.get", None)),
             _ => not_allowed,
         },
+        // Chat workspaces: settings only (the admin broadcasts them to every node).
+        ["chats"] => match method {
+            Get => Ok(control("/chats", "chats.get", None)),
+            _ => not_allowed,
+        },
+        ["chats", ws] if !ws.is_empty() => match method {
+            Get => Ok(control("/chats/{workspace}", "chats.get", None)),
+            Delete => Ok(control("/chats/{workspace}", "chats.delete", None)),
+            _ => not_allowed,
+        },
+        ["chats", ws, "settings"] if !ws.is_empty() => match method {
+            Get => Ok(control(
+                "/chats/{workspace}/settings",
+                "chatsSettings.get",
+                None,
+            )),
+            Patch | Delete => Ok(control(
+                "/chats/{workspace}/settings",
+                "chatsSettings.update",
+                None,
+            )),
+            _ => not_allowed,
+        },
         ["dumps"] => match method {
             Post => Ok(control("/dumps", "dumps.create", None)),
             _ => not_allowed,
@@ -530,6 +553,20 @@ mod tests {
             r(Method::Get, "/indexes/movies/documents/edit"),
             Ok(Route::DocumentGet { .. })
         ));
+        for (m, p, action) in [
+            (Method::Get, "/chats", "chats.get"),
+            (Method::Get, "/chats/w", "chats.get"),
+            (Method::Delete, "/chats/w", "chats.delete"),
+            (Method::Get, "/chats/w/settings", "chatsSettings.get"),
+            (Method::Patch, "/chats/w/settings", "chatsSettings.update"),
+            (Method::Delete, "/chats/w/settings", "chatsSettings.update"),
+        ] {
+            assert_eq!(r(m, p).unwrap().action(), Some(action), "{p}");
+        }
+        assert_eq!(
+            r(Method::Put, "/chats/w/settings"),
+            Err(RouteError::MethodNotAllowed)
+        );
         let render = r(Method::Post, "/render-template").unwrap();
         assert_eq!(render.action(), Some("settings.get"));
         assert_eq!(render.index(), None);
