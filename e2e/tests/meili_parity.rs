@@ -87,3 +87,33 @@ fn chat_workspaces_as_one_node() {
         assert_eq!(n.call("GET", "/chats/w", None).status, 404);
     }
 }
+
+/// The SDKs' `DELETE /tasks?uids=N` right after enqueuing N: the task is gone once the
+/// deletion task is done, although N was still running when it was asked for.
+#[test]
+fn deleting_a_task_just_enqueued_deletes_it() {
+    let p = pair();
+    let docs: Vec<Value> = (0..200)
+        .map(|i| json!({"id": i, "title": format!("movie {i}")}))
+        .collect();
+    for (name, c) in [("one node", p.one.http()), ("Miroir", p.cluster.http())] {
+        let r = c.call("POST", "/indexes/movies/documents", Some(&json!(docs)));
+        assert_eq!(r.status, 202, "{name}: {}", r.text());
+        let added = r.json()["taskUid"].as_u64().unwrap();
+        let r = c.call("DELETE", &format!("/tasks?uids={added}"), None);
+        assert_eq!(r.status, 200, "{name}: {}", r.text());
+        let deletion = miroir_testkit::wait_task(&c, r.json()["taskUid"].as_u64().unwrap());
+        assert_eq!(deletion["status"], "succeeded", "{name}: {deletion}");
+        assert_eq!(
+            deletion["details"],
+            json!({"matchedTasks": 1, "deletedTasks": 1, "originalFilter": format!("?uids={added}")}),
+            "{name}"
+        );
+        let r = c.call("GET", &format!("/tasks/{added}"), None);
+        assert_eq!(r.status, 404, "{name}: {}", r.text());
+        assert_eq!(r.json()["code"], "task_not_found", "{name}");
+        // The documents were written all the same.
+        let r = c.call("GET", "/indexes/movies/documents?limit=1", None);
+        assert_eq!(r.json()["total"], 200, "{name}: {}", r.text());
+    }
+}
