@@ -117,3 +117,142 @@ fn deleting_a_task_just_enqueued_deletes_it() {
         assert_eq!(r.json()["total"], 200, "{name}: {}", r.text());
     }
 }
+
+/// Creates the facet indexes on both sides: `fa` (40 documents) and `fb` (20), `g` and `p`
+/// filterable.
+fn facet_indexes(p: &Pair) {
+    for (uid, n, g) in [
+        ("fa", 40u64, ["red", "blue", "green", "Black"]),
+        ("fb", 20, ["blue", "white", "red", "pink"]),
+    ] {
+        let docs: Vec<Value> = (0..n)
+            .map(|i| json!({"id": i, "title": format!("item {i}"), "g": g[(i % 4) as usize], "p": i * 3 % 50}))
+            .collect();
+        let settings = json!({"filterableAttributes": ["g", "p"]});
+        let one = p.one.http();
+        let t = one.call(
+            "PATCH",
+            &format!("/indexes/{uid}/settings"),
+            Some(&settings),
+        );
+        p.one.wait_task(t.json()["taskUid"].as_u64().unwrap());
+        let t = one.call(
+            "POST",
+            &format!("/indexes/{uid}/documents"),
+            Some(&json!(docs)),
+        );
+        assert_eq!(
+            p.one.wait_task(t.json()["taskUid"].as_u64().unwrap())["status"],
+            "succeeded"
+        );
+        let c = p.cluster.http();
+        let t = c.call(
+            "PATCH",
+            &format!("/indexes/{uid}/settings"),
+            Some(&settings),
+        );
+        p.cluster.wait_task(t.json()["taskUid"].as_u64().unwrap());
+        let t = c.call(
+            "POST",
+            &format!("/indexes/{uid}/documents"),
+            Some(&json!(docs)),
+        );
+        assert_eq!(
+            p.cluster.wait_task(t.json()["taskUid"].as_u64().unwrap())["status"],
+            "succeeded"
+        );
+    }
+}
+
+/// The facet members of a federated answer (and the total when `with_total`).
+fn facet_part(v: &Value, with_total: bool) -> Value {
+    let mut out = serde_json::Map::new();
+    for k in [
+        "facetsByIndex",
+        "facetDistribution",
+        "facetStats",
+        "code",
+        "type",
+    ] {
+        if let Some(x) = v.get(k) {
+            out.insert(k.into(), x.clone());
+        }
+    }
+    if with_total {
+        out.insert("estimatedTotalHits".into(), v["estimatedTotalHits"].clone());
+        let mut ids: Vec<String> = v["hits"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|h| format!("{}/{}", h["_federation"]["indexUid"], h["id"]))
+            .collect();
+        ids.sort();
+        out.insert("hits".into(), json!(ids));
+    }
+    Value::Object(out)
+}
+
+#[test]
+fn federated_facets_as_one_node() {
+    let p = pair();
+    facet_indexes(&p);
+    let disjoint = json!([
+        {"indexUid": "fa", "q": "", "filter": "p < 10"},
+        {"indexUid": "fa", "q": "", "filter": "p >= 30"},
+        {"indexUid": "fb", "q": "item"}
+    ]);
+    let overlapping = json!([
+        {"indexUid": "fa", "q": "", "filter": "p < 30"},
+        {"indexUid": "fa", "q": "", "filter": "p >= 10"},
+        {"indexUid": "fb", "q": ""}
+    ]);
+    let cases = [
+        (
+            json!({"limit": 100, "facetsByIndex": {"fa": ["g", "p"], "fb": ["g"]}}),
+            &disjoint,
+            true,
+        ),
+        (
+            json!({"facetsByIndex": {"fa": ["g", "p"], "fb": ["g", "p"]}}),
+            &overlapping,
+            false,
+        ),
+        (
+            json!({"facetsByIndex": {"fa": ["g", "p"], "fb": ["g", "p"]}, "mergeFacets": {}}),
+            &overlapping,
+            false,
+        ),
+        (
+            json!({"facetsByIndex": {"fa": ["g"], "fb": ["g"]}, "mergeFacets": {"maxValuesPerFacet": 2}}),
+            &overlapping,
+            false,
+        ),
+        (
+            json!({"limit": 100, "facetsByIndex": {"fa": null, "fb": []}}),
+            &disjoint,
+            true,
+        ),
+        (
+            json!({"facetsByIndex": {"fa": ["g"], "fb": ["g"]}}),
+            &json!([{"indexUid": "fa", "q": ""}]),
+            false,
+        ),
+        (json!({"facetsByIndex": {"nope": ["g"]}}), &disjoint, false),
+        (
+            json!({"facetsByIndex": {"fa": ["title"]}}),
+            &disjoint,
+            false,
+        ),
+    ];
+    for (federation, queries, with_total) in cases {
+        let body = json!({"federation": federation, "queries": queries});
+        let a = answer(&p.one.http(), "POST", "/multi-search", Some(&body));
+        let b = answer(&p.cluster.http(), "POST", "/multi-search", Some(&body));
+        assert_eq!(b.0, a.0, "{body}: {} / {}", b.1, a.1);
+        assert_eq!(
+            facet_part(&b.1, with_total),
+            facet_part(&a.1, with_total),
+            "{body}: Miroir (left) and one node (right)"
+        );
+    }
+}

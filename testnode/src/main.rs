@@ -11,6 +11,7 @@ mod chats;
 mod documents;
 mod error;
 mod faults;
+mod federated;
 mod fields;
 mod filter;
 mod http;
