@@ -152,6 +152,8 @@ async fn route(admin: &Arc<Admin>, listener: Listener, req: &Req) -> Result<Resp
         (&Method::PATCH, ["experimental-features"]) => {
             broadcast::experimental_features(admin, req).await
         }
+        (_, ["webhooks"]) => crate::webhooks::route(admin, req, None).await,
+        (_, ["webhooks", uuid]) => crate::webhooks::route(admin, req, Some(uuid)).await,
         (&Method::GET, ["chats", ..]) => reads::index_read(admin, req).await,
         (&Method::DELETE, ["chats", ws]) | (_, ["chats", ws, "settings"]) => {
             broadcast::chat_workspace(admin, ws, req).await

@@ -126,6 +126,8 @@ fn takes_json(method: Method, template: &str) -> bool {
             | (Post, "/swap-indexes")
             | (Patch, "/experimental-features")
             | (Patch, "/chats/{workspace}/settings")
+            | (Post, "/webhooks")
+            | (Patch, "/webhooks/{uuid}")
     )
 }
 
