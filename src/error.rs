@@ -105,6 +105,10 @@ error_codes! {
     InvalidDocumentCsvDelimiter => ("invalid_document_csv_delimiter", 400, InvalidRequest),
     MiroirNodeUnreachable => ("miroir_node_unreachable", 503, System),
     WebhookNotFound => ("webhook_not_found", 404, InvalidRequest),
+    InvalidWebhookUrl => ("invalid_webhook_url", 400, InvalidRequest),
+    InvalidWebhookUuid => ("invalid_webhook_uuid", 400, InvalidRequest),
+    InvalidWebhookHeaders => ("invalid_webhook_headers", 400, InvalidRequest),
+    InvalidWebhooks => ("invalid_webhooks", 400, InvalidRequest),
     IndexAlreadyExists => ("index_already_exists", 409, InvalidRequest),
     BatchNotFound => ("batch_not_found", 404, InvalidRequest),
     // Task and batch queries (`GET|DELETE /tasks`, `POST /tasks/cancel`, `GET /batches`).

@@ -48,6 +48,7 @@ pub mod state;
 pub mod store;
 pub mod tasks;
 pub mod timefmt;
+pub mod webhooks;
 
 use miroir_core::config::Config;
 use std::sync::Arc;
@@ -121,6 +122,8 @@ pub async fn start(config: Config) -> Result<Running, RunError> {
     tokio::spawn(server::serve_unix(admin.clone(), unix));
     tokio::spawn(health::run(admin.clone()));
     tokio::spawn(tasks::refresher(admin.clone()));
+    // Every admin delivers until the leader gate is wired (decision 028).
+    tokio::spawn(webhooks::deliver(admin.clone(), || true));
     // Not `println!`: a closed stdout (launcher not reading it) must not kill the admin.
     {
         use std::io::Write;

@@ -42,8 +42,9 @@ fn relay(status: u16, body: Value) -> Result<Resp, ApiError> {
     }
 }
 
-/// `GET /indexes`, `GET /indexes/{uid}` and `GET /experimental-features`: relayed from one
-/// live node (index objects carry no document fields, so nothing needs hiding).
+/// `GET /indexes`, `GET /indexes/{uid}`, `GET /experimental-features` and `GET /chats…`:
+/// relayed from one live node (index objects carry no document fields, so nothing needs
+/// hiding; chat workspaces are the same on every node).
 pub async fn index_read(admin: &Admin, req: &Req) -> Result<Resp, ApiError> {
     let pq = if req.query.is_empty() {
         req.path.clone()

@@ -153,6 +153,12 @@ async fn route(admin: &Arc<Admin>, listener: Listener, req: &Req) -> Result<Resp
             broadcast::experimental_features(admin, req).await
         }
         (&Method::POST, ["export"]) => crate::export::export(admin, req).await,
+        (_, ["webhooks"]) => crate::webhooks::route(admin, req, None).await,
+        (_, ["webhooks", uuid]) => crate::webhooks::route(admin, req, Some(uuid)).await,
+        (&Method::GET, ["chats", ..]) => reads::index_read(admin, req).await,
+        (&Method::DELETE, ["chats", ws]) | (_, ["chats", ws, "settings"]) => {
+            broadcast::chat_workspace(admin, ws, req).await
+        }
         (&Method::POST, ["dumps"]) => {
             broadcast::node_local_task(admin, "/dumps", TaskType::DumpCreation).await
         }

@@ -1235,6 +1235,26 @@ fn route(app: &App, r: &Req) -> Result<Resp> {
             }
             ok(Out::from(app.node.set_experimental(&update)?))
         }
+        (["chats"] | ["chats", _] | ["chats", _, "settings"], _) => {
+            let action = match (s.as_slice(), m) {
+                (["chats"] | ["chats", _], "GET") => "chats.get",
+                (["chats", _], "DELETE") => "chats.delete",
+                ([_, _, _], "GET") => "chatsSettings.get",
+                ([_, _, _], "PATCH" | "DELETE") => "chatsSettings.update",
+                _ => return Ok(empty(405)),
+            };
+            authorize(app, r, action, None)?;
+            let offset = usize_param(r, "offset", "invalid_chats_offset", 0)?;
+            let limit = usize_param(r, "limit", "invalid_chats_limit", 20)?;
+            let mut inner = app.node.inner.lock().unwrap_or_else(|e| e.into_inner());
+            let enabled = inner.experimental.get("chatCompletions") == Some(&json!(true));
+            match crate::chats::route(&mut inner.chats, enabled, m, &s, (offset, limit), || {
+                json_body(r)
+            })? {
+                (status, Some(v)) => Ok(resp(status, serde_json::to_vec(&v).unwrap_or_default())),
+                (status, None) => Ok(empty(status)),
+            }
+        }
         (["dumps"], "POST") => {
             authorize(app, r, "dumps.create", None)?;
             accepted(app.node.enqueue(
@@ -1430,12 +1450,11 @@ fn multi_search(app: &App, r: &Req) -> Result<Resp> {
             }
         }
     }
-    if body.get("federation").is_some_and(|f| !f.is_null()) {
-        return Err(ApiError::bad(
-            "bad_request",
-            "Federated multi-search is not implemented by miroir-testnode.",
-        ));
-    }
+    let federation = match body.get("federation") {
+        None | Some(Value::Null) => None,
+        Some(f) => Some(crate::federated::Federation::parse(f)?),
+    };
+    let mut planned = Vec::new();
     // One request, one `requestUid` shared by all its results (as Meilisearch 1.50).
     let request_uid = new_request_uid();
     let mut results = Vec::new();
@@ -1466,6 +1485,9 @@ fn multi_search(app: &App, r: &Req) -> Result<Resp> {
             message: format!("Invalid value at `{at}.indexUid`: {}", e.message),
             ..e
         })?;
+        if federation.is_some() {
+            crate::federated::check_query(i, q)?;
+        }
         let mut rest = q.clone();
         if let Some(o) = rest.as_object_mut() {
             o.remove("indexUid");
@@ -1475,6 +1497,14 @@ fn multi_search(app: &App, r: &Req) -> Result<Resp> {
         let mut query =
             Query::from_json(&rest, &["indexUid", "federationOptions"]).map_err(located)?;
         query.filter = caller.search_filter(&uid, &query.filter);
+        if federation.is_some() {
+            planned.push(crate::federated::Planned {
+                index: uid,
+                query,
+                weight: crate::federated::weight(q),
+            });
+            continue;
+        }
         let out =
             with_index(app, &uid, |ix| search::search(ix, &query, started)).map_err(inside)?;
         let mut with_uid = Out::obj().with("indexUid", json!(uid));
@@ -1488,6 +1518,12 @@ fn multi_search(app: &App, r: &Req) -> Result<Resp> {
             with_uid.push("performanceDetails", performance_details(started));
         }
         results.push(with_uid);
+    }
+    if let Some(fed) = federation {
+        let index_of = |uid: &str, f: &mut dyn FnMut(&Index) -> Result<()>| with_index(app, uid, f);
+        let mut out = crate::federated::run(&fed, planned, &index_of)?;
+        out.push("requestUid", json!(request_uid));
+        return ok(out);
     }
     ok(Out::obj().with("results", Out::Arr(results)))
 }

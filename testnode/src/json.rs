@@ -272,7 +272,6 @@ impl Out {
         }
     }
 
-    #[cfg(test)]
     pub fn to_value(&self) -> Value {
         match self {
             Out::Val(v) => v.clone(),

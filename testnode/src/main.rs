@@ -7,9 +7,11 @@
 //! [`settings`], [`documents`], [`keys`], [`tasks`] hold the pure Meilisearch rules.
 //! See docs/testing.md for what is implemented and how ranking differs from Meilisearch.
 
+mod chats;
 mod documents;
 mod error;
 mod faults;
+mod federated;
 mod fields;
 mod filter;
 mod http;

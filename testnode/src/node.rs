@@ -86,6 +86,8 @@ pub struct Inner {
     pub keys: Vec<Key>,
     pub stalled: bool,
     pub experimental: Obj,
+    /// Chat workspaces (not journaled: see `crate::chats`).
+    pub chats: crate::chats::Chats,
 }
 
 pub struct Node {
@@ -142,6 +144,7 @@ impl Node {
                 keys: Vec::new(),
                 stalled: false,
                 experimental: default_experimental(),
+                chats: Default::default(),
             }),
             indexes: RwLock::new(BTreeMap::new()),
             wake: tokio::sync::Notify::new(),

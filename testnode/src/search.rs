@@ -1516,31 +1516,14 @@ fn selected(list: &[String], field: &str) -> bool {
 }
 
 /// Runs one search against one index and builds Meilisearch's response object.
-pub fn search(ix: &Index, q: &Query, started: std::time::Instant) -> Result<Out> {
+/// Every document `q` matches (filter, words, ranking-score threshold), scored; with the
+/// prepared query and ranking rules the rest of a search needs.
+fn score_all(
+    ix: &Index,
+    q: &Query,
+    filter: Option<&Filter>,
+) -> Result<(Option<Prepared>, Vec<Rule>, Vec<Scored>)> {
     let view = &ix.view;
-    let filter: Option<Filter> = filter::parse(&q.filter, "invalid_search_filter")?;
-    if let Some(f) = &filter {
-        f.check_filterable(view, "invalid_search_filter", Some(&ix.uid), None)?;
-    }
-    // `facets: []` asks for nothing: no `facetDistribution` at all (as Meilisearch).
-    let facets = match &q.facets {
-        Some(f) if !f.is_empty() => Some(check_facets(view, f)?),
-        _ => None,
-    };
-    let distinct = q.distinct.clone().or_else(|| view.distinct.clone());
-    if let Some(d) = &q.distinct {
-        if !view.is_filterable(d) {
-            let tail = if view.filterable.is_empty() {
-                "This index does not have configured filterable attributes.".to_string()
-            } else {
-                format!(
-                    "Available filterable attributes patterns are: `{}`.",
-                    sorted_patterns(view, ", ", false)
-                )
-            };
-            return Err(ApiError::bad("invalid_search_distinct", format!("Index `{}`: Attribute `{d}` is not filterable and thus, cannot be used as distinct attribute. {tail}", ix.uid)));
-        }
-    }
     let prepared = prepare(ix, q)?;
     let rules = resolve_rules(&ix.uid, view, q, prepared.is_none())?;
 
@@ -1598,6 +1581,35 @@ pub fn search(ix: &Index, q: &Query, started: std::time::Instant) -> Result<Out>
         }
         scored.push(Scored { docid, outs, score });
     }
+    Ok((prepared, rules, scored))
+}
+
+pub fn search(ix: &Index, q: &Query, started: std::time::Instant) -> Result<Out> {
+    let view = &ix.view;
+    let filter: Option<Filter> = filter::parse(&q.filter, "invalid_search_filter")?;
+    if let Some(f) = &filter {
+        f.check_filterable(view, "invalid_search_filter", Some(&ix.uid), None)?;
+    }
+    // `facets: []` asks for nothing: no `facetDistribution` at all (as Meilisearch).
+    let facets = match &q.facets {
+        Some(f) if !f.is_empty() => Some(check_facets(view, f)?),
+        _ => None,
+    };
+    let distinct = q.distinct.clone().or_else(|| view.distinct.clone());
+    if let Some(d) = &q.distinct {
+        if !view.is_filterable(d) {
+            let tail = if view.filterable.is_empty() {
+                "This index does not have configured filterable attributes.".to_string()
+            } else {
+                format!(
+                    "Available filterable attributes patterns are: `{}`.",
+                    sorted_patterns(view, ", ", false)
+                )
+            };
+            return Err(ApiError::bad("invalid_search_distinct", format!("Index `{}`: Attribute `{d}` is not filterable and thus, cannot be used as distinct attribute. {tail}", ix.uid)));
+        }
+    }
+    let (prepared, rules, mut scored) = score_all(ix, q, filter.as_ref())?;
     let paged = q.page.is_some() || q.hits_per_page.is_some();
     let (from, count) = if paged {
         let page = q.page.unwrap_or(1);
@@ -1703,33 +1715,74 @@ pub fn search(ix: &Index, q: &Query, started: std::time::Instant) -> Result<Out>
         body.push("estimatedTotalHits", json!(total));
     }
     if let Some(facets) = facets {
-        // Docid order, so the original spelling kept for a facet value never depends on ranking.
-        let mut ids: Vec<u32> = scored.iter().map(|s| s.docid).collect();
-        ids.sort_unstable();
-        let docs: Vec<&Obj> = ids
-            .iter()
-            .map(|d| &ix.docs[*d as usize].as_ref().expect("live").obj)
-            .collect();
-        let mut dist = Out::obj();
-        let mut stats = Out::obj();
-        for f in &facets {
-            let (vals, st) = count_facet(docs.iter().copied(), f);
-            let mut m = Out::obj();
-            for fc in order_facet(view, f, vals, docs.len()) {
-                m.push(fc.original, json!(fc.count));
-            }
-            dist.push(f.clone(), m);
-            if let Some((min, max)) = st {
-                stats.push(
-                    f.clone(),
-                    Out::obj().with("min", json!(min)).with("max", json!(max)),
-                );
-            }
-        }
+        let (dist, stats) = facets_of(ix, &facets, scored.iter().map(|s| s.docid).collect());
         body.push("facetDistribution", dist);
         body.push("facetStats", stats);
     }
     Ok(body)
+}
+
+/// `facetDistribution` and `facetStats` of `facets` over the documents `ids`.
+fn facets_of(ix: &Index, facets: &[String], mut ids: Vec<u32>) -> (Out, Out) {
+    // Docid order, so the original spelling kept for a facet value never depends on ranking.
+    ids.sort_unstable();
+    ids.dedup();
+    let docs: Vec<&Obj> = ids
+        .iter()
+        .map(|d| &ix.docs[*d as usize].as_ref().expect("live").obj)
+        .collect();
+    let mut dist = Out::obj();
+    let mut stats = Out::obj();
+    for f in facets {
+        let (vals, st) = count_facet(docs.iter().copied(), f);
+        let mut m = Out::obj();
+        for fc in order_facet(&ix.view, f, vals, docs.len()) {
+            m.push(fc.original, json!(fc.count));
+        }
+        dist.push(f.clone(), m);
+        if let Some((min, max)) = st {
+            stats.push(
+                f.clone(),
+                Out::obj().with("min", json!(min)).with("max", json!(max)),
+            );
+        }
+    }
+    (dist, stats)
+}
+
+/// A federated search's facets for one index (`federation.facetsByIndex`): counted over the
+/// union of the documents its queries match, as Meilisearch does; also how many documents
+/// that union holds.
+pub fn federated_facets(
+    ix: &Index,
+    queries: &[Query],
+    facets: &[String],
+) -> Result<(Out, Out, usize)> {
+    let facets = if facets.is_empty() {
+        Vec::new()
+    } else {
+        check_facets(&ix.view, facets).map_err(|e| ApiError {
+            message: format!(
+                "Inside `.federation.facetsByIndex.{}`: {}",
+                ix.uid, e.message
+            ),
+            ..e
+        })?
+    };
+    let mut ids = Vec::new();
+    for q in queries {
+        let filter: Option<Filter> = filter::parse(&q.filter, "invalid_search_filter")?;
+        if let Some(f) = &filter {
+            f.check_filterable(&ix.view, "invalid_search_filter", Some(&ix.uid), None)?;
+        }
+        let (_, _, scored) = score_all(ix, q, filter.as_ref())?;
+        ids.extend(scored.iter().map(|s| s.docid));
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    let n = ids.len();
+    let (dist, stats) = facets_of(ix, &facets, ids);
+    Ok((dist, stats, n))
 }
 
 /// `POST /indexes/{uid}/facet-search`.

@@ -46,8 +46,9 @@
 //! One concern per file: `engine` (dispatch, settle, rollback steps, the Miroir task around
 //! them), `index_lifecycle`, `swap`, `settings` (writes) and `settings_translation` (pure,
 //! unit-tested on its own), `prepare_write` (with document edition), `dumps` (dumps and
-//! snapshots) and `features` (experimental features).
+//! snapshots), `features` (experimental features) and `chats` (chat workspaces).
 
+mod chats;
 mod dumps;
 mod engine;
 mod features;
@@ -57,6 +58,7 @@ mod settings;
 mod settings_translation;
 mod swap;
 
+pub use chats::chat_workspace;
 pub use dumps::node_local_task;
 pub(crate) use engine::spawn_task;
 pub use features::experimental_features;

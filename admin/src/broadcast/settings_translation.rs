@@ -108,6 +108,7 @@ pub fn setting_key(sub: &str) -> Option<&'static str> {
         "facet-search" => "facetSearch",
         "prefix-search" => "prefixSearch",
         "embedders" => "embedders",
+        "chat" => "chat",
         _ => return None,
     })
 }

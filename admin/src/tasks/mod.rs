@@ -755,13 +755,75 @@ pub async fn cancel(admin: &Admin, req: &Req) -> Result<Resp, ApiError> {
 
 /// `DELETE /tasks?…`: deletes the matching finished Miroir tasks (and their node tasks);
 /// one Miroir `taskDeletion` task.
-/// `DELETE /tasks`: the matching finished tasks leave Miroir's registry at once, and the
-/// `taskDeletion` task is finished at once — Meilisearch processes task deletions before any
-/// other queued work, so a client listing tasks right after sees it done. The nodes' own
-/// records of those tasks are deleted in the background: clients never see node tasks, so
-/// that housekeeping has no outcome to report (a failure is logged).
+///
+/// Meilisearch processes a task deletion right after the batch in progress, ahead of any
+/// other queued work: the tasks it matched that were still running are finished by then and
+/// get deleted too. So here: when every matched task is finished, they leave Miroir's
+/// registry at once and the `taskDeletion` task is finished at once (a client listing tasks
+/// right after sees it done); otherwise the `taskDeletion` task stays processing until the
+/// matched tasks finish (at most [`DELETION_WAIT`]), then deletes every one that finished.
+/// The nodes' own records of those tasks are deleted in the background: clients never see
+/// node tasks, so that housekeeping has no outcome to report (a failure is logged).
 pub async fn delete(admin: &std::sync::Arc<Admin>, req: &Req) -> Result<Resp, ApiError> {
     let (recs, original) = matching(admin, req, "delete").await?;
+    let matched = recs.len();
+    let running: Vec<TaskUid> = recs
+        .iter()
+        .filter(|r| !r.state.status.is_terminal())
+        .map(|r| r.uid)
+        .collect();
+    if running.is_empty() {
+        let deleted = delete_finished(admin, recs).await?;
+        let details =
+            json!({"matchedTasks": matched, "deletedTasks": deleted, "originalFilter": original});
+        let mut rec = create_own(admin, None, TaskType::TaskDeletion, details.clone()).await?;
+        // The answer is the summary of the task as enqueued, as Meilisearch answers.
+        let summary_rec = rec.clone();
+        finish_own(admin, &mut rec, Ok(details)).await;
+        return Ok(Resp::json(200, &summarized(&summary_rec)));
+    }
+    let details =
+        json!({"matchedTasks": matched, "deletedTasks": null, "originalFilter": original});
+    let mut rec = create_own(admin, None, TaskType::TaskDeletion, details).await?;
+    let summary = summarized(&rec);
+    start_own(admin, &mut rec).await;
+    let admin = admin.clone();
+    tokio::spawn(async move {
+        let deadline = tokio::time::Instant::now() + DELETION_WAIT;
+        let mut now_finished = Vec::new();
+        for r in recs {
+            let mut r = Some(r);
+            while let Some(cur) = r.take() {
+                if cur.state.status.is_terminal() {
+                    now_finished.push(cur);
+                } else if tokio::time::Instant::now() < deadline {
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    // A task deleted meanwhile (another deletion) is simply gone.
+                    r = admin.store.get_task(cur.uid).await.unwrap_or(Some(cur));
+                }
+            }
+        }
+        let outcome = match delete_finished(&admin, now_finished).await {
+            Ok(deleted) => Ok(
+                json!({"matchedTasks": matched, "deletedTasks": deleted, "originalFilter": original}),
+            ),
+            Err(e) => Err(e.body()),
+        };
+        finish_own(&admin, &mut rec, outcome).await;
+    });
+    Ok(Resp::json(200, &summary))
+}
+
+/// How long a task deletion waits for the running tasks it matched to finish; those still
+/// running then are left in place, as Meilisearch leaves tasks it did not get to.
+const DELETION_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Deletes the finished tasks among `recs` from the registry (their node tasks in the
+/// background); returns how many were deleted.
+async fn delete_finished(
+    admin: &std::sync::Arc<Admin>,
+    recs: Vec<TaskRecord>,
+) -> Result<u64, ApiError> {
     let done: Vec<TaskRecord> = recs
         .into_iter()
         .filter(|r| r.state.status.is_terminal())
@@ -778,13 +840,7 @@ pub async fn delete(admin: &std::sync::Arc<Admin>, req: &Req) -> Result<Resp, Ap
             }
         });
     }
-    let details =
-        json!({"matchedTasks": done.len(), "deletedTasks": deleted, "originalFilter": original});
-    let mut rec = create_own(admin, None, TaskType::TaskDeletion, details.clone()).await?;
-    // The answer is the summary of the task as enqueued, as Meilisearch answers.
-    let summary_rec = rec.clone();
-    finish_own(admin, &mut rec, Ok(details)).await;
-    Ok(Resp::json(200, &summarized(&summary_rec)))
+    Ok(deleted)
 }
 
 /// Background refresher: keeps non-terminal node-tracked tasks' stored status current (so

@@ -125,6 +125,9 @@ fn takes_json(method: Method, template: &str) -> bool {
             | (Patch, "/keys/{key}")
             | (Post, "/swap-indexes")
             | (Patch, "/experimental-features")
+            | (Patch, "/chats/{workspace}/settings")
+            | (Post, "/webhooks")
+            | (Patch, "/webhooks/{uuid}")
     )
 }
 

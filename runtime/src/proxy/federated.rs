@@ -10,38 +10,82 @@
 //!
 //! Output: `{hits, processingTimeMs, limit, offset, estimatedTotalHits}` (or `hitsPerPage,
 //! page, totalPages, totalHits` when the federation paginates by page); totals summed.
-//! KNOWN LIMITS (documented): `facetsByIndex`/`mergeFacets` are not supported (501); queries
-//! that sort are compared by weighted score only, not rule by rule.
+//! KNOWN LIMITS (documented): queries that sort are compared by weighted score only, not rule
+//! by rule.
+//!
+//! Facets (`federation.facetsByIndex`, `mergeFacets`; [`Proxy::federated_facets`]): one node
+//! counts an index's facets over the *union* of the documents its queries match, which the
+//! per-query merges cannot give (a document two queries match would count twice). So every
+//! node holding the index is asked one federated search of its own with all the queries on
+//! that index, each restricted to the node's shards, `limit: 0` and the index's facets: the
+//! node computes the union on its shards, shards are disjoint, so the counts add up. The sums
+//! go through the ordinary search merge (the index's `maxValuesPerFacet` and
+//! `sortFacetValuesBy`, as for one search's `facetDistribution`); `mergeFacets` then merges
+//! the indexes as Meilisearch does (counts summed, stats widened, each facet in the order of
+//! the indexes, cut to `mergeFacets.maxValuesPerFacet`).
 
-use crate::proxy::json::OrderedObject;
-use miroir_merge::Pagination;
+use crate::http::types::{Method, Response};
+use crate::proxy::json::{OrderedObject, RESERVED_PREFIX};
+use crate::proxy::query::SearchQuery;
+use crate::proxy::upstream::{json_request, Upstreams};
+use crate::proxy::{IndexRouting, Proxy};
+use miroir_core::snapshot::IndexMeta;
+use miroir_merge::{merge_search, Bump, FacetOrder, Pagination, SearchMergeRequest, ShardInput};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+use std::rc::Rc;
 
 /// The federation's own options.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Federation {
     pub pagination: Pagination,
+    /// `facetsByIndex`: index → facet patterns (`None` for a `null` list: no facets).
+    pub facets_by_index: Vec<(String, Option<Value>)>,
+    /// `mergeFacets` (not `null`): its `maxValuesPerFacet`, if any.
+    pub merge_facets: Option<Option<usize>>,
 }
 
-/// Reads `federation` (`offset`/`limit` or `page`/`hitsPerPage`). `Err(true)` when it uses a
-/// feature Miroir does not support (facets), `Err(false)` when it is not understood (then the
-/// request is delegated so a node answers the exact error).
-pub fn parse_federation(v: &Value) -> Result<Federation, bool> {
+/// Reads `federation` (`offset`/`limit` or `page`/`hitsPerPage`, `facetsByIndex`,
+/// `mergeFacets`). `None` when it is not understood: then the request is delegated so a node
+/// answers the exact error.
+pub fn parse_federation(v: &Value) -> Option<Federation> {
     let Value::Object(m) = v else {
-        return Err(false);
+        return None;
     };
-    let get = |k: &str| -> Result<Option<usize>, bool> {
+    let get = |k: &str| -> Option<Option<usize>> {
         match m.get(k) {
-            None | Some(Value::Null) => Ok(None),
-            Some(x) => x.as_u64().map(|n| Some(n as usize)).ok_or(false),
+            None | Some(Value::Null) => Some(None),
+            Some(x) => x.as_u64().map(|n| Some(n as usize)),
         }
     };
-    for k in m.keys() {
-        match k.as_str() {
-            "offset" | "limit" | "page" | "hitsPerPage" => {}
-            "facetsByIndex" | "mergeFacets" => return Err(true),
-            _ => return Err(false),
+    let mut facets_by_index = Vec::new();
+    let mut merge_facets = None;
+    for (k, v) in m {
+        match (k.as_str(), v) {
+            ("offset" | "limit" | "page" | "hitsPerPage", _) => {}
+            ("facetsByIndex" | "mergeFacets", Value::Null) => {}
+            ("facetsByIndex", Value::Object(by_index)) => {
+                for (index, facets) in by_index {
+                    let facets = match facets {
+                        Value::Null => None,
+                        Value::Array(a) if a.iter().all(Value::is_string) => Some(facets.clone()),
+                        _ => return None,
+                    };
+                    facets_by_index.push((index.clone(), facets));
+                }
+            }
+            ("mergeFacets", Value::Object(o)) => {
+                let max = match o.get("maxValuesPerFacet") {
+                    None | Some(Value::Null) => None,
+                    Some(x) => Some(x.as_u64()? as usize),
+                };
+                if o.keys().any(|k| k != "maxValuesPerFacet") {
+                    return None;
+                }
+                merge_facets = Some(max);
+            }
+            _ => return None,
         }
     }
     let (page, hpp) = (get("page")?, get("hitsPerPage")?);
@@ -56,7 +100,11 @@ pub fn parse_federation(v: &Value) -> Result<Federation, bool> {
             limit: get("limit")?.unwrap_or(20),
         }
     };
-    Ok(Federation { pagination })
+    Some(Federation {
+        pagination,
+        facets_by_index,
+        merge_facets,
+    })
 }
 
 /// A query's weight (`federationOptions.weight`, default 1.0); `None` when malformed.
@@ -184,10 +232,285 @@ pub fn combine(fed: &Federation, results: &[QueryResult], out: &mut Vec<u8>) -> 
     Some(())
 }
 
+/// One index's facets as one node answers them: `distribution` (facet → ordered values) and
+/// `stats` (facet → `{min, max}`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct IndexFacets {
+    pub distribution: Map<String, Value>,
+    pub stats: Map<String, Value>,
+}
+
+/// Why the federated facets could not be computed here.
+pub enum FacetsFailure {
+    /// A node refused its part (an invalid facet, a facet order the indexes disagree on):
+    /// delegate the request so that a node answers the exact error.
+    Delegate,
+    /// The answer to send (shards unavailable under the `error` policy).
+    Respond(Response),
+}
+
+/// The body one node gets for the facets of `index`: a federated search over its shards of
+/// every query on that index, no hits.
+fn node_facets_body(
+    index: &str,
+    facets: &Value,
+    queries: &[&SearchQuery],
+    shards: Option<&[miroir_core::ShardId]>,
+) -> Vec<u8> {
+    let queries: Vec<Value> = queries
+        .iter()
+        .map(|q| {
+            let mut b = q.body.clone();
+            for k in ["offset", "limit", "page", "hitsPerPage", "facets"] {
+                b.remove(k);
+            }
+            if let Some(shards) = shards {
+                let f = crate::proxy::filter::restrict_to_shards(b.get("filter"), shards);
+                b.insert("filter".into(), f);
+            }
+            b.insert("indexUid".into(), Value::String(index.to_string()));
+            Value::Object(b)
+        })
+        .collect();
+    let mut by_index = Map::new();
+    by_index.insert(index.to_string(), facets.clone());
+    let body = serde_json::json!({
+        "federation": {"limit": 0, "offset": 0, "facetsByIndex": by_index},
+        "queries": queries,
+    });
+    serde_json::to_vec(&body).expect("a JSON value serialises")
+}
+
+/// A node's answer for one index's facets, rewritten as a search answer so that the ordinary
+/// search merge sums, orders and cuts it (`None` when unreadable).
+fn as_search_body(index: &str, node_answer: &[u8]) -> Option<Vec<u8>> {
+    let v: Value = serde_json::from_slice(node_answer).ok()?;
+    let f = v.get("facetsByIndex")?.get(index)?;
+    let total = v
+        .get("estimatedTotalHits")
+        .or_else(|| v.get("totalHits"))
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    let body = serde_json::json!({
+        "hits": [],
+        "query": "",
+        "processingTimeMs": 0,
+        "limit": 0,
+        "offset": 0,
+        "estimatedTotalHits": total,
+        "facetDistribution": f.get("distribution").cloned().unwrap_or_else(|| Value::Object(Map::new())),
+        "facetStats": f.get("stats").cloned().unwrap_or_else(|| Value::Object(Map::new())),
+    });
+    serde_json::to_vec(&body).ok()
+}
+
+/// Sums the nodes' facets of one index as one node would have counted them (the index's
+/// `maxValuesPerFacet` and `sortFacetValuesBy`); `None` when a body is unreadable.
+pub fn sum_index_facets(
+    meta: &IndexMeta,
+    index: &str,
+    node_answers: &[Vec<u8>],
+) -> Option<IndexFacets> {
+    let bodies: Vec<Vec<u8>> = node_answers
+        .iter()
+        .map(|b| as_search_body(index, b))
+        .collect::<Option<_>>()?;
+    let inputs: Vec<ShardInput> = bodies.iter().map(|b| ShardInput::Ok(b)).collect();
+    let req = SearchMergeRequest {
+        pagination: Pagination::OffsetLimit {
+            offset: 0,
+            limit: 0,
+        },
+        sort_requested: false,
+        want_ranking_score: false,
+        want_ranking_score_details: false,
+        max_values_per_facet: meta.max_values_per_facet as usize,
+        sort_facet_values_by: &meta.sort_facet_values_by,
+        max_total_hits: meta.max_total_hits as usize,
+        reserved_prefix: RESERVED_PREFIX,
+        query: Some(""),
+        distinct: None,
+        drop: &[],
+    };
+    let arena = Bump::new();
+    let mut out = Vec::new();
+    merge_search(&req, &inputs, &arena, &mut out).ok()?;
+    let v: Value = serde_json::from_slice(&out).ok()?;
+    let obj = |k: &str| match v.get(k) {
+        Some(Value::Object(m)) => m.clone(),
+        _ => Map::new(),
+    };
+    Some(IndexFacets {
+        distribution: obj("facetDistribution"),
+        stats: obj("facetStats"),
+    })
+}
+
+/// A facet's order in an index (`sortFacetValuesBy`: the facet's own, else `*`, else alpha).
+fn facet_order(meta: &IndexMeta, facet: &str) -> FacetOrder {
+    meta.sort_facet_values_by
+        .get(facet)
+        .or_else(|| meta.sort_facet_values_by.get("*"))
+        .copied()
+        .unwrap_or(FacetOrder::Alpha)
+}
+
+/// `mergeFacets`: Meilisearch's merge of the indexes' facets (`FederatedFacets::merge`):
+/// counts of a value summed over the indexes, stats widened, each facet's values in its order
+/// (text order for alpha, most frequent first for count), cut to `max` when given. `None`
+/// when two indexes order a facet differently (Meilisearch refuses that request).
+pub fn merge_index_facets(
+    per_index: &[(&IndexMeta, IndexFacets)],
+    max: Option<usize>,
+) -> Option<IndexFacets> {
+    let mut order: BTreeMap<String, FacetOrder> = BTreeMap::new();
+    let mut dist: BTreeMap<String, Vec<(String, u64)>> = BTreeMap::new();
+    let mut stats: BTreeMap<String, (f64, f64)> = BTreeMap::new();
+    for (meta, f) in per_index {
+        for (facet, values) in &f.distribution {
+            let o = facet_order(meta, facet);
+            if *order.entry(facet.clone()).or_insert(o) != o {
+                return None;
+            }
+            let merged = dist.entry(facet.clone()).or_default();
+            for (value, count) in values.as_object().into_iter().flatten() {
+                let count = count.as_u64().unwrap_or(0);
+                match merged.iter_mut().find(|(v, _)| v == value) {
+                    Some((_, c)) => *c = c.saturating_add(count),
+                    None => merged.push((value.clone(), count)),
+                }
+            }
+        }
+        for (facet, s) in &f.stats {
+            let (Some(min), Some(max)) = (
+                s.get("min").and_then(Value::as_f64),
+                s.get("max").and_then(Value::as_f64),
+            ) else {
+                continue;
+            };
+            let e = stats.entry(facet.clone()).or_insert((min, max));
+            *e = (e.0.min(min), e.1.max(max));
+        }
+    }
+    let mut out = IndexFacets::default();
+    for (facet, mut values) in dist {
+        match order.get(&facet).copied().unwrap_or(FacetOrder::Alpha) {
+            FacetOrder::Alpha => values.sort_by(|a, b| a.0.cmp(&b.0)),
+            FacetOrder::Count => values.sort_by_key(|v| std::cmp::Reverse(v.1)),
+        }
+        if let Some(max) = max {
+            values.truncate(max);
+        }
+        let values: Map<String, Value> = values.into_iter().map(|(v, c)| (v, c.into())).collect();
+        out.distribution.insert(facet, Value::Object(values));
+    }
+    for (facet, (min, max)) in stats {
+        out.stats
+            .insert(facet, serde_json::json!({"min": min, "max": max}));
+    }
+    Some(out)
+}
+
+/// The members the facets add to a federated answer: `,"facetsByIndex":{…}` or, with
+/// `mergeFacets`, `,"facetDistribution":{…},"facetStats":{…}`; empty when there are none.
+pub fn facets_members(
+    per_index: &[(&IndexMeta, IndexFacets)],
+    merge: Option<Option<usize>>,
+) -> Option<Vec<u8>> {
+    if per_index.is_empty() {
+        return Some(Vec::new());
+    }
+    let mut out = Vec::new();
+    match merge {
+        Some(max) => {
+            let m = merge_index_facets(per_index, max)?;
+            out.extend_from_slice(b",\"facetDistribution\":");
+            serde_json::to_writer(&mut out, &m.distribution).ok()?;
+            out.extend_from_slice(b",\"facetStats\":");
+            serde_json::to_writer(&mut out, &m.stats).ok()?;
+        }
+        None => {
+            // Meilisearch lists the indexes in uid order.
+            let mut sorted: Vec<&(&IndexMeta, IndexFacets)> = per_index.iter().collect();
+            sorted.sort_by(|a, b| a.0.uid.cmp(&b.0.uid));
+            let mut by_index = Map::new();
+            for (meta, f) in sorted {
+                by_index.insert(
+                    meta.uid.clone(),
+                    serde_json::json!({"distribution": f.distribution, "stats": f.stats}),
+                );
+            }
+            out.extend_from_slice(b",\"facetsByIndex\":");
+            serde_json::to_writer(&mut out, &by_index).ok()?;
+        }
+    }
+    Some(out)
+}
+
+impl<U: Upstreams> Proxy<U> {
+    /// The federation's facets (module docs): the members to add to the federated answer.
+    pub(crate) async fn federated_facets(
+        &self,
+        fed: &Federation,
+        plans: &[(&IndexMeta, Rc<IndexRouting>, SearchQuery)],
+        rid: &str,
+    ) -> Result<Vec<u8>, FacetsFailure> {
+        let mut per_index: Vec<(&IndexMeta, IndexFacets)> = Vec::new();
+        // In query order: with `mergeFacets`, the first index fixes a facet's order.
+        let mut seen: Vec<&str> = Vec::new();
+        for (meta, routing, _) in plans {
+            if seen.contains(&meta.uid.as_str()) {
+                continue;
+            }
+            seen.push(&meta.uid);
+            // An index the federation gives facets for (a `null` list: none).
+            let Some(facets) = fed
+                .facets_by_index
+                .iter()
+                .find(|(i, _)| *i == meta.uid)
+                .and_then(|(_, f)| f.as_ref())
+            else {
+                continue;
+            };
+            let queries: Vec<&SearchQuery> = plans
+                .iter()
+                .filter(|(m, _, _)| m.uid == meta.uid)
+                .map(|(_, _, q)| q)
+                .collect();
+            let path = "/multi-search".to_string();
+            let shards = self.planned_shards(meta, &routing.read, None, None);
+            let gathered = self
+                .gather(&routing.read, shards, rid, |a| {
+                    let filter = a.needs_shard_filter.then_some(a.shards.as_slice());
+                    let body = node_facets_body(&meta.uid, facets, &queries, filter);
+                    json_request(Method::Post, path.clone(), String::new(), body)
+                })
+                .await;
+            if gathered.relay.is_some() {
+                return Err(FacetsFailure::Delegate);
+            }
+            self.shard_policy(&meta.uid, &gathered)
+                .map_err(FacetsFailure::Respond)?;
+            let f = sum_index_facets(meta, &meta.uid, &gathered.bodies)
+                .ok_or(FacetsFailure::Delegate)?;
+            per_index.push((meta, f));
+        }
+        facets_members(&per_index, fed.merge_facets).ok_or(FacetsFailure::Delegate)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    fn paginated(pagination: Pagination) -> Federation {
+        Federation {
+            pagination,
+            facets_by_index: Vec::new(),
+            merge_facets: None,
+        }
+    }
 
     fn body(hits: &[(&str, f64)], total: u64) -> Vec<u8> {
         let hits: Vec<Value> = hits
@@ -213,9 +536,24 @@ mod tests {
                 hits_per_page: 20
             }
         );
-        assert_eq!(parse_federation(&json!({"facetsByIndex": {}})), Err(true));
-        assert_eq!(parse_federation(&json!({"limit": "x"})), Err(false));
-        assert_eq!(parse_federation(&json!({"nope": 1})), Err(false));
+        let f = parse_federation(
+            &json!({"facetsByIndex": {"a": ["g"], "b": null}, "mergeFacets": {"maxValuesPerFacet": 3}}),
+        )
+        .unwrap();
+        assert_eq!(
+            f.facets_by_index,
+            vec![("a".into(), Some(json!(["g"]))), ("b".into(), None)]
+        );
+        assert_eq!(f.merge_facets, Some(Some(3)));
+        let f = parse_federation(&json!({"mergeFacets": null})).unwrap();
+        assert_eq!(f.merge_facets, None);
+        assert_eq!(
+            parse_federation(&json!({"facetsByIndex": {"a": [1]}})),
+            None
+        );
+        assert_eq!(parse_federation(&json!({"mergeFacets": {"x": 1}})), None);
+        assert_eq!(parse_federation(&json!({"limit": "x"})), None);
+        assert_eq!(parse_federation(&json!({"nope": 1})), None);
         assert_eq!(weight(&Map::new()), Some(1.0));
         let q = json!({"federationOptions": {"weight": 2.5}});
         assert_eq!(weight(q.as_object().unwrap()), Some(2.5));
@@ -241,12 +579,10 @@ mod tests {
                 body: &b,
             },
         ];
-        let fed = Federation {
-            pagination: Pagination::OffsetLimit {
-                offset: 1,
-                limit: 2,
-            },
-        };
+        let fed = paginated(Pagination::OffsetLimit {
+            offset: 1,
+            limit: 2,
+        });
         let mut out = Vec::new();
         combine(&fed, &results, &mut out).unwrap();
         let v: Value = serde_json::from_slice(&out).unwrap();
@@ -279,12 +615,10 @@ mod tests {
     fn weights_reorder_and_ties_prefer_earlier_queries() {
         let a = body(&[("a1", 0.5)], 1);
         let b = body(&[("b1", 0.5)], 1);
-        let fed = Federation {
-            pagination: Pagination::OffsetLimit {
-                offset: 0,
-                limit: 10,
-            },
-        };
+        let fed = paginated(Pagination::OffsetLimit {
+            offset: 0,
+            limit: 10,
+        });
         let run = |wa: f64, wb: f64| {
             let results = [
                 QueryResult {
@@ -323,12 +657,10 @@ mod tests {
             want_score: false,
             body: &a,
         }];
-        let fed = Federation {
-            pagination: Pagination::Page {
-                page: 2,
-                hits_per_page: 2,
-            },
-        };
+        let fed = paginated(Pagination::Page {
+            page: 2,
+            hits_per_page: 2,
+        });
         let mut out = Vec::new();
         combine(&fed, &results, &mut out).unwrap();
         let v: Value = serde_json::from_slice(&out).unwrap();

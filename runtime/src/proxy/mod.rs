@@ -64,7 +64,6 @@ pub mod search;
 pub mod similar;
 pub mod tenant;
 pub mod upstream;
-pub mod webhooks;
 pub mod writes;
 
 use crate::http::types::{Method, Request, Response};
@@ -274,7 +273,6 @@ impl<U: Upstreams> Proxy<U> {
                     .await
             }
             Route::Control(c) => self.forward_control(&c, req, &principal, request_id).await,
-            Route::Webhooks { uuid, .. } => webhooks::answer(req.method, uuid.as_deref()),
             Route::DocumentsWrite { .. }
             | Route::DocumentsDeleteBatch { .. }
             | Route::DocumentDelete { .. }

@@ -87,11 +87,6 @@ pub enum Route {
         index: String,
     },
     Control(ControlRoute),
-    /// `/webhooks` and `/webhooks/{uuid}`: answered locally (see `proxy::webhooks`).
-    Webhooks {
-        uuid: Option<String>,
-        action: &'static str,
-    },
 }
 
 impl Route {
@@ -115,8 +110,6 @@ impl Route {
             Route::DocumentsDeleteBatch { .. } => "/indexes/{uid}/documents/delete-batch",
             Route::DocumentsDeleteByFilter { .. } => "/indexes/{uid}/documents/delete",
             Route::Control(c) => c.template,
-            Route::Webhooks { uuid: None, .. } => "/webhooks",
-            Route::Webhooks { uuid: Some(_), .. } => "/webhooks/{uuid}",
         }
     }
 
@@ -139,7 +132,6 @@ impl Route {
             | Route::DocumentsDeleteByFilter { .. }
             | Route::DocumentsDeleteAll { .. } => Some("documents.delete"),
             Route::Control(c) => c.action,
-            Route::Webhooks { action, .. } => Some(action),
         }
     }
 
@@ -158,11 +150,7 @@ impl Route {
             | Route::DocumentsDeleteByFilter { index }
             | Route::DocumentsDeleteAll { index } => Some(index),
             Route::Control(c) => c.index.as_deref(),
-            Route::Health
-            | Route::Version
-            | Route::Metrics
-            | Route::MultiSearch
-            | Route::Webhooks { .. } => None,
+            Route::Health | Route::Version | Route::Metrics | Route::MultiSearch => None,
         }
     }
 
@@ -216,13 +204,6 @@ fn control(template: &'static str, action: &'static str, index: Option<&str>) ->
     })
 }
 
-fn webhooks(uuid: Option<&str>, action: &'static str) -> Route {
-    Route::Webhooks {
-        uuid: uuid.map(str::to_string),
-        action,
-    }
-}
-
 /// Maps a request to its route. `path` is the percent-encoded path without the query.
 /// `HEAD` is routed like `GET` (the transport drops the body).
 pub fn route(method: Method, path: &str) -> Result<Route, RouteError> {
@@ -243,15 +224,16 @@ pub fn route(method: Method, path: &str) -> Result<Route, RouteError> {
             Get => Ok(Route::Version),
             _ => not_allowed,
         },
+        // Webhooks are sent by the admin for Miroir's own tasks (admin/src/webhooks).
         ["webhooks"] => match method {
-            Get => Ok(webhooks(None, "webhooks.get")),
-            Post => Ok(webhooks(None, "webhooks.create")),
+            Get => Ok(control("/webhooks", "webhooks.get", None)),
+            Post => Ok(control("/webhooks", "webhooks.create", None)),
             _ => not_allowed,
         },
         ["webhooks", uuid] if !uuid.is_empty() => match method {
-            Get => Ok(webhooks(Some(uuid), "webhooks.get")),
-            Patch => Ok(webhooks(Some(uuid), "webhooks.update")),
-            Delete => Ok(webhooks(Some(uuid), "webhooks.delete")),
+            Get => Ok(control("/webhooks/{uuid}", "webhooks.get", None)),
+            Patch => Ok(control("/webhooks/{uuid}", "webhooks.update", None)),
+            Delete => Ok(control("/webhooks/{uuid}", "webhooks.delete", None)),
             _ => not_allowed,
         },
         ["multi-search"] => match method {
@@ -283,6 +265,29 @@ pub fn route(method: Method, path: &str) -> Result<Route, RouteError> {
         },
         ["export"] => match method {
             Post => Ok(control("/export", "export", None)),
+            _ => not_allowed,
+        },
+        // Chat workspaces: settings only (the admin broadcasts them to every node).
+        ["chats"] => match method {
+            Get => Ok(control("/chats", "chats.get", None)),
+            _ => not_allowed,
+        },
+        ["chats", ws] if !ws.is_empty() => match method {
+            Get => Ok(control("/chats/{workspace}", "chats.get", None)),
+            Delete => Ok(control("/chats/{workspace}", "chats.delete", None)),
+            _ => not_allowed,
+        },
+        ["chats", ws, "settings"] if !ws.is_empty() => match method {
+            Get => Ok(control(
+                "/chats/{workspace}/settings",
+                "chatsSettings.get",
+                None,
+            )),
+            Patch | Delete => Ok(control(
+                "/chats/{workspace}/settings",
+                "chatsSettings.update",
+                None,
+            )),
             _ => not_allowed,
         },
         ["dumps"] => match method {
@@ -534,6 +539,20 @@ mod tests {
             r(Method::Get, "/indexes/movies/documents/edit"),
             Ok(Route::DocumentGet { .. })
         ));
+        for (m, p, action) in [
+            (Method::Get, "/chats", "chats.get"),
+            (Method::Get, "/chats/w", "chats.get"),
+            (Method::Delete, "/chats/w", "chats.delete"),
+            (Method::Get, "/chats/w/settings", "chatsSettings.get"),
+            (Method::Patch, "/chats/w/settings", "chatsSettings.update"),
+            (Method::Delete, "/chats/w/settings", "chatsSettings.update"),
+        ] {
+            assert_eq!(r(m, p).unwrap().action(), Some(action), "{p}");
+        }
+        assert_eq!(
+            r(Method::Put, "/chats/w/settings"),
+            Err(RouteError::MethodNotAllowed)
+        );
         let render = r(Method::Post, "/render-template").unwrap();
         assert_eq!(render.action(), Some("settings.get"));
         assert_eq!(render.index(), None);

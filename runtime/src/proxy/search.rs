@@ -291,15 +291,18 @@ impl<U: Upstreams> Proxy<U> {
         };
         let federation = match multi.federation.as_ref().map(federated::parse_federation) {
             None => None,
-            Some(Ok(f)) => Some(f),
-            Some(Err(true)) => {
-                return error(&MeiliError::new(
-                    ErrorCode::MiroirNotImplemented,
-                    "Federated facets (`facetsByIndex`, `mergeFacets`) are not supported by Miroir yet.",
-                ))
-            }
-            Some(Err(false)) => return self.delegate_any(snap, req, principal, rid).await,
+            Some(Some(f)) => Some(f),
+            Some(None) => return self.delegate_any(snap, req, principal, rid).await,
         };
+        // Facets of an unknown index: a node words the error.
+        let unknown_facet_index = federation.as_ref().is_some_and(|f| {
+            f.facets_by_index
+                .iter()
+                .any(|(i, facets)| facets.is_some() && index_meta(snap, i).is_err())
+        });
+        if unknown_facet_index {
+            return self.delegate_any(snap, req, principal, rid).await;
+        }
         // Meilisearch checks every query's index (key patterns and token rules) before it
         // looks at any index, federated or not.
         for (i, (index, _, _)) in multi.queries.iter().enumerate() {
@@ -396,6 +399,20 @@ impl<U: Upstreams> Proxy<U> {
                     ErrorCode::Internal,
                     "A merged search response could not be federated.",
                 ));
+            }
+            if !fed.facets_by_index.is_empty() {
+                match self.federated_facets(&fed, &plans, rid).await {
+                    // `combine` closes the object last: the facets go before that `}`.
+                    Ok(members) => {
+                        out.pop();
+                        out.extend_from_slice(&members);
+                        out.push(b'}');
+                    }
+                    Err(federated::FacetsFailure::Delegate) => {
+                        return self.delegate_any(snap, req, principal, rid).await
+                    }
+                    Err(federated::FacetsFailure::Respond(resp)) => return resp,
+                }
             }
             let d = (!degraded.is_empty()).then(|| degraded.join(";"));
             return with_degraded(Response::json(200, out), d);

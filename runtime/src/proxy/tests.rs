@@ -1026,9 +1026,21 @@ fn federated_multi_search_merges_by_weighted_score() {
             (json!(0), json!(3))
         );
     }
+    // Federated facets: every node is asked for the union of its shards' documents, no hits
+    // (this fake node does not answer `/multi-search`, so its refusal is what the client gets).
     let q = r#"{"federation":{"facetsByIndex":{"m":["a"]}},"queries":[{"indexUid":"m"}]}"#;
     let r = block_on(p.handle(req(Method::Post, "/multi-search", q), "r"));
-    assert_eq!(r.status, 501);
+    assert_ne!(r.status, 501);
+    let facet_calls: Vec<Value> = calls_to(&p, "/multi-search")
+        .into_iter()
+        .map(|(_, c)| serde_json::from_slice::<Value>(&c.body).unwrap())
+        .filter(|b| b["federation"]["limit"] == json!(0))
+        .collect();
+    assert!(!facet_calls.is_empty());
+    for nb in facet_calls {
+        assert_eq!(nb["federation"]["facetsByIndex"], json!({"m": ["a"]}));
+        assert_eq!(nb["queries"][0]["indexUid"], json!("m"));
+    }
 }
 
 #[test]

@@ -1,0 +1,258 @@
+//! Meilisearch 1.50 behaviours SDKs notice, compared with one node: the same requests go to
+//! a lone node and to Miroir over three nodes, and the answers (status and body) must be the
+//! same.
+
+use miroir_e2e::{start_node, temp_dir, Client, Cluster, ClusterSpec, TestNode};
+use serde_json::{json, Value};
+
+const KEY: &str = "parity-master-key";
+
+/// Fields drop in order: the processes stop before their directory goes.
+struct Pair {
+    one: TestNode,
+    cluster: Cluster,
+    _dir: miroir_testkit::TempDir,
+}
+
+fn pair() -> Pair {
+    let dir = temp_dir("parity");
+    let one = start_node(dir.path(), "one", KEY);
+    let cluster = Cluster::start(ClusterSpec {
+        master_key: KEY.into(),
+        ..ClusterSpec::default()
+    });
+    Pair {
+        one,
+        cluster,
+        _dir: dir,
+    }
+}
+
+/// Status and JSON body (`Null` when empty).
+fn answer(c: &Client, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+    let r = c.call(method, path, body);
+    let v = if r.body.is_empty() {
+        Value::Null
+    } else {
+        r.json()
+    };
+    (r.status, v)
+}
+
+impl Pair {
+    /// Sends the request to both sides and asserts the same answer; returns it.
+    fn same(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+        let a = answer(&self.one.http(), method, path, body);
+        let b = answer(&self.cluster.http(), method, path, body);
+        assert_eq!(b, a, "{method} {path}: Miroir (left) and one node (right)");
+        a
+    }
+}
+
+#[test]
+fn chat_workspaces_as_one_node() {
+    let p = pair();
+    // Behind the experimental feature, as on Meilisearch.
+    assert_eq!(p.same("GET", "/chats", None).0, 400);
+    let on = json!({"chatCompletions": true});
+    p.same("PATCH", "/experimental-features", Some(&on));
+    assert_eq!(p.same("GET", "/chats/w/settings", None).0, 404);
+    let settings = json!({"apiKey": "sk-0123456789", "prompts": {"system": "Be brief."}});
+    let (status, got) = p.same("PATCH", "/chats/w/settings", Some(&settings));
+    assert_eq!((status, &got["apiKey"]), (200, &json!("skXXXX...")));
+    // Every node holds the workspace (a completion may be served by any of them).
+    for n in &p.cluster.nodes {
+        assert_eq!(n.call("GET", "/chats/w/settings", None).status, 200);
+    }
+    p.same("GET", "/chats", None);
+    p.same("GET", "/chats?offset=1&limit=1", None);
+    p.same("GET", "/chats/w", None);
+    p.same("GET", "/chats/w/settings", None);
+    assert_eq!(
+        p.same("PATCH", "/chats/w/settings", Some(&json!({"nope": 1})))
+            .0,
+        400
+    );
+    p.same(
+        "PATCH",
+        "/chats/w/settings",
+        Some(&json!({"source": "mistral"})),
+    );
+    p.same("DELETE", "/chats/w/settings", None);
+    assert_eq!(p.same("DELETE", "/chats/w", None).0, 204);
+    assert_eq!(p.same("DELETE", "/chats/w", None).0, 404);
+    assert_eq!(p.same("PUT", "/chats/w/settings", Some(&json!({}))).0, 405);
+    p.same("GET", "/chats", None);
+    for n in &p.cluster.nodes {
+        assert_eq!(n.call("GET", "/chats/w", None).status, 404);
+    }
+}
+
+/// The SDKs' `DELETE /tasks?uids=N` right after enqueuing N: the task is gone once the
+/// deletion task is done, although N was still running when it was asked for.
+#[test]
+fn deleting_a_task_just_enqueued_deletes_it() {
+    let p = pair();
+    let docs: Vec<Value> = (0..200)
+        .map(|i| json!({"id": i, "title": format!("movie {i}")}))
+        .collect();
+    for (name, c) in [("one node", p.one.http()), ("Miroir", p.cluster.http())] {
+        let r = c.call("POST", "/indexes/movies/documents", Some(&json!(docs)));
+        assert_eq!(r.status, 202, "{name}: {}", r.text());
+        let added = r.json()["taskUid"].as_u64().unwrap();
+        let r = c.call("DELETE", &format!("/tasks?uids={added}"), None);
+        assert_eq!(r.status, 200, "{name}: {}", r.text());
+        let deletion = miroir_testkit::wait_task(&c, r.json()["taskUid"].as_u64().unwrap());
+        assert_eq!(deletion["status"], "succeeded", "{name}: {deletion}");
+        assert_eq!(
+            deletion["details"],
+            json!({"matchedTasks": 1, "deletedTasks": 1, "originalFilter": format!("?uids={added}")}),
+            "{name}"
+        );
+        let r = c.call("GET", &format!("/tasks/{added}"), None);
+        assert_eq!(r.status, 404, "{name}: {}", r.text());
+        assert_eq!(r.json()["code"], "task_not_found", "{name}");
+        // The documents were written all the same.
+        let r = c.call("GET", "/indexes/movies/documents?limit=1", None);
+        assert_eq!(r.json()["total"], 200, "{name}: {}", r.text());
+    }
+}
+
+/// Creates the facet indexes on both sides: `fa` (40 documents) and `fb` (20), `g` and `p`
+/// filterable.
+fn facet_indexes(p: &Pair) {
+    for (uid, n, g) in [
+        ("fa", 40u64, ["red", "blue", "green", "Black"]),
+        ("fb", 20, ["blue", "white", "red", "pink"]),
+    ] {
+        let docs: Vec<Value> = (0..n)
+            .map(|i| json!({"id": i, "title": format!("item {i}"), "g": g[(i % 4) as usize], "p": i * 3 % 50}))
+            .collect();
+        let settings = json!({"filterableAttributes": ["g", "p"]});
+        let one = p.one.http();
+        let t = one.call(
+            "PATCH",
+            &format!("/indexes/{uid}/settings"),
+            Some(&settings),
+        );
+        p.one.wait_task(t.json()["taskUid"].as_u64().unwrap());
+        let t = one.call(
+            "POST",
+            &format!("/indexes/{uid}/documents"),
+            Some(&json!(docs)),
+        );
+        assert_eq!(
+            p.one.wait_task(t.json()["taskUid"].as_u64().unwrap())["status"],
+            "succeeded"
+        );
+        let c = p.cluster.http();
+        let t = c.call(
+            "PATCH",
+            &format!("/indexes/{uid}/settings"),
+            Some(&settings),
+        );
+        p.cluster.wait_task(t.json()["taskUid"].as_u64().unwrap());
+        let t = c.call(
+            "POST",
+            &format!("/indexes/{uid}/documents"),
+            Some(&json!(docs)),
+        );
+        assert_eq!(
+            p.cluster.wait_task(t.json()["taskUid"].as_u64().unwrap())["status"],
+            "succeeded"
+        );
+    }
+}
+
+/// The facet members of a federated answer (and the total when `with_total`).
+fn facet_part(v: &Value, with_total: bool) -> Value {
+    let mut out = serde_json::Map::new();
+    for k in [
+        "facetsByIndex",
+        "facetDistribution",
+        "facetStats",
+        "code",
+        "type",
+    ] {
+        if let Some(x) = v.get(k) {
+            out.insert(k.into(), x.clone());
+        }
+    }
+    if with_total {
+        out.insert("estimatedTotalHits".into(), v["estimatedTotalHits"].clone());
+        let mut ids: Vec<String> = v["hits"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|h| format!("{}/{}", h["_federation"]["indexUid"], h["id"]))
+            .collect();
+        ids.sort();
+        out.insert("hits".into(), json!(ids));
+    }
+    Value::Object(out)
+}
+
+#[test]
+fn federated_facets_as_one_node() {
+    let p = pair();
+    facet_indexes(&p);
+    let disjoint = json!([
+        {"indexUid": "fa", "q": "", "filter": "p < 10"},
+        {"indexUid": "fa", "q": "", "filter": "p >= 30"},
+        {"indexUid": "fb", "q": "item"}
+    ]);
+    let overlapping = json!([
+        {"indexUid": "fa", "q": "", "filter": "p < 30"},
+        {"indexUid": "fa", "q": "", "filter": "p >= 10"},
+        {"indexUid": "fb", "q": ""}
+    ]);
+    let cases = [
+        (
+            json!({"limit": 100, "facetsByIndex": {"fa": ["g", "p"], "fb": ["g"]}}),
+            &disjoint,
+            true,
+        ),
+        (
+            json!({"facetsByIndex": {"fa": ["g", "p"], "fb": ["g", "p"]}}),
+            &overlapping,
+            false,
+        ),
+        (
+            json!({"facetsByIndex": {"fa": ["g", "p"], "fb": ["g", "p"]}, "mergeFacets": {}}),
+            &overlapping,
+            false,
+        ),
+        (
+            json!({"facetsByIndex": {"fa": ["g"], "fb": ["g"]}, "mergeFacets": {"maxValuesPerFacet": 2}}),
+            &overlapping,
+            false,
+        ),
+        (
+            json!({"limit": 100, "facetsByIndex": {"fa": null, "fb": []}}),
+            &disjoint,
+            true,
+        ),
+        (
+            json!({"facetsByIndex": {"fa": ["g"], "fb": ["g"]}}),
+            &json!([{"indexUid": "fa", "q": ""}]),
+            false,
+        ),
+        (json!({"facetsByIndex": {"nope": ["g"]}}), &disjoint, false),
+        (
+            json!({"facetsByIndex": {"fa": ["title"]}}),
+            &disjoint,
+            false,
+        ),
+    ];
+    for (federation, queries, with_total) in cases {
+        let body = json!({"federation": federation, "queries": queries});
+        let a = answer(&p.one.http(), "POST", "/multi-search", Some(&body));
+        let b = answer(&p.cluster.http(), "POST", "/multi-search", Some(&body));
+        assert_eq!(b.0, a.0, "{body}: {} / {}", b.1, a.1);
+        assert_eq!(
+            facet_part(&b.1, with_total),
+            facet_part(&a.1, with_total),
+            "{body}: Miroir (left) and one node (right)"
+        );
+    }
+}
