@@ -31,6 +31,7 @@
 pub mod broadcast;
 pub mod coverage;
 pub mod health;
+pub mod hints;
 pub mod http_types;
 pub mod keys;
 pub mod metrics;
@@ -94,6 +95,10 @@ pub async fn start(config: Config) -> Result<Running, RunError> {
         .await
         .map_err(|e| RunError::Api(e.to_string()))?;
     keys::ensure_defaults(&admin).await?;
+    // Copies with hints left by a previous run stay unread until replayed (crate::hints).
+    hints::sync_lagging(&admin, false)
+        .await
+        .map_err(|e| RunError::Api(e.to_string()))?;
     admin.publish().await?;
 
     let addr = format!("{}:{}", admin.config.admin.bind, admin.config.admin.port);
@@ -119,6 +124,7 @@ pub async fn start(config: Config) -> Result<Running, RunError> {
     tokio::spawn(server::serve_unix(admin.clone(), unix));
     tokio::spawn(health::run(admin.clone()));
     tokio::spawn(tasks::refresher(admin.clone()));
+    tokio::spawn(hints::run(admin.clone()));
     // Not `println!`: a closed stdout (launcher not reading it) must not kill the admin.
     {
         use std::io::Write;

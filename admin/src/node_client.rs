@@ -88,6 +88,28 @@ impl NodeClient {
         body: Option<Bytes>,
         timeout: Duration,
     ) -> Result<NodeResponse, NodeError> {
+        self.send_typed(
+            base_url,
+            method,
+            path_and_query,
+            body,
+            "application/json",
+            timeout,
+        )
+        .await
+    }
+
+    /// [`NodeClient::send_raw`] with the body's `Content-Type` (documents may be NDJSON or
+    /// CSV, e.g. a replayed hint).
+    pub async fn send_typed(
+        &self,
+        base_url: &str,
+        method: Method,
+        path_and_query: &str,
+        body: Option<Bytes>,
+        content_type: &str,
+        timeout: Duration,
+    ) -> Result<NodeResponse, NodeError> {
         let url = format!("{}{}", base_url.trim_end_matches('/'), path_and_query);
         let uri: hyper::Uri = url.parse().map_err(|_| NodeError::BadUrl(url.clone()))?;
         let mut builder = hyper::Request::builder().method(method).uri(uri);
@@ -96,7 +118,7 @@ impl NodeClient {
         }
         let has_body = body.is_some();
         if has_body {
-            builder = builder.header(hyper::header::CONTENT_TYPE, "application/json");
+            builder = builder.header(hyper::header::CONTENT_TYPE, content_type);
         }
         let req = builder
             .body(Full::new(body.unwrap_or_default()))

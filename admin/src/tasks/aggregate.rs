@@ -89,6 +89,10 @@ pub enum NodeTask {
     Gone,
     /// The node could not be asked (down, timeout, 5xx).
     Unreachable,
+    /// The node task can no longer be observed (the node answered 404 for it, or could not
+    /// be asked for `tasks.node_task_timeout_ms`): terminal and failed with this error
+    /// (`miroir_node_task_lost`), so the task settles instead of waiting forever.
+    Lost(Value),
 }
 
 /// The Meilisearch task object, keys in Meilisearch's order.
@@ -210,6 +214,14 @@ pub fn aggregate(
             }
             NodeTask::Unreachable => {
                 all_terminal = false;
+                continue;
+            }
+            NodeTask::Lost(e) => {
+                any_started = true;
+                any_failed = true;
+                if error.is_none() {
+                    error = Some(e.clone());
+                }
                 continue;
             }
         };
@@ -639,6 +651,23 @@ mod tests {
         ];
         let v = aggregate(&head(&d, &[], 1), &nodes, |_, _| None);
         assert_eq!(v.status, "processing");
+    }
+
+    #[test]
+    fn a_lost_node_task_settles_the_task_as_failed_with_its_error() {
+        let d = json!({});
+        let lost = json!({"message": "lost", "code": "miroir_node_task_lost", "type": "system", "link": "l"});
+        let nodes = [
+            ("a", node("succeeded", json!(1), Some(T0), Some(T1))),
+            ("b", NodeTask::Lost(lost.clone())),
+        ];
+        let v = aggregate(&head(&d, &[], 1), &nodes, |_, _| None);
+        assert_eq!((v.status, v.error), ("failed", Some(lost.clone())));
+        // Alone it settles too (never stays enqueued).
+        let v = aggregate(&head(&d, &[], 1), &[("b", NodeTask::Lost(lost))], |_, _| {
+            None
+        });
+        assert_eq!(v.status, "failed");
     }
 
     #[test]
