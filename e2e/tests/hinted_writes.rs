@@ -5,8 +5,8 @@
 //!   replayed, ends with exactly the documents of its shards in their last content, and no
 //!   search in between returns a stale or incomplete answer (it is not read until caught up);
 //! - `write_consistency: all`: a write that only some copies accepted is registered, answered
-//!   `X-Miroir-Write-Consistency: degraded` with the pending copies in the task, and the
-//!   copies are equal once the node is back;
+//!   `X-Miroir-Write-Consistency: degraded` with the pending copies in the task, its hints
+//!   survive `kill -9` of the admin, and the copies are equal once the node is back;
 //! - a node restarted on an empty data directory lost its node task: the Miroir task settles
 //!   as failed with `miroir_node_task_lost` (test node only: it needs a task that stays
 //!   enqueued on the node).
@@ -253,7 +253,17 @@ fn a_write_missing_consistency_after_partial_acceptance_is_registered_and_conver
         .collect();
     // The live copies answer searches, current.
     assert_search_is_current(&d, &acked, "with the node down");
+    // The hints are durable: `kill -9` of the admin loses none, and the restarted admin
+    // publishes the lagging copies again before the data plane serves with its snapshot.
+    d.kill_admin();
+    d.start_admin();
+    d.wait_ready();
+    assert!(
+        metric(&d, "miroir_hints_pending") > 0,
+        "hints survived the admin"
+    );
     d.nodes[dead].restart();
+    assert_search_is_current(&d, &acked, "right after the node restarted");
     for node in 0..d.nodes.len() {
         let want = expected_on(&d, node, &acked);
         wait_until(within(Duration::from_secs(120)), "every copy equal", || {
