@@ -1233,6 +1233,33 @@ mod tests {
     }
 
     #[test]
+    fn write_consistency_and_settling_knobs() {
+        let base = "nodes: [{id: a, address: 'http://h:7700'}]\n";
+        let c = Config::from_yaml_str(base).unwrap();
+        assert_eq!(c.write_consistency, WriteConsistency::One);
+        assert_eq!(c.tasks.node_task_timeout_ms, 600_000);
+        for (wire, level) in [
+            ("one", WriteConsistency::One),
+            ("majority", WriteConsistency::Majority),
+            ("all", WriteConsistency::All),
+        ] {
+            let c = Config::from_yaml_str(&format!("{base}write_consistency: {wire}\n")).unwrap();
+            assert_eq!((c.write_consistency, level.as_str()), (level, wire));
+        }
+        assert!(Config::from_yaml_str(&format!("{base}write_consistency: quorum\n")).is_err());
+        let c = Config::from_yaml_str(&format!(
+            "{base}hints: {{max_attempts: 0}}\ntasks: {{refresh_per_round: 0}}\n"
+        ))
+        .unwrap();
+        let keys: Vec<String> = c.problems().into_iter().map(|p| p.key).collect();
+        assert!(keys.contains(&"hints.max_attempts".to_string()), "{keys:?}");
+        assert!(
+            keys.contains(&"tasks.refresh_per_round".to_string()),
+            "{keys:?}"
+        );
+    }
+
+    #[test]
     fn shipped_examples_validate() {
         let c = example("miroir.yaml");
         assert_eq!(
