@@ -158,6 +158,23 @@ pub async fn record(
     Ok(())
 }
 
+/// Clears the lost-copy hints of `node` on `index` once its copy has been rebuilt from the
+/// others (for the copy/repair steps that rebuild it); the copy is read again when no other
+/// hint keeps it lagging. Returns how many were cleared.
+pub async fn resolve_lost(admin: &Admin, node: &str, index: &str) -> Result<usize, ApiError> {
+    let mut cleared = 0;
+    for (key, hint) in load(admin).await? {
+        if hint.lost && hint.index == index && key_node(&key) == Some(node) {
+            delete_hint(admin, &key).await?;
+            cleared += 1;
+        }
+    }
+    if cleared > 0 {
+        sync_lagging(admin, true).await?;
+    }
+    Ok(cleared)
+}
+
 /// Records that `node` lost its node task of task `task_uid` on `index`: every shard of the
 /// index it owns is lagging until its copy is rebuilt (module docs). Idempotent.
 pub async fn record_lost(admin: &Admin, task_uid: u32, node: &str, index: &str) {
@@ -315,8 +332,17 @@ pub async fn replay_round(admin: &Admin) -> Result<bool, ApiError> {
         }
     }
     let nodes = admin.nodes();
+    // A node that still misses an index's settings (crate::repair) gets them first: its
+    // documents must be indexed under the settings the other copies have.
+    let repairs = crate::repair::all_pending(admin)
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let needs_repair = |node: &str| repairs.iter().any(|(_, nodes)| nodes.contains(node));
     let mut changed = false;
     for (node, queue) in per_node {
+        if needs_repair(&node) {
+            continue;
+        }
         match nodes.iter().find(|n| n.id == node) {
             // A node no longer in the topology has no copy to complete.
             None => {
