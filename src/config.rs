@@ -35,6 +35,77 @@ pub struct Config {
     pub server: ServerConfig,
     pub health: HealthConfig,
     pub scatter: ScatterConfig,
+    /// How many owners of a shard in a replica group must accept a write
+    /// (docs/contract.md#write-consistency, decision 020).
+    pub write_consistency: WriteConsistency,
+    /// Hinted writes: replaying missed copies (docs/operations.md#hinted-writes).
+    pub hints: HintsConfig,
+    /// Settling of node tasks that cannot be observed (docs/operations.md#task-settling).
+    pub tasks: TasksConfig,
+}
+
+/// Acknowledgements a replica group needs for a shard before it counts (decision 020). A
+/// write succeeds when every shard has one group that reached the level; copies it missed
+/// are completed by hints either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WriteConsistency {
+    /// One owner of the shard in the group (writes survive RF−1 owners down).
+    #[default]
+    One,
+    /// `floor(RF/2)+1` owners (the rule before write consistency was configurable).
+    Majority,
+    /// Every owner of the shard in the group.
+    All,
+}
+
+impl WriteConsistency {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WriteConsistency::One => "one",
+            WriteConsistency::Majority => "majority",
+            WriteConsistency::All => "all",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HintsConfig {
+    /// How often the admin looks for hints to replay (and re-checks unreachable targets).
+    pub replay_interval_ms: u64,
+    /// Attempts at one hint whose replay task fails on the node before it is dropped (and
+    /// counted in `miroir_hints_failed_total`); an unreachable node is retried without limit.
+    pub max_attempts: u32,
+}
+
+impl Default for HintsConfig {
+    fn default() -> Self {
+        HintsConfig {
+            replay_interval_ms: 500,
+            max_attempts: 3,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TasksConfig {
+    /// A node task that could not be asked for this long after its Miroir task was enqueued
+    /// settles as failed with `miroir_node_task_lost`.
+    pub node_task_timeout_ms: u64,
+    /// Unfinished tasks the background refresher asks the nodes about per round (oldest
+    /// first, then round-robin through the rest, so none starves).
+    pub refresh_per_round: u32,
+}
+
+impl Default for TasksConfig {
+    fn default() -> Self {
+        TasksConfig {
+            node_task_timeout_ms: 600_000,
+            refresh_per_round: 100,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -177,6 +248,9 @@ impl Default for Config {
             server: ServerConfig::default(),
             health: HealthConfig::default(),
             scatter: ScatterConfig::default(),
+            write_consistency: WriteConsistency::default(),
+            hints: HintsConfig::default(),
+            tasks: TasksConfig::default(),
         }
     }
 }
@@ -645,6 +719,16 @@ impl Config {
             ),
             ("scatter.node_timeout_ms", self.scatter.node_timeout_ms),
             ("scatter.write_timeout_ms", self.scatter.write_timeout_ms),
+            ("hints.replay_interval_ms", self.hints.replay_interval_ms),
+            ("hints.max_attempts", u64::from(self.hints.max_attempts)),
+            (
+                "tasks.node_task_timeout_ms",
+                self.tasks.node_task_timeout_ms,
+            ),
+            (
+                "tasks.refresh_per_round",
+                u64::from(self.tasks.refresh_per_round),
+            ),
         ] {
             if v == 0 {
                 bad(key.into(), "must be at least 1 (got 0)".into());
@@ -1161,6 +1245,33 @@ mod tests {
         let c = Config::load(&path).unwrap();
         c.validate().unwrap();
         c
+    }
+
+    #[test]
+    fn write_consistency_and_settling_knobs() {
+        let base = "nodes: [{id: a, address: 'http://h:7700'}]\n";
+        let c = Config::from_yaml_str(base).unwrap();
+        assert_eq!(c.write_consistency, WriteConsistency::One);
+        assert_eq!(c.tasks.node_task_timeout_ms, 600_000);
+        for (wire, level) in [
+            ("one", WriteConsistency::One),
+            ("majority", WriteConsistency::Majority),
+            ("all", WriteConsistency::All),
+        ] {
+            let c = Config::from_yaml_str(&format!("{base}write_consistency: {wire}\n")).unwrap();
+            assert_eq!((c.write_consistency, level.as_str()), (level, wire));
+        }
+        assert!(Config::from_yaml_str(&format!("{base}write_consistency: quorum\n")).is_err());
+        let c = Config::from_yaml_str(&format!(
+            "{base}hints: {{max_attempts: 0}}\ntasks: {{refresh_per_round: 0}}\n"
+        ))
+        .unwrap();
+        let keys: Vec<String> = c.problems().into_iter().map(|p| p.key).collect();
+        assert!(keys.contains(&"hints.max_attempts".to_string()), "{keys:?}");
+        assert!(
+            keys.contains(&"tasks.refresh_per_round".to_string()),
+            "{keys:?}"
+        );
     }
 
     #[test]

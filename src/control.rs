@@ -16,7 +16,7 @@
 
 use crate::documents::PkSource;
 use crate::error::{link_for, MeiliError};
-use crate::ids::NodeId;
+use crate::ids::{NodeId, ShardId};
 use crate::snapshot::IndexMeta;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -235,9 +235,45 @@ pub struct TaskRegistration {
     /// The client's `?customMetadata=`, kept with the task.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub custom_metadata: Option<String>,
+    /// Copies this write did not reach (node down, marked failed, refused, timed out, or a
+    /// copy still catching up), each with the request that completes it: the admin keeps
+    /// them as durable hints and replays them in order (decision 021).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missed: Vec<MissedCopy>,
+    /// The write did not reach `write_consistency` for some shard, yet some copies accepted
+    /// it: it is registered anyway and the missed copies are completed from the hints
+    /// (decision 022).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub degraded: bool,
 }
 
 impl ControlMessage for TaskRegistration {}
+
+/// One node's missed part of a write: its shards and the exact request it should have got.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MissedCopy {
+    pub node: NodeId,
+    /// The shards of the write this node owns (ascending): they are *lagging* on it until
+    /// the replay's node task succeeded.
+    pub shards: Vec<ShardId>,
+    pub replay: ReplayRequest,
+}
+
+/// A node request, as the data plane would have sent it (path and query already encoded).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplayRequest {
+    pub method: String,
+    pub path: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub query: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+    /// The body (documents are UTF-8 JSON, NDJSON or CSV; empty for bodiless requests).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub body: String,
+}
 
 /// A Meilisearch error object `{message, code, type, link}` (that key order), as a task's
 /// `error` shows it.
@@ -422,6 +458,8 @@ mod tests {
                 error: json!({"message": "m", "code": "unavailable", "type": "system", "link": "l"}),
             }],
             custom_metadata: Some("import 42".into()),
+            missed: vec![],
+            degraded: false,
         };
         assert_eq!(
             round_trip(&reg),
@@ -433,12 +471,49 @@ mod tests {
         );
         let bare = TaskRegistration {
             custom_metadata: None,
-            ..reg
+            ..reg.clone()
         };
         assert!(round_trip(&bare).get("customMetadata").is_none());
+        let hinted = TaskRegistration {
+            missed: vec![MissedCopy {
+                node: NodeId::new("meili-1"),
+                shards: vec![ShardId(3), ShardId(5)],
+                replay: ReplayRequest {
+                    method: "POST".into(),
+                    path: "/indexes/movies/documents".into(),
+                    query: "primaryKey=id".into(),
+                    content_type: Some("application/json".into()),
+                    body: r#"[{"id":1,"_miroir_shard":3}]"#.into(),
+                },
+            }],
+            degraded: true,
+            ..reg
+        };
+        let v = round_trip(&hinted);
+        assert_eq!(v["degraded"], true);
+        assert_eq!(
+            v["missed"],
+            json!([{"node": "meili-1", "shards": [3, 5], "replay": {"method": "POST",
+                    "path": "/indexes/movies/documents", "query": "primaryKey=id",
+                    "contentType": "application/json",
+                    "body": "[{\"id\":1,\"_miroir_shard\":3}]"}}])
+        );
+        // A bodiless replay (delete all) carries only what it has.
+        let r = ReplayRequest {
+            method: "DELETE".into(),
+            path: "/indexes/m/documents".into(),
+            query: String::new(),
+            content_type: None,
+            body: String::new(),
+        };
+        assert_eq!(
+            serde_json::to_value(&r).unwrap(),
+            json!({"method": "DELETE", "path": "/indexes/m/documents"})
+        );
         let minimal =
             TaskRegistration::decode(br#"{"indexUid": null, "type": "documentDeletion"}"#).unwrap();
         assert!(minimal.details.is_null() && minimal.node_tasks.is_empty());
+        assert!(minimal.missed.is_empty() && !minimal.degraded);
         // Node task uids are Meilisearch's `u32`.
         assert!(TaskRegistration::decode(
             br#"{"type": "x", "nodeTasks": [{"node": "n", "taskUid": 4294967296}]}"#

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Current snapshot encoding version (first byte(s) of the encoded form).
-pub const SNAPSHOT_FORMAT_VERSION: u16 = 2;
+pub const SNAPSHOT_FORMAT_VERSION: u16 = 3;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct Snapshot {
@@ -31,6 +31,18 @@ pub struct Snapshot {
     pub keys: Vec<ApiKey>,
     /// Shard migrations in progress: writes for `(index, shard)` also go to `to`.
     pub migrations: Vec<ShardMigration>,
+    /// Copies with pending hints (decision 021): `node` missed acknowledged writes to
+    /// `(index, shard)` and must not answer reads for that shard until they are replayed.
+    /// Sorted, no duplicates.
+    pub lagging: Vec<LaggingCopy>,
+}
+
+/// One shard copy that is behind its other copies (see [`Snapshot::lagging`]).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct LaggingCopy {
+    pub node: NodeId,
+    pub index: String,
+    pub shard: ShardId,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -161,6 +173,17 @@ impl Snapshot {
     ) -> impl Iterator<Item = &'a ShardMigration> + 'a {
         self.migrations.iter().filter(move |m| m.index == index)
     }
+
+    /// The lagging `(node, shard)` copies of one index.
+    pub fn lagging_for<'a>(
+        &'a self,
+        index: &'a str,
+    ) -> impl Iterator<Item = (&'a NodeId, ShardId)> + 'a {
+        self.lagging
+            .iter()
+            .filter(move |l| l.index == index)
+            .map(|l| (&l.node, l.shard))
+    }
 }
 
 impl IndexMeta {
@@ -257,6 +280,11 @@ mod tests {
                 from: NodeId::new("meili-0"),
                 to: NodeId::new("meili-1"),
             }],
+            lagging: vec![LaggingCopy {
+                node: NodeId::new("meili-1"),
+                index: "movies".into(),
+                shard: ShardId(2),
+            }],
         }
     }
 
@@ -274,6 +302,9 @@ mod tests {
         assert_eq!(snap.node("meili-1").unwrap().status, NodeStatus::Joining);
         assert_eq!(snap.migrations_for("movies").count(), 1);
         assert_eq!(snap.migrations_for("other").count(), 0);
+        let lagging: Vec<_> = snap.lagging_for("movies").collect();
+        assert_eq!(lagging, vec![(&NodeId::new("meili-1"), ShardId(2))]);
+        assert_eq!(snap.lagging_for("other").count(), 0);
         let t = snap.topology().unwrap();
         assert_eq!(t.replica_groups(), 2);
         assert_eq!(
@@ -377,6 +408,7 @@ mod tests {
                 indexes: indexes.into_iter().map(|i| (i.uid.clone(), i)).collect(),
                 keys: vec![ApiKey { uid: "u".into(), key: "k".into(), name: None, actions: vec![], indexes: vec!["*".into()], expires_at: expires }],
                 migrations: vec![ShardMigration { index: "i".into(), shard: ShardId(shard), group: GroupId(0), from: NodeId::new("a"), to: NodeId::new("b") }],
+                lagging: vec![LaggingCopy { node: NodeId::new("a"), index: "i".into(), shard: ShardId(shard) }],
             };
             prop_assert_eq!(Snapshot::decode(&snap.encode()).unwrap(), snap);
         }

@@ -32,6 +32,7 @@ pub mod broadcast;
 pub mod coverage;
 pub mod export;
 pub mod health;
+pub mod hints;
 pub mod http_types;
 pub mod keys;
 pub mod metrics;
@@ -97,6 +98,10 @@ pub async fn start(config: Config) -> Result<Running, RunError> {
         .await
         .map_err(|e| RunError::Api(e.to_string()))?;
     keys::ensure_defaults(&admin).await?;
+    // Copies with hints left by a previous run stay unread until replayed (crate::hints).
+    hints::sync_lagging(&admin, false)
+        .await
+        .map_err(|e| RunError::Api(e.to_string()))?;
     admin.publish().await?;
 
     let addr = format!("{}:{}", admin.config.admin.bind, admin.config.admin.port);
@@ -124,6 +129,7 @@ pub async fn start(config: Config) -> Result<Running, RunError> {
     tokio::spawn(tasks::refresher(admin.clone()));
     // Every admin delivers until the leader gate is wired (decision 028).
     tokio::spawn(webhooks::deliver(admin.clone(), || true));
+    tokio::spawn(hints::run(admin.clone()));
     // Not `println!`: a closed stdout (launcher not reading it) must not kill the admin.
     {
         use std::io::Write;

@@ -48,6 +48,31 @@ pub async fn render(admin: &crate::state::Admin) -> String {
         )],
     );
     gauge(
+        "miroir_hints_pending",
+        "Hinted writes waiting to be replayed to a copy that missed them.",
+        "gauge",
+        vec![(String::new(), m.hints_pending.load(Ordering::Relaxed))],
+    );
+    gauge(
+        "miroir_hints_total",
+        "Hinted writes by outcome: recorded, replayed (the node task succeeded), failed (dropped after hints.max_attempts).",
+        "counter",
+        vec![
+            (
+                "{outcome=\"recorded\"}".into(),
+                m.hints_recorded.load(Ordering::Relaxed),
+            ),
+            (
+                "{outcome=\"replayed\"}".into(),
+                m.hints_replayed.load(Ordering::Relaxed),
+            ),
+            (
+                "{outcome=\"failed\"}".into(),
+                m.hints_failed.load(Ordering::Relaxed),
+            ),
+        ],
+    );
+    gauge(
         "miroir_broadcasts_total",
         "Broadcast operations (index lifecycle, settings, keys) by outcome.",
         "counter",

@@ -43,7 +43,7 @@ impl NodeResponse {
 #[derive(Debug, Clone)]
 pub struct Payload {
     pub bytes: Bytes,
-    pub content_type: &'static str,
+    pub content_type: std::borrow::Cow<'static, str>,
     pub content_encoding: Option<&'static str>,
 }
 
@@ -98,7 +98,7 @@ impl NodeClient {
     ) -> Result<NodeResponse, NodeError> {
         let body = body.map(|b| Payload {
             bytes: b,
-            content_type: "application/json",
+            content_type: "application/json".into(),
             content_encoding: None,
         });
         self.send_payload(base_url, method, path_and_query, body, timeout)
@@ -112,6 +112,26 @@ impl NodeClient {
             auth: key.map(|k| format!("Bearer {k}")),
             ..self.clone()
         }
+    }
+
+    /// [`NodeClient::send_raw`] with the body's `Content-Type` (documents may be NDJSON or
+    /// CSV, e.g. a replayed hint).
+    pub async fn send_typed(
+        &self,
+        base_url: &str,
+        method: Method,
+        path_and_query: &str,
+        body: Option<Bytes>,
+        content_type: &str,
+        timeout: Duration,
+    ) -> Result<NodeResponse, NodeError> {
+        let body = body.map(|b| Payload {
+            bytes: b,
+            content_type: content_type.to_string().into(),
+            content_encoding: None,
+        });
+        self.send_payload(base_url, method, path_and_query, body, timeout)
+            .await
     }
 
     /// Sends a body of any content type (and encoding).
@@ -131,7 +151,7 @@ impl NodeClient {
         }
         let bytes = match body {
             Some(p) => {
-                builder = builder.header(hyper::header::CONTENT_TYPE, p.content_type);
+                builder = builder.header(hyper::header::CONTENT_TYPE, p.content_type.as_ref());
                 if let Some(e) = p.content_encoding {
                     builder = builder.header(hyper::header::CONTENT_ENCODING, e);
                 }

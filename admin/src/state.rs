@@ -70,6 +70,11 @@ pub struct Metrics {
     pub tasks_registered: AtomicU64,
     /// Node-tracked tasks that finished while some node never got the write.
     pub tasks_missing_copies: AtomicU64,
+    /// Hinted writes (crate::hints): hints stored now, recorded, replayed and dropped.
+    pub hints_pending: AtomicU64,
+    pub hints_recorded: AtomicU64,
+    pub hints_replayed: AtomicU64,
+    pub hints_failed: AtomicU64,
 }
 
 impl Metrics {
@@ -92,6 +97,8 @@ pub struct State {
     pub dataplanes: HashMap<String, Heartbeat>,
     pub epoch: u64,
     pub generation: u64,
+    /// Copies with pending hints, published in the snapshot (owned by crate::hints).
+    pub lagging: std::collections::BTreeSet<miroir_core::snapshot::LaggingCopy>,
 }
 
 pub struct Admin {
@@ -338,6 +345,7 @@ impl Admin {
             indexes: st.indexes.clone(),
             keys: st.keys.values().filter_map(api_key_from_json).collect(),
             migrations: Vec::new(),
+            lagging: st.lagging.iter().cloned().collect(),
         }
     }
 

@@ -46,6 +46,16 @@ fn doc(id: u64) -> Value {
 }
 
 fn start(groups: u32, per_group: u32, rf: u32, shards: u32) -> Deployment {
+    start_with(groups, per_group, rf, shards, DeploymentOptions::default())
+}
+
+fn start_with(
+    groups: u32,
+    per_group: u32,
+    rf: u32,
+    shards: u32,
+    opts: DeploymentOptions,
+) -> Deployment {
     let d = Deployment::start(
         &ClusterSpec {
             replica_groups: groups,
@@ -54,7 +64,7 @@ fn start(groups: u32, per_group: u32, rf: u32, shards: u32) -> Deployment {
             shards,
             ..ClusterSpec::default()
         },
-        &DeploymentOptions::default(),
+        &opts,
     );
     d.write_ok(
         "POST",
@@ -303,6 +313,17 @@ fn shards_whose_owners_are_dead_in_every_group_lose_quorum_and_only_they() {
     let lost: BTreeSet<u32> = owned_a.intersection(&owned_b).copied().collect();
     d.nodes[a].kill();
     d.nodes[b].kill();
+    // Once both are known dead, a write that no live owner can take is refused before any
+    // node is touched (a write some copy accepted would be registered and hinted instead:
+    // `hinted_writes.rs`).
+    for dead in [a, b] {
+        let id = d.ids[dead].clone();
+        wait_until(
+            within(std::time::Duration::from_secs(30)),
+            "marked failed",
+            || node_status(&d, &id) == "failed",
+        );
+    }
 
     let id_in = |pred: &dyn Fn(u32) -> bool| (1000..).find(|&id| pred(shard_of(id, S))).unwrap();
     // A lost shard: no quorum, and no live node got the document.
@@ -365,7 +386,18 @@ fn shards_whose_owners_are_dead_in_every_group_lose_quorum_and_only_they() {
 #[test]
 fn rf2_in_one_group_needs_both_owners_of_a_shard_to_write_it() {
     const S: u32 = 8;
-    let mut d = start(1, 3, 2, S);
+    // `majority` (floor(RF/2)+1 = 2 of 2 owners); the default `one` writes with one owner
+    // and hints the other (`hinted_writes.rs`).
+    let mut d = start_with(
+        1,
+        3,
+        2,
+        S,
+        DeploymentOptions {
+            extra_yaml: "write_consistency: majority\n".into(),
+            ..DeploymentOptions::default()
+        },
+    );
     // Fields first, while every node is up: a write bringing a new field needs the admin to
     // extend every node's searchable list, which is a different (all-node) operation.
     let r = add(&d, 0..50);
@@ -373,6 +405,12 @@ fn rf2_in_one_group_needs_both_owners_of_a_shard_to_write_it() {
     d.wait_task(r.json()["taskUid"].as_u64().unwrap());
     let dead = 1;
     d.nodes[dead].kill();
+    let id = d.ids[dead].clone();
+    wait_until(
+        within(std::time::Duration::from_secs(30)),
+        "marked failed",
+        || node_status(&d, &id) == "failed",
+    );
     let with_dead = (100..)
         .find(|&id| owners(&d, shard_of(id, S), 0, 2).contains(&dead))
         .unwrap();

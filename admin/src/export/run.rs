@@ -96,7 +96,7 @@ impl Target {
     async fn json(&self, method: Method, path: &str, body: &Value) -> Result<(), ApiError> {
         let payload = Payload {
             bytes: Bytes::from(serde_json::to_vec(body).expect("JSON serialises")),
-            content_type: "application/json",
+            content_type: "application/json".into(),
             content_encoding: None,
         };
         let r = self.call(method, path, Some(payload)).await?;
@@ -290,7 +290,7 @@ async fn send(target: &Target, path: &str, ndjson: Vec<u8>) -> Result<(), ApiErr
         .map_err(|e| ApiError::internal(format!("compressing an export payload: {e}")))?;
     let payload = Payload {
         bytes: Bytes::from(bytes),
-        content_type: "application/x-ndjson",
+        content_type: "application/x-ndjson".into(),
         content_encoding: Some("gzip"),
     };
     let r = target.call(Method::POST, path, Some(payload)).await?;

@@ -9,11 +9,14 @@
 //!   task non-terminal: we never guess a terminal state we could not observe.
 //! - **nodes that never got the write** (`failedNodes` of the registration: unreachable,
 //!   marked failed, or refused at dispatch) do **not** fail the task. The data plane only
-//!   registers a write once it reached its quorum (docs/contract.md#write-consistency), so the write *is*
-//!   accepted; the missing copies are an availability matter (the client already got
-//!   `X-Miroir-Degraded` when a whole group missed a shard), reported to operators through
-//!   the log and `miroir_task_missing_copies_total`, never through the task JSON (whose keys
-//!   SDK tests count). Only when *no* node task exists at all (an admin broadcast that no node
+//!   registers a write some copy accepted (docs/contract.md#write-consistency), so the write
+//!   *is* accepted, and the missing copies are completed from hints (crate::hints); they are
+//!   reported to operators through the log and `miroir_task_missing_copies_total`, and only a
+//!   write that missed `write_consistency` lists them in the task
+//!   (`details.miroirHintedCopies`, decision 022) — ordinary task JSON keeps the keys SDK
+//!   tests count.
+//! - **a node task the node lost** ([`NodeTask::Lost`]: 404, or unreachable for
+//!   `tasks.node_task_timeout_ms`) fails the task with `miroir_node_task_lost` (decision 023). Only when *no* node task exists at all (an admin broadcast that no node
 //!   accepted) does the first such error fail the task: nothing was done.
 //! - **details**: the details registered with the task (the client's `receivedDocuments` /
 //!   `providedIds`, as the data plane counted them) plus the logical document counters
@@ -84,11 +87,16 @@ impl Status {
 pub enum NodeTask {
     /// The node's `GET /tasks/{uid}` body.
     Found(Value),
-    /// The node answered 404: its task was deleted there (`DELETE /tasks`). Counts as
-    /// terminal without contributing a status, details or error.
+    /// The node is no longer in the topology (its copy went with it). Counts as terminal
+    /// without contributing a status, details or error. (A node that answers 404 for its
+    /// task lost it: that is [`NodeTask::Lost`].)
     Gone,
     /// The node could not be asked (down, timeout, 5xx).
     Unreachable,
+    /// The node task can no longer be observed (the node answered 404 for it, or could not
+    /// be asked for `tasks.node_task_timeout_ms`): terminal and failed with this error
+    /// (`miroir_node_task_lost`), so the task settles instead of waiting forever.
+    Lost(Value),
 }
 
 /// The Meilisearch task object, keys in Meilisearch's order.
@@ -210,6 +218,14 @@ pub fn aggregate(
             }
             NodeTask::Unreachable => {
                 all_terminal = false;
+                continue;
+            }
+            NodeTask::Lost(e) => {
+                any_started = true;
+                any_failed = true;
+                if error.is_none() {
+                    error = Some(e.clone());
+                }
                 continue;
             }
         };
@@ -639,6 +655,23 @@ mod tests {
         ];
         let v = aggregate(&head(&d, &[], 1), &nodes, |_, _| None);
         assert_eq!(v.status, "processing");
+    }
+
+    #[test]
+    fn a_lost_node_task_settles_the_task_as_failed_with_its_error() {
+        let d = json!({});
+        let lost = json!({"message": "lost", "code": "miroir_node_task_lost", "type": "system", "link": "l"});
+        let nodes = [
+            ("a", node("succeeded", json!(1), Some(T0), Some(T1))),
+            ("b", NodeTask::Lost(lost.clone())),
+        ];
+        let v = aggregate(&head(&d, &[], 1), &nodes, |_, _| None);
+        assert_eq!((v.status, v.error), ("failed", Some(lost.clone())));
+        // Alone it settles too (never stays enqueued).
+        let v = aggregate(&head(&d, &[], 1), &[("b", NodeTask::Lost(lost))], |_, _| {
+            None
+        });
+        assert_eq!(v.status, "failed");
     }
 
     #[test]

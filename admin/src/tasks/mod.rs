@@ -95,7 +95,20 @@ fn object_or_empty(details: Value) -> Value {
 pub async fn register(admin: &Admin, req: &Req) -> Result<Resp, ApiError> {
     let reg: TaskRegistration = decode_registration(req, "task registration")?;
     let kind = registered_type(&reg.task_type)?;
-    let details = object_or_empty(reg.details);
+    let mut details = object_or_empty(reg.details);
+    if reg.degraded {
+        // The write missed `write_consistency` (decision 022): the task says which copies
+        // are completed from hints.
+        if let Some(d) = details.as_object_mut() {
+            let copies: Vec<Value> = reg
+                .missed
+                .iter()
+                .map(|m| json!({"node": m.node, "shards": m.shards}))
+                .collect();
+            d.insert("miroirHintedCopies".into(), Value::Array(copies));
+        }
+    }
+    let missed = reg.missed;
     let nothing_dispatched = reg.node_tasks.is_empty() && reg.failed_nodes.is_empty();
     // The store keeps its own record types: its format must not move with the wire's.
     let node_tasks = (reg.node_tasks.into_iter())
@@ -119,6 +132,9 @@ pub async fn register(admin: &Admin, req: &Req) -> Result<Resp, ApiError> {
     )
     .await?;
     let summary = summarized(&rec);
+    if let Some(index) = rec.index_uid.as_deref() {
+        crate::hints::record(admin, rec.uid.0, index, missed).await?;
+    }
     if nothing_dispatched {
         // An empty batch (`[]`, a CSV header alone) reaches no node, so no node task will
         // ever settle it: it succeeds at once with zero counts, as Meilisearch's does.
@@ -292,12 +308,24 @@ pub async fn view(admin: &Admin, rec: &TaskRecord) -> Result<Value, ApiError> {
 }
 
 /// Asks the nodes about a node-tracked task and stores what changed.
+///
+/// Settling (docs/contract.md#tasks): a node that answers 404 for its node task lost it —
+/// that copy fails the task with `miroir_node_task_lost` and is recorded as a lost copy
+/// (crate::hints); a node that cannot be asked for `tasks.node_task_timeout_ms` after the
+/// task was enqueued settles the same way. A node marked failed is not asked (it would only
+/// cost a timeout per task).
 async fn refresh(admin: &Admin, rec: &TaskRecord) -> Result<TaskView, ApiError> {
-    let addresses: std::collections::HashMap<String, String> = admin
-        .nodes()
+    let nodes = admin.nodes();
+    let addresses: std::collections::HashMap<String, Option<String>> = nodes
         .into_iter()
-        .map(|n| (n.id, n.address))
+        .map(|n| {
+            let up = n.status != miroir_core::topology::NodeStatus::Failed;
+            (n.id, up.then_some(n.address))
+        })
         .collect();
+    let timeout = std::time::Duration::from_millis(admin.config.tasks.node_task_timeout_ms);
+    let age = OffsetDateTime::now_utc() - rec.enqueued_at;
+    let timed_out = age > timeout;
     let calls = rec.state.node_tasks.iter().map(|nt| {
         let client = admin.client.clone();
         let addr = addresses.get(nt.node.as_str()).cloned();
@@ -305,19 +333,49 @@ async fn refresh(admin: &Admin, rec: &TaskRecord) -> Result<TaskView, ApiError> 
         async move {
             let t = match addr {
                 None => NodeTask::Gone, // node no longer in the topology
-                Some(addr) => match client
+                Some(None) => NodeTask::Unreachable,
+                Some(Some(addr)) => match client
                     .send(&addr, Method::GET, &format!("/tasks/{uid}"), None)
                     .await
                 {
                     Ok(r) if r.status == 200 => NodeTask::Found(r.json()),
-                    Ok(r) if r.status == 404 => NodeTask::Gone,
+                    Ok(r) if r.status == 404 => NodeTask::Lost(lost_error(
+                        LOST_404,
+                        &node,
+                        uid,
+                        "answered 404 for it: the node lost it (was it restarted on an empty data directory?)",
+                    )),
                     _ => NodeTask::Unreachable,
                 },
+            };
+            let t = match t {
+                NodeTask::Unreachable if timed_out => NodeTask::Lost(lost_error(
+                    "",
+                    &node,
+                    uid,
+                    &format!(
+                        "could not be asked about it for {} s (`tasks.node_task_timeout_ms`)",
+                        timeout.as_secs()
+                    ),
+                )),
+                t => t,
             };
             (node, t)
         }
     });
     let results = crate::health::futures_join_all(calls).await;
+    if let Some(index) = rec.index_uid.as_deref() {
+        for (node, t) in &results {
+            if let NodeTask::Lost(e) = t {
+                if e["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with(LOST_404))
+                {
+                    crate::hints::record_lost(admin, rec.uid.0, node, index).await;
+                }
+            }
+        }
+    }
     let mut canceled_by = std::collections::HashMap::new();
     for (node, t) in &results {
         if let NodeTask::Found(v) = t {
@@ -388,6 +446,18 @@ async fn refresh(admin: &Admin, rec: &TaskRecord) -> Result<TaskView, ApiError> 
         admin.store.update_task(rec.uid, state).await?;
     }
     Ok(v)
+}
+
+/// Starts the message of a node task the node answered 404 for (the copy needs a hint).
+const LOST_404: &str = "The node no longer knows its task. ";
+
+/// The `miroir_node_task_lost` error of one node task (`prefix` marks the 404 case).
+fn lost_error(prefix: &str, node: &str, uid: u32, why: &str) -> Value {
+    ApiError::core(
+        ErrorCode::MiroirNodeTaskLost,
+        format!("{prefix}Node `{node}` lost its copy of this task (node task {uid}): it {why}."),
+    )
+    .body()
 }
 
 /// The copy-rule shares ([`aggregate::shares`]) of a node-tracked task's nodes: placement of
@@ -846,34 +916,85 @@ async fn delete_finished(
 /// Background refresher: keeps non-terminal node-tracked tasks' stored status current (so
 /// status filters are right and terminal views get cached without a client poll) and
 /// prunes to `task_store.max_tasks`. Runs until the process exits.
+///
+/// Bounded work per round (`tasks.refresh_per_round`): half of it goes to the oldest
+/// unfinished tasks, the other half to a window that moves on through the rest every round
+/// and wraps around ([`RefreshCursor`]), so neither old tasks stuck on an unreachable node
+/// nor a stream of new ones starves the other.
 pub async fn refresher(admin: std::sync::Arc<Admin>) {
     let mut ticker = tokio::time::interval(std::time::Duration::from_millis(250));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut rounds: u64 = 0;
+    let mut cursor = RefreshCursor::default();
     loop {
         ticker.tick().await;
         rounds += 1;
-        let mut q = crate::store::TaskQuery {
-            limit: 200,
-            reverse: true,
-            ..Default::default()
+        let per_round = admin.config.tasks.refresh_per_round.max(2);
+        let oldest = per_round / 2;
+        let page = |from: Option<TaskUid>, limit: u32| {
+            let mut q = crate::store::TaskQuery {
+                limit,
+                reverse: true,
+                from,
+                ..Default::default()
+            };
+            q.filter.statuses = Some(vec![TaskStatus::Enqueued, TaskStatus::Processing]);
+            q
         };
-        q.filter.statuses = Some(vec![TaskStatus::Enqueued, TaskStatus::Processing]);
-        match admin.store.list_tasks(&q).await {
-            Ok(page) => {
-                for rec in page.tasks.iter().filter(|r| !is_self_tracked(r)) {
-                    if let Err(e) = refresh(&admin, rec).await {
-                        tracing::warn!(task = rec.uid.0, error = %e, "task refresh failed");
+        let mut batch: Vec<TaskRecord> = Vec::new();
+        match admin.store.list_tasks(&page(None, oldest)).await {
+            Ok(p) => batch.extend(p.tasks),
+            Err(e) => tracing::warn!(error = %e, "listing unfinished tasks failed"),
+        }
+        let from = cursor.from(batch.last().map(|r| r.uid));
+        match admin
+            .store
+            .list_tasks(&page(from, per_round - oldest))
+            .await
+        {
+            Ok(p) => {
+                cursor.advance(p.next);
+                for r in p.tasks {
+                    if !batch.iter().any(|b| b.uid == r.uid) {
+                        batch.push(r);
                     }
                 }
             }
             Err(e) => tracing::warn!(error = %e, "listing unfinished tasks failed"),
+        }
+        for rec in batch.iter().filter(|r| !is_self_tracked(r)) {
+            if let Err(e) = refresh(&admin, rec).await {
+                tracing::warn!(task = rec.uid.0, error = %e, "task refresh failed");
+            }
         }
         if rounds.is_multiple_of(40) {
             if let Err(e) = admin.store.prune(admin.config.task_store.max_tasks).await {
                 tracing::warn!(error = %e, "task pruning failed");
             }
         }
+    }
+}
+
+/// Where the refresher's moving window (see [`refresher`]) starts next round.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct RefreshCursor {
+    next: Option<TaskUid>,
+}
+
+impl RefreshCursor {
+    /// The window's first uid: where the last window stopped, but never inside the oldest
+    /// tasks refreshed anyway (`after_oldest` = the newest of those).
+    fn from(&self, after_oldest: Option<TaskUid>) -> Option<TaskUid> {
+        let floor = after_oldest.map(|u| TaskUid(u.0 + 1));
+        match (self.next, floor) {
+            (Some(n), Some(f)) => Some(n.max(f)),
+            (n, f) => n.or(f),
+        }
+    }
+
+    /// After a window: continue after it, or wrap to the start when it reached the end.
+    fn advance(&mut self, next: Option<TaskUid>) {
+        self.next = next;
     }
 }
 
@@ -902,6 +1023,19 @@ pub async fn fail_interrupted(admin: &Admin) -> Result<(), ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_refresh_window_moves_on_and_wraps() {
+        let mut c = RefreshCursor::default();
+        assert_eq!(c.from(None), None);
+        assert_eq!(c.from(Some(TaskUid(9))), Some(TaskUid(10)));
+        c.advance(Some(TaskUid(50)));
+        assert_eq!(c.from(Some(TaskUid(9))), Some(TaskUid(50)));
+        // The oldest tasks moved past the window: start after them.
+        assert_eq!(c.from(Some(TaskUid(70))), Some(TaskUid(71)));
+        c.advance(None);
+        assert_eq!(c.from(Some(TaskUid(9))), Some(TaskUid(10)));
+    }
 
     #[test]
     fn an_empty_batch_finishes_with_zero_counts() {

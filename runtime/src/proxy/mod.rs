@@ -395,7 +395,8 @@ impl<U: Upstreams> Proxy<U> {
             |s, g| shard_map.owners(g, s).to_vec(),
             readable,
             &extra,
-        );
+        )
+        .with_lagging(snap.lagging_for(&meta.uid).map(|(n, s)| (n.clone(), s)));
         let r = Rc::new(IndexRouting { shard_map, read });
         cache.per_index.insert(meta.uid.clone(), r.clone());
         Ok(r)

@@ -136,7 +136,7 @@ impl<U: Upstreams> Proxy<U> {
             let n = owners.len();
             for k in 0..n {
                 let node = &owners[(rotation + k) % n];
-                if table.readable.contains(node) {
+                if table.serves(node, shard) {
                     candidates.push(node.clone());
                 }
             }

@@ -17,6 +17,9 @@
 //! node also holds shards that were assigned elsewhere (RF > 1, migrations), its request
 //! must carry a `_miroir_shard IN [..]` filter — [`NodeAssignment::needs_shard_filter`].
 //!
+//! A *lagging* copy (a node with pending hints for a shard, decision 021) is not readable
+//! for that shard: another owner answers for it, or the shard is uncovered.
+//!
 //! The same function replans after a runtime failure: call it again with the failed nodes
 //! excluded and only the failed shards requested.
 
@@ -41,6 +44,8 @@ pub struct ReadTable {
     /// Per node: every shard it physically holds (owned in its group, plus migration
     /// sources/targets). Used to decide whether a shard filter is needed.
     pub held: BTreeMap<NodeId, BTreeSet<ShardId>>,
+    /// `(node, shard)` copies that are behind (pending hints): never read for that shard.
+    pub lagging: HashSet<(NodeId, ShardId)>,
 }
 
 /// One node's part of a scatter.
@@ -95,7 +100,20 @@ impl ReadTable {
             groups,
             readable,
             held,
+            lagging: HashSet::new(),
         }
+    }
+
+    /// The same table with `lagging` copies not readable for their shard.
+    pub fn with_lagging(mut self, lagging: impl IntoIterator<Item = (NodeId, ShardId)>) -> Self {
+        self.lagging.extend(lagging);
+        self
+    }
+
+    /// Whether `node` may answer reads for `shard` now (readable, and its copy not lagging).
+    pub fn serves(&self, node: &NodeId, shard: ShardId) -> bool {
+        self.readable.contains(node)
+            && (self.lagging.is_empty() || !self.lagging.contains(&(node.clone(), shard)))
     }
 
     /// Index of the group to prefer for a round-robin counter: the counter modulo the number
@@ -103,6 +121,8 @@ impl ReadTable {
     /// with a node down is used only if no complete group exists).
     pub fn pick_group(&self, counter: usize) -> usize {
         let n = self.groups.len().max(1);
+        // Lagging copies do not make a group incomplete: `assign` moves just their shards to
+        // another group at no cost, while a down node would cost a failed request.
         let complete = |g: &GroupTable| {
             g.owners
                 .iter()
@@ -139,7 +159,7 @@ impl ReadTable {
                 let start = rotation.wrapping_add(shard.0 as usize);
                 let pick = (0..len)
                     .map(|k| &owners[start.wrapping_add(k) % len])
-                    .find(|n| self.readable.contains(*n) && !excluded.contains(*n));
+                    .find(|n| self.serves(n, shard) && !excluded.contains(*n));
                 if let Some(n) = pick {
                     chosen = Some((n.clone(), g.group));
                     break;
@@ -211,6 +231,33 @@ mod tests {
     }
 
     const ALL: [&str; 6] = ["a0", "a1", "a2", "b0", "b1", "b2"];
+
+    #[test]
+    fn a_lagging_copy_is_not_read_for_its_shard_only() {
+        // a1 owns shards 0 and 1 (with a0 and a2); it is behind on shard 1 only.
+        let t = table(&ALL).with_lagging([(n("a1"), ShardId(1))]);
+        assert!(t.serves(&n("a1"), ShardId(0)) && !t.serves(&n("a1"), ShardId(1)));
+        for rotation in 0..4 {
+            let plan = t.assign(&t.all_shards(), 0, rotation, &HashSet::new());
+            covered_once(&plan, 6);
+            for a in &plan.assignments {
+                assert!(
+                    !(a.node == n("a1") && a.shards.contains(&ShardId(1))),
+                    "{plan:?}"
+                );
+            }
+        }
+        // Both owners of shard 1 in group 0 behind: group 1 serves that shard.
+        let t = table(&ALL).with_lagging([(n("a1"), ShardId(1)), (n("a2"), ShardId(1))]);
+        let plan = t.assign(&[ShardId(1)], 0, 0, &HashSet::new());
+        assert_eq!(plan.assignments[0].group, GroupId(1));
+        // Every owner behind: uncovered, never served stale.
+        let t = table(&["a1", "a2"]).with_lagging([(n("a1"), ShardId(1)), (n("a2"), ShardId(1))]);
+        assert_eq!(
+            t.assign(&[ShardId(1)], 0, 0, &HashSet::new()).uncovered,
+            vec![ShardId(1)]
+        );
+    }
 
     fn covered_once(plan: &ScatterPlan, shards: u32) {
         let mut seen = BTreeSet::new();

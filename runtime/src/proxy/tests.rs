@@ -1170,3 +1170,146 @@ fn the_admin_decodes_what_writes_send() {
     assert_eq!(reg.details["receivedDocuments"], json!(1));
     assert!(!reg.node_tasks.is_empty() && reg.failed_nodes.is_empty());
 }
+
+fn registration(p: &Proxy<Fake>) -> Value {
+    let reg = calls_to(p, "/_internal/v1/tasks");
+    assert_eq!(reg.len(), 1, "one registration");
+    serde_json::from_slice(&reg[0].1.body).unwrap()
+}
+
+fn twenty_docs() -> String {
+    let docs: Vec<Value> = (1..=20).map(|i| json!({"id": i})).collect();
+    serde_json::to_string(&docs).unwrap()
+}
+
+#[test]
+fn missed_copies_are_sent_with_the_registration_as_hints() {
+    // RF=2 in one group of 3: g0n1 is down.
+    let down: fn(&str, &Request) -> Result<Response, UpstreamError> = |a, r| {
+        if a == "a-g0n1" {
+            Err(UpstreamError::Connect("down".into()))
+        } else {
+            healthy_node(a, r)
+        }
+    };
+    // Default `one`: acknowledged without any consistency header, the missed copy hinted.
+    let p = proxy(
+        snapshot(1, 3, 2, 8),
+        Config::default(),
+        Box::new(down),
+        Box::new(admin_registers),
+    );
+    let r = block_on(p.handle(
+        req(Method::Post, "/indexes/m/documents", &twenty_docs()),
+        "r",
+    ));
+    assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
+    assert!(r.header("x-miroir-write-consistency").is_none());
+    let reg = registration(&p);
+    assert!(reg.get("degraded").is_none(), "{reg}");
+    let missed = reg["missed"].as_array().unwrap();
+    assert_eq!(missed.len(), 1, "{reg}");
+    assert_eq!(missed[0]["node"], "g0n1");
+    assert_eq!(missed[0]["replay"]["method"], "POST");
+    assert_eq!(missed[0]["replay"]["path"], "/indexes/m/documents");
+    let replayed: Vec<Value> =
+        serde_json::from_str(missed[0]["replay"]["body"].as_str().unwrap()).unwrap();
+    let shards: Vec<u64> = missed[0]["shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_u64().unwrap())
+        .collect();
+    assert!(!replayed.is_empty());
+    for d in &replayed {
+        // Exactly the documents of the node's shards, with their shard field.
+        let token = d["_miroir_shard"].as_str().unwrap();
+        let shard = miroir_core::documents::parse_shard_token(token).unwrap();
+        assert!(shards.contains(&u64::from(shard.0)), "{d}");
+    }
+
+    // `majority` (2 of 2): some copies accepted, so the write is registered as degraded.
+    let config = Config {
+        write_consistency: miroir_core::config::WriteConsistency::Majority,
+        ..Config::default()
+    };
+    let p = proxy(
+        snapshot(1, 3, 2, 8),
+        config.clone(),
+        Box::new(down),
+        Box::new(admin_registers),
+    );
+    let r = block_on(p.handle(
+        req(Method::Post, "/indexes/m/documents", &twenty_docs()),
+        "r",
+    ));
+    assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(
+        r.header("x-miroir-write-consistency"),
+        Some(&b"degraded"[..])
+    );
+    assert_eq!(registration(&p)["degraded"], true);
+
+    // Known down before the write: refused up front, nothing written anywhere.
+    let mut snap = snapshot(1, 3, 2, 8);
+    snap.nodes[1].status = NodeStatus::Failed;
+    let p = proxy(snap, config, Box::new(down), Box::new(admin_registers));
+    let r = block_on(p.handle(
+        req(Method::Post, "/indexes/m/documents", &twenty_docs()),
+        "r",
+    ));
+    assert_eq!(
+        (r.status, body(&r)["code"].clone()),
+        (503, json!("miroir_no_quorum"))
+    );
+    assert!(
+        calls_to(&p, "/indexes/m/documents").is_empty(),
+        "no node touched"
+    );
+    assert!(calls_to(&p, "/_internal/v1/tasks").is_empty());
+}
+
+#[test]
+fn a_lagging_copy_gets_writes_as_hints_and_serves_no_reads_for_its_shards() {
+    let mut snap = snapshot(1, 3, 2, 8);
+    snap.lagging = (0..8)
+        .map(|s| miroir_core::snapshot::LaggingCopy {
+            node: NodeId::new("g0n1"),
+            index: "m".into(),
+            shard: ShardId(s),
+        })
+        .collect();
+    let p = proxy(
+        snap,
+        Config::default(),
+        Box::new(healthy_node),
+        Box::new(admin_registers),
+    );
+    let r = block_on(p.handle(
+        req(Method::Post, "/indexes/m/documents", &twenty_docs()),
+        "r",
+    ));
+    assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
+    assert!(
+        calls_to(&p, "a-g0n1").is_empty(),
+        "the lagging copy is not written"
+    );
+    let reg = registration(&p);
+    let missed = reg["missed"].as_array().unwrap();
+    assert_eq!(missed.len(), 1);
+    assert_eq!(missed[0]["node"], "g0n1");
+    // Not a node failure: the copy is queued, not reported missing.
+    assert!(
+        reg["failedNodes"].as_array().is_none_or(|f| f.is_empty()),
+        "{reg}"
+    );
+    for _ in 0..6 {
+        let r = block_on(p.handle(req(Method::Post, "/indexes/m/search", r#"{"q":"x"}"#), "r"));
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        assert!(r.header("x-miroir-degraded").is_none());
+    }
+    assert!(
+        calls_to(&p, "a-g0n1").is_empty(),
+        "the lagging copy is not read"
+    );
+}

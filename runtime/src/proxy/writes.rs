@@ -14,10 +14,18 @@
 //! 2. **Dispatch.** Shards are grouped per target node (owners in every group, plus migration
 //!    targets) and each node gets one request with all its shards' documents, all in
 //!    parallel. Nodes whose status is `failed` are not contacted (they count as misses).
-//! 3. **Combine (pure).** [`crate::proxy::quorum::evaluate_quorum`]: `floor(RF/2)+1` owners
-//!    per group, at least one group per shard. Missed groups → `X-Miroir-Degraded:
-//!    groups=…;shards=…`; a shard with no group → `503 miroir_no_quorum` (or, when nodes
+//!    Before that, the write is refused with `503 miroir_no_quorum` (nothing written) when
+//!    the nodes that can be contacted could not reach `write_consistency` even if all
+//!    accepted. A copy with pending hints (lagging, decision 021) is not sent the shard's
+//!    documents: the write becomes one more hint for it, replayed in order.
+//! 3. **Combine (pure).** [`crate::proxy::quorum::evaluate_quorum`]: `write_consistency`
+//!    owners per group (decision 020), at least one group per shard. Missed groups →
+//!    `X-Miroir-Degraded: groups=…;shards=…`. A shard with no group after *some* copy
+//!    accepted → registered anyway with `X-Miroir-Write-Consistency: degraded` (decision
+//!    022); only when no node accepted anything → `503 miroir_no_quorum` (or, when nodes
 //!    rejected the request as a client error, the first such error verbatim).
+//!    Every copy the write missed is sent to the admin with the registration (`missed`),
+//!    which keeps it as a durable hint and replays it when the node is back.
 //! 4. **Register.** The node task uids are registered with the admin (`POST
 //!    /_internal/v1/tasks`), which allocates the Miroir task uid and answers the summarized
 //!    task that is relayed to the client (202).
@@ -66,9 +74,10 @@ use crate::proxy::reads::encode_path_segment;
 use crate::proxy::router::{Route, WriteMode};
 use crate::proxy::upstream::{is_node_failure, relay, Upstreams};
 use crate::proxy::{error, index_not_found, Proxy, CONTROL_TIMEOUT};
+use miroir_core::config::WriteConsistency;
 use miroir_core::control::{
-    ControlMessage, Endpoint, FailedNode, FailedTaskRegistration, NodeTask, PrepareWrite, Prepared,
-    TaskError, TaskRegistration,
+    ControlMessage, Endpoint, FailedNode, FailedTaskRegistration, MissedCopy, NodeTask,
+    PrepareWrite, Prepared, ReplayRequest, TaskError, TaskRegistration,
 };
 use miroir_core::documents::{
     check_batch, prepare_delete_batch, BatchOptions, FailedBatch, PayloadFormat, PreparedBatch,
@@ -78,6 +87,7 @@ use miroir_core::snapshot::{IndexMeta, Snapshot};
 use miroir_core::topology::NodeStatus;
 use miroir_core::{ErrorCode, MeiliError, NodeId, ShardId};
 use serde_json::{json, Value};
+use std::collections::HashSet;
 use std::time::Duration;
 
 /// Deadline of the admin liveness check before a write. The admin answers the ping without
@@ -617,11 +627,46 @@ impl<U: Upstreams> Proxy<U> {
         };
         let targets = shard_targets(&routing.shard_map, snap, &plan.meta.uid, &plan.shards);
         let per_node = crate::proxy::quorum::plan_node_batches(&targets);
+        let level = self.config.write_consistency;
+        let rf = snap.replication_factor;
         let status_of = |n: &NodeId| snap.nodes.iter().find(|x| &x.id == n).map(|x| x.status);
-        let timeout = self.write_timeout();
-        let (send, skipped): (Vec<_>, Vec<_>) = per_node.into_iter().partition(|(n, _)| {
+        let contactable = |n: &NodeId| {
             status_of(n).is_some_and(|s| s != NodeStatus::Failed && s.accepts_writes())
+        };
+        // A copy with pending hints gets this write as one more hint instead of directly, so
+        // it applies its writes in the order they were acknowledged (decision 021).
+        let lagging: HashSet<(&NodeId, ShardId)> = snap.lagging_for(&plan.meta.uid).collect();
+        let possible = evaluate_quorum(&targets, rf, level, |n, s| {
+            contactable(n) && !lagging.contains(&(n, s))
         });
+        if !possible.succeeded() {
+            // Known before any node is touched (like Elasticsearch's wait_for_active_shards):
+            // refusing now writes nothing anywhere.
+            return error(&no_quorum(&possible.no_quorum, &plan.meta.uid, level));
+        }
+        let mut send: Vec<(NodeId, Vec<ShardId>)> = Vec::new();
+        let mut missed: Vec<(NodeId, Vec<ShardId>)> = Vec::new();
+        let mut skipped = Vec::new();
+        for (node, shards) in per_node {
+            if !contactable(&node) {
+                skipped.push(failed_node(
+                    &node,
+                    synth_error(&node, "is marked failed; not contacted"),
+                ));
+                missed.push((node, shards));
+                continue;
+            }
+            let (behind, now): (Vec<ShardId>, Vec<ShardId>) = shards
+                .into_iter()
+                .partition(|s| lagging.contains(&(&node, *s)));
+            if !behind.is_empty() {
+                missed.push((node.clone(), behind));
+            }
+            if !now.is_empty() {
+                send.push((node, now));
+            }
+        }
+        let timeout = self.write_timeout();
         let calls = send.iter().map(|(node, shards)| {
             let mut req = Request {
                 method: plan.method,
@@ -640,17 +685,19 @@ impl<U: Upstreams> Proxy<U> {
         let mut node_tasks = Vec::new();
         let mut failed = Vec::new();
         let mut client_error: Option<Response> = None;
-        for ((node, _), answer) in send.iter().zip(answers) {
-            match answer {
+        let mut accepted: HashSet<(NodeId, ShardId)> = HashSet::new();
+        for ((node, shards), answer) in send.iter().zip(answers) {
+            let error = match answer {
                 Ok(resp) if (200..300).contains(&resp.status) => match task_uid(&resp.body) {
-                    Some(task_uid) => node_tasks.push(NodeTask {
-                        node: node.clone(),
-                        task_uid,
-                    }),
-                    None => failed.push(failed_node(
-                        node,
-                        synth_error(node, "answered without a taskUid"),
-                    )),
+                    Some(task_uid) => {
+                        node_tasks.push(NodeTask {
+                            node: node.clone(),
+                            task_uid,
+                        });
+                        accepted.extend(shards.iter().map(|s| (node.clone(), *s)));
+                        continue;
+                    }
+                    None => synth_error(node, "answered without a taskUid"),
                 },
                 Ok(resp) => {
                     let err = serde_json::from_slice::<Value>(&resp.body)
@@ -659,43 +706,41 @@ impl<U: Upstreams> Proxy<U> {
                         .unwrap_or_else(|| {
                             synth_error(node, &format!("answered HTTP {}", resp.status))
                         });
-                    failed.push(failed_node(node, err));
                     if !is_node_failure(resp.status) && client_error.is_none() {
                         client_error = Some(relay(resp));
                     }
+                    err
                 }
-                Err(e) => failed.push(failed_node(node, synth_error(node, &format!("{e:?}")))),
-            }
+                Err(e) => synth_error(node, &format!("{e:?}")),
+            };
+            failed.push(failed_node(node, error));
+            missed.push((node.clone(), shards.clone()));
         }
-        for (node, _) in &skipped {
-            failed.push(failed_node(
-                node,
-                synth_error(node, "is marked failed; not contacted"),
-            ));
-        }
-        let accepted: std::collections::HashSet<&str> =
-            node_tasks.iter().map(|t| t.node.as_str()).collect();
-        let report = evaluate_quorum(&targets, snap.replication_factor, |n| {
-            accepted.contains(n.as_str())
+        failed.extend(skipped);
+        let report = evaluate_quorum(&targets, rf, level, |n, s| {
+            accepted.contains(&(n.clone(), s))
         });
-        if !report.succeeded() {
+        if !report.succeeded() && node_tasks.is_empty() {
+            // Nothing was written anywhere: the one case that stays an error (decision 022).
             if let Some(resp) = client_error {
                 return resp;
             }
-            let list = report
-                .no_quorum
-                .iter()
-                .map(|s| s.0.to_string())
-                .collect::<Vec<_>>()
-                .join(", ");
-            return error(&MeiliError::new(
-                ErrorCode::MiroirNoQuorum,
-                format!(
-                    "No replica group reached a write quorum for shard(s) {list} of index `{}`.",
-                    plan.meta.uid
-                ),
-            ));
+            return error(&no_quorum(&report.no_quorum, &plan.meta.uid, level));
         }
+        let missed = missed
+            .into_iter()
+            .map(|(node, shards)| MissedCopy {
+                replay: ReplayRequest {
+                    method: plan.method.as_str().to_owned(),
+                    path: plan.path.clone(),
+                    query: plan.query.clone(),
+                    content_type: plan.content_type.map(str::to_owned),
+                    body: String::from_utf8_lossy(&plan.payload.render(&shards)).into_owned(),
+                },
+                node,
+                shards,
+            })
+            .collect();
         let registration = TaskRegistration {
             index_uid: Some(plan.meta.uid.clone()),
             task_type: plan.task_type.to_owned(),
@@ -703,6 +748,8 @@ impl<U: Upstreams> Proxy<U> {
             node_tasks,
             failed_nodes: failed,
             custom_metadata,
+            missed,
+            degraded: !report.succeeded(),
         };
         let req = internal_request(Endpoint::RegisterTask, Some(registration.encode()), rid);
         let node_tasks = registration.node_tasks;
@@ -727,8 +774,32 @@ impl<U: Upstreams> Proxy<U> {
             resp.headers
                 .push(("x-miroir-degraded".into(), d.into_bytes()));
         }
+        if !report.succeeded() {
+            resp.headers
+                .push((WRITE_CONSISTENCY_HEADER.into(), b"degraded".to_vec()));
+        }
         resp
     }
+}
+
+/// Set to `degraded` on a `202` whose write missed `write_consistency` for some shard after
+/// some copies accepted it: the task exists and the missing copies are completed from hints
+/// (docs/contract.md#write-consistency, decision 022).
+pub const WRITE_CONSISTENCY_HEADER: &str = "x-miroir-write-consistency";
+
+fn no_quorum(shards: &[ShardId], index: &str, level: WriteConsistency) -> MeiliError {
+    let list = shards
+        .iter()
+        .map(|s| s.0.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    MeiliError::new(
+        ErrorCode::MiroirNoQuorum,
+        format!(
+            "No replica group reached a write quorum for shard(s) {list} of index `{index}` (write_consistency `{}`).",
+            level.as_str()
+        ),
+    )
 }
 
 /// `check_batch` with the options a document write has.
