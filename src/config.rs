@@ -87,6 +87,15 @@ pub struct AdminConfig {
     /// Unix socket the data plane forwards control-path requests to.
     /// Defaults to `{data_dir}/control.sock`.
     pub control_socket: Option<PathBuf>,
+    /// With several hosts on one Redis store: the URL (`http://host:port`) other hosts'
+    /// admins reach this admin's REST listener at, to forward control requests to the leader.
+    /// Defaults to `http://{admin.bind}:{admin.port}` (set it when binding `0.0.0.0`).
+    pub advertise_address: Option<String>,
+    /// Leader lease time to live: a dead leader is replaced at most this long (plus one
+    /// renewal interval) after its last renewal.
+    pub lease_ttl_ms: u64,
+    /// How often the leader renews its lease and the other hosts try to take a vacant one.
+    pub lease_renew_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -191,6 +200,9 @@ impl Default for AdminConfig {
             bind: "127.0.0.1".into(),
             port: 7701,
             control_socket: None,
+            advertise_address: None,
+            lease_ttl_ms: 5_000,
+            lease_renew_ms: 1_000,
         }
     }
 }
@@ -630,10 +642,21 @@ impl Config {
                 u64::from(self.health.recovery_threshold),
             ),
             ("scatter.node_timeout_ms", self.scatter.node_timeout_ms),
+            ("admin.lease_ttl_ms", self.admin.lease_ttl_ms),
+            ("admin.lease_renew_ms", self.admin.lease_renew_ms),
         ] {
             if v == 0 {
                 bad(key.into(), "must be at least 1 (got 0)".into());
             }
+        }
+        if self.admin.lease_renew_ms >= self.admin.lease_ttl_ms {
+            bad(
+                "admin.lease_renew_ms".into(),
+                format!(
+                    "must be shorter than admin.lease_ttl_ms ({} ms), else the leader loses its lease between two renewals (got {})",
+                    self.admin.lease_ttl_ms, self.admin.lease_renew_ms
+                ),
+            );
         }
         out
     }
@@ -643,6 +666,14 @@ impl Config {
         self.node_master_key
             .as_deref()
             .or(self.master_key.as_deref())
+    }
+
+    /// `admin.advertise_address`, else `http://{admin.bind}:{admin.port}`.
+    pub fn admin_advertise_address(&self) -> String {
+        self.admin
+            .advertise_address
+            .clone()
+            .unwrap_or_else(|| format!("http://{}:{}", self.admin.bind, self.admin.port))
     }
 
     /// Key for `/_miroir/*`: `admin.api_key`, else `master_key`.

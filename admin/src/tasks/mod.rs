@@ -796,6 +796,10 @@ pub async fn refresher(admin: std::sync::Arc<Admin>) {
     let mut rounds: u64 = 0;
     loop {
         ticker.tick().await;
+        // One host refreshes and prunes the shared registry: the leader.
+        if !admin.leadership().is_leader() {
+            continue;
+        }
         rounds += 1;
         let mut q = crate::store::TaskQuery {
             limit: 200,
