@@ -327,6 +327,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("MIROIR_ADMIN_BIND", "admin.bind"),
     ("MIROIR_ADMIN_PORT", "admin.port"),
     ("MIROIR_CONTROL_SOCKET", "admin.control_socket"),
+    ("MIROIR_ADMIN_ADVERTISE_ADDRESS", "admin.advertise_address"),
     ("MIROIR_TASK_STORE_BACKEND", "task_store.backend"),
     ("MIROIR_TASK_STORE_URL", "task_store.url"),
     ("MIROIR_TASK_STORE_PATH", "task_store.path"),
@@ -411,6 +412,7 @@ impl Config {
                 "MIROIR_CONTROL_SOCKET" => {
                     self.admin.control_socket = opt(value).map(PathBuf::from)
                 }
+                "MIROIR_ADMIN_ADVERTISE_ADDRESS" => self.admin.advertise_address = opt(value),
                 "MIROIR_TASK_STORE_BACKEND" => self.task_store.backend = parse_env(var, value)?,
                 "MIROIR_TASK_STORE_URL" => self.task_store.url = opt(value),
                 "MIROIR_TASK_STORE_PATH" => self.task_store.path = opt(value).map(PathBuf::from),
