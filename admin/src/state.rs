@@ -129,6 +129,10 @@ pub struct Admin {
     pub metrics: Metrics,
     /// Who leads among the hosts sharing the store ([`crate::leader`]).
     leadership: Arc<Leadership>,
+    /// On the leader of a shared store: the lowest routing epoch the live hosts report
+    /// (refreshed every [`FOLLOW_POLL`]), for [`Admin::epoch_acknowledged`]. `u64::MAX` when
+    /// not known to be needed (LMDB, or not leader).
+    hosts_epoch: AtomicU64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -213,6 +217,7 @@ impl Admin {
             scopes: Mutex::new(HashMap::new()),
             metrics: Metrics::default(),
             leadership,
+            hosts_epoch: AtomicU64::new(0),
         });
         admin.publish().await?;
         Ok(admin)
@@ -421,9 +426,13 @@ impl Admin {
             let mut st = self.lock();
             st.shared_generation = st.shared_generation.max(shared_generation);
         }
-        let ttl = HOST_HEARTBEAT_TTL;
         shared
-            .host_heartbeat(self.leadership.host_id(), shared_generation, ttl)
+            .host_heartbeat(
+                self.leadership.host_id(),
+                shared_generation,
+                self.served_epoch(),
+                HOST_HEARTBEAT_TTL,
+            )
             .await?;
         if !self.wait_hosts(shared_generation, APPLY_WAIT).await {
             tracing::warn!(
@@ -551,11 +560,18 @@ impl Admin {
             if last_beat.elapsed() >= HOST_HEARTBEAT_EVERY {
                 let applied = self.lock().shared_generation;
                 match shared
-                    .host_heartbeat(&host, applied, HOST_HEARTBEAT_TTL)
+                    .host_heartbeat(&host, applied, self.served_epoch(), HOST_HEARTBEAT_TTL)
                     .await
                 {
                     Ok(()) => last_beat = Instant::now(),
                     Err(e) => tracing::debug!(error = %e, "host heartbeat failed"),
+                }
+            }
+            // The leader keeps the hosts' lowest epoch at hand for topology barriers.
+            if self.leadership.is_leader() {
+                if let Ok(hosts) = shared.live_hosts().await {
+                    let min = hosts.iter().map(|h| h.epoch).min().unwrap_or(u64::MAX);
+                    self.hosts_epoch.store(min, Ordering::Relaxed);
                 }
             }
         }
@@ -619,9 +635,25 @@ impl Admin {
     }
 
     /// Whether every live data plane has applied `epoch` (the barrier topology operations
-    /// wait on before copying or deleting a shard). Dead ones do not block it.
+    /// wait on before copying or deleting a shard). Dead ones do not block it. On a shared
+    /// store this includes the data planes of every live host (their heartbeats, as last
+    /// read by the leader).
     pub fn epoch_acknowledged(&self, epoch: u64) -> bool {
-        self.live_dataplanes().iter().all(|(_, b)| b.epoch >= epoch)
+        let local = self.live_dataplanes().iter().all(|(_, b)| b.epoch >= epoch);
+        local
+            && (self.leadership.shared_store().is_none()
+                || self.hosts_epoch.load(Ordering::Relaxed) >= epoch)
+    }
+
+    /// The routing epoch every live local data plane serves (this host's state's epoch when
+    /// none is live: a data plane that starts loads the latest snapshot before serving).
+    fn served_epoch(&self) -> u64 {
+        let st = self.lock();
+        live_heartbeats(&st.dataplanes, Instant::now())
+            .iter()
+            .map(|(_, b)| b.epoch)
+            .min()
+            .unwrap_or(st.epoch)
     }
 
     fn cover_nodes(st: &State) -> Vec<CoverNode<'_>> {

@@ -115,22 +115,25 @@ async fn a_restarted_host_renews_its_own_lease() {
 async fn host_heartbeats_expire() {
     let redis = Redis::start();
     let s = store(&redis).await;
-    s.host_heartbeat("a", 5, Duration::from_millis(200))
+    s.host_heartbeat("a", 5, 2, Duration::from_millis(200))
         .await
         .unwrap();
-    s.host_heartbeat("b", 7, Duration::from_secs(30))
+    s.host_heartbeat("b", 7, 3, Duration::from_secs(30))
         .await
         .unwrap();
     let mut live = s.live_hosts().await.unwrap();
     live.sort_by(|x, y| x.host.cmp(&y.host));
-    let seen: Vec<(&str, u64)> = live.iter().map(|h| (h.host.as_str(), h.applied)).collect();
-    assert_eq!(seen, [("a", 5), ("b", 7)]);
+    let seen: Vec<(&str, u64, u64)> = live
+        .iter()
+        .map(|h| (h.host.as_str(), h.applied, h.epoch))
+        .collect();
+    assert_eq!(seen, [("a", 5, 2), ("b", 7, 3)]);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let live = s.live_hosts().await.unwrap();
     let seen: Vec<(&str, u64)> = live.iter().map(|h| (h.host.as_str(), h.applied)).collect();
     assert_eq!(seen, [("b", 7)], "a silent host drops out");
     // A heartbeat brings it back with what it applied since.
-    s.host_heartbeat("a", 9, Duration::from_secs(30))
+    s.host_heartbeat("a", 9, 4, Duration::from_secs(30))
         .await
         .unwrap();
     assert_eq!(s.live_hosts().await.unwrap().len(), 2);

@@ -8,6 +8,7 @@
 //! | `{p}meta:generation`  | string     | metadata generation, `INCR`ed by the leader's publishes  |
 //! | `{p}hosts`            | sorted set | host id, score = heartbeat expiry (Redis `TIME`, ms)     |
 //! | `{p}hosts:applied`    | hash       | host id → metadata generation its data plane serves      |
+//! | `{p}hosts:epoch`      | hash       | host id → routing epoch its data planes all serve        |
 //!
 //! Everything that decides is a Lua script, so it is atomic and reads one clock (Redis'):
 //! - **Lease**: acquired when vacant (the token counter is incremented then, never on a
@@ -71,8 +72,8 @@ if redis.call('HGET', KEYS[1], 'token') ~= ARGV[1] then return -1 end
 return redis.call('INCR', KEYS[2])
 "#;
 
-/// KEYS: hosts, applied. ARGV: host, generation, ttl ms. Records the heartbeat and forgets
-/// hosts whose heartbeat expired.
+/// KEYS: hosts, applied, epoch. ARGV: host, generation, ttl ms, epoch. Records the heartbeat
+/// and forgets hosts whose heartbeat expired.
 const HEARTBEAT_LUA: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -80,23 +81,28 @@ local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
 if #dead > 0 then
   redis.call('ZREM', KEYS[1], unpack(dead))
   redis.call('HDEL', KEYS[2], unpack(dead))
+  redis.call('HDEL', KEYS[3], unpack(dead))
 end
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+redis.call('HSET', KEYS[3], ARGV[1], ARGV[4])
 return 1
 "#;
 
-/// KEYS: hosts, applied. Flat host, applied generation… of hosts whose heartbeat is running.
+/// KEYS: hosts, applied, epoch. Flat host, applied generation, epoch… of hosts whose
+/// heartbeat is running.
 const LIVE_LUA: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')
 if #ids == 0 then return {} end
 local gens = redis.call('HMGET', KEYS[2], unpack(ids))
+local epochs = redis.call('HMGET', KEYS[3], unpack(ids))
 local out = {}
 for i = 1, #ids do
-  out[2 * i - 1] = ids[i]
-  out[2 * i] = gens[i] or '0'
+  out[3 * i - 2] = ids[i]
+  out[3 * i - 1] = gens[i] or '0'
+  out[3 * i] = epochs[i] or '0'
 end
 return out
 "#;
@@ -120,6 +126,8 @@ pub struct LiveHost {
     pub host: String,
     /// The metadata generation its data plane serves.
     pub applied: u64,
+    /// The routing epoch every live data plane of that host serves.
+    pub epoch: u64,
 }
 
 impl RedisTaskStore {
@@ -207,19 +215,23 @@ impl RedisTaskStore {
         Ok(g.unwrap_or(0))
     }
 
-    /// Records that `host` is alive for `ttl` and serves metadata generation `applied`.
+    /// Records that `host` is alive for `ttl` and serves metadata generation `applied` and
+    /// routing epoch `epoch`.
     pub async fn host_heartbeat(
         &self,
         host: &str,
         applied: u64,
+        epoch: u64,
         ttl: Duration,
     ) -> Result<(), StoreError> {
         let _: i64 = Script::new(HEARTBEAT_LUA)
             .key(self.shared_key("hosts"))
             .key(self.shared_key("hosts:applied"))
+            .key(self.shared_key("hosts:epoch"))
             .arg(host)
             .arg(applied)
             .arg((ttl.as_millis() as u64).max(1))
+            .arg(epoch)
             .invoke_async(&mut self.conn())
             .await?;
         Ok(())
@@ -230,13 +242,16 @@ impl RedisTaskStore {
         let flat: Vec<String> = Script::new(LIVE_LUA)
             .key(self.shared_key("hosts"))
             .key(self.shared_key("hosts:applied"))
+            .key(self.shared_key("hosts:epoch"))
             .invoke_async(&mut self.conn())
             .await?;
+        let num = |c: &[String], i: usize| c.get(i).and_then(|g| g.parse().ok()).unwrap_or(0);
         Ok(flat
-            .chunks(2)
+            .chunks(3)
             .map(|c| LiveHost {
                 host: c[0].clone(),
-                applied: c.get(1).and_then(|g| g.parse().ok()).unwrap_or(0),
+                applied: num(c, 1),
+                epoch: num(c, 2),
             })
             .collect())
     }
