@@ -179,12 +179,18 @@ pub async fn start(config: Config) -> Result<Running, RunError> {
 }
 
 /// What a host does when it becomes leader (at start, or when a dead leader's lease ran out):
-/// tasks the previous leader was running end `failed` rather than stay `processing`, default
-/// keys exist, and the state is published (and waited for by every live host).
+/// tasks the previous leader was running end `failed` rather than stay `processing`, settings
+/// changes it left half done are rolled back on the nodes, default keys exist, and the state
+/// is published (and waited for by every live host).
 async fn take_over(admin: &std::sync::Arc<state::Admin>) -> Result<(), RunError> {
     tasks::fail_interrupted(admin)
         .await
         .map_err(|e| RunError::Api(e.to_string()))?;
+    // Not fatal: a node that refuses the rollback is logged, and the change's record stays
+    // for the next takeover; refusing to start would leave the deployment without a leader.
+    if let Err(e) = broadcast::roll_back_interrupted(admin).await {
+        tracing::error!(error = %e, "rolling back interrupted settings changes failed");
+    }
     keys::ensure_defaults(admin).await?;
     admin.publish().await?;
     Ok(())
