@@ -82,6 +82,8 @@ async fn one_holder_renewals_keep_the_token_a_successor_gets_a_new_one() {
     // A clean release hands over at once.
     b.release().await;
     assert!(!b.is_leader());
+    // A released lease is not taken back by the shutting-down host's next attempt.
+    assert_eq!(b.attempt().await.unwrap(), Transition::Following);
     assert_eq!(
         a.attempt().await.unwrap(),
         Transition::Acquired { token: 3 }

@@ -38,9 +38,10 @@ const SKIPPED: [&str; 5] = [
 ];
 
 /// The longest a follower waits for a reachable leader: two lease lifetimes, enough for a
-/// dead leader's lease to run out and another host to take it.
+/// dead leader's lease to run out and another host to take it — capped well below the data
+/// plane's 60 s control timeout, so the client never gives up on a request that then runs.
 pub fn wait_budget(leadership: &Leadership) -> Duration {
-    leadership.ttl() * 2 + Duration::from_secs(1)
+    (leadership.ttl() * 2 + Duration::from_secs(1)).min(Duration::from_secs(30))
 }
 
 fn client() -> &'static Client<HttpConnector, Full<Bytes>> {

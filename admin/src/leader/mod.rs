@@ -113,6 +113,8 @@ pub struct Leadership {
     ttl: Duration,
     renew: Duration,
     view: Mutex<View>,
+    /// Set by [`Leadership::release`] at shutdown: no further attempt takes the lease back.
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 /// Called (on its own task) each time this host becomes leader, with the new token.
@@ -129,6 +131,7 @@ impl Leadership {
             ttl: Duration::ZERO,
             renew: Duration::ZERO,
             view: Mutex::new(View::default()),
+            stopping: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -149,6 +152,7 @@ impl Leadership {
             ttl,
             renew,
             view: Mutex::new(View::default()),
+            stopping: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -206,6 +210,9 @@ impl Leadership {
         let Some(store) = &self.shared else {
             return Ok(Transition::Renewed);
         };
+        if self.stopping.load(std::sync::atomic::Ordering::Relaxed) {
+            return Ok(Transition::Following);
+        }
         let sent = Instant::now();
         match store
             .leader_lease(&self.host_id, &self.address, self.ttl)
@@ -232,9 +239,12 @@ impl Leadership {
         }
     }
 
-    /// Gives the lease up (clean shutdown), so another host need not wait for the TTL.
+    /// Gives the lease up for good (clean shutdown), so another host need not wait for the
+    /// TTL; this host never takes it again.
     pub async fn release(&self) {
         if let Some(store) = &self.shared {
+            self.stopping
+                .store(true, std::sync::atomic::Ordering::Relaxed);
             self.view().held_until = None;
             if let Err(e) = store.release_leader_lease(&self.host_id).await {
                 tracing::warn!(error = %e, "releasing the leader lease failed");
