@@ -111,14 +111,15 @@ pub async fn start(config: Config) -> Result<Running, RunError> {
         None => leader::Leadership::single(),
     };
     let admin = state::Admin::open_with(config, store, leadership.clone()).await?;
-    if leadership.is_leader() {
+    if let Some(token) = leadership.fencing_token() {
         take_over(&admin).await?;
+        leadership.mark_ready(token);
     } else {
         tracing::info!(leader = ?leadership.leader(), "another host leads; following");
     }
     let on_acquired: leader::OnAcquired = {
         let admin = admin.clone();
-        std::sync::Arc::new(move |_token| {
+        std::sync::Arc::new(move |token| {
             let admin = admin.clone();
             Box::pin(async move {
                 let sync = admin.reload_shared().await.map_err(RunError::from);
@@ -128,6 +129,9 @@ pub async fn start(config: Config) -> Result<Running, RunError> {
                 } {
                     tracing::error!(error = %e, "taking over as leader failed");
                 }
+                // Leading even after a failed clean-up: a lease held by a host that never
+                // acts would leave the deployment without a leader.
+                admin.leadership().mark_ready(token);
             })
         })
     };

@@ -214,6 +214,14 @@ async fn to_leader(admin: &Arc<Admin>, req: &Req) -> Result<Option<Resp>, ApiErr
         return Ok(None);
     }
     if forward::accepts_forwarded(req) {
+        // The follower saw this host's lease before this host finished taking over: wait.
+        let deadline = tokio::time::Instant::now() + forward::wait_budget(leadership);
+        while leadership.fencing_token().is_some() && tokio::time::Instant::now() < deadline {
+            if leadership.is_leader() {
+                return Ok(None);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
         return Err(ApiError::core(
             ErrorCode::MiroirNoLeader,
             "a forwarded request reached a host that no longer leads; retry",

@@ -37,6 +37,11 @@ async fn one_holder_renewals_keep_the_token_a_successor_gets_a_new_one() {
         a.attempt().await.unwrap(),
         Transition::Acquired { token: 1 }
     );
+    // Holding the lease, `a` fences its writes but leads only once its takeover is done.
+    assert_eq!(a.fencing_token(), Some(1));
+    assert!(!a.is_leader());
+    assert_eq!(a.leader(), Leader::Unknown);
+    a.mark_ready(1);
     assert_eq!(b.attempt().await.unwrap(), Transition::Following);
     assert!(a.is_leader() && !b.is_leader());
     assert_eq!(a.fencing_token(), Some(1));
@@ -66,6 +71,8 @@ async fn one_holder_renewals_keep_the_token_a_successor_gets_a_new_one() {
         b.attempt().await.unwrap(),
         Transition::Acquired { token: 2 }
     );
+    b.mark_ready(2);
+    assert!(b.is_leader());
     assert!(!s.fenced_meta(1, "x", Some(b"stale")).await.unwrap());
     assert_eq!(s.bump_generation(1).await.unwrap(), None);
     assert!(s.fenced_meta(2, "x", None).await.unwrap());
@@ -106,6 +113,7 @@ async fn a_restarted_host_renews_its_own_lease() {
         again.attempt().await.unwrap(),
         Transition::Acquired { token: 1 }
     );
+    again.mark_ready(1);
     assert!(again.is_leader());
     assert_eq!(
         host(&s, "b", ttl).attempt().await.unwrap(),

@@ -115,6 +115,10 @@ pub struct Leadership {
     view: Mutex<View>,
     /// Set by [`Leadership::release`] at shutdown: no further attempt takes the lease back.
     stopping: std::sync::atomic::AtomicBool,
+    /// The token whose takeover ([`Leadership::mark_ready`]) has completed: until then the
+    /// lease is held (writes are fenced with it) but the host does not act as leader yet, so
+    /// nothing it starts races the clean-up of its predecessor's work.
+    ready: std::sync::atomic::AtomicU64,
 }
 
 /// Called (on its own task) each time this host becomes leader, with the new token.
@@ -132,6 +136,7 @@ impl Leadership {
             renew: Duration::ZERO,
             view: Mutex::new(View::default()),
             stopping: std::sync::atomic::AtomicBool::new(false),
+            ready: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -153,6 +158,7 @@ impl Leadership {
             renew,
             view: Mutex::new(View::default()),
             stopping: std::sync::atomic::AtomicBool::new(false),
+            ready: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -174,13 +180,26 @@ impl Leadership {
         self.ttl
     }
 
-    /// Whether this admin may do leader-only work now.
+    /// Whether this admin may do leader-only work now: it holds the lease and has finished
+    /// taking over. Gate background jobs on this.
     pub fn is_leader(&self) -> bool {
-        self.shared.is_none() || self.view().leads(Instant::now())
+        if self.shared.is_none() {
+            return true;
+        }
+        let v = self.view();
+        v.leads(Instant::now()) && self.ready.load(std::sync::atomic::Ordering::Acquire) == v.token
     }
 
-    /// The fencing token of the lease this admin holds, `None` when it is not leader
-    /// (`Some(0)` on LMDB, where there is nothing to fence).
+    /// Records that the takeover for `token` is done: from now on [`Leadership::is_leader`]
+    /// holds while the lease with that token does.
+    pub fn mark_ready(&self, token: u64) {
+        self.ready
+            .store(token, std::sync::atomic::Ordering::Release);
+    }
+
+    /// The fencing token of the lease this admin holds (also while it takes over), `None`
+    /// when it does not hold it (`Some(0)` on LMDB, where there is nothing to fence). Pass it
+    /// to fenced store writes; gate work on [`Leadership::is_leader`].
     pub fn fencing_token(&self) -> Option<u64> {
         if self.shared.is_none() {
             return Some(0);
@@ -270,16 +289,6 @@ fn react(leadership: &Leadership, t: Transition, on_acquired: &OnAcquired) {
         ),
         Transition::Renewed | Transition::Following => {}
     }
-}
-
-/// The first lease attempt, at start: a single host (or the first of several) leads before
-/// it serves. Returns whether this host leads.
-pub async fn start(leadership: &Leadership, on_acquired: &OnAcquired) -> bool {
-    match leadership.attempt().await {
-        Ok(t) => react(leadership, t, on_acquired),
-        Err(e) => tracing::warn!(error = %e, "leader lease attempt failed"),
-    }
-    leadership.is_leader()
 }
 
 /// Renews (or tries to take) the lease every `admin.lease_renew_ms` until the process exits.
