@@ -130,8 +130,8 @@ pub struct Admin {
     /// Who leads among the hosts sharing the store ([`crate::leader`]).
     leadership: Arc<Leadership>,
     /// On the leader of a shared store: the lowest routing epoch the live hosts report
-    /// (refreshed every [`FOLLOW_POLL`]), for [`Admin::epoch_acknowledged`]. `u64::MAX` when
-    /// not known to be needed (LMDB, or not leader).
+    /// (refreshed every [`FOLLOW_POLL`]), for [`Admin::epoch_acknowledged`]; 0 until first
+    /// read (the barrier waits), unused on LMDB.
     hosts_epoch: AtomicU64,
 }
 
