@@ -3,7 +3,11 @@
 //! - On the **control socket** every request must carry `Miroir-Control-Version: 1`; client
 //!   routes arrive already authenticated by the data plane (`Miroir-Principal`), and
 //!   `/_internal/v1/*` is served.
-//! - On the **admin listener** only `/_miroir/*` is served.
+//! - On the **admin listener** only `/_miroir/*` is served — and, with several hosts on one
+//!   Redis, the client control requests a follower forwards to the leader
+//!   (`Miroir-Forwarded-By` + admin key; [`crate::leader::forward`]).
+//! - On a host that does not lead, control requests that need the leader ([`needs_leader`])
+//!   and `/_miroir/*` writes are forwarded to it.
 //! - `/_miroir/*` always needs the admin key (`Authorization: Bearer` or `X-Admin-Key`),
 //!   compared in constant time, on both listeners.
 
