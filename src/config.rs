@@ -158,6 +158,15 @@ pub struct AdminConfig {
     /// Unix socket the data plane forwards control-path requests to.
     /// Defaults to `{data_dir}/control.sock`.
     pub control_socket: Option<PathBuf>,
+    /// With several hosts on one Redis store: the URL (`http://host:port`) other hosts'
+    /// admins reach this admin's REST listener at, to forward control requests to the leader.
+    /// Defaults to `http://{admin.bind}:{admin.port}` (set it when binding `0.0.0.0`).
+    pub advertise_address: Option<String>,
+    /// Leader lease time to live: a dead leader is replaced at most this long (plus one
+    /// renewal interval) after its last renewal.
+    pub lease_ttl_ms: u64,
+    /// How often the leader renews its lease and the other hosts try to take a vacant one.
+    pub lease_renew_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -274,6 +283,9 @@ impl Default for AdminConfig {
             bind: "127.0.0.1".into(),
             port: 7701,
             control_socket: None,
+            advertise_address: None,
+            lease_ttl_ms: 5_000,
+            lease_renew_ms: 1_000,
         }
     }
 }
@@ -403,6 +415,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("MIROIR_ADMIN_BIND", "admin.bind"),
     ("MIROIR_ADMIN_PORT", "admin.port"),
     ("MIROIR_CONTROL_SOCKET", "admin.control_socket"),
+    ("MIROIR_ADMIN_ADVERTISE_ADDRESS", "admin.advertise_address"),
     ("MIROIR_TASK_STORE_BACKEND", "task_store.backend"),
     ("MIROIR_TASK_STORE_URL", "task_store.url"),
     ("MIROIR_TASK_STORE_PATH", "task_store.path"),
@@ -487,6 +500,7 @@ impl Config {
                 "MIROIR_CONTROL_SOCKET" => {
                     self.admin.control_socket = opt(value).map(PathBuf::from)
                 }
+                "MIROIR_ADMIN_ADVERTISE_ADDRESS" => self.admin.advertise_address = opt(value),
                 "MIROIR_TASK_STORE_BACKEND" => self.task_store.backend = parse_env(var, value)?,
                 "MIROIR_TASK_STORE_URL" => self.task_store.url = opt(value),
                 "MIROIR_TASK_STORE_PATH" => self.task_store.path = opt(value).map(PathBuf::from),
@@ -729,10 +743,21 @@ impl Config {
                 "tasks.refresh_per_round",
                 u64::from(self.tasks.refresh_per_round),
             ),
+            ("admin.lease_ttl_ms", self.admin.lease_ttl_ms),
+            ("admin.lease_renew_ms", self.admin.lease_renew_ms),
         ] {
             if v == 0 {
                 bad(key.into(), "must be at least 1 (got 0)".into());
             }
+        }
+        if self.admin.lease_renew_ms >= self.admin.lease_ttl_ms {
+            bad(
+                "admin.lease_renew_ms".into(),
+                format!(
+                    "must be shorter than admin.lease_ttl_ms ({} ms), else the leader loses its lease between two renewals (got {})",
+                    self.admin.lease_ttl_ms, self.admin.lease_renew_ms
+                ),
+            );
         }
         out
     }
@@ -742,6 +767,14 @@ impl Config {
         self.node_master_key
             .as_deref()
             .or(self.master_key.as_deref())
+    }
+
+    /// `admin.advertise_address`, else `http://{admin.bind}:{admin.port}`.
+    pub fn admin_advertise_address(&self) -> String {
+        self.admin
+            .advertise_address
+            .clone()
+            .unwrap_or_else(|| format!("http://{}:{}", self.admin.bind, self.admin.port))
     }
 
     /// Key for `/_miroir/*`: `admin.api_key`, else `master_key`.

@@ -66,6 +66,7 @@ error_codes! {
     MiroirNotImplemented => ("miroir_not_implemented", 501, InvalidRequest),
     MiroirInvalidTopology => ("miroir_invalid_topology", 400, InvalidRequest),
     MiroirControlVersion => ("miroir_control_version", 400, InvalidRequest),
+    MiroirNoLeader => ("miroir_no_leader", 503, System),
     // --- Meilisearch codes Miroir produces itself (before any node is touched) ---
     InvalidDocumentId => ("invalid_document_id", 400, InvalidRequest),
     MissingDocumentId => ("missing_document_id", 400, InvalidRequest),

@@ -25,13 +25,19 @@ pub async fn probe(
 }
 
 /// The checking loop: probes every node in parallel each interval, records the outcomes and
-/// republishes the snapshot when a status changed. Runs until the process exits.
+/// republishes the snapshot when a status changed. Runs until the process exits; on a host
+/// that does not lead ([`crate::leader`]) it idles.
 pub async fn run(admin: std::sync::Arc<crate::state::Admin>) {
     let cfg = admin.config.health.clone();
     let mut ticker = tokio::time::interval(Duration::from_millis(cfg.interval_ms.max(10)));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
+        // Health decisions, settings repairs and key syncs are the leader's alone; the other
+        // hosts of a shared store take node statuses from its snapshots.
+        if !admin.leadership().is_leader() {
+            continue;
+        }
         let nodes: Vec<(String, String)> = admin
             .nodes()
             .into_iter()

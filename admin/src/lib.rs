@@ -35,6 +35,7 @@ pub mod health;
 pub mod hints;
 pub mod http_types;
 pub mod keys;
+pub mod leader;
 pub mod metrics;
 pub mod node_client;
 pub mod node_health;
@@ -92,17 +93,54 @@ pub struct Running {
 /// Prints `admin listening on http://ADDR` and `control socket at PATH` on stdout once bound
 /// (tests and the one-command launcher rely on them).
 pub async fn start(config: Config) -> Result<Running, RunError> {
-    let store = store::open_task_store(&config).await?;
-    let admin = state::Admin::open(config, store).await?;
-    tasks::fail_interrupted(&admin)
-        .await
-        .map_err(|e| RunError::Api(e.to_string()))?;
-    keys::ensure_defaults(&admin).await?;
-    // Copies with hints left by a previous run stay unread until replayed (crate::hints).
-    hints::sync_lagging(&admin, false)
-        .await
-        .map_err(|e| RunError::Api(e.to_string()))?;
-    admin.publish().await?;
+    let (store, shared) = store::open_stores(&config).await?;
+    // Several hosts may share a Redis store: one leads (docs/architecture.md#several-hosts).
+    // The first lease attempt comes before the state is loaded, so a lone host leads from its
+    // first publish on.
+    let leadership = match shared {
+        Some(shared) => {
+            let address = config.admin_advertise_address();
+            let l = leader::Leadership::shared(
+                shared,
+                host_id(&config, &address),
+                address,
+                std::time::Duration::from_millis(config.admin.lease_ttl_ms),
+                std::time::Duration::from_millis(config.admin.lease_renew_ms),
+            );
+            if let Err(e) = l.attempt().await {
+                tracing::warn!(error = %e, "leader lease attempt failed");
+            }
+            l
+        }
+        None => leader::Leadership::single(),
+    };
+    let admin = state::Admin::open_with(config, store, leadership.clone()).await?;
+    if let Some(token) = leadership.fencing_token() {
+        take_over(&admin).await?;
+        leadership.mark_ready(token);
+    } else {
+        tracing::info!(leader = ?leadership.leader(), "another host leads; following");
+    }
+    let on_acquired: leader::OnAcquired = {
+        let admin = admin.clone();
+        std::sync::Arc::new(move |token| {
+            let admin = admin.clone();
+            Box::pin(async move {
+                let sync = admin.reload_shared().await.map_err(RunError::from);
+                if let Err(e) = match sync {
+                    Ok(()) => take_over(&admin).await,
+                    Err(e) => Err(e),
+                } {
+                    tracing::error!(error = %e, "taking over as leader failed");
+                }
+                // Leading even after a failed clean-up: a lease held by a host that never
+                // acts would leave the deployment without a leader.
+                admin.leadership().mark_ready(token);
+            })
+        })
+    };
+    tokio::spawn(leader::run(leadership.clone(), on_acquired));
+    tokio::spawn(admin.clone().follow());
 
     let addr = format!("{}:{}", admin.config.admin.bind, admin.config.admin.port);
     let tcp = tokio::net::TcpListener::bind(&addr)
@@ -149,6 +187,40 @@ pub async fn start(config: Config) -> Result<Running, RunError> {
         admin_addr,
         control_socket,
     })
+}
+
+/// What a host does when it becomes leader (at start, or when a dead leader's lease ran out):
+/// tasks the previous leader was running end `failed` rather than stay `processing`, settings
+/// changes it left half done are rolled back on the nodes, default keys exist, and the state
+/// is published (and waited for by every live host).
+async fn take_over(admin: &std::sync::Arc<state::Admin>) -> Result<(), RunError> {
+    tasks::fail_interrupted(admin)
+        .await
+        .map_err(|e| RunError::Api(e.to_string()))?;
+    // Not fatal: a node that refuses the rollback is logged, and the change's record stays
+    // for the next takeover; refusing to start would leave the deployment without a leader.
+    if let Err(e) = broadcast::roll_back_interrupted(admin).await {
+        tracing::error!(error = %e, "rolling back interrupted settings changes failed");
+    }
+    keys::ensure_defaults(admin).await?;
+    // Copies with hints left by a previous leader stay unread until replayed (crate::hints).
+    hints::sync_lagging(admin, false)
+        .await
+        .map_err(|e| RunError::Api(e.to_string()))?;
+    admin.publish().await?;
+    Ok(())
+}
+
+/// This host's id in the leader lease and the host heartbeats: unique per host (hostname,
+/// advertised admin address, data directory) and stable across restarts, so a restarted admin
+/// renews its own lease instead of waiting for it to run out.
+fn host_id(config: &Config, address: &str) -> String {
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default();
+    format!("{hostname}|{address}|{}", config.data_dir.display())
 }
 
 /// Resolves when SIGTERM or SIGINT arrives.

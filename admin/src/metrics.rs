@@ -105,5 +105,11 @@ pub async fn render(admin: &crate::state::Admin) -> String {
         "gauge",
         vec![(String::new(), admin.live_dataplanes().len() as u64)],
     );
+    gauge(
+        "miroir_admin_leader",
+        "1 when this admin holds the leader lease (always 1 on one host with LMDB).",
+        "gauge",
+        vec![(String::new(), u64::from(admin.leadership().is_leader()))],
+    );
     out
 }

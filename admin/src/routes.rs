@@ -3,11 +3,16 @@
 //! - On the **control socket** every request must carry `Miroir-Control-Version: 1`; client
 //!   routes arrive already authenticated by the data plane (`Miroir-Principal`), and
 //!   `/_internal/v1/*` is served.
-//! - On the **admin listener** only `/_miroir/*` is served.
+//! - On the **admin listener** only `/_miroir/*` is served — and, with several hosts on one
+//!   Redis, the client control requests a follower forwards to the leader
+//!   (`Miroir-Forwarded-By` + admin key; [`crate::leader::forward`]).
+//! - On a host that does not lead, control requests that need the leader ([`needs_leader`])
+//!   and `/_miroir/*` writes are forwarded to it.
 //! - `/_miroir/*` always needs the admin key (`Authorization: Bearer` or `X-Admin-Key`),
 //!   compared in constant time, on both listeners.
 
 use crate::http_types::{percent_decode, ApiError, Req, Resp};
+use crate::leader::forward;
 use crate::state::{Admin, Heartbeat};
 use crate::store::TaskType;
 use crate::{broadcast, keys, reads, tasks};
@@ -90,10 +95,28 @@ async fn route(admin: &Arc<Admin>, listener: Listener, req: &Req) -> Result<Resp
     let m = &req.method;
     if s.first() == Some(&"_miroir") {
         check_admin_key(admin, req)?;
+        if *m == Method::GET && s[1..] == ["leader"] {
+            return Ok(leader_status(admin));
+        }
+        if *m != Method::GET && *m != Method::HEAD {
+            if let Some(r) = to_leader(admin, req).await? {
+                return Ok(r);
+            }
+        }
         return crate::operator_api::route(admin, m, &s[1..], req).await;
     }
     if listener == Listener::AdminApi {
-        return Err(not_found());
+        // A follower's forward of a client control request (it authenticated the client;
+        // the admin key vouches for the follower): served as if from this host's data plane.
+        if !forward::accepts_forwarded(req) {
+            return Err(not_found());
+        }
+        check_admin_key(admin, req)?;
+    }
+    if needs_leader(m, &s) {
+        if let Some(r) = to_leader(admin, req).await? {
+            return Ok(r);
+        }
     }
     if let Some(endpoint) = Endpoint::parse(m.as_str(), &s) {
         return match endpoint {
@@ -167,6 +190,80 @@ async fn route(admin: &Arc<Admin>, listener: Listener, req: &Req) -> Result<Resp
         }
         _ => Err(not_found()),
     }
+}
+
+/// Client control requests only the leader performs (index lifecycle, settings, keys, swaps,
+/// node-wide tasks, the data plane's prepare-write, which may create an index). Document
+/// writes, task routes and reads run on any host.
+fn needs_leader(m: &Method, s: &[&str]) -> bool {
+    if *m == Method::GET || *m == Method::HEAD {
+        return false;
+    }
+    if let Some(Endpoint::PrepareWrite { .. }) = Endpoint::parse(m.as_str(), s) {
+        return true;
+    }
+    matches!(
+        (m, s),
+        (&Method::POST, ["indexes"])
+            | (_, ["indexes", _])
+            | (&Method::POST, ["indexes", _, "compact"])
+            | (&Method::POST, ["indexes", _, "documents", "edit"])
+            | (_, ["indexes", _, "settings", ..])
+            | (&Method::POST, ["swap-indexes"])
+            | (_, ["keys", ..])
+            | (&Method::PATCH, ["experimental-features"])
+            | (&Method::POST, ["dumps" | "snapshots"])
+    )
+}
+
+/// On a host that does not lead, forwards `req` to the leader and returns its answer;
+/// `None` when this host leads (handle it here). A request that was already forwarded is
+/// never forwarded again (two hosts with stale views could bounce it).
+async fn to_leader(admin: &Arc<Admin>, req: &Req) -> Result<Option<Resp>, ApiError> {
+    let leadership = admin.leadership();
+    if leadership.is_leader() {
+        return Ok(None);
+    }
+    if forward::accepts_forwarded(req) {
+        // The follower saw this host's lease before this host finished taking over: wait.
+        let deadline = tokio::time::Instant::now() + forward::wait_budget(leadership);
+        while leadership.fencing_token().is_some() && tokio::time::Instant::now() < deadline {
+            if leadership.is_leader() {
+                return Ok(None);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        return Err(ApiError::core(
+            ErrorCode::MiroirNoLeader,
+            "a forwarded request reached a host that no longer leads; retry",
+        ));
+    }
+    forward::to_leader(leadership, admin.admin_key(), req).await
+}
+
+/// `GET /_miroir/leader`: whether this host leads and who does, as this host sees it.
+fn leader_status(admin: &Admin) -> Resp {
+    let l = admin.leadership();
+    let (holder, address) = match l.leader() {
+        crate::leader::Leader::Local => (
+            Some(l.host_id().to_string()),
+            Some(admin.config.admin_advertise_address()),
+        ),
+        crate::leader::Leader::Remote { holder, address } => (Some(holder), Some(address)),
+        crate::leader::Leader::Unknown => (None, None),
+    };
+    Resp::json(
+        200,
+        &serde_json::json!({
+            "isLeader": l.is_leader(),
+            "shared": l.shared_store().is_some(),
+            "host": l.host_id(),
+            "fencingToken": l.fencing_token(),
+            "leader": holder,
+            "leaderAddress": address,
+            "metadataGeneration": admin.lock().shared_generation,
+        }),
+    )
 }
 
 /// Records what one data-plane process has applied (its epoch acknowledgement).

@@ -20,6 +20,7 @@
 //! broadcast), so everything else can build on it without an import cycle.
 
 use crate::coverage::{self, CoverNode};
+use crate::leader::Leadership;
 use crate::node_client::NodeClient;
 use crate::node_health::{unix_ms, NodeHealth};
 use crate::store::TaskStore;
@@ -50,6 +51,16 @@ const META_KEY: &str = "key:";
 /// that predates the record gets its first one.
 const META_EPOCH: &str = "routing:epoch";
 const META_TOPOLOGY: &str = "topology";
+/// Node statuses as the leader's health checks decided them (JSON `{id: status}`), so the
+/// other hosts of a shared store route with the same view (docs/architecture.md#several-hosts).
+const META_NODE_STATUS: &str = "health:nodes";
+
+/// How often a host of a shared store polls the metadata generation (decision 024).
+pub const FOLLOW_POLL: Duration = Duration::from_millis(50);
+/// How often a host of a shared store refreshes its heartbeat; it drops out of the leader's
+/// publish wait after [`HOST_HEARTBEAT_TTL`] without one.
+pub const HOST_HEARTBEAT_EVERY: Duration = Duration::from_millis(1_000);
+pub const HOST_HEARTBEAT_TTL: Duration = Duration::from_millis(3_000);
 
 /// The last heartbeat of one data-plane process.
 #[derive(Debug, Clone)]
@@ -99,6 +110,8 @@ pub struct State {
     pub generation: u64,
     /// Copies with pending hints, published in the snapshot (owned by crate::hints).
     pub lagging: std::collections::BTreeSet<miroir_core::snapshot::LaggingCopy>,
+    /// The shared store's metadata generation this host's snapshot reflects (Redis only).
+    pub shared_generation: u64,
 }
 
 pub struct Admin {
@@ -121,6 +134,12 @@ pub struct Admin {
     /// read-modify-write of the index metadata), while different indexes proceed in parallel.
     scopes: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     pub metrics: Metrics,
+    /// Who leads among the hosts sharing the store ([`crate::leader`]).
+    leadership: Arc<Leadership>,
+    /// On the leader of a shared store: the lowest routing epoch the live hosts report
+    /// (refreshed every [`FOLLOW_POLL`]), for [`Admin::epoch_acknowledged`]; 0 until first
+    /// read (the barrier waits), unused on LMDB.
+    hosts_epoch: AtomicU64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -133,6 +152,9 @@ pub enum AdminError {
     CorruptMeta { key: String, reason: String },
     #[error("blocking task failed: {0}")]
     Join(String),
+    /// A leader-only write by an admin that does not (or no longer) hold the leader lease.
+    #[error("this admin is not the leader (its lease ran out or another host took it); the change was not stored")]
+    NotLeader,
 }
 
 /// The admin's own state failing (store, snapshot channel, corrupt metadata) is `internal`.
@@ -145,9 +167,16 @@ impl CodedError for AdminError {
 impl Admin {
     /// Loads durable state from `store`, opens the snapshot channel and publishes a first
     /// generation (so data planes can start serving).
-    pub async fn open(
+    pub async fn open(config: Config, store: Arc<dyn TaskStore>) -> Result<Arc<Admin>, AdminError> {
+        Admin::open_with(config, store, Leadership::single()).await
+    }
+
+    /// [`Admin::open`] for one of several hosts sharing `store` (`leadership` says whether
+    /// this one leads).
+    pub async fn open_with(
         mut config: Config,
         store: Arc<dyn TaskStore>,
+        leadership: Arc<Leadership>,
     ) -> Result<Arc<Admin>, AdminError> {
         let snapshot_dir = config.snapshot_path();
         let snapshots = tokio::task::spawn_blocking(move || SnapshotStore::open(&snapshot_dir))
@@ -172,21 +201,13 @@ impl Admin {
             epoch: record.epoch,
             ..State::default()
         };
-        for (key, bytes) in store.list_meta(META_INDEX).await? {
-            let meta: IndexMeta =
-                serde_json::from_slice(&bytes).map_err(|e| AdminError::CorruptMeta {
-                    key: key.clone(),
-                    reason: e.to_string(),
-                })?;
-            state.indexes.insert(meta.uid.clone(), meta);
+        // The generation is read before what it covers: a change made meanwhile shows up as
+        // a newer generation at the first poll, never as a missed one.
+        if let Some(shared) = leadership.shared_store() {
+            state.shared_generation = shared.generation().await?;
+            apply_node_statuses(&mut state.nodes, store.as_ref()).await?;
         }
-        for (key, bytes) in store.list_meta(META_KEY).await? {
-            let v: Value = serde_json::from_slice(&bytes).map_err(|e| AdminError::CorruptMeta {
-                key: key.clone(),
-                reason: e.to_string(),
-            })?;
-            state.keys.insert(key[META_KEY.len()..].to_string(), v);
-        }
+        (state.indexes, state.keys) = load_metadata(store.as_ref()).await?;
         let client = NodeClient::new(
             config.effective_node_master_key(),
             Duration::from_millis(config.scatter.node_timeout_ms.max(1)),
@@ -202,6 +223,8 @@ impl Admin {
             applied: tokio::sync::Notify::new(),
             scopes: Mutex::new(HashMap::new()),
             metrics: Metrics::default(),
+            leadership,
+            hosts_epoch: AtomicU64::new(0),
         });
         admin.publish().await?;
         Ok(admin)
@@ -294,34 +317,59 @@ impl Admin {
     /// Persists then applies an index's metadata.
     pub async fn put_index(&self, meta: IndexMeta) -> Result<(), AdminError> {
         let bytes = serde_json::to_vec(&meta).expect("IndexMeta serialises");
-        self.store
-            .put_meta(&format!("{META_INDEX}{}", meta.uid), &bytes)
+        self.write_meta(&format!("{META_INDEX}{}", meta.uid), Some(&bytes))
             .await?;
         self.lock().indexes.insert(meta.uid.clone(), meta);
         Ok(())
     }
 
     pub async fn remove_index(&self, uid: &str) -> Result<(), AdminError> {
-        self.store
-            .delete_meta(&format!("{META_INDEX}{uid}"))
-            .await?;
+        self.write_meta(&format!("{META_INDEX}{uid}"), None).await?;
         self.lock().indexes.remove(uid);
         Ok(())
     }
 
     pub async fn put_key(&self, uid: &str, key: Value) -> Result<(), AdminError> {
         let bytes = serde_json::to_vec(&key).expect("JSON serialises");
-        self.store
-            .put_meta(&format!("{META_KEY}{uid}"), &bytes)
+        self.write_meta(&format!("{META_KEY}{uid}"), Some(&bytes))
             .await?;
         self.lock().keys.insert(uid.to_string(), key);
         Ok(())
     }
 
     pub async fn remove_key(&self, uid: &str) -> Result<(), AdminError> {
-        self.store.delete_meta(&format!("{META_KEY}{uid}")).await?;
+        self.write_meta(&format!("{META_KEY}{uid}"), None).await?;
         self.lock().keys.remove(uid);
         Ok(())
+    }
+
+    /// Who leads among the hosts sharing the store; gate leader-only work on
+    /// `leadership().is_leader()` ([`crate::leader`]).
+    pub fn leadership(&self) -> &Arc<Leadership> {
+        &self.leadership
+    }
+
+    /// Writes (`Some`) or deletes (`None`) leader-owned metadata. On a shared store the write
+    /// is fenced with this admin's lease token, so a deposed leader changes nothing.
+    async fn write_meta(&self, key: &str, value: Option<&[u8]>) -> Result<(), AdminError> {
+        let Some(shared) = self.leadership.shared_store() else {
+            match value {
+                Some(v) => self.store.put_meta(key, v).await?,
+                None => {
+                    self.store.delete_meta(key).await?;
+                }
+            }
+            return Ok(());
+        };
+        let token = self
+            .leadership
+            .fencing_token()
+            .ok_or(AdminError::NotLeader)?;
+        if shared.fenced_meta(token, key, value).await? {
+            Ok(())
+        } else {
+            Err(AdminError::NotLeader)
+        }
     }
 
     /// Builds the snapshot the data planes route with, from the current state.
@@ -354,7 +402,192 @@ impl Admin {
     /// data plane serves it (see [`Admin::wait_applied`]): a key, an index or a setting a
     /// client changed through Miroir is usable on its very next request, whichever core of
     /// whichever data-plane process serves it.
+    ///
+    /// On a store several hosts share, the leader first writes the node statuses and bumps the
+    /// metadata generation (both fenced), and returns once every live host reports that
+    /// generation applied ([`Admin::wait_hosts`]): a change made through one host is usable
+    /// through every host on the next request.
     pub async fn publish(&self) -> Result<u64, AdminError> {
+        let shared = match (
+            self.leadership.shared_store(),
+            self.leadership.fencing_token(),
+        ) {
+            (Some(s), Some(token)) => Some((s.clone(), token)),
+            _ => None,
+        };
+        let Some((shared, token)) = shared else {
+            return self.publish_local().await;
+        };
+        let statuses = self.node_statuses_json();
+        if !shared
+            .fenced_meta(token, META_NODE_STATUS, Some(&statuses))
+            .await?
+        {
+            return Err(AdminError::NotLeader);
+        }
+        let shared_generation = shared
+            .bump_generation(token)
+            .await?
+            .ok_or(AdminError::NotLeader)?;
+        let generation = self.publish_local().await?;
+        {
+            let mut st = self.lock();
+            st.shared_generation = st.shared_generation.max(shared_generation);
+        }
+        shared
+            .host_heartbeat(
+                self.leadership.host_id(),
+                shared_generation,
+                self.served_epoch(),
+                HOST_HEARTBEAT_TTL,
+            )
+            .await?;
+        if !self.wait_hosts(shared_generation, APPLY_WAIT).await {
+            tracing::warn!(
+                generation = shared_generation,
+                "a live host did not apply the new metadata generation in time; answering anyway"
+            );
+        }
+        Ok(generation)
+    }
+
+    /// `{node id: status}` as stored under [`META_NODE_STATUS`].
+    fn node_statuses_json(&self) -> Vec<u8> {
+        let map: BTreeMap<String, miroir_core::topology::NodeStatus> = self
+            .lock()
+            .nodes
+            .iter()
+            .map(|n| (n.id.clone(), n.status))
+            .collect();
+        serde_json::to_vec(&map).expect("statuses serialise")
+    }
+
+    /// Waits until every live host of the shared store reports `generation` (or later)
+    /// applied, at most `within`; `false` on timeout. Hosts whose heartbeat expired are not
+    /// waited for.
+    pub async fn wait_hosts(&self, generation: u64, within: Duration) -> bool {
+        let Some(shared) = self.leadership.shared_store() else {
+            return true;
+        };
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            match shared.live_hosts().await {
+                Ok(hosts) if hosts.iter().all(|h| h.applied >= generation) => return true,
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "reading the hosts' heartbeats failed"),
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Reloads what the leader owns from the shared store (index metadata, keys, topology,
+    /// node statuses) into this host's state. The caller publishes.
+    pub async fn reload_shared(&self) -> Result<(), AdminError> {
+        let (indexes, keys) = load_metadata(self.store.as_ref()).await?;
+        let record = match self.store.get_meta(META_TOPOLOGY).await? {
+            Some(b) => Some(
+                TopologyRecord::decode(&b).map_err(|e| AdminError::CorruptMeta {
+                    key: META_TOPOLOGY.into(),
+                    reason: e.to_string(),
+                })?,
+            ),
+            None => None,
+        };
+        let mut nodes = self.nodes();
+        if let Some(r) = &record {
+            let old = std::mem::take(&mut nodes);
+            for n in r
+                .nodes
+                .iter()
+                .filter(|n| n.status != miroir_core::topology::NodeStatus::Removed)
+            {
+                let mut h = old
+                    .iter()
+                    .find(|o| o.id == n.id.as_str())
+                    .cloned()
+                    .unwrap_or_else(|| {
+                        NodeHealth::new(n.id.as_str(), &n.address, n.replica_group.0)
+                    });
+                h.address = n.address.clone();
+                h.status = n.status;
+                nodes.push(h);
+            }
+        }
+        apply_node_statuses(&mut nodes, self.store.as_ref()).await?;
+        let mut st = self.lock();
+        st.indexes = indexes;
+        st.keys = keys;
+        st.nodes = nodes;
+        if let Some(r) = record {
+            st.epoch = st.epoch.max(r.epoch);
+        }
+        Ok(())
+    }
+
+    /// A host of a shared store: polls the metadata generation every [`FOLLOW_POLL`]; when
+    /// the leader moved it, reloads the shared metadata and republishes the local snapshot,
+    /// then reports the generation applied. Refreshes its heartbeat every
+    /// [`HOST_HEARTBEAT_EVERY`]. Runs until the process exits.
+    pub async fn follow(self: Arc<Self>) {
+        let Some(shared) = self.leadership.shared_store().cloned() else {
+            return;
+        };
+        let host = self.leadership.host_id().to_string();
+        let mut last_beat = Instant::now() - HOST_HEARTBEAT_EVERY;
+        loop {
+            tokio::time::sleep(FOLLOW_POLL).await;
+            let current = match shared.generation().await {
+                Ok(g) => g,
+                Err(e) => {
+                    tracing::debug!(error = %e, "polling the metadata generation failed");
+                    continue;
+                }
+            };
+            let applied = self.lock().shared_generation;
+            // The leader publishes its own changes (and reports them applied) itself.
+            if current > applied && !self.leadership.is_leader() {
+                let synced = async {
+                    self.reload_shared().await?;
+                    self.publish_local().await
+                };
+                match synced.await {
+                    Ok(_) => {
+                        let mut st = self.lock();
+                        st.shared_generation = st.shared_generation.max(current);
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "following the leader's metadata failed");
+                        continue;
+                    }
+                }
+                last_beat = Instant::now() - HOST_HEARTBEAT_EVERY;
+            }
+            if last_beat.elapsed() >= HOST_HEARTBEAT_EVERY {
+                let applied = self.lock().shared_generation;
+                match shared
+                    .host_heartbeat(&host, applied, self.served_epoch(), HOST_HEARTBEAT_TTL)
+                    .await
+                {
+                    Ok(()) => last_beat = Instant::now(),
+                    Err(e) => tracing::debug!(error = %e, "host heartbeat failed"),
+                }
+            }
+            // The leader keeps the hosts' lowest epoch at hand for topology barriers.
+            if self.leadership.is_leader() {
+                if let Ok(hosts) = shared.live_hosts().await {
+                    let min = hosts.iter().map(|h| h.epoch).min().unwrap_or(u64::MAX);
+                    self.hosts_epoch.store(min, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    /// Publishes this host's state as its next local snapshot generation (no shared-store
+    /// step) and waits for its data planes, as [`Admin::publish`] does.
+    pub async fn publish_local(&self) -> Result<u64, AdminError> {
         let _order = self.publish_lock.lock().await;
         let snapshot = self.build_snapshot();
         let store = self.snapshots.clone();
@@ -410,9 +643,25 @@ impl Admin {
     }
 
     /// Whether every live data plane has applied `epoch` (the barrier topology operations
-    /// wait on before copying or deleting a shard). Dead ones do not block it.
+    /// wait on before copying or deleting a shard). Dead ones do not block it. On a shared
+    /// store this includes the data planes of every live host (their heartbeats, as last
+    /// read by the leader).
     pub fn epoch_acknowledged(&self, epoch: u64) -> bool {
-        self.live_dataplanes().iter().all(|(_, b)| b.epoch >= epoch)
+        let local = self.live_dataplanes().iter().all(|(_, b)| b.epoch >= epoch);
+        local
+            && (self.leadership.shared_store().is_none()
+                || self.hosts_epoch.load(Ordering::Relaxed) >= epoch)
+    }
+
+    /// The routing epoch every live local data plane serves (this host's state's epoch when
+    /// none is live: a data plane that starts loads the latest snapshot before serving).
+    fn served_epoch(&self) -> u64 {
+        let st = self.lock();
+        live_heartbeats(&st.dataplanes, Instant::now())
+            .iter()
+            .map(|(_, b)| b.epoch)
+            .min()
+            .unwrap_or(st.epoch)
     }
 
     fn cover_nodes(st: &State) -> Vec<CoverNode<'_>> {
@@ -546,6 +795,52 @@ pub fn drift_warning(d: &Drift) -> String {
             "configuration differs from the stored topology: {d}; running on the stored topology"
         ),
     }
+}
+
+/// Index metadata and API keys as stored.
+async fn load_metadata(
+    store: &dyn TaskStore,
+) -> Result<(BTreeMap<String, IndexMeta>, BTreeMap<String, Value>), AdminError> {
+    let mut indexes = BTreeMap::new();
+    let mut keys = BTreeMap::new();
+    for (key, bytes) in store.list_meta(META_INDEX).await? {
+        let meta: IndexMeta =
+            serde_json::from_slice(&bytes).map_err(|e| AdminError::CorruptMeta {
+                key: key.clone(),
+                reason: e.to_string(),
+            })?;
+        indexes.insert(meta.uid.clone(), meta);
+    }
+    for (key, bytes) in store.list_meta(META_KEY).await? {
+        let v: Value = serde_json::from_slice(&bytes).map_err(|e| AdminError::CorruptMeta {
+            key: key.clone(),
+            reason: e.to_string(),
+        })?;
+        keys.insert(key[META_KEY.len()..].to_string(), v);
+    }
+    Ok((indexes, keys))
+}
+
+/// Overlays the leader's last published node statuses (a shared store's
+/// [`META_NODE_STATUS`]) on `nodes`.
+async fn apply_node_statuses(
+    nodes: &mut [NodeHealth],
+    store: &dyn TaskStore,
+) -> Result<(), AdminError> {
+    let Some(bytes) = store.get_meta(META_NODE_STATUS).await? else {
+        return Ok(());
+    };
+    let map: BTreeMap<String, miroir_core::topology::NodeStatus> =
+        serde_json::from_slice(&bytes).map_err(|e| AdminError::CorruptMeta {
+            key: META_NODE_STATUS.into(),
+            reason: e.to_string(),
+        })?;
+    for n in nodes.iter_mut() {
+        if let Some(s) = map.get(&n.id) {
+            n.status = *s;
+        }
+    }
+    Ok(())
 }
 
 /// Heartbeats younger than [`HEARTBEAT_TIMEOUT`] at `now`.

@@ -287,9 +287,106 @@ impl Cluster {
         out
     }
 
+    /// Another Miroir host over the same nodes and configuration (`extra_yaml` included, e.g.
+    /// a shared Redis task store) with its own ports and data directory: the one-command
+    /// launcher, ready when it returns. Several hosts behind one load balancer, in one test.
+    pub fn start_host(&self) -> Host {
+        let dir = crate::temp_dir("host");
+        let node_yaml: String = self
+            .nodes
+            .iter()
+            .zip(self.ids.iter().zip(&self.groups))
+            .map(|(n, (id, g))| {
+                format!(
+                    "  - {{ id: \"{id}\", address: \"{}\", replica_group: {g} }}\n",
+                    n.url()
+                )
+            })
+            .collect();
+        let addr = crate::net::free_addr();
+        let admin_addr = crate::net::free_addr();
+        let config_path = dir.path().join("miroir.yaml");
+        std::fs::write(
+            &config_path,
+            config_yaml(
+                &self.spec,
+                &node_yaml,
+                &dir.path().join("data"),
+                addr,
+                admin_addr,
+            ),
+        )
+        .expect("writing the host config");
+        let mut cmd = Command::new(crate::bin("miroir"));
+        cmd.arg("--config").arg(&config_path);
+        for (k, v) in &self.spec.env {
+            cmd.env(k, v);
+        }
+        let proc = Proc::spawn("miroir", &mut cmd, dir.path().join("miroir.log"));
+        let mut h = Host {
+            proc: Some(proc),
+            addr,
+            admin_addr,
+            master_key: self.spec.master_key.clone(),
+            dir: Some(dir),
+        };
+        let client = h.http().timeout(Duration::from_secs(10));
+        let proc = h.proc.as_mut().expect("just started");
+        wait_until(
+            within(Duration::from_secs(60)),
+            "the new host to answer GET /health with 200",
+            || {
+                proc.assert_running();
+                client.get("/health").is_ok_and(|r| r.status == 200)
+            },
+        );
+        h
+    }
+
     /// A process's log so far: `admin`, `dataplane`, `miroir` or a node id.
     pub fn log(&self, which: &str) -> String {
         std::fs::read_to_string(self.dir().join(format!("{which}.log"))).unwrap_or_default()
+    }
+}
+
+/// One more Miroir host of a [`Cluster`] ([`Cluster::start_host`]).
+pub struct Host {
+    /// The `miroir` launcher (admin in process, data plane its child, which dies with it).
+    pub proc: Option<Proc>,
+    /// The data plane's address.
+    pub addr: SocketAddr,
+    /// The admin REST address.
+    pub admin_addr: SocketAddr,
+    master_key: String,
+    dir: Option<tempfile::TempDir>,
+}
+
+impl Host {
+    /// A client of this host's data plane holding the master key.
+    pub fn http(&self) -> Client {
+        Client::tcp(self.addr).bearer(&self.master_key)
+    }
+
+    /// `kill -9` of the whole host (its data plane follows its launcher).
+    pub fn kill(&mut self) {
+        if let Some(mut p) = self.proc.take() {
+            p.kill();
+        }
+    }
+
+    /// The launcher's log so far.
+    pub fn log(&self) -> String {
+        let dir = self.dir.as_ref().expect("host directory").path();
+        std::fs::read_to_string(dir.join("miroir.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        self.proc = None;
+        if let Some(d) = self.dir.take() {
+            crate::keep_if_panicking(d);
+        }
     }
 }
 

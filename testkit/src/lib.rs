@@ -19,7 +19,7 @@ pub mod redis;
 pub mod token;
 
 pub use bins::bin;
-pub use cluster::{Cluster, ClusterSpec, Health, Launch};
+pub use cluster::{Cluster, ClusterSpec, Health, Host, Launch};
 pub use http::{Client, Response};
 pub use net::{free_addr, free_port};
 pub use node::{NodeSpec, TestNode};

@@ -31,9 +31,11 @@ fn main() -> std::process::ExitCode {
         .expect("building the tokio runtime");
     rt.block_on(async move {
         match miroir_admin::start(config).await {
-            Ok(_running) => {
+            Ok(running) => {
                 miroir_admin::shutdown_signal().await;
                 tracing::info!("shutting down");
+                // Another host takes over at once instead of after the lease TTL.
+                running.admin.leadership().release().await;
                 std::process::ExitCode::SUCCESS
             }
             Err(e) => {

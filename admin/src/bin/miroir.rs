@@ -71,10 +71,13 @@ fn main() -> std::process::ExitCode {
         .build()
         .expect("building the tokio runtime");
     rt.block_on(async move {
-        if let Err(e) = miroir_admin::start(config).await {
-            eprintln!("miroir: {e}");
-            return std::process::ExitCode::FAILURE;
-        }
+        let running = match miroir_admin::start(config).await {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("miroir: {e}");
+                return std::process::ExitCode::FAILURE;
+            }
+        };
         let mut deaths: Vec<Instant> = Vec::new();
         let mut backoff = Duration::from_millis(500);
         loop {
@@ -110,6 +113,8 @@ fn main() -> std::process::ExitCode {
                     if tokio::time::timeout(grace, child.wait()).await.is_err() {
                         let _ = child.kill().await;
                     }
+                    // Another host takes over at once instead of after the lease TTL.
+                    running.admin.leadership().release().await;
                     tracing::info!("shut down");
                     return std::process::ExitCode::SUCCESS;
                 }

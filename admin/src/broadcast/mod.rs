@@ -65,7 +65,7 @@ pub use features::experimental_features;
 pub use index_lifecycle::{compact_index, create_index, delete_index, update_index};
 pub use miroir_core::documents::SHARD_FIELD;
 pub use prepare_write::{edit_documents, prepare_write};
-pub use settings::{settings_request_body, update_settings};
+pub use settings::{roll_back_interrupted, settings_request_body, update_settings};
 pub use settings_translation::{
     as_sub_route_error, node_max_values_per_facet, readback_matches, relocate_to_sub_route,
     setting_key, settings_details, translate_settings, DEFAULT_RANKING_RULES,

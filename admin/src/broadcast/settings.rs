@@ -80,6 +80,9 @@ pub async fn update_settings(
     }
     require_coverage(admin, uid, meta.shards, &unreachable)?;
     let node_patch = Value::Object(node_patch);
+    // Durable before any node changes: if this admin dies from here until the change is
+    // finished or rolled back, the next leader rolls it back ([`roll_back_interrupted`]).
+    let inflight = Inflight::record(admin, uid, &path, &nodes, &before, &meta).await?;
     // 2. Apply.
     let applied = match dispatch_reachable(admin, &nodes, Method::PATCH, &path, Some(&node_patch))
         .await
@@ -95,6 +98,7 @@ pub async fn update_settings(
         Err((accepted, e)) => {
             let accepted = accepted.iter().map(|d| d.node.id.clone()).collect();
             restore(admin, &nodes, &before, &path, accepted).await;
+            inflight.clear(admin).await;
             return Err(e);
         }
     };
@@ -108,33 +112,133 @@ pub async fn update_settings(
     if let Err(e) = crate::repair::mark(admin, uid, &unreachable).await {
         let all = nodes.iter().map(|n| n.id.clone()).collect();
         restore(admin, &nodes, &before, &path, all).await;
+        inflight.clear(admin).await;
         return Err(e.into());
     }
     let uid = uid.to_string();
-    spawn_task(admin, guard, Some(&uid.clone()), TaskType::SettingsUpdate, details.clone(), move |admin| async move {
-        let all: Vec<String> = nodes.iter().map(|n| n.id.clone()).collect();
-        if let Err(e) = settle(&admin, &applied).await {
-            restore(&admin, &nodes, &before, &path, all).await;
-            return Err(e);
-        }
-        // 3. Verify the read-back on every node that took it.
-        for n in &nodes {
-            let got = match admin.client.send(&n.address, Method::GET, &path, None).await {
-                Ok(r) if r.is_success() => r.json(),
-                Ok(r) => Value::from(r.status),
-                Err(e) => Value::from(e.to_string()),
-            };
-            let bad = node_patch.as_object().into_iter().flatten().find(|(k, v)| !readback_matches(k, v, &got[k.as_str()]));
-            if let Some((k, _)) = bad {
+    let cleared = inflight.clone();
+    let answer = spawn_task(admin, guard, Some(&uid.clone()), TaskType::SettingsUpdate, details.clone(), move |admin| async move {
+        let outcome = async {
+            let all: Vec<String> = nodes.iter().map(|n| n.id.clone()).collect();
+            if let Err(e) = settle(&admin, &applied).await {
                 restore(&admin, &nodes, &before, &path, all).await;
-                return Err(ApiError::internal(format!("settings verification failed: node `{}` does not report the new `{k}`; every node was rolled back", n.id)));
+                return Err(e);
             }
+            // 3. Verify the read-back on every node that took it.
+            for n in &nodes {
+                let got = match admin.client.send(&n.address, Method::GET, &path, None).await {
+                    Ok(r) if r.is_success() => r.json(),
+                    Ok(r) => Value::from(r.status),
+                    Err(e) => Value::from(e.to_string()),
+                };
+                let bad = node_patch.as_object().into_iter().flatten().find(|(k, v)| !readback_matches(k, v, &got[k.as_str()]));
+                if let Some((k, _)) = bad {
+                    restore(&admin, &nodes, &before, &path, all).await;
+                    return Err(ApiError::internal(format!("settings verification failed: node `{}` does not report the new `{k}`; every node was rolled back", n.id)));
+                }
+            }
+            admin.put_index(new_meta).await?;
+            admin.publish().await?;
+            Ok(details)
         }
-        admin.put_index(new_meta).await?;
-        admin.publish().await?;
-        Ok(details)
+        .await;
+        // Finished or rolled back: nothing left for a successor to undo.
+        inflight.clear(&admin).await;
+        outcome
     })
-    .await
+    .await;
+    if answer.is_err() {
+        // No task was created; the nodes keep the change as before this record existed.
+        cleared.clear(admin).await;
+    }
+    answer
+}
+
+const INFLIGHT: &str = "settings-inflight:";
+
+/// A settings change under way on the nodes, recorded in the store (`settings-inflight:{uid}`)
+/// with what a rollback needs: the nodes, their settings before, the index metadata before.
+#[derive(Clone)]
+struct Inflight {
+    key: String,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct InflightRecord {
+    path: String,
+    nodes: Vec<String>,
+    before: Vec<Value>,
+    meta: miroir_core::snapshot::IndexMeta,
+}
+
+impl Inflight {
+    async fn record(
+        admin: &Admin,
+        uid: &str,
+        path: &str,
+        nodes: &[NodeHealth],
+        before: &[Value],
+        meta: &miroir_core::snapshot::IndexMeta,
+    ) -> Result<Inflight, ApiError> {
+        let key = format!("{INFLIGHT}{uid}");
+        let rec = InflightRecord {
+            path: path.to_string(),
+            nodes: nodes.iter().map(|n| n.id.clone()).collect(),
+            before: before.to_vec(),
+            meta: meta.clone(),
+        };
+        let bytes = serde_json::to_vec(&rec).expect("JSON serialises");
+        admin
+            .store
+            .put_meta(&key, &bytes)
+            .await
+            .map_err(crate::state::AdminError::from)?;
+        Ok(Inflight { key })
+    }
+
+    async fn clear(&self, admin: &Admin) {
+        if let Err(e) = admin.store.delete_meta(&self.key).await {
+            tracing::error!(key = %self.key, error = %e, "clearing a settings change record failed; the next leader will roll that change back");
+        }
+    }
+}
+
+/// Run by a host that becomes leader (and by an admin at start): settings changes its
+/// predecessor left half done — dispatched to some nodes, never finished nor rolled back,
+/// their task failed by [`crate::tasks::fail_interrupted`] — are rolled back on every node
+/// that had been reached, and the index metadata from before is restored, so every node
+/// carries the same settings again.
+pub async fn roll_back_interrupted(admin: &Arc<Admin>) -> Result<(), ApiError> {
+    let records = admin
+        .store
+        .list_meta(INFLIGHT)
+        .await
+        .map_err(crate::state::AdminError::from)?;
+    for (key, bytes) in records {
+        let uid = key[INFLIGHT.len()..].to_string();
+        let _guard = admin.lock_scopes(vec![uid.clone()]).await;
+        let Ok(rec) = serde_json::from_slice::<InflightRecord>(&bytes) else {
+            tracing::error!(%key, "unreadable settings change record; dropped");
+            Inflight { key }.clear(admin).await;
+            continue;
+        };
+        let known = admin.nodes();
+        let (nodes, before): (Vec<NodeHealth>, Vec<Value>) = rec
+            .nodes
+            .iter()
+            .zip(rec.before)
+            .filter_map(|(id, b)| Some((known.iter().find(|n| &n.id == id)?.clone(), b)))
+            .unzip();
+        tracing::warn!(index = %uid, nodes = nodes.len(), "rolling back a settings change its admin did not finish");
+        let all = nodes.iter().map(|n| n.id.clone()).collect();
+        restore(admin, &nodes, &before, &rec.path, all).await;
+        if admin.index(&uid).is_some() {
+            admin.put_index(rec.meta).await?;
+            admin.publish().await?;
+        }
+        Inflight { key }.clear(admin).await;
+    }
+    Ok(())
 }
 
 /// Puts the snapshotted settings back on the listed nodes and waits for them.

@@ -36,6 +36,7 @@
 pub mod codec;
 mod lmdb_store;
 pub mod redis_durability;
+pub mod redis_shared;
 mod redis_store;
 
 pub use self::lmdb_store::LmdbTaskStore;
@@ -121,6 +122,14 @@ pub trait TaskStore: Send + Sync {
 /// Opens the backend the configuration selects: LMDB under `task_store.path` (default
 /// `{data_dir}/tasks`) or Redis at `task_store.url` (keys prefixed `miroir:`).
 pub async fn open_task_store(config: &Config) -> Result<Arc<dyn TaskStore>, StoreError> {
+    Ok(open_stores(config).await?.0)
+}
+
+/// [`open_task_store`], plus the same Redis store typed, when the backend is Redis: several
+/// hosts may share it, and the leader lease and metadata sync ([`redis_shared`]) use it.
+pub async fn open_stores(
+    config: &Config,
+) -> Result<(Arc<dyn TaskStore>, Option<Arc<RedisTaskStore>>), StoreError> {
     let ts = &config.task_store;
     match ts.backend {
         TaskStoreBackend::Lmdb => {
@@ -128,7 +137,7 @@ pub async fn open_task_store(config: &Config) -> Result<Arc<dyn TaskStore>, Stor
                 .path
                 .clone()
                 .unwrap_or_else(|| config.data_dir.join("tasks"));
-            Ok(Arc::new(LmdbTaskStore::open(&path).await?))
+            Ok((Arc::new(LmdbTaskStore::open(&path).await?), None))
         }
         TaskStoreBackend::Redis => {
             let url = ts.url.as_deref().ok_or_else(|| {
@@ -138,7 +147,8 @@ pub async fn open_task_store(config: &Config) -> Result<Arc<dyn TaskStore>, Stor
             })?;
             let store = RedisTaskStore::connect(url, redis_store::DEFAULT_PREFIX).await?;
             apply_redis_durability(&store, ts.redis_persistence).await?;
-            Ok(Arc::new(store))
+            let store = Arc::new(store);
+            Ok((store.clone(), Some(store)))
         }
     }
 }

@@ -13,6 +13,9 @@
 //! | `{p}meta:keys`        | sorted set | metadata keys, score 0: ordered prefix listing   |
 //! | `{p}lease:{name}`     | string     | holder, with a `PX` expiry                       |
 //!
+//! The records that let several hosts share this store (leader lease with fencing token,
+//! metadata generation, host heartbeats) are described in [`super::redis_shared`].
+//!
 //! Why this shape:
 //! - **Allocation and insert in one Lua script** (`INCR`, `HSET`, `ZADD`): Redis runs a script
 //!   atomically, so two admins never get the same uid and a crash cannot leave a hole.
@@ -190,6 +193,8 @@ pub struct RedisTaskStore {
     scripts: Scripts,
     /// Replicas each task write waits for (`WAIT`); 0 = none connected at start.
     replicas: std::sync::atomic::AtomicU32,
+    /// The key prefix, for the several-hosts records ([`super::redis_shared`]).
+    pub(super) prefix: String,
 }
 
 /// How long a task write waits for the replicas.
@@ -238,6 +243,7 @@ impl RedisTaskStore {
                 release: Script::new(RELEASE_LUA),
             },
             replicas: std::sync::atomic::AtomicU32::new(0),
+            prefix: prefix.to_string(),
         })
     }
 
@@ -292,7 +298,7 @@ impl RedisTaskStore {
         Ok(())
     }
 
-    fn conn(&self) -> ConnectionManager {
+    pub(super) fn conn(&self) -> ConnectionManager {
         self.conn.clone()
     }
 

@@ -928,6 +928,10 @@ pub async fn refresher(admin: std::sync::Arc<Admin>) {
     let mut cursor = RefreshCursor::default();
     loop {
         ticker.tick().await;
+        // One host refreshes and prunes the shared registry: the leader.
+        if !admin.leadership().is_leader() {
+            continue;
+        }
         rounds += 1;
         let per_round = admin.config.tasks.refresh_per_round.max(2);
         let oldest = per_round / 2;
