@@ -35,6 +35,7 @@ pub struct Config {
     pub server: ServerConfig,
     pub health: HealthConfig,
     pub scatter: ScatterConfig,
+    pub antientropy: AntiEntropyConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -153,6 +154,26 @@ pub struct ScatterConfig {
     pub hedge_min_ms: u64,
 }
 
+/// Anti-entropy: comparing the copies of every shard and repairing differences
+/// (docs/operations.md#anti-entropy). A run reads every copy of every shard in full, so the
+/// schedule is off by default and runs are paced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AntiEntropyConfig {
+    /// Seconds between scheduled runs; `0` = no schedule (on demand only: `miroir-ctl verify`).
+    pub interval_s: u64,
+    /// Whether scheduled runs repair what they find (on-demand runs say so per request).
+    pub repair: bool,
+    /// Shards verified at once.
+    pub concurrency: u32,
+    /// Documents per page when a copy is read.
+    pub page_size: u32,
+    /// Documents read per second over the whole run, all copies together; `0` = unpaced.
+    pub max_documents_per_second: u64,
+    /// Buckets a differing shard is split into to narrow the difference down to ids.
+    pub buckets: u32,
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -168,6 +189,7 @@ impl Default for Config {
             server: ServerConfig::default(),
             health: HealthConfig::default(),
             scatter: ScatterConfig::default(),
+            antientropy: AntiEntropyConfig::default(),
         }
     }
 }
@@ -233,6 +255,19 @@ impl Default for ScatterConfig {
             pk_planner: true,
             hedging: true,
             hedge_min_ms: 10,
+        }
+    }
+}
+
+impl Default for AntiEntropyConfig {
+    fn default() -> Self {
+        AntiEntropyConfig {
+            interval_s: 0,
+            repair: false,
+            concurrency: 2,
+            page_size: 1000,
+            max_documents_per_second: 50_000,
+            buckets: 128,
         }
     }
 }
@@ -630,10 +665,26 @@ impl Config {
                 u64::from(self.health.recovery_threshold),
             ),
             ("scatter.node_timeout_ms", self.scatter.node_timeout_ms),
+            (
+                "antientropy.concurrency",
+                u64::from(self.antientropy.concurrency),
+            ),
+            (
+                "antientropy.page_size",
+                u64::from(self.antientropy.page_size),
+            ),
+            ("antientropy.buckets", u64::from(self.antientropy.buckets)),
         ] {
             if v == 0 {
                 bad(key.into(), "must be at least 1 (got 0)".into());
             }
+        }
+        // Per-bucket fingerprints are held for every copy of a shard being compared.
+        if self.antientropy.buckets > 65_536 {
+            bad(
+                "antientropy.buckets".into(),
+                format!("must be at most 65536 (got {})", self.antientropy.buckets),
+            );
         }
         out
     }
