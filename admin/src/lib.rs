@@ -28,6 +28,7 @@
 //!   plain async functions over [`http_types::Req`]/[`http_types::Resp`], independent of hyper.
 //! - The wire contract with the data plane is `docs/internals/control-protocol.md`.
 
+pub mod antientropy;
 pub mod broadcast;
 pub mod coverage;
 pub mod health;
@@ -120,6 +121,8 @@ pub async fn start(config: Config) -> Result<Running, RunError> {
     tokio::spawn(server::serve_unix(admin.clone(), unix));
     tokio::spawn(health::run(admin.clone()));
     tokio::spawn(tasks::refresher(admin.clone()));
+    // Gated by `antientropy::may_lead`; off unless `antientropy.interval_s` is set.
+    tokio::spawn(antientropy::run_schedule(admin.clone()));
     // Not `println!`: a closed stdout (launcher not reading it) must not kill the admin.
     {
         use std::io::Write;

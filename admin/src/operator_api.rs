@@ -22,6 +22,9 @@ pub async fn route(
         (&Method::GET, ["shards"]) => Ok(Resp::json(200, &shards(admin))),
         (&Method::GET, ["ready"]) => Ok(ready(admin)),
         (&Method::GET, ["tasks", uid]) => crate::tasks::get(admin, uid, None).await,
+        (&Method::POST, ["verify"]) => crate::antientropy::post(admin, _req).await,
+        (&Method::GET, ["verify"]) => crate::antientropy::list(admin).await,
+        (&Method::GET, ["verify", uid]) => crate::antientropy::get(admin, uid).await,
         (&Method::GET, ["metrics"]) => Ok(Resp::text(200, "text/plain; version=0.0.4", crate::metrics::render(admin).await)),
         (_, ["nodes", ..]) | (_, ["rebalance", ..]) => Err(ApiError::core(
             ErrorCode::MiroirNotImplemented,
