@@ -1,0 +1,138 @@
+//! Anti-entropy (docs/operations.md#anti-entropy): RF=2 over three nodes, a few hundred
+//! documents written through Miroir, then behind Miroir's back one document deleted on one of
+//! its copies and another replaced on one of its copies (a plain write to the node, as someone
+//! bypassing Miroir would do). `miroir-ctl verify` reports both and exits 1;
+//! `miroir-ctl verify --repair` repairs both and exits 0; afterwards both copies are equal,
+//! a second verify finds nothing, and reads through Miroir return the content Miroir wrote.
+//!
+//! Runs over real Meilisearch too (`MIROIR_E2E_MEILI_BIN`).
+
+use miroir_e2e::{bin, Client, Cluster, ClusterSpec};
+use serde_json::{json, Value};
+use std::process::Command;
+
+const DOCS: u64 = 400;
+
+fn ctl(c: &Cluster, args: &[&str]) -> (i32, String) {
+    let out = Command::new(bin("miroir-ctl"))
+        .arg("--url")
+        .arg(format!("http://{}", c.admin_addr))
+        .arg("--admin-key")
+        .arg(&c.spec.master_key)
+        .args(args)
+        .output()
+        .expect("running miroir-ctl");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    eprintln!(
+        "miroir-ctl {args:?} → {:?}\n{stdout}{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), stdout)
+}
+
+/// The nodes (indexes into `c.nodes`) holding document `id`, and its body on each.
+fn holders(c: &Cluster, id: u64) -> Vec<(usize, Value)> {
+    c.nodes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, n)| {
+            let r = n.call("GET", &format!("/indexes/items/documents/{id}"), None);
+            (r.status == 200).then(|| (i, r.json()))
+        })
+        .collect()
+}
+
+fn node_task(c: &Cluster, node: usize, r: miroir_e2e::Response) {
+    assert_eq!(r.status, 202, "{}", r.text());
+    let uid = r.json()["taskUid"].as_u64().unwrap();
+    let t = c.nodes[node].wait_task(uid);
+    assert_eq!(t["status"], "succeeded", "{t}");
+}
+
+#[test]
+fn verify_finds_and_repairs_a_deleted_and_a_changed_copy() {
+    let c = Cluster::start(ClusterSpec {
+        replication_factor: 2,
+        shards: 8,
+        ..ClusterSpec::default()
+    });
+    let r = c.call(
+        "POST",
+        "/indexes",
+        Some(&json!({"uid": "items", "primaryKey": "id"})),
+    );
+    assert_eq!(r.status, 202, "{}", r.text());
+    c.wait_task(r.json()["taskUid"].as_u64().unwrap());
+    let docs: Vec<Value> = (0..DOCS)
+        .map(|i| json!({"id": i, "title": format!("item {i}"), "n": i * 3}))
+        .collect();
+    let r = c.call("POST", "/indexes/items/documents", Some(&json!(docs)));
+    assert_eq!(r.status, 202, "{}", r.text());
+    let t = c.wait_task(r.json()["taskUid"].as_u64().unwrap());
+    assert_eq!(t["status"], "succeeded", "{t}");
+
+    let (code, out) = ctl(&c, &["verify"]);
+    assert_eq!(code, 0, "freshly written copies are consistent:\n{out}");
+    assert!(out.contains("(consistent)"), "{out}");
+
+    // Behind Miroir's back: document 7 deleted on one copy, document 42 replaced on one.
+    let deleted = holders(&c, 7);
+    assert_eq!(deleted.len(), 2, "RF=2 keeps two copies of document 7");
+    let (on, _) = deleted[0];
+    node_task(
+        &c,
+        on,
+        c.nodes[on].call("DELETE", "/indexes/items/documents/7", None),
+    );
+    let changed = holders(&c, 42);
+    assert_eq!(changed.len(), 2, "RF=2 keeps two copies of document 42");
+    let (on, ref original) = changed[1];
+    node_task(
+        &c,
+        on,
+        c.nodes[on].call(
+            "POST",
+            "/indexes/items/documents",
+            Some(&json!([{"id": 42, "title": "changed behind Miroir's back", "n": 0}])),
+        ),
+    );
+
+    let (code, out) = ctl(&c, &["verify", "--index", "items"]);
+    assert_eq!(code, 1, "differences are reported with exit code 1:\n{out}");
+    assert!(
+        out.contains("documents missing: 1  extra: 0  different: 1"),
+        "{out}"
+    );
+    assert!(out.contains("(differences)"), "{out}");
+
+    let (code, out) = ctl(&c, &["verify", "--index", "items", "--repair"]);
+    assert_eq!(code, 0, "both differences are repaired:\n{out}");
+    assert!(out.contains("repaired: 2  remaining: 0"), "{out}");
+
+    // Both copies are equal again, with the content Miroir wrote.
+    for (id, want) in [(7u64, &deleted[1].1), (42, original)] {
+        let now = holders(&c, id);
+        assert_eq!(now.len(), 2, "document {id} has two copies again");
+        assert_eq!(&now[0].1, want, "document {id}");
+        assert_eq!(&now[1].1, want, "document {id}");
+        let r = c.call("GET", &format!("/indexes/items/documents/{id}"), None);
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.json()["title"], format!("item {id}"), "{}", r.text());
+    }
+    let (code, out) = ctl(&c, &["verify"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("(consistent)"), "{out}");
+
+    let metrics = Client::tcp(c.admin_addr)
+        .bearer(&c.spec.master_key)
+        .call("GET", "/_miroir/metrics", None)
+        .text();
+    for line in [
+        "miroir_antientropy_runs_total 4",
+        "miroir_antientropy_differences_found_total 4",
+        "miroir_antientropy_documents_repaired_total 2",
+    ] {
+        assert!(metrics.contains(line), "{line} in:\n{metrics}");
+    }
+}
