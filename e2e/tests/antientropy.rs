@@ -5,15 +5,23 @@
 //! `miroir-ctl verify --repair` repairs both and exits 0; afterwards both copies are equal,
 //! a second verify finds nothing, and reads through Miroir return the content Miroir wrote.
 //!
-//! Runs over real Meilisearch too (`MIROIR_E2E_MEILI_BIN`).
+//! Runs over real Meilisearch too (`MIROIR_E2E_MEILI_BIN`). `MIROIR_E2E_ANTIENTROPY_DOCS`
+//! sets the document count (default 400; docs/operations.md#anti-entropy has the 100 000
+//! document run).
 
 use miroir_e2e::{bin, Client, Cluster, ClusterSpec};
 use serde_json::{json, Value};
 use std::process::Command;
 
-const DOCS: u64 = 400;
+fn doc_count() -> u64 {
+    std::env::var("MIROIR_E2E_ANTIENTROPY_DOCS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(400)
+}
 
 fn ctl(c: &Cluster, args: &[&str]) -> (i32, String) {
+    let started = std::time::Instant::now();
     let out = Command::new(bin("miroir-ctl"))
         .arg("--url")
         .arg(format!("http://{}", c.admin_addr))
@@ -24,8 +32,9 @@ fn ctl(c: &Cluster, args: &[&str]) -> (i32, String) {
         .expect("running miroir-ctl");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     eprintln!(
-        "miroir-ctl {args:?} → {:?}\n{stdout}{}",
+        "miroir-ctl {args:?} → {:?} in {:?}\n{stdout}{}",
         out.status.code(),
+        started.elapsed(),
         String::from_utf8_lossy(&out.stderr)
     );
     (out.status.code().unwrap_or(-1), stdout)
@@ -64,13 +73,20 @@ fn verify_finds_and_repairs_a_deleted_and_a_changed_copy() {
     );
     assert_eq!(r.status, 202, "{}", r.text());
     c.wait_task(r.json()["taskUid"].as_u64().unwrap());
-    let docs: Vec<Value> = (0..DOCS)
-        .map(|i| json!({"id": i, "title": format!("item {i}"), "n": i * 3}))
-        .collect();
-    let r = c.call("POST", "/indexes/items/documents", Some(&json!(docs)));
-    assert_eq!(r.status, 202, "{}", r.text());
-    let t = c.wait_task(r.json()["taskUid"].as_u64().unwrap());
-    assert_eq!(t["status"], "succeeded", "{t}");
+    let total = doc_count().max(100);
+    let mut tasks = Vec::new();
+    for start in (0..total).step_by(10_000) {
+        let docs: Vec<Value> = (start..(start + 10_000).min(total))
+            .map(|i| json!({"id": i, "title": format!("item {i}"), "n": i * 3}))
+            .collect();
+        let r = c.call("POST", "/indexes/items/documents", Some(&json!(docs)));
+        assert_eq!(r.status, 202, "{}", r.text());
+        tasks.push(r.json()["taskUid"].as_u64().unwrap());
+    }
+    for uid in tasks {
+        let t = c.wait_task(uid);
+        assert_eq!(t["status"], "succeeded", "{t}");
+    }
 
     let (code, out) = ctl(&c, &["verify"]);
     assert_eq!(code, 0, "freshly written copies are consistent:\n{out}");
