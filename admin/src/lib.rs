@@ -95,6 +95,7 @@ pub async fn start(config: Config) -> Result<Running, RunError> {
     tasks::fail_interrupted(&admin)
         .await
         .map_err(|e| RunError::Api(e.to_string()))?;
+    antientropy::fail_interrupted(&admin).await;
     keys::ensure_defaults(&admin).await?;
     admin.publish().await?;
 

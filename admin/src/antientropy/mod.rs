@@ -321,10 +321,8 @@ fn record(run: &mut VerifyRun, r: report::ShardReport) {
     }
 }
 
-/// Marks the runs a previous admin process left unfinished as failed, then runs the schedule
-/// (if any) forever. Spawned once at start.
+/// Runs the schedule (if any) forever. Spawned once at start.
 pub async fn run_schedule(admin: Arc<Admin>) {
-    fail_interrupted(&admin).await;
     let every = admin.config.antientropy.interval_s;
     if every == 0 {
         return;
@@ -346,7 +344,9 @@ pub async fn run_schedule(admin: Arc<Admin>) {
     }
 }
 
-async fn fail_interrupted(admin: &Admin) {
+/// Marks the runs a previous admin process left unfinished as failed. Called at start before
+/// the API listens, so no run of this process can be mistaken for one.
+pub async fn fail_interrupted(admin: &Admin) {
     let Ok(all) = admin.store.list_meta(META_RUN).await else {
         return;
     };
