@@ -153,8 +153,9 @@ struct Fetched {
 }
 
 /// The ids among `ids` that carry the shard's `_miroir_shard` on a node. Asked with the shard
-/// restriction as a filter rather than read from the documents: nodes do not display
-/// reserved fields (docs/contract.md#shard-field).
+/// restriction as a filter rather than read from the documents: Meilisearch 1.50's
+/// documents/fetch returns every field, but a node hiding non-displayed fields there (the
+/// test node does) would make every copy look unstamped.
 async fn stamped_ids(
     ctx: &Ctx<'_>,
     job: &Job,
@@ -363,8 +364,9 @@ async fn apply(ctx: &Ctx<'_>, job: &Job, p: &Plan, fetched: &[Fetched]) -> Resul
                     .iter()
                     .filter_map(|(id, src)| fetched[*src].docs.get(id).cloned())
                     .map(|mut d| {
-                        // Nodes do not display the shard field, so documents as read lack it;
-                        // without it this copy would not answer for them in searches.
+                        // Set, not trusted from the read: a node that hides non-displayed
+                        // fields returns documents without it, and without it this copy
+                        // would not answer for them in searches.
                         d.insert(SHARD_FIELD.to_string(), Value::String(token.clone()));
                         d
                     })
