@@ -160,7 +160,8 @@ async fn prune(admin: &Admin) {
     }
 }
 
-/// The shards of a run: every shard of the run's indexes, with their readable owners.
+/// The shards of a run: every shard of the run's indexes, with their readable owners, and
+/// the reports of those settled without reading (moving, or a single copy by placement).
 fn jobs(
     admin: &Admin,
     index: Option<&str>,
@@ -169,7 +170,7 @@ fn jobs(
     let topology = snapshot.topology().map_err(|e| e.to_string())?;
     let health = admin.nodes();
     let mut jobs = Vec::new();
-    let mut skipped = Vec::new();
+    let mut settled = Vec::new();
     for meta in snapshot.indexes.values() {
         if index.is_some_and(|i| i != meta.uid) {
             continue;
@@ -203,24 +204,31 @@ fn jobs(
                 unreadable,
                 total_copies: owners.len(),
             };
-            if moving {
-                skipped.push(skipped_report(job, "a rebalance is moving this shard"));
+            if owners.len() < 2 {
+                // RF × RG = 1: one copy is equal to itself.
+                settled.push(settled_report(job, ShardOutcome::Consistent, None));
+            } else if moving {
+                settled.push(settled_report(
+                    job,
+                    ShardOutcome::Skipped,
+                    Some("a rebalance is moving this shard"),
+                ));
             } else {
                 jobs.push(job);
             }
         }
     }
-    Ok((jobs, skipped))
+    Ok((jobs, settled))
 }
 
-fn skipped_report(job: Job, why: &str) -> report::ShardReport {
+fn settled_report(job: Job, outcome: ShardOutcome, why: Option<&str>) -> report::ShardReport {
     report::ShardReport {
         index: job.index,
         shard: job.shard,
         copies: job.copies.into_iter().map(|c| c.node).collect(),
         unreadable: job.unreadable,
-        outcome: ShardOutcome::Skipped,
-        reason: Some(why.to_string()),
+        outcome,
+        reason: why.map(str::to_string),
         nodes: Default::default(),
         conflicts: 0,
         conflict_ids: Vec::new(),
@@ -266,9 +274,9 @@ async fn execute(admin: &Arc<Admin>, mut run: VerifyRun) {
 }
 
 async fn verify_all(admin: &Arc<Admin>, run: &mut VerifyRun) -> Result<(), String> {
-    let (jobs, skipped) = jobs(admin, run.index.as_deref())?;
-    run.shards_total = (jobs.len() + skipped.len()) as u64;
-    for r in skipped {
+    let (jobs, settled) = jobs(admin, run.index.as_deref())?;
+    run.shards_total = (jobs.len() + settled.len()) as u64;
+    for r in settled {
         record(run, r);
     }
     save(admin, run).await.map_err(|e| e.to_string())?;

@@ -123,7 +123,8 @@ pub struct VerifyRun {
     pub shards_total: u64,
     pub shards_checked: u64,
     pub summary: Summary,
-    /// `consistent`, `repaired` or `differences` once the run succeeded.
+    /// Once the run succeeded: `differences` (some remain), `incomplete` (none found, but
+    /// some shards were skipped), `repaired` or `consistent`.
     #[serde(default)]
     pub result: Option<String>,
     /// Every shard that is not simply consistent.
@@ -139,6 +140,8 @@ impl VerifyRun {
         self.result = Some(
             if self.summary.differences_remaining > 0 {
                 "differences"
+            } else if self.summary.shards_skipped > 0 {
+                "incomplete"
             } else if self.summary.differences_found() > 0 {
                 "repaired"
             } else {
@@ -194,6 +197,13 @@ pub fn render(run: &Value) -> (String, bool) {
     );
     if let Some(e) = run["error"].as_str() {
         let _ = writeln!(out, "error: {e}");
+    }
+    if n(&s["shards_skipped"]) > 0 {
+        let _ = writeln!(
+            out,
+            "warning: {} shards were not compared (listed below with why); run again when their copies are readable",
+            n(&s["shards_skipped"])
+        );
     }
     let shards = run["shards"].as_array().map_or(&[][..], Vec::as_slice);
     if !shards.is_empty() {
