@@ -4,6 +4,9 @@
 //! bypassing Miroir would do). `miroir-ctl verify` reports both and exits 1;
 //! `miroir-ctl verify --repair` repairs both and exits 0; afterwards both copies are equal,
 //! a second verify finds nothing, and reads through Miroir return the content Miroir wrote.
+//! Then a conflict (a copy replaced with its shard field, so both look written by Miroir) is
+//! reported and left alone until the document is written again through Miroir, and a node
+//! down makes its shards skipped (`incomplete`, exit 0).
 //!
 //! Runs over real Meilisearch too (`MIROIR_E2E_MEILI_BIN`). `MIROIR_E2E_ANTIENTROPY_DOCS`
 //! sets the document count (default 400; docs/operations.md#anti-entropy has the 100 000
@@ -12,6 +15,7 @@
 use miroir_e2e::{bin, Client, Cluster, ClusterSpec};
 use serde_json::{json, Value};
 use std::process::Command;
+use xxhash_rust::xxh64::xxh64;
 
 fn doc_count() -> u64 {
     std::env::var("MIROIR_E2E_ANTIENTROPY_DOCS")
@@ -38,6 +42,17 @@ fn ctl(c: &Cluster, args: &[&str]) -> (i32, String) {
         String::from_utf8_lossy(&out.stderr)
     );
     (out.status.code().unwrap_or(-1), stdout)
+}
+
+/// `_miroir_shard` of an integer id: its shard (xxh64 of the decimal id mod S) spelled with
+/// the separator digits of `miroir_core::documents::shard_token`.
+fn shard_token(id: u64, shards: u64) -> String {
+    let shard = xxh64(id.to_string().as_bytes(), 0) % shards;
+    shard
+        .to_string()
+        .bytes()
+        .map(|d| b"!#()*+-./;"[usize::from(d - b'0')] as char)
+        .collect()
 }
 
 /// The nodes (indexes into `c.nodes`) holding document `id`, and its body on each.
@@ -140,13 +155,44 @@ fn verify_finds_and_repairs_a_deleted_and_a_changed_copy() {
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("(consistent)"), "{out}");
 
+    // A conflict: document 99 replaced on one copy *with* its shard field, so both copies look
+    // written by Miroir and nothing says which is newer. Reported, never repaired (decision
+    // 036); writing the document again through Miroir settles it.
+    let conflict = holders(&c, 99);
+    assert_eq!(conflict.len(), 2);
+    let (on, _) = conflict[0];
+    node_task(
+        &c,
+        on,
+        c.nodes[on].call(
+            "POST",
+            "/indexes/items/documents",
+            Some(&json!([{"id": 99, "title": "another write", "n": 1, "_miroir_shard": shard_token(99, 8)}])),
+        ),
+    );
+    let (code, out) = ctl(&c, &["verify", "--repair"]);
+    assert_eq!(code, 1, "a conflict remains after --repair:\n{out}");
+    assert!(out.contains("1 conflicting ids"), "{out}");
+    assert!(out.contains(": 99"), "{out}");
+    assert_eq!(holders(&c, 99)[0].1["title"], "another write", "left alone");
+    let r = c.call(
+        "POST",
+        "/indexes/items/documents",
+        Some(&json!([{"id": 99, "title": "item 99", "n": 297}])),
+    );
+    assert_eq!(r.status, 202, "{}", r.text());
+    c.wait_task(r.json()["taskUid"].as_u64().unwrap());
+    let (code, out) = ctl(&c, &["verify"]);
+    assert_eq!(code, 0, "{out}");
+
     let metrics = Client::tcp(c.admin_addr)
         .bearer(&c.spec.master_key)
         .call("GET", "/_miroir/metrics", None)
         .text();
     for line in [
-        "miroir_antientropy_runs_total 4",
-        "miroir_antientropy_differences_found_total 4",
+        "miroir_antientropy_runs_total 6",
+        "miroir_antientropy_differences_found_total 5",
+        "miroir_antientropy_conflicts_total 1",
         "miroir_antientropy_documents_repaired_total 2",
     ] {
         assert!(metrics.contains(line), "{line} in:\n{metrics}");
