@@ -42,6 +42,8 @@ pub struct Config {
     pub hints: HintsConfig,
     /// Settling of node tasks that cannot be observed (docs/operations.md#task-settling).
     pub tasks: TasksConfig,
+    /// Comparing and repairing shard copies (docs/operations.md#anti-entropy).
+    pub antientropy: AntiEntropyConfig,
 }
 
 /// Acknowledgements a replica group needs for a shard before it counts (decision 020). A
@@ -242,6 +244,26 @@ pub struct ScatterConfig {
     pub coalesce: bool,
 }
 
+/// Anti-entropy: comparing the copies of every shard and repairing differences
+/// (docs/operations.md#anti-entropy). A run reads every copy of every shard in full, so the
+/// schedule is off by default and runs are paced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AntiEntropyConfig {
+    /// Seconds between scheduled runs; `0` = no schedule (on demand only: `miroir-ctl verify`).
+    pub interval_s: u64,
+    /// Whether scheduled runs repair what they find (on-demand runs say so per request).
+    pub repair: bool,
+    /// Shards verified at once.
+    pub concurrency: u32,
+    /// Documents per page when a copy is read.
+    pub page_size: u32,
+    /// Documents read per second over the whole run, all copies together; `0` = unpaced.
+    pub max_documents_per_second: u64,
+    /// Buckets a differing shard is split into to narrow the difference down to ids.
+    pub buckets: u32,
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -260,6 +282,7 @@ impl Default for Config {
             write_consistency: WriteConsistency::default(),
             hints: HintsConfig::default(),
             tasks: TasksConfig::default(),
+            antientropy: AntiEntropyConfig::default(),
         }
     }
 }
@@ -333,6 +356,19 @@ impl Default for ScatterConfig {
             hedging: true,
             hedge_min_ms: 10,
             coalesce: false,
+        }
+    }
+}
+
+impl Default for AntiEntropyConfig {
+    fn default() -> Self {
+        AntiEntropyConfig {
+            interval_s: 0,
+            repair: false,
+            concurrency: 2,
+            page_size: 1000,
+            max_documents_per_second: 50_000,
+            buckets: 128,
         }
     }
 }
@@ -745,6 +781,15 @@ impl Config {
             ),
             ("admin.lease_ttl_ms", self.admin.lease_ttl_ms),
             ("admin.lease_renew_ms", self.admin.lease_renew_ms),
+            (
+                "antientropy.concurrency",
+                u64::from(self.antientropy.concurrency),
+            ),
+            (
+                "antientropy.page_size",
+                u64::from(self.antientropy.page_size),
+            ),
+            ("antientropy.buckets", u64::from(self.antientropy.buckets)),
         ] {
             if v == 0 {
                 bad(key.into(), "must be at least 1 (got 0)".into());
@@ -757,6 +802,13 @@ impl Config {
                     "must be shorter than admin.lease_ttl_ms ({} ms), else the leader loses its lease between two renewals (got {})",
                     self.admin.lease_ttl_ms, self.admin.lease_renew_ms
                 ),
+            );
+        }
+        // Per-bucket fingerprints are held for every copy of a shard being compared.
+        if self.antientropy.buckets > 65_536 {
+            bad(
+                "antientropy.buckets".into(),
+                format!("must be at most 65536 (got {})", self.antientropy.buckets),
             );
         }
         out

@@ -28,6 +28,7 @@
 //!   plain async functions over [`http_types::Req`]/[`http_types::Resp`], independent of hyper.
 //! - The wire contract with the data plane is `docs/internals/control-protocol.md`.
 
+pub mod antientropy;
 pub mod broadcast;
 pub mod coverage;
 pub mod export;
@@ -168,6 +169,8 @@ pub async fn start(config: Config) -> Result<Running, RunError> {
     // Every admin delivers until the leader gate is wired (decision 028).
     tokio::spawn(webhooks::deliver(admin.clone(), || true));
     tokio::spawn(hints::run(admin.clone()));
+    // Gated by `antientropy::may_lead`; off unless `antientropy.interval_s` is set.
+    tokio::spawn(antientropy::run_schedule(admin.clone()));
     // Not `println!`: a closed stdout (launcher not reading it) must not kill the admin.
     {
         use std::io::Write;
@@ -202,6 +205,7 @@ async fn take_over(admin: &std::sync::Arc<state::Admin>) -> Result<(), RunError>
     if let Err(e) = broadcast::roll_back_interrupted(admin).await {
         tracing::error!(error = %e, "rolling back interrupted settings changes failed");
     }
+    antientropy::fail_interrupted(admin).await;
     keys::ensure_defaults(admin).await?;
     // Copies with hints left by a previous leader stay unread until replayed (crate::hints).
     hints::sync_lagging(admin, false)

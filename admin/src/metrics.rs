@@ -111,5 +111,55 @@ pub async fn render(admin: &crate::state::Admin) -> String {
         "gauge",
         vec![(String::new(), u64::from(admin.leadership().is_leader()))],
     );
+    let ae = &crate::antientropy::COUNTERS;
+    let load = |c: &std::sync::atomic::AtomicU64| vec![(String::new(), c.load(Ordering::Relaxed))];
+    gauge(
+        "miroir_antientropy_runs_total",
+        "Anti-entropy runs started (scheduled and on demand).",
+        "counter",
+        load(&ae.runs),
+    );
+    gauge(
+        "miroir_antientropy_runs_failed_total",
+        "Anti-entropy runs that could not complete.",
+        "counter",
+        load(&ae.runs_failed),
+    );
+    gauge(
+        "miroir_antientropy_shards_checked_total",
+        "Shards whose copies an anti-entropy run compared (or skipped).",
+        "counter",
+        load(&ae.shards_checked),
+    );
+    gauge(
+        "miroir_antientropy_shards_skipped_total",
+        "Shards skipped: moving, or fewer than two readable copies.",
+        "counter",
+        load(&ae.shards_skipped),
+    );
+    gauge(
+        "miroir_antientropy_differences_found_total",
+        "Documents found missing, extra or different on a copy, conflicts included.",
+        "counter",
+        load(&ae.differences_found),
+    );
+    gauge(
+        "miroir_antientropy_conflicts_total",
+        "Documents with different contents on copies and no majority (left alone).",
+        "counter",
+        load(&ae.conflicts),
+    );
+    gauge(
+        "miroir_antientropy_documents_repaired_total",
+        "Documents written or deleted on a copy by a repair, and equal afterwards.",
+        "counter",
+        load(&ae.documents_repaired),
+    );
+    gauge(
+        "miroir_antientropy_last_run_timestamp_seconds",
+        "Unix time the last anti-entropy run finished (0 = none since start).",
+        "gauge",
+        load(&ae.last_run_finished),
+    );
     out
 }

@@ -15,13 +15,16 @@ pub async fn route(
     admin: &Arc<Admin>,
     m: &Method,
     s: &[&str],
-    _req: &Req,
+    req: &Req,
 ) -> Result<Resp, ApiError> {
     match (m, s) {
         (&Method::GET, ["topology"]) => Ok(Resp::json(200, &topology(admin))),
         (&Method::GET, ["shards"]) => Ok(Resp::json(200, &shards(admin))),
         (&Method::GET, ["ready"]) => Ok(ready(admin)),
         (&Method::GET, ["tasks", uid]) => crate::tasks::get(admin, uid, None).await,
+        (&Method::POST, ["verify"]) => crate::antientropy::post(admin, req).await,
+        (&Method::GET, ["verify"]) => crate::antientropy::list(admin).await,
+        (&Method::GET, ["verify", uid]) => crate::antientropy::get(admin, uid).await,
         (&Method::GET, ["metrics"]) => Ok(Resp::text(200, "text/plain; version=0.0.4", crate::metrics::render(admin).await)),
         (_, ["nodes", ..]) | (_, ["rebalance", ..]) => Err(ApiError::core(
             ErrorCode::MiroirNotImplemented,

@@ -4,6 +4,7 @@
 //! miroir-ctl [--url http://127.0.0.1:7701] [--admin-key KEY | $MIROIR_ADMIN_KEY] status
 //! miroir-ctl topology          # the raw topology JSON
 //! miroir-ctl task show 42      # one Miroir task
+//! miroir-ctl verify [--index movies] [--repair]   # exit 0 consistent/repaired, 1 differences, 2 error
 //! ```
 
 use bytes::Bytes;
@@ -44,6 +45,15 @@ enum Command {
     Task {
         #[command(subcommand)]
         action: TaskAction,
+    },
+    /// Compares every shard's copies and reports differences; exit code 1 when some remain.
+    Verify {
+        /// Only this index (default: every index).
+        #[arg(long)]
+        index: Option<String>,
+        /// Repair the differences from the right copy (docs/operations.md#anti-entropy).
+        #[arg(long)]
+        repair: bool,
     },
 }
 
@@ -137,6 +147,7 @@ async fn run(cli: &Cli) -> Result<String, String> {
             }
             Ok(serde_json::to_string_pretty(&v).unwrap_or_default())
         }
+        Command::Verify { .. } => unreachable!("main runs verify itself, for its exit code"),
         Command::Task {
             action: TaskAction::Show { uid },
         } => {
@@ -155,6 +166,24 @@ fn main() -> std::process::ExitCode {
         .enable_all()
         .build()
         .expect("building the tokio runtime");
+    if let Command::Verify { index, repair } = &cli.command {
+        let verify = miroir_admin::antientropy::ctl::verify(
+            &cli.url,
+            cli.admin_key.as_deref(),
+            index.as_deref(),
+            *repair,
+        );
+        return match rt.block_on(verify) {
+            Ok((report, consistent)) => {
+                println!("{report}");
+                std::process::ExitCode::from(u8::from(!consistent))
+            }
+            Err(e) => {
+                eprintln!("miroir-ctl: {e}");
+                std::process::ExitCode::from(2)
+            }
+        };
+    }
     match rt.block_on(run(&cli)) {
         Ok(out) => {
             println!("{out}");
