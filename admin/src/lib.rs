@@ -166,8 +166,9 @@ pub async fn start(config: Config) -> Result<Running, RunError> {
     tokio::spawn(server::serve_unix(admin.clone(), unix));
     tokio::spawn(health::run(admin.clone()));
     tokio::spawn(tasks::refresher(admin.clone()));
-    // Every admin delivers until the leader gate is wired (decision 028).
-    tokio::spawn(webhooks::deliver(admin.clone(), || true));
+    // Only the leader delivers, so a task is never sent twice by two hosts (decision 028).
+    let leading = admin.leadership().clone();
+    tokio::spawn(webhooks::deliver(admin.clone(), move || leading.is_leader()));
     tokio::spawn(hints::run(admin.clone()));
     // Gated by `antientropy::may_lead`; off unless `antientropy.interval_s` is set.
     tokio::spawn(antientropy::run_schedule(admin.clone()));

@@ -37,12 +37,12 @@ const META_NEXT_UID: &str = "antientropy:next_uid";
 /// Run records kept; older ones are deleted when a run is created.
 const KEEP_RUNS: usize = 100;
 
-/// Whether this admin process runs the scheduled background job. Every admin does for now;
-/// when several admins share a store, a leader lease decides here (only the leader verifies
-/// on schedule: two would read every copy twice and could repair the same ids at once).
+/// Whether this admin process runs the scheduled background job: only the leader does
+/// (docs/architecture.md#several-hosts; always true on one host). Two admins would read every
+/// copy twice and could repair the same ids at once.
 /// On-demand runs are not gated: the admin that was asked runs them.
-pub fn may_lead(_admin: &Admin) -> bool {
-    true
+pub fn may_lead(admin: &Admin) -> bool {
+    admin.leadership().is_leader()
 }
 
 /// Counters for `GET /_miroir/metrics` (`miroir_antientropy_*`). Process-wide, like the

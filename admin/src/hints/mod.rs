@@ -307,6 +307,10 @@ pub async fn run(admin: std::sync::Arc<Admin>) {
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
+        // One replayer for the deployment: the leader (docs/architecture.md#several-hosts).
+        if !admin.leadership().is_leader() {
+            continue;
+        }
         match replay_round(&admin).await {
             Ok(true) => {
                 if let Err(e) = sync_lagging(&admin, true).await {
