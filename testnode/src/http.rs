@@ -831,7 +831,7 @@ fn route(app: &App, r: &Req) -> Result<Resp> {
                         bool_param(r, "retrieveVectors", "invalid_document_retrieve_vectors")?;
                     with_index(app, uid, |ix| {
                         let doc = ix.doc(id).ok_or_else(|| ApiError::document_not_found(id))?;
-                        let mut d = Out::from(ix.project(doc, fields.as_deref()));
+                        let mut d = Out::from(ix.select(doc, fields.as_deref()));
                         if vectors {
                             d.push("_vectors", Out::obj());
                         }
@@ -1387,7 +1387,7 @@ fn list_documents(app: &App, uid: &str, q: DocList) -> Result<Resp> {
             .skip(q.offset)
             .take(q.limit)
             .map(|o| {
-                let mut d = Out::from(ix.project(o, q.fields.as_deref()));
+                let mut d = Out::from(ix.select(o, q.fields.as_deref()));
                 if q.retrieve_vectors {
                     d.push("_vectors", Out::obj());
                 }

@@ -276,23 +276,37 @@ impl Index {
         o
     }
 
-    /// Applies `displayedAttributes` then an optional field list (`fields`,
-    /// `attributesToRetrieve`) to a stored document.
+    /// Applies `displayedAttributes` then an optional field list (`attributesToRetrieve`)
+    /// to a stored document: what a search hit shows.
     pub fn project(&self, obj: &Obj, fields: Option<&[String]>) -> Obj {
         let shown = |k: &str| -> bool {
-            let displayed = self
-                .view
+            self.view
                 .displayed
                 .as_ref()
-                .is_none_or(|d| d.iter().any(|p| p == k || p.starts_with(&format!("{k}."))));
-            let wanted = fields.is_none_or(|f| {
-                f.iter()
-                    .any(|p| p == "*" || p == k || p.starts_with(&format!("{k}.")))
-            });
-            displayed && wanted
+                .is_none_or(|d| d.iter().any(|p| p == k || p.starts_with(&format!("{k}."))))
+                && wanted(fields, k)
         };
         Obj(obj.0.iter().filter(|(k, _)| shown(k)).cloned().collect())
     }
+
+    /// Applies only the `fields` list to a stored document: the document routes (`GET
+    /// /documents`, `/documents/fetch`, `/documents/{id}`) ignore `displayedAttributes` in
+    /// Meilisearch 1.50 (checked against a real node).
+    pub fn select(&self, obj: &Obj, fields: Option<&[String]>) -> Obj {
+        Obj(obj
+            .0
+            .iter()
+            .filter(|(k, _)| wanted(fields, k))
+            .cloned()
+            .collect())
+    }
+}
+
+fn wanted(fields: Option<&[String]>, k: &str) -> bool {
+    fields.is_none_or(|f| {
+        f.iter()
+            .any(|p| p == "*" || p == k || p.starts_with(&format!("{k}.")))
+    })
 }
 
 #[cfg(test)]
