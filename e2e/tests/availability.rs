@@ -81,6 +81,21 @@ fn add(d: &Deployment, ids: impl Iterator<Item = u64>) -> Response {
         .expect("POST documents")
 }
 
+/// A write the dead nodes' shards make impossible, once the data plane routes with them marked
+/// failed: refused before any node is touched. The admin reports `failed` a moment before the
+/// data plane has applied the snapshot saying so; a write in between is dispatched and, if some
+/// copy accepted it, registered and hinted (decision 022) — so retry until it is refused.
+fn refused_once_known(d: &Deployment, ids: &[u64]) -> Response {
+    wait_until(
+        within(std::time::Duration::from_secs(30)),
+        "the write refused up front",
+        || {
+            let r = add(d, ids.iter().copied());
+            (r.status == 503).then_some(r)
+        },
+    )
+}
+
 fn search_all(d: &Deployment) -> Response {
     let r = d
         .http()
@@ -341,7 +356,7 @@ fn shards_whose_owners_are_dead_in_every_group_lose_quorum_and_only_they() {
     }
     // A batch mixing a lost shard with healthy ones is refused as a whole answer.
     let healthy_id = id_in(&|s| !owned_a.contains(&s) && !owned_b.contains(&s));
-    let r = add(&d, [healthy_id, lost_id].into_iter());
+    let r = refused_once_known(&d, &[healthy_id, lost_id]);
     assert_error(&r, 503, "miroir_no_quorum");
     // A settings change cannot skip both dead nodes: the lost shards would have no
     // up-to-date owner anywhere.
@@ -418,7 +433,7 @@ fn rf2_in_one_group_needs_both_owners_of_a_shard_to_write_it() {
         .find(|&id| !owners(&d, shard_of(id, S), 0, 2).contains(&dead))
         .unwrap();
     // floor(RF/2)+1 = 2 of 2 owners: one dead owner means no quorum for its shards.
-    let r = add(&d, std::iter::once(with_dead));
+    let r = refused_once_known(&d, &[with_dead]);
     assert_error(&r, 503, "miroir_no_quorum");
     let r = add(&d, std::iter::once(without_dead));
     assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));

@@ -23,7 +23,10 @@
 //! hint sent but not yet recorded is sent twice, which is harmless: a document upsert or a
 //! deletion applied twice leaves the same state). A replay the node refuses or fails is
 //! retried `hints.max_attempts` times, then dropped and counted (`miroir_hints_total
-//! {outcome="failed"}`); an unreachable node is retried without limit.
+//! {outcome="failed"}`); an unreachable node is retried without limit. A node that still
+//! misses an index's settings ([`crate::repair`]) gets them before any replay. Hints of a
+//! node removed from the topology, or of an index deleted since, are dropped (replaying the
+//! latter would re-create the index on that node alone).
 //!
 //! A node that answers 404 for one of a task's node tasks lost it (restarted on an empty
 //! data directory): the task fails with `miroir_node_task_lost` and a **lost** hint marks
@@ -330,7 +333,15 @@ pub async fn replay_round(admin: &Admin) -> Result<bool, ApiError> {
         return Ok(false);
     }
     let mut per_node: BTreeMap<String, Vec<(String, Hint)>> = BTreeMap::new();
+    let mut changed = false;
     for (k, h) in hints {
+        // An index deleted since: replaying would re-create it on that node alone.
+        if admin.index(&h.index).is_none() {
+            delete_hint(admin, &k).await?;
+            tracing::info!(key = %k, index = %h.index, "hint of a deleted index dropped");
+            changed = true;
+            continue;
+        }
         if let Some(node) = key_node(&k) {
             per_node.entry(node.to_string()).or_default().push((k, h));
         }
@@ -342,7 +353,6 @@ pub async fn replay_round(admin: &Admin) -> Result<bool, ApiError> {
         .await
         .map_err(|e| ApiError::internal(e.to_string()))?;
     let needs_repair = |node: &str| repairs.iter().any(|(_, nodes)| nodes.contains(node));
-    let mut changed = false;
     for (node, queue) in per_node {
         if needs_repair(&node) {
             continue;
