@@ -35,6 +35,31 @@ pub struct Config {
     pub server: ServerConfig,
     pub health: HealthConfig,
     pub scatter: ScatterConfig,
+    pub rebalance: RebalanceConfig,
+}
+
+/// `rebalance:` — how topology operations copy data (docs/operations.md#topology-operations).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RebalanceConfig {
+    /// Documents per page read from a shard's current owner and written to its new one.
+    pub page_size: u32,
+    /// Copy rate limit in documents per second over all moves (`0` = unlimited), so a
+    /// migration does not starve searches.
+    pub max_docs_per_sec: u64,
+    /// How long a `failed` node keeps its shards before the rebalancer re-creates its copies
+    /// on the other nodes of its group from surviving copies (`0` = never automatically).
+    pub failed_node_grace_secs: u64,
+}
+
+impl Default for RebalanceConfig {
+    fn default() -> Self {
+        RebalanceConfig {
+            page_size: 1000,
+            max_docs_per_sec: 0,
+            failed_node_grace_secs: 0,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -168,6 +193,7 @@ impl Default for Config {
             server: ServerConfig::default(),
             health: HealthConfig::default(),
             scatter: ScatterConfig::default(),
+            rebalance: RebalanceConfig::default(),
         }
     }
 }
@@ -630,6 +656,7 @@ impl Config {
                 u64::from(self.health.recovery_threshold),
             ),
             ("scatter.node_timeout_ms", self.scatter.node_timeout_ms),
+            ("rebalance.page_size", u64::from(self.rebalance.page_size)),
         ] {
             if v == 0 {
                 bad(key.into(), "must be at least 1 (got 0)".into());

@@ -38,6 +38,7 @@ pub mod node_client;
 pub mod node_health;
 pub mod operator_api;
 pub mod reads;
+pub mod rebalance;
 pub mod repair;
 pub mod routes;
 pub mod server;
@@ -120,6 +121,7 @@ pub async fn start(config: Config) -> Result<Running, RunError> {
     tokio::spawn(server::serve_unix(admin.clone(), unix));
     tokio::spawn(health::run(admin.clone()));
     tokio::spawn(tasks::refresher(admin.clone()));
+    tokio::spawn(rebalance::run(admin.clone()));
     // Not `println!`: a closed stdout (launcher not reading it) must not kill the admin.
     {
         use std::io::Write;

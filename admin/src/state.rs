@@ -26,10 +26,10 @@ use crate::store::TaskStore;
 use miroir_core::config::Config;
 use miroir_core::error::{CodedError, ErrorCode};
 use miroir_core::ids::{GroupId, NodeId};
-use miroir_core::snapshot::{ApiKey, IndexMeta, Snapshot};
+use miroir_core::snapshot::{ApiKey, IndexMeta, ShardMigration, Snapshot};
 use miroir_core::snapshot_store::SnapshotStore;
 use miroir_core::topology::drift::{Drift, TopologyRecord};
-use miroir_core::topology::Node;
+use miroir_core::topology::{Node, NodeStatus};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -50,6 +50,9 @@ const META_KEY: &str = "key:";
 /// that predates the record gets its first one.
 const META_EPOCH: &str = "routing:epoch";
 const META_TOPOLOGY: &str = "topology";
+/// The shard migrations in progress (dual-write targets), JSON; owned by the rebalancer and
+/// loaded here so the very first snapshot a restarted admin publishes still carries them.
+const META_MIGRATIONS: &str = "rebalance:migrations";
 
 /// The last heartbeat of one data-plane process.
 #[derive(Debug, Clone)]
@@ -70,6 +73,13 @@ pub struct Metrics {
     pub tasks_registered: AtomicU64,
     /// Node-tracked tasks that finished while some node never got the write.
     pub tasks_missing_copies: AtomicU64,
+    /// Documents (and their JSON bytes) the rebalancer copied to a shard's new owner,
+    /// verification repairs included.
+    pub rebalance_docs_copied: AtomicU64,
+    pub rebalance_bytes_copied: AtomicU64,
+    /// Rebalancer steps that failed (retried).
+    pub rebalance_errors: AtomicU64,
+    pub rebalance_operations_completed: AtomicU64,
 }
 
 impl Metrics {
@@ -92,6 +102,10 @@ pub struct State {
     pub dataplanes: HashMap<String, Heartbeat>,
     pub epoch: u64,
     pub generation: u64,
+    /// Shard migrations in progress (the snapshot's dual-write targets, [`Admin::set_migrations`]).
+    pub migrations: Vec<ShardMigration>,
+    /// The running topology operation's phase and shards still moving (`None` = none).
+    pub rebalance: Option<(&'static str, u64)>,
 }
 
 pub struct Admin {
@@ -165,6 +179,13 @@ impl Admin {
             epoch: record.epoch,
             ..State::default()
         };
+        if let Some(bytes) = store.get_meta(META_MIGRATIONS).await? {
+            state.migrations =
+                serde_json::from_slice(&bytes).map_err(|e| AdminError::CorruptMeta {
+                    key: META_MIGRATIONS.into(),
+                    reason: e.to_string(),
+                })?;
+        }
         for (key, bytes) in store.list_meta(META_INDEX).await? {
             let meta: IndexMeta =
                 serde_json::from_slice(&bytes).map_err(|e| AdminError::CorruptMeta {
@@ -337,7 +358,86 @@ impl Admin {
                 .collect(),
             indexes: st.indexes.clone(),
             keys: st.keys.values().filter_map(api_key_from_json).collect(),
-            migrations: Vec::new(),
+            migrations: st.migrations.clone(),
+        }
+    }
+
+    /// Persists then applies the shard migrations in progress (published by the caller).
+    pub async fn set_migrations(&self, migrations: Vec<ShardMigration>) -> Result<(), AdminError> {
+        let bytes = serde_json::to_vec(&migrations).expect("migrations serialise");
+        self.store.put_meta(META_MIGRATIONS, &bytes).await?;
+        self.lock().migrations = migrations;
+        Ok(())
+    }
+
+    /// The stored topology record (the authoritative one; statuses there are the ones
+    /// topology operations set, never health's `failed`/`degraded`).
+    pub async fn topology_record(&self) -> Result<TopologyRecord, AdminError> {
+        let bytes =
+            self.store
+                .get_meta(META_TOPOLOGY)
+                .await?
+                .ok_or_else(|| AdminError::CorruptMeta {
+                    key: META_TOPOLOGY.into(),
+                    reason: "missing".into(),
+                })?;
+        TopologyRecord::decode(&bytes).map_err(|e| AdminError::CorruptMeta {
+            key: META_TOPOLOGY.into(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Changes the stored topology record (compare-and-set, so concurrent admins on one Redis
+    /// store never lose an update) and mirrors it in memory: nodes added, statuses set by
+    /// topology operations (health's view is kept for a node whose record status did not
+    /// change), the epoch. A `removed` node leaves the in-memory list (the record keeps it:
+    /// ids are never reused). The caller publishes.
+    pub async fn change_topology(
+        &self,
+        change: impl Fn(&mut TopologyRecord),
+    ) -> Result<TopologyRecord, AdminError> {
+        loop {
+            let stored = self.store.get_meta(META_TOPOLOGY).await?;
+            let before = match &stored {
+                Some(b) => TopologyRecord::decode(b).map_err(|e| AdminError::CorruptMeta {
+                    key: META_TOPOLOGY.into(),
+                    reason: e.to_string(),
+                })?,
+                None => TopologyRecord::bootstrap(&self.config, self.lock().epoch),
+            };
+            let mut record = before.clone();
+            change(&mut record);
+            record.topology().map_err(|e| AdminError::CorruptMeta {
+                key: META_TOPOLOGY.into(),
+                reason: e.to_string(),
+            })?;
+            if !self
+                .store
+                .cas_meta(META_TOPOLOGY, stored.as_deref(), Some(&record.encode()))
+                .await?
+            {
+                continue;
+            }
+            let mut st = self.lock();
+            st.epoch = st.epoch.max(record.epoch);
+            for n in &record.nodes {
+                let was = before.nodes.iter().find(|b| b.id == n.id).map(|b| b.status);
+                let pos = st.nodes.iter().position(|h| h.id == n.id.as_str());
+                match (pos, n.status) {
+                    (Some(i), NodeStatus::Removed) => {
+                        st.nodes.remove(i);
+                    }
+                    (Some(i), status) if was != Some(status) => st.nodes[i].status = status,
+                    (Some(i), _) => st.nodes[i].address = n.address.clone(),
+                    (None, NodeStatus::Removed) => {}
+                    (None, status) => {
+                        let mut h = NodeHealth::new(n.id.as_str(), &n.address, n.replica_group.0);
+                        h.status = status;
+                        st.nodes.push(h);
+                    }
+                }
+            }
+            return Ok(record);
         }
     }
 
