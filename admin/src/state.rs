@@ -631,8 +631,12 @@ pub fn drift_warning(d: &Drift) -> String {
     match d.command() {
         Some(c) => format!(
             "configuration differs from the stored topology: {d}; running on the stored topology. \
-             The command that would perform this change is `{c}` (not available yet: topology \
-             operations are not implemented in this version)"
+             The command that would perform this change is `{c}`{}",
+            if matches!(d, Drift::NodeAdded { .. } | Drift::NodeRemoved { .. }) {
+                ""
+            } else {
+                " (not available yet: this topology operation is not implemented in this version)"
+            }
         ),
         None => format!(
             "configuration differs from the stored topology: {d}; running on the stored topology"

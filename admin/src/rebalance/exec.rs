@@ -134,7 +134,15 @@ async fn drive(admin: &Arc<Admin>, op: &mut Operation) -> Result<(), String> {
             Phase::DualWrite => dual_write(admin, op).await?,
             Phase::Copy => copy(admin, op).await?,
             Phase::Verify => verify(admin, op).await?,
-            Phase::Switch => switch(admin, op).await?,
+            Phase::Switch => {
+                if replan_new_indexes(admin, op)? {
+                    tracing::info!(operation = %op.id, "indexes created during the operation: their moves start over at dual_write");
+                    op.phase = Phase::DualWrite;
+                    save(admin, op).await.map_err(|e| e.to_string())?;
+                    continue;
+                }
+                switch(admin, op).await?
+            }
             Phase::Cleanup => cleanup(admin, op).await?,
             Phase::Done => return finish(admin, op).await,
         }
@@ -262,7 +270,31 @@ async fn prepare(admin: &Arc<Admin>, op: &mut Operation) -> Result<(), String> {
     }
     op.moves = moves;
     op.lost = lost;
+    op.indexes = indexes.into_iter().map(|(uid, _)| uid).collect();
     Ok(())
+}
+
+/// Plans the moves of indexes created since `prepare` (they were created on the owners only);
+/// `true` when there are some (the operation goes back to `dual_write` for them).
+fn replan_new_indexes(admin: &Admin, op: &mut Operation) -> Result<bool, String> {
+    let fresh: Vec<(String, u32)> = admin
+        .lock()
+        .indexes
+        .values()
+        .filter(|m| !op.indexes.contains(&m.uid))
+        .map(|m| (m.uid.clone(), m.shards))
+        .collect();
+    if fresh.is_empty() {
+        return Ok(false);
+    }
+    let before = current_topology(admin)?;
+    let after = target_topology(&before, &op.kind)?;
+    let (moves, lost) = plan::moves(&before, &after, &fresh);
+    op.indexes.extend(fresh.into_iter().map(|(uid, _)| uid));
+    op.lost.extend(lost);
+    let any = !moves.is_empty();
+    op.moves.extend(moves);
+    Ok(any)
 }
 
 /// The topology the operation ends with.
@@ -380,6 +412,10 @@ fn migrations_of(op: &Operation) -> Vec<ShardMigration> {
 }
 
 async fn dual_write(admin: &Admin, op: &mut Operation) -> Result<(), String> {
+    if let OpKind::AddNode { node, address, .. } = &op.kind {
+        // Again, for an index created since `prepare` (idempotent otherwise).
+        prepare_node(admin, node, address).await?;
+    }
     admin
         .set_migrations(migrations_of(op))
         .await
@@ -453,7 +489,15 @@ async fn copy(admin: &Admin, op: &mut Operation) -> Result<(), String> {
                 .map_err(|e| format!("reading {}/{}: {e}", mv.index, mv.shard))?;
             let n = page.documents.len() as u64;
             if n > 0 {
-                let bytes = write_and_wait(admin, &target, &mv.index, &pk, &page.documents).await?;
+                let bytes = write_and_wait(
+                    admin,
+                    &target,
+                    &mv.index,
+                    &pk,
+                    ShardId(mv.shard),
+                    &page.documents,
+                )
+                .await?;
                 let mv = &mut op.moves[i];
                 mv.bytes += bytes;
                 admin
@@ -490,14 +534,31 @@ async fn copy(admin: &Admin, op: &mut Operation) -> Result<(), String> {
     Ok(())
 }
 
-/// Writes documents to a node and waits for its task; returns the bytes sent.
+/// Writes documents of `shard` to a node and waits for its task; returns the bytes sent.
+/// The shard field is set on each: a node's document routes answer only displayed fields,
+/// which do not include it, and without it the copy would escape the `_miroir_shard`
+/// restriction searches put on a node holding other shards.
 async fn write_and_wait(
     admin: &Admin,
     target: &str,
     index: &str,
     pk: &str,
+    shard: ShardId,
     docs: &[shard_scan::Document],
 ) -> Result<u64, String> {
+    let token = serde_json::Value::String(miroir_core::documents::shard_token(shard));
+    let docs: Vec<shard_scan::Document> = docs
+        .iter()
+        .map(|d| {
+            let mut d = d.clone();
+            d.insert(
+                miroir_core::documents::SHARD_FIELD.to_string(),
+                token.clone(),
+            );
+            d
+        })
+        .collect();
+    let docs = &docs[..];
     let bytes = docs
         .iter()
         .map(|d| serde_json::to_vec(d).map(|v| v.len() as u64).unwrap_or(0))
@@ -534,9 +595,15 @@ async fn verify(admin: &Admin, op: &mut Operation) -> Result<(), String> {
     Ok(())
 }
 
-/// Compares the shard on both nodes (after both finished every task they had) document by
-/// document and re-sends or deletes what differs on the target, until a round finds no
-/// difference. Returns how many documents were repaired.
+/// Makes the target's copy of the shard equal to the source's while writes keep landing on
+/// both (dual-write). One full scan of each side gives the candidate ids (any difference,
+/// including a write that reached one node between the two scans); then, repeatedly, both
+/// nodes are settled (every task they had ended), the candidates are read by id from both,
+/// and only those still different are repaired (re-sent from the source, or deleted when the
+/// source no longer has them) and become the next candidates. A write in flight looks equal
+/// once settled; a copy that overwrote a newer version, or a document the copy missed, does
+/// not, and is repaired. Done when a re-check finds nothing: the rebalancer's own writes are
+/// then all older than a check that saw them right. Returns how many documents were repaired.
 async fn converge(
     admin: &Admin,
     mv: &Move,
@@ -547,59 +614,92 @@ async fn converge(
 ) -> Result<u64, String> {
     let client = &admin.client;
     let shard = ShardId(mv.shard);
+    settle(admin, &[source, target]).await?;
+    let scan = |url| ShardSource {
+        client,
+        node_url: url,
+        index: &mv.index,
+        shard,
+    };
+    let want = shard_scan::shard_digests(&scan(source), pk, page_size)
+        .await
+        .map_err(|e| format!("scanning {source}: {e}"))?;
+    let have = shard_scan::shard_digests(&scan(target), pk, page_size)
+        .await
+        .map_err(|e| format!("scanning {target}: {e}"))?;
+    let (send, delete) = diff(&want, &have);
+    let mut candidates: Vec<String> = send.into_iter().chain(delete).collect();
     let mut repaired = 0u64;
     for _ in 0..VERIFY_ROUNDS {
-        for node in [source, target] {
-            shard_scan::settle_node(client, node, TASK_DEADLINE)
-                .await
-                .map_err(|e| format!("settling {node}: {e}"))?;
-        }
-        let scan = |url| ShardSource {
-            client,
-            node_url: url,
-            index: &mv.index,
-            shard,
-        };
-        let want = shard_scan::shard_digests(&scan(source), pk, page_size)
-            .await
-            .map_err(|e| format!("scanning {source}: {e}"))?;
-        let have = shard_scan::shard_digests(&scan(target), pk, page_size)
-            .await
-            .map_err(|e| format!("scanning {target}: {e}"))?;
-        let (send, delete) = diff(&want, &have);
-        if send.is_empty() && delete.is_empty() {
+        if candidates.is_empty() {
             return Ok(repaired);
         }
-        for ids in send.chunks(page_size as usize) {
-            let docs = shard_scan::fetch_by_ids(client, source, &mv.index, ids)
+        settle(admin, &[source, target]).await?;
+        let mut stale = Vec::new();
+        let mut gone = Vec::new();
+        let mut fresh_docs = Vec::new();
+        for ids in candidates.chunks(page_size as usize) {
+            let from = shard_scan::fetch_by_ids(client, source, &mv.index, ids)
                 .await
                 .map_err(|e| format!("fetching from {source}: {e}"))?;
-            if !docs.is_empty() {
-                let bytes = write_and_wait(admin, target, &mv.index, pk, &docs).await?;
-                admin
-                    .metrics
-                    .rebalance_bytes_copied
-                    .fetch_add(bytes, Ordering::Relaxed);
-                admin
-                    .metrics
-                    .rebalance_docs_copied
-                    .fetch_add(docs.len() as u64, Ordering::Relaxed);
+            let on = shard_scan::fetch_by_ids(client, target, &mv.index, ids)
+                .await
+                .map_err(|e| format!("fetching from {target}: {e}"))?;
+            let digests = |docs: &[shard_scan::Document]| -> Result<BTreeMap<String, u64>, String> {
+                docs.iter()
+                    .map(|d| {
+                        shard_scan::canonical_id(d, pk)
+                            .map(|id| (id, miroir_core::fingerprint::document_digest(d)))
+                            .map_err(|e| e.to_string())
+                    })
+                    .collect()
+            };
+            let (want, have) = (digests(&from)?, digests(&on)?);
+            let (send, delete) = diff(&want, &have);
+            for d in from {
+                let id = shard_scan::canonical_id(&d, pk).map_err(|e| e.to_string())?;
+                if send.contains(&id) {
+                    fresh_docs.push(d);
+                }
             }
+            stale.extend(send);
+            gone.extend(delete);
         }
-        if !delete.is_empty() {
-            let uid = shard_scan::delete_documents(client, target, &mv.index, &delete)
+        for docs in fresh_docs.chunks(page_size as usize) {
+            let bytes = write_and_wait(admin, target, &mv.index, pk, shard, docs).await?;
+            admin
+                .metrics
+                .rebalance_bytes_copied
+                .fetch_add(bytes, Ordering::Relaxed);
+            admin
+                .metrics
+                .rebalance_docs_copied
+                .fetch_add(docs.len() as u64, Ordering::Relaxed);
+        }
+        if !gone.is_empty() {
+            let uid = shard_scan::delete_documents(client, target, &mv.index, &gone)
                 .await
                 .map_err(|e| format!("deleting on {target}: {e}"))?;
             shard_scan::wait_node_task(client, target, uid, TASK_DEADLINE)
                 .await
                 .map_err(|e| e.to_string())?;
         }
-        repaired += (send.len() + delete.len()) as u64;
+        repaired += (stale.len() + gone.len()) as u64;
+        candidates = stale.into_iter().chain(gone).collect();
     }
     Err(format!(
         "{}/{} still differs between {source} and {target} after {VERIFY_ROUNDS} rounds (writes keep landing); retrying",
         mv.index, mv.shard
     ))
+}
+
+async fn settle(admin: &Admin, nodes: &[&str]) -> Result<(), String> {
+    for node in nodes {
+        shard_scan::settle_node(&admin.client, node, TASK_DEADLINE)
+            .await
+            .map_err(|e| format!("settling {node}: {e}"))?;
+    }
+    Ok(())
 }
 
 /// Ids to (re)send to the target and ids to delete from it.

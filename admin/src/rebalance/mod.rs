@@ -163,6 +163,9 @@ pub struct Operation {
     pub phase: Phase,
     /// Planned at the end of `prepare`.
     pub moves: Vec<Move>,
+    /// The indexes the moves were planned for (one created later is planned at `switch`).
+    #[serde(default)]
+    pub indexes: Vec<String>,
     /// Shards that had no copy left to restore from and were given up (`force`).
     #[serde(default)]
     pub lost: Vec<String>,
@@ -187,6 +190,7 @@ impl Operation {
             kind,
             phase: Phase::Prepare,
             moves: Vec::new(),
+            indexes: Vec::new(),
             lost: Vec::new(),
             started_at_ms: now_ms,
             updated_at_ms: now_ms,
