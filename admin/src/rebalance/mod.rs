@@ -248,7 +248,9 @@ impl Operation {
             .collect();
         let mut v = serde_json::to_value(self).unwrap_or_default();
         v["moves"] = serde_json::json!(moves);
-        v["in_progress"] = serde_json::json!(self.phase != Phase::Done);
+        // `done` is a phase too (its step stores the record as the last one): finished only
+        // once that happened.
+        v["in_progress"] = serde_json::json!(self.finished_at_ms.is_none());
         v["documents_copied"] = serde_json::json!(copied);
         v["documents_total"] = serde_json::json!(total);
         v["bytes_copied"] = serde_json::json!(bytes);
