@@ -11,7 +11,8 @@
 //! acknowledged before it started, or more than were ever sent (no shard counted twice).
 //!
 //! Size: `MIROIR_E2E_DOCS` documents before the operation (2 000 by default; the big run is
-//! `MIROIR_E2E_DOCS=100000`, docs/testing.md).
+//! `MIROIR_E2E_DOCS=100000`, docs/testing.md). `MIROIR_E2E_REBALANCE_YAML` replaces the
+//! `rebalance:` block of the config (e.g. `"rebalance: { page_size: 1000 }\n"`).
 
 use miroir_e2e::{
     start_node, wait_until, within, Client, ClusterSpec, Deployment, DeploymentOptions, TestNode,
@@ -49,7 +50,7 @@ fn start(nodes: u32) -> Deployment {
             ..ClusterSpec::default()
         },
         &DeploymentOptions {
-            extra_yaml: std::env::var("REBAL_DEBUG_YAML")
+            extra_yaml: std::env::var("MIROIR_E2E_REBALANCE_YAML")
                 .unwrap_or("rebalance: { page_size: 200 }\n".into()),
             ..DeploymentOptions::default()
         },
