@@ -575,3 +575,67 @@ fn a_slow_node_during_the_copy() {
     d.nodes[0].call("DELETE", "/_testnode/faults", None);
     check(&d, &acked, &[&fourth]);
 }
+
+fn miroir_ctl(d: &Deployment, args: &[&str]) -> String {
+    let out = std::process::Command::new(miroir_e2e::bin("miroir-ctl"))
+        .args(["--url", &format!("http://{}", d.admin_addr)])
+        .args(["--admin-key", ADMIN_KEY])
+        .args(args)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "miroir-ctl {args:?}: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// A node added to the config file is only reported (decision 015); the command the report
+/// names, run as given, performs the change.
+#[test]
+fn the_command_the_config_drift_names_adds_the_node() {
+    let mut d = start(3);
+    let acked = Arc::new(Mutex::new(Acked::default()));
+    fill(&d, corpus_size().min(2_000), &acked);
+    let fourth = start_node(d.dir(), "meili-3", MASTER_KEY);
+    let yaml = std::fs::read_to_string(&d.config_path).unwrap();
+    let edited = yaml.replace(
+        "nodes:\n",
+        &format!(
+            "nodes:\n  - {{ id: \"meili-3\", address: \"{}\", replica_group: 0 }}\n",
+            fourth.url()
+        ),
+    );
+    std::fs::write(&d.config_path, edited).unwrap();
+    d.kill_admin();
+    d.start_admin();
+    let t = topology(&d);
+    let command = t["config_drift"][0]["command"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no drift command: {t}"))
+        .to_string();
+    assert_eq!(node_status(&d, "meili-3"), None, "{t}");
+    let args: Vec<&str> = command.split_whitespace().collect();
+    assert_eq!(args[0], "miroir-ctl", "{command}");
+    let out = miroir_ctl(&d, &args[1..]);
+    assert!(out.contains("accepted"), "{out}");
+    let out = miroir_ctl(&d, &["rebalance", "status", "--watch"]);
+    assert!(out.contains("phase done (finished)"), "{out}");
+    assert_eq!(node_status(&d, "meili-3").as_deref(), Some("active"));
+    check(&d, &acked, &[&fourth]);
+    // A second add is refused with a readable error.
+    let out = std::process::Command::new(miroir_e2e::bin("miroir-ctl"))
+        .args(["--url", &format!("http://{}", d.admin_addr)])
+        .args(["--admin-key", ADMIN_KEY])
+        .args(&args[1..])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("miroir_invalid_topology") && err.contains("never reused"),
+        "{err}"
+    );
+}
