@@ -43,15 +43,20 @@ fn doc(id: u64, version: u64) -> Value {
 }
 
 fn start(nodes: u32) -> Deployment {
+    start_with(nodes, 1, "")
+}
+
+fn start_with(nodes: u32, rf: u32, rebalance: &str) -> Deployment {
     let d = Deployment::start(
         &ClusterSpec {
             shards: SHARDS,
             nodes_per_group: nodes,
+            replication_factor: rf,
             ..ClusterSpec::default()
         },
         &DeploymentOptions {
             extra_yaml: std::env::var("MIROIR_E2E_REBALANCE_YAML")
-                .unwrap_or("rebalance: { page_size: 200 }\n".into()),
+                .unwrap_or(format!("rebalance: {{ page_size: 200{rebalance} }}\n")),
             ..DeploymentOptions::default()
         },
     );
@@ -638,4 +643,64 @@ fn the_command_the_config_drift_names_adds_the_node() {
         err.contains("miroir_invalid_topology") && err.contains("never reused"),
         "{err}"
     );
+}
+
+/// Issue 14 item 2: RF=2, a node lost for good; after `rebalance.failed_node_grace_secs` its
+/// copies are re-created from the surviving ones on the other nodes, and every shard has two
+/// copies again (the dead node leaves the topology: it is never served again).
+#[test]
+fn a_dead_nodes_copies_are_restored_after_the_grace_period() {
+    let mut d = start_with(4, 2, ", failed_node_grace_secs: 1");
+    let acked = Arc::new(Mutex::new(Acked::default()));
+    let n = corpus_size();
+    fill(&d, n, &acked);
+    let searcher = Searcher::start(&d, n, Arc::new(AtomicU64::new(n)));
+    d.nodes[3].kill();
+    let mut last = Value::Null;
+    let restored = miroir_e2e::try_wait_until(within(Duration::from_secs(120)), || {
+        let Ok(r) = admin(&d).get("/_miroir/rebalance/status") else {
+            return false;
+        };
+        last = r.json();
+        last["kind"] == "remove_node" && last["in_progress"] == false
+    });
+    assert!(restored.is_some(), "no restoration finished: {last}");
+    assert_eq!(last["node"], "meili-3", "{last}");
+    assert!(last["lost"].as_array().is_some_and(Vec::is_empty), "{last}");
+    searcher.stop();
+    assert_eq!(node_status(&d, "meili-3"), None);
+    check(&d, &acked, &[]);
+    // Writes work again (every shard has its two live owners).
+    d.write_ok(
+        "POST",
+        &format!("/indexes/{INDEX}/documents"),
+        &json!([doc(n, 1)]),
+    );
+}
+
+/// RF=1: a dead node's shards have no other copy; removing it is refused, naming them.
+#[test]
+fn removing_a_dead_node_that_holds_the_last_copy_is_refused() {
+    let mut d = start(3);
+    let acked = Arc::new(Mutex::new(Acked::default()));
+    fill(&d, 200, &acked);
+    d.nodes[2].kill();
+    wait_until(
+        within(Duration::from_secs(30)),
+        "meili-2 to be failed",
+        || node_status(&d, "meili-2").as_deref() == Some("failed"),
+    );
+    let r = admin(&d).call("DELETE", "/_miroir/nodes/meili-2", None);
+    assert_eq!(r.status, 409, "{}", r.text());
+    assert_eq!(r.json()["code"], "miroir_last_copy");
+    assert!(
+        r.json()["message"].as_str().unwrap().contains("items/"),
+        "{}",
+        r.text()
+    );
+    let r = admin(&d).call("POST", "/_miroir/nodes/meili-2/drain", None);
+    assert_eq!(r.status, 400, "{}", r.text());
+    let r = admin(&d).call("DELETE", "/_miroir/nodes/nope", None);
+    assert_eq!(r.status, 404, "{}", r.text());
+    assert_eq!(r.json()["code"], "miroir_node_not_found");
 }
