@@ -436,10 +436,11 @@ fn a_node_is_added_then_one_drained_and_removed_under_load() {
     let done = wait_operation_done(&d);
     let took = started.elapsed();
     eprintln!(
-        "add node: {} documents copied in {:.1} s ({} moves)",
+        "add node: {} documents copied in {:.1} s ({} moves); ms per phase {}",
         done["documents_copied"],
         took.as_secs_f64(),
-        done["moves"].as_array().map_or(0, Vec::len)
+        done["moves"].as_array().map_or(0, Vec::len),
+        done["phase_ms"]
     );
     assert!(
         done["moves"].as_array().is_some_and(|m| !m.is_empty()),
@@ -478,6 +479,10 @@ fn a_node_is_added_then_one_drained_and_removed_under_load() {
     assert_eq!(busy.status, 409, "{}", busy.text());
     assert_eq!(busy.json()["code"], "miroir_rebalance_in_progress");
     let done = wait_operation_done(&d);
+    eprintln!(
+        "drain: {} documents copied; ms per phase {}",
+        done["documents_copied"], done["phase_ms"]
+    );
     assert_eq!(done["kind"], "drain_node", "{done}");
     assert_eq!(
         node_status(&d, "meili-1"),

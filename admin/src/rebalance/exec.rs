@@ -129,6 +129,7 @@ async fn drive(admin: &Arc<Admin>, op: &mut Operation) -> Result<(), String> {
         if op.phase != Phase::Copy {
             exit_hook(op.phase);
         }
+        let began = Instant::now();
         match op.phase {
             Phase::Prepare => prepare(admin, op).await?,
             Phase::DualWrite => dual_write(admin, op).await?,
@@ -147,6 +148,9 @@ async fn drive(admin: &Arc<Admin>, op: &mut Operation) -> Result<(), String> {
             Phase::Done => return finish(admin, op).await,
         }
         tracing::info!(operation = %op.id, phase = op.phase.as_str(), "rebalancer phase done");
+        *op.phase_ms
+            .entry(op.phase.as_str().to_string())
+            .or_default() += began.elapsed().as_millis() as u64;
         op.phase = op.phase.next();
         op.last_error = None;
         save(admin, op).await.map_err(|e| e.to_string())?;
@@ -359,13 +363,16 @@ async fn prepare_node(admin: &Admin, node: &str, address: &str) -> Result<(), St
         }
         let settings =
             settings.ok_or_else(|| format!("no live node could give index `{uid}`'s settings"))?;
+        let wanted = crate::repair::repair_body(&settings);
+        // A settings update re-indexes the node's documents even when nothing changes: skip it
+        // when the node already has them (every run after the first).
+        if let Ok(r) = client.send(address, Method::GET, &path, None).await {
+            if r.is_success() && crate::repair::repair_body(&r.json()) == wanted {
+                continue;
+            }
+        }
         let r = client
-            .send(
-                address,
-                Method::PATCH,
-                &path,
-                Some(&crate::repair::repair_body(&settings)),
-            )
+            .send(address, Method::PATCH, &path, Some(&wanted))
             .await
             .map_err(|e| e.to_string())?;
         node_task(admin, address, &r, &format!("index `{uid}`'s settings")).await?;

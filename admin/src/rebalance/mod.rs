@@ -181,6 +181,9 @@ pub struct Operation {
     pub last_error: Option<String>,
     #[serde(default)]
     pub errors: u64,
+    /// Milliseconds spent in each finished phase (by this and earlier admin processes).
+    #[serde(default)]
+    pub phase_ms: std::collections::BTreeMap<String, u64>,
 }
 
 impl Operation {
@@ -198,6 +201,7 @@ impl Operation {
             copy_started_at_ms: None,
             last_error: None,
             errors: 0,
+            phase_ms: std::collections::BTreeMap::new(),
         }
     }
 
