@@ -231,7 +231,7 @@ async fn prepare(admin: &Arc<Admin>, op: &mut Operation) -> Result<(), String> {
                 .await
                 .map_err(|e| e.to_string())?;
             admin.publish().await.map_err(|e| e.to_string())?;
-            prepare_node(admin, &node, &address).await?;
+            prepare_node(admin, &node, &address, true).await?;
         }
         OpKind::DrainNode { .. } => {
             admin
@@ -319,8 +319,10 @@ fn target_topology(before: &Topology, kind: &OpKind) -> Result<Topology, String>
 }
 
 /// Gives a node every index (created with its primary key) with the settings a peer has, and
-/// every key. Idempotent: an index the node has is only brought to the peer's settings.
-async fn prepare_node(admin: &Admin, node: &str, address: &str) -> Result<(), String> {
+/// every key. Idempotent: an index the node has is only brought to the peer's settings —
+/// and, with `wipe` (before any dual-write, so nothing of this operation is lost), emptied:
+/// documents a reused host kept from an earlier life would be served as if it owned them.
+async fn prepare_node(admin: &Admin, node: &str, address: &str, wipe: bool) -> Result<(), String> {
     let indexes: Vec<(String, Option<String>)> = admin
         .lock()
         .indexes
@@ -350,6 +352,17 @@ async fn prepare_node(admin: &Admin, node: &str, address: &str) -> Result<(), St
                 .await
                 .map_err(|e| e.to_string())?;
             node_task(admin, address, &r, &format!("creating index `{uid}`")).await?;
+        } else if wipe {
+            let r = client
+                .send(
+                    address,
+                    Method::DELETE,
+                    &format!("/indexes/{seg}/documents"),
+                    None,
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            node_task(admin, address, &r, &format!("emptying index `{uid}`")).await?;
         }
         let path = format!("/indexes/{seg}/settings");
         let mut settings = None;
@@ -421,7 +434,7 @@ fn migrations_of(op: &Operation) -> Vec<ShardMigration> {
 async fn dual_write(admin: &Admin, op: &mut Operation) -> Result<(), String> {
     if let OpKind::AddNode { node, address, .. } = &op.kind {
         // Again, for an index created since `prepare` (idempotent otherwise).
-        prepare_node(admin, node, address).await?;
+        prepare_node(admin, node, address, false).await?;
     }
     admin
         .set_migrations(migrations_of(op))
@@ -731,7 +744,7 @@ async fn switch(admin: &Admin, op: &mut Operation) -> Result<(), String> {
     let node = op.kind.node().to_string();
     if let OpKind::AddNode { address, .. } = &op.kind {
         // Settings changed while the node was joining reached only the owners; bring it level.
-        prepare_node(admin, &node, address).await?;
+        prepare_node(admin, &node, address, false).await?;
     }
     let status = match op.kind {
         OpKind::AddNode { .. } => NodeStatus::Active,
