@@ -270,3 +270,15 @@ pub fn force(query: &str) -> bool {
         .split('&')
         .any(|kv| kv == "force=true" || kv == "force=1" || kv == "force")
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn force_is_read_from_the_query() {
+        assert!(super::force("force=true"));
+        assert!(super::force("a=1&force=1"));
+        assert!(!super::force(""));
+        assert!(!super::force("force=false"));
+        assert!(!super::force("forced=true"));
+    }
+}
