@@ -34,6 +34,8 @@ const VERIFY_ROUNDS: usize = 50;
 /// Requests a data plane started on the previous epoch may still be sending to a node when
 /// it acknowledges the new one; old copies are deleted only after this much more.
 const IN_FLIGHT_GRACE: Duration = Duration::from_millis(500);
+/// Copied pages sent to a target whose node tasks may be unfinished at once.
+const COPY_PIPELINE: usize = 4;
 
 /// The rebalancer loop: drives the stored operation, if any, and starts the restoration of
 /// dead nodes' copies after `rebalance.failed_node_grace_secs`. Runs until the process exits.
@@ -494,6 +496,11 @@ async fn copy(admin: &Admin, op: &mut Operation) -> Result<(), String> {
             continue;
         };
         op.moves[i].phase = MovePhase::Copying;
+        // Page writes are pipelined (a node runs its tasks in order): at most
+        // `COPY_PIPELINE` unfinished on the target. The cursor is saved when a page is sent;
+        // a page lost to a crash before its task ran is found by `verify`, which compares
+        // the whole shard with the source.
+        let mut pending: std::collections::VecDeque<u64> = Default::default();
         loop {
             let mv = &op.moves[i];
             let src = ShardSource {
@@ -509,7 +516,7 @@ async fn copy(admin: &Admin, op: &mut Operation) -> Result<(), String> {
                 .map_err(|e| format!("reading {}/{}: {e}", mv.index, mv.shard))?;
             let n = page.documents.len() as u64;
             if n > 0 {
-                let bytes = write_and_wait(
+                let (uid, bytes) = send_page(
                     admin,
                     &target,
                     &mv.index,
@@ -518,6 +525,11 @@ async fn copy(admin: &Admin, op: &mut Operation) -> Result<(), String> {
                     &page.documents,
                 )
                 .await?;
+                pending.push_back(uid);
+                while pending.len() > COPY_PIPELINE {
+                    let uid = pending.pop_front().expect("not empty");
+                    wait_page(admin, &target, uid).await?;
+                }
                 let mv = &mut op.moves[i];
                 mv.bytes += bytes;
                 admin
@@ -534,7 +546,10 @@ async fn copy(admin: &Admin, op: &mut Operation) -> Result<(), String> {
                 .fetch_add(n, Ordering::Relaxed);
             let last = n < u64::from(page_size);
             if last {
-                mv.phase = MovePhase::Copied;
+                while let Some(uid) = pending.pop_front() {
+                    wait_page(admin, &target, uid).await?;
+                }
+                op.moves[i].phase = MovePhase::Copied;
             }
             save(admin, op).await.map_err(|e| e.to_string())?;
             if n > 0 {
@@ -555,9 +570,6 @@ async fn copy(admin: &Admin, op: &mut Operation) -> Result<(), String> {
 }
 
 /// Writes documents of `shard` to a node and waits for its task; returns the bytes sent.
-/// The shard field is set on each: a node's document routes answer only displayed fields,
-/// which do not include it, and without it the copy would escape the `_miroir_shard`
-/// restriction searches put on a node holding other shards.
 async fn write_and_wait(
     admin: &Admin,
     target: &str,
@@ -566,6 +578,33 @@ async fn write_and_wait(
     shard: ShardId,
     docs: &[shard_scan::Document],
 ) -> Result<u64, String> {
+    let (uid, bytes) = send_page(admin, target, index, pk, shard, docs).await?;
+    wait_page(admin, target, uid).await?;
+    Ok(bytes)
+}
+
+async fn wait_page(admin: &Admin, target: &str, uid: u64) -> Result<(), String> {
+    match shard_scan::wait_node_task(&admin.client, target, uid, TASK_DEADLINE).await {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(format!(
+            "node task {uid} on {target} (a copied page) failed"
+        )),
+        Err(e) => Err(format!("waiting for a copied page on {target}: {e}")),
+    }
+}
+
+/// Sends documents of `shard` to a node; returns its task uid and the bytes sent.
+/// The shard field is set on each: a node's document routes answer only displayed fields,
+/// which do not include it, and without it the copy would escape the `_miroir_shard`
+/// restriction searches put on a node holding other shards.
+async fn send_page(
+    admin: &Admin,
+    target: &str,
+    index: &str,
+    pk: &str,
+    shard: ShardId,
+    docs: &[shard_scan::Document],
+) -> Result<(u64, u64), String> {
     let token = serde_json::Value::String(miroir_core::documents::shard_token(shard));
     let docs: Vec<shard_scan::Document> = docs
         .iter()
@@ -586,13 +625,7 @@ async fn write_and_wait(
     let uid = shard_scan::write_documents(&admin.client, target, index, pk, docs, TASK_DEADLINE)
         .await
         .map_err(|e| format!("writing to {target}: {e}"))?;
-    match shard_scan::wait_node_task(&admin.client, target, uid, TASK_DEADLINE).await {
-        Ok(true) => Ok(bytes),
-        Ok(false) => Err(format!(
-            "node task {uid} on {target} (a copied page) failed"
-        )),
-        Err(e) => Err(format!("waiting for a copied page on {target}: {e}")),
-    }
+    Ok((uid, bytes))
 }
 
 async fn verify(admin: &Admin, op: &mut Operation) -> Result<(), String> {
@@ -634,7 +667,8 @@ async fn converge(
 ) -> Result<u64, String> {
     let client = &admin.client;
     let shard = ShardId(mv.shard);
-    settle(admin, &[source, target]).await?;
+    // No settling before the full scans: a write in flight only adds a candidate, which the
+    // settled re-check below sorts out.
     let scan = |url| ShardSource {
         client,
         node_url: url,
