@@ -776,6 +776,76 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn topology_changes_are_stored_mirrored_and_survive_a_restart() {
+        use miroir_core::ids::ShardId;
+        let dir = tempfile::tempdir().unwrap();
+        let open = || async {
+            let store: Arc<dyn TaskStore> = Arc::new(
+                crate::store::LmdbTaskStore::open(&dir.path().join("tasks"))
+                    .await
+                    .unwrap(),
+            );
+            let mut cfg = config(&[("a", "http://a:1"), ("b", "http://b:1")]);
+            cfg.data_dir = dir.path().to_path_buf();
+            Admin::open(cfg, store).await.unwrap()
+        };
+        let admin = open().await;
+        let epoch = admin.lock().epoch;
+        admin
+            .change_topology(|r| {
+                r.nodes.push(Node {
+                    id: NodeId::new("c"),
+                    address: "http://c:1".into(),
+                    replica_group: GroupId(0),
+                    status: NodeStatus::Joining,
+                })
+            })
+            .await
+            .unwrap();
+        let ids = |a: &Admin| -> Vec<(String, NodeStatus)> {
+            a.nodes().into_iter().map(|n| (n.id, n.status)).collect()
+        };
+        assert_eq!(ids(&admin)[2], ("c".into(), NodeStatus::Joining));
+        let record = admin
+            .change_topology(|r| {
+                r.nodes[1].status = NodeStatus::Removed;
+                r.epoch += 1;
+            })
+            .await
+            .unwrap();
+        assert_eq!(record.epoch, epoch + 1);
+        assert_eq!(admin.lock().epoch, epoch + 1);
+        assert!(
+            ids(&admin).iter().all(|(id, _)| id != "b"),
+            "a removed node leaves memory"
+        );
+        assert_eq!(admin.topology_record().await.unwrap(), record);
+        let migration = ShardMigration {
+            index: "i".into(),
+            shard: ShardId(3),
+            group: GroupId(0),
+            from: NodeId::new("a"),
+            to: NodeId::new("c"),
+        };
+        admin.set_migrations(vec![migration.clone()]).await.unwrap();
+        assert_eq!(admin.build_snapshot().migrations, vec![migration.clone()]);
+        drop(admin);
+
+        // A restarted admin's first snapshot already has the migrations and statuses.
+        let admin = open().await;
+        let snap = admin.build_snapshot();
+        assert_eq!(snap.migrations, vec![migration]);
+        assert_eq!(snap.epoch, epoch + 1);
+        assert_eq!(
+            ids(&admin),
+            [
+                ("a".to_string(), NodeStatus::Active),
+                ("c".to_string(), NodeStatus::Joining)
+            ]
+        );
+    }
+
     #[test]
     fn key_json_maps_to_snapshot_key() {
         let v = serde_json::json!({"uid": "u", "key": "k", "name": "n", "actions": ["search"], "indexes": ["*"],
