@@ -225,6 +225,23 @@ pub async fn wait_node_task(
     }
 }
 
+fn expect_success(r: NodeResponse, what: &'static str) -> Result<Value, ScanError> {
+    if !r.is_success() {
+        return Err(ScanError::Refused {
+            what,
+            status: r.status,
+            body: String::from_utf8_lossy(&r.body).chars().take(512).collect(),
+        });
+    }
+    serde_json::from_slice(&r.body).map_err(|_| ScanError::Malformed { what })
+}
+
+fn task_uid_of(v: Value, what: &'static str) -> Result<u64, ScanError> {
+    v.get("taskUid")
+        .and_then(Value::as_u64)
+        .ok_or(ScanError::Malformed { what })
+}
+
 /// Every document of a shard on a node as canonical id → content digest (what a copy is
 /// verified with: a per-document diff, so only the differing ids are re-sent).
 pub async fn shard_digests(
@@ -283,23 +300,6 @@ pub async fn settle_node(
         wait_node_task(client, node_url, uid, deadline).await?;
     }
     Ok(())
-}
-
-fn expect_success(r: NodeResponse, what: &'static str) -> Result<Value, ScanError> {
-    if !r.is_success() {
-        return Err(ScanError::Refused {
-            what,
-            status: r.status,
-            body: String::from_utf8_lossy(&r.body).chars().take(512).collect(),
-        });
-    }
-    serde_json::from_slice(&r.body).map_err(|_| ScanError::Malformed { what })
-}
-
-fn task_uid_of(v: Value, what: &'static str) -> Result<u64, ScanError> {
-    v.get("taskUid")
-        .and_then(Value::as_u64)
-        .ok_or(ScanError::Malformed { what })
 }
 
 #[cfg(test)]
