@@ -8,6 +8,15 @@
 //! cursor shifts every later document down by one), so a copy made this way must be checked
 //! with [`shard_fingerprint`] and any difference repaired by id — which is what every caller
 //! does.
+//!
+//! Caution for writers: Meilisearch 1.50 answers its document routes with every field
+//! (checked: `displayedAttributes` does not apply to them), but `miroir-testnode` applies
+//! `displayedAttributes`, and Miroir's nodes do not display `_miroir_shard` — so over test
+//! nodes documents read here come back without it. A document written back to a node should
+//! get its shard token again (`documents::shard_token`, as the rebalancer's copy does);
+//! without it the copy escapes the `_miroir_shard IN [..]` restriction searches put on a node
+//! that holds other shards too (found by `e2e/tests/rebalance.rs`: searches undercounted
+//! during a drain).
 
 use crate::node_client::{NodeClient, NodeError, NodeResponse};
 use bytes::Bytes;
