@@ -44,6 +44,8 @@ pub struct Config {
     pub tasks: TasksConfig,
     /// Comparing and repairing shard copies (docs/operations.md#anti-entropy).
     pub antientropy: AntiEntropyConfig,
+    /// How topology operations copy data (docs/operations.md#topology-operations).
+    pub rebalance: RebalanceConfig,
 }
 
 /// Acknowledgements a replica group needs for a shard before it counts (decision 020). A
@@ -106,6 +108,30 @@ impl Default for TasksConfig {
         TasksConfig {
             node_task_timeout_ms: 600_000,
             refresh_per_round: 100,
+        }
+    }
+}
+
+/// `rebalance:` — how topology operations copy data (docs/operations.md#topology-operations).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RebalanceConfig {
+    /// Documents per page read from a shard's current owner and written to its new one.
+    pub page_size: u32,
+    /// Copy rate limit in documents per second over all moves (`0` = unlimited), so a
+    /// migration does not starve searches.
+    pub max_docs_per_sec: u64,
+    /// How long a `failed` node keeps its shards before the rebalancer re-creates its copies
+    /// on the other nodes of its group from surviving copies (`0` = never automatically).
+    pub failed_node_grace_secs: u64,
+}
+
+impl Default for RebalanceConfig {
+    fn default() -> Self {
+        RebalanceConfig {
+            page_size: 1000,
+            max_docs_per_sec: 0,
+            failed_node_grace_secs: 0,
         }
     }
 }
@@ -283,6 +309,7 @@ impl Default for Config {
             hints: HintsConfig::default(),
             tasks: TasksConfig::default(),
             antientropy: AntiEntropyConfig::default(),
+            rebalance: RebalanceConfig::default(),
         }
     }
 }
@@ -790,6 +817,7 @@ impl Config {
                 u64::from(self.antientropy.page_size),
             ),
             ("antientropy.buckets", u64::from(self.antientropy.buckets)),
+            ("rebalance.page_size", u64::from(self.rebalance.page_size)),
         ] {
             if v == 0 {
                 bad(key.into(), "must be at least 1 (got 0)".into());

@@ -65,6 +65,9 @@ error_codes! {
     MiroirAdminUnavailable => ("miroir_admin_unavailable", 503, System),
     MiroirNotImplemented => ("miroir_not_implemented", 501, InvalidRequest),
     MiroirInvalidTopology => ("miroir_invalid_topology", 400, InvalidRequest),
+    MiroirRebalanceInProgress => ("miroir_rebalance_in_progress", 409, InvalidRequest),
+    MiroirNodeNotFound => ("miroir_node_not_found", 404, InvalidRequest),
+    MiroirLastCopy => ("miroir_last_copy", 409, InvalidRequest),
     MiroirControlVersion => ("miroir_control_version", 400, InvalidRequest),
     MiroirNoLeader => ("miroir_no_leader", 503, System),
     // --- Meilisearch codes Miroir produces itself (before any node is touched) ---

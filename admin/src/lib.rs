@@ -42,6 +42,7 @@ pub mod node_client;
 pub mod node_health;
 pub mod operator_api;
 pub mod reads;
+pub mod rebalance;
 pub mod repair;
 pub mod routes;
 pub mod server;
@@ -168,10 +169,13 @@ pub async fn start(config: Config) -> Result<Running, RunError> {
     tokio::spawn(tasks::refresher(admin.clone()));
     // Only the leader delivers, so a task is never sent twice by two hosts (decision 028).
     let leading = admin.leadership().clone();
-    tokio::spawn(webhooks::deliver(admin.clone(), move || leading.is_leader()));
+    tokio::spawn(webhooks::deliver(admin.clone(), move || {
+        leading.is_leader()
+    }));
     tokio::spawn(hints::run(admin.clone()));
     // Gated by `antientropy::may_lead`; off unless `antientropy.interval_s` is set.
     tokio::spawn(antientropy::run_schedule(admin.clone()));
+    tokio::spawn(rebalance::run(admin.clone()));
     // Not `println!`: a closed stdout (launcher not reading it) must not kill the admin.
     {
         use std::io::Write;

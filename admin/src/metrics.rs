@@ -161,5 +161,60 @@ pub async fn render(admin: &crate::state::Admin) -> String {
         "gauge",
         load(&ae.last_run_finished),
     );
+    let running = admin.lock().rebalance;
+    gauge(
+        "miroir_rebalance_in_progress",
+        "1 while a topology operation (node add/drain/remove) runs.",
+        "gauge",
+        vec![(String::new(), u64::from(running.is_some()))],
+    );
+    gauge(
+        "miroir_rebalance_phase",
+        "1 for the phase the running topology operation is in.",
+        "gauge",
+        running
+            .map(|(phase, _)| (format!("{{phase=\"{phase}\"}}"), 1))
+            .into_iter()
+            .collect(),
+    );
+    gauge(
+        "miroir_rebalance_shards_moving",
+        "Shard copies of the running operation not yet cleaned up.",
+        "gauge",
+        vec![(String::new(), running.map_or(0, |(_, n)| n))],
+    );
+    gauge(
+        "miroir_rebalance_documents_copied_total",
+        "Documents written to a shard's new owner (copies and verification repairs).",
+        "counter",
+        vec![(
+            String::new(),
+            m.rebalance_docs_copied.load(Ordering::Relaxed),
+        )],
+    );
+    gauge(
+        "miroir_rebalance_bytes_copied_total",
+        "JSON bytes of the documents copied.",
+        "counter",
+        vec![(
+            String::new(),
+            m.rebalance_bytes_copied.load(Ordering::Relaxed),
+        )],
+    );
+    gauge(
+        "miroir_rebalance_errors_total",
+        "Rebalancer steps that failed (each is retried).",
+        "counter",
+        vec![(String::new(), m.rebalance_errors.load(Ordering::Relaxed))],
+    );
+    gauge(
+        "miroir_rebalance_operations_completed_total",
+        "Topology operations this admin process completed.",
+        "counter",
+        vec![(
+            String::new(),
+            m.rebalance_operations_completed.load(Ordering::Relaxed),
+        )],
+    );
     out
 }

@@ -1,6 +1,6 @@
 //! The admin REST API `/_miroir/*` (docs/contract.md#admin-api): topology, shards, readiness, metrics.
-//! Topology operations (node add/drain/remove, rebalance) belong to a later issue and answer
-//! `501 miroir_not_implemented` until then.
+//! Topology operations (node add/drain/remove, rebalance status) are handled by
+//! [`crate::rebalance::api`].
 
 use crate::coverage;
 use crate::http_types::{ApiError, Req, Resp};
@@ -26,9 +26,18 @@ pub async fn route(
         (&Method::GET, ["verify"]) => crate::antientropy::list(admin).await,
         (&Method::GET, ["verify", uid]) => crate::antientropy::get(admin, uid).await,
         (&Method::GET, ["metrics"]) => Ok(Resp::text(200, "text/plain; version=0.0.4", crate::metrics::render(admin).await)),
-        (_, ["nodes", ..]) | (_, ["rebalance", ..]) => Err(ApiError::core(
+        (&Method::POST, ["nodes"]) => crate::rebalance::api::add_node(admin, req).await,
+        (&Method::POST, ["nodes", id, "drain"]) => {
+            crate::rebalance::api::drain_node(admin, id, crate::rebalance::api::force(&req.query)).await
+        }
+        (&Method::DELETE, ["nodes", id]) => {
+            crate::rebalance::api::remove_node(admin, id, crate::rebalance::api::force(&req.query)).await
+        }
+        (&Method::POST, ["rebalance"]) => crate::rebalance::api::rebalance(admin).await,
+        (&Method::GET, ["rebalance", "status"]) => crate::rebalance::api::status(admin).await,
+        (_, ["nodes", ..]) | (_, ["rebalance", ..]) | (_, ["groups", ..]) => Err(ApiError::core(
             ErrorCode::MiroirNotImplemented,
-            "Topology operations (adding, draining and removing nodes, rebalancing) are not implemented yet; the topology is the one stored at the first start (the configuration file bootstraps it and can change only node addresses).",
+            "This topology operation is not implemented (node add/drain/remove and rebalance status are; replica-group add/remove is not yet).",
         )),
         _ => Err(ApiError::core(ErrorCode::NotFound, "Not Found")),
     }
@@ -64,7 +73,7 @@ pub fn topology(admin: &Admin) -> Value {
         "replica_groups": admin.config.replica_groups,
         "nodes": nodes,
         "degraded_node_count": degraded,
-        "rebalance_in_progress": false,
+        "rebalance_in_progress": crate::rebalance::in_progress(admin),
         "fully_covered": admin.uncovered().is_empty() && default_covered(admin),
     });
     // Present only when there is something to say, like a node's `error`.

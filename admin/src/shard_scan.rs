@@ -8,6 +8,15 @@
 //! cursor shifts every later document down by one), so a copy made this way must be checked
 //! with [`shard_fingerprint`] and any difference repaired by id — which is what every caller
 //! does.
+//!
+//! Caution for writers: Meilisearch 1.50 answers its document routes with every field
+//! (checked: `displayedAttributes` does not apply to them), but `miroir-testnode` applies
+//! `displayedAttributes`, and Miroir's nodes do not display `_miroir_shard` — so over test
+//! nodes documents read here come back without it. A document written back to a node should
+//! get its shard token again (`documents::shard_token`, as the rebalancer's copy does);
+//! without it the copy escapes the `_miroir_shard IN [..]` restriction searches put on a node
+//! that holds other shards too (found by `e2e/tests/rebalance.rs`: searches undercounted
+//! during a drain).
 
 use crate::node_client::{NodeClient, NodeError, NodeResponse};
 use bytes::Bytes;
@@ -262,6 +271,66 @@ fn task_uid_of(v: Value, what: &'static str) -> Result<u64, ScanError> {
     v.get("taskUid")
         .and_then(Value::as_u64)
         .ok_or(ScanError::Malformed { what })
+}
+
+/// Every document of a shard on a node as canonical id → content digest (what a copy is
+/// verified with: a per-document diff, so only the differing ids are re-sent).
+pub async fn shard_digests(
+    src: &ShardSource<'_>,
+    primary_key: &str,
+    page_size: u32,
+) -> Result<std::collections::BTreeMap<String, u64>, ScanError> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut offset = 0u64;
+    loop {
+        let page = src.page(offset, page_size).await?;
+        let n = page.documents.len() as u64;
+        for doc in &page.documents {
+            out.insert(canonical_id(doc, primary_key)?, document_digest(doc));
+        }
+        offset += n;
+        if n < u64::from(page_size) || n == 0 {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// Deletes every document of `shards` on a node (`POST /documents/delete` with the shard
+/// filter); returns the node's task uid.
+pub async fn delete_shards(
+    client: &NodeClient,
+    node_url: &str,
+    index: &str,
+    shards: &[ShardId],
+) -> Result<u64, ScanError> {
+    let path = format!("/indexes/{index}/documents/delete");
+    let body = json!({ "filter": shard_clause(shards) });
+    let r = client
+        .send(node_url, Method::POST, &path, Some(&body))
+        .await?;
+    task_uid_of(expect_success(r, "a shard deletion")?, "a shard deletion")
+}
+
+/// Waits until every task the node had enqueued when called has ended (its newest task is
+/// terminal), so a scan that follows sees every write sent before. At most `deadline`.
+pub async fn settle_node(
+    client: &NodeClient,
+    node_url: &str,
+    deadline: Duration,
+) -> Result<(), ScanError> {
+    let r = client
+        .send(node_url, Method::GET, "/tasks?limit=1", None)
+        .await?;
+    let v = expect_success(r, "the task list")?;
+    if let Some(uid) = v["results"]
+        .as_array()
+        .and_then(|a| a.first())
+        .and_then(|t| t["uid"].as_u64())
+    {
+        wait_node_task(client, node_url, uid, deadline).await?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -27,10 +27,10 @@ use crate::store::TaskStore;
 use miroir_core::config::Config;
 use miroir_core::error::{CodedError, ErrorCode};
 use miroir_core::ids::{GroupId, NodeId};
-use miroir_core::snapshot::{ApiKey, IndexMeta, Snapshot};
+use miroir_core::snapshot::{ApiKey, IndexMeta, ShardMigration, Snapshot};
 use miroir_core::snapshot_store::SnapshotStore;
 use miroir_core::topology::drift::{Drift, TopologyRecord};
-use miroir_core::topology::Node;
+use miroir_core::topology::{Node, NodeStatus};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -61,6 +61,12 @@ pub const FOLLOW_POLL: Duration = Duration::from_millis(50);
 /// publish wait after [`HOST_HEARTBEAT_TTL`] without one.
 pub const HOST_HEARTBEAT_EVERY: Duration = Duration::from_millis(1_000);
 pub const HOST_HEARTBEAT_TTL: Duration = Duration::from_millis(3_000);
+/// The shard migrations in progress (dual-write targets), JSON; owned by the rebalancer and
+/// loaded here so the very first snapshot a restarted admin publishes still carries them.
+const META_MIGRATIONS: &str = "rebalance:migrations";
+/// Copies catching up on hints (crate::hints), as the leader last published them, so the
+/// other hosts of a shared store do not read them either.
+const META_LAGGING: &str = "hints:lagging";
 
 /// The last heartbeat of one data-plane process.
 #[derive(Debug, Clone)]
@@ -86,6 +92,13 @@ pub struct Metrics {
     pub hints_recorded: AtomicU64,
     pub hints_replayed: AtomicU64,
     pub hints_failed: AtomicU64,
+    /// Documents (and their JSON bytes) the rebalancer copied to a shard's new owner,
+    /// verification repairs included.
+    pub rebalance_docs_copied: AtomicU64,
+    pub rebalance_bytes_copied: AtomicU64,
+    /// Rebalancer steps that failed (retried).
+    pub rebalance_errors: AtomicU64,
+    pub rebalance_operations_completed: AtomicU64,
 }
 
 impl Metrics {
@@ -112,6 +125,10 @@ pub struct State {
     pub lagging: std::collections::BTreeSet<miroir_core::snapshot::LaggingCopy>,
     /// The shared store's metadata generation this host's snapshot reflects (Redis only).
     pub shared_generation: u64,
+    /// Shard migrations in progress (the snapshot's dual-write targets, [`Admin::set_migrations`]).
+    pub migrations: Vec<ShardMigration>,
+    /// The running topology operation's phase and shards still moving (`None` = none).
+    pub rebalance: Option<(&'static str, u64)>,
 }
 
 pub struct Admin {
@@ -206,6 +223,13 @@ impl Admin {
         if let Some(shared) = leadership.shared_store() {
             state.shared_generation = shared.generation().await?;
             apply_node_statuses(&mut state.nodes, store.as_ref()).await?;
+        }
+        if let Some(bytes) = store.get_meta(META_MIGRATIONS).await? {
+            state.migrations =
+                serde_json::from_slice(&bytes).map_err(|e| AdminError::CorruptMeta {
+                    key: META_MIGRATIONS.into(),
+                    reason: e.to_string(),
+                })?;
         }
         (state.indexes, state.keys) = load_metadata(store.as_ref()).await?;
         let client = NodeClient::new(
@@ -392,8 +416,87 @@ impl Admin {
                 .collect(),
             indexes: st.indexes.clone(),
             keys: st.keys.values().filter_map(api_key_from_json).collect(),
-            migrations: Vec::new(),
+            migrations: st.migrations.clone(),
             lagging: st.lagging.iter().cloned().collect(),
+        }
+    }
+
+    /// Persists then applies the shard migrations in progress (published by the caller).
+    pub async fn set_migrations(&self, migrations: Vec<ShardMigration>) -> Result<(), AdminError> {
+        let bytes = serde_json::to_vec(&migrations).expect("migrations serialise");
+        self.store.put_meta(META_MIGRATIONS, &bytes).await?;
+        self.lock().migrations = migrations;
+        Ok(())
+    }
+
+    /// The stored topology record (the authoritative one; statuses there are the ones
+    /// topology operations set, never health's `failed`/`degraded`).
+    pub async fn topology_record(&self) -> Result<TopologyRecord, AdminError> {
+        let bytes =
+            self.store
+                .get_meta(META_TOPOLOGY)
+                .await?
+                .ok_or_else(|| AdminError::CorruptMeta {
+                    key: META_TOPOLOGY.into(),
+                    reason: "missing".into(),
+                })?;
+        TopologyRecord::decode(&bytes).map_err(|e| AdminError::CorruptMeta {
+            key: META_TOPOLOGY.into(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Changes the stored topology record (compare-and-set, so concurrent admins on one Redis
+    /// store never lose an update) and mirrors it in memory: nodes added, statuses set by
+    /// topology operations (health's view is kept for a node whose record status did not
+    /// change), the epoch. A `removed` node leaves the in-memory list (the record keeps it:
+    /// ids are never reused). The caller publishes.
+    pub async fn change_topology(
+        &self,
+        change: impl Fn(&mut TopologyRecord),
+    ) -> Result<TopologyRecord, AdminError> {
+        loop {
+            let stored = self.store.get_meta(META_TOPOLOGY).await?;
+            let before = match &stored {
+                Some(b) => TopologyRecord::decode(b).map_err(|e| AdminError::CorruptMeta {
+                    key: META_TOPOLOGY.into(),
+                    reason: e.to_string(),
+                })?,
+                None => TopologyRecord::bootstrap(&self.config, self.lock().epoch),
+            };
+            let mut record = before.clone();
+            change(&mut record);
+            record.topology().map_err(|e| AdminError::CorruptMeta {
+                key: META_TOPOLOGY.into(),
+                reason: e.to_string(),
+            })?;
+            if !self
+                .store
+                .cas_meta(META_TOPOLOGY, stored.as_deref(), Some(&record.encode()))
+                .await?
+            {
+                continue;
+            }
+            let mut st = self.lock();
+            st.epoch = st.epoch.max(record.epoch);
+            for n in &record.nodes {
+                let was = before.nodes.iter().find(|b| b.id == n.id).map(|b| b.status);
+                let pos = st.nodes.iter().position(|h| h.id == n.id.as_str());
+                match (pos, n.status) {
+                    (Some(i), NodeStatus::Removed) => {
+                        st.nodes.remove(i);
+                    }
+                    (Some(i), status) if was != Some(status) => st.nodes[i].status = status,
+                    (Some(i), _) => st.nodes[i].address = n.address.clone(),
+                    (None, NodeStatus::Removed) => {}
+                    (None, status) => {
+                        let mut h = NodeHealth::new(n.id.as_str(), &n.address, n.replica_group.0);
+                        h.status = status;
+                        st.nodes.push(h);
+                    }
+                }
+            }
+            return Ok(record);
         }
     }
 
@@ -419,11 +522,17 @@ impl Admin {
             return self.publish_local().await;
         };
         let statuses = self.node_statuses_json();
-        if !shared
-            .fenced_meta(token, META_NODE_STATUS, Some(&statuses))
-            .await?
-        {
-            return Err(AdminError::NotLeader);
+        // The routing state only the leader computes (copies catching up on hints) travels
+        // with the node statuses; the shard migrations are stored by the rebalancer itself.
+        let lagging = {
+            let st = self.lock();
+            serde_json::to_vec(&st.lagging.iter().collect::<Vec<_>>())
+                .expect("lagging copies serialise")
+        };
+        for (key, value) in [(META_NODE_STATUS, &statuses), (META_LAGGING, &lagging)] {
+            if !shared.fenced_meta(token, key, Some(value)).await? {
+                return Err(AdminError::NotLeader);
+            }
         }
         let shared_generation = shared
             .bump_generation(token)
@@ -485,6 +594,20 @@ impl Admin {
 
     /// Reloads what the leader owns from the shared store (index metadata, keys, topology,
     /// node statuses) into this host's state. The caller publishes.
+    /// A JSON meta record, or the type's default when it is absent.
+    async fn json_meta<T: serde::de::DeserializeOwned + Default>(
+        &self,
+        key: &str,
+    ) -> Result<T, AdminError> {
+        match self.store.get_meta(key).await? {
+            Some(b) => serde_json::from_slice(&b).map_err(|e| AdminError::CorruptMeta {
+                key: key.into(),
+                reason: e.to_string(),
+            }),
+            None => Ok(T::default()),
+        }
+    }
+
     pub async fn reload_shared(&self) -> Result<(), AdminError> {
         let (indexes, keys) = load_metadata(self.store.as_ref()).await?;
         let record = match self.store.get_meta(META_TOPOLOGY).await? {
@@ -517,10 +640,14 @@ impl Admin {
             }
         }
         apply_node_statuses(&mut nodes, self.store.as_ref()).await?;
+        let migrations: Vec<ShardMigration> = self.json_meta(META_MIGRATIONS).await?;
+        let lagging: Vec<miroir_core::snapshot::LaggingCopy> = self.json_meta(META_LAGGING).await?;
         let mut st = self.lock();
         st.indexes = indexes;
         st.keys = keys;
         st.nodes = nodes;
+        st.migrations = migrations;
+        st.lagging = lagging.into_iter().collect();
         if let Some(r) = record {
             st.epoch = st.epoch.max(r.epoch);
         }
@@ -788,8 +915,12 @@ pub fn drift_warning(d: &Drift) -> String {
     match d.command() {
         Some(c) => format!(
             "configuration differs from the stored topology: {d}; running on the stored topology. \
-             The command that would perform this change is `{c}` (not available yet: topology \
-             operations are not implemented in this version)"
+             The command that would perform this change is `{c}`{}",
+            if matches!(d, Drift::NodeAdded { .. } | Drift::NodeRemoved { .. }) {
+                ""
+            } else {
+                " (not available yet: this topology operation is not implemented in this version)"
+            }
         ),
         None => format!(
             "configuration differs from the stored topology: {d}; running on the stored topology"
@@ -972,6 +1103,76 @@ mod tests {
         assert_eq!(
             store.get_meta(META_TOPOLOGY).await.unwrap().unwrap(),
             newer.encode()
+        );
+    }
+
+    #[tokio::test]
+    async fn topology_changes_are_stored_mirrored_and_survive_a_restart() {
+        use miroir_core::ids::ShardId;
+        let dir = tempfile::tempdir().unwrap();
+        let open = || async {
+            let store: Arc<dyn TaskStore> = Arc::new(
+                crate::store::LmdbTaskStore::open(&dir.path().join("tasks"))
+                    .await
+                    .unwrap(),
+            );
+            let mut cfg = config(&[("a", "http://a:1"), ("b", "http://b:1")]);
+            cfg.data_dir = dir.path().to_path_buf();
+            Admin::open(cfg, store).await.unwrap()
+        };
+        let admin = open().await;
+        let epoch = admin.lock().epoch;
+        admin
+            .change_topology(|r| {
+                r.nodes.push(Node {
+                    id: NodeId::new("c"),
+                    address: "http://c:1".into(),
+                    replica_group: GroupId(0),
+                    status: NodeStatus::Joining,
+                })
+            })
+            .await
+            .unwrap();
+        let ids = |a: &Admin| -> Vec<(String, NodeStatus)> {
+            a.nodes().into_iter().map(|n| (n.id, n.status)).collect()
+        };
+        assert_eq!(ids(&admin)[2], ("c".into(), NodeStatus::Joining));
+        let record = admin
+            .change_topology(|r| {
+                r.nodes[1].status = NodeStatus::Removed;
+                r.epoch += 1;
+            })
+            .await
+            .unwrap();
+        assert_eq!(record.epoch, epoch + 1);
+        assert_eq!(admin.lock().epoch, epoch + 1);
+        assert!(
+            ids(&admin).iter().all(|(id, _)| id != "b"),
+            "a removed node leaves memory"
+        );
+        assert_eq!(admin.topology_record().await.unwrap(), record);
+        let migration = ShardMigration {
+            index: "i".into(),
+            shard: ShardId(3),
+            group: GroupId(0),
+            from: NodeId::new("a"),
+            to: NodeId::new("c"),
+        };
+        admin.set_migrations(vec![migration.clone()]).await.unwrap();
+        assert_eq!(admin.build_snapshot().migrations, vec![migration.clone()]);
+        drop(admin);
+
+        // A restarted admin's first snapshot already has the migrations and statuses.
+        let admin = open().await;
+        let snap = admin.build_snapshot();
+        assert_eq!(snap.migrations, vec![migration]);
+        assert_eq!(snap.epoch, epoch + 1);
+        assert_eq!(
+            ids(&admin),
+            [
+                ("a".to_string(), NodeStatus::Active),
+                ("c".to_string(), NodeStatus::Joining)
+            ]
         );
     }
 

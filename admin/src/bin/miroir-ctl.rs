@@ -5,11 +5,15 @@
 //! miroir-ctl topology          # the raw topology JSON
 //! miroir-ctl task show 42      # one Miroir task
 //! miroir-ctl verify [--index movies] [--repair]   # exit 0 consistent/repaired, 1 differences, 2 error
+//! miroir-ctl node add meili-3 http://10.0.0.4:7700 --group 0
+//! miroir-ctl node drain meili-1
+//! miroir-ctl node remove meili-1 [--force]
+//! miroir-ctl rebalance status [--watch]
 //! ```
 
 use bytes::Bytes;
 use clap::{Parser, Subcommand};
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
@@ -18,7 +22,7 @@ use serde_json::Value;
 #[command(
     name = "miroir-ctl",
     version,
-    about = "Inspect a Miroir deployment through its admin API"
+    about = "Inspect and change a Miroir deployment through its admin API"
 )]
 struct Cli {
     /// Admin API base URL.
@@ -55,6 +59,52 @@ enum Command {
         #[arg(long)]
         repair: bool,
     },
+    /// Topology operations on nodes (they run in the background; see `rebalance status`).
+    Node {
+        #[command(subcommand)]
+        action: NodeAction,
+    },
+    /// Progress of topology operations.
+    Rebalance {
+        #[command(subcommand)]
+        action: RebalanceAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum NodeAction {
+    /// Adds a node to a replica group and moves its share of the data to it.
+    Add {
+        id: String,
+        /// Base URL, e.g. http://10.0.0.4:7700.
+        address: String,
+        #[arg(long, default_value_t = 0)]
+        group: u32,
+    },
+    /// Moves every shard of a node to the other nodes of its group; the node then leaves.
+    Drain {
+        id: String,
+        /// Accept losing copies when the group has no other node.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Removes a drained node, or a dead one (its copies restored from the others).
+    Remove {
+        id: String,
+        /// Accept losing shards that have no other copy.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum RebalanceAction {
+    /// The running (or last) operation: phase, per-shard progress, rate, ETA.
+    Status {
+        /// Redraw a progress bar until the operation is done.
+        #[arg(long)]
+        watch: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -64,12 +114,32 @@ enum TaskAction {
 }
 
 async fn get(cli: &Cli, path: &str) -> Result<(u16, Value), String> {
-    let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
-    let mut req = hyper::Request::get(format!("{}{}", cli.url.trim_end_matches('/'), path));
+    call(cli, hyper::Method::GET, path, None).await
+}
+
+async fn call(
+    cli: &Cli,
+    method: hyper::Method,
+    path: &str,
+    body: Option<Value>,
+) -> Result<(u16, Value), String> {
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let mut req = hyper::Request::builder().method(method).uri(format!(
+        "{}{}",
+        cli.url.trim_end_matches('/'),
+        path
+    ));
     if let Some(k) = &cli.admin_key {
         req = req.header("authorization", format!("Bearer {k}"));
     }
-    let req = req.body(Empty::new()).map_err(|e| e.to_string())?;
+    let bytes = match body {
+        Some(b) => {
+            req = req.header("content-type", "application/json");
+            Bytes::from(serde_json::to_vec(&b).expect("JSON serialises"))
+        }
+        None => Bytes::new(),
+    };
+    let req = req.body(Full::new(bytes)).map_err(|e| e.to_string())?;
     let resp = client
         .request(req)
         .await
@@ -85,11 +155,84 @@ async fn get(cli: &Cli, path: &str) -> Result<(u16, Value), String> {
 }
 
 fn fail(status: u16, body: &Value) -> String {
+    let code = body
+        .get("code")
+        .and_then(Value::as_str)
+        .map(|c| format!(" [{c}]"))
+        .unwrap_or_default();
     format!(
-        "HTTP {status}: {}",
+        "HTTP {status}{code}: {}",
         body.get("message")
             .and_then(Value::as_str)
             .unwrap_or("unexpected answer")
+    )
+}
+
+/// One line per operation: kind, node, phase, documents, rate, ETA, last error.
+fn render_operation(op: &Value) -> String {
+    if op.get("kind").is_none() {
+        return "no topology operation has run".into();
+    }
+    let mut out = format!(
+        "operation {} ({} of node {}): phase {}{}\n{}",
+        op["id"].as_str().unwrap_or("?"),
+        op["kind"].as_str().unwrap_or("?"),
+        op["node"].as_str().unwrap_or("?"),
+        op["phase"].as_str().unwrap_or("?"),
+        if op["in_progress"] == true {
+            ""
+        } else {
+            " (finished)"
+        },
+        progress_line(op, 30),
+    );
+    if let Some(e) = op["last_error"].as_str() {
+        out.push_str(&format!("\nlast error (retried): {e}"));
+    }
+    let moves = op["moves"].as_array().map_or(&[][..], Vec::as_slice);
+    if !moves.is_empty() {
+        out.push_str(&format!(
+            "\n\n{:<20} {:>5} {:>5} {:<12} {:<12} {:<9} {:>15}\n",
+            "INDEX", "SHARD", "GROUP", "FROM", "TO", "PHASE", "DOCUMENTS"
+        ));
+        for m in moves {
+            out.push_str(&format!(
+                "{:<20} {:>5} {:>5} {:<12} {:<12} {:<9} {:>15}\n",
+                m["index"].as_str().unwrap_or("?"),
+                m["shard"],
+                m["replica_group"],
+                m["from"].as_str().unwrap_or("?"),
+                m["to"].as_str().unwrap_or("?"),
+                m["phase"].as_str().unwrap_or("?"),
+                format!("{}/{}", m["documents_copied"], m["documents_total"]),
+            ));
+        }
+    }
+    out
+}
+
+/// `[#####-----] copied/total docs  rate/s  ETA`.
+fn progress_line(op: &Value, width: usize) -> String {
+    let copied = op["documents_copied"].as_u64().unwrap_or(0);
+    let total = op["documents_total"].as_u64().unwrap_or(0);
+    let filled = if total == 0 {
+        if op["in_progress"] == true {
+            0
+        } else {
+            width
+        }
+    } else {
+        ((copied.min(total) as f64 / total as f64) * width as f64) as usize
+    };
+    let eta = op["eta_seconds"]
+        .as_f64()
+        .map(|s| format!("  ETA {s:.0} s"))
+        .unwrap_or_default();
+    format!(
+        "[{}{}] {copied}/{total} documents  {} docs/s{eta}",
+        "#".repeat(filled),
+        "-".repeat(width - filled.min(width)),
+        op["documents_per_second"]
     )
 }
 
@@ -148,6 +291,72 @@ async fn run(cli: &Cli) -> Result<String, String> {
             Ok(serde_json::to_string_pretty(&v).unwrap_or_default())
         }
         Command::Verify { .. } => unreachable!("main runs verify itself, for its exit code"),
+        Command::Node { action } => {
+            let (method, path, body) = match action {
+                NodeAction::Add { id, address, group } => (
+                    hyper::Method::POST,
+                    "/_miroir/nodes".to_string(),
+                    Some(serde_json::json!({"id": id, "address": address, "replica_group": group})),
+                ),
+                NodeAction::Drain { id, force } => (
+                    hyper::Method::POST,
+                    format!(
+                        "/_miroir/nodes/{id}/drain{}",
+                        if *force { "?force=true" } else { "" }
+                    ),
+                    None,
+                ),
+                NodeAction::Remove { id, force } => (
+                    hyper::Method::DELETE,
+                    format!(
+                        "/_miroir/nodes/{id}{}",
+                        if *force { "?force=true" } else { "" }
+                    ),
+                    None,
+                ),
+            };
+            let (s, v) = call(cli, method, &path, body).await?;
+            match s {
+                202 => Ok(format!(
+                    "accepted; follow it with `miroir-ctl rebalance status --watch`\n{}",
+                    render_operation(&v)
+                )),
+                200 => Ok(v["message"].as_str().unwrap_or("done").to_string()),
+                _ => Err(fail(s, &v)),
+            }
+        }
+        Command::Rebalance {
+            action: RebalanceAction::Status { watch },
+        } => {
+            let (s, v) = get(cli, "/_miroir/rebalance/status").await?;
+            if s != 200 {
+                return Err(fail(s, &v));
+            }
+            if !*watch {
+                return Ok(render_operation(&v));
+            }
+            use std::io::Write;
+            let mut v = v;
+            while v["in_progress"] == true {
+                let line = format!(
+                    "\r{} {}",
+                    v["phase"].as_str().unwrap_or("?"),
+                    progress_line(&v, 40)
+                );
+                let mut err = std::io::stderr().lock();
+                let _ = write!(err, "{line:<100}");
+                let _ = err.flush();
+                drop(err);
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                let (s, next) = get(cli, "/_miroir/rebalance/status").await?;
+                if s != 200 {
+                    return Err(fail(s, &next));
+                }
+                v = next;
+            }
+            eprintln!();
+            Ok(render_operation(&v))
+        }
         Command::Task {
             action: TaskAction::Show { uid },
         } => {
