@@ -7,6 +7,8 @@
 //! - `write_consistency: all`: a write that only some copies accepted is registered, answered
 //!   `X-Miroir-Write-Consistency: degraded` with the pending copies in the task, its hints
 //!   survive `kill -9` of the admin, and the copies are equal once the node is back;
+//! - RG=2: a whole replica group `kill -9`ed during ingest, restarted later: both groups end
+//!   equal, every copy with its last content, and no search in between was stale;
 //! - a node restarted on an empty data directory lost its node task: the Miroir task settles
 //!   as failed with `miroir_node_task_lost` (test node only: it needs a task that stays
 //!   enqueued on the node).
@@ -31,7 +33,13 @@ fn shard_of(id: u64) -> u32 {
 /// `owners(shard, group)`: the `rf` nodes of the group with the highest
 /// xxh64(u32_le(shard) ‖ node id), ties by id ascending. Returns node indexes.
 fn owners(d: &Deployment, shard: u32, rf: usize) -> Vec<usize> {
+    owners_in(d, shard, rf, None)
+}
+
+/// [`owners`] among the nodes of one replica group (`None`: every node, one group).
+fn owners_in(d: &Deployment, shard: u32, rf: usize, group: Option<u32>) -> Vec<usize> {
     let mut scored: Vec<(u64, &str, usize)> = (0..d.nodes.len())
+        .filter(|&i| group.is_none_or(|g| d.groups[i] == g))
         .map(|i| {
             let mut buf = shard.to_le_bytes().to_vec();
             buf.extend_from_slice(d.ids[i].as_bytes());
@@ -43,11 +51,15 @@ fn owners(d: &Deployment, shard: u32, rf: usize) -> Vec<usize> {
 }
 
 fn start(opts: DeploymentOptions) -> Deployment {
+    start_with(1, 3, 2, opts)
+}
+
+fn start_with(groups: u32, per_group: u32, rf: u32, opts: DeploymentOptions) -> Deployment {
     let d = Deployment::start(
         &ClusterSpec {
-            replica_groups: 1,
-            nodes_per_group: 3,
-            replication_factor: 2,
+            replica_groups: groups,
+            nodes_per_group: per_group,
+            replication_factor: rf,
             shards: S,
             ..ClusterSpec::default()
         },
@@ -322,4 +334,59 @@ fn a_node_task_lost_by_its_node_settles_the_task_as_failed() {
             .any(|n| t["error"]["message"].as_str().unwrap().contains(n.as_str())),
         "{t}"
     );
+}
+
+#[test]
+fn rg2_group_down_during_writes_comes_back_equal() {
+    let mut d = start_with(2, 2, 1, DeploymentOptions::default());
+    let mut acked: BTreeMap<u64, String> = BTreeMap::new();
+    let down: Vec<usize> = (0..d.nodes.len()).filter(|&i| d.groups[i] == 1).collect();
+    assert_eq!(down.len(), 2);
+    for b in 0..8u32 {
+        if b == 2 {
+            for &i in &down {
+                d.nodes[i].kill();
+            }
+        }
+        let fresh = (u64::from(b) * 150..u64::from(b + 1) * 150).map(|id| doc(id, b));
+        let rewritten = (0..40).map(|id| doc(id, b)).filter(|_| b > 0);
+        let docs: Vec<Value> = fresh.chain(rewritten).collect();
+        let r = add(&d, &docs);
+        assert_eq!(r.status, 202, "batch {b} not acknowledged: {}", r.text());
+        let t = d.wait_task(r.json()["taskUid"].as_u64().unwrap());
+        assert_eq!(t["status"], "succeeded", "batch {b}: {t}");
+        for v in &docs {
+            acked.insert(
+                v["id"].as_u64().unwrap(),
+                v["title"].as_str().unwrap().to_string(),
+            );
+        }
+        assert_search_is_current(&d, &acked, &format!("after batch {b}"));
+    }
+    assert!(metric(&d, "miroir_hints_pending") > 0, "writes were hinted");
+    for &i in &down {
+        d.nodes[i].restart();
+    }
+    wait_until(
+        within(Duration::from_secs(120)),
+        "the group to catch up",
+        || {
+            assert_search_is_current(&d, &acked, "while the group catches up");
+            metric(&d, "miroir_hints_pending") == 0
+        },
+    );
+    // Each group holds every acknowledged document once, on the node that owns its shard
+    // in that group, in its last content.
+    for node in 0..d.nodes.len() {
+        let group = d.groups[node];
+        let want: BTreeMap<u64, String> = acked
+            .iter()
+            .filter(|(id, _)| owners_in(&d, shard_of(**id), 1, Some(group)).contains(&node))
+            .map(|(id, t)| (*id, t.clone()))
+            .collect();
+        wait_until(within(Duration::from_secs(60)), "node documents", || {
+            node_docs(&d, node).filter(|g| g == &want)
+        });
+    }
+    assert_search_is_current(&d, &acked, "after catching up");
 }
