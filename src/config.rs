@@ -35,6 +35,18 @@ pub struct Config {
     pub server: ServerConfig,
     pub health: HealthConfig,
     pub scatter: ScatterConfig,
+    /// A webhook called with every finished task, set here rather than through the API
+    /// (Meilisearch's `--task-webhook-url`): listed with the nil uuid, not editable.
+    pub task_webhook: TaskWebhookConfig,
+}
+
+/// `task_webhook:` (decision 028).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TaskWebhookConfig {
+    pub url: Option<String>,
+    /// Sent as the `Authorization` header of each call.
+    pub authorization_header: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -168,6 +180,7 @@ impl Default for Config {
             server: ServerConfig::default(),
             health: HealthConfig::default(),
             scatter: ScatterConfig::default(),
+            task_webhook: TaskWebhookConfig::default(),
         }
     }
 }
@@ -322,6 +335,11 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("MIROIR_IO", "server.io"),
     ("MIROIR_METRICS_PORT", "server.metrics_port"),
     ("MIROIR_MAX_BODY_BYTES", "server.max_body_bytes"),
+    ("MIROIR_TASK_WEBHOOK_URL", "task_webhook.url"),
+    (
+        "MIROIR_TASK_WEBHOOK_AUTHORIZATION_HEADER",
+        "task_webhook.authorization_header",
+    ),
 ];
 
 fn parse_env<T: FromStr>(var: &str, value: &str) -> Result<T, ConfigError>
@@ -418,6 +436,10 @@ impl Config {
                     }
                 }
                 "MIROIR_MAX_BODY_BYTES" => self.server.max_body_bytes = parse_env(var, value)?,
+                "MIROIR_TASK_WEBHOOK_URL" => self.task_webhook.url = opt(value),
+                "MIROIR_TASK_WEBHOOK_AUTHORIZATION_HEADER" => {
+                    self.task_webhook.authorization_header = opt(value)
+                }
                 _ => {}
             }
         }

@@ -105,6 +105,7 @@ error_codes! {
     InvalidWebhookUuid => ("invalid_webhook_uuid", 400, InvalidRequest),
     InvalidWebhookHeaders => ("invalid_webhook_headers", 400, InvalidRequest),
     InvalidWebhooks => ("invalid_webhooks", 400, InvalidRequest),
+    ImmutableWebhook => ("immutable_webhook", 400, InvalidRequest),
     IndexAlreadyExists => ("index_already_exists", 409, InvalidRequest),
     BatchNotFound => ("batch_not_found", 404, InvalidRequest),
     // Task and batch queries (`GET|DELETE /tasks`, `POST /tasks/cancel`, `GET /batches`).

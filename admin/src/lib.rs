@@ -95,6 +95,9 @@ pub async fn start(config: Config) -> Result<Running, RunError> {
         .await
         .map_err(|e| RunError::Api(e.to_string()))?;
     keys::ensure_defaults(&admin).await?;
+    webhooks::init(&admin)
+        .await
+        .map_err(|e| RunError::Api(e.body().to_string()))?;
     admin.publish().await?;
 
     let addr = format!("{}:{}", admin.config.admin.bind, admin.config.admin.port);
