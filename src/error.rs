@@ -86,6 +86,8 @@ error_codes! {
     IndexNotFound => ("index_not_found", 404, InvalidRequest),
     DocumentNotFound => ("document_not_found", 404, InvalidRequest),
     TaskNotFound => ("task_not_found", 404, InvalidRequest),
+    TaskFileNotFound => ("task_file_not_found", 404, InvalidRequest),
+    FeatureNotEnabled => ("feature_not_enabled", 400, InvalidRequest),
     ApiKeyNotFound => ("api_key_not_found", 404, InvalidRequest),
     MissingAuthorizationHeader => ("missing_authorization_header", 401, Auth),
     InvalidApiKey => ("invalid_api_key", 403, Auth),
