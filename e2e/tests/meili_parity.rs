@@ -213,11 +213,13 @@ fn federated_facets_as_one_node() {
             &disjoint,
             true,
         ),
+        // A document two queries match: listed and counted once.
         (
-            json!({"facetsByIndex": {"fa": ["g", "p"], "fb": ["g", "p"]}}),
+            json!({"limit": 100, "facetsByIndex": {"fa": ["g", "p"], "fb": ["g", "p"]}}),
             &overlapping,
-            false,
+            true,
         ),
+        (json!({"limit": 100}), &overlapping, true),
         (
             json!({"facetsByIndex": {"fa": ["g", "p"], "fb": ["g", "p"]}, "mergeFacets": {}}),
             &overlapping,
