@@ -43,6 +43,8 @@ const MAX_HEADERS: usize = 200;
 /// Tasks per call: a backlog goes out in several calls.
 const TASKS_PER_CALL: u32 = 100;
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// The admin lock taken by webhook changes (not a valid index uid, so no index shares it).
+const LOCK_SCOPE: &str = "/webhooks";
 
 /// A webhook as stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -335,7 +337,7 @@ pub async fn route(admin: &Admin, req: &Req, uuid: Option<&str>) -> Result<Resp,
             if matches!(&s.headers, Some(Some(h)) if h.len() > MAX_HEADERS) {
                 return Err(too_many_headers(&uuid));
             }
-            let _guard = admin.lock_scopes(vec!["webhooks".to_string()]).await;
+            let _guard = admin.lock_scopes(vec![LOCK_SCOPE.to_string()]).await;
             if stored(admin).await?.len() >= MAX_WEBHOOKS {
                 return Err(bad(ErrorCode::InvalidWebhooks, "Defining too many webhooks would crush the server. Please limit the number of webhooks to 20. You may use a third-party proxy server to dispatch events to more than 20 endpoints."));
             }
@@ -369,7 +371,7 @@ pub async fn route(admin: &Admin, req: &Req, uuid: Option<&str>) -> Result<Resp,
         (&Method::PATCH, Some(raw)) => {
             let uuid = parse_uuid(raw)?;
             let s = parse_settings(req)?;
-            let _guard = admin.lock_scopes(vec!["webhooks".to_string()]).await;
+            let _guard = admin.lock_scopes(vec![LOCK_SCOPE.to_string()]).await;
             let mut w = get_one(admin, &uuid).await?;
             if uuid == CONFIGURED {
                 return Err(immutable(&uuid));
@@ -404,7 +406,7 @@ pub async fn route(admin: &Admin, req: &Req, uuid: Option<&str>) -> Result<Resp,
             if uuid == CONFIGURED && configured(admin).is_some() {
                 return Err(immutable(&uuid));
             }
-            let _guard = admin.lock_scopes(vec!["webhooks".to_string()]).await;
+            let _guard = admin.lock_scopes(vec![LOCK_SCOPE.to_string()]).await;
             if !admin
                 .store
                 .delete_meta(&format!("{HOOK_PREFIX}{uuid}"))
