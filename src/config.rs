@@ -46,6 +46,9 @@ pub struct Config {
     pub antientropy: AntiEntropyConfig,
     /// How topology operations copy data (docs/operations.md#topology-operations).
     pub rebalance: RebalanceConfig,
+    /// A webhook called with every finished task, set here rather than through the API
+    /// (Meilisearch's `--task-webhook-url`): listed with the nil uuid, not editable.
+    pub task_webhook: TaskWebhookConfig,
 }
 
 /// Acknowledgements a replica group needs for a shard before it counts (decision 020). A
@@ -134,6 +137,15 @@ impl Default for RebalanceConfig {
             failed_node_grace_secs: 0,
         }
     }
+}
+
+/// `task_webhook:` (decision 028).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TaskWebhookConfig {
+    pub url: Option<String>,
+    /// Sent as the `Authorization` header of each call.
+    pub authorization_header: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -310,6 +322,7 @@ impl Default for Config {
             tasks: TasksConfig::default(),
             antientropy: AntiEntropyConfig::default(),
             rebalance: RebalanceConfig::default(),
+            task_webhook: TaskWebhookConfig::default(),
         }
     }
 }
@@ -486,6 +499,11 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("MIROIR_IO", "server.io"),
     ("MIROIR_METRICS_PORT", "server.metrics_port"),
     ("MIROIR_MAX_BODY_BYTES", "server.max_body_bytes"),
+    ("MIROIR_TASK_WEBHOOK_URL", "task_webhook.url"),
+    (
+        "MIROIR_TASK_WEBHOOK_AUTHORIZATION_HEADER",
+        "task_webhook.authorization_header",
+    ),
 ];
 
 fn parse_env<T: FromStr>(var: &str, value: &str) -> Result<T, ConfigError>
@@ -583,6 +601,10 @@ impl Config {
                     }
                 }
                 "MIROIR_MAX_BODY_BYTES" => self.server.max_body_bytes = parse_env(var, value)?,
+                "MIROIR_TASK_WEBHOOK_URL" => self.task_webhook.url = opt(value),
+                "MIROIR_TASK_WEBHOOK_AUTHORIZATION_HEADER" => {
+                    self.task_webhook.authorization_header = opt(value)
+                }
                 _ => {}
             }
         }

@@ -94,6 +94,8 @@ error_codes! {
     IndexNotFound => ("index_not_found", 404, InvalidRequest),
     DocumentNotFound => ("document_not_found", 404, InvalidRequest),
     TaskNotFound => ("task_not_found", 404, InvalidRequest),
+    TaskFileNotFound => ("task_file_not_found", 404, InvalidRequest),
+    FeatureNotEnabled => ("feature_not_enabled", 400, InvalidRequest),
     ApiKeyNotFound => ("api_key_not_found", 404, InvalidRequest),
     MissingAuthorizationHeader => ("missing_authorization_header", 401, Auth),
     InvalidApiKey => ("invalid_api_key", 403, Auth),
@@ -114,6 +116,7 @@ error_codes! {
     InvalidWebhookUuid => ("invalid_webhook_uuid", 400, InvalidRequest),
     InvalidWebhookHeaders => ("invalid_webhook_headers", 400, InvalidRequest),
     InvalidWebhooks => ("invalid_webhooks", 400, InvalidRequest),
+    ImmutableWebhook => ("immutable_webhook", 400, InvalidRequest),
     IndexAlreadyExists => ("index_already_exists", 409, InvalidRequest),
     BatchNotFound => ("batch_not_found", 404, InvalidRequest),
     // Task and batch queries (`GET|DELETE /tasks`, `POST /tasks/cancel`, `GET /batches`).

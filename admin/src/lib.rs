@@ -212,6 +212,9 @@ async fn take_over(admin: &std::sync::Arc<state::Admin>) -> Result<(), RunError>
     }
     antientropy::fail_interrupted(admin).await;
     keys::ensure_defaults(admin).await?;
+    webhooks::init(admin)
+        .await
+        .map_err(|e| RunError::Api(e.body().to_string()))?;
     // Copies with hints left by a previous leader stay unread until replayed (crate::hints).
     hints::sync_lagging(admin, false)
         .await

@@ -132,6 +132,9 @@ async fn route(admin: &Arc<Admin>, listener: Listener, req: &Req) -> Result<Resp
         (&Method::DELETE, ["tasks"]) => tasks::delete(admin, req).await,
         (&Method::POST, ["tasks", "cancel"]) => tasks::cancel(admin, req).await,
         (&Method::GET, ["tasks", uid]) => tasks::get(admin, uid, Some(req)).await,
+        (&Method::GET, ["tasks", uid, "documents"]) => {
+            tasks::documents::documents(admin, uid).await
+        }
         (&Method::GET, ["batches"]) => tasks::list_batches(admin, req).await,
         (&Method::GET, ["batches", uid]) => tasks::get_batch(admin, uid, req).await,
         (&Method::POST, ["indexes"]) => broadcast::create_index(admin, req).await,

@@ -17,7 +17,9 @@ const INDEX: &str = "moving";
 const DOCS: u64 = 1200;
 
 fn admin(addr: SocketAddr, key: &str) -> Client {
-    Client::tcp(addr).bearer(key).timeout(Duration::from_secs(10))
+    Client::tcp(addr)
+        .bearer(key)
+        .timeout(Duration::from_secs(10))
 }
 
 fn status(addr: SocketAddr, key: &str) -> Option<Value> {

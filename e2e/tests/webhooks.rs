@@ -177,3 +177,44 @@ fn every_finished_task_is_delivered_once_also_across_an_admin_restart() {
     let r = d.http().call("GET", "/webhooks/not-a-uuid", None);
     assert_eq!(r.json()["code"], "invalid_webhook_uuid");
 }
+
+/// The configured webhook (`task_webhook`, Meilisearch's `--task-webhook-url`): listed with the
+/// nil uuid, not editable, called like the others.
+#[test]
+fn the_configured_webhook_is_listed_immutable_and_called() {
+    let rx = receiver();
+    let d = Deployment::start(
+        &ClusterSpec {
+            extra_yaml: format!(
+                "task_webhook: {{ url: \"{}\", authorization_header: \"Bearer abcdefghijklmnop\" }}\n",
+                rx.url
+            ),
+            ..ClusterSpec::default()
+        },
+        &DeploymentOptions::default(),
+    );
+    let nil = "00000000-0000-0000-0000-000000000000";
+    let listed = d.http().call("GET", "/webhooks", None).json();
+    assert_eq!(
+        listed,
+        json!({"results": [{"uuid": nil, "isEditable": false, "url": rx.url, "headers": {"Authorization": "Bearer abXXXX..."}}]})
+    );
+    for (method, body) in [
+        ("PATCH", Some(json!({"url": "http://x"}))),
+        ("DELETE", None),
+    ] {
+        let r = d
+            .http()
+            .call(method, &format!("/webhooks/{nil}"), body.as_ref());
+        assert_eq!(
+            (r.status, r.json()["code"].clone()),
+            (400, json!("immutable_webhook"))
+        );
+    }
+    let uid = add(&d, 0);
+    wait_delivered(&rx, &[uid]);
+    assert_eq!(
+        rx.headers.lock().unwrap()[0]["authorization"],
+        "Bearer abcdefghijklmnop"
+    );
+}

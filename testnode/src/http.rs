@@ -1119,6 +1119,50 @@ fn route(app: &App, r: &Req) -> Result<Resp> {
                 .ok_or_else(|| ApiError::task_not_found(uid))?;
             ok(t.view())
         }
+        // Meilisearch's experimental `getTaskDocumentsRoute`: the payload of a document
+        // addition still enqueued or processing, as concatenated JSON objects.
+        (["tasks", uid, "documents"], "GET") => {
+            let caller = authorize(app, r, "tasks.get", None)?;
+            let inner = app.node.inner.lock().unwrap_or_else(|e| e.into_inner());
+            if inner.experimental.get("getTaskDocumentsRoute") != Some(&json!(true)) {
+                return Err(ApiError::bad("feature_not_enabled", "Getting the documents of an enqueued task requires enabling the `get task documents route` experimental feature. See https://github.com/orgs/meilisearch/discussions/808"));
+            }
+            let n: u32 = uid.parse().map_err(|_| {
+                ApiError::bad(
+                    "invalid_task_uids",
+                    format!(
+                        "Task uid `{uid}` is invalid. It should only contain numeric characters."
+                    ),
+                )
+            })?;
+            let t = inner
+                .tasks
+                .get(n as usize)
+                .and_then(Option::as_ref)
+                .filter(|t| t.index_uid.as_ref().is_none_or(|i| caller.index_ok(i)))
+                .ok_or_else(|| ApiError::task_not_found(uid))?;
+            let docs = match inner.payloads.get(&n) {
+                Some(Payload::AddDocuments { docs, .. })
+                    if t.kind == "documentAdditionOrUpdate"
+                        && matches!(t.status.as_str(), "enqueued" | "processing") =>
+                {
+                    docs
+                }
+                _ => {
+                    return Err(ApiError::new(404, "task_file_not_found", format!("Task `{n}` does not contain any documents. Only `documentAdditionOrUpdate` tasks with the statuses `enqueued` or `processing` contain documents")))
+                }
+            };
+            let mut body = Vec::new();
+            for d in docs {
+                body.extend_from_slice(&serde_json::to_vec(d).unwrap_or_default());
+            }
+            let mut resp = resp(200, body);
+            resp.headers_mut().insert(
+                hyper::header::CONTENT_TYPE,
+                hyper::header::HeaderValue::from_static("application/x-ndjson"),
+            );
+            Ok(resp)
+        }
         (["batches"], "GET") => {
             let caller = authorize(app, r, "tasks.get", None)?;
             // Same parameters (and error codes) as `/tasks`; `uids` are batch uids here.

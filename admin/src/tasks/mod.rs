@@ -15,6 +15,7 @@
 //! later update to it.
 
 pub mod aggregate;
+pub mod documents;
 pub mod query;
 
 use crate::http_types::{ApiError, Req, Resp};

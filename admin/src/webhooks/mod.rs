@@ -43,6 +43,8 @@ const MAX_HEADERS: usize = 200;
 /// Tasks per call: a backlog goes out in several calls.
 const TASKS_PER_CALL: u32 = 100;
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// The admin lock taken by webhook changes (not a valid index uid, so no index shares it).
+const LOCK_SCOPE: &str = "/webhooks";
 
 /// A webhook as stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -70,6 +72,25 @@ fn hide_secret(secret: &str, offset: usize) -> String {
     format!("{}{tail}", &secret[..cut])
 }
 
+/// The uuid of the webhook set in the configuration (Meilisearch's command-line webhook).
+pub const CONFIGURED: &str = "00000000-0000-0000-0000-000000000000";
+
+/// The webhook of the configuration's `task_webhook`, if set.
+fn configured(admin: &Admin) -> Option<Webhook> {
+    let c = &admin.config.task_webhook;
+    let url = c.url.clone()?;
+    let headers = c
+        .authorization_header
+        .iter()
+        .map(|h| ("Authorization".to_string(), h.clone()))
+        .collect();
+    Some(Webhook { url, headers })
+}
+
+fn immutable(uuid: &str) -> ApiError {
+    bad(ErrorCode::ImmutableWebhook, format!("Webhook `{uuid}` is immutable. The webhook defined from the command line cannot be modified using the API."))
+}
+
 /// The client's view: `uuid`, `isEditable`, `url`, headers with `Authorization` redacted.
 fn view(uuid: &str, w: &Webhook) -> Value {
     let headers: Map<String, Value> = w
@@ -86,7 +107,7 @@ fn view(uuid: &str, w: &Webhook) -> Value {
             (k.clone(), Value::String(shown))
         })
         .collect();
-    json!({"uuid": uuid, "isEditable": true, "url": w.url, "headers": headers})
+    json!({"uuid": uuid, "isEditable": uuid != CONFIGURED, "url": w.url, "headers": headers})
 }
 
 fn bad(code: ErrorCode, message: impl Into<String>) -> ApiError {
@@ -244,8 +265,18 @@ fn too_many_headers(uuid: &str) -> ApiError {
     bad(ErrorCode::InvalidWebhookHeaders, format!("Too many headers for the webhook `{uuid}`. Please limit the number of headers to 200. Hint: To remove an already defined header set its value to `null`"))
 }
 
-/// Every stored webhook, by uuid (Meilisearch lists them in uuid order).
+/// Every webhook (the configured one, then the stored ones), by uuid (Meilisearch lists them
+/// in uuid order).
 pub async fn all(admin: &Admin) -> Result<BTreeMap<String, Webhook>, ApiError> {
+    let mut out = stored(admin).await?;
+    if let Some(w) = configured(admin) {
+        out.insert(CONFIGURED.to_string(), w);
+    }
+    Ok(out)
+}
+
+/// The webhooks created through the API.
+async fn stored(admin: &Admin) -> Result<BTreeMap<String, Webhook>, ApiError> {
     let mut out = BTreeMap::new();
     for (key, bytes) in admin.store.list_meta(HOOK_PREFIX).await? {
         let uuid = key.trim_start_matches(HOOK_PREFIX).to_string();
@@ -260,6 +291,9 @@ pub async fn all(admin: &Admin) -> Result<BTreeMap<String, Webhook>, ApiError> {
 }
 
 async fn get_one(admin: &Admin, uuid: &str) -> Result<Webhook, ApiError> {
+    if uuid == CONFIGURED {
+        return configured(admin).ok_or_else(|| not_found(uuid));
+    }
     let bytes = admin
         .store
         .get_meta(&format!("{HOOK_PREFIX}{uuid}"))
@@ -303,8 +337,8 @@ pub async fn route(admin: &Admin, req: &Req, uuid: Option<&str>) -> Result<Resp,
             if matches!(&s.headers, Some(Some(h)) if h.len() > MAX_HEADERS) {
                 return Err(too_many_headers(&uuid));
             }
-            let _guard = admin.lock_scopes(vec!["webhooks".to_string()]).await;
-            if all(admin).await?.len() >= MAX_WEBHOOKS {
+            let _guard = admin.lock_scopes(vec![LOCK_SCOPE.to_string()]).await;
+            if stored(admin).await?.len() >= MAX_WEBHOOKS {
                 return Err(bad(ErrorCode::InvalidWebhooks, "Defining too many webhooks would crush the server. Please limit the number of webhooks to 20. You may use a third-party proxy server to dispatch events to more than 20 endpoints."));
             }
             let url = s.url.flatten().ok_or_else(|| missing_url(&uuid))?;
@@ -337,8 +371,11 @@ pub async fn route(admin: &Admin, req: &Req, uuid: Option<&str>) -> Result<Resp,
         (&Method::PATCH, Some(raw)) => {
             let uuid = parse_uuid(raw)?;
             let s = parse_settings(req)?;
-            let _guard = admin.lock_scopes(vec!["webhooks".to_string()]).await;
+            let _guard = admin.lock_scopes(vec![LOCK_SCOPE.to_string()]).await;
             let mut w = get_one(admin, &uuid).await?;
+            if uuid == CONFIGURED {
+                return Err(immutable(&uuid));
+            }
             match s.url {
                 Some(Some(u)) => w.url = u,
                 Some(None) => return Err(missing_url(&uuid)),
@@ -366,7 +403,10 @@ pub async fn route(admin: &Admin, req: &Req, uuid: Option<&str>) -> Result<Resp,
         }
         (&Method::DELETE, Some(raw)) => {
             let uuid = parse_uuid(raw)?;
-            let _guard = admin.lock_scopes(vec!["webhooks".to_string()]).await;
+            if uuid == CONFIGURED && configured(admin).is_some() {
+                return Err(immutable(&uuid));
+            }
+            let _guard = admin.lock_scopes(vec![LOCK_SCOPE.to_string()]).await;
             if !admin
                 .store
                 .delete_meta(&format!("{HOOK_PREFIX}{uuid}"))
@@ -474,7 +514,17 @@ async fn deliver_one(
         .map_err(|e| e.to_string())?
     {
         Some(b) => String::from_utf8_lossy(&b).parse::<u64>().unwrap_or(0),
-        None => 0,
+        // Set at creation (API webhooks) or by `init` (the configured one); a record lost
+        // meanwhile restarts from the tasks enqueued from now on.
+        None => {
+            let start = newest_task(admin).await.map_err(|e| e.body().to_string())?;
+            admin
+                .store
+                .put_meta(&key, start.to_string().as_bytes())
+                .await
+                .map_err(|e| e.to_string())?;
+            return Ok(false);
+        }
     };
     let due = due_tasks(admin, cursor)
         .await
@@ -498,6 +548,23 @@ async fn deliver_one(
         .await
         .map_err(|e| e.to_string())?;
     Ok(true)
+}
+
+/// Before the admin serves: the configured webhook's cursor, on its first start, points past
+/// the tasks that exist (it gets the tasks enqueued from now on).
+pub async fn init(admin: &Admin) -> Result<(), ApiError> {
+    if configured(admin).is_none() {
+        return Ok(());
+    }
+    let key = format!("{CURSOR_PREFIX}{CONFIGURED}");
+    if admin.store.get_meta(&key).await?.is_none() {
+        let start = newest_task(admin).await?;
+        admin
+            .store
+            .put_meta(&key, start.to_string().as_bytes())
+            .await?;
+    }
+    Ok(())
 }
 
 /// The delivery loop (module docs). `is_leader` gates each round, so that only one admin of

@@ -5,8 +5,11 @@
 //! `offset + limit` hits, scores kept); then [`combine`] (pure) does a k-way merge across the
 //! queries that keeps each query's own order, comparing heads by
 //! `_rankingScore × federationOptions.weight` (ties: lower query position first, like
-//! Meilisearch), applies the federation's window, and adds to every hit
-//! `_federation: {indexUid, queriesPosition, weightedRankingScore}`.
+//! Meilisearch), lists a document several queries on one index match once (its best weighted
+//! score, by the index's primary key), applies the federation's window, and adds to every hit
+//! `_federation: {indexUid, queriesPosition, weightedRankingScore}`. The total of an index
+//! several queries search counts each document once too: every node counts the union on its
+//! shards ([`Proxy::union_totals`], one extra federated request per node, as for facets).
 //!
 //! Output: `{hits, processingTimeMs, limit, offset, estimatedTotalHits}` (or `hitsPerPage,
 //! page, totalPages, totalHits` when the federation paginates by page); totals summed.
@@ -122,6 +125,12 @@ pub fn weight(query: &Map<String, Value>) -> Option<f64> {
 /// One query's merged search response, ready to be federated.
 pub struct QueryResult<'a> {
     pub index_uid: &'a str,
+    /// The index's primary key: a document several queries on the index match is listed
+    /// once (its best weighted score), as Meilisearch does.
+    pub primary_key: Option<&'a str>,
+    /// How many documents the queries on this index match together, each counted once, when
+    /// known ([`Proxy::union_total`]); otherwise the queries' totals are added up.
+    pub index_total: Option<u64>,
     pub weight: f64,
     /// The client asked this query for `showRankingScore`.
     pub want_score: bool,
@@ -164,13 +173,26 @@ pub fn combine(fed: &Federation, results: &[QueryResult], out: &mut Vec<u8>) -> 
         .iter()
         .map(|r| parse_result(r.body))
         .collect::<Option<_>>()?;
-    // Node numbers are untrusted input: a sum that would overflow saturates.
-    let total: u64 = parsed.iter().fold(0u64, |t, p| t.saturating_add(p.total));
+    // Node numbers are untrusted input: a sum that would overflow saturates. An index whose
+    // union is known counts once.
+    let mut counted: Vec<&str> = Vec::new();
+    let mut total = 0u64;
+    for (r, p) in results.iter().zip(&parsed) {
+        match r.index_total {
+            Some(t) if !counted.contains(&r.index_uid) => {
+                counted.push(r.index_uid);
+                total = total.saturating_add(t);
+            }
+            Some(_) => {}
+            None => total = total.saturating_add(p.total),
+        }
+    }
     let time = parsed.iter().map(|p| p.time).max().unwrap_or(0);
     let (start, len) = fed.pagination.window(usize::MAX);
     // k-way merge preserving each query's order.
     let mut heads = vec![0usize; parsed.len()];
     let mut picked: Vec<(usize, usize, f64)> = Vec::new();
+    let mut seen: std::collections::HashSet<(&str, &str)> = std::collections::HashSet::new();
     while picked.len() < start.saturating_add(len) {
         let mut best: Option<(usize, f64)> = None;
         for (q, p) in parsed.iter().enumerate() {
@@ -182,7 +204,14 @@ pub fn combine(fed: &Federation, results: &[QueryResult], out: &mut Vec<u8>) -> 
             }
         }
         let Some((q, w)) = best else { break };
-        picked.push((q, heads[q], w));
+        let id = results[q]
+            .primary_key
+            .and_then(|pk| parsed[q].hits[heads[q]].0.get(pk))
+            .map(|v| v.get());
+        let first = id.is_none_or(|id| seen.insert((results[q].index_uid, id)));
+        if first {
+            picked.push((q, heads[q], w));
+        }
         heads[q] += 1;
     }
     out.extend_from_slice(b"{\"hits\":[");
@@ -448,6 +477,53 @@ pub fn facets_members(
 }
 
 impl<U: Upstreams> Proxy<U> {
+    /// For each index that several queries search: how many documents they match together,
+    /// each counted once (one node answer per node: its shards' union, shards disjoint).
+    /// An index whose count is not available (a node refused, a shard unavailable) is left
+    /// out: its queries' totals are added up instead.
+    pub(crate) async fn union_totals(
+        &self,
+        plans: &[(&IndexMeta, Rc<IndexRouting>, SearchQuery)],
+        rid: &str,
+    ) -> std::collections::HashMap<String, u64> {
+        let mut out = std::collections::HashMap::new();
+        for (meta, routing, _) in plans {
+            let queries: Vec<&SearchQuery> = plans
+                .iter()
+                .filter(|(m, _, _)| m.uid == meta.uid)
+                .map(|(_, _, q)| q)
+                .collect();
+            if queries.len() < 2 || out.contains_key(&meta.uid) {
+                continue;
+            }
+            let path = "/multi-search".to_string();
+            let shards = self.planned_shards(meta, &routing.read, None, None);
+            let gathered = self
+                .gather(&routing.read, shards, rid, |a| {
+                    let filter = a.needs_shard_filter.then_some(a.shards.as_slice());
+                    let body = node_facets_body(&meta.uid, &Value::Null, &queries, filter);
+                    json_request(Method::Post, path.clone(), String::new(), body)
+                })
+                .await;
+            if gathered.relay.is_some() || !gathered.unavailable.is_empty() {
+                continue;
+            }
+            let totals: Option<Vec<u64>> = gathered
+                .bodies
+                .iter()
+                .map(|b| {
+                    let v: Value = serde_json::from_slice(b).ok()?;
+                    v.get("estimatedTotalHits")?.as_u64()
+                })
+                .collect();
+            if let Some(t) = totals {
+                let sum = t.iter().fold(0u64, |a, b| a.saturating_add(*b));
+                out.insert(meta.uid.clone(), sum);
+            }
+        }
+        out
+    }
+
     /// The federation's facets (module docs): the members to add to the federated answer.
     pub(crate) async fn federated_facets(
         &self,
@@ -568,12 +644,16 @@ mod tests {
         let results = [
             QueryResult {
                 index_uid: "A",
+                primary_key: None,
+                index_total: None,
                 weight: 1.0,
                 want_score: false,
                 body: &a,
             },
             QueryResult {
                 index_uid: "B",
+                primary_key: None,
+                index_total: None,
                 weight: 1.0,
                 want_score: true,
                 body: &b,
@@ -612,6 +692,37 @@ mod tests {
     }
 
     #[test]
+    fn a_document_two_queries_match_is_listed_once() {
+        let a = body(&[("d1", 0.9), ("d2", 0.5)], 2);
+        let b = body(&[("d2", 0.8), ("d3", 0.4)], 2);
+        let one = |body| QueryResult {
+            index_uid: "A",
+            primary_key: Some("id"),
+            index_total: Some(3),
+            weight: 1.0,
+            want_score: false,
+            body,
+        };
+        let results = [one(&a), one(&b)];
+        let fed = paginated(Pagination::OffsetLimit {
+            offset: 0,
+            limit: 10,
+        });
+        let mut out = Vec::new();
+        combine(&fed, &results, &mut out).unwrap();
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        let ids: Vec<&str> = v["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, ["d1", "d2", "d3"]);
+        assert_eq!(v["hits"][1]["_federation"]["queriesPosition"], json!(1));
+        assert_eq!(v["estimatedTotalHits"], json!(3));
+    }
+
+    #[test]
     fn weights_reorder_and_ties_prefer_earlier_queries() {
         let a = body(&[("a1", 0.5)], 1);
         let b = body(&[("b1", 0.5)], 1);
@@ -623,12 +734,16 @@ mod tests {
             let results = [
                 QueryResult {
                     index_uid: "A",
+                    primary_key: None,
+                    index_total: None,
                     weight: wa,
                     want_score: false,
                     body: &a,
                 },
                 QueryResult {
                     index_uid: "B",
+                    primary_key: None,
+                    index_total: None,
                     weight: wb,
                     want_score: false,
                     body: &b,
@@ -653,6 +768,8 @@ mod tests {
         let a = body(&[("a1", 0.5), ("a2", 0.4), ("a3", 0.3)], 3);
         let results = [QueryResult {
             index_uid: "A",
+            primary_key: None,
+            index_total: None,
             weight: 1.0,
             want_score: false,
             body: &a,
@@ -673,6 +790,8 @@ mod tests {
             &fed,
             &[QueryResult {
                 index_uid: "A",
+                primary_key: None,
+                index_total: None,
                 weight: 1.0,
                 want_score: false,
                 body: b"nope"

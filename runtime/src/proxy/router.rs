@@ -322,6 +322,10 @@ pub fn route(method: Method, path: &str) -> Result<Route, RouteError> {
             Get => Ok(control("/tasks/{uid}", "tasks.get", None)),
             _ => not_allowed,
         },
+        ["tasks", t, "documents"] if !t.is_empty() => match method {
+            Get => Ok(control("/tasks/{uid}/documents", "tasks.get", None)),
+            _ => not_allowed,
+        },
         ["batches"] => match method {
             Get => Ok(control("/batches", "tasks.get", None)),
             _ => not_allowed,

@@ -382,12 +382,15 @@ impl<U: Upstreams> Proxy<U> {
                     }
                 }
             }
+            let unions = self.union_totals(&plans, rid).await;
             let inputs: Vec<federated::QueryResult> = plans
                 .iter()
                 .zip(&bodies)
                 .enumerate()
                 .map(|(i, ((meta, _, _), body))| federated::QueryResult {
                     index_uid: &meta.uid,
+                    primary_key: meta.primary_key.as_deref(),
+                    index_total: unions.get(meta.uid.as_str()).copied(),
                     weight: weights[i],
                     want_score: want_scores[i],
                     body,
