@@ -117,6 +117,7 @@ pub async fn start(config: Config) -> Result<Running, RunError> {
         None => leader::Leadership::single(),
     };
     let admin = state::Admin::open_with(config, store, leadership.clone()).await?;
+    admin.announce_host().await?;
     if let Some(token) = leadership.fencing_token() {
         take_over(&admin).await?;
         leadership.mark_ready(token);

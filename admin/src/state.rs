@@ -592,8 +592,6 @@ impl Admin {
         }
     }
 
-    /// Reloads what the leader owns from the shared store (index metadata, keys, topology,
-    /// node statuses) into this host's state. The caller publishes.
     /// A JSON meta record, or the type's default when it is absent.
     async fn json_meta<T: serde::de::DeserializeOwned + Default>(
         &self,
@@ -608,6 +606,9 @@ impl Admin {
         }
     }
 
+    /// Reloads what the leader owns from the shared store (index metadata, keys, topology,
+    /// node statuses, shard migrations, lagging copies) into this host's state. The caller
+    /// publishes.
     pub async fn reload_shared(&self) -> Result<(), AdminError> {
         let (indexes, keys) = load_metadata(self.store.as_ref()).await?;
         let record = match self.store.get_meta(META_TOPOLOGY).await? {
@@ -658,6 +659,26 @@ impl Admin {
     /// the leader moved it, reloads the shared metadata and republishes the local snapshot,
     /// then reports the generation applied. Refreshes its heartbeat every
     /// [`HOST_HEARTBEAT_EVERY`]. Runs until the process exits.
+    /// Registers this host with the generation it loaded, before it serves: from then on the
+    /// leader's publishes wait for it, so a change made through another host is usable here
+    /// on the next request even while this host is still starting (its follower loop applies
+    /// the change, then reports it).
+    pub async fn announce_host(&self) -> Result<(), AdminError> {
+        let Some(shared) = self.leadership.shared_store() else {
+            return Ok(());
+        };
+        let applied = self.lock().shared_generation;
+        shared
+            .host_heartbeat(
+                self.leadership.host_id(),
+                applied,
+                self.served_epoch(),
+                HOST_HEARTBEAT_TTL,
+            )
+            .await?;
+        Ok(())
+    }
+
     pub async fn follow(self: Arc<Self>) {
         let Some(shared) = self.leadership.shared_store().cloned() else {
             return;
