@@ -184,6 +184,12 @@ fn jobs(
             let moving = snapshot
                 .migrations_for(&meta.uid)
                 .any(|m| m.shard == ShardId(shard));
+            // A copy with pending hints is behind on purpose: its missing writes are queued
+            // and will be replayed in order. Judging it now could let a majority of lagging
+            // copies "repair" an acknowledged write away (crate::hints).
+            let catching_up = snapshot
+                .lagging_for(&meta.uid)
+                .any(|(_, s)| s == ShardId(shard));
             let mut copies = Vec::new();
             let mut unreadable = Vec::new();
             for o in &owners {
@@ -212,6 +218,12 @@ fn jobs(
                     job,
                     ShardOutcome::Skipped,
                     Some("a rebalance is moving this shard"),
+                ));
+            } else if catching_up {
+                settled.push(settled_report(
+                    job,
+                    ShardOutcome::Skipped,
+                    Some("a copy is catching up on hinted writes"),
                 ));
             } else {
                 jobs.push(job);
