@@ -162,8 +162,16 @@ impl std::fmt::Display for ApiError {
 /// How Meilisearch's deserializer (deserr) names a JSON value in "Invalid value type"
 /// messages: `null`, or its kind and compact JSON (`a positive integer: `12``).
 pub fn describe_json_value(v: &Value) -> String {
-    let kind = match v {
-        Value::Null => return "null".to_string(),
+    match v {
+        Value::Null => "null".to_string(),
+        v => format!("{}: `{v}`", json_kind(v)),
+    }
+}
+
+/// The kind alone, as deserr names it (`null`, `a boolean`, `a positive integer`, …).
+pub fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
         Value::Bool(_) => "a boolean",
         Value::Number(n) if n.is_u64() => "a positive integer",
         Value::Number(n) if n.is_i64() => "a negative integer",
@@ -171,8 +179,7 @@ pub fn describe_json_value(v: &Value) -> String {
         Value::String(_) => "a string",
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
-    };
-    format!("{kind}: `{v}`")
+    }
 }
 
 /// deserr's "did you mean `x`? " hint for an unknown field (empty when nothing is close).

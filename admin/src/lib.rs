@@ -31,6 +31,7 @@
 pub mod antientropy;
 pub mod broadcast;
 pub mod coverage;
+pub mod ctl_client;
 pub mod export;
 pub mod health;
 pub mod hints;

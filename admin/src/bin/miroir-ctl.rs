@@ -11,11 +11,7 @@
 //! miroir-ctl rebalance status [--watch]
 //! ```
 
-use bytes::Bytes;
 use clap::{Parser, Subcommand};
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 
 #[derive(Parser)]
@@ -123,35 +119,14 @@ async fn call(
     path: &str,
     body: Option<Value>,
 ) -> Result<(u16, Value), String> {
-    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
-    let mut req = hyper::Request::builder().method(method).uri(format!(
-        "{}{}",
-        cli.url.trim_end_matches('/'),
-        path
-    ));
-    if let Some(k) = &cli.admin_key {
-        req = req.header("authorization", format!("Bearer {k}"));
-    }
-    let bytes = match body {
-        Some(b) => {
-            req = req.header("content-type", "application/json");
-            Bytes::from(serde_json::to_vec(&b).expect("JSON serialises"))
-        }
-        None => Bytes::new(),
-    };
-    let req = req.body(Full::new(bytes)).map_err(|e| e.to_string())?;
-    let resp = client
-        .request(req)
-        .await
-        .map_err(|e| format!("cannot reach {}: {e}", cli.url))?;
-    let status = resp.status().as_u16();
-    let body = resp
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?
-        .to_bytes();
-    Ok((status, serde_json::from_slice(&body).unwrap_or(Value::Null)))
+    miroir_admin::ctl_client::call(
+        &cli.url,
+        cli.admin_key.as_deref(),
+        method,
+        path,
+        body.as_ref(),
+    )
+    .await
 }
 
 fn fail(status: u16, body: &Value) -> String {

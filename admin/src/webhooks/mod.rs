@@ -137,19 +137,6 @@ struct Settings {
     headers: Option<Option<HeaderPatch>>,
 }
 
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(n) if n.is_u64() => "a positive integer",
-        Value::Number(n) if n.is_i64() => "a negative integer",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
 fn parse_settings(req: &Req) -> Result<Settings, ApiError> {
     let body = req.json()?;
     let Value::Object(m) = body else {
@@ -157,7 +144,7 @@ fn parse_settings(req: &Req) -> Result<Settings, ApiError> {
             ErrorCode::BadRequest,
             format!(
                 "Invalid value type: expected an object, but found {}: `{body}`",
-                kind(&body)
+                crate::http_types::json_kind(&body)
             ),
         ));
     };
@@ -179,7 +166,7 @@ fn parse_settings(req: &Req) -> Result<Settings, ApiError> {
                         other => {
                             return Err(bad(
                                 ErrorCode::InvalidWebhookHeaders,
-                                format!("Invalid value type at `.headers.{name}`: expected a string, but found {}: `{other}`", kind(&other)),
+                                format!("Invalid value type at `.headers.{name}`: expected a string, but found {}: `{other}`", crate::http_types::json_kind(&other)),
                             ))
                         }
                     }
@@ -191,7 +178,7 @@ fn parse_settings(req: &Req) -> Result<Settings, ApiError> {
                     ErrorCode::InvalidWebhookUrl,
                     format!(
                         "Invalid value type at `.url`: expected a string, but found {}: `{other}`",
-                        kind(&other)
+                        crate::http_types::json_kind(&other)
                     ),
                 ))
             }
@@ -200,7 +187,7 @@ fn parse_settings(req: &Req) -> Result<Settings, ApiError> {
                     ErrorCode::InvalidWebhookHeaders,
                     format!(
                     "Invalid value type at `.headers`: expected an object, but found {}: `{other}`",
-                    kind(&other)
+                    crate::http_types::json_kind(&other)
                 ),
                 ))
             }
