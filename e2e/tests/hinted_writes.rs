@@ -177,30 +177,26 @@ fn metric(d: &Deployment, name: &str) -> u64 {
         .unwrap_or(0)
 }
 
-#[test]
-fn rf2_node_killed_during_ingest_catches_up_and_is_never_read_stale() {
-    let mut d = start(DeploymentOptions::default());
+/// Sends `batches` batches (200 new documents each, plus a rewrite of the first 50 so "last
+/// content" is tested), `kill -9`ing the `dead` nodes before batch `batches / 3`; every batch
+/// must be acknowledged and succeed, and searches stay current. Returns what was acknowledged.
+fn ingest_while_nodes_die(
+    d: &mut Deployment,
+    dead: &[usize],
+    batches: u32,
+) -> BTreeMap<u64, String> {
     let mut acked: BTreeMap<u64, String> = BTreeMap::new();
-    let batch = |b: u32| -> Vec<Value> {
-        // 200 new documents, and a rewrite of the first 50 so "last content" is tested.
-        let fresh = (u64::from(b) * 200..u64::from(b + 1) * 200).map(|id| doc(id, b));
-        let rewritten = (0..50).map(|id| doc(id, b)).filter(|_| b > 0);
-        fresh.chain(rewritten).collect()
-    };
-    let dead = 1;
-    // `MIROIR_E2E_HINTS_BATCHES=500` is the 100 000-document run (docs/testing.md).
-    let batches: u32 = std::env::var("MIROIR_E2E_HINTS_BATCHES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(8)
-        .max(4);
     let check_every = (batches / 20).max(1);
     for b in 0..batches {
         if b == batches / 3 {
-            d.nodes[dead].kill();
+            for &n in dead {
+                d.nodes[n].kill();
+            }
         }
-        let docs = batch(b);
-        let r = add(&d, &docs);
+        let fresh = (u64::from(b) * 200..u64::from(b + 1) * 200).map(|id| doc(id, b));
+        let rewritten = (0..50).map(|id| doc(id, b)).filter(|_| b > 0);
+        let docs: Vec<Value> = fresh.chain(rewritten).collect();
+        let r = add(d, &docs);
         assert_eq!(r.status, 202, "batch {b} not acknowledged: {}", r.text());
         let t = d.wait_task(r.json()["taskUid"].as_u64().unwrap());
         assert_eq!(t["status"], "succeeded", "batch {b}: {t}");
@@ -211,10 +207,24 @@ fn rf2_node_killed_during_ingest_catches_up_and_is_never_read_stale() {
             );
         }
         if b % check_every == 0 || b + 1 == batches {
-            assert_search_is_current(&d, &acked, &format!("after batch {b}"));
+            assert_search_is_current(d, &acked, &format!("after batch {b}"));
         }
     }
-    assert!(metric(&d, "miroir_hints_pending") > 0, "writes were hinted");
+    assert!(metric(d, "miroir_hints_pending") > 0, "writes were hinted");
+    acked
+}
+
+#[test]
+fn rf2_node_killed_during_ingest_catches_up_and_is_never_read_stale() {
+    let mut d = start(DeploymentOptions::default());
+    let dead = 1;
+    // `MIROIR_E2E_HINTS_BATCHES=500` is the 100 000-document run (docs/testing.md).
+    let batches: u32 = std::env::var("MIROIR_E2E_HINTS_BATCHES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(8)
+        .max(4);
+    let acked = ingest_while_nodes_die(&mut d, &[dead], batches);
 
     d.nodes[dead].restart();
     // Until the node has caught up, every search is still current (it is not read for the
@@ -339,31 +349,9 @@ fn a_node_task_lost_by_its_node_settles_the_task_as_failed() {
 #[test]
 fn rg2_group_down_during_writes_comes_back_equal() {
     let mut d = start_with(2, 2, 1, DeploymentOptions::default());
-    let mut acked: BTreeMap<u64, String> = BTreeMap::new();
     let down: Vec<usize> = (0..d.nodes.len()).filter(|&i| d.groups[i] == 1).collect();
     assert_eq!(down.len(), 2);
-    for b in 0..8u32 {
-        if b == 2 {
-            for &i in &down {
-                d.nodes[i].kill();
-            }
-        }
-        let fresh = (u64::from(b) * 150..u64::from(b + 1) * 150).map(|id| doc(id, b));
-        let rewritten = (0..40).map(|id| doc(id, b)).filter(|_| b > 0);
-        let docs: Vec<Value> = fresh.chain(rewritten).collect();
-        let r = add(&d, &docs);
-        assert_eq!(r.status, 202, "batch {b} not acknowledged: {}", r.text());
-        let t = d.wait_task(r.json()["taskUid"].as_u64().unwrap());
-        assert_eq!(t["status"], "succeeded", "batch {b}: {t}");
-        for v in &docs {
-            acked.insert(
-                v["id"].as_u64().unwrap(),
-                v["title"].as_str().unwrap().to_string(),
-            );
-        }
-        assert_search_is_current(&d, &acked, &format!("after batch {b}"));
-    }
-    assert!(metric(&d, "miroir_hints_pending") > 0, "writes were hinted");
+    let acked = ingest_while_nodes_die(&mut d, &down, 8);
     for &i in &down {
         d.nodes[i].restart();
     }
