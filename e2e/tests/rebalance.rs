@@ -174,6 +174,17 @@ struct Searcher {
 
 impl Searcher {
     fn start(d: &Deployment, floor: u64, sent: Arc<AtomicU64>) -> Searcher {
+        Searcher::start_with(d, floor, sent, false)
+    }
+
+    /// `retry_unreachable`: a search that gets no answer at all (the data plane is being
+    /// restarted) is sent again, as a client would; every answer is still judged.
+    fn start_with(
+        d: &Deployment,
+        floor: u64,
+        sent: Arc<AtomicU64>,
+        retry_unreachable: bool,
+    ) -> Searcher {
         let client = d.http().timeout(Duration::from_secs(30));
         let ops = admin(d);
         let phase = move || {
@@ -203,6 +214,7 @@ impl Searcher {
                         }
                     }
                     Ok(r) => problems.push(format!("search answered {}: {}", r.status, r.text())),
+                    Err(_) if retry_unreachable => count -= 1,
                     Err(e) => problems.push(format!("search failed: {e}")),
                 }
                 std::thread::sleep(Duration::from_millis(10));
@@ -583,6 +595,46 @@ fn a_slow_node_during_the_copy() {
     assert_eq!(done["phase"], "done");
     writer.stop();
     d.nodes[0].call("DELETE", "/_testnode/faults", None);
+    check(&d, &acked, &[&fourth]);
+}
+
+/// Issue 12 (d): `kill -9` of the data plane in the middle of the copy. Clients retry what got
+/// no answer; the data plane restarts, applies the current epoch (dual-writes included) before
+/// it serves, and the operation completes with nothing lost.
+#[test]
+fn the_data_plane_dies_mid_copy_and_the_operation_completes() {
+    // A slow copy (a few seconds) so that the kill lands inside it.
+    let mut d = start_with(3, 1, ", max_docs_per_sec: 200");
+    let acked = Arc::new(Mutex::new(Acked::default()));
+    let n = corpus_size().min(4_000);
+    fill(&d, n, &acked);
+    let fourth = start_node(d.dir(), "meili-3", MASTER_KEY);
+    let writer = Writer::start(&d, n, acked.clone());
+    let searcher = Searcher::start_with(&d, n, writer.next_id.clone(), true);
+    add_node(&d, &fourth, "meili-3");
+    let mut last = Value::Null;
+    let copying = miroir_e2e::try_wait_until(within(Duration::from_secs(60)), || {
+        let Ok(r) = admin(&d).get("/_miroir/rebalance/status") else {
+            return false;
+        };
+        last = r.json();
+        last["phase"] == "copy" && last["documents_copied"].as_u64().unwrap_or(0) > 0
+    });
+    assert!(copying.is_some(), "the copy never started: {last}");
+    d.kill_dataplane();
+    std::thread::sleep(Duration::from_millis(300));
+    d.start_dataplane();
+    d.wait_ready();
+    let status = admin(&d).get("/_miroir/rebalance/status").unwrap().json();
+    assert!(
+        status["in_progress"] == true,
+        "the kill landed after the copy: {status}"
+    );
+    let done = wait_operation_done(&d);
+    assert_eq!(done["kind"], "add_node", "{done}");
+    assert_eq!(node_status(&d, "meili-3").as_deref(), Some("active"));
+    searcher.stop();
+    writer.stop();
     check(&d, &acked, &[&fourth]);
 }
 
