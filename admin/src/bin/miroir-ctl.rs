@@ -211,6 +211,32 @@ fn progress_line(op: &Value, width: usize) -> String {
     )
 }
 
+/// The `--watch` bar on stderr (drawn only when stderr is a terminal; the final report goes
+/// to stdout either way). Rate and ETA come from the admin, which measures the copy.
+fn watch_bar() -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{prefix:>10} [{bar:40.cyan/blue}] {pos}/{len} documents  {msg}",
+        )
+        .expect("a valid template")
+        .progress_chars("#>-"),
+    );
+    bar
+}
+
+fn update_bar(bar: &indicatif::ProgressBar, op: &Value) {
+    let total = op["documents_total"].as_u64().unwrap_or(0);
+    bar.set_length(total);
+    bar.set_position(op["documents_copied"].as_u64().unwrap_or(0).min(total));
+    bar.set_prefix(op["phase"].as_str().unwrap_or("?").to_string());
+    let eta = op["eta_seconds"]
+        .as_f64()
+        .map(|s| format!("  ETA {s:.0} s"))
+        .unwrap_or_default();
+    bar.set_message(format!("{} docs/s{eta}", op["documents_per_second"]));
+}
+
 /// The human-readable status report.
 fn render_status(topology: &Value, ready: bool) -> String {
     let mut out = format!(
@@ -310,26 +336,20 @@ async fn run(cli: &Cli) -> Result<String, String> {
             if !*watch {
                 return Ok(render_operation(&v));
             }
-            use std::io::Write;
+            let bar = watch_bar();
             let mut v = v;
             while v["in_progress"] == true {
-                let line = format!(
-                    "\r{} {}",
-                    v["phase"].as_str().unwrap_or("?"),
-                    progress_line(&v, 40)
-                );
-                let mut err = std::io::stderr().lock();
-                let _ = write!(err, "{line:<100}");
-                let _ = err.flush();
-                drop(err);
+                update_bar(&bar, &v);
                 tokio::time::sleep(std::time::Duration::from_millis(500)).await;
                 let (s, next) = get(cli, "/_miroir/rebalance/status").await?;
                 if s != 200 {
+                    bar.abandon();
                     return Err(fail(s, &next));
                 }
                 v = next;
             }
-            eprintln!();
+            update_bar(&bar, &v);
+            bar.finish();
             Ok(render_operation(&v))
         }
         Command::Task {
