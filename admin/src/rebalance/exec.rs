@@ -118,9 +118,14 @@ fn exit_hook(phase: Phase) {
     if std::env::var(EXIT_AT_ENV).ok().as_deref() == Some(phase.as_str()) {
         tracing::warn!(
             phase = phase.as_str(),
-            "{EXIT_AT_ENV}: exiting at this phase (test hook)"
+            "{EXIT_AT_ENV}: kill -9 of this process at this phase (test hook)"
         );
-        std::process::exit(86);
+        // SIGKILL, not `exit`: nothing may run that a real `kill -9` would not run (no
+        // destructors, no flush, no store close).
+        // SAFETY: kill(2) on our own pid has no memory-safety preconditions.
+        unsafe {
+            libc::kill(libc::getpid(), libc::SIGKILL);
+        }
     }
 }
 
