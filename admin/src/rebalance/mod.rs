@@ -370,6 +370,42 @@ mod tests {
     }
 
     #[test]
+    fn group_operations_have_their_own_course_and_record() {
+        let remove = OpKind::RemoveGroup {
+            replica_group: 1,
+            force: false,
+        };
+        // Nothing to copy: done right after prepare.
+        assert_eq!(Phase::Prepare.next_for(&remove), Phase::Done);
+        assert_eq!(remove.leaving_node(), None);
+        assert!(remove.added_nodes().is_empty());
+        let add = OpKind::AddGroup {
+            replica_group: 2,
+            nodes: vec![NewNode {
+                id: "p".into(),
+                address: "http://p".into(),
+            }],
+        };
+        assert_eq!(Phase::Prepare.next_for(&add), Phase::DualWrite);
+        assert_eq!(add.added_nodes()[0].id, "p");
+        assert_eq!(add.subject(), "replica group 2");
+        let op = Operation::new(add, 1000);
+        let v = op.status_json(1000);
+        assert_eq!(v["kind"], "add_group");
+        assert_eq!(v["replica_group"], 2);
+        assert_eq!(v["nodes"][0]["address"], "http://p");
+        let back: Operation = serde_json::from_slice(&serde_json::to_vec(&op).unwrap()).unwrap();
+        assert_eq!(back, op);
+        // A move without `keep_source` (every record written before it existed) reads back.
+        let mv: Move = serde_json::from_value(serde_json::json!({
+            "index": "i", "shard": 0, "group": 0, "from": "a", "from_address": "http://a",
+            "to": "b", "phase": "pending", "copied": 0, "total": 0, "bytes": 0
+        }))
+        .unwrap();
+        assert!(!mv.keep_source);
+    }
+
+    #[test]
     fn the_record_round_trips_and_reports_progress() {
         let mut op = Operation::new(
             OpKind::AddNode {
