@@ -103,6 +103,7 @@ impl<U: Upstreams> Proxy<U> {
         } else {
             self.search_one(meta, &routing, &q, rid).await
         };
+        let merged = self.hydrate_merged(snap, meta, merged, rid).await;
         match merged {
             Ok((body, degraded)) => with_degraded(Response::json(200, body), degraded),
             Err(resp) => resp,
@@ -403,6 +404,10 @@ impl<U: Upstreams> Proxy<U> {
                     "A merged search response could not be federated.",
                 ));
             }
+            let mut out = match self.hydrate_federated(snap, out, rid).await {
+                Ok(out) => out,
+                Err(resp) => return resp,
+            };
             if !fed.facets_by_index.is_empty() {
                 match self.federated_facets(&fed, &plans, rid).await {
                     // `combine` closes the object last: the facets go before that `}`.
@@ -423,7 +428,7 @@ impl<U: Upstreams> Proxy<U> {
         let mut out = b"{\"results\":[".to_vec();
         let mut degraded = Vec::new();
         for (i, (result, (meta, _, _))) in results.into_iter().zip(&plans).enumerate() {
-            let (body, d) = match result {
+            let (body, d) = match self.hydrate_merged(snap, meta, result, rid).await {
                 Ok(x) => x,
                 Err(mut resp) => {
                     resp.body =
