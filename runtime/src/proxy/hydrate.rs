@@ -151,6 +151,47 @@ impl<U: Upstreams> Proxy<U> {
         Ok(serde_json::to_vec(&v).expect("JSON serialises"))
     }
 
+    /// The foreign index's explicit `displayedAttributes`, as its nodes hold them (the
+    /// client's list: only a `*` is rewritten for nodes), asked of a holder of `id`.
+    async fn displayed_fields(
+        &self,
+        table: &crate::proxy::scatter::ReadTable,
+        meta: &IndexMeta,
+        id: &str,
+        rid: &str,
+    ) -> Result<Value, Response> {
+        let path = format!(
+            "/indexes/{}/settings/displayed-attributes",
+            miroir_core::uri::encode_segment(&meta.uid)
+        );
+        for node in self.holders_of(table, id) {
+            let req = crate::http::types::Request {
+                method: Method::Get,
+                path: path.clone(),
+                query: String::new(),
+                headers: vec![],
+                body: vec![],
+            };
+            match self.call_node(&node, req, rid, self.node_timeout()).await {
+                Ok(r) if (200..300).contains(&r.status) => {
+                    self.mark(&node, false);
+                    return serde_json::from_slice(&r.body).map_err(|_| unreadable());
+                }
+                Ok(r) if !crate::proxy::upstream::is_node_failure(r.status) => {
+                    return Err(crate::proxy::upstream::relay(r))
+                }
+                _ => self.mark(&node, true),
+            }
+        }
+        Err(error(&MeiliError::new(
+            ErrorCode::MiroirShardUnavailable,
+            format!(
+                "Index `{}` is unavailable: no node answered its displayed attributes.",
+                meta.uid
+            ),
+        )))
+    }
+
     /// The documents `want` names, fetched from their owners: per foreign index, one
     /// `documents/fetch` per node with the ids of that node's shards.
     async fn fetch_foreign(
@@ -176,6 +217,16 @@ impl<U: Upstreams> Proxy<U> {
                 .map(|id| (shard_for_key(id, shards), id))
                 .collect();
             let planned: BTreeSet<_> = by_shard.iter().map(|(s, _)| *s).collect();
+            // `documents/fetch` ignores `displayedAttributes`; hydration shows only those.
+            let fields = if meta.displayed_wildcard {
+                None
+            } else {
+                let first = ids.iter().next().expect("not empty");
+                Some(
+                    self.displayed_fields(&routing.read, meta, first, rid)
+                        .await?,
+                )
+            };
             let path = format!("/indexes/{}/documents/fetch", meta.uid);
             let gathered = self
                 .gather(&routing.read, planned.into_iter().collect(), rid, |a| {
@@ -185,6 +236,9 @@ impl<U: Upstreams> Proxy<U> {
                         .map(|(_, id)| *id)
                         .collect();
                     let mut body = json!({"ids": mine, "limit": mine.len(), "offset": 0});
+                    if let Some(fields) = &fields {
+                        body["fields"] = fields.clone();
+                    }
                     if a.needs_shard_filter {
                         body["filter"] = crate::proxy::filter::restrict_to_shards(None, &a.shards);
                     }
