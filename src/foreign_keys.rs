@@ -132,6 +132,146 @@ pub fn hydrate<'d>(
     });
 }
 
+/// One `_foreign(field, filter)` of a filter string (Meilisearch 1.50's foreign filter): the
+/// documents of `field`'s foreign index matching `inner`, as `field IN [their ids]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForeignFilter {
+    /// Byte range of the whole `_foreign(…)` in the filter string.
+    pub span: std::ops::Range<usize>,
+    /// The field as written (quotes kept), and unquoted.
+    pub raw_field: String,
+    pub field: String,
+    /// The foreign index's filter, as written.
+    pub inner: String,
+}
+
+/// Whether `b[i..]` starts a quoted string; returns the index after its closing quote.
+fn skip_quoted(b: &[u8], i: usize) -> Option<usize> {
+    let q = b[i];
+    if q != b'"' && q != b'\'' {
+        return None;
+    }
+    let mut j = i + 1;
+    while j < b.len() {
+        match b[j] {
+            b'\\' => j += 2,
+            c if c == q => return Some(j + 1),
+            _ => j += 1,
+        }
+    }
+    Some(b.len())
+}
+
+/// The `_foreign(…)` expressions of a filter string, outermost only (an inner `_foreign` is
+/// part of `inner`), outside quoted strings. Malformed ones are left out: the nodes then
+/// answer Meilisearch's syntax error.
+pub fn find_foreign_filters(filter: &str) -> Vec<ForeignFilter> {
+    const WORD: &[u8] = b"_foreign";
+    let b = filter.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if let Some(next) = skip_quoted(b, i) {
+            i = next;
+            continue;
+        }
+        let boundary = i == 0 || !(b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'_');
+        if !(boundary && b[i..].starts_with(WORD)) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        let mut j = i + WORD.len();
+        while j < b.len() && b[j].is_ascii_whitespace() {
+            j += 1;
+        }
+        if j >= b.len() || b[j] != b'(' {
+            i += 1;
+            continue;
+        }
+        // The field: up to the first `,` outside quotes.
+        let field_start = j + 1;
+        let mut k = field_start;
+        while k < b.len() && b[k] != b',' {
+            k = skip_quoted(b, k).unwrap_or(k + 1);
+        }
+        if k >= b.len() {
+            break;
+        }
+        let raw_field = filter[field_start..k].trim().to_string();
+        // The inner filter: up to the matching `)`.
+        let inner_start = k + 1;
+        let mut depth = 0usize;
+        let mut m = inner_start;
+        let mut end = None;
+        while m < b.len() {
+            if let Some(next) = skip_quoted(b, m) {
+                m = next;
+                continue;
+            }
+            match b[m] {
+                b'(' => depth += 1,
+                b')' if depth == 0 => {
+                    end = Some(m);
+                    break;
+                }
+                b')' => depth -= 1,
+                _ => {}
+            }
+            m += 1;
+        }
+        let Some(end) = end else { break };
+        let field = raw_field
+            .strip_prefix('"')
+            .and_then(|f| f.strip_suffix('"'))
+            .or_else(|| {
+                raw_field
+                    .strip_prefix('\'')
+                    .and_then(|f| f.strip_suffix('\''))
+            })
+            .unwrap_or(&raw_field)
+            .to_string();
+        if !field.is_empty() {
+            out.push(ForeignFilter {
+                span: start..end + 1,
+                field,
+                raw_field,
+                inner: filter[inner_start..end].trim().to_string(),
+            });
+        }
+        i = end + 1;
+    }
+    out
+}
+
+/// `filter` with each `found[i]` replaced by `field IN [ids[i]…]`.
+pub fn rewrite_foreign_filters(
+    filter: &str,
+    found: &[ForeignFilter],
+    ids: &[Vec<String>],
+) -> String {
+    let mut out = String::with_capacity(filter.len());
+    let mut at = 0;
+    for (f, ids) in found.iter().zip(ids) {
+        out.push_str(&filter[at..f.span.start]);
+        out.push_str(&f.raw_field);
+        out.push_str(" IN [");
+        for (n, id) in ids.iter().enumerate() {
+            if n > 0 {
+                out.push_str(", ");
+            }
+            // Ids are `[A-Za-z0-9_-]` or integers: nothing to escape.
+            out.push('"');
+            out.push_str(id);
+            out.push('"');
+        }
+        out.push(']');
+        at = f.span.end;
+    }
+    out.push_str(&filter[at..]);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,6 +340,30 @@ mod tests {
             serde_json::to_value(&fk).unwrap(),
             json!({"foreignIndexUid": "authors", "fieldName": "author"})
         );
+    }
+
+    #[test]
+    fn foreign_filters_are_found_and_rewritten() {
+        let f = r#"genre = "_foreign(no)" AND _foreign( author , name = 'O\'Neil' AND (age > 3 OR x = ")")) OR _foreign("related", _foreign(a, b = 1))"#;
+        let found = find_foreign_filters(f);
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert_eq!(found[0].field, "author");
+        assert_eq!(
+            found[0].inner,
+            r#"name = 'O\'Neil' AND (age > 3 OR x = ")")"#
+        );
+        assert_eq!(found[1].field, "related");
+        assert_eq!(found[1].raw_field, r#""related""#);
+        assert_eq!(found[1].inner, "_foreign(a, b = 1)");
+        let ids = vec![vec!["a1".to_string(), "7".to_string()], vec![]];
+        assert_eq!(
+            rewrite_foreign_filters(f, &found, &ids),
+            r#"genre = "_foreign(no)" AND author IN ["a1", "7"] OR "related" IN []"#
+        );
+        assert!(find_foreign_filters("my_foreign(a, b = 1)").is_empty());
+        assert!(find_foreign_filters("_foreign(a b = 1").is_empty());
+        assert!(find_foreign_filters("_foreign(a, b = 1").is_empty());
+        assert_eq!(find_foreign_filters("_foreign (a,b=1)")[0].inner, "b=1");
     }
 
     proptest! {

@@ -17,7 +17,7 @@ use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-const AUTHORS: usize = 40;
+const AUTHORS: usize = 120;
 const BOOKS: usize = 150;
 
 fn authors() -> Vec<Value> {
@@ -93,7 +93,7 @@ fn load(http: &Client) {
         http.send_json(
             "PATCH",
             "/indexes/authors/settings",
-            &json!({"displayedAttributes": ["id", "name"]}),
+            &json!({"displayedAttributes": ["id", "name"], "filterableAttributes": ["name"]}),
         )
         .unwrap(),
     );
@@ -101,6 +101,15 @@ fn load(http: &Client) {
         http,
         http.post_json("/indexes/authors/documents", &json!(authors()))
             .unwrap(),
+    );
+    task(
+        http,
+        http.send_json(
+            "PATCH",
+            "/indexes/books/settings",
+            &json!({"filterableAttributes": ["author", "related", "title"]}),
+        )
+        .unwrap(),
     );
     task(
         http,
@@ -276,6 +285,59 @@ fn foreign_documents_are_hydrated_across_shards() {
         }
     }
 
+    // Foreign filters: resolved over the foreign index's shards, then `field IN [ids]`.
+    let filtered = |http: &Client, filter: Value| {
+        http.post_json(
+            "/indexes/books/search",
+            &json!({"filter": filter, "limit": BOOKS}),
+        )
+        .unwrap()
+        .json()
+    };
+    let only = |pred: &dyn Fn(&Value) -> bool| -> BTreeMap<String, Value> {
+        books()
+            .iter()
+            .filter(|b| pred(b))
+            .map(|b| (b["id"].as_str().unwrap().to_string(), hydrated(b)))
+            .collect()
+    };
+    let f = filtered(&http, json!("_foreign(author, name = \"Author 14\")"));
+    assert_eq!(by_id(&f["hits"]), only(&|b| b["author"] == "a14"), "{f}");
+    let f = filtered(
+        &http,
+        json!([[
+            "_foreign(related, name IN [\"Author 1\", \"Author 4\"])",
+            "title = \"Book number 0\""
+        ]]),
+    );
+    let want_related =
+        only(&|b| ["a1", "a4"].contains(&b["related"][0].as_str().unwrap()) || b["id"] == "b0");
+    assert!(!want_related.is_empty());
+    assert_eq!(by_id(&f["hits"]), want_related, "{f}");
+    let r = http
+        .post_json(
+            "/indexes/books/search",
+            &json!({"filter": "_foreign(title, name = x)"}),
+        )
+        .unwrap();
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json()["code"], "invalid_search_filter");
+    assert_eq!(
+        r.json()["message"],
+        "Index `books`: Field `title` is not a foreign key"
+    );
+    let r = http
+        .post_json(
+            "/indexes/books/search",
+            &json!({"filter": "_foreign(author, name EXISTS)"}),
+        )
+        .unwrap();
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(
+        r.json()["message"],
+        "Index `authors`: Foreign filter is retrieving too many documents, foreign filters can't retrieve more than 100 documents per index"
+    );
+
     // Over real nodes: the same answers as one real Meilisearch holding everything.
     if miroir_e2e::real_meilisearch().is_some() {
         let dir = temp_dir("fk-reference");
@@ -319,6 +381,21 @@ fn foreign_documents_are_hydrated_across_shards() {
             by_id(&f["hits"])
         };
         assert_eq!(fed(&one), fed(&http));
+        for filter in [
+            json!("_foreign(author, name = \"Author 14\")"),
+            json!("_foreign(related, name IN [\"Author 1\", \"Author 4\"]) OR title = \"Book number 0\""),
+        ] {
+            assert_eq!(
+                by_id(&filtered(&one, filter.clone())["hits"]),
+                by_id(&filtered(&http, filter)["hits"])
+            );
+        }
+        for filter in ["_foreign(title, name = x)", "_foreign(author, name EXISTS)"] {
+            let body = json!({ "filter": filter });
+            let a = one.post_json("/indexes/books/search", &body).unwrap();
+            let b = http.post_json("/indexes/books/search", &body).unwrap();
+            assert_eq!((a.status, a.json()), (b.status, b.json()), "{filter}");
+        }
         let s_one = one.get("/indexes/books/settings").unwrap().json();
         assert_eq!(s_one["foreignKeys"], s["foreignKeys"]);
         eprintln!("differential: Miroir's hydrated hits equal one real node's");

@@ -18,7 +18,9 @@ use crate::proxy::json::RESERVED_PREFIX;
 use crate::proxy::search::Merged;
 use crate::proxy::upstream::{json_request, Upstreams};
 use crate::proxy::{error, index_not_found, Proxy};
-use miroir_core::foreign_keys::{collect_ids, document_id, hydrate, ForeignKey};
+use miroir_core::foreign_keys::{
+    collect_ids, document_id, find_foreign_filters, hydrate, rewrite_foreign_filters, ForeignKey,
+};
 use miroir_core::routing::shard_for_key;
 use miroir_core::snapshot::{IndexMeta, Snapshot};
 use miroir_core::{ErrorCode, MeiliError};
@@ -271,6 +273,129 @@ impl<U: Upstreams> Proxy<U> {
             }
         }
         Ok(fetched)
+    }
+}
+
+/// Meilisearch's cap on the foreign documents the foreign filters of one query may match per
+/// foreign index (`MAX_FOREIGN_FILTER_DOCIDS`).
+pub const MAX_FOREIGN_FILTER_DOCUMENTS: usize = 100;
+
+fn filter_error(index: &str, message: &str) -> Response {
+    error(&MeiliError::new(
+        ErrorCode::InvalidSearchFilter,
+        format!("Index `{index}`: {message}"),
+    ))
+}
+
+impl<U: Upstreams> Proxy<U> {
+    /// Resolves the foreign filters of a search's `filter` (`_foreign(field, filter)`, as
+    /// Meilisearch 1.50 does for an index with foreign keys): the foreign index is searched
+    /// through Miroir's own scatter for the matching documents, and the expression becomes
+    /// `field IN [their ids]` before any node sees it. Without the feature or foreign keys,
+    /// the filter goes to the nodes unchanged (they answer Meilisearch's errors).
+    pub(crate) async fn resolve_foreign_filters(
+        &self,
+        snap: &Snapshot,
+        meta: &IndexMeta,
+        body: &mut Map<String, Value>,
+        rid: &str,
+    ) -> Result<(), Response> {
+        if !hydrates(snap, meta) {
+            return Ok(());
+        }
+        let Some(filter) = body.get_mut("filter") else {
+            return Ok(());
+        };
+        // Every string of the filter (a string, or an array of strings and arrays of strings).
+        let mut strings: Vec<&mut String> = Vec::new();
+        match filter {
+            Value::String(s) => strings.push(s),
+            Value::Array(items) => {
+                for item in items {
+                    match item {
+                        Value::String(s) => strings.push(s),
+                        Value::Array(inner) => {
+                            strings.extend(inner.iter_mut().filter_map(|v| match v {
+                                Value::String(s) => Some(s),
+                                _ => None,
+                            }))
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+        let mut per_index: HashMap<String, BTreeSet<String>> = HashMap::new();
+        for s in strings {
+            if !s.contains("_foreign") {
+                continue;
+            }
+            let found = find_foreign_filters(s);
+            let mut ids = Vec::with_capacity(found.len());
+            for f in &found {
+                let Some(fk) = meta.foreign_keys.iter().find(|k| k.field_name == f.field) else {
+                    return Err(filter_error(
+                        &meta.uid,
+                        &format!("Field `{}` is not a foreign key", f.field),
+                    ));
+                };
+                if !find_foreign_filters(&f.inner).is_empty() {
+                    return Err(filter_error(
+                        &meta.uid,
+                        "Nested foreign filters are not supported",
+                    ));
+                }
+                let matched = self
+                    .foreign_matches(snap, &fk.foreign_index_uid, &f.inner, rid)
+                    .await?;
+                let seen = per_index.entry(fk.foreign_index_uid.clone()).or_default();
+                seen.extend(matched.iter().cloned());
+                if seen.len() > MAX_FOREIGN_FILTER_DOCUMENTS {
+                    return Err(filter_error(
+                        &fk.foreign_index_uid,
+                        &format!("Foreign filter is retrieving too many documents, foreign filters can't retrieve more than {MAX_FOREIGN_FILTER_DOCUMENTS} documents per index"),
+                    ));
+                }
+                ids.push(matched);
+            }
+            *s = rewrite_foreign_filters(s, &found, &ids);
+        }
+        Ok(())
+    }
+
+    /// The ids of `foreign`'s documents matching `filter` (at most one more than the cap),
+    /// through Miroir's own search of that index.
+    async fn foreign_matches(
+        &self,
+        snap: &Snapshot,
+        foreign: &str,
+        filter: &str,
+        rid: &str,
+    ) -> Result<Vec<String>, Response> {
+        let meta = snap
+            .indexes
+            .get(foreign)
+            .ok_or_else(|| error(&index_not_found(foreign)))?;
+        let routing = self.routing(snap, meta).map_err(|e| error(&e))?;
+        let pk = meta.primary_key.clone().unwrap_or_else(|| "id".into());
+        let body = json!({
+            "filter": filter,
+            "limit": MAX_FOREIGN_FILTER_DOCUMENTS + 1,
+            "attributesToRetrieve": [pk],
+        });
+        let Value::Object(body) = body else {
+            unreachable!("a JSON object")
+        };
+        let q = crate::proxy::query::from_map(body).map_err(|_| unreadable())?;
+        let (merged, _) = self.search_one(meta, &routing, &q, rid).await?;
+        let v: Value = serde_json::from_slice(&merged).map_err(|_| unreadable())?;
+        Ok(v["hits"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|h| h.get(&pk).and_then(document_id))
+            .collect())
     }
 }
 

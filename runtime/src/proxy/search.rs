@@ -98,6 +98,12 @@ impl<U: Upstreams> Proxy<U> {
             }
         };
         apply_tenant_filter(principal, &meta.uid, &mut q.body);
+        if let Err(resp) = self
+            .resolve_foreign_filters(snap, meta, &mut q.body, rid)
+            .await
+        {
+            return resp;
+        }
         let merged = if self.config.scatter.coalesce {
             self.search_coalesced(snap, meta, &routing, &q, rid).await
         } else {
@@ -345,6 +351,14 @@ impl<U: Upstreams> Proxy<U> {
                 body.insert("limit".into(), start.saturating_add(len).into());
             }
             apply_tenant_filter(principal, &index, &mut body);
+            if let Err(mut resp) = self
+                .resolve_foreign_filters(snap, meta, &mut body, rid)
+                .await
+            {
+                resp.body = prefix_error_message(&resp.body, &prefix);
+                inside_multi_search(&mut resp);
+                return resp;
+            }
             match query::from_map(body) {
                 Ok(mut q) => {
                     want_scores.push(q.want_ranking_score);
