@@ -314,6 +314,35 @@ fn foreign_documents_are_hydrated_across_shards() {
         only(&|b| ["a1", "a4"].contains(&b["related"][0].as_str().unwrap()) || b["id"] == "b0");
     assert!(!want_related.is_empty());
     assert_eq!(by_id(&f["hits"]), want_related, "{f}");
+    // Also in document listings and facet search (documents are not hydrated there).
+    let a14 = "_foreign(author, name = \"Author 14\")";
+    let docs = http
+        .post_json(
+            "/indexes/books/documents/fetch",
+            &json!({"filter": a14, "limit": BOOKS}),
+        )
+        .unwrap()
+        .json();
+    let plain_a14: BTreeMap<String, Value> = books()
+        .into_iter()
+        .filter(|b| b["author"] == "a14")
+        .map(|b| (b["id"].as_str().unwrap().to_string(), b))
+        .collect();
+    assert_eq!(by_id(&docs["results"]), plain_a14, "{docs}");
+    let facets = |http: &Client| {
+        http.post_json(
+            "/indexes/books/facet-search",
+            &json!({"facetName": "author", "filter": a14}),
+        )
+        .unwrap()
+        .json()
+    };
+    let fh = facets(&http);
+    assert_eq!(
+        fh["facetHits"],
+        json!([{"value": "a14", "count": plain_a14.len()}]),
+        "{fh}"
+    );
     let r = http
         .post_json(
             "/indexes/books/search",
@@ -390,6 +419,12 @@ fn foreign_documents_are_hydrated_across_shards() {
                 by_id(&filtered(&http, filter)["hits"])
             );
         }
+        let mut theirs = facets(&one);
+        let mut ours = facets(&http);
+        for v in [&mut theirs, &mut ours] {
+            v.as_object_mut().unwrap().remove("processingTimeMs");
+        }
+        assert_eq!(theirs, ours);
         for filter in ["_foreign(title, name = x)", "_foreign(author, name EXISTS)"] {
             let body = json!({ "filter": filter });
             let a = one.post_json("/indexes/books/search", &body).unwrap();

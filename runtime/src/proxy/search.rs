@@ -236,6 +236,12 @@ impl<U: Upstreams> Proxy<U> {
             return self.delegate(&routing.read, req, principal, rid).await;
         };
         apply_tenant_filter(principal, &meta.uid, &mut body);
+        if let Err(resp) = self
+            .resolve_foreign_filters(snap, meta, &mut body, rid)
+            .await
+        {
+            return resp;
+        }
         let path = format!("/indexes/{}/facet-search", meta.uid);
         let shards = self.planned_shards(meta, &routing.read, body.get("filter"), None);
         let gathered = self
