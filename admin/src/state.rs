@@ -344,7 +344,6 @@ impl Admin {
         self.lock().indexes.get(uid).cloned()
     }
 
-    /// Persists then applies an index's metadata.
     /// Records the `foreignKeys` experimental feature the nodes now have (the caller
     /// publishes): the data planes hydrate hits only while it is on (decision 044).
     pub async fn set_foreign_keys_feature(&self, on: bool) -> Result<(), AdminError> {
@@ -355,6 +354,7 @@ impl Admin {
         Ok(())
     }
 
+    /// Persists then applies an index's metadata.
     pub async fn put_index(&self, meta: IndexMeta) -> Result<(), AdminError> {
         let bytes = serde_json::to_vec(&meta).expect("IndexMeta serialises");
         self.write_meta(&format!("{META_INDEX}{}", meta.uid), Some(&bytes))
