@@ -367,6 +367,30 @@ mod tests {
     }
 
     proptest! {
+        /// Any foreign filter built from a field and an inner filter (quotes and parentheses
+        /// included) is found with exactly those parts, and the rewrite leaves none behind.
+        #[test]
+        fn foreign_filters_round_trip(
+            field in "[a-z][a-z_]{0,6}",
+            inner in prop_oneof![
+                "[a-z]{1,5} = [a-z0-9]{1,5}",
+                "[a-z]{1,5} = \"[a-z ()_,]{0,8}\"",
+                "\\([a-z]{1,5} > [0-9]{1,3} OR [a-z]{1,5} = '[a-z )(]{0,6}'\\)",
+            ],
+            before in prop_oneof![Just(""), Just("genre = \"_foreign(x, y = 1)\" AND ")],
+            ids in proptest::collection::vec("[a-z0-9]{1,4}", 0..4),
+        ) {
+            let filter = format!("{before}_foreign({field}, {inner}) OR z = 1");
+            let found = find_foreign_filters(&filter);
+            prop_assert_eq!(found.len(), 1);
+            prop_assert_eq!(&found[0].field, &field);
+            prop_assert_eq!(&found[0].inner, &inner);
+            let out = rewrite_foreign_filters(&filter, &found, std::slice::from_ref(&ids));
+            prop_assert!(find_foreign_filters(&out).is_empty(), "{}", out);
+            prop_assert!(out.ends_with(" OR z = 1"));
+            prop_assert!(out.starts_with(before), "{}", out);
+        }
+
         /// Hydrating with a lookup that knows every id replaces exactly the collected leaves:
         /// the number of objects created equals the number of ids collected.
         #[test]
