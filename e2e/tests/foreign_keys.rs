@@ -7,12 +7,20 @@
 //! author ids, an id no author has (hydrated as `{}`) and an invalid id (left as it is). The
 //! expected hits are built from the corpus. Checked: the setting's round trip (full settings
 //! and sub-route) and its errors, search, multi-search and federated multi-search (document
-//! and `_formatted`), and that nothing is hydrated while the feature is off.
+//! and `_formatted`), foreign filters (`_foreign(field, filter)`) in searches, document
+//! listings and facet search with Meilisearch's errors, and that nothing is hydrated while the
+//! feature is off.
 //!
 //! Over real Meilisearch nodes (`MIROIR_E2E_MEILI_BIN`), the same corpus is also loaded into
 //! one real node and the hits are compared with its own (differential).
+//!
+//! A second test restarts the admin (separate admin and data plane) and checks that the
+//! setting and the feature flag survive and hydration goes on.
 
-use miroir_e2e::{start_node, temp_dir, try_wait_until, within, Client, Cluster, ClusterSpec};
+use miroir_e2e::{
+    start_node, temp_dir, try_wait_until, within, Client, Cluster, ClusterSpec, Deployment,
+    DeploymentOptions,
+};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -448,4 +456,63 @@ fn foreign_documents_are_hydrated_across_shards() {
     .unwrap_or_else(|| panic!("plain hits: {}", search_all(&http)));
     let s = http.get("/indexes/books/settings").unwrap().json();
     assert!(s.get("foreignKeys").is_none(), "{s}");
+}
+
+/// The setting and the feature flag are Miroir's own state: they survive a restart of the
+/// admin (separate admin and data plane processes), and the data plane keeps hydrating.
+#[test]
+fn foreign_keys_survive_an_admin_restart() {
+    let mut d = Deployment::start(
+        &ClusterSpec {
+            shards: 16,
+            ..ClusterSpec::default()
+        },
+        &DeploymentOptions::default(),
+    );
+    let http = d.http();
+    load(&http);
+    enable(&http, true);
+    task(
+        &http,
+        http.send_json(
+            "PATCH",
+            "/indexes/books/settings",
+            &json!({"foreignKeys": keys()}),
+        )
+        .unwrap(),
+    );
+    let want = expected();
+    let hydrated_now = |http: &Client| {
+        try_wait_until(within(Duration::from_secs(30)), || {
+            by_id(&search_all(http)["hits"]) == want
+        })
+        .is_some()
+    };
+    assert!(hydrated_now(&http), "{}", search_all(&http));
+
+    d.kill_admin();
+    d.start_admin();
+    d.wait_ready();
+    let http = d.http();
+    assert_eq!(
+        http.get("/indexes/books/settings/foreign-keys")
+            .unwrap()
+            .json(),
+        keys()
+    );
+    assert_eq!(
+        http.get("/indexes/books/settings").unwrap().json()["foreignKeys"],
+        keys()
+    );
+    // A change published by the restarted admin carries the flag and the setting too.
+    task(
+        &http,
+        http.send_json(
+            "PATCH",
+            "/indexes/books/settings",
+            &json!({"stopWords": ["the"]}),
+        )
+        .unwrap(),
+    );
+    assert!(hydrated_now(&http), "{}", search_all(&http));
 }
