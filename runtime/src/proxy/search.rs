@@ -98,11 +98,18 @@ impl<U: Upstreams> Proxy<U> {
             }
         };
         apply_tenant_filter(principal, &meta.uid, &mut q.body);
+        if let Err(resp) = self
+            .resolve_foreign_filters(snap, meta, &mut q.body, rid)
+            .await
+        {
+            return resp;
+        }
         let merged = if self.config.scatter.coalesce {
             self.search_coalesced(snap, meta, &routing, &q, rid).await
         } else {
             self.search_one(meta, &routing, &q, rid).await
         };
+        let merged = self.hydrate_merged(snap, meta, merged, rid).await;
         match merged {
             Ok((body, degraded)) => with_degraded(Response::json(200, body), degraded),
             Err(resp) => resp,
@@ -229,6 +236,12 @@ impl<U: Upstreams> Proxy<U> {
             return self.delegate(&routing.read, req, principal, rid).await;
         };
         apply_tenant_filter(principal, &meta.uid, &mut body);
+        if let Err(resp) = self
+            .resolve_foreign_filters(snap, meta, &mut body, rid)
+            .await
+        {
+            return resp;
+        }
         let path = format!("/indexes/{}/facet-search", meta.uid);
         let shards = self.planned_shards(meta, &routing.read, body.get("filter"), None);
         let gathered = self
@@ -344,6 +357,14 @@ impl<U: Upstreams> Proxy<U> {
                 body.insert("limit".into(), start.saturating_add(len).into());
             }
             apply_tenant_filter(principal, &index, &mut body);
+            if let Err(mut resp) = self
+                .resolve_foreign_filters(snap, meta, &mut body, rid)
+                .await
+            {
+                resp.body = prefix_error_message(&resp.body, &prefix);
+                inside_multi_search(&mut resp);
+                return resp;
+            }
             match query::from_map(body) {
                 Ok(mut q) => {
                     want_scores.push(q.want_ranking_score);
@@ -403,6 +424,10 @@ impl<U: Upstreams> Proxy<U> {
                     "A merged search response could not be federated.",
                 ));
             }
+            let mut out = match self.hydrate_federated(snap, out, rid).await {
+                Ok(out) => out,
+                Err(resp) => return resp,
+            };
             if !fed.facets_by_index.is_empty() {
                 match self.federated_facets(&fed, &plans, rid).await {
                     // `combine` closes the object last: the facets go before that `}`.
@@ -423,7 +448,7 @@ impl<U: Upstreams> Proxy<U> {
         let mut out = b"{\"results\":[".to_vec();
         let mut degraded = Vec::new();
         for (i, (result, (meta, _, _))) in results.into_iter().zip(&plans).enumerate() {
-            let (body, d) = match result {
+            let (body, d) = match self.hydrate_merged(snap, meta, result, rid).await {
                 Ok(x) => x,
                 Err(mut resp) => {
                     resp.body =
