@@ -257,10 +257,13 @@ fn topology(d: &Deployment) -> Value {
     r.json()
 }
 
-/// Polls the status until no operation runs; returns the last (finished) one.
+/// Polls the status until no operation runs; returns the last (finished) one. The deadline
+/// grows with the corpus (a group add copies all of it: about 1 000 documents/s over debug
+/// builds on a shared machine).
 fn wait_operation_done(d: &Deployment) -> Value {
     let mut last = Value::Null;
-    let done = miroir_e2e::try_wait_until(within(Duration::from_secs(120)), || {
+    let deadline = Duration::from_secs(120 + corpus_size() / 250);
+    let done = miroir_e2e::try_wait_until(within(deadline), || {
         let Ok(r) = admin(d).get("/_miroir/rebalance/status") else {
             return false;
         };
@@ -748,6 +751,10 @@ fn rebalance_repairs_missing_and_stray_copies() {
     let done = wait_operation_done(&d);
     assert_eq!(done["kind"], "reconcile", "{done}");
     let moves = done["moves"].as_array().unwrap();
+    eprintln!("reconcile: {} moves; ms per phase {}", moves.len(), done["phase_ms"]);
+    // Copies differing only by the writer's batches in flight are not copied over (a
+    // shortfall must be seen again in several re-counts): far from every shard moves.
+    assert!(moves.len() < SHARDS as usize, "{done}");
     assert!(
         moves
             .iter()

@@ -269,15 +269,33 @@ async fn prepare(admin: &Arc<Admin>, op: &mut Operation) -> Result<(), String> {
         OpKind::Reconcile => {
             let topology = current_topology(admin)?;
             let indexes = index_shards(admin);
-            let held = scan_holdings(admin, &topology, &indexes).await?;
+            let mut held = scan_holdings(admin, &topology, &indexes).await?;
             let nodes = admin.nodes();
-            op.moves = plan::reconcile(&topology, &indexes, &held, |id| {
+            let address = |id: &str| {
                 nodes
                     .iter()
                     .find(|n| n.id == id)
                     .map(|n| n.address.clone())
                     .unwrap_or_default()
-            });
+            };
+            op.moves = plan::reconcile(&topology, &indexes, &held, address);
+            // Writes in flight make two copies of a shard differ for a moment (each node ends
+            // its task at its own time). A copy is planned only for a shortfall seen again in
+            // each of a few re-counts of that shard's copies taken back to back.
+            for _ in 0..RECOUNTS {
+                let short: BTreeSet<(String, u32)> = op
+                    .moves
+                    .iter()
+                    .filter(|m| m.keep_source)
+                    .map(|m| (m.index.clone(), m.shard))
+                    .collect();
+                if short.is_empty() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                recount(admin, &mut held, &short).await?;
+                op.moves = plan::reconcile(&topology, &indexes, &held, address);
+            }
             // A copy with pending hints is behind on purpose (its missing writes are queued,
             // crate::hints): counting it short would copy over it from a copy that may be the
             // stale one. Its shard waits for the next run.
@@ -384,6 +402,40 @@ async fn scan_holdings(
         }
     }
     Ok(held)
+}
+
+/// Re-counts for a reconcile: how many times a shortfall must be seen again.
+const RECOUNTS: usize = 3;
+
+/// Counts `shards` again on every node of `held`, one shard's copies back to back.
+async fn recount(
+    admin: &Admin,
+    held: &mut plan::Holdings,
+    shards: &BTreeSet<(String, u32)>,
+) -> Result<(), String> {
+    let nodes: BTreeSet<String> = held.keys().map(|(n, _, _)| n.clone()).collect();
+    for (index, shard) in shards {
+        for node in &nodes {
+            let address = address_of(admin, node)?;
+            let source = shard_scan::ShardSource {
+                client: &admin.client,
+                node_url: &address,
+                index,
+                shard: ShardId(*shard),
+            };
+            let total = match source.page(0, 0).await {
+                Ok(page) => page.total,
+                Err(e) if e.to_string().contains("404") => 0,
+                Err(e) => {
+                    return Err(format!(
+                        "re-counting `{index}` shard {shard} on `{node}`: {e}"
+                    ))
+                }
+            };
+            held.insert((node.clone(), index.clone(), *shard), total);
+        }
+    }
+    Ok(())
 }
 
 /// Every index with its shard count.
