@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Current snapshot encoding version (first byte(s) of the encoded form).
-pub const SNAPSHOT_FORMAT_VERSION: u16 = 3;
+pub const SNAPSHOT_FORMAT_VERSION: u16 = 4;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct Snapshot {
@@ -35,6 +35,9 @@ pub struct Snapshot {
     /// `(index, shard)` and must not answer reads for that shard until they are replayed.
     /// Sorted, no duplicates.
     pub lagging: Vec<LaggingCopy>,
+    /// Dynamic search rules (decision 042), in the order milli takes them
+    /// ([`crate::search_rules::precedence_order`]). Empty: searches pay one branch.
+    pub search_rules: Vec<crate::search_rules::SearchRule>,
 }
 
 /// One shard copy that is behind its other copies (see [`Snapshot::lagging`]).
@@ -285,6 +288,17 @@ mod tests {
                 index: "movies".into(),
                 shard: ShardId(2),
             }],
+            search_rules: vec![{
+                let mut r = crate::search_rules::SearchRule::new("promo", 0);
+                r.start_ns = Some(-1_000_000_000_000_000_000_000);
+                r.time_start = Some("1938-04-24T22:13:20Z".into());
+                r.actions.push(crate::search_rules::PinAction {
+                    index_uid: Some("movies".into()),
+                    id: "42".into(),
+                    position: 3,
+                });
+                r
+            }],
         }
     }
 
@@ -409,6 +423,7 @@ mod tests {
                 keys: vec![ApiKey { uid: "u".into(), key: "k".into(), name: None, actions: vec![], indexes: vec!["*".into()], expires_at: expires }],
                 migrations: vec![ShardMigration { index: "i".into(), shard: ShardId(shard), group: GroupId(0), from: NodeId::new("a"), to: NodeId::new("b") }],
                 lagging: vec![LaggingCopy { node: NodeId::new("a"), index: "i".into(), shard: ShardId(shard) }],
+                search_rules: vec![crate::search_rules::SearchRule { precedence: Some(generation), end_ns: Some(i128::from(epoch) << 64), ..crate::search_rules::SearchRule::new("r", shard) }],
             };
             prop_assert_eq!(Snapshot::decode(&snap.encode()).unwrap(), snap);
         }

@@ -129,6 +129,8 @@ pub struct State {
     pub migrations: Vec<ShardMigration>,
     /// The running topology operation's phase and shards still moving (`None` = none).
     pub rebalance: Option<(&'static str, u64)>,
+    /// Dynamic search rules, published in the snapshot (owned by crate::search_rules).
+    pub search_rules: Vec<miroir_core::search_rules::SearchRule>,
 }
 
 pub struct Admin {
@@ -232,6 +234,7 @@ impl Admin {
                 })?;
         }
         (state.indexes, state.keys) = load_metadata(store.as_ref()).await?;
+        state.search_rules = crate::search_rules::load(store.as_ref()).await?;
         let client = NodeClient::new(
             config.effective_node_master_key(),
             Duration::from_millis(config.scatter.node_timeout_ms.max(1)),
@@ -418,6 +421,7 @@ impl Admin {
             keys: st.keys.values().filter_map(api_key_from_json).collect(),
             migrations: st.migrations.clone(),
             lagging: st.lagging.iter().cloned().collect(),
+            search_rules: st.search_rules.clone(),
         }
     }
 
@@ -643,7 +647,9 @@ impl Admin {
         apply_node_statuses(&mut nodes, self.store.as_ref()).await?;
         let migrations: Vec<ShardMigration> = self.json_meta(META_MIGRATIONS).await?;
         let lagging: Vec<miroir_core::snapshot::LaggingCopy> = self.json_meta(META_LAGGING).await?;
+        let search_rules = crate::search_rules::load(self.store.as_ref()).await?;
         let mut st = self.lock();
+        st.search_rules = search_rules;
         st.indexes = indexes;
         st.keys = keys;
         st.nodes = nodes;
