@@ -53,6 +53,7 @@ pub mod handler;
 pub mod hedge;
 pub mod json;
 pub mod offload;
+pub mod pins;
 pub mod planner;
 pub mod query;
 pub mod quorum;
