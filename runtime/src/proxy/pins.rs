@@ -11,7 +11,8 @@
 //! 3. The merged search is run for the window `[0, offset + limit + pins)`, so that the
 //!    organic prefix is long enough once the pinned documents are taken out of it.
 //! 4. [`place_pins`] injects them (milli's algorithm), the page is cut, and the totals count
-//!    each pinned document once: `organic − pinned found in the window + pins`.
+//!    each pinned document once: `organic − pinned that match the query + pins` (all of them
+//!    for a placeholder search, else those seen in the window).
 //!
 //! A pinned hit carries the document (its `attributesToRetrieve` fields), `_formatted` with
 //! the values as strings but no highlight or crop marks, `_rankingScore` 1.0 and
@@ -120,6 +121,13 @@ fn apply(
         })
         .collect();
     let npins = pins.len() as u64;
+    // A placeholder search matches every document of the filter: the nodes counted each
+    // pinned one (the fetch checked the filter), wherever it ranks. Otherwise only those seen
+    // in the window are known to match the query (docs/compatibility.md).
+    let placeholder = !q.q().is_some_and(|s| s.chars().any(char::is_alphanumeric));
+    if placeholder {
+        found = npins;
+    }
     let mut page = place_pins(pins, skip, take, organic, |id, pos| {
         pinned_hit(docs.remove(&id).unwrap_or_default(), pos, q)
     });
