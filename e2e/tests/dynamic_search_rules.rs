@@ -50,10 +50,16 @@ impl Sides {
             } else {
                 r.json()
             };
-            if let Some(m) = answer.as_object_mut() {
-                // Per-request values.
-                m.remove("processingTimeMs");
-                m.remove("requestUid");
+            // Per-request values (also in each multi-search result).
+            let strip = |v: &mut Value| {
+                if let Some(m) = v.as_object_mut() {
+                    m.remove("processingTimeMs");
+                    m.remove("requestUid");
+                }
+            };
+            strip(&mut answer);
+            if let Some(Value::Array(results)) = answer.get_mut("results") {
+                results.iter_mut().for_each(strip);
             }
             let got = (r.status, answer);
             match &first {
@@ -257,6 +263,33 @@ fn pinned_documents_land_at_their_positions_in_the_merged_page() {
         r["hits"][0]["_rankingScoreDetails"],
         json!({"pin": {"order": 0, "position": 0}})
     );
+    // A pinned hit is shaped like the others (fields asked for, `_formatted`).
+    let (_, r) = s.read(
+        "POST",
+        "/indexes/products/search",
+        Some(
+            &json!({"sort": ["rank:asc"], "limit": 2, "attributesToRetrieve": ["title", "rank"],
+            "attributesToHighlight": ["*"]}),
+        ),
+    );
+    assert_eq!(
+        r["hits"][0],
+        json!({"title": "item", "rank": 50,
+            "_formatted": {"id": "50", "rank": "50", "color": "blue", "title": "item"}})
+    );
+    // Each query of a (non-federated) multi-search is pinned.
+    let (_, r) = s.read(
+        "POST",
+        "/multi-search",
+        Some(&json!({"queries": [{"indexUid": "products", "sort": ["rank:asc"], "limit": 3}]})),
+    );
+    let ids: Vec<i64> = r["results"][0]["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids, vec![50, 0, 1]);
     // The filter applies to pins: 50 is blue, 51 is red.
     let red: Vec<i64> = (0..DOCS).filter(|i| i % 3 == 0).collect();
     let (ids, total) = search(

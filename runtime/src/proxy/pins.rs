@@ -65,18 +65,109 @@ fn formatted(v: &Value) -> Value {
     }
 }
 
-fn non_empty_list(body: &Map<String, Value>, key: &str) -> bool {
-    matches!(body.get(key), Some(Value::Array(a)) if !a.is_empty())
+/// A field list parameter of the query.
+#[derive(Debug, Clone, PartialEq)]
+enum Fields {
+    /// Absent, `null` or empty.
+    None,
+    /// Contains `*`.
+    All,
+    List(Vec<String>),
+}
+
+impl Fields {
+    fn of(body: &Map<String, Value>, key: &str) -> Fields {
+        let Some(Value::Array(a)) = body.get(key) else {
+            return Fields::None;
+        };
+        let list: Vec<String> = a
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect();
+        if list.iter().any(|f| f == "*") {
+            Fields::All
+        } else if list.is_empty() {
+            Fields::None
+        } else {
+            Fields::List(list)
+        }
+    }
+
+    /// Whether top-level field `key` is named (a dotted name covers its top-level key).
+    fn covers(&self, key: &str) -> bool {
+        match self {
+            Fields::None => false,
+            Fields::All => true,
+            Fields::List(l) => l.iter().any(|f| f.split('.').next() == Some(key)),
+        }
+    }
+}
+
+/// The query's field lists: retrieved (absent = all), highlighted, cropped.
+struct HitFields {
+    retrieve: Fields,
+    highlight: Fields,
+    crop: Fields,
+}
+
+impl HitFields {
+    fn of(q: &SearchQuery) -> HitFields {
+        let retrieve = match Fields::of(&q.body, "attributesToRetrieve") {
+            Fields::None
+                if !matches!(q.body.get("attributesToRetrieve"), Some(Value::Array(_))) =>
+            {
+                Fields::All
+            }
+            f => f,
+        };
+        HitFields {
+            retrieve,
+            highlight: Fields::of(&q.body, "attributesToHighlight"),
+            crop: Fields::of(&q.body, "attributesToCrop"),
+        }
+    }
+
+    fn formats(&self) -> bool {
+        self.highlight != Fields::None || self.crop != Fields::None
+    }
+
+    /// Whether `_formatted` has field `key`: retrieved, highlighted or cropped.
+    fn formatted(&self, key: &str) -> bool {
+        self.retrieve.covers(key) || self.highlight.covers(key) || self.crop.covers(key)
+    }
+
+    /// The `fields` to fetch pinned documents with (`None` = all), the primary key included.
+    fn fetch(&self, pk: &str) -> Option<Vec<String>> {
+        let mut out = vec![pk.to_string()];
+        for f in [&self.retrieve, &self.highlight, &self.crop] {
+            match f {
+                Fields::All => return None,
+                Fields::List(l) => out.extend(l.iter().cloned()),
+                Fields::None => {}
+            }
+        }
+        out.dedup();
+        Some(out)
+    }
 }
 
 /// The hit of pinned document `doc` at `position`, shaped like the query's other hits.
-fn pinned_hit(mut doc: Map<String, Value>, position: u32, q: &SearchQuery) -> Value {
-    if non_empty_list(&q.body, "attributesToHighlight")
-        || non_empty_list(&q.body, "attributesToCrop")
-    {
-        let f = formatted(&Value::Object(doc.clone()));
-        doc.insert("_formatted".into(), f);
+fn pinned_hit(doc: Map<String, Value>, position: u32, q: &SearchQuery) -> Value {
+    let fields = HitFields::of(q);
+    let mut hit: Map<String, Value> = doc
+        .iter()
+        .filter(|(k, _)| fields.retrieve.covers(k))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    if fields.formats() {
+        let f: Map<String, Value> = doc
+            .iter()
+            .filter(|(k, _)| fields.formatted(k))
+            .map(|(k, v)| (k.clone(), formatted(v)))
+            .collect();
+        hit.insert("_formatted".into(), Value::Object(f));
     }
+    let mut doc = hit;
     if q.body.get("showMatchesPosition") == Some(&Value::Bool(true)) {
         doc.insert("_matchesPosition".into(), json!({}));
     }
@@ -131,12 +222,15 @@ fn apply(
     let mut page = place_pins(pins, skip, take, organic, |id, pos| {
         pinned_hit(docs.remove(&id).unwrap_or_default(), pos, q)
     });
+    let fields = HitFields::of(q);
     for hit in &mut page {
         if let Value::Object(h) = hit {
             for k in drop {
                 h.remove(k);
                 if let Some(Value::Object(f)) = h.get_mut("_formatted") {
-                    f.remove(k);
+                    if !fields.formatted(k) {
+                        f.remove(k);
+                    }
                 }
             }
         }
@@ -258,10 +352,8 @@ impl<U: Upstreams> Proxy<U> {
         if let Some(f) = q.filter() {
             body.insert("filter".into(), f.clone());
         }
-        let mut fields = q.body.get("attributesToRetrieve").cloned();
-        if let Some(Value::Array(_)) = fields {
-            query::add_needed_fields(fields.as_mut(), &[pk]);
-            body.insert("fields".into(), fields.unwrap_or(Value::Null));
+        if let Some(fields) = HitFields::of(q).fetch(pk) {
+            body.insert("fields".into(), json!(fields));
         }
         if let Some(v) = q.body.get("retrieveVectors") {
             body.insert("retrieveVectors".into(), v.clone());
