@@ -4,7 +4,10 @@
 //! and milli's placement; with `MIROIR_E2E_MEILI_BIN` the same requests also go to one real
 //! node holding the whole corpus and the answers must be the same (differential).
 
-use miroir_e2e::{real_meilisearch, start_node, temp_dir, Client, Cluster, ClusterSpec, TestNode};
+use miroir_e2e::{
+    real_meilisearch, start_node, temp_dir, Client, Cluster, ClusterSpec, Deployment,
+    DeploymentOptions, Redis, TestNode,
+};
 use serde_json::{json, Value};
 
 const KEY: &str = "dsr-master-key";
@@ -357,4 +360,77 @@ fn pinned_documents_land_at_their_positions_in_the_merged_page() {
         s.read("POST", "/dynamic-search-rules", Some(&json!({}))).1["total"],
         0
     );
+}
+
+/// The rules are in the admin's store (LMDB, or Redis): after a restart of the admin they are
+/// listed and still pin.
+fn rules_survive_an_admin_restart(opts: &DeploymentOptions) {
+    let mut d = Deployment::start(
+        &ClusterSpec {
+            master_key: KEY.into(),
+            ..ClusterSpec::default()
+        },
+        opts,
+    );
+    let r = d.http().call(
+        "PATCH",
+        "/experimental-features",
+        Some(&json!({"dynamicSearchRules": true})),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let docs: Vec<Value> = (0..10).map(|i| json!({"id": i, "rank": i})).collect();
+    d.write_ok(
+        "PATCH",
+        "/indexes/products/settings",
+        &json!({"sortableAttributes": ["rank"]}),
+    );
+    d.write_ok(
+        "POST",
+        "/indexes/products/documents?primaryKey=id",
+        &json!(docs),
+    );
+    let rule =
+        json!({"actions": [{"selector": {"id": "9"}, "action": {"type": "pin", "position": 1}}]});
+    d.write_ok("PATCH", "/dynamic-search-rules/top", &rule);
+    let first = |d: &Deployment| -> Vec<i64> {
+        let r = d.http().call(
+            "POST",
+            "/indexes/products/search",
+            Some(&json!({"sort": ["rank:asc"], "limit": 3})),
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json()["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["id"].as_i64().unwrap())
+            .collect()
+    };
+    assert_eq!(first(&d), vec![0, 9, 1]);
+    d.kill_admin();
+    d.start_admin();
+    d.wait_ready();
+    let r = d.http().call("GET", "/dynamic-search-rules/top", None);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["actions"], rule["actions"]);
+    assert_eq!(first(&d), vec![0, 9, 1]);
+    d.write_ok("DELETE", "/dynamic-search-rules", &json!(null));
+    assert_eq!(first(&d), vec![0, 1, 2]);
+}
+
+#[test]
+fn rules_survive_an_admin_restart_lmdb() {
+    rules_survive_an_admin_restart(&DeploymentOptions::default());
+}
+
+#[test]
+fn rules_survive_an_admin_restart_redis() {
+    let redis = Redis::start();
+    rules_survive_an_admin_restart(&DeploymentOptions {
+        extra_yaml: format!(
+            "task_store: {{ backend: redis, url: \"{}\" }}\n",
+            redis.url()
+        ),
+        ..DeploymentOptions::default()
+    });
 }
