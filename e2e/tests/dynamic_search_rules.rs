@@ -293,6 +293,27 @@ fn pinned_documents_land_at_their_positions_in_the_merged_page() {
         .map(|h| h["id"].as_i64().unwrap())
         .collect();
     assert_eq!(ids, vec![50, 0, 1]);
+    // …and a federated one: the pins at their positions in the federated page.
+    for (offset, limit) in [(0, 6), (2, 4), (4, 1)] {
+        let (_, r) = s.read(
+            "POST",
+            "/multi-search",
+            Some(&json!({"federation": {"offset": offset, "limit": limit},
+                "queries": [{"indexUid": "products", "sort": ["rank:asc"]}]})),
+        );
+        let ids: Vec<i64> = r["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["id"].as_i64().unwrap())
+            .collect();
+        assert_eq!(
+            ids,
+            expected(&organic, &pins, offset, limit),
+            "federated {offset} {limit}"
+        );
+        assert_eq!(r["estimatedTotalHits"], DOCS);
+    }
     // The filter applies to pins: 50 is blue, 51 is red.
     let red: Vec<i64> = (0..DOCS).filter(|i| i % 3 == 0).collect();
     let (ids, total) = search(

@@ -14,6 +14,9 @@
 //!    each pinned document once: `organic − pinned that match the query + pins` (all of them
 //!    for a placeholder search, else those seen in the window).
 //!
+//! Multi-search queries are pinned the same way; in a federated one the pinned hits are
+//! marked ([`PIN_MARK`]) and placed across queries by [`crate::proxy::federated::combine`].
+//!
 //! A pinned hit carries the document (its `attributesToRetrieve` fields), `_formatted` with
 //! the values as strings but no highlight or crop marks, `_rankingScore` 1.0 and
 //! `_rankingScoreDetails` `{"pin": {"order": 0, "position": p}}` when asked — the
@@ -30,6 +33,10 @@ use miroir_core::snapshot::{IndexMeta, Snapshot};
 use miroir_merge::Pagination;
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
+
+/// Marks a pinned hit (with its position) in a query's answer for the federated merge, which
+/// places pins across queries ([`crate::proxy::federated::combine`]); never sent to a client.
+pub const PIN_MARK: &str = "_miroir_pin";
 
 /// Nanoseconds since the Unix epoch, the clock the rules' time windows are read against.
 fn now_ns() -> i128 {
@@ -152,7 +159,7 @@ impl HitFields {
 }
 
 /// The hit of pinned document `doc` at `position`, shaped like the query's other hits.
-fn pinned_hit(doc: Map<String, Value>, position: u32, q: &SearchQuery) -> Value {
+fn pinned_hit(doc: Map<String, Value>, position: u32, q: &SearchQuery, mark: bool) -> Value {
     let fields = HitFields::of(q);
     let mut hit: Map<String, Value> = doc
         .iter()
@@ -180,6 +187,9 @@ fn pinned_hit(doc: Map<String, Value>, position: u32, q: &SearchQuery) -> Value 
             json!({"pin": {"order": 0, "position": position}}),
         );
     }
+    if mark {
+        doc.insert(PIN_MARK.into(), position.into());
+    }
     Value::Object(doc)
 }
 
@@ -192,6 +202,7 @@ fn apply(
     docs: &mut HashMap<String, Map<String, Value>>,
     q: &SearchQuery,
     drop: &[String],
+    mark: bool,
 ) {
     let (skip, take) = window(q.pagination);
     let pinned: Vec<&str> = pins.iter().map(|(id, _)| id.as_str()).collect();
@@ -220,7 +231,7 @@ fn apply(
         found = npins;
     }
     let mut page = place_pins(pins, skip, take, organic, |id, pos| {
-        pinned_hit(docs.remove(&id).unwrap_or_default(), pos, q)
+        pinned_hit(docs.remove(&id).unwrap_or_default(), pos, q, mark)
     });
     let fields = HitFields::of(q);
     for hit in &mut page {
@@ -263,19 +274,22 @@ fn apply(
 }
 
 impl<U: Upstreams> Proxy<U> {
-    /// [`Proxy::search_one`] with the rules applied when `pins` (a query of a non-federated
-    /// multi-search; federated searches are not pinned, see docs/compatibility.md).
+    /// [`Proxy::search_one`] with the rules applied (a query of a multi-search); `federated`
+    /// marks the pinned hits with [`PIN_MARK`] for the federated merge.
     pub(crate) async fn search_one_pinned(
         &self,
         snap: &Snapshot,
         meta: &IndexMeta,
         routing: &IndexRouting,
         q: &SearchQuery,
-        pins: bool,
+        federated: bool,
         rid: &str,
     ) -> Merged {
-        if pins && !snap.search_rules.is_empty() {
-            if let Some(m) = self.search_with_rules(snap, meta, routing, q, rid).await {
+        if !snap.search_rules.is_empty() {
+            if let Some(m) = self
+                .search_with_rules(snap, meta, routing, q, federated, rid)
+                .await
+            {
                 return m;
             }
         }
@@ -291,6 +305,7 @@ impl<U: Upstreams> Proxy<U> {
         meta: &IndexMeta,
         routing: &IndexRouting,
         q: &SearchQuery,
+        mark: bool,
         rid: &str,
     ) -> Option<Merged> {
         let candidates = candidate_pins(&snap.search_rules, &meta.uid, q.q(), now_ns());
@@ -326,7 +341,7 @@ impl<U: Upstreams> Proxy<U> {
         let Ok(Value::Object(mut merged)) = serde_json::from_slice::<Value>(&body) else {
             return Some(Ok((body, degraded)));
         };
-        apply(&mut merged, pk, pins, &mut docs, q, &drop);
+        apply(&mut merged, pk, pins, &mut docs, q, &drop, mark);
         let out = serde_json::to_vec(&Value::Object(merged)).expect("a JSON map serialises");
         Some(Ok((out, degraded)))
     }
@@ -444,7 +459,15 @@ mod tests {
         let query = q(json!({"q": "a", "offset": 1, "limit": 3, "showRankingScoreDetails": true}));
         let mut merged = mk();
         let pins = vec![("9".to_string(), 0), ("3".to_string(), 2)];
-        apply(&mut merged, "id", pins, &mut docs(&[3, 9]), &query, &[]);
+        apply(
+            &mut merged,
+            "id",
+            pins,
+            &mut docs(&[3, 9]),
+            &query,
+            &[],
+            false,
+        );
         // Combined: 9, 1, 3, 2, 4, … → page [1, 3, 2].
         assert_eq!(ids(&merged), vec![1, 3, 2]);
         assert_eq!(merged["estimatedTotalHits"], 7);
@@ -468,6 +491,7 @@ mod tests {
             &mut docs(&[9]),
             &page,
             &[],
+            false,
         );
         assert_eq!(ids(&merged), vec![9, 1]);
         assert_eq!(

@@ -101,7 +101,10 @@ impl<U: Upstreams> Proxy<U> {
         // Dynamic search rules (decision 042): one branch when there are none.
         let pinned = match snap.search_rules.is_empty() {
             true => None,
-            false => self.search_with_rules(snap, meta, &routing, &q, rid).await,
+            false => {
+                self.search_with_rules(snap, meta, &routing, &q, false, rid)
+                    .await
+            }
         };
         let merged = if let Some(pinned) = pinned {
             pinned
@@ -366,10 +369,10 @@ impl<U: Upstreams> Proxy<U> {
                 }
             }
         }
-        let pins = federation.is_none();
-        let runs = plans
-            .iter()
-            .map(|(meta, routing, q)| self.search_one_pinned(snap, meta, routing, q, pins, rid));
+        let federated = federation.is_some();
+        let runs = plans.iter().map(|(meta, routing, q)| {
+            self.search_one_pinned(snap, meta, routing, q, federated, rid)
+        });
         let results = futures_util::future::join_all(runs).await;
         if let Some(fed) = federation {
             let mut bodies = Vec::with_capacity(results.len());
