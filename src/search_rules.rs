@@ -22,6 +22,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
+/// The admin's store meta prefix of one rule record (`dsr/rule/{uid}` → the rule as JSON).
+pub const STORE_PREFIX: &str = "dsr/rule/";
+
 /// Meilisearch's default `MEILI_EXPERIMENTAL_DSR_FUEL_MAX_COUNTED_WORDS`.
 pub const MAX_COUNTED_WORDS: usize = 10;
 /// Meilisearch's default `MEILI_EXPERIMENTAL_DSR_FUEL_MAX_ACTIVE_RULES`.

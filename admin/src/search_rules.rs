@@ -2,7 +2,7 @@
 //!
 //! The rules live here, not on the nodes: a node would pin only documents of its own shard.
 //! Each rule is a store meta record under [`PREFIX`] (LMDB or Redis through the store
-//! trait); the admin keeps them in its state and publishes them in the snapshot, where the
+//! trait; loaded by `state::load_search_rules`); the admin keeps them in its state and publishes them in the snapshot, where the
 //! data plane evaluates them around the merge (`runtime/src/proxy/pins.rs`).
 //!
 //! CRUD answers as Meilisearch 1.50 (checked against a real build): `POST` lists (offset,
@@ -13,8 +13,8 @@
 
 use crate::broadcast::spawn_task;
 use crate::http_types::{describe_json_value, did_you_mean, ApiError, Req, Resp};
-use crate::state::{Admin, AdminError};
-use crate::store::{TaskStore, TaskType};
+use crate::state::Admin;
+use crate::store::TaskType;
 use hyper::Method;
 use miroir_core::error::ErrorCode;
 use miroir_core::search_rules::{precedence_order, tokenize, PinAction, SearchRule};
@@ -23,8 +23,7 @@ use std::sync::Arc;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-/// Store meta prefix of one rule record (`dsr/rule/{uid}` → the rule as JSON).
-pub const PREFIX: &str = "dsr/rule/";
+use miroir_core::search_rules::STORE_PREFIX as PREFIX;
 /// The admin lock taken by rule changes (not a valid index uid, so no index shares it).
 const LOCK_SCOPE: &str = "/dynamic-search-rules";
 /// The index uid Meilisearch gives the rules' tasks.
@@ -36,21 +35,6 @@ const RULE_FIELDS: &[&str] = &[
     "conditions",
     "actions",
 ];
-
-/// Every stored rule, in milli's evaluation order.
-pub async fn load(store: &dyn TaskStore) -> Result<Vec<SearchRule>, AdminError> {
-    let mut rules = Vec::new();
-    for (key, bytes) in store.list_meta(PREFIX).await? {
-        let rule: SearchRule =
-            serde_json::from_slice(&bytes).map_err(|e| AdminError::CorruptMeta {
-                key: key.clone(),
-                reason: e.to_string(),
-            })?;
-        rules.push(rule);
-    }
-    precedence_order(&mut rules);
-    Ok(rules)
-}
 
 /// `/dynamic-search-rules` (`uid == None`) and `/dynamic-search-rules/{uid}`.
 pub async fn route(admin: &Arc<Admin>, req: &Req, uid: Option<&str>) -> Result<Resp, ApiError> {

@@ -129,7 +129,7 @@ pub struct State {
     pub migrations: Vec<ShardMigration>,
     /// The running topology operation's phase and shards still moving (`None` = none).
     pub rebalance: Option<(&'static str, u64)>,
-    /// Dynamic search rules, published in the snapshot (owned by crate::search_rules).
+    /// Dynamic search rules, published in the snapshot (changed by crate::search_rules).
     pub search_rules: Vec<miroir_core::search_rules::SearchRule>,
 }
 
@@ -234,7 +234,7 @@ impl Admin {
                 })?;
         }
         (state.indexes, state.keys) = load_metadata(store.as_ref()).await?;
-        state.search_rules = crate::search_rules::load(store.as_ref()).await?;
+        state.search_rules = load_search_rules(store.as_ref()).await?;
         let client = NodeClient::new(
             config.effective_node_master_key(),
             Duration::from_millis(config.scatter.node_timeout_ms.max(1)),
@@ -647,7 +647,7 @@ impl Admin {
         apply_node_statuses(&mut nodes, self.store.as_ref()).await?;
         let migrations: Vec<ShardMigration> = self.json_meta(META_MIGRATIONS).await?;
         let lagging: Vec<miroir_core::snapshot::LaggingCopy> = self.json_meta(META_LAGGING).await?;
-        let search_rules = crate::search_rules::load(self.store.as_ref()).await?;
+        let search_rules = load_search_rules(self.store.as_ref()).await?;
         let mut st = self.lock();
         st.search_rules = search_rules;
         st.indexes = indexes;
@@ -953,6 +953,24 @@ pub fn drift_warning(d: &Drift) -> String {
             "configuration differs from the stored topology: {d}; running on the stored topology"
         ),
     }
+}
+
+/// The dynamic search rules as stored (decision 042), in milli's evaluation order.
+async fn load_search_rules(
+    store: &dyn TaskStore,
+) -> Result<Vec<miroir_core::search_rules::SearchRule>, AdminError> {
+    let prefix = miroir_core::search_rules::STORE_PREFIX;
+    let mut rules = Vec::new();
+    for (key, bytes) in store.list_meta(prefix).await? {
+        rules.push(
+            serde_json::from_slice(&bytes).map_err(|e| AdminError::CorruptMeta {
+                key: key.clone(),
+                reason: e.to_string(),
+            })?,
+        );
+    }
+    miroir_core::search_rules::precedence_order(&mut rules);
+    Ok(rules)
 }
 
 /// Index metadata and API keys as stored.
