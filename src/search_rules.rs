@@ -52,6 +52,11 @@ pub struct SearchRule {
     pub description: Option<String>,
     pub precedence: Option<u64>,
     pub active: bool,
+    /// Whether `active` was ever given for this rule. Meilisearch stores a rule as the
+    /// merged `PATCH` bodies and, once any rule has the field, takes as active only the rules
+    /// whose stored `active` is `true` ([`active_rules_known`]).
+    #[serde(default)]
+    pub active_explicit: bool,
     /// Whether `conditions.time` was given at all (echoed as `{}` when both ends are absent).
     pub has_time_condition: bool,
     /// `conditions.time.start`/`end` as Meilisearch echoes them (RFC 3339)…
@@ -78,6 +83,7 @@ impl SearchRule {
             description: None,
             precedence: None,
             active: true,
+            active_explicit: false,
             has_time_condition: false,
             time_start: None,
             time_end: None,
@@ -139,9 +145,19 @@ impl SearchRule {
         Value::Object(m)
     }
 
+    /// Whether the rule counts as active (`known`: [`active_rules_known`] of all the rules):
+    /// milli reads the `active` facet, which a rule created without `active` lacks.
+    pub fn is_active(&self, known: bool) -> bool {
+        if known {
+            self.active_explicit && self.active
+        } else {
+            true
+        }
+    }
+
     /// Whether the rule's conditions hold for a query with these terms at `now_ns`.
-    fn applies(&self, terms: &[String], now_ns: i128) -> bool {
-        if !self.active {
+    fn applies(&self, known: bool, terms: &[String], now_ns: i128) -> bool {
+        if !self.is_active(known) {
             return false;
         }
         if self.start_ns.is_some_and(|s| s > now_ns) || self.end_ns.is_some_and(|e| e < now_ns) {
@@ -203,6 +219,12 @@ pub fn query_terms(q: Option<&str>) -> Vec<String> {
     terms
 }
 
+/// Whether some rule has an `active` field: then milli takes as active only the rules whose
+/// `active` is `true`; otherwise every rule.
+pub fn active_rules_known(rules: &[SearchRule]) -> bool {
+    rules.iter().any(|r| r.active_explicit)
+}
+
 /// The rules in the order milli takes active rules: ascending `precedence`, rules without
 /// one last, ties by [`SearchRule::order`].
 pub fn precedence_order(rules: &mut [SearchRule]) {
@@ -219,9 +241,10 @@ pub fn candidate_pins(
     now_ns: i128,
 ) -> Vec<(String, u32)> {
     let terms = query_terms(q);
+    let known = active_rules_known(rules);
     rules
         .iter()
-        .filter(|r| r.applies(&terms, now_ns))
+        .filter(|r| r.applies(known, &terms, now_ns))
         .take(MAX_ACTIVE_RULES)
         .flat_map(|r| r.actions.iter())
         .filter(|a| a.index_uid.as_deref().is_none_or(|i| i == index))
@@ -349,7 +372,14 @@ mod tests {
         assert_eq!(candidate_pins(&rules, "i", None, 20).len(), 1);
         assert!(candidate_pins(&rules, "i", None, 21).is_empty());
         r.active = false;
-        assert!(candidate_pins(&[r], "i", None, 15).is_empty());
+        r.active_explicit = true;
+        assert!(candidate_pins(&[r.clone()], "i", None, 15).is_empty());
+        // Once a rule has `active`, a rule created without it is not active (milli).
+        let other = rule("o", 1);
+        let mut with = other.clone();
+        with.actions = vec![pin("2", 0)];
+        assert!(candidate_pins(&[r, with.clone()], "i", None, 15).is_empty());
+        assert_eq!(candidate_pins(&[with], "i", None, 15).len(), 1);
     }
 
     #[test]

@@ -17,7 +17,9 @@ use crate::state::Admin;
 use crate::store::TaskType;
 use hyper::Method;
 use miroir_core::error::ErrorCode;
-use miroir_core::search_rules::{precedence_order, tokenize, PinAction, SearchRule};
+use miroir_core::search_rules::{
+    active_rules_known, precedence_order, tokenize, PinAction, SearchRule,
+};
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
 use time::format_description::well_known::Rfc3339;
@@ -251,16 +253,24 @@ fn parse_list(body: &Value) -> Result<ListRules, ApiError> {
     Ok(out)
 }
 
-/// The page of rules: in milli's document order (internal id), filtered by `active` and by
+/// The page of rules: in milli's document order (internal id), filtered by `active` (as milli
+/// reads its facet: see [`SearchRule::is_active`]) and by
 /// the words of `query` (each must prefix a word of the rule's description or query words —
 /// an approximation of Meilisearch's full-text search over those two fields).
 fn list_rules(admin: &Admin, q: &ListRules) -> Value {
     let mut rules = admin.lock().search_rules.clone();
     rules.sort_by_key(|r| r.order);
+    let known = active_rules_known(&rules);
     let words = q.query.as_deref().map(tokenize).unwrap_or_default();
     let matching: Vec<&SearchRule> = rules
         .iter()
-        .filter(|r| q.active.is_none_or(|a| r.active == a))
+        .filter(|r| {
+            q.active.is_none_or(|a| match a {
+                true => r.is_active(known),
+                // milli's `false` facet: only rules stored with `active: false`.
+                false => r.active_explicit && !r.active,
+            })
+        })
         .filter(|r| {
             let mut text = r.description.as_deref().map(tokenize).unwrap_or_default();
             text.extend(r.query_words.as_deref().map(tokenize).unwrap_or_default());
@@ -632,8 +642,14 @@ fn updated(existing: Option<&SearchRule>, uid: &str, order: u32, u: &Update) -> 
     }
     match &u.active {
         Setting::NotSet => {}
-        Setting::Reset => r.active = true,
-        Setting::Set(a) => r.active = *a,
+        Setting::Reset => {
+            r.active = true;
+            r.active_explicit = false;
+        }
+        Setting::Set(a) => {
+            r.active = *a;
+            r.active_explicit = true;
+        }
     }
     match &u.conditions {
         Setting::NotSet => {}

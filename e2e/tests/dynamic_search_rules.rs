@@ -355,7 +355,8 @@ fn pinned_documents_land_at_their_positions_in_the_merged_page() {
     );
     let (ids, _) = search(&s, json!({"sort": ["rank:asc"], "limit": 6}));
     assert_eq!(ids, expected(&organic, &pins, 0, 6));
-    // Inactive → off.
+    // Inactive → off. Once a rule has `active`, Meilisearch takes as active only rules stored
+    // with `active: true`: `words`, created without it, is off too.
     s.write(
         "PATCH",
         "/dynamic-search-rules/promo",
@@ -363,6 +364,26 @@ fn pinned_documents_land_at_their_positions_in_the_merged_page() {
     );
     let (ids, _) = search(&s, json!({"sort": ["rank:asc"], "limit": 6}));
     assert_eq!(ids, (0..6).collect::<Vec<_>>());
+    let (ids, _) = search(&s, json!({"q": "special", "sort": ["rank:asc"]}));
+    assert_eq!(ids, special);
+    let active = |a: bool| {
+        s.read(
+            "POST",
+            "/dynamic-search-rules",
+            Some(&json!({"filter": {"active": a}})),
+        )
+        .1["total"]
+            .clone()
+    };
+    assert_eq!((active(true), active(false)), (json!(0), json!(1)));
+    s.write(
+        "PATCH",
+        "/dynamic-search-rules/words",
+        Some(&json!({"active": true})),
+    );
+    let (ids, _) = search(&s, json!({"q": "special", "sort": ["rank:asc"]}));
+    assert_eq!(ids, expected(&special, &[(7, 1)], 0, 20));
+    assert_eq!(active(true), json!(1));
     assert_eq!(
         s.read("POST", "/dynamic-search-rules", Some(&json!({"offset": 1})))
             .1["total"],
