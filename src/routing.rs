@@ -274,6 +274,32 @@ pub fn covering_set_available(
     })
 }
 
+/// The group a search prefers at round-robin position `counter`, among `groups` groups.
+/// Only groups that can serve (`serving(g)`: some owner answers reads) take turns, so an empty
+/// slot (a removed group) or a group still joining never takes a turn nor doubles the share of
+/// the group after it; from the turn's group on, the first `complete` one (every shard has a
+/// serving owner) is preferred, else the turn's group. `counter % groups` when none serves.
+pub fn preferred_group(
+    counter: usize,
+    groups: usize,
+    serving: impl Fn(usize) -> bool,
+    complete: impl Fn(usize) -> bool,
+) -> usize {
+    let n = groups.max(1);
+    let turns = (0..n).filter(|&g| serving(g)).count();
+    if turns == 0 {
+        return counter % n;
+    }
+    let turn = (0..n)
+        .filter(|&g| serving(g))
+        .nth(counter % turns)
+        .expect("`turns` groups serve");
+    (0..n)
+        .map(|i| (turn + i) % n)
+        .find(|&g| serving(g) && complete(g))
+        .unwrap_or(turn)
+}
+
 /// One owner slot that changes between two topologies: in `group`, `shard` is no longer held
 /// by `from` and is now held by `to`. `from: None` = a new copy (e.g. a new group or RF grew);
 /// `to: None` = a copy dropped (e.g. a group removed).
@@ -494,6 +520,54 @@ mod tests {
             })
         });
         Topology::new(rf, groups.len() as u32, nodes).unwrap()
+    }
+
+    #[test]
+    fn the_preferred_group_is_never_an_empty_one() {
+        let all = |_| true;
+        // Every group serving and complete: plain round robin.
+        let got: Vec<usize> = (0..6).map(|c| preferred_group(c, 3, all, all)).collect();
+        assert_eq!(got, [0, 1, 2, 0, 1, 2]);
+        // Group 1 is an empty slot: turns alternate between 0 and 2 (not 0, 2, 2).
+        let serving = |g| g != 1;
+        let got: Vec<usize> = (0..6)
+            .map(|c| preferred_group(c, 3, serving, serving))
+            .collect();
+        assert_eq!(got, [0, 2, 0, 2, 0, 2]);
+        // Group 0 serves but is incomplete (a node down): the complete group 2 is preferred,
+        // and the empty group 1 never, even with nothing complete.
+        let got: Vec<usize> = (0..4)
+            .map(|c| preferred_group(c, 3, serving, |g| g == 2))
+            .collect();
+        assert_eq!(got, [2, 2, 2, 2]);
+        let got: Vec<usize> = (0..4)
+            .map(|c| preferred_group(c, 3, serving, |_| false))
+            .collect();
+        assert_eq!(got, [0, 2, 0, 2]);
+        // Nothing serves: the plain position (the plan reports every shard uncovered).
+        assert_eq!(preferred_group(4, 3, |_| false, |_| false), 1);
+        assert_eq!(preferred_group(4, 0, |_| false, |_| false), 0);
+    }
+
+    proptest! {
+        #[test]
+        fn preferred_groups_serve_whenever_one_does(
+            counter in 0usize..1000,
+            serving in proptest::collection::vec(any::<bool>(), 1..6),
+            complete in proptest::collection::vec(any::<bool>(), 1..6),
+        ) {
+            let n = serving.len();
+            let s = |g: usize| serving[g];
+            let c = |g: usize| serving[g] && complete.get(g).copied().unwrap_or(false);
+            let g = preferred_group(counter, n, s, c);
+            prop_assert!(g < n);
+            if serving.iter().any(|x| *x) {
+                prop_assert!(serving[g]);
+            }
+            if (0..n).any(c) {
+                prop_assert!(c(g));
+            }
+        }
     }
 
     // ---- fixture vectors (independently computed, xxh64 seed 0) ----

@@ -35,9 +35,13 @@ pub async fn route(
         }
         (&Method::POST, ["rebalance"]) => crate::rebalance::api::rebalance(admin).await,
         (&Method::GET, ["rebalance", "status"]) => crate::rebalance::api::status(admin).await,
+        (&Method::POST, ["groups"]) => crate::rebalance::api::add_group(admin, req).await,
+        (&Method::DELETE, ["groups", id]) => {
+            crate::rebalance::api::remove_group(admin, id, crate::rebalance::api::force(&req.query)).await
+        }
         (_, ["nodes", ..]) | (_, ["rebalance", ..]) | (_, ["groups", ..]) => Err(ApiError::core(
             ErrorCode::MiroirNotImplemented,
-            "This topology operation is not implemented (node add/drain/remove and rebalance status are; replica-group add/remove is not yet).",
+            "This topology operation is not implemented (node add/drain/remove, replica-group add/remove and rebalance status are).",
         )),
         _ => Err(ApiError::core(ErrorCode::NotFound, "Not Found")),
     }
@@ -70,17 +74,43 @@ pub fn topology(admin: &Admin) -> Value {
     let mut out = json!({
         "shards": admin.config.shards,
         "replication_factor": admin.config.replication_factor,
-        "replica_groups": admin.config.replica_groups,
+        "replica_groups": admin.replica_groups(),
         "nodes": nodes,
         "degraded_node_count": degraded,
         "rebalance_in_progress": crate::rebalance::in_progress(admin),
         "fully_covered": admin.uncovered().is_empty() && default_covered(admin),
     });
+    // Present only when there is something to say, like a node's `error`: a group slot that
+    // does not serve (removed, or still joining).
+    let groups = groups(admin);
+    if groups.iter().any(|g| g["state"] != "active") {
+        out["groups"] = json!(groups);
+    }
     // Present only when there is something to say, like a node's `error`.
     if !admin.config_drift.is_empty() {
         out["config_drift"] = json!(config_drift(admin));
     }
     out
+}
+
+/// Every replica group slot with its state: `active` (some node owns shards), `joining`
+/// (nodes still receiving their copies: a group being added) or `removed` (an empty slot;
+/// group ids are never reused).
+fn groups(admin: &Admin) -> Vec<Value> {
+    let nodes = admin.nodes();
+    (0..admin.replica_groups())
+        .map(|g| {
+            let members: Vec<_> = nodes.iter().filter(|n| n.group == g).collect();
+            let state = if members.iter().any(|n| n.status.owns_shards()) {
+                "active"
+            } else if members.is_empty() {
+                "removed"
+            } else {
+                "joining"
+            };
+            json!({"id": g, "nodes": members.len(), "state": state})
+        })
+        .collect()
 }
 
 /// Each difference as its typed fields (`kind`, ids, stored/configured values) plus whether
@@ -117,7 +147,7 @@ fn default_covered(admin: &Admin) -> bool {
         .collect();
     coverage::uncovered_shards(
         &cover,
-        admin.config.replica_groups,
+        admin.replica_groups(),
         admin.config.replication_factor,
         admin.config.shards,
     )
@@ -128,7 +158,7 @@ fn default_covered(admin: &Admin) -> bool {
 pub fn shards(admin: &Admin) -> Value {
     let nodes = admin.nodes();
     let rf = admin.config.replication_factor;
-    let groups: Vec<Vec<&str>> = (0..admin.config.replica_groups)
+    let groups: Vec<Vec<&str>> = (0..admin.replica_groups())
         .map(|g| {
             nodes
                 .iter()

@@ -129,6 +129,9 @@ pub struct State {
     pub migrations: Vec<ShardMigration>,
     /// The running topology operation's phase and shards still moving (`None` = none).
     pub rebalance: Option<(&'static str, u64)>,
+    /// Replica group slots (the stored record's `replica_groups`; grows when a group is
+    /// added, never shrinks: a removed group stays as an empty slot).
+    pub replica_groups: u32,
     /// Dynamic search rules, published in the snapshot (changed by crate::search_rules).
     pub search_rules: Vec<miroir_core::search_rules::SearchRule>,
 }
@@ -218,6 +221,7 @@ impl Admin {
                 })
                 .collect(),
             epoch: record.epoch,
+            replica_groups: record.replica_groups,
             ..State::default()
         };
         // The generation is read before what it covers: a change made meanwhile shows up as
@@ -280,9 +284,24 @@ impl Admin {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Copies of one document across the deployment (`rf × rg`).
+    /// Copies of one document across the deployment: `rf ×` the groups that hold data (a
+    /// removed group's empty slot and a group still joining hold none).
     pub fn copies(&self) -> u32 {
-        (self.config.replication_factor * self.config.replica_groups).max(1)
+        let st = self.lock();
+        let holding = (0..st.replica_groups)
+            .filter(|g| {
+                st.nodes
+                    .iter()
+                    .any(|n| n.group == *g && n.status.owns_shards())
+            })
+            .count() as u32;
+        (self.config.replication_factor * holding).max(1)
+    }
+
+    /// Replica group slots (`0..replica_groups`), from the stored topology: it changes when a
+    /// group is added, unlike `config.replica_groups` (the value at this start).
+    pub fn replica_groups(&self) -> u32 {
+        self.lock().replica_groups
     }
 
     /// The node master key (what node-side API keys are derived from).
@@ -406,7 +425,7 @@ impl Admin {
             generation: st.generation,
             epoch: st.epoch,
             replication_factor: self.config.replication_factor,
-            replica_groups: self.config.replica_groups,
+            replica_groups: st.replica_groups,
             nodes: st
                 .nodes
                 .iter()
@@ -483,6 +502,7 @@ impl Admin {
             }
             let mut st = self.lock();
             st.epoch = st.epoch.max(record.epoch);
+            st.replica_groups = record.replica_groups;
             for n in &record.nodes {
                 let was = before.nodes.iter().find(|b| b.id == n.id).map(|b| b.status);
                 let pos = st.nodes.iter().position(|h| h.id == n.id.as_str());
@@ -657,6 +677,7 @@ impl Admin {
         st.lagging = lagging.into_iter().collect();
         if let Some(r) = record {
             st.epoch = st.epoch.max(r.epoch);
+            st.replica_groups = r.replica_groups;
         }
         Ok(())
     }
@@ -841,7 +862,7 @@ impl Admin {
                     m.uid.clone(),
                     coverage::uncovered_shards(
                         &nodes,
-                        self.config.replica_groups,
+                        st.replica_groups,
                         self.config.replication_factor,
                         m.shards,
                     ),
@@ -856,7 +877,7 @@ impl Admin {
         let st = self.lock();
         coverage::shard_counts(
             &Self::cover_nodes(&st),
-            self.config.replica_groups,
+            st.replica_groups,
             self.config.replication_factor,
             shards,
         )

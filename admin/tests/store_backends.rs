@@ -110,7 +110,6 @@ both_backends!(
     restart_keeps_everything,
     delete_and_prune,
     metadata_kv,
-    leases,
     opens_from_config,
 );
 
@@ -714,10 +713,6 @@ async fn restart_keeps_everything(h: Harness) {
     store.update_task(TaskUid(2), done.clone()).await.unwrap();
     store.delete_tasks(&[TaskUid(4)]).await.unwrap();
     store.put_meta("index/movies", b"meta").await.unwrap();
-    assert!(store
-        .try_acquire_lease("leader", "admin-a", Duration::from_secs(60))
-        .await
-        .unwrap());
     let before = store.list_tasks(&TaskQuery::default()).await.unwrap();
     drop(store);
     opened.close().await;
@@ -742,10 +737,6 @@ async fn restart_keeps_everything(h: Harness) {
         store.get_meta("index/movies").await.unwrap().as_deref(),
         Some(&b"meta"[..])
     );
-    assert!(!store
-        .try_acquire_lease("leader", "admin-b", Duration::from_secs(60))
-        .await
-        .unwrap());
     // Allocation continues after the highest uid ever handed out, not after the last stored.
     assert_eq!(create(&*store, None, TaskType::DumpCreation, 9).await, 5);
 }
@@ -908,56 +899,6 @@ async fn metadata_kv(h: Harness) {
     ));
 }
 
-async fn leases(h: Harness) {
-    let opened = h.open().await;
-    let store = opened.store();
-    let long = Duration::from_secs(60);
-    assert!(store
-        .try_acquire_lease("rebalance", "admin-a", long)
-        .await
-        .unwrap());
-    assert!(!store
-        .try_acquire_lease("rebalance", "admin-b", long)
-        .await
-        .unwrap());
-    assert!(
-        store
-            .try_acquire_lease("rebalance", "admin-a", long)
-            .await
-            .unwrap(),
-        "renewal"
-    );
-    assert!(
-        store
-            .try_acquire_lease("other", "admin-b", long)
-            .await
-            .unwrap(),
-        "independent names"
-    );
-    assert!(!store.release_lease("rebalance", "admin-b").await.unwrap());
-    assert!(store.release_lease("rebalance", "admin-a").await.unwrap());
-    assert!(!store.release_lease("rebalance", "admin-a").await.unwrap());
-    assert!(store
-        .try_acquire_lease("rebalance", "admin-b", long)
-        .await
-        .unwrap());
-
-    // An expired lease can be taken over.
-    assert!(store
-        .try_acquire_lease("short", "admin-a", Duration::from_millis(50))
-        .await
-        .unwrap());
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(store
-        .try_acquire_lease("short", "admin-b", long)
-        .await
-        .unwrap());
-    assert!(!store
-        .try_acquire_lease("short", "admin-a", long)
-        .await
-        .unwrap());
-}
-
 async fn opens_from_config(h: Harness) {
     let data_dir = tempfile::tempdir().unwrap();
     let mut config = Config {
@@ -1042,10 +983,6 @@ async fn two_redis_stores_never_hand_out_the_same_uid() {
         UpdateOutcome::AlreadyTerminal
     );
     assert_eq!(b.count_tasks().await.unwrap(), 100);
-    // One lease, two contenders.
-    let ttl = Duration::from_secs(60);
-    assert!(a.try_acquire_lease("leader", "a", ttl).await.unwrap());
-    assert!(!b.try_acquire_lease("leader", "b", ttl).await.unwrap());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

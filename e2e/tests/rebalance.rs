@@ -47,9 +47,14 @@ fn start(nodes: u32) -> Deployment {
 }
 
 fn start_with(nodes: u32, rf: u32, rebalance: &str) -> Deployment {
+    start_groups(1, nodes, rf, rebalance)
+}
+
+fn start_groups(groups: u32, nodes: u32, rf: u32, rebalance: &str) -> Deployment {
     let d = Deployment::start(
         &ClusterSpec {
             shards: SHARDS,
+            replica_groups: groups,
             nodes_per_group: nodes,
             replication_factor: rf,
             ..ClusterSpec::default()
@@ -174,6 +179,17 @@ struct Searcher {
 
 impl Searcher {
     fn start(d: &Deployment, floor: u64, sent: Arc<AtomicU64>) -> Searcher {
+        Searcher::start_with(d, floor, sent, false)
+    }
+
+    /// `retry_unreachable`: a search that gets no answer at all (the data plane is being
+    /// restarted) is sent again, as a client would; every answer is still judged.
+    fn start_with(
+        d: &Deployment,
+        floor: u64,
+        sent: Arc<AtomicU64>,
+        retry_unreachable: bool,
+    ) -> Searcher {
         let client = d.http().timeout(Duration::from_secs(30));
         let ops = admin(d);
         let phase = move || {
@@ -203,6 +219,7 @@ impl Searcher {
                         }
                     }
                     Ok(r) => problems.push(format!("search answered {}: {}", r.status, r.text())),
+                    Err(_) if retry_unreachable => count -= 1,
                     Err(e) => problems.push(format!("search failed: {e}")),
                 }
                 std::thread::sleep(Duration::from_millis(10));
@@ -351,24 +368,31 @@ fn check(d: &Deployment, acked: &Arc<Mutex<Acked>>, extra_nodes: &[&TestNode]) {
             )
         })
         .collect();
-    let owning: Vec<String> = t["nodes"]
-        .as_array()
-        .unwrap()
+    // Placement is per replica group: the owners of a shard in a node's own group.
+    let owning = |group: u64| -> Vec<String> {
+        t["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|n| n["status"] != "joining" && n["replica_group"] == group)
+            .map(|n| n["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let groups_holding = members
         .iter()
-        .filter(|n| n["status"] != "joining")
-        .map(|n| n["id"].as_str().unwrap().to_string())
-        .collect();
-    let mut addresses: Vec<(String, String)> = members
-        .iter()
-        .map(|(id, addr, _)| (id.clone(), addr.clone()))
-        .collect();
+        .map(|(_, _, g)| *g)
+        .collect::<BTreeSet<u64>>()
+        .into_iter()
+        .filter(|g| !owning(*g).is_empty())
+        .count();
+    let mut addresses: Vec<(String, String, u64)> = members.clone();
     for n in extra_nodes {
-        if !addresses.iter().any(|(_, a)| *a == n.url()) {
-            addresses.push(("(left)".into(), n.url()));
+        if !addresses.iter().any(|(_, a, _)| *a == n.url()) {
+            addresses.push(("(left)".into(), n.url(), u64::MAX));
         }
     }
     let mut holders: BTreeMap<u64, Vec<String>> = BTreeMap::new();
-    for (id, addr) in &addresses {
+    for (id, addr, group) in &addresses {
         let node = Client::tcp(addr.trim_start_matches("http://"))
             .bearer(MASTER_KEY)
             .timeout(Duration::from_secs(30));
@@ -385,7 +409,7 @@ fn check(d: &Deployment, acked: &Arc<Mutex<Acked>>, extra_nodes: &[&TestNode]) {
             let doc_id = doc["id"].as_u64().unwrap();
             // docs/contract.md#routing: xxh64 of the canonical id (decimal for integers) mod S.
             let shard = (xxh64(doc_id.to_string().as_bytes(), 0) % u64::from(SHARDS)) as u32;
-            let mine = owners(shard, &owning, rf);
+            let mine = owners(shard, &owning(*group), rf);
             assert!(
                 mine.contains(id),
                 "document {doc_id} (shard {shard}) is on {id} ({addr}), which does not own it (owners {mine:?})"
@@ -394,7 +418,11 @@ fn check(d: &Deployment, acked: &Arc<Mutex<Acked>>, extra_nodes: &[&TestNode]) {
         }
     }
     for (doc_id, on) in &holders {
-        assert_eq!(on.len(), rf, "document {doc_id} is on {on:?}");
+        assert_eq!(
+            on.len(),
+            rf * groups_holding,
+            "document {doc_id} is on {on:?}"
+        );
     }
     assert_eq!(holders.len(), listed.len());
 }
@@ -586,6 +614,46 @@ fn a_slow_node_during_the_copy() {
     check(&d, &acked, &[&fourth]);
 }
 
+/// Issue 12 (d): `kill -9` of the data plane in the middle of the copy. Clients retry what got
+/// no answer; the data plane restarts, applies the current epoch (dual-writes included) before
+/// it serves, and the operation completes with nothing lost.
+#[test]
+fn the_data_plane_dies_mid_copy_and_the_operation_completes() {
+    // A slow copy (a few seconds) so that the kill lands inside it.
+    let mut d = start_with(3, 1, ", max_docs_per_sec: 200");
+    let acked = Arc::new(Mutex::new(Acked::default()));
+    let n = corpus_size().min(4_000);
+    fill(&d, n, &acked);
+    let fourth = start_node(d.dir(), "meili-3", MASTER_KEY);
+    let writer = Writer::start(&d, n, acked.clone());
+    let searcher = Searcher::start_with(&d, n, writer.next_id.clone(), true);
+    add_node(&d, &fourth, "meili-3");
+    let mut last = Value::Null;
+    let copying = miroir_e2e::try_wait_until(within(Duration::from_secs(60)), || {
+        let Ok(r) = admin(&d).get("/_miroir/rebalance/status") else {
+            return false;
+        };
+        last = r.json();
+        last["phase"] == "copy" && last["documents_copied"].as_u64().unwrap_or(0) > 0
+    });
+    assert!(copying.is_some(), "the copy never started: {last}");
+    d.kill_dataplane();
+    std::thread::sleep(Duration::from_millis(300));
+    d.start_dataplane();
+    d.wait_ready();
+    let status = admin(&d).get("/_miroir/rebalance/status").unwrap().json();
+    assert!(
+        status["in_progress"] == true,
+        "the kill landed after the copy: {status}"
+    );
+    let done = wait_operation_done(&d);
+    assert_eq!(done["kind"], "add_node", "{done}");
+    assert_eq!(node_status(&d, "meili-3").as_deref(), Some("active"));
+    searcher.stop();
+    writer.stop();
+    check(&d, &acked, &[&fourth]);
+}
+
 fn miroir_ctl(d: &Deployment, args: &[&str]) -> String {
     let out = std::process::Command::new(miroir_e2e::bin("miroir-ctl"))
         .args(["--url", &format!("http://{}", d.admin_addr)])
@@ -708,4 +776,135 @@ fn removing_a_dead_node_that_holds_the_last_copy_is_refused() {
     let r = admin(&d).call("DELETE", "/_miroir/nodes/nope", None);
     assert_eq!(r.status, 404, "{}", r.text());
     assert_eq!(r.json()["code"], "miroir_node_not_found");
+}
+
+/// Issue 12 acceptance (f), RG=2 under load: replica group 1 is removed (at once), then a new
+/// group of two fresh nodes is added — with the admin killed during its copy and restarted.
+/// After each: the end state of [`check`] (RF copies in every group that holds data, none
+/// elsewhere), and no search during the operation failed or missed an acknowledged document.
+#[test]
+fn a_replica_group_is_removed_then_a_new_one_added_under_load() {
+    let mut d = start_groups(2, 2, 1, "");
+    assert_eq!(d.groups, [0, 0, 1, 1]);
+    let acked = Arc::new(Mutex::new(Acked::default()));
+    let n = corpus_size();
+    fill(&d, n, &acked);
+
+    // (f1) Remove group 1.
+    let writer = Writer::start(&d, n, acked.clone());
+    let searcher = Searcher::start(&d, n, writer.next_id.clone());
+    std::thread::sleep(Duration::from_millis(300));
+    let r = admin(&d).call("DELETE", "/_miroir/groups/1", None);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["kind"], "remove_group", "{}", r.text());
+    assert_eq!(r.json()["phase"], "done", "{}", r.text());
+    std::thread::sleep(Duration::from_millis(300));
+    let t = topology(&d);
+    assert_eq!(t["replica_groups"], 2, "{t}");
+    assert_eq!(t["groups"][0]["state"], "active", "{t}");
+    assert_eq!(t["groups"][1]["state"], "removed", "{t}");
+    assert!(
+        t["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|n| n["replica_group"] == 0),
+        "{t}"
+    );
+    // Again: the group has no node any more.
+    let r = admin(&d).call("DELETE", "/_miroir/groups/1", None);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["status"], "removed");
+    // The last group serving reads cannot go, even forced; an unknown group is refused.
+    let r = admin(&d).call("DELETE", "/_miroir/groups/0?force=true", None);
+    assert_eq!(r.status, 409, "{}", r.text());
+    assert_eq!(r.json()["code"], "miroir_last_copy");
+    let r = admin(&d).call("DELETE", "/_miroir/groups/7", None);
+    assert_eq!(r.status, 400, "{}", r.text());
+    searcher.stop();
+    let sent = writer.stop();
+    check(&d, &acked, &[]);
+
+    // (f2) A new group (id 2: ids are never reused) of two fresh nodes, through miroir-ctl,
+    // with the admin exiting during the copy.
+    let fresh = [
+        start_node(d.dir(), "meili-g2a", MASTER_KEY),
+        start_node(d.dir(), "meili-g2b", MASTER_KEY),
+    ];
+    let before = acked.lock().unwrap().content.len() as u64;
+    let writer = Writer::start(&d, sent, acked.clone());
+    let searcher = Searcher::start(&d, before, writer.next_id.clone());
+    d.kill_admin();
+    d.spec
+        .env
+        .push(("MIROIR_REBALANCE_EXIT_AT".into(), "copy".into()));
+    d.start_admin();
+    let out = miroir_ctl(
+        &d,
+        &[
+            "group",
+            "add",
+            "--node",
+            &format!("meili-g2a={}", fresh[0].url()),
+            "--node",
+            &format!("meili-g2b={}", fresh[1].url()),
+        ],
+    );
+    assert!(
+        out.contains("accepted") && out.contains("replica group 2"),
+        "{out}"
+    );
+    let mut p = d.admin.take().expect("admin running");
+    wait_until(
+        within(Duration::from_secs(120)),
+        "the admin to exit during the copy",
+        || p.try_wait().is_some(),
+    );
+    assert!(p.log().contains("at this phase (test hook)"), "{}", p.log());
+    d.spec.env.retain(|(k, _)| k != "MIROIR_REBALANCE_EXIT_AT");
+    d.start_admin();
+    let done = wait_operation_done(&d);
+    eprintln!(
+        "add group: {} documents copied; ms per phase {}",
+        done["documents_copied"], done["phase_ms"]
+    );
+    assert_eq!(done["kind"], "add_group", "{done}");
+    assert_eq!(done["replica_group"], 2, "{done}");
+    // Every shard of the index copied once (RF 1) to the new group.
+    assert_eq!(
+        done["moves"].as_array().map(Vec::len),
+        Some(SHARDS as usize),
+        "{done}"
+    );
+    let t = topology(&d);
+    assert_eq!(t["replica_groups"], 3, "{t}");
+    assert_eq!(t["groups"][2]["state"], "active", "{t}");
+    assert_eq!(node_status(&d, "meili-g2a").as_deref(), Some("active"));
+    assert_eq!(node_status(&d, "meili-g2b").as_deref(), Some("active"));
+    searcher.stop();
+    writer.stop();
+    check(&d, &acked, &[]);
+    // The new group answers searches on its own once the old one is gone: remove group 0.
+    let out = miroir_ctl(&d, &["group", "remove", "0"]);
+    assert!(out.contains("done"), "{out}");
+    let r = d.call(
+        "POST",
+        &format!("/indexes/{INDEX}/search"),
+        Some(&json!({"q": "", "hitsPerPage": 1, "page": 1})),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    check(&d, &acked, &[]);
+    // A readable refusal: the last serving group.
+    let out = std::process::Command::new(miroir_e2e::bin("miroir-ctl"))
+        .args(["--url", &format!("http://{}", d.admin_addr)])
+        .args(["--admin-key", ADMIN_KEY])
+        .args(["group", "remove", "2"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("miroir_last_copy") && err.contains("last one serving reads"),
+        "{err}"
+    );
 }

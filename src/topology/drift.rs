@@ -266,7 +266,7 @@ impl Drift {
                 "miroir-ctl rebalance --replication-factor {configured}"
             )),
             Drift::ReplicaGroupsChanged { stored, configured } => Some(if configured > stored {
-                format!("miroir-ctl group add (once per new group, {stored}..{configured})")
+                format!("miroir-ctl group add --node <id>=<address> [--node ...] (once per new group, {stored}..{configured})")
             } else {
                 format!("miroir-ctl group remove <group> (for each group {configured}..{stored})")
             }),

@@ -174,8 +174,7 @@ impl Cluster {
         match c.spec.launch {
             Launch::Separate => {
                 c.start_admin();
-                let dp = c.spawn("miroir-dataplane", "dataplane");
-                c.dataplane = Some(dp);
+                c.start_dataplane();
             }
             Launch::OneCommand => {
                 let p = c.spawn("miroir", "miroir");
@@ -223,6 +222,31 @@ impl Cluster {
     /// `kill -9` of the admin (the data plane keeps running).
     pub fn kill_admin(&mut self) {
         let mut p = self.admin.take().expect("the admin is not running");
+        p.kill();
+    }
+
+    /// Starts (or restarts) `miroir-dataplane` on the same config; does not wait for it to
+    /// serve ([`Cluster::wait_ready`] does).
+    pub fn start_dataplane(&mut self) {
+        assert_eq!(
+            self.spec.launch,
+            Launch::Separate,
+            "the launcher runs the data plane"
+        );
+        assert!(
+            self.dataplane.is_none(),
+            "the data plane is already running"
+        );
+        let p = self.spawn("miroir-dataplane", "dataplane");
+        self.dataplane = Some(p);
+    }
+
+    /// `kill -9` of the data plane (the admin keeps running).
+    pub fn kill_dataplane(&mut self) {
+        let mut p = self
+            .dataplane
+            .take()
+            .expect("the data plane is not running");
         p.kill();
     }
 

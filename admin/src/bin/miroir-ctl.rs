@@ -8,6 +8,8 @@
 //! miroir-ctl node add meili-3 http://10.0.0.4:7700 --group 0
 //! miroir-ctl node drain meili-1
 //! miroir-ctl node remove meili-1 [--force]
+//! miroir-ctl group add --node meili-6=http://10.0.0.7:7700 --node meili-7=http://10.0.0.8:7700
+//! miroir-ctl group remove 1 [--force]
 //! miroir-ctl rebalance status [--watch]
 //! ```
 
@@ -60,6 +62,12 @@ enum Command {
         #[command(subcommand)]
         action: NodeAction,
     },
+    /// Topology operations on replica groups (an add runs in the background; see
+    /// `rebalance status`).
+    Group {
+        #[command(subcommand)]
+        action: GroupAction,
+    },
     /// Progress of topology operations.
     Rebalance {
         #[command(subcommand)]
@@ -91,6 +99,39 @@ enum NodeAction {
         #[arg(long)]
         force: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum GroupAction {
+    /// Adds a replica group (the next group id) of these nodes and copies every shard to it;
+    /// it takes searches once its copies are verified.
+    Add {
+        /// A node of the new group as `id=address` (repeat for each node).
+        #[arg(long = "node", value_name = "ID=ADDRESS", required = true, value_parser = parse_node)]
+        nodes: Vec<(String, String)>,
+    },
+    /// Removes every node of a replica group at once (the other groups serve every shard).
+    Remove {
+        group: u32,
+        /// Accept losing shards that no other group has a live copy of.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+/// `id=address` (the address an http:// or https:// URL).
+fn parse_node(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((id, address))
+            if !id.trim().is_empty()
+                && (address.starts_with("http://") || address.starts_with("https://")) =>
+        {
+            Ok((id.trim().to_string(), address.to_string()))
+        }
+        _ => Err(format!(
+            "`{s}` is not ID=ADDRESS (e.g. meili-6=http://10.0.0.7:7700)"
+        )),
+    }
 }
 
 #[derive(Subcommand)]
@@ -148,11 +189,14 @@ fn render_operation(op: &Value) -> String {
     if op.get("kind").is_none() {
         return "no topology operation has run".into();
     }
+    let subject = match op["replica_group"].as_u64() {
+        Some(g) if op.get("node").is_none() => format!("replica group {g}"),
+        _ => format!("node {}", op["node"].as_str().unwrap_or("?")),
+    };
     let mut out = format!(
-        "operation {} ({} of node {}): phase {}{}\n{}",
+        "operation {} ({} of {subject}): phase {}{}\n{}",
         op["id"].as_str().unwrap_or("?"),
         op["kind"].as_str().unwrap_or("?"),
-        op["node"].as_str().unwrap_or("?"),
         op["phase"].as_str().unwrap_or("?"),
         if op["in_progress"] == true {
             ""
@@ -209,6 +253,32 @@ fn progress_line(op: &Value, width: usize) -> String {
         "-".repeat(width - filled.min(width)),
         op["documents_per_second"]
     )
+}
+
+/// The `--watch` bar on stderr (drawn only when stderr is a terminal; the final report goes
+/// to stdout either way). Rate and ETA come from the admin, which measures the copy.
+fn watch_bar() -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{prefix:>10} [{bar:40.cyan/blue}] {pos}/{len} documents  {msg}",
+        )
+        .expect("a valid template")
+        .progress_chars("#>-"),
+    );
+    bar
+}
+
+fn update_bar(bar: &indicatif::ProgressBar, op: &Value) {
+    let total = op["documents_total"].as_u64().unwrap_or(0);
+    bar.set_length(total);
+    bar.set_position(op["documents_copied"].as_u64().unwrap_or(0).min(total));
+    bar.set_prefix(op["phase"].as_str().unwrap_or("?").to_string());
+    let eta = op["eta_seconds"]
+        .as_f64()
+        .map(|s| format!("  ETA {s:.0} s"))
+        .unwrap_or_default();
+    bar.set_message(format!("{} docs/s{eta}", op["documents_per_second"]));
 }
 
 /// The human-readable status report.
@@ -300,6 +370,38 @@ async fn run(cli: &Cli) -> Result<String, String> {
                 _ => Err(fail(s, &v)),
             }
         }
+        Command::Group { action } => {
+            let (method, path, body) = match action {
+                GroupAction::Add { nodes } => (
+                    hyper::Method::POST,
+                    "/_miroir/groups".to_string(),
+                    Some(serde_json::json!({
+                        "nodes": nodes
+                            .iter()
+                            .map(|(id, address)| serde_json::json!({"id": id, "address": address}))
+                            .collect::<Vec<_>>()
+                    })),
+                ),
+                GroupAction::Remove { group, force } => (
+                    hyper::Method::DELETE,
+                    format!(
+                        "/_miroir/groups/{group}{}",
+                        if *force { "?force=true" } else { "" }
+                    ),
+                    None,
+                ),
+            };
+            let (s, v) = call(cli, method, &path, body).await?;
+            match s {
+                202 => Ok(format!(
+                    "accepted; follow it with `miroir-ctl rebalance status --watch`\n{}",
+                    render_operation(&v)
+                )),
+                200 if v.get("kind").is_some() => Ok(format!("done\n{}", render_operation(&v))),
+                200 => Ok(v["message"].as_str().unwrap_or("done").to_string()),
+                _ => Err(fail(s, &v)),
+            }
+        }
         Command::Rebalance {
             action: RebalanceAction::Status { watch },
         } => {
@@ -310,26 +412,20 @@ async fn run(cli: &Cli) -> Result<String, String> {
             if !*watch {
                 return Ok(render_operation(&v));
             }
-            use std::io::Write;
+            let bar = watch_bar();
             let mut v = v;
             while v["in_progress"] == true {
-                let line = format!(
-                    "\r{} {}",
-                    v["phase"].as_str().unwrap_or("?"),
-                    progress_line(&v, 40)
-                );
-                let mut err = std::io::stderr().lock();
-                let _ = write!(err, "{line:<100}");
-                let _ = err.flush();
-                drop(err);
+                update_bar(&bar, &v);
                 tokio::time::sleep(std::time::Duration::from_millis(500)).await;
                 let (s, next) = get(cli, "/_miroir/rebalance/status").await?;
                 if s != 200 {
+                    bar.abandon();
                     return Err(fail(s, &next));
                 }
                 v = next;
             }
-            eprintln!();
+            update_bar(&bar, &v);
+            bar.finish();
             Ok(render_operation(&v))
         }
         Command::Task {

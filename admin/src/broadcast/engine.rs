@@ -175,7 +175,7 @@ pub(super) fn require_coverage(
         .collect();
     let lost = crate::coverage::uncovered_shards(
         &cover,
-        admin.config.replica_groups,
+        admin.replica_groups(),
         admin.config.replication_factor,
         shards,
     );

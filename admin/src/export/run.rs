@@ -270,7 +270,7 @@ fn filter_error(uid: &str, e: crate::shard_scan::ScanError) -> ApiError {
 /// One readable owner of `shard` (the first group that has one).
 fn readable_copy(admin: &Admin, shard: ShardId) -> Option<NodeHealth> {
     let nodes = admin.nodes();
-    (0..admin.config.replica_groups).find_map(|g| {
+    (0..admin.replica_groups()).find_map(|g| {
         let members: Vec<&str> = nodes
             .iter()
             .filter(|n| n.group == g && n.status.owns_shards())

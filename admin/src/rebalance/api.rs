@@ -1,7 +1,7 @@
 //! The admin API of topology operations (docs/contract.md#admin-api): validation, then one
 //! stored [`Operation`] the loop drives. Answers 202 with the operation.
 
-use super::{load, load_last, plan, OpKind, Operation, META_OPERATION};
+use super::{load, load_last, plan, NewNode, OpKind, Operation, META_OPERATION};
 use crate::http_types::{ApiError, Req, Resp};
 use crate::node_health::unix_ms;
 use crate::state::Admin;
@@ -46,22 +46,31 @@ fn busy(op: &Operation) -> ApiError {
     ApiError::core(
         ErrorCode::MiroirRebalanceInProgress,
         format!(
-            "Topology operation `{}` ({:?} of node `{}`) is in progress (phase `{}`); one runs at a time. See GET /_miroir/rebalance/status.",
+            "Topology operation `{}` ({} of {}) is in progress (phase `{}`); one runs at a time. See GET /_miroir/rebalance/status.",
             op.id,
-            op.kind,
-            op.kind.node(),
+            kind_name(&op.kind),
+            op.kind.subject(),
             op.phase.as_str()
         ),
     )
+}
+
+fn kind_name(kind: &OpKind) -> &'static str {
+    match kind {
+        OpKind::AddNode { .. } => "add_node",
+        OpKind::DrainNode { .. } => "drain_node",
+        OpKind::RemoveNode { .. } => "remove_node",
+        OpKind::AddGroup { .. } => "add_group",
+        OpKind::RemoveGroup { .. } => "remove_group",
+    }
 }
 
 fn accepted(op: &Operation) -> Resp {
     Resp::json(202, &op.status_json(unix_ms()))
 }
 
-/// `POST /_miroir/nodes` `{"id", "address", "replica_group"}`.
-pub async fn add_node(admin: &Admin, req: &Req) -> Result<Resp, ApiError> {
-    let body = req.json()?;
+/// A new node's `id` and `address` from a request body.
+fn node_fields(body: &Value) -> Result<(String, String), ApiError> {
     let field = |k: &str| body.get(k).and_then(Value::as_str).map(str::to_string);
     let id = field("id")
         .filter(|s| !s.trim().is_empty())
@@ -79,6 +88,34 @@ pub async fn add_node(admin: &Admin, req: &Req) -> Result<Resp, ApiError> {
                 "`address` (an http:// or https:// URL) is required",
             )
         })?;
+    Ok((id, address))
+}
+
+/// A node about to be added: its id was never used, it answers `GET /health`.
+async fn check_new_node(
+    admin: &Admin,
+    record: &miroir_core::topology::drift::TopologyRecord,
+    id: &str,
+    address: &str,
+) -> Result<(), ApiError> {
+    if let Some(n) = record.nodes.iter().find(|n| n.id.as_str() == id) {
+        return Err(invalid(format!(
+            "node `{id}` already exists (status `{}`); node ids are never reused",
+            n.status
+        )));
+    }
+    if let Err(e) = crate::health::probe(&admin.client, address, admin.client.timeout).await {
+        return Err(invalid(format!(
+            "node `{id}` at {address} does not answer GET /health: {e}"
+        )));
+    }
+    Ok(())
+}
+
+/// `POST /_miroir/nodes` `{"id", "address", "replica_group"}`.
+pub async fn add_node(admin: &Admin, req: &Req) -> Result<Resp, ApiError> {
+    let body = req.json()?;
+    let (id, address) = node_fields(&body)?;
     let group = match body.get("replica_group") {
         None | Some(Value::Null) => 0,
         Some(v) => v
@@ -98,17 +135,7 @@ pub async fn add_node(admin: &Admin, req: &Req) -> Result<Resp, ApiError> {
             record.replica_groups
         )));
     }
-    if let Some(n) = record.nodes.iter().find(|n| n.id.as_str() == id) {
-        return Err(invalid(format!(
-            "node `{id}` already exists (status `{}`); node ids are never reused",
-            n.status
-        )));
-    }
-    if let Err(e) = crate::health::probe(&admin.client, &address, admin.client.timeout).await {
-        return Err(invalid(format!(
-            "node `{id}` at {address} does not answer GET /health: {e}"
-        )));
-    }
+    check_new_node(admin, &record, &id, &address).await?;
     let op = start(
         admin,
         OpKind::AddNode {
@@ -178,7 +205,7 @@ pub async fn drain_node(admin: &Admin, id: &str, force: bool) -> Result<Resp, Ap
     let now = admin.build_snapshot().topology().map_err(internal)?;
     let before = with_status(&now, id, NodeStatus::Draining)?;
     let after = with_status(&now, id, NodeStatus::Removed)?;
-    let (_, dropped) = plan::moves(&before, &after, &indexes(admin));
+    let (_, dropped) = plan::moves(&before, &after, &indexes(admin), |_| true);
     if !dropped.is_empty() && !force {
         return Err(last_copy(id, "draining", &dropped));
     }
@@ -217,7 +244,7 @@ pub async fn start_remove(admin: &Admin, id: &str, force: bool) -> Result<Operat
     }
     let before = admin.build_snapshot().topology().map_err(internal)?;
     let after = with_status(&before, id, NodeStatus::Removed)?;
-    let (moves, mut lost) = plan::moves(&before, &after, &indexes(admin));
+    let (moves, mut lost) = plan::moves(&before, &after, &indexes(admin), |_| true);
     let live: std::collections::HashSet<String> =
         admin.live_nodes().into_iter().map(|n| n.id).collect();
     lost.extend(
@@ -237,6 +264,147 @@ pub async fn start_remove(admin: &Admin, id: &str, force: bool) -> Result<Operat
         },
     )
     .await
+}
+
+/// `POST /_miroir/groups` `{"nodes": [{"id", "address"}, ...]}`: a new replica group (the
+/// next id) of these nodes; every shard is copied to it from the other groups.
+pub async fn add_group(admin: &Admin, req: &Req) -> Result<Resp, ApiError> {
+    let body = req.json()?;
+    let list = body
+        .get("nodes")
+        .and_then(Value::as_array)
+        .filter(|l| !l.is_empty())
+        .ok_or_else(|| {
+            ApiError::core(
+                ErrorCode::BadRequest,
+                "`nodes` (a non-empty list of {\"id\", \"address\"}) is required",
+            )
+        })?;
+    let mut nodes: Vec<NewNode> = Vec::new();
+    for v in list {
+        let (id, address) = node_fields(v)?;
+        if nodes.iter().any(|n| n.id == id || n.address == address) {
+            return Err(ApiError::core(
+                ErrorCode::BadRequest,
+                format!("node `{id}` ({address}) is listed twice"),
+            ));
+        }
+        nodes.push(NewNode { id, address });
+    }
+    let record = admin.topology_record().await.map_err(internal)?;
+    let rf = record.replication_factor as usize;
+    if nodes.len() < rf {
+        return Err(invalid(format!(
+            "a replica group needs at least replication_factor ({rf}) nodes; {} given",
+            nodes.len()
+        )));
+    }
+    for n in &nodes {
+        check_new_node(admin, &record, &n.id, &n.address).await?;
+    }
+    // Every shard is copied from a live copy: refuse up front when one has none.
+    let uncovered: Vec<String> = admin
+        .uncovered()
+        .into_iter()
+        .flat_map(|(index, shards)| shards.into_iter().map(move |s| format!("{index}/{s}")))
+        .collect();
+    if !uncovered.is_empty() {
+        return Err(invalid(format!(
+            "shard(s) {} have no live copy to give the new group; bring their nodes back first",
+            uncovered.join(", ")
+        )));
+    }
+    let op = start(
+        admin,
+        OpKind::AddGroup {
+            replica_group: record.replica_groups,
+            nodes,
+        },
+    )
+    .await?;
+    Ok(accepted(&op))
+}
+
+/// How long `DELETE /_miroir/groups/{id}` waits for the removal to be applied (it normally
+/// takes a barrier: well under a second) before answering 202 with the operation instead.
+const REMOVE_GROUP_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// `DELETE /_miroir/groups/{id}[?force=true]`: every node of the group leaves at once (200
+/// with the finished operation). Refused when no other group serves reads, or (unless
+/// `force`) when a shard would have no live copy left.
+pub async fn remove_group(admin: &Admin, id: &str, force: bool) -> Result<Resp, ApiError> {
+    let group: u32 = id.parse().map_err(|_| {
+        ApiError::core(
+            ErrorCode::BadRequest,
+            format!("`{id}` is not a replica group id (a non-negative integer)"),
+        )
+    })?;
+    let record = admin.topology_record().await.map_err(internal)?;
+    if group >= record.replica_groups {
+        return Err(invalid(format!(
+            "replica group {group} does not exist (replica_groups is {})",
+            record.replica_groups
+        )));
+    }
+    if !record
+        .nodes
+        .iter()
+        .any(|n| n.replica_group.0 == group && n.status != NodeStatus::Removed)
+    {
+        return Ok(Resp::json(
+            200,
+            &json!({"replica_group": group, "status": "removed", "message": "the group has no node any more"}),
+        ));
+    }
+    let topology = admin.build_snapshot().topology().map_err(internal)?;
+    let live: std::collections::HashSet<String> =
+        admin.live_nodes().into_iter().map(|n| n.id).collect();
+    let up = |n: &str| live.contains(n);
+    if !plan::serving_groups(&topology, up)
+        .iter()
+        .any(|g| *g != group)
+    {
+        return Err(ApiError::core(
+            ErrorCode::MiroirLastCopy,
+            format!("replica group {group} is the last one serving reads: removing it would lose every shard. Add a group first (POST /_miroir/groups)."),
+        ));
+    }
+    let lost = plan::group_removal_losses(&topology, group, &indexes(admin), up);
+    if !lost.is_empty() && !force {
+        return Err(ApiError::core(
+            ErrorCode::MiroirLastCopy,
+            format!(
+                "removing replica group {group} would lose the last live copy of {} shard(s): {}. Bring their nodes in the other groups back first, or repeat with ?force=true to accept the loss.",
+                lost.len(),
+                lost.join(", ")
+            ),
+        ));
+    }
+    let op = start(
+        admin,
+        OpKind::RemoveGroup {
+            replica_group: group,
+            force,
+        },
+    )
+    .await?;
+    // Immediate, but applied by the rebalancer loop like every operation (one driver, the
+    // leader; resumed after a crash): wait for it to finish.
+    let deadline = std::time::Instant::now() + REMOVE_GROUP_WAIT;
+    while std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let running = load(admin).await.map_err(internal)?;
+        if running.as_ref().is_some_and(|r| r.id == op.id) {
+            continue;
+        }
+        if let Some(last) = load_last(admin).await.map_err(internal)? {
+            if last.id == op.id {
+                return Ok(Resp::json(200, &last.status_json(unix_ms())));
+            }
+        }
+        break;
+    }
+    Ok(accepted(&op))
 }
 
 /// `GET /_miroir/rebalance/status`: the running operation, else the last finished one.

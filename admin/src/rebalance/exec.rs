@@ -118,9 +118,14 @@ fn exit_hook(phase: Phase) {
     if std::env::var(EXIT_AT_ENV).ok().as_deref() == Some(phase.as_str()) {
         tracing::warn!(
             phase = phase.as_str(),
-            "{EXIT_AT_ENV}: exiting at this phase (test hook)"
+            "{EXIT_AT_ENV}: kill -9 of this process at this phase (test hook)"
         );
-        std::process::exit(86);
+        // SIGKILL, not `exit`: nothing may run that a real `kill -9` would not run (no
+        // destructors, no flush, no store close).
+        // SAFETY: kill(2) on our own pid has no memory-safety preconditions.
+        unsafe {
+            libc::kill(libc::getpid(), libc::SIGKILL);
+        }
     }
 }
 
@@ -153,7 +158,7 @@ async fn drive(admin: &Arc<Admin>, op: &mut Operation) -> Result<(), String> {
         *op.phase_ms
             .entry(op.phase.as_str().to_string())
             .or_default() += began.elapsed().as_millis() as u64;
-        op.phase = op.phase.next();
+        op.phase = op.phase.next_for(&op.kind);
         op.last_error = None;
         save(admin, op).await.map_err(|e| e.to_string())?;
     }
@@ -211,31 +216,33 @@ async fn barrier(admin: &Admin, epoch: u64) {
 }
 
 async fn prepare(admin: &Arc<Admin>, op: &mut Operation) -> Result<(), String> {
-    let node = op.kind.node().to_string();
     match &op.kind {
-        OpKind::AddNode {
-            address,
-            replica_group,
-            ..
-        } => {
-            let (address, group) = (address.clone(), *replica_group);
+        OpKind::AddNode { replica_group, .. } | OpKind::AddGroup { replica_group, .. } => {
+            let group = *replica_group;
+            let added = op.kind.added_nodes();
             admin
                 .change_topology(|r| {
-                    if !r.nodes.iter().any(|n| n.id.as_str() == node) {
-                        r.nodes.push(Node {
-                            id: NodeId::new(&node),
-                            address: address.clone(),
-                            replica_group: GroupId(group),
-                            status: NodeStatus::Joining,
-                        });
+                    // A new group's slot (ids are never reused: it is always the next one).
+                    r.replica_groups = r.replica_groups.max(group + 1);
+                    for a in &added {
+                        if !r.nodes.iter().any(|n| n.id.as_str() == a.id) {
+                            r.nodes.push(Node {
+                                id: NodeId::new(&a.id),
+                                address: a.address.clone(),
+                                replica_group: GroupId(group),
+                                status: NodeStatus::Joining,
+                            });
+                        }
                     }
                 })
                 .await
                 .map_err(|e| e.to_string())?;
             admin.publish().await.map_err(|e| e.to_string())?;
-            prepare_node(admin, &node, &address, true).await?;
+            for a in &added {
+                prepare_node(admin, &a.id, &a.address, true).await?;
+            }
         }
-        OpKind::DrainNode { .. } => {
+        OpKind::DrainNode { node } => {
             admin
                 .change_topology(|r| {
                     if let Some(n) = r.nodes.iter_mut().find(|n| n.id.as_str() == node) {
@@ -249,19 +256,30 @@ async fn prepare(admin: &Arc<Admin>, op: &mut Operation) -> Result<(), String> {
             admin.publish().await.map_err(|e| e.to_string())?;
         }
         OpKind::RemoveNode { .. } => {}
+        OpKind::RemoveGroup { replica_group, .. } => {
+            let group = *replica_group;
+            // What a forced removal gives up, for the record (before the nodes go).
+            let before = current_topology(admin)?;
+            if !before.placement_nodes(GroupId(group)).is_empty() {
+                op.lost =
+                    plan::group_removal_losses(&before, group, &index_shards(admin), usable(admin));
+            }
+            return remove_group(admin, group).await;
+        }
     }
     let before = current_topology(admin)?;
     let after = target_topology(&before, &op.kind)?;
-    let indexes: Vec<(String, u32)> = admin
-        .lock()
-        .indexes
-        .values()
-        .map(|m| (m.uid.clone(), m.shards))
-        .collect();
-    let (mut moves, dropped) = plan::moves(&before, &after, &indexes);
+    let indexes = index_shards(admin);
+    let up = usable(admin);
+    let (mut moves, dropped) = plan::moves(&before, &after, &indexes, &up);
+    if matches!(op.kind, OpKind::AddGroup { .. }) && !dropped.is_empty() {
+        return Err(format!(
+            "no live copy of {} to copy to the new group; retrying",
+            dropped.join(", ")
+        ));
+    }
     let mut lost = dropped;
-    if let OpKind::RemoveNode { force, .. } = &op.kind {
-        let up = usable(admin);
+    if let OpKind::RemoveNode { force, node } = &op.kind {
         let (ok, orphan): (Vec<Move>, Vec<Move>) = moves
             .into_iter()
             .partition(|m| !plan::sources(&before, m, |n| n != node && up(n)).is_empty());
@@ -280,6 +298,16 @@ async fn prepare(admin: &Arc<Admin>, op: &mut Operation) -> Result<(), String> {
     Ok(())
 }
 
+/// Every index with its shard count.
+fn index_shards(admin: &Admin) -> Vec<(String, u32)> {
+    admin
+        .lock()
+        .indexes
+        .values()
+        .map(|m| (m.uid.clone(), m.shards))
+        .collect()
+}
+
 /// Plans the moves of indexes created since `prepare` (they were created on the owners only);
 /// `true` when there are some (the operation goes back to `dual_write` for them).
 fn replan_new_indexes(admin: &Admin, op: &mut Operation) -> Result<bool, String> {
@@ -295,7 +323,7 @@ fn replan_new_indexes(admin: &Admin, op: &mut Operation) -> Result<bool, String>
     }
     let before = current_topology(admin)?;
     let after = target_topology(&before, &op.kind)?;
-    let (moves, lost) = plan::moves(&before, &after, &fresh);
+    let (moves, lost) = plan::moves(&before, &after, &fresh, usable(admin));
     op.indexes.extend(fresh.into_iter().map(|(uid, _)| uid));
     op.lost.extend(lost);
     let any = !moves.is_empty();
@@ -305,19 +333,65 @@ fn replan_new_indexes(admin: &Admin, op: &mut Operation) -> Result<bool, String>
 
 /// The topology the operation ends with.
 fn target_topology(before: &Topology, kind: &OpKind) -> Result<Topology, String> {
-    let node = NodeId::new(kind.node());
-    let status = match kind {
-        OpKind::AddNode { .. } => NodeStatus::Active,
-        OpKind::DrainNode { .. } | OpKind::RemoveNode { .. } => NodeStatus::Removed,
-    };
     let nodes = before.nodes().cloned().map(|mut n| {
-        if n.id == node {
+        if let Some(status) = final_status(kind, &n) {
             n.status = status;
         }
         n
     });
     Topology::new(before.replication_factor(), before.replica_groups(), nodes)
         .map_err(|e| e.to_string())
+}
+
+/// The status the operation gives `node` when it switches (`None`: not concerned).
+fn final_status(kind: &OpKind, node: &Node) -> Option<NodeStatus> {
+    let id = node.id.as_str();
+    if kind.added_nodes().iter().any(|a| a.id == id) {
+        Some(NodeStatus::Active)
+    } else if kind.leaving_node() == Some(id) {
+        Some(NodeStatus::Removed)
+    } else {
+        match kind {
+            OpKind::RemoveGroup { replica_group, .. } if node.replica_group.0 == *replica_group => {
+                Some(NodeStatus::Removed)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Removes every node of `group` (the API checked that the other groups serve every shard),
+/// with the epoch bumped and the barrier. Idempotent. The nodes keep their data
+/// (docs/decisions/038-replica-groups-online.md): nothing is asked of them again.
+async fn remove_group(admin: &Admin, group: u32) -> Result<(), String> {
+    let kind = OpKind::RemoveGroup {
+        replica_group: group,
+        force: false,
+    };
+    switch_statuses(admin, &kind).await
+}
+
+/// Gives every node the operation concerns its final status (one record change, the epoch
+/// bumped when anything changed), then publishes and waits for the barrier. Idempotent.
+async fn switch_statuses(admin: &Admin, kind: &OpKind) -> Result<(), String> {
+    admin
+        .change_topology(|r| {
+            let mut changed = false;
+            for n in r.nodes.iter_mut() {
+                if let Some(status) = final_status(kind, n) {
+                    if n.status != status {
+                        n.status = status;
+                        changed = true;
+                    }
+                }
+            }
+            if changed {
+                r.epoch += 1;
+            }
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    publish_and_wait(admin, false).await
 }
 
 /// Gives a node every index (created with its primary key) with the settings a peer has, and
@@ -434,9 +508,9 @@ fn migrations_of(op: &Operation) -> Vec<ShardMigration> {
 }
 
 async fn dual_write(admin: &Admin, op: &mut Operation) -> Result<(), String> {
-    if let OpKind::AddNode { node, address, .. } = &op.kind {
-        // Again, for an index created since `prepare` (idempotent otherwise).
-        prepare_node(admin, node, address, false).await?;
+    // Again, for an index created since `prepare` (idempotent otherwise).
+    for a in op.kind.added_nodes() {
+        prepare_node(admin, &a.id, &a.address, false).await?;
     }
     admin
         .set_migrations(migrations_of(op))
@@ -775,32 +849,20 @@ pub fn diff(
 }
 
 async fn switch(admin: &Admin, op: &mut Operation) -> Result<(), String> {
-    let node = op.kind.node().to_string();
-    if let OpKind::AddNode { address, .. } = &op.kind {
-        // Settings changed while the node was joining reached only the owners; bring it level.
-        prepare_node(admin, &node, address, false).await?;
+    // Settings changed while the nodes were joining reached only the owners; bring them level.
+    for a in op.kind.added_nodes() {
+        prepare_node(admin, &a.id, &a.address, false).await?;
     }
-    let status = match op.kind {
-        OpKind::AddNode { .. } => NodeStatus::Active,
-        _ => NodeStatus::Removed,
-    };
-    admin
-        .change_topology(|r| {
-            if let Some(n) = r.nodes.iter_mut().find(|n| n.id.as_str() == node) {
-                if n.status != status {
-                    n.status = status;
-                    r.epoch += 1;
-                }
-            }
-        })
-        .await
-        .map_err(|e| e.to_string())?;
-    publish_and_wait(admin, false).await
+    switch_statuses(admin, &op.kind).await
 }
 
 async fn cleanup(admin: &Admin, op: &mut Operation) -> Result<(), String> {
     tokio::time::sleep(IN_FLIGHT_GRACE).await;
-    let leaving = !matches!(op.kind, OpKind::AddNode { .. });
+    let leaving = op.kind.leaving_node().is_some();
+    // A new copy's source keeps its own (it owns the shard in its group).
+    for m in op.moves.iter_mut().filter(|m| m.keep_source) {
+        m.phase = MovePhase::Cleaned;
+    }
     let mut by_source: BTreeMap<(String, String), Vec<ShardId>> = BTreeMap::new();
     for m in op.moves.iter().filter(|m| m.phase < MovePhase::Cleaned) {
         by_source
@@ -838,7 +900,7 @@ async fn cleanup(admin: &Admin, op: &mut Operation) -> Result<(), String> {
         for m in op
             .moves
             .iter_mut()
-            .filter(|m| m.from_address == address && m.index == index)
+            .filter(|m| !m.keep_source && m.from_address == address && m.index == index)
         {
             m.phase = MovePhase::Cleaned;
         }

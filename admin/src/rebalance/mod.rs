@@ -66,14 +66,55 @@ pub enum OpKind {
     /// Removes a dead (`failed`) node: its shards are re-created on the next-ranked nodes of
     /// its group from the surviving copies. `force` accepts losing shards that have none.
     RemoveNode { node: String, force: bool },
+    /// Adds replica group `replica_group` (the next id) made of `nodes`: every shard is
+    /// copied to its owners there from the other groups, which keep theirs; the group takes
+    /// searches from `switch` on.
+    AddGroup {
+        replica_group: u32,
+        nodes: Vec<NewNode>,
+    },
+    /// Removes every node of a replica group at once (no copies: the other groups hold every
+    /// shard). The group's id stays as an empty slot.
+    RemoveGroup { replica_group: u32, force: bool },
+}
+
+/// A node of a group being added.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewNode {
+    pub id: String,
+    pub address: String,
 }
 
 impl OpKind {
-    pub fn node(&self) -> &str {
+    /// The nodes the operation adds (joining until `switch`), with their addresses.
+    pub fn added_nodes(&self) -> Vec<NewNode> {
+        match self {
+            OpKind::AddNode { node, address, .. } => vec![NewNode {
+                id: node.clone(),
+                address: address.clone(),
+            }],
+            OpKind::AddGroup { nodes, .. } => nodes.clone(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// The node that leaves (drained, or removed while dead), if any.
+    pub fn leaving_node(&self) -> Option<&str> {
+        match self {
+            OpKind::DrainNode { node } | OpKind::RemoveNode { node, .. } => Some(node),
+            _ => None,
+        }
+    }
+
+    /// What the operation acts on, for messages: `node `x``, `replica group 2`.
+    pub fn subject(&self) -> String {
         match self {
             OpKind::AddNode { node, .. }
             | OpKind::DrainNode { node }
-            | OpKind::RemoveNode { node, .. } => node,
+            | OpKind::RemoveNode { node, .. } => format!("node `{node}`"),
+            OpKind::AddGroup { replica_group, .. } | OpKind::RemoveGroup { replica_group, .. } => {
+                format!("replica group {replica_group}")
+            }
         }
     }
 }
@@ -118,6 +159,15 @@ impl Phase {
         Phase::ALL.into_iter().find(|p| p.as_str() == s)
     }
 
+    /// The phase after this one for `kind`: removing a group has nothing to copy, so it is
+    /// done right after `prepare` (which removes the nodes behind the barrier).
+    fn next_for(self, kind: &OpKind) -> Phase {
+        match kind {
+            OpKind::RemoveGroup { .. } => Phase::Done,
+            _ => self.next(),
+        }
+    }
+
     fn next(self) -> Phase {
         let i = Phase::ALL.iter().position(|p| *p == self).unwrap_or(6);
         Phase::ALL[(i + 1).min(6)]
@@ -146,6 +196,10 @@ pub struct Move {
     /// copies are still deleted at `cleanup`).
     pub from_address: String,
     pub to: String,
+    /// The copy is a new one (a group being added): `from` is only where it is read from and
+    /// keeps its own copy, so `cleanup` deletes nothing there.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub keep_source: bool,
     pub phase: MovePhase,
     /// Copy cursor: documents read from the source so far (resumes there).
     pub copied: u64,
@@ -316,6 +370,42 @@ mod tests {
     }
 
     #[test]
+    fn group_operations_have_their_own_course_and_record() {
+        let remove = OpKind::RemoveGroup {
+            replica_group: 1,
+            force: false,
+        };
+        // Nothing to copy: done right after prepare.
+        assert_eq!(Phase::Prepare.next_for(&remove), Phase::Done);
+        assert_eq!(remove.leaving_node(), None);
+        assert!(remove.added_nodes().is_empty());
+        let add = OpKind::AddGroup {
+            replica_group: 2,
+            nodes: vec![NewNode {
+                id: "p".into(),
+                address: "http://p".into(),
+            }],
+        };
+        assert_eq!(Phase::Prepare.next_for(&add), Phase::DualWrite);
+        assert_eq!(add.added_nodes()[0].id, "p");
+        assert_eq!(add.subject(), "replica group 2");
+        let op = Operation::new(add, 1000);
+        let v = op.status_json(1000);
+        assert_eq!(v["kind"], "add_group");
+        assert_eq!(v["replica_group"], 2);
+        assert_eq!(v["nodes"][0]["address"], "http://p");
+        let back: Operation = serde_json::from_slice(&serde_json::to_vec(&op).unwrap()).unwrap();
+        assert_eq!(back, op);
+        // A move without `keep_source` (every record written before it existed) reads back.
+        let mv: Move = serde_json::from_value(serde_json::json!({
+            "index": "i", "shard": 0, "group": 0, "from": "a", "from_address": "http://a",
+            "to": "b", "phase": "pending", "copied": 0, "total": 0, "bytes": 0
+        }))
+        .unwrap();
+        assert!(!mv.keep_source);
+    }
+
+    #[test]
     fn the_record_round_trips_and_reports_progress() {
         let mut op = Operation::new(
             OpKind::AddNode {
@@ -334,6 +424,7 @@ mod tests {
             from: "a".into(),
             from_address: "http://a".into(),
             to: "n3".into(),
+            keep_source: false,
             phase: MovePhase::Copying,
             copied: 50,
             total: 150,

@@ -2,7 +2,7 @@
 //! nodes a moving copy can be read from.
 
 use super::{Move, MovePhase};
-use miroir_core::ids::GroupId;
+use miroir_core::ids::{GroupId, NodeId};
 use miroir_core::routing::{group_owners, moved_shards};
 use miroir_core::topology::Topology;
 use miroir_core::ShardId;
@@ -10,10 +10,15 @@ use miroir_core::ShardId;
 /// The copies that change owner from `before` to `after`, for every `(index uid, S)`.
 /// A copy that disappears without a new owner (`to: None`: its group has no node left) is
 /// returned apart, as `index/shard`.
+///
+/// A copy with no previous owner (a group being added) becomes a move with `keep_source`,
+/// read from the best [`sources`] among the nodes `usable` accepts (a current owner in
+/// another group); one with no usable source is returned apart too.
 pub fn moves(
     before: &Topology,
     after: &Topology,
     indexes: &[(String, u32)],
+    usable: impl Fn(&str) -> bool,
 ) -> (Vec<Move>, Vec<String>) {
     let mut out = Vec::new();
     let mut dropped = Vec::new();
@@ -30,15 +35,40 @@ pub fn moves(
                         .unwrap_or_default(),
                     from: from.as_str().to_string(),
                     to: to.as_str().to_string(),
+                    keep_source: false,
                     phase: MovePhase::Pending,
                     copied: 0,
                     total: 0,
                     bytes: 0,
                 }),
                 (Some(_), None) => dropped.push(format!("{index}/{}", m.shard.0)),
-                // A copy with no previous owner (a group or RF grew) is not produced by the
-                // operations that exist.
-                (None, _) => {}
+                (None, Some(to)) => {
+                    let mut mv = Move {
+                        index: index.clone(),
+                        shard: m.shard.0,
+                        group: m.group.0,
+                        from: String::new(),
+                        from_address: String::new(),
+                        to: to.as_str().to_string(),
+                        keep_source: true,
+                        phase: MovePhase::Pending,
+                        copied: 0,
+                        total: 0,
+                        bytes: 0,
+                    };
+                    match sources(before, &mv, &usable).into_iter().next() {
+                        Some(src) => {
+                            mv.from_address = before
+                                .node(&NodeId::new(&src))
+                                .map(|n| n.address.clone())
+                                .unwrap_or_default();
+                            mv.from = src;
+                            out.push(mv);
+                        }
+                        None => dropped.push(format!("{index}/{}", m.shard.0)),
+                    }
+                }
+                (None, None) => {}
             }
         }
     }
@@ -52,7 +82,7 @@ pub fn sources(topology: &Topology, mv: &Move, usable: impl Fn(&str) -> bool) ->
     let shard = ShardId(mv.shard);
     let mut out: Vec<String> = Vec::new();
     let mut push = |id: &str| {
-        if usable(id) && !out.iter().any(|o| o == id) && id != mv.to {
+        if !id.is_empty() && usable(id) && !out.iter().any(|o| o == id) && id != mv.to {
             out.push(id.to_string());
         }
     };
@@ -67,10 +97,47 @@ pub fn sources(topology: &Topology, mv: &Move, usable: impl Fn(&str) -> bool) ->
     out
 }
 
+/// The shards (`index/shard`) that would have no usable copy left once replica group `group`
+/// is gone: no owner in another group that `usable` accepts.
+pub fn group_removal_losses(
+    topology: &Topology,
+    group: u32,
+    indexes: &[(String, u32)],
+    usable: impl Fn(&str) -> bool,
+) -> Vec<String> {
+    let mut lost = Vec::new();
+    for (index, shards) in indexes {
+        for s in (0..(*shards).max(1)).map(ShardId) {
+            let kept = topology.group_ids().filter(|g| g.0 != group).any(|g| {
+                group_owners(s, topology, g)
+                    .iter()
+                    .any(|n| usable(n.as_str()))
+            });
+            if !kept {
+                lost.push(format!("{index}/{}", s.0));
+            }
+        }
+    }
+    lost
+}
+
+/// The replica groups that serve reads: some node owns shards there and `usable` accepts it.
+pub fn serving_groups(topology: &Topology, usable: impl Fn(&str) -> bool) -> Vec<u32> {
+    topology
+        .group_ids()
+        .filter(|g| {
+            topology
+                .placement_nodes(*g)
+                .iter()
+                .any(|n| usable(n.as_str()))
+        })
+        .map(|g| g.0)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use miroir_core::ids::NodeId;
     use miroir_core::topology::{Node, NodeStatus};
 
     fn topo(rf: u32, nodes: &[(&str, u32, NodeStatus)]) -> Topology {
@@ -109,7 +176,7 @@ mod tests {
                 ("d", 0, Active),
             ],
         );
-        let (mv, dropped) = moves(&before, &after, &[("i".into(), 64)]);
+        let (mv, dropped) = moves(&before, &after, &[("i".into(), 64)], |_| true);
         assert!(dropped.is_empty());
         assert!(mv.iter().all(|m| m.to == "d" && m.from != "d"));
         assert!(mv
@@ -124,15 +191,137 @@ mod tests {
         use NodeStatus::*;
         let before = topo(1, &[("a", 0, Active), ("b", 0, Draining)]);
         let after = topo(1, &[("a", 0, Active), ("b", 0, Removed)]);
-        let (mv, dropped) = moves(&before, &after, &[("i".into(), 16)]);
+        let (mv, dropped) = moves(&before, &after, &[("i".into(), 16)], |_| true);
         assert!(!mv.is_empty() && mv.iter().all(|m| m.from == "b" && m.to == "a"));
         assert!(dropped.is_empty());
 
         let before = topo(1, &[("a", 0, Draining)]);
         let after = topo(1, &[("a", 0, Removed)]);
-        let (mv, dropped) = moves(&before, &after, &[("i".into(), 2)]);
+        let (mv, dropped) = moves(&before, &after, &[("i".into(), 2)], |_| true);
         assert!(mv.is_empty());
         assert_eq!(dropped, ["i/0", "i/1"]);
+    }
+
+    #[test]
+    fn adding_a_group_copies_every_shard_from_the_others_and_keeps_them() {
+        use NodeStatus::*;
+        let existing = [
+            ("a", 0, Active),
+            ("b", 0, Active),
+            ("x", 1, Active),
+            ("y", 1, Failed),
+        ];
+        let with = |status| {
+            let mut n = existing.to_vec();
+            n.extend([("p", 2, status), ("q", 2, status), ("r", 2, status)]);
+            topo(2, &n)
+        };
+        let (before, after) = (with(Joining), with(Active));
+        let indexes = [("i".to_string(), 16), ("j".to_string(), 3)];
+        let (mv, dropped) = moves(&before, &after, &indexes, |n| n != "y");
+        assert!(dropped.is_empty());
+        // RF copies of every shard of every index, each to one of its owners in group 2.
+        assert_eq!(mv.len(), 2 * (16 + 3));
+        for m in &mv {
+            assert!(m.keep_source && m.group == 2, "{m:?}");
+            let owners = group_owners(ShardId(m.shard), &after, GroupId(2));
+            assert!(owners.iter().any(|o| o.as_str() == m.to), "{m:?}");
+            // Read from a usable owner of the shard in another group.
+            assert!(["a", "b", "x"].contains(&m.from.as_str()), "{m:?}");
+            assert_eq!(m.from_address, format!("http://{}", m.from));
+        }
+        // Nothing usable to read from: every shard is reported.
+        let (mv, dropped) = moves(&before, &after, &indexes[1..], |_| false);
+        assert!(mv.is_empty());
+        assert_eq!(dropped, ["j/0", "j/0", "j/1", "j/1", "j/2", "j/2"]);
+    }
+
+    #[test]
+    fn removing_a_group_loses_only_what_no_other_group_serves() {
+        use NodeStatus::*;
+        let t = topo(1, &[("a", 0, Active), ("b", 0, Active), ("x", 1, Active)]);
+        let idx = [("i".to_string(), 8)];
+        assert!(group_removal_losses(&t, 1, &idx, |_| true).is_empty());
+        assert!(group_removal_losses(&t, 0, &idx, |_| true).is_empty());
+        // With `b` down, group 1 alone has b's shards.
+        let lost = group_removal_losses(&t, 1, &idx, |n| n != "b");
+        let b_shards: Vec<String> = (0..8)
+            .filter(|s| group_owners(ShardId(*s), &t, GroupId(0))[0].as_str() == "b")
+            .map(|s| format!("i/{s}"))
+            .collect();
+        assert!(!b_shards.is_empty());
+        assert_eq!(lost, b_shards);
+        assert_eq!(serving_groups(&t, |_| true), [0, 1]);
+        assert_eq!(serving_groups(&t, |n| n != "x"), [0]);
+        // An empty slot (a removed group) and a joining group serve nothing.
+        let t = topo(1, &[("a", 0, Active), ("p", 2, Joining)]);
+        assert_eq!(serving_groups(&t, |_| true), [0]);
+    }
+
+    proptest::proptest! {
+        /// Any deployment, any new group: RF new copies of every shard, each to one of its
+        /// owners in the new group (each owner once), read from a usable copy elsewhere,
+        /// and nothing moves in the existing groups.
+        #[test]
+        fn a_new_group_gets_exactly_rf_copies_of_every_shard(
+            rf in 1u32..3,
+            existing in proptest::collection::vec(1usize..5, 1..4),
+            added in 1usize..5,
+            shards in 1u32..24,
+            down in proptest::collection::vec(proptest::bool::ANY, 16),
+        ) {
+            use NodeStatus::*;
+            let added = added.max(rf as usize);
+            let mut nodes: Vec<(String, u32, NodeStatus)> = Vec::new();
+            for (g, count) in existing.iter().enumerate() {
+                for i in 0..(*count).max(rf as usize) {
+                    nodes.push((format!("g{g}n{i}"), g as u32, Active));
+                }
+            }
+            let new_group = existing.len() as u32;
+            let with = |status| {
+                let mut all = nodes.clone();
+                all.extend((0..added).map(|i| (format!("new{i}"), new_group, status)));
+                let refs: Vec<(&str, u32, NodeStatus)> =
+                    all.iter().map(|(id, g, s)| (id.as_str(), *g, *s)).collect();
+                topo(rf, &refs)
+            };
+            let (before, after) = (with(Joining), with(Active));
+            let ids: Vec<String> = nodes.iter().map(|n| n.0.clone()).collect();
+            let usable = |n: &str| {
+                ids.iter()
+                    .position(|id| id == n)
+                    .is_some_and(|i| !down[i % down.len()])
+            };
+            let (mv, dropped) = moves(&before, &after, &[("i".into(), shards)], usable);
+            proptest::prop_assert_eq!(mv.len() + dropped.len(), (rf * shards) as usize);
+            for s in 0..shards {
+                let owners = group_owners(ShardId(s), &after, GroupId(new_group));
+                let mut to: Vec<&str> = mv
+                    .iter()
+                    .filter(|m| m.shard == s)
+                    .map(|m| m.to.as_str())
+                    .collect();
+                to.sort();
+                to.dedup();
+                proptest::prop_assert_eq!(
+                    to.len(),
+                    mv.iter().filter(|m| m.shard == s).count()
+                );
+                proptest::prop_assert!(to.iter().all(|t| owners.iter().any(|o| o.as_str() == *t)));
+            }
+            for m in &mv {
+                proptest::prop_assert!(m.keep_source && m.group == new_group);
+                proptest::prop_assert!(usable(&m.from) && !m.from.starts_with("new"));
+            }
+            // A shard is given up only when no other group has a usable owner of it.
+            for d in &dropped {
+                let s: u32 = d.trim_start_matches("i/").parse().unwrap();
+                proptest::prop_assert!(before
+                    .group_ids()
+                    .all(|g| group_owners(ShardId(s), &before, g).iter().all(|n| !usable(n.as_str()))));
+            }
+        }
     }
 
     #[test]
@@ -146,6 +335,7 @@ mod tests {
             from: "a".into(),
             from_address: String::new(),
             to: "b".into(),
+            keep_source: false,
             phase: MovePhase::Pending,
             copied: 0,
             total: 0,

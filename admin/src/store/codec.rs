@@ -617,31 +617,6 @@ pub fn check_meta_key(key: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// A lease value as the LMDB backend stores it: expiry (ms since epoch) then holder.
-pub fn encode_lease(expires_ms: u64, holder: &str) -> Vec<u8> {
-    let mut v = expires_ms.to_be_bytes().to_vec();
-    v.extend_from_slice(holder.as_bytes());
-    v
-}
-
-pub fn decode_lease(v: &[u8]) -> Result<(u64, &str), StoreError> {
-    let bad = || StoreError::Corrupt {
-        what: "lease".into(),
-        reason: "malformed".into(),
-    };
-    let (exp, holder) = v.split_at_checked(8).ok_or_else(bad)?;
-    let exp = u64::from_be_bytes(exp.try_into().map_err(|_| bad())?);
-    Ok((exp, std::str::from_utf8(holder).map_err(|_| bad())?))
-}
-
-/// The lease decision: may `holder` take (or renew) a lease whose current value is `current`?
-pub fn lease_available(current: Option<(u64, &str)>, holder: &str, now_ms: u64) -> bool {
-    match current {
-        None => true,
-        Some((expires, current_holder)) => current_holder == holder || expires <= now_ms,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -974,17 +949,6 @@ mod tests {
         assert_eq!(prefix_successor(b"ab"), Some(b"ac".to_vec()));
         assert_eq!(prefix_successor(b"a\xff"), Some(b"b".to_vec()));
         assert_eq!(prefix_successor(b"\xff\xff"), None);
-    }
-
-    #[test]
-    fn leases() {
-        let v = encode_lease(1000, "admin-a");
-        assert_eq!(decode_lease(&v).unwrap(), (1000, "admin-a"));
-        assert!(decode_lease(b"short").is_err());
-        assert!(lease_available(None, "b", 5));
-        assert!(lease_available(Some((1000, "a")), "a", 5));
-        assert!(!lease_available(Some((1000, "a")), "b", 999));
-        assert!(lease_available(Some((1000, "a")), "b", 1000));
     }
 
     #[test]

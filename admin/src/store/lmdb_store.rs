@@ -1,6 +1,6 @@
 //! [`LmdbTaskStore`]: the embedded backend (heed/LMDB), the default for one host.
 //!
-//! Layout — one environment (`task_store.path`, default `{data_dir}/tasks`), six databases:
+//! Layout — one environment (`task_store.path`, default `{data_dir}/tasks`), five databases:
 //! - `tasks`: big-endian `u32` uid → [`codec`] envelope. Big-endian so LMDB's byte order is
 //!   numeric order: listing newest-first is a reverse cursor walk, `from` is a range bound.
 //! - `unfinished`: uid → nothing, for every enqueued/processing task, maintained in the same
@@ -13,8 +13,9 @@
 //!   as the task insert, so a crash can neither lose an allocated uid nor leave a hole, and a
 //!   deleted last task never gives its uid back.
 //! - `meta`: metadata key (UTF-8) → opaque bytes; prefix listing is a cursor range.
-//! - `leases`: lease name → `u64` expiry (ms since epoch, big-endian) ++ holder. Meaningful for
-//!   several processes on this host sharing the directory (LMDB's lock file serialises them).
+//!
+//! (Stores created by earlier versions also hold a `leases` database, unused since the leader
+//! lease moved to the shared store, admin/src/leader/; it is left in place and never opened.)
 //!
 //! Every operation runs on tokio's blocking pool: LMDB writes fsync, and a reactor thread must
 //! never wait on a disk. The environment is opened without thread-local read slots
@@ -31,7 +32,6 @@ use heed::{CommitOrAbort, Database, Env, EnvOpenOptions, RoTxn, RwTxn, WithoutTl
 use miroir_core::ids::TaskUid;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::Semaphore;
 
 /// Address space reserved for the map. LMDB only uses disk for pages actually written; a
@@ -55,7 +55,6 @@ struct Inner {
     by_index: KeySetDb,
     counters: StrDb,
     meta: StrDb,
-    leases: StrDb,
 }
 
 /// The LMDB task store. Not `Clone`: share it as `Arc<dyn TaskStore>`; [`LmdbTaskStore::close`]
@@ -71,13 +70,6 @@ pub struct LmdbTaskStore {
 
 fn worker_err(e: tokio::task::JoinError) -> StoreError {
     StoreError::Worker(e.to_string())
-}
-
-fn now_ms() -> u64 {
-    // A clock before 1970 is a broken host; treating it as the epoch only makes leases expire.
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 fn corrupt_counter() -> StoreError {
@@ -294,42 +286,6 @@ impl Inner {
         wtxn.commit()?;
         Ok(true)
     }
-
-    fn try_acquire_lease(
-        &self,
-        name: &str,
-        holder: &str,
-        ttl: Duration,
-    ) -> Result<bool, StoreError> {
-        let mut wtxn = self.env.write_txn()?;
-        let now = now_ms();
-        let current = self
-            .leases
-            .get(&wtxn, name)?
-            .map(codec::decode_lease)
-            .transpose()?;
-        if !codec::lease_available(current, holder, now) {
-            return Ok(false);
-        }
-        let expires = now.saturating_add(ttl.as_millis() as u64);
-        self.leases
-            .put(&mut wtxn, name, &codec::encode_lease(expires, holder))?;
-        wtxn.commit()?;
-        Ok(true)
-    }
-
-    fn release_lease(&self, name: &str, holder: &str) -> Result<bool, StoreError> {
-        let mut wtxn = self.env.write_txn()?;
-        let Some(v) = self.leases.get(&wtxn, name)? else {
-            return Ok(false);
-        };
-        if codec::decode_lease(v)?.1 != holder {
-            return Ok(false);
-        }
-        self.leases.delete(&mut wtxn, name)?;
-        wtxn.commit()?;
-        Ok(true)
-    }
 }
 
 /// Offers cursor entries to `page` in cursor order; with `stop_when_done`, stops as soon as
@@ -380,7 +336,7 @@ impl LmdbTaskStore {
                 .open(path)?
         };
         let wtxn = env.write_txn()?;
-        let (tasks, unfinished, by_index, counters, meta, leases) = env
+        let (tasks, unfinished, by_index, counters, meta) = env
             .create_databases_and_commit(wtxn, |dbo, wtxn| {
                 let dbs = (
                     dbo.create_database(wtxn, Some("tasks"))?,
@@ -388,7 +344,6 @@ impl LmdbTaskStore {
                     dbo.create_database(wtxn, Some("by_index"))?,
                     dbo.create_database(wtxn, Some("counters"))?,
                     dbo.create_database(wtxn, Some("meta"))?,
-                    dbo.create_database(wtxn, Some("leases"))?,
                 );
                 Ok::<_, heed::Error>(CommitOrAbort::<_, ()>::Commit(dbs))
             })?
@@ -400,7 +355,6 @@ impl LmdbTaskStore {
             by_index,
             counters,
             meta,
-            leases,
         })
     }
 
@@ -551,27 +505,6 @@ impl TaskStore for LmdbTaskStore {
         self.run(move |s| {
             codec::check_meta_key(&key)?;
             s.cas_meta(&key, expected.as_deref(), new.as_deref())
-        })
-    }
-
-    fn try_acquire_lease<'a>(
-        &'a self,
-        name: &'a str,
-        holder: &'a str,
-        ttl: Duration,
-    ) -> StoreFuture<'a, bool> {
-        let (name, holder) = (name.to_owned(), holder.to_owned());
-        self.run(move |s| {
-            codec::check_meta_key(&name)?;
-            s.try_acquire_lease(&name, &holder, ttl)
-        })
-    }
-
-    fn release_lease<'a>(&'a self, name: &'a str, holder: &'a str) -> StoreFuture<'a, bool> {
-        let (name, holder) = (name.to_owned(), holder.to_owned());
-        self.run(move |s| {
-            codec::check_meta_key(&name)?;
-            s.release_lease(&name, &holder)
         })
     }
 }

@@ -16,9 +16,10 @@
 //! - **Metadata KV** (`get_meta`/`put_meta`/`delete_meta`/`list_meta`/`cas_meta`): opaque bytes
 //!   under string keys, listed in key order by prefix. The admin keeps index metadata, API
 //!   keys, topology overrides, rebalance progress here; the store does not interpret values.
-//! - **Leases** (`try_acquire_lease`/`release_lease`): "who is the leader" for work only one
-//!   admin may do at a time. With LMDB this is a record in the same environment (correct for
-//!   several processes on one host); with Redis a key with a TTL.
+//!
+//! Leadership among several admins is not a store operation: it needs a fencing token checked
+//! by every write of the leader, which only the shared Redis store offers
+//! ([`redis_shared`], admin/src/leader/).
 //!
 //! Listing ([`TaskStore::list_tasks`]) follows Meilisearch's `GET /tasks`: newest first (or
 //! oldest first with `reverse`), `from` is an inclusive starting uid, `total` counts every task
@@ -50,7 +51,6 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
 use time::OffsetDateTime;
 
 /// The future every [`TaskStore`] method returns (boxed so the trait is object-safe).
@@ -106,17 +106,6 @@ pub trait TaskStore: Send + Sync {
         expected: Option<&'a [u8]>,
         new: Option<&'a [u8]>,
     ) -> StoreFuture<'a, bool>;
-
-    /// Acquires (or renews, if `holder` already holds it) the lease `name` for `ttl`. Returns
-    /// `false` when another holder's lease is still running.
-    fn try_acquire_lease<'a>(
-        &'a self,
-        name: &'a str,
-        holder: &'a str,
-        ttl: Duration,
-    ) -> StoreFuture<'a, bool>;
-    /// Releases the lease if `holder` holds it; returns whether it did.
-    fn release_lease<'a>(&'a self, name: &'a str, holder: &'a str) -> StoreFuture<'a, bool>;
 }
 
 /// Opens the backend the configuration selects: LMDB under `task_store.path` (default

@@ -11,7 +11,6 @@
 //! | `{p}task:index:{uid}` | sorted set | the same, only the tasks of index `{uid}`        |
 //! | `{p}meta:data`        | hash       | metadata key → bytes                             |
 //! | `{p}meta:keys`        | sorted set | metadata keys, score 0: ordered prefix listing   |
-//! | `{p}lease:{name}`     | string     | holder, with a `PX` expiry                       |
 //!
 //! The records that let several hosts share this store (leader lease with fencing token,
 //! metadata generation, host heartbeats) are described in [`super::redis_shared`].
@@ -145,25 +144,6 @@ end
 return 1
 "#;
 
-/// KEYS: lease. ARGV: holder, ttl ms. 1 acquired/renewed, 0 held by someone else.
-const ACQUIRE_LUA: &str = r#"
-local cur = redis.call('GET', KEYS[1])
-if (not cur) or cur == ARGV[1] then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  return 1
-end
-return 0
-"#;
-
-/// KEYS: lease. ARGV: holder. 1 released, 0 not held by this holder.
-const RELEASE_LUA: &str = r#"
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('DEL', KEYS[1])
-  return 1
-end
-return 0
-"#;
-
 struct Keys {
     next_uid: String,
     data: String,
@@ -172,7 +152,6 @@ struct Keys {
     index_prefix: String,
     meta_data: String,
     meta_keys: String,
-    lease_prefix: String,
 }
 
 struct Scripts {
@@ -181,8 +160,6 @@ struct Scripts {
     scan: Script,
     meta_scan: Script,
     cas: Script,
-    acquire: Script,
-    release: Script,
 }
 
 /// The Redis task store. Cheap to share: the connection manager multiplexes one connection
@@ -231,7 +208,6 @@ impl RedisTaskStore {
                 index_prefix: k("task:index:"),
                 meta_data: k("meta:data"),
                 meta_keys: k("meta:keys"),
-                lease_prefix: k("lease:"),
             },
             scripts: Scripts {
                 create: Script::new(CREATE_LUA),
@@ -239,8 +215,6 @@ impl RedisTaskStore {
                 scan: Script::new(SCAN_LUA),
                 meta_scan: Script::new(META_SCAN_LUA),
                 cas: Script::new(CAS_LUA),
-                acquire: Script::new(ACQUIRE_LUA),
-                release: Script::new(RELEASE_LUA),
             },
             replicas: std::sync::atomic::AtomicU32::new(0),
             prefix: prefix.to_string(),
@@ -584,10 +558,6 @@ fn unfinished_flag(status: TaskStatus) -> &'static str {
     }
 }
 
-fn lease_key(store: &RedisTaskStore, name: &str) -> String {
-    format!("{}{name}", store.keys.lease_prefix)
-}
-
 impl TaskStore for RedisTaskStore {
     fn backend_name(&self) -> &'static str {
         "redis"
@@ -777,42 +747,6 @@ impl TaskStore for RedisTaskStore {
                 .arg(expected.unwrap_or_default())
                 .arg(flag(new))
                 .arg(new.unwrap_or_default())
-                .invoke_async(&mut self.conn())
-                .await?;
-            Ok(r == 1)
-        })
-    }
-
-    fn try_acquire_lease<'a>(
-        &'a self,
-        name: &'a str,
-        holder: &'a str,
-        ttl: Duration,
-    ) -> StoreFuture<'a, bool> {
-        Box::pin(async move {
-            codec::check_meta_key(name)?;
-            // Redis rejects PX 0; a zero TTL becomes the shortest lease Redis can express.
-            let ttl_ms = (ttl.as_millis() as u64).max(1);
-            let r: i64 = self
-                .scripts
-                .acquire
-                .key(lease_key(self, name))
-                .arg(holder)
-                .arg(ttl_ms)
-                .invoke_async(&mut self.conn())
-                .await?;
-            Ok(r == 1)
-        })
-    }
-
-    fn release_lease<'a>(&'a self, name: &'a str, holder: &'a str) -> StoreFuture<'a, bool> {
-        Box::pin(async move {
-            codec::check_meta_key(name)?;
-            let r: i64 = self
-                .scripts
-                .release
-                .key(lease_key(self, name))
-                .arg(holder)
                 .invoke_async(&mut self.conn())
                 .await?;
             Ok(r == 1)

@@ -15,6 +15,12 @@
 //!
 //! `--bodies-file F` (one JSON body per line) sends varied requests: each connection goes
 //! through the bodies in turn, starting at its own offset.
+//!
+//! `--also-url U` (repeatable) makes every request a client-side fan-out: the same body goes
+//! to `--url` and to each `--also-url` (one keep-alive connection to each per connection
+//! thread), all written before any answer is read, and the request is done when every target
+//! answered. This is the floor a scatter-gather proxy is compared with: a client asking the
+//! shard nodes itself.
 
 use hdrhistogram::Histogram;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -23,10 +29,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-struct Args {
+/// One server a request goes to.
+struct Target {
     addr: SocketAddr,
     host: String,
     path: String,
+}
+
+struct Args {
+    /// `--url` first, then every `--also-url`.
+    targets: Vec<Target>,
     method: String,
     bodies: Vec<Vec<u8>>,
     headers: Vec<String>,
@@ -41,7 +53,7 @@ fn usage() -> ! {
     eprintln!(
         "usage: loadgen --url http://HOST:PORT/PATH [--method POST] [--body-file F | \
          --bodies-file F] [--header 'K: V']... [--connections N] [--duration SECS] \
-         [--warmup SECS] [--rate RPS] [--pin CORE]"
+         [--warmup SECS] [--rate RPS] [--pin CORE] [--also-url URL]..."
     );
     std::process::exit(2)
 }
@@ -50,12 +62,14 @@ fn parse_args() -> Args {
     let mut it = std::env::args().skip(1);
     let (mut url, mut method, mut bodies, mut headers) =
         (None, "GET".to_string(), vec![Vec::new()], Vec::new());
+    let mut also: Vec<String> = Vec::new();
     let (mut connections, mut duration, mut warmup, mut rate, mut pin) =
         (16, 10.0, 1.0, None, None);
     while let Some(a) = it.next() {
         let mut v = || it.next().unwrap_or_else(|| usage());
         match a.as_str() {
             "--url" => url = Some(v()),
+            "--also-url" => also.push(v()),
             "--method" => method = v(),
             "--body-file" => bodies = vec![std::fs::read(v()).expect("reading --body-file")],
             "--bodies-file" => {
@@ -80,20 +94,12 @@ fn parse_args() -> Args {
         }
     }
     let url = url.unwrap_or_else(|| usage());
-    let rest = url.strip_prefix("http://").unwrap_or_else(|| usage());
-    let (hostport, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    let addr = hostport
-        .to_socket_addrs()
-        .ok()
-        .and_then(|mut a| a.next())
-        .unwrap_or_else(|| usage());
+    let targets = std::iter::once(url.as_str())
+        .chain(also.iter().map(String::as_str))
+        .map(target)
+        .collect();
     Args {
-        addr,
-        host: hostport.to_string(),
-        path: path.to_string(),
+        targets,
         method,
         bodies,
         headers,
@@ -105,8 +111,26 @@ fn parse_args() -> Args {
     }
 }
 
-fn request_bytes(a: &Args, body: &[u8]) -> Vec<u8> {
-    let mut r = format!("{} {} HTTP/1.1\r\nHost: {}\r\n", a.method, a.path, a.host);
+fn target(url: &str) -> Target {
+    let rest = url.strip_prefix("http://").unwrap_or_else(|| usage());
+    let (hostport, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let addr = hostport
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .unwrap_or_else(|| usage());
+    Target {
+        addr,
+        host: hostport.to_string(),
+        path: path.to_string(),
+    }
+}
+
+fn request_bytes(a: &Args, t: &Target, body: &[u8]) -> Vec<u8> {
+    let mut r = format!("{} {} HTTP/1.1\r\nHost: {}\r\n", a.method, t.path, t.host);
     for h in &a.headers {
         r.push_str(h);
         r.push_str("\r\n");
@@ -194,9 +218,71 @@ struct Outcome {
     answered: u64,
 }
 
+/// A keep-alive connection to one target and the answers it served.
+struct Conn {
+    w: TcpStream,
+    r: BufReader<TcpStream>,
+    served: u64,
+}
+
+fn connect(t: &Target) -> std::io::Result<Conn> {
+    let s = TcpStream::connect(t.addr)?;
+    s.set_nodelay(true).ok();
+    s.set_read_timeout(Some(Duration::from_secs(30))).ok();
+    let r = BufReader::with_capacity(64 * 1024, s.try_clone()?);
+    Ok(Conn { w: s, r, served: 0 })
+}
+
+/// Sends one request to every target (all written before any answer is read) and returns the
+/// worst status. A server may close an idle keep-alive connection between requests (nginx
+/// after `keepalive_requests`); that is not a failed request: that target is reconnected and
+/// asked once more.
+fn exchange(
+    a: &Args,
+    conns: &mut [Option<Conn>],
+    reqs: &[Vec<u8>],
+    line: &mut String,
+    sink: &mut Vec<u8>,
+) -> std::io::Result<u16> {
+    let mut written = vec![false; conns.len()];
+    for (i, slot) in conns.iter_mut().enumerate() {
+        if slot.is_none() {
+            *slot = Some(connect(&a.targets[i])?);
+        }
+        let c = slot.as_mut().unwrap();
+        written[i] = c.w.write_all(&reqs[i]).is_ok();
+    }
+    let mut worst = 0u16;
+    for (i, slot) in conns.iter_mut().enumerate() {
+        let c = slot.as_mut().unwrap();
+        let first = if written[i] {
+            read_response(&mut c.r, line, sink)
+        } else {
+            Err(std::io::Error::new(std::io::ErrorKind::BrokenPipe, "write"))
+        };
+        let status = match first {
+            Ok(s) => s,
+            Err(e) if c.served > 0 && is_closed(&e) => {
+                let mut fresh = connect(&a.targets[i])?;
+                fresh.w.write_all(&reqs[i])?;
+                let s = read_response(&mut fresh.r, line, sink)?;
+                *c = fresh;
+                s
+            }
+            Err(e) => {
+                *slot = None;
+                return Err(e);
+            }
+        };
+        c.served += 1;
+        worst = worst.max(status);
+    }
+    Ok(worst)
+}
+
 fn connection(
     a: Arc<Args>,
-    reqs: Arc<Vec<Vec<u8>>>,
+    reqs: Arc<Vec<Vec<Vec<u8>>>>,
     idx: usize,
     start: Instant,
     measure_from: Instant,
@@ -204,7 +290,7 @@ fn connection(
 ) -> Outcome {
     let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
     let (mut ok, mut errors, mut answered) = (0u64, 0u64, 0u64);
-    let mut conn: Option<(TcpStream, BufReader<TcpStream>, u64)> = None;
+    let mut conns: Vec<Option<Conn>> = a.targets.iter().map(|_| None).collect();
     let (mut line, mut sink) = (String::new(), Vec::new());
     // Open loop: this connection's share of the rate, phase-shifted so connections interleave.
     let interval = a
@@ -227,38 +313,7 @@ fn connection(
             }
             None => Instant::now(),
         };
-        // A server may close an idle keep-alive connection between requests (nginx after
-        // `keepalive_requests`); that is not a failed request: reconnect and send it once more.
-        let mut res = Err(std::io::Error::other("not sent"));
-        for attempt in 0..2 {
-            if conn.is_none() {
-                match TcpStream::connect(a.addr) {
-                    Ok(s) => {
-                        s.set_nodelay(true).ok();
-                        s.set_read_timeout(Some(Duration::from_secs(30))).ok();
-                        let r = BufReader::with_capacity(64 * 1024, s.try_clone().unwrap());
-                        conn = Some((s, r, 0));
-                    }
-                    Err(e) => {
-                        res = Err(e);
-                        std::thread::sleep(Duration::from_millis(10));
-                        break;
-                    }
-                }
-            }
-            let (w, r, served) = conn.as_mut().unwrap();
-            res = w
-                .write_all(req)
-                .and_then(|_| read_response(r, &mut line, &mut sink));
-            match &res {
-                Err(e) if attempt == 0 && *served > 0 && is_closed(e) => conn = None,
-                Ok(_) => {
-                    *served += 1;
-                    break;
-                }
-                Err(_) => break,
-            }
-        }
+        let res = exchange(&a, &mut conns, req, &mut line, &mut sink);
         let done = Instant::now();
         answered += u64::from(res.is_ok());
         match res {
@@ -271,7 +326,8 @@ fn connection(
             Ok(_) => errors += 1,
             Err(_) => {
                 errors += 1;
-                conn = None;
+                conns.iter_mut().for_each(|c| *c = None);
+                std::thread::sleep(Duration::from_millis(10));
             }
         }
     }
@@ -288,7 +344,12 @@ fn main() {
     let reqs = Arc::new(
         a.bodies
             .iter()
-            .map(|b| request_bytes(&a, b))
+            .map(|b| {
+                a.targets
+                    .iter()
+                    .map(|t| request_bytes(&a, t, b))
+                    .collect::<Vec<_>>()
+            })
             .collect::<Vec<_>>(),
     );
     if let Some(core) = a.pin {

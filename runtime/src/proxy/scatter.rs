@@ -116,22 +116,29 @@ impl ReadTable {
             && (self.lagging.is_empty() || !self.lagging.contains(&(node.clone(), shard)))
     }
 
-    /// Index of the group to prefer for a round-robin counter: the counter modulo the number
-    /// of groups, skipping groups that cannot serve every shard when another one can (a group
-    /// with a node down is used only if no complete group exists).
+    /// Index of the group to prefer for a round-robin counter: the groups that can serve take
+    /// turns, skipping groups that cannot serve every shard when another one can (a group
+    /// with a node down is used only if no complete group exists;
+    /// `miroir_core::routing::preferred_group`).
     pub fn pick_group(&self, counter: usize) -> usize {
-        let n = self.groups.len().max(1);
         // Lagging copies do not make a group incomplete: `assign` moves just their shards to
         // another group at no cost, while a down node would cost a failed request.
-        let complete = |g: &GroupTable| {
-            g.owners
+        let complete = |i: usize| {
+            self.groups[i]
+                .owners
                 .iter()
                 .all(|os| os.iter().any(|o| self.readable.contains(o)))
         };
-        (0..n)
-            .map(|i| (counter + i) % n)
-            .find(|&i| self.groups.get(i).is_some_and(complete))
-            .unwrap_or(counter % n)
+        // A group with no readable owner at all (a removed group's empty slot, a group still
+        // joining) never takes a turn.
+        let serving = |i: usize| {
+            self.groups[i]
+                .owners
+                .iter()
+                .flatten()
+                .any(|o| self.readable.contains(o))
+        };
+        miroir_core::routing::preferred_group(counter, self.groups.len(), serving, complete)
     }
 
     /// Assigns each of `shards` to one readable, non-excluded node (see module docs).

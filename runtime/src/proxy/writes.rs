@@ -188,11 +188,14 @@ pub fn shard_targets(
     shards
         .iter()
         .map(|&shard| {
+            // A group without owners (a removed group's empty slot, a group still joining)
+            // takes no write and counts for no quorum.
             let groups = (0..map.replica_groups())
                 .map(|g| {
                     let g = miroir_core::GroupId(g);
                     (g, map.owners(g, shard).to_vec())
                 })
+                .filter(|(_, owners)| !owners.is_empty())
                 .collect();
             let extra = snap
                 .migrations
