@@ -314,6 +314,32 @@ fn pinned_documents_land_at_their_positions_in_the_merged_page() {
         );
         assert_eq!(r["estimatedTotalHits"], DOCS);
     }
+    // Pins of two indexes at one position (51 at 4 has no index selector): ordered by index
+    // uid, whatever the query order. The page holds only pins (organic ties aside).
+    s.write(
+        "POST",
+        "/indexes/catalog/documents?primaryKey=id",
+        Some(&json!([{"id": 51, "rank": 0}, {"id": 1, "rank": 1}])),
+    );
+    let (_, r) = s.read(
+        "POST",
+        "/multi-search",
+        Some(&json!({"federation": {"offset": 4, "limit": 2},
+            "queries": [{"indexUid": "products"}, {"indexUid": "catalog"}]})),
+    );
+    let got: Vec<(Value, Value)> = r["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| (h["_federation"]["indexUid"].clone(), h["id"].clone()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (json!("catalog"), json!(51)),
+            (json!("products"), json!(51))
+        ]
+    );
     // The filter applies to pins: 50 is blue, 51 is red.
     let red: Vec<i64> = (0..DOCS).filter(|i| i % 3 == 0).collect();
     let (ids, total) = search(

@@ -224,12 +224,13 @@ pub fn combine(fed: &Federation, results: &[QueryResult], out: &mut Vec<u8>) -> 
         heads[q] += 1;
     }
     // Pinned hits are placed over the organic prefix as Meilisearch does: every query's pins
-    // ordered by position (stable: query order), then milli's placement.
+    // ordered by position, then by index uid (it groups queries by index in a sorted map),
+    // then query order (a stable sort), then milli's placement.
     let mut pins: Vec<((usize, usize), u32)> = Vec::new();
     for (q, p) in parsed.iter().enumerate() {
         pins.extend((0..p.pins.len()).map(|i| ((q, i), p.pins[i].0)));
     }
-    pins.sort_by_key(|&(_, pos)| pos);
+    pins.sort_by_key(|&((q, _), pos)| (pos, results[q].index_uid));
     let organic: Vec<(usize, usize, f64, bool)> = picked
         .into_iter()
         .map(|(q, i, w)| (q, i, w, false))
