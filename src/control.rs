@@ -428,6 +428,7 @@ mod tests {
             created_at: "2026-01-01T00:00:00Z".into(),
             updated_at: "2026-01-01T00:00:00Z".into(),
             distinct_attribute: None,
+            foreign_keys: Vec::new(),
         };
         let v = round_trip(&Prepared {
             generation: 3,

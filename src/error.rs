@@ -109,6 +109,8 @@ error_codes! {
     MethodNotAllowed => ("method_not_allowed", 405, InvalidRequest),
     UriTooLong => ("uri_too_long", 414, InvalidRequest),
     InvalidDocumentCsvDelimiter => ("invalid_document_csv_delimiter", 400, InvalidRequest),
+    InvalidSettingsForeignKeys => ("invalid_settings_foreign_keys", 400, InvalidRequest),
+    InvalidSearchFilter => ("invalid_search_filter", 400, InvalidRequest),
     MiroirNodeUnreachable => ("miroir_node_unreachable", 503, System),
     MiroirNodeTaskLost => ("miroir_node_task_lost", 500, System),
     WebhookNotFound => ("webhook_not_found", 404, InvalidRequest),

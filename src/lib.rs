@@ -24,6 +24,7 @@ pub mod control;
 pub mod documents;
 pub mod error;
 pub mod fingerprint;
+pub mod foreign_keys;
 pub mod ids;
 pub mod node_message;
 pub mod routing;

@@ -35,6 +35,10 @@ pub struct Snapshot {
     /// `(index, shard)` and must not answer reads for that shard until they are replayed.
     /// Sorted, no duplicates.
     pub lagging: Vec<LaggingCopy>,
+    /// The `foreignKeys` experimental feature (as last set through `PATCH
+    /// /experimental-features`): without it, hits are not hydrated (decision 044).
+    #[serde(default)]
+    pub foreign_keys_feature: bool,
     /// Dynamic search rules (decision 042), in the order milli takes them
     /// ([`crate::search_rules::precedence_order`]). Empty: searches pay one branch.
     pub search_rules: Vec<crate::search_rules::SearchRule>,
@@ -75,6 +79,10 @@ pub struct IndexMeta {
     /// The index's `distinctAttribute` (the merge deduplicates across shards by it).
     #[serde(default)]
     pub distinct_attribute: Option<String>,
+    /// The index's `foreignKeys` setting, kept by Miroir and never sent to the nodes: they
+    /// would hydrate from their own shard of the foreign index (decision 044).
+    #[serde(default)]
+    pub foreign_keys: Vec<crate::foreign_keys::ForeignKey>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -215,6 +223,7 @@ impl IndexMeta {
             created_at: now.to_string(),
             updated_at: now.to_string(),
             distinct_attribute: None,
+            foreign_keys: Vec::new(),
         }
     }
 }
@@ -288,6 +297,7 @@ mod tests {
                 index: "movies".into(),
                 shard: ShardId(2),
             }],
+            foreign_keys_feature: true,
             search_rules: vec![{
                 let mut r = crate::search_rules::SearchRule::new("promo", 0);
                 r.start_ns = Some(-1_000_000_000_000_000_000_000);
@@ -402,6 +412,14 @@ mod tests {
                     created_at: "2026-01-01T00:00:00.000Z".into(),
                     updated_at: "2026-01-02T00:00:00.000Z".into(),
                     distinct_attribute: None,
+                    foreign_keys: if sw {
+                        vec![crate::foreign_keys::ForeignKey {
+                            foreign_index_uid: "authors".into(),
+                            field_name: "author".into(),
+                        }]
+                    } else {
+                        Vec::new()
+                    },
                 },
             )
     }
@@ -423,6 +441,7 @@ mod tests {
                 keys: vec![ApiKey { uid: "u".into(), key: "k".into(), name: None, actions: vec![], indexes: vec!["*".into()], expires_at: expires }],
                 migrations: vec![ShardMigration { index: "i".into(), shard: ShardId(shard), group: GroupId(0), from: NodeId::new("a"), to: NodeId::new("b") }],
                 lagging: vec![LaggingCopy { node: NodeId::new("a"), index: "i".into(), shard: ShardId(shard) }],
+                foreign_keys_feature: expires.is_some(),
                 search_rules: vec![crate::search_rules::SearchRule { precedence: Some(generation), end_ns: Some(i128::from(epoch) << 64), ..crate::search_rules::SearchRule::new("r", shard) }],
             };
             prop_assert_eq!(Snapshot::decode(&snap.encode()).unwrap(), snap);

@@ -10,7 +10,7 @@ use hyper::Method;
 use miroir_core::error::ErrorCode;
 use miroir_core::snapshot::IndexMeta;
 use miroir_merge::{merge_index_stats, Bump, ShardInput};
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 
 use miroir_core::documents::RESERVED_PREFIX;
@@ -149,6 +149,32 @@ pub fn hide_settings(settings: &mut Value, meta: Option<&IndexMeta>) {
     }
 }
 
+/// `foreignKeys` in a full settings object as one Meilisearch shows it: after
+/// `sortableAttributes` while the experimental feature is on, absent while it is off, whatever
+/// the node holds (Miroir keeps the setting, decision 044).
+pub fn show_foreign_keys(settings: &mut Value, meta: Option<&IndexMeta>, feature: bool) {
+    let Some(o) = settings.as_object_mut() else {
+        return;
+    };
+    o.remove("foreignKeys");
+    if !feature {
+        return;
+    }
+    let keys = json!(meta.map(|m| m.foreign_keys.as_slice()).unwrap_or_default());
+    let mut out = Map::new();
+    for (k, v) in std::mem::take(o) {
+        let after = k == "sortableAttributes";
+        out.insert(k, v);
+        if after {
+            out.insert("foreignKeys".into(), keys.clone());
+        }
+    }
+    if !out.contains_key("foreignKeys") {
+        out.insert("foreignKeys".into(), keys);
+    }
+    *o = out;
+}
+
 /// `GET /indexes/{uid}/settings[/{sub}]`.
 pub async fn settings_read(admin: &Admin, uid: &str, sub: Option<&str>) -> Result<Resp, ApiError> {
     let key = match sub {
@@ -157,6 +183,16 @@ pub async fn settings_read(admin: &Admin, uid: &str, sub: Option<&str>) -> Resul
         }
         None => None,
     };
+    // Miroir's own setting (decision 044): answered from the index metadata.
+    if key == Some("foreignKeys") {
+        let meta = admin.index(uid).ok_or_else(|| {
+            ApiError::core(
+                ErrorCode::IndexNotFound,
+                format!("Index `{uid}` not found."),
+            )
+        })?;
+        return Ok(Resp::json(200, &json!(meta.foreign_keys)));
+    }
     let path = format!(
         "/indexes/{}/settings{}",
         encode_segment(uid),
@@ -167,7 +203,11 @@ pub async fn settings_read(admin: &Admin, uid: &str, sub: Option<&str>) -> Resul
         let meta = admin.index(uid);
         match key {
             Some(k) => hide_setting(k, &mut body, meta.as_ref()),
-            None => hide_settings(&mut body, meta.as_ref()),
+            None => {
+                hide_settings(&mut body, meta.as_ref());
+                let feature = admin.lock().foreign_keys_feature;
+                show_foreign_keys(&mut body, meta.as_ref(), feature);
+            }
         }
     }
     relay(status, body)

@@ -46,6 +46,8 @@ pub const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const APPLY_WAIT: Duration = Duration::from_secs(2);
 
 const META_INDEX: &str = "index:";
+/// `true`/`false`: the `foreignKeys` experimental feature ([`Admin::set_foreign_keys_feature`]).
+const META_FOREIGN_KEYS_FEATURE: &str = "feature:foreign-keys";
 const META_KEY: &str = "key:";
 /// Where the epoch lived before the topology record carried it; read once when a deployment
 /// that predates the record gets its first one.
@@ -132,6 +134,8 @@ pub struct State {
     /// Replica group slots (the stored record's `replica_groups`; grows when a group is
     /// added, never shrinks: a removed group stays as an empty slot).
     pub replica_groups: u32,
+    /// The `foreignKeys` experimental feature, as last set (published for hydration).
+    pub foreign_keys_feature: bool,
     /// Dynamic search rules, published in the snapshot (changed by crate::search_rules).
     pub search_rules: Vec<miroir_core::search_rules::SearchRule>,
 }
@@ -238,6 +242,8 @@ impl Admin {
                 })?;
         }
         (state.indexes, state.keys) = load_metadata(store.as_ref()).await?;
+        state.foreign_keys_feature =
+            store.get_meta(META_FOREIGN_KEYS_FEATURE).await?.as_deref() == Some(b"true".as_slice());
         state.search_rules = load_search_rules(store.as_ref()).await?;
         let client = NodeClient::new(
             config.effective_node_master_key(),
@@ -360,6 +366,16 @@ impl Admin {
         self.lock().indexes.get(uid).cloned()
     }
 
+    /// Records the `foreignKeys` experimental feature the nodes now have (the caller
+    /// publishes): the data planes hydrate hits only while it is on (decision 044).
+    pub async fn set_foreign_keys_feature(&self, on: bool) -> Result<(), AdminError> {
+        let value: &[u8] = if on { b"true" } else { b"false" };
+        self.write_meta(META_FOREIGN_KEYS_FEATURE, Some(value))
+            .await?;
+        self.lock().foreign_keys_feature = on;
+        Ok(())
+    }
+
     /// Persists then applies an index's metadata.
     pub async fn put_index(&self, meta: IndexMeta) -> Result<(), AdminError> {
         let bytes = serde_json::to_vec(&meta).expect("IndexMeta serialises");
@@ -440,6 +456,7 @@ impl Admin {
             keys: st.keys.values().filter_map(api_key_from_json).collect(),
             migrations: st.migrations.clone(),
             lagging: st.lagging.iter().cloned().collect(),
+            foreign_keys_feature: st.foreign_keys_feature,
             search_rules: st.search_rules.clone(),
         }
     }
@@ -667,8 +684,10 @@ impl Admin {
         apply_node_statuses(&mut nodes, self.store.as_ref()).await?;
         let migrations: Vec<ShardMigration> = self.json_meta(META_MIGRATIONS).await?;
         let lagging: Vec<miroir_core::snapshot::LaggingCopy> = self.json_meta(META_LAGGING).await?;
+        let foreign_keys_feature: bool = self.json_meta(META_FOREIGN_KEYS_FEATURE).await?;
         let search_rules = load_search_rules(self.store.as_ref()).await?;
         let mut st = self.lock();
+        st.foreign_keys_feature = foreign_keys_feature;
         st.search_rules = search_rules;
         st.indexes = indexes;
         st.keys = keys;

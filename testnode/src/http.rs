@@ -493,6 +493,23 @@ fn index_stats(node: &Node, ix: &Index, p: StatsParams) -> Out {
         .with("fieldDistribution", ix.field_distribution())
 }
 
+/// Whether the `foreignKeys` experimental feature is on.
+fn foreign_keys_enabled(app: &App) -> bool {
+    let inner = app.node.inner.lock().unwrap_or_else(|e| e.into_inner());
+    inner.experimental.get("foreignKeys") == Some(&json!(true))
+}
+
+/// Meilisearch refuses to set `foreignKeys` (a reset is fine) while its feature is off.
+fn check_foreign_keys_feature(app: &App, update: &Obj) -> Result<()> {
+    match update.get("foreignKeys") {
+        Some(v) if !v.is_null() && !foreign_keys_enabled(app) => Err(ApiError::bad(
+            "feature_not_enabled",
+            "setting `foreignKeys` in the index settings requires enabling the `foreign_keys` experimental feature. See https://github.com/orgs/meilisearch/discussions/873",
+        )),
+        _ => Ok(()),
+    }
+}
+
 fn with_index<T>(app: &App, uid: &str, f: impl FnOnce(&Index) -> Result<T>) -> Result<T> {
     let indexes = app.node.indexes.read().unwrap_or_else(|e| e.into_inner());
     let ix = indexes
@@ -923,11 +940,20 @@ fn route(app: &App, r: &Req) -> Result<Resp> {
             match m {
                 "GET" => {
                     authorize(app, r, "settings.get", Some(uid))?;
-                    with_index(app, uid, |ix| ok(Out::from(&ix.settings)))
+                    let fk = foreign_keys_enabled(app);
+                    with_index(app, uid, |ix| {
+                        // Meilisearch shows `foreignKeys` only while its feature is on.
+                        let mut s = ix.settings.clone();
+                        if !fk {
+                            s.0.retain(|(k, _)| k != "foreignKeys");
+                        }
+                        ok(Out::from(&s))
+                    })
                 }
                 "PATCH" => {
                     let caller = authorize(app, r, "settings.update", Some(uid))?;
                     let update = settings::validate_patch(&json_body(r)?)?;
+                    check_foreign_keys_feature(app, &update)?;
                     accepted(app.node.enqueue(
                         Some(uid),
                         "settingsUpdate",
@@ -980,6 +1006,7 @@ fn route(app: &App, r: &Req) -> Result<Resp> {
                                 ..e
                             }
                         })?;
+                    check_foreign_keys_feature(app, &update)?;
                     accepted(app.node.enqueue(
                         Some(uid),
                         "settingsUpdate",

@@ -17,6 +17,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("searchableAttributes", "searchable-attributes"),
     ("filterableAttributes", "filterable-attributes"),
     ("sortableAttributes", "sortable-attributes"),
+    ("foreignKeys", "foreign-keys"),
     ("rankingRules", "ranking-rules"),
     ("stopWords", "stop-words"),
     ("nonSeparatorTokens", "non-separator-tokens"),
@@ -67,7 +68,8 @@ pub fn default_value(key: &str) -> Value {
         | "stopWords"
         | "nonSeparatorTokens"
         | "separatorTokens"
-        | "dictionary" => json!([]),
+        | "dictionary"
+        | "foreignKeys" => json!([]),
         "rankingRules" => json!(DEFAULT_RANKING_RULES),
         "synonyms" | "embedders" => json!({}),
         "proximityPrecision" => json!("byWord"),
@@ -194,6 +196,7 @@ fn validate_one(key: &str, v: &Value) -> Result<Value> {
         }
         // Deduplicated when applied; the task details keep the list as sent.
         "displayedAttributes" | "searchableAttributes" => string_array(key, v),
+        "foreignKeys" => foreign_keys(v),
         "filterableAttributes" => match v {
             // v1.14+ also accepts `{attributePatterns, features}` objects.
             Value::Array(a) if a.iter().all(|e| e.is_string() || e.is_object()) => Ok(v.clone()),
@@ -401,8 +404,61 @@ pub fn check_applied(s: &Obj) -> std::result::Result<(), (String, String)> {
     Ok(())
 }
 
+/// Meilisearch 1.50's `foreignKeys` (behind the `foreignKeys` experimental feature, checked
+/// by the caller): `[{foreignIndexUid, fieldName}]`, both strings, echoed in that field order.
+/// The test node stores it but never hydrates (Miroir keeps the setting itself).
+fn foreign_keys(v: &Value) -> Result<Value> {
+    const FIELDS: &[&str] = &["foreignIndexUid", "fieldName"];
+    let err = |m: String| ApiError::bad("invalid_settings_foreign_keys", m);
+    let found = |v: &Value| match v {
+        Value::Null => "null".to_string(),
+        v => format!("{}: `{v}`", kind_name(v)),
+    };
+    let Value::Array(list) = v else {
+        return Err(err(format!(
+            "Invalid value type at `.foreignKeys`: expected an array, but found {}",
+            found(v)
+        )));
+    };
+    let mut out = Vec::new();
+    for (i, item) in list.iter().enumerate() {
+        let Value::Object(o) = item else {
+            return Err(err(format!(
+                "Invalid value type at `.foreignKeys[{i}]`: expected an object, but found {}",
+                found(item)
+            )));
+        };
+        for (k, x) in o {
+            if !FIELDS.contains(&k.as_str()) {
+                return Err(err(unknown_field(
+                    k,
+                    &format!(" inside `.foreignKeys[{i}]`"),
+                    FIELDS,
+                )));
+            }
+            if !x.is_string() {
+                return Err(err(format!(
+                    "Invalid value type at `.foreignKeys[{i}].{k}`: expected a string, but found {}",
+                    found(x)
+                )));
+            }
+        }
+        let mut entry = serde_json::Map::new();
+        for f in FIELDS {
+            let Some(x) = o.get(*f) else {
+                return Err(err(format!(
+                    "Missing field `{f}` inside `.foreignKeys[{i}]`"
+                )));
+            };
+            entry.insert((*f).to_string(), x.clone());
+        }
+        out.push(Value::Object(entry));
+    }
+    Ok(Value::Array(out))
+}
+
 /// Every field `PATCH /settings` knows in Meilisearch 1.50 (the "expected one of" list);
-/// `foreignKeys` and `chat` are experimental and not implemented by the test node.
+/// `chat` is experimental and not implemented by the test node.
 const PATCH_FIELDS: &[&str] = &[
     "displayedAttributes",
     "searchableAttributes",

@@ -1710,3 +1710,57 @@ fn index_compaction_task() {
     assert_eq!(t["error"]["code"], "index_not_found");
     assert_eq!(t["details"], json!({}));
 }
+
+/// `foreignKeys` (experimental `foreignKeys`): refused while the feature is off, validated with
+/// deserr's messages, echoed in its field order, shown in the settings only while the feature
+/// is on. The test node stores it and never hydrates (Miroir keeps it, decision 044).
+#[test]
+fn foreign_keys_setting() {
+    let s = Server::start();
+    let ix = unique("fk");
+    let settings = format!("/indexes/{ix}/settings");
+    let fk = json!([{"fieldName": "author", "foreignIndexUid": "authors"}]);
+    let e = s
+        .patch(&settings, json!({"foreignKeys": fk}))
+        .error(400, "feature_not_enabled");
+    assert_eq!(
+        e["message"],
+        "setting `foreignKeys` in the index settings requires enabling the `foreign_keys` experimental feature. See https://github.com/orgs/meilisearch/discussions/873"
+    );
+    s.task(s.patch(&settings, json!({"foreignKeys": null})));
+    assert!(s.get(&settings).json().get("foreignKeys").is_none());
+    assert_eq!(s.get(&format!("{settings}/foreign-keys")).json(), json!([]));
+
+    assert_eq!(
+        s.patch("/experimental-features", json!({"foreignKeys": true}))
+            .status,
+        200
+    );
+    for (body, message) in [
+        (json!("x"), "Invalid value type at `.foreignKeys`: expected an array, but found a string: `\"x\"`"),
+        (json!([null]), "Invalid value type at `.foreignKeys[0]`: expected an object, but found null"),
+        (json!([{}]), "Missing field `foreignIndexUid` inside `.foreignKeys[0]`"),
+        (json!([{"foreignIndexUid": "a", "fieldName": 1}]), "Invalid value type at `.foreignKeys[0].fieldName`: expected a string, but found a positive integer: `1`"),
+        (json!([{"fieldNam": "a"}]), "Unknown field `fieldNam` inside `.foreignKeys[0]`: did you mean `fieldName`? expected one of `foreignIndexUid`, `fieldName`"),
+    ] {
+        let e = s
+            .patch(&settings, json!({ "foreignKeys": body }))
+            .error(400, "invalid_settings_foreign_keys");
+        assert_eq!(e["message"], message);
+    }
+    let e = s
+        .put(&format!("{settings}/foreign-keys"), json!([{}]))
+        .error(400, "invalid_settings_foreign_keys");
+    assert_eq!(e["message"], "Missing field `foreignIndexUid` inside `[0]`");
+    let t = s.task(s.patch(&settings, json!({"foreignKeys": fk})));
+    let ordered = json!([{"foreignIndexUid": "authors", "fieldName": "author"}]);
+    assert_eq!(t["details"], json!({"foreignKeys": ordered}), "{t}");
+    let got = s.get(&settings).json();
+    let keys: Vec<&String> = got.as_object().unwrap().keys().collect();
+    let at = keys.iter().position(|k| *k == "foreignKeys").unwrap();
+    assert_eq!(keys[at - 1], "sortableAttributes");
+    assert_eq!(got["foreignKeys"], ordered);
+    assert_eq!(s.get(&format!("{settings}/foreign-keys")).json(), ordered);
+    s.patch("/experimental-features", json!({"foreignKeys": false}));
+    assert!(s.get(&settings).json().get("foreignKeys").is_none());
+}

@@ -136,6 +136,9 @@ fn parse_node(s: &str) -> Result<(String, String), String> {
 
 #[derive(Subcommand)]
 enum RebalanceAction {
+    /// Checks that every shard's copies are where the topology says (every live node is
+    /// scanned) and repairs what differs: missing copies are copied, stray ones deleted.
+    Start,
     /// The running (or last) operation: phase, per-shard progress, rate, ETA.
     Status {
         /// Redraw a progress bar until the operation is done.
@@ -190,6 +193,7 @@ fn render_operation(op: &Value) -> String {
         return "no topology operation has run".into();
     }
     let subject = match op["replica_group"].as_u64() {
+        _ if op["kind"] == "reconcile" => "every shard's placement".to_string(),
         Some(g) if op.get("node").is_none() => format!("replica group {g}"),
         _ => format!("node {}", op["node"].as_str().unwrap_or("?")),
     };
@@ -399,6 +403,18 @@ async fn run(cli: &Cli) -> Result<String, String> {
                 )),
                 200 if v.get("kind").is_some() => Ok(format!("done\n{}", render_operation(&v))),
                 200 => Ok(v["message"].as_str().unwrap_or("done").to_string()),
+                _ => Err(fail(s, &v)),
+            }
+        }
+        Command::Rebalance {
+            action: RebalanceAction::Start,
+        } => {
+            let (s, v) = call(cli, hyper::Method::POST, "/_miroir/rebalance", None).await?;
+            match s {
+                202 => Ok(format!(
+                    "accepted; follow it with `miroir-ctl rebalance status --watch`\n{}",
+                    render_operation(&v)
+                )),
                 _ => Err(fail(s, &v)),
             }
         }

@@ -71,5 +71,16 @@ pub async fn experimental_features(admin: &Arc<Admin>, req: &Req) -> Result<Resp
         return Err(err);
     }
     admin.metrics.broadcast(true);
-    Ok(Resp::json(200, &first.unwrap_or_else(|| json!({}))))
+    let answer = first.unwrap_or_else(|| json!({}));
+    // Hydration happens in the data planes, which learn the flag from the snapshot.
+    if let Some(on) = answer
+        .get("foreignKeys")
+        .and_then(serde_json::Value::as_bool)
+    {
+        if on != admin.lock().foreign_keys_feature {
+            admin.set_foreign_keys_feature(on).await?;
+            admin.publish().await?;
+        }
+    }
+    Ok(Resp::json(200, &answer))
 }

@@ -37,6 +37,7 @@ fn new_meta(admin: &Admin, uid: &str, primary_key: Option<String>) -> IndexMeta 
         created_at: now.clone(),
         updated_at: now,
         distinct_attribute: None,
+        foreign_keys: Vec::new(),
     }
 }
 

@@ -6,8 +6,8 @@
 use super::engine::{dispatch_reachable, require_coverage, run_step, settle, spawn_task};
 use super::index_lifecycle::create_everywhere;
 use super::settings_translation::{
-    readback_matches, setting_key, settings_details, translate_settings, RESET_ALL_DETAILS_EXTRA,
-    SETTINGS_ORDER,
+    parse_foreign_keys, readback_matches, setting_key, settings_details, translate_settings,
+    RESET_ALL_DETAILS_EXTRA, SETTINGS_ORDER,
 };
 use crate::http_types::{encode_segment, ApiError, Req, Resp};
 use crate::node_health::NodeHealth;
@@ -31,6 +31,17 @@ pub async fn update_settings(
     client: Map<String, Value>,
     reset_all: bool,
 ) -> Result<Resp, ApiError> {
+    // `foreignKeys` is Miroir's own (decision 044): checked as one Meilisearch checks it,
+    // before anything changes — shape first, then the experimental feature (not for a reset).
+    if let Some(v) = client.get("foreignKeys") {
+        parse_foreign_keys(v)?;
+        if !v.is_null() && !admin.lock().foreign_keys_feature {
+            return Err(ApiError::core(
+                ErrorCode::FeatureNotEnabled,
+                "setting `foreignKeys` in the index settings requires enabling the `foreign_keys` experimental feature. See https://github.com/orgs/meilisearch/discussions/873",
+            ));
+        }
+    }
     let guard = admin.lock_scopes(vec![uid.to_string()]).await;
     let mut echoed = client.clone();
     if reset_all {
@@ -48,7 +59,10 @@ pub async fn update_settings(
             create_everywhere(admin, &nodes, uid, None, true).await?
         }
     };
-    let (node_patch, new_meta) = translate_settings(&client, &meta)?;
+    let (node_patch, mut new_meta) = translate_settings(&client, &meta)?;
+    if reset_all {
+        new_meta.foreign_keys.clear();
+    }
     let path = settings_path(uid);
     // 1. Snapshot what every reachable node has now: the rollback target. Nodes marked
     //    failed or unreachable are set apart (module docs, "Unreachable nodes").

@@ -7,6 +7,7 @@
 use crate::http_types::ApiError;
 use miroir_core::documents::{RESERVED_PREFIX, SHARD_FIELD};
 use miroir_core::error::ErrorCode;
+use miroir_core::foreign_keys::ForeignKey;
 use miroir_core::snapshot::{FacetOrder, IndexMeta};
 use serde_json::{json, Map, Value};
 
@@ -109,6 +110,7 @@ pub fn setting_key(sub: &str) -> Option<&'static str> {
         "prefix-search" => "prefixSearch",
         "embedders" => "embedders",
         "chat" => "chat",
+        "foreign-keys" => "foreignKeys",
         _ => return None,
     })
 }
@@ -126,6 +128,63 @@ fn mentions_reserved(v: &Value) -> Option<String> {
     }
 }
 
+/// A `foreignKeys` value checked as Meilisearch 1.50's deserializer does (`null` = reset),
+/// with its messages located in a `PATCH /settings` body (sub-routes relocate them,
+/// [`as_sub_route_error`]). Neither index uids nor field names are checked further: one
+/// Meilisearch accepts any string there too (checked on a real node).
+pub fn parse_foreign_keys(v: &Value) -> Result<Vec<ForeignKey>, ApiError> {
+    use crate::http_types::{describe_json_value, did_you_mean};
+    let err = |m: String| ApiError::core(ErrorCode::InvalidSettingsForeignKeys, m);
+    let type_err = |at: &str, expected: &str, v: &Value| {
+        err(format!(
+            "Invalid value type at `.foreignKeys{at}`: expected {expected}, but found {}",
+            describe_json_value(v)
+        ))
+    };
+    let list = match v {
+        Value::Null => return Ok(Vec::new()),
+        Value::Array(a) => a,
+        other => return Err(type_err("", "an array", other)),
+    };
+    const FIELDS: [&str; 2] = ["foreignIndexUid", "fieldName"];
+    let mut out = Vec::with_capacity(list.len());
+    for (i, item) in list.iter().enumerate() {
+        let Value::Object(o) = item else {
+            return Err(type_err(&format!("[{i}]"), "an object", item));
+        };
+        let mut got: [Option<String>; 2] = [None, None];
+        for (k, x) in o {
+            let Some(slot) = FIELDS.iter().position(|f| f == k) else {
+                return Err(err(format!(
+                    "Unknown field `{k}` inside `.foreignKeys[{i}]`: {}expected one of `foreignIndexUid`, `fieldName`",
+                    did_you_mean(k, &FIELDS)
+                )));
+            };
+            match x {
+                Value::String(s) => got[slot] = Some(s.clone()),
+                other => return Err(type_err(&format!("[{i}].{k}"), "a string", other)),
+            }
+        }
+        match got {
+            [Some(foreign_index_uid), Some(field_name)] => out.push(ForeignKey {
+                foreign_index_uid,
+                field_name,
+            }),
+            [None, _] | [_, None] => {
+                let missing = if got[0].is_none() {
+                    FIELDS[0]
+                } else {
+                    FIELDS[1]
+                };
+                return Err(err(format!(
+                    "Missing field `{missing}` inside `.foreignKeys[{i}]`"
+                )));
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Translates a client settings patch into the nodes' patch and the index's new metadata.
 pub fn translate_settings(
     client: &Map<String, Value>,
@@ -133,6 +192,10 @@ pub fn translate_settings(
 ) -> Result<(Map<String, Value>, IndexMeta), ApiError> {
     let mut node = client.clone();
     let mut meta = meta.clone();
+    // Miroir's own setting: nodes would hydrate from their own shard only (decision 044).
+    if let Some(v) = node.remove("foreignKeys") {
+        meta.foreign_keys = parse_foreign_keys(&v)?;
+    }
     for key in [
         "filterableAttributes",
         "sortableAttributes",
@@ -387,6 +450,11 @@ pub fn settings_details(client: &Map<String, Value>) -> Value {
                 None => v.clone(),
             },
             "synonyms" => as_sorted_map(v),
+            // Echoed in the setting's field order, whatever the request's.
+            "foreignKeys" => match parse_foreign_keys(v) {
+                Ok(keys) if !v.is_null() => json!(keys),
+                _ => v.clone(),
+            },
             "typoTolerance" => ordered(
                 v,
                 &[
@@ -494,6 +562,17 @@ pub fn relocate_to_sub_route(message: &str, key: &str) -> String {
 /// equivalent settings patch is relocated ([`relocate_to_sub_route`]); other errors as is.
 pub fn as_sub_route_error(e: ApiError, sub: &str) -> ApiError {
     match (e, setting_key(sub)) {
+        // Miroir's own validation (`foreignKeys`) is worded for `PATCH /settings` too.
+        (
+            ApiError::Code {
+                code: ErrorCode::InvalidSettingsForeignKeys,
+                message,
+            },
+            Some(key),
+        ) => ApiError::core(
+            ErrorCode::InvalidSettingsForeignKeys,
+            relocate_to_sub_route(&message, key),
+        ),
         (ApiError::Node { status, mut body }, Some(key)) => {
             if let Some(m) = body.get("message").and_then(Value::as_str) {
                 body["message"] = Value::from(relocate_to_sub_route(m, key));
@@ -523,6 +602,7 @@ mod tests {
             created_at: String::new(),
             updated_at: String::new(),
             distinct_attribute: None,
+            foreign_keys: Vec::new(),
         }
     }
 
@@ -819,5 +899,53 @@ mod tests {
                 assert_eq!(setting_key(&kebab(k)), Some(*k), "{k}");
             }
         }
+    }
+
+    #[test]
+    fn foreign_keys_are_kept_by_miroir_and_checked_as_meilisearch_does() {
+        let patch = json!({"foreignKeys": [{"fieldName": "author", "foreignIndexUid": "authors"}], "stopWords": ["a"]});
+        let (node, m) = translate_settings(patch.as_object().unwrap(), &meta()).unwrap();
+        assert!(
+            !node.contains_key("foreignKeys"),
+            "nodes never get the setting"
+        );
+        assert_eq!(m.foreign_keys.len(), 1);
+        assert_eq!(
+            settings_details(patch.as_object().unwrap())["foreignKeys"],
+            json!([{"foreignIndexUid": "authors", "fieldName": "author"}])
+        );
+        let reset = json!({"foreignKeys": null});
+        let (_, m) = translate_settings(reset.as_object().unwrap(), &m).unwrap();
+        assert!(m.foreign_keys.is_empty());
+        // Messages of a real 1.50 node.
+        let cases = [
+            (json!("x"), "Invalid value type at `.foreignKeys`: expected an array, but found a string: `\"x\"`"),
+            (json!([1]), "Invalid value type at `.foreignKeys[0]`: expected an object, but found a positive integer: `1`"),
+            (json!([null]), "Invalid value type at `.foreignKeys[0]`: expected an object, but found null"),
+            (json!([{}]), "Missing field `foreignIndexUid` inside `.foreignKeys[0]`"),
+            (json!([{"foreignIndexUid": "a"}]), "Missing field `fieldName` inside `.foreignKeys[0]`"),
+            (json!([{"foreignIndexUid": "a", "fieldName": "b", "z": 1}]), "Unknown field `z` inside `.foreignKeys[0]`: expected one of `foreignIndexUid`, `fieldName`"),
+            (json!([{"fieldNam": "a"}]), "Unknown field `fieldNam` inside `.foreignKeys[0]`: did you mean `fieldName`? expected one of `foreignIndexUid`, `fieldName`"),
+            (json!([{"foreignIndexUid": 1, "fieldName": "a"}]), "Invalid value type at `.foreignKeys[0].foreignIndexUid`: expected a string, but found a positive integer: `1`"),
+        ];
+        for (v, want) in cases {
+            let e = parse_foreign_keys(&v).unwrap_err();
+            assert_eq!(e.body()["code"], "invalid_settings_foreign_keys");
+            assert_eq!(e.body()["message"], want);
+        }
+        // The sub-route's own wording (`PUT /settings/foreign-keys`).
+        let e = as_sub_route_error(
+            parse_foreign_keys(&json!([{}])).unwrap_err(),
+            "foreign-keys",
+        );
+        assert_eq!(
+            e.body()["message"],
+            "Missing field `foreignIndexUid` inside `[0]`"
+        );
+        let e = as_sub_route_error(parse_foreign_keys(&json!("x")).unwrap_err(), "foreign-keys");
+        assert_eq!(
+            e.body()["message"],
+            "Invalid value type: expected an array, but found a string: `\"x\"`"
+        );
     }
 }

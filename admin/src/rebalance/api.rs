@@ -62,6 +62,7 @@ fn kind_name(kind: &OpKind) -> &'static str {
         OpKind::RemoveNode { .. } => "remove_node",
         OpKind::AddGroup { .. } => "add_group",
         OpKind::RemoveGroup { .. } => "remove_group",
+        OpKind::Reconcile => "reconcile",
     }
 }
 
@@ -419,17 +420,17 @@ pub async fn status(admin: &Admin) -> Result<Resp, ApiError> {
     }
 }
 
-/// `POST /_miroir/rebalance`: placement is a function of the node set, so the shards are
-/// where the topology says once no operation runs. Answers the running operation (202), or
-/// that there is nothing to move (200).
+/// `POST /_miroir/rebalance`: placement is a function of the node set, so after a finished
+/// operation the copies are where the topology says. What can still differ — a node restored
+/// from an old backup or wiped, a copy left behind by a forced removal, documents written to
+/// a node directly — is found by a reconcile operation, which scans every live node and
+/// repairs it (`OpKind::Reconcile`). Answers 202 with that operation, or with the one already
+/// running.
 pub async fn rebalance(admin: &Admin) -> Result<Resp, ApiError> {
-    match load(admin).await.map_err(internal)? {
-        Some(op) => Ok(accepted(&op)),
-        None => Ok(Resp::json(
-            200,
-            &json!({"in_progress": false, "message": "every shard is on its owners; nothing to move"}),
-        )),
+    if let Some(op) = load(admin).await.map_err(internal)? {
+        return Ok(accepted(&op));
     }
+    Ok(accepted(&start(admin, OpKind::Reconcile).await?))
 }
 
 /// Whether `?force=true` is in a query string.

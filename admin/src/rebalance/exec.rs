@@ -10,7 +10,7 @@ use miroir_core::snapshot::ShardMigration;
 use miroir_core::topology::{Node, NodeStatus, Topology};
 use miroir_core::ShardId;
 use serde_json::json;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -266,6 +266,43 @@ async fn prepare(admin: &Arc<Admin>, op: &mut Operation) -> Result<(), String> {
             }
             return remove_group(admin, group).await;
         }
+        OpKind::Reconcile => {
+            let topology = current_topology(admin)?;
+            let indexes = index_shards(admin);
+            let held = scan_holdings(admin, &topology, &indexes).await?;
+            let nodes = admin.nodes();
+            op.moves = plan::reconcile(&topology, &indexes, &held, |id| {
+                nodes
+                    .iter()
+                    .find(|n| n.id == id)
+                    .map(|n| n.address.clone())
+                    .unwrap_or_default()
+            });
+            // A copy with pending hints is behind on purpose (its missing writes are queued,
+            // crate::hints): counting it short would copy over it from a copy that may be the
+            // stale one. Its shard waits for the next run.
+            let snapshot = admin.build_snapshot();
+            op.moves.retain(|m| {
+                !m.keep_source
+                    || !snapshot
+                        .lagging_for(&m.index)
+                        .any(|(_, s)| s == ShardId(m.shard))
+            });
+            op.indexes = indexes.into_iter().map(|(uid, _)| uid).collect();
+            // A target may have lost an index with its settings (a wiped node): it gets them
+            // back before any document, as a new node does (its documents are kept).
+            let targets: BTreeSet<(String, String)> = op
+                .moves
+                .iter()
+                .filter(|m| m.keep_source)
+                .filter_map(|m| address_of(admin, &m.to).ok().map(|a| (m.to.clone(), a)))
+                .collect();
+            for (id, address) in targets {
+                prepare_node(admin, &id, &address, false).await?;
+            }
+            tracing::info!(operation = %op.id, moves = op.moves.len(), "reconcile planned");
+            return Ok(());
+        }
     }
     let before = current_topology(admin)?;
     let after = target_topology(&before, &op.kind)?;
@@ -296,6 +333,57 @@ async fn prepare(admin: &Arc<Admin>, op: &mut Operation) -> Result<(), String> {
     op.lost = lost;
     op.indexes = indexes.into_iter().map(|(uid, _)| uid).collect();
     Ok(())
+}
+
+/// How many documents of every shard each live node that serves reads holds (one
+/// `documents/fetch` with the shard filter and `limit: 0` per node, index and shard), each
+/// node counted once the tasks it had enqueued have ended, so that writes in flight make
+/// copies differ as little as possible. A node that does not answer is left out: it is
+/// neither a source nor a target.
+async fn scan_holdings(
+    admin: &Admin,
+    topology: &Topology,
+    indexes: &[(String, u32)],
+) -> Result<plan::Holdings, String> {
+    let up = usable(admin);
+    let mut held = plan::Holdings::new();
+    for node in topology
+        .nodes()
+        .filter(|n| n.status.serves_reads() && up(n.id.as_str()))
+    {
+        shard_scan::settle_node(&admin.client, &node.address, TASK_DEADLINE)
+            .await
+            .map_err(|e| format!("waiting for `{}`'s tasks: {e}", node.id.as_str()))?;
+        for (index, shards) in indexes {
+            for shard in 0..(*shards).max(1) {
+                let source = shard_scan::ShardSource {
+                    client: &admin.client,
+                    node_url: &node.address,
+                    index,
+                    shard: ShardId(shard),
+                };
+                match source.page(0, 0).await {
+                    Ok(page) => {
+                        held.insert(
+                            (node.id.as_str().to_string(), index.clone(), shard),
+                            page.total,
+                        );
+                    }
+                    // An index not created on that node yet holds nothing there.
+                    Err(e) if e.to_string().contains("404") => {
+                        held.insert((node.id.as_str().to_string(), index.clone(), shard), 0);
+                    }
+                    Err(e) => {
+                        return Err(format!(
+                            "scanning `{index}` shard {shard} on `{}`: {e}",
+                            node.id.as_str()
+                        ))
+                    }
+                }
+            }
+        }
+    }
+    Ok(held)
 }
 
 /// Every index with its shard count.

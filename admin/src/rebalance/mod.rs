@@ -76,6 +76,11 @@ pub enum OpKind {
     /// Removes every node of a replica group at once (no copies: the other groups hold every
     /// shard). The group's id stays as an empty slot.
     RemoveGroup { replica_group: u32, force: bool },
+    /// Makes the copies match the topology without changing it (`POST /_miroir/rebalance`):
+    /// an owner holding none of a shard that another node holds gets a copy (read from that
+    /// node, which keeps its own), and documents on a node that does not own their shard are
+    /// deleted once every owner has them. Nothing to do when placement is already exact.
+    Reconcile,
 }
 
 /// A node of a group being added.
@@ -115,6 +120,7 @@ impl OpKind {
             OpKind::AddGroup { replica_group, .. } | OpKind::RemoveGroup { replica_group, .. } => {
                 format!("replica group {replica_group}")
             }
+            OpKind::Reconcile => "the placement of every shard".into(),
         }
     }
 }

@@ -6,6 +6,7 @@ use miroir_core::ids::{GroupId, NodeId};
 use miroir_core::routing::{group_owners, moved_shards};
 use miroir_core::topology::Topology;
 use miroir_core::ShardId;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// The copies that change owner from `before` to `after`, for every `(index uid, S)`.
 /// A copy that disappears without a new owner (`to: None`: its group has no node left) is
@@ -73,6 +74,96 @@ pub fn moves(
         }
     }
     (out, dropped)
+}
+
+/// What a node holds: `(node, index, shard)` → documents.
+pub type Holdings = BTreeMap<(String, String, u32), u64>;
+
+/// A reconcile's moves (pure), from what every scanned node holds:
+/// - an owner holding fewer documents of a shard than the best source gets a copy
+///   (`keep_source`; the copy's verification then makes it equal to the source, document by
+///   document), read from the owner in any group holding the most, else from the non-owner
+///   holding the most;
+/// - documents of a shard on a node that does not own it in its group (a stray copy) become a
+///   move already `Verified` from that node, so that only `cleanup` acts on it: it is deleted
+///   there after the copies above were verified (a stray may be their only source).
+///
+/// `address` gives a node's address. Nodes absent from `held` were not scanned (dead) and are
+/// neither sources nor targets.
+pub fn reconcile(
+    topology: &Topology,
+    indexes: &[(String, u32)],
+    held: &Holdings,
+    address: impl Fn(&str) -> String,
+) -> Vec<Move> {
+    let count = |node: &str, index: &str, shard: u32| {
+        held.get(&(node.to_string(), index.to_string(), shard))
+            .copied()
+    };
+    let scanned: BTreeSet<&str> = held.keys().map(|(n, _, _)| n.as_str()).collect();
+    let mut out = Vec::new();
+    for (index, shards) in indexes {
+        for shard in 0..(*shards).max(1) {
+            let owners: Vec<(GroupId, NodeId)> = topology
+                .group_ids()
+                .flat_map(|g| {
+                    group_owners(ShardId(shard), topology, g)
+                        .into_iter()
+                        .map(move |n| (g, n))
+                })
+                .collect();
+            let is_owner = |n: &str| owners.iter().any(|(_, o)| o.as_str() == n);
+            let best = |pool: &mut dyn Iterator<Item = &str>| {
+                pool.filter_map(|n| count(n, index, shard).filter(|c| *c > 0).map(|c| (c, n)))
+                    .max_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(a.1)))
+                    .map(|(c, n)| (n.to_string(), c))
+            };
+            let source = best(&mut owners.iter().map(|(_, o)| o.as_str()))
+                .or_else(|| best(&mut scanned.iter().copied().filter(|n| !is_owner(n))));
+            let mv = |group: GroupId, from: &str, to: &str, total: u64, keep: bool| Move {
+                index: index.clone(),
+                shard,
+                group: group.0,
+                from: from.to_string(),
+                from_address: address(from),
+                to: to.to_string(),
+                keep_source: keep,
+                phase: if keep {
+                    MovePhase::Pending
+                } else {
+                    MovePhase::Verified
+                },
+                copied: 0,
+                // A stray copy is deleted, not copied: it adds nothing to copy.
+                total: if keep { total } else { 0 },
+                bytes: 0,
+            };
+            if let Some((from, total)) = &source {
+                for (g, o) in &owners {
+                    if count(o.as_str(), index, shard).is_some_and(|c| c < *total) {
+                        out.push(mv(*g, from, o.as_str(), *total, true));
+                    }
+                }
+            }
+            for node in scanned.iter().copied().filter(|n| !is_owner(n)) {
+                let Some(total) = count(node, index, shard).filter(|c| *c > 0) else {
+                    continue;
+                };
+                let Some(group) = topology.node(&NodeId::new(node)).map(|n| n.replica_group) else {
+                    continue;
+                };
+                // Shown as moving to an owner of its group (for the status); nothing is copied.
+                let to = owners
+                    .iter()
+                    .find(|(g, _)| *g == group)
+                    .or(owners.first())
+                    .map(|(_, o)| o.as_str().to_string())
+                    .unwrap_or_default();
+                out.push(mv(group, node, &to, total, false));
+            }
+        }
+    }
+    out
 }
 
 /// The nodes a copy of `shard` can be read from, best first: `from` itself when it is usable,
@@ -153,6 +244,72 @@ mod tests {
             }),
         )
         .unwrap()
+    }
+
+    #[test]
+    fn reconcile_copies_to_short_owners_and_deletes_strays_only() {
+        use NodeStatus::*;
+        let t = topo(2, &[("a", 0, Active), ("b", 0, Active), ("c", 0, Active)]);
+        let idx = vec![("i".to_string(), 8u32)];
+        let owners = |s: u32| group_owners(ShardId(s), &t, GroupId(0));
+        let mut held = Holdings::new();
+        for s in 0..8 {
+            for o in owners(s) {
+                held.insert((o.as_str().to_string(), "i".into(), s), 10);
+            }
+            let other = ["a", "b", "c"]
+                .into_iter()
+                .find(|n| !owners(s).iter().any(|o| o.as_str() == *n))
+                .unwrap();
+            held.insert((other.to_string(), "i".into(), s), 0);
+        }
+        // Exact placement: nothing to do.
+        assert!(reconcile(&t, &idx, &held, |n| format!("http://{n}")).is_empty());
+
+        // Shard 2: one owner lost 4 documents; shard 5: a stray copy on the non-owner.
+        let short = owners(2)[1].as_str().to_string();
+        held.insert((short.clone(), "i".into(), 2), 6);
+        let stray = ["a", "b", "c"]
+            .into_iter()
+            .find(|n| !owners(5).iter().any(|o| o.as_str() == *n))
+            .unwrap();
+        held.insert((stray.to_string(), "i".into(), 5), 3);
+        let moves = reconcile(&t, &idx, &held, |n| format!("http://{n}"));
+        assert_eq!(moves.len(), 2, "{moves:?}");
+        let copy = moves.iter().find(|m| m.shard == 2).unwrap();
+        assert_eq!(copy.to, short);
+        assert_eq!(copy.from, owners(2)[0].as_str());
+        assert!(copy.keep_source && copy.phase == MovePhase::Pending && copy.total == 10);
+        let del = moves.iter().find(|m| m.shard == 5).unwrap();
+        assert_eq!(del.from, stray);
+        assert_eq!(del.from_address, format!("http://{stray}"));
+        assert!(!del.keep_source && del.phase == MovePhase::Verified);
+
+        // Both owners empty and the only documents on a non-owner: they are copied from it
+        // to both owners, and it is cleaned afterwards.
+        for o in owners(7) {
+            held.insert((o.as_str().to_string(), "i".into(), 7), 0);
+        }
+        let lone = ["a", "b", "c"]
+            .into_iter()
+            .find(|n| !owners(7).iter().any(|o| o.as_str() == *n))
+            .unwrap();
+        held.insert((lone.to_string(), "i".into(), 7), 4);
+        let moves = reconcile(&t, &idx, &held, |n| format!("http://{n}"));
+        let seven: Vec<&Move> = moves.iter().filter(|m| m.shard == 7).collect();
+        assert_eq!(seven.len(), 3, "{seven:?}");
+        assert_eq!(
+            seven
+                .iter()
+                .filter(|m| m.keep_source && m.from == lone)
+                .count(),
+            2
+        );
+        assert!(seven.iter().any(|m| !m.keep_source && m.from == lone));
+        // A node that was not scanned (dead) is neither a source nor a target.
+        held.retain(|(n, _, _), _| n != lone);
+        let moves = reconcile(&t, &idx, &held, |n| format!("http://{n}"));
+        assert!(moves.iter().all(|m| m.shard != 7), "{moves:?}");
     }
 
     #[test]

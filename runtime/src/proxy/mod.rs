@@ -51,6 +51,7 @@ pub mod federated;
 pub mod filter;
 pub mod handler;
 pub mod hedge;
+pub mod hydrate;
 pub mod json;
 pub mod offload;
 pub mod pins;

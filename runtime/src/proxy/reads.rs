@@ -237,6 +237,12 @@ impl<U: Upstreams> Proxy<U> {
         let Some(mut q) = parsed else {
             return self.delegate(&routing.read, req, principal, rid).await;
         };
+        if let Err(resp) = self
+            .resolve_foreign_filters(snap, meta, &mut q.body, rid)
+            .await
+        {
+            return resp;
+        }
         let sort = list_sort(&q);
         let drop = add_sort_fields(&mut q, &sort);
         let drop: Vec<&str> = drop.iter().map(String::as_str).collect();

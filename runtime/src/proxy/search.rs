@@ -98,6 +98,12 @@ impl<U: Upstreams> Proxy<U> {
             }
         };
         apply_tenant_filter(principal, &meta.uid, &mut q.body);
+        if let Err(resp) = self
+            .resolve_foreign_filters(snap, meta, &mut q.body, rid)
+            .await
+        {
+            return resp;
+        }
         // Dynamic search rules (decision 042): one branch when there are none.
         let pinned = match snap.search_rules.is_empty() {
             true => None,
@@ -113,6 +119,7 @@ impl<U: Upstreams> Proxy<U> {
         } else {
             self.search_one(meta, &routing, &q, rid).await
         };
+        let merged = self.hydrate_merged(snap, meta, merged, rid).await;
         match merged {
             Ok((body, degraded)) => with_degraded(Response::json(200, body), degraded),
             Err(resp) => resp,
@@ -239,6 +246,12 @@ impl<U: Upstreams> Proxy<U> {
             return self.delegate(&routing.read, req, principal, rid).await;
         };
         apply_tenant_filter(principal, &meta.uid, &mut body);
+        if let Err(resp) = self
+            .resolve_foreign_filters(snap, meta, &mut body, rid)
+            .await
+        {
+            return resp;
+        }
         let path = format!("/indexes/{}/facet-search", meta.uid);
         let shards = self.planned_shards(meta, &routing.read, body.get("filter"), None);
         let gathered = self
@@ -354,6 +367,14 @@ impl<U: Upstreams> Proxy<U> {
                 body.insert("limit".into(), start.saturating_add(len).into());
             }
             apply_tenant_filter(principal, &index, &mut body);
+            if let Err(mut resp) = self
+                .resolve_foreign_filters(snap, meta, &mut body, rid)
+                .await
+            {
+                resp.body = prefix_error_message(&resp.body, &prefix);
+                inside_multi_search(&mut resp);
+                return resp;
+            }
             match query::from_map(body) {
                 Ok(mut q) => {
                     want_scores.push(q.want_ranking_score);
@@ -414,6 +435,10 @@ impl<U: Upstreams> Proxy<U> {
                     "A merged search response could not be federated.",
                 ));
             }
+            let mut out = match self.hydrate_federated(snap, out, rid).await {
+                Ok(out) => out,
+                Err(resp) => return resp,
+            };
             if !fed.facets_by_index.is_empty() {
                 match self.federated_facets(&fed, &plans, rid).await {
                     // `combine` closes the object last: the facets go before that `}`.
@@ -434,7 +459,7 @@ impl<U: Upstreams> Proxy<U> {
         let mut out = b"{\"results\":[".to_vec();
         let mut degraded = Vec::new();
         for (i, (result, (meta, _, _))) in results.into_iter().zip(&plans).enumerate() {
-            let (body, d) = match result {
+            let (body, d) = match self.hydrate_merged(snap, meta, result, rid).await {
                 Ok(x) => x,
                 Err(mut resp) => {
                     resp.body =

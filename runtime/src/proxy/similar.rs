@@ -177,6 +177,9 @@ impl<U: Upstreams> Proxy<U> {
             return self.delegate(&routing.read, req, principal, rid).await;
         };
         apply_tenant_filter(principal, &meta.uid, &mut q);
+        if let Err(resp) = self.resolve_foreign_filters(snap, meta, &mut q, rid).await {
+            return resp;
+        }
 
         // 1–2. A holder of the target checks the request, then gives the embedding.
         let mut embedding = None;

@@ -71,6 +71,7 @@ fn meta(uid: &str, shards: u32) -> IndexMeta {
         created_at: String::new(),
         updated_at: String::new(),
         distinct_attribute: None,
+        foreign_keys: Vec::new(),
     }
 }
 
