@@ -9,6 +9,7 @@
 //! - [`routing`]: the normative, byte-exact routing of docs/contract.md#routing (xxh64 + rendezvous).
 //! - [`documents`]: primary-key resolution, reserved fields, `_miroir_shard` injection.
 //! - [`config`]: the YAML/env/CLI configuration and its validation.
+//! - [`search_rules`]: dynamic search rules (which are active for a query, where pins land).
 //! - [`snapshot`]: the immutable state the admin publishes and the data plane reads.
 //! - [`control`]: the data plane ⇄ admin control protocol (paths, headers, messages).
 //! - [`content_type`]: Meilisearch's `415` for JSON routes (data plane and admin).
@@ -27,6 +28,7 @@ pub mod foreign_keys;
 pub mod ids;
 pub mod node_message;
 pub mod routing;
+pub mod search_rules;
 pub mod snapshot;
 #[cfg(feature = "lmdb")]
 pub mod snapshot_store;

@@ -39,6 +39,9 @@ pub struct Snapshot {
     /// /experimental-features`): without it, hits are not hydrated (decision 044).
     #[serde(default)]
     pub foreign_keys_feature: bool,
+    /// Dynamic search rules (decision 042), in the order milli takes them
+    /// ([`crate::search_rules::precedence_order`]). Empty: searches pay one branch.
+    pub search_rules: Vec<crate::search_rules::SearchRule>,
 }
 
 /// One shard copy that is behind its other copies (see [`Snapshot::lagging`]).
@@ -295,6 +298,17 @@ mod tests {
                 shard: ShardId(2),
             }],
             foreign_keys_feature: true,
+            search_rules: vec![{
+                let mut r = crate::search_rules::SearchRule::new("promo", 0);
+                r.start_ns = Some(-1_000_000_000_000_000_000_000);
+                r.time_start = Some("1938-04-24T22:13:20Z".into());
+                r.actions.push(crate::search_rules::PinAction {
+                    index_uid: Some("movies".into()),
+                    id: "42".into(),
+                    position: 3,
+                });
+                r
+            }],
         }
     }
 
@@ -428,6 +442,7 @@ mod tests {
                 migrations: vec![ShardMigration { index: "i".into(), shard: ShardId(shard), group: GroupId(0), from: NodeId::new("a"), to: NodeId::new("b") }],
                 lagging: vec![LaggingCopy { node: NodeId::new("a"), index: "i".into(), shard: ShardId(shard) }],
                 foreign_keys_feature: expires.is_some(),
+                search_rules: vec![crate::search_rules::SearchRule { precedence: Some(generation), end_ns: Some(i128::from(epoch) << 64), ..crate::search_rules::SearchRule::new("r", shard) }],
             };
             prop_assert_eq!(Snapshot::decode(&snap.encode()).unwrap(), snap);
         }

@@ -46,6 +46,7 @@ pub mod reads;
 pub mod rebalance;
 pub mod repair;
 pub mod routes;
+pub mod search_rules;
 pub mod server;
 pub mod shard_scan;
 pub mod size_format;

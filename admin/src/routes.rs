@@ -181,6 +181,10 @@ async fn route(admin: &Arc<Admin>, listener: Listener, req: &Req) -> Result<Resp
         (&Method::POST, ["export"]) => crate::export::export(admin, req).await,
         (_, ["webhooks"]) => crate::webhooks::route(admin, req, None).await,
         (_, ["webhooks", uuid]) => crate::webhooks::route(admin, req, Some(uuid)).await,
+        (_, ["dynamic-search-rules"]) => crate::search_rules::route(admin, req, None).await,
+        (_, ["dynamic-search-rules", uid]) => {
+            crate::search_rules::route(admin, req, Some(uid)).await
+        }
         (&Method::GET, ["chats", ..]) => reads::index_read(admin, req).await,
         (&Method::DELETE, ["chats", ws]) | (_, ["chats", ws, "settings"]) => {
             broadcast::chat_workspace(admin, ws, req).await
@@ -216,6 +220,10 @@ fn needs_leader(m: &Method, s: &[&str]) -> bool {
             | (_, ["keys", ..])
             | (&Method::PATCH, ["experimental-features"])
             | (&Method::POST, ["dumps" | "snapshots"])
+            | (
+                &Method::PATCH | &Method::DELETE,
+                ["dynamic-search-rules", ..]
+            )
     )
 }
 

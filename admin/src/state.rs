@@ -136,6 +136,8 @@ pub struct State {
     pub replica_groups: u32,
     /// The `foreignKeys` experimental feature, as last set (published for hydration).
     pub foreign_keys_feature: bool,
+    /// Dynamic search rules, published in the snapshot (changed by crate::search_rules).
+    pub search_rules: Vec<miroir_core::search_rules::SearchRule>,
 }
 
 pub struct Admin {
@@ -242,6 +244,7 @@ impl Admin {
         (state.indexes, state.keys) = load_metadata(store.as_ref()).await?;
         state.foreign_keys_feature =
             store.get_meta(META_FOREIGN_KEYS_FEATURE).await?.as_deref() == Some(b"true".as_slice());
+        state.search_rules = load_search_rules(store.as_ref()).await?;
         let client = NodeClient::new(
             config.effective_node_master_key(),
             Duration::from_millis(config.scatter.node_timeout_ms.max(1)),
@@ -454,6 +457,7 @@ impl Admin {
             migrations: st.migrations.clone(),
             lagging: st.lagging.iter().cloned().collect(),
             foreign_keys_feature: st.foreign_keys_feature,
+            search_rules: st.search_rules.clone(),
         }
     }
 
@@ -681,8 +685,10 @@ impl Admin {
         let migrations: Vec<ShardMigration> = self.json_meta(META_MIGRATIONS).await?;
         let lagging: Vec<miroir_core::snapshot::LaggingCopy> = self.json_meta(META_LAGGING).await?;
         let foreign_keys_feature: bool = self.json_meta(META_FOREIGN_KEYS_FEATURE).await?;
+        let search_rules = load_search_rules(self.store.as_ref()).await?;
         let mut st = self.lock();
         st.foreign_keys_feature = foreign_keys_feature;
+        st.search_rules = search_rules;
         st.indexes = indexes;
         st.keys = keys;
         st.nodes = nodes;
@@ -987,6 +993,24 @@ pub fn drift_warning(d: &Drift) -> String {
             "configuration differs from the stored topology: {d}; running on the stored topology"
         ),
     }
+}
+
+/// The dynamic search rules as stored (decision 042), in milli's evaluation order.
+async fn load_search_rules(
+    store: &dyn TaskStore,
+) -> Result<Vec<miroir_core::search_rules::SearchRule>, AdminError> {
+    let prefix = miroir_core::search_rules::STORE_PREFIX;
+    let mut rules = Vec::new();
+    for (key, bytes) in store.list_meta(prefix).await? {
+        rules.push(
+            serde_json::from_slice(&bytes).map_err(|e| AdminError::CorruptMeta {
+                key: key.clone(),
+                reason: e.to_string(),
+            })?,
+        );
+    }
+    miroir_core::search_rules::precedence_order(&mut rules);
+    Ok(rules)
 }
 
 /// Index metadata and API keys as stored.

@@ -266,10 +266,12 @@ pub enum TaskType {
     UpgradeDatabase,
     Export,
     IndexCompaction,
+    DsrUpdate,
+    DsrClear,
 }
 
 impl TaskType {
-    pub const ALL: [TaskType; 15] = [
+    pub const ALL: [TaskType; 17] = [
         TaskType::IndexCreation,
         TaskType::IndexUpdate,
         TaskType::IndexDeletion,
@@ -285,6 +287,8 @@ impl TaskType {
         TaskType::UpgradeDatabase,
         TaskType::Export,
         TaskType::IndexCompaction,
+        TaskType::DsrUpdate,
+        TaskType::DsrClear,
     ];
 
     /// The wire name (`"documentAdditionOrUpdate"`, …).
@@ -305,6 +309,8 @@ impl TaskType {
             TaskType::UpgradeDatabase => "upgradeDatabase",
             TaskType::Export => "export",
             TaskType::IndexCompaction => "indexCompaction",
+            TaskType::DsrUpdate => "dsrUpdate",
+            TaskType::DsrClear => "dsrClear",
         }
     }
 

@@ -128,6 +128,8 @@ fn takes_json(method: Method, template: &str) -> bool {
             | (Patch, "/chats/{workspace}/settings")
             | (Post, "/webhooks")
             | (Patch, "/webhooks/{uuid}")
+            | (Post, "/dynamic-search-rules")
+            | (Patch, "/dynamic-search-rules/{uid}")
     )
 }
 

@@ -29,9 +29,11 @@
 
 use crate::http::types::{Method, Response};
 use crate::proxy::json::{OrderedObject, RESERVED_PREFIX};
+use crate::proxy::pins::PIN_MARK;
 use crate::proxy::query::SearchQuery;
 use crate::proxy::upstream::{json_request, Upstreams};
 use crate::proxy::{IndexRouting, Proxy};
+use miroir_core::search_rules::place_pins;
 use miroir_core::snapshot::IndexMeta;
 use miroir_merge::{merge_search, Bump, FacetOrder, Pagination, SearchMergeRequest, ShardInput};
 use serde_json::value::RawValue;
@@ -140,6 +142,8 @@ pub struct QueryResult<'a> {
 
 struct Parsed<'a> {
     hits: Vec<(OrderedObject<'a>, f64)>,
+    /// Pinned hits (dynamic search rules, decision 042): `(position, hit, score)`.
+    pins: Vec<(u32, OrderedObject<'a>, f64)>,
     total: u64,
     time: u64,
 }
@@ -148,13 +152,17 @@ fn parse_result(body: &[u8]) -> Option<Parsed<'_>> {
     let top = OrderedObject::parse(body)?;
     let raw_hits: Vec<&RawValue> = serde_json::from_str(top.get("hits")?.get()).ok()?;
     let mut hits = Vec::with_capacity(raw_hits.len());
+    let mut pins = Vec::new();
     for h in raw_hits {
         let obj = OrderedObject::parse(h.get().as_bytes())?;
         let score = obj
             .get("_rankingScore")
             .and_then(|s| s.get().parse::<f64>().ok())
             .unwrap_or(0.0);
-        hits.push((obj, score));
+        match obj.get(PIN_MARK).and_then(|p| p.get().parse::<u32>().ok()) {
+            Some(position) => pins.push((position, obj, score)),
+            None => hits.push((obj, score)),
+        }
     }
     let num = |k: &str| top.get(k).and_then(|v| v.get().parse::<u64>().ok());
     let total = num("estimatedTotalHits")
@@ -162,6 +170,7 @@ fn parse_result(body: &[u8]) -> Option<Parsed<'_>> {
         .unwrap_or(0);
     Some(Parsed {
         hits,
+        pins,
         total,
         time: num("processingTimeMs").unwrap_or(0),
     })
@@ -214,16 +223,36 @@ pub fn combine(fed: &Federation, results: &[QueryResult], out: &mut Vec<u8>) -> 
         }
         heads[q] += 1;
     }
+    // Pinned hits are placed over the organic prefix as Meilisearch does: every query's pins
+    // ordered by position, then by index uid (it groups queries by index in a sorted map),
+    // then query order (a stable sort), then milli's placement.
+    let mut pins: Vec<((usize, usize), u32)> = Vec::new();
+    for (q, p) in parsed.iter().enumerate() {
+        pins.extend((0..p.pins.len()).map(|i| ((q, i), p.pins[i].0)));
+    }
+    pins.sort_by_key(|&((q, _), pos)| (pos, results[q].index_uid));
+    let organic: Vec<(usize, usize, f64, bool)> = picked
+        .into_iter()
+        .map(|(q, i, w)| (q, i, w, false))
+        .collect();
+    let page = place_pins(pins, start, len, organic, |(q, i), _| {
+        (q, i, parsed[q].pins[i].2 * results[q].weight, true)
+    });
     out.extend_from_slice(b"{\"hits\":[");
-    for (n, &(q, i, w)) in picked.iter().skip(start).enumerate() {
+    for (n, &(q, i, w, pinned)) in page.iter().enumerate() {
         if n > 0 {
             out.push(b',');
         }
         let want = results[q].want_score;
         let mut hit = Vec::new();
-        parsed[q].hits[i]
-            .0
-            .write_without(&mut hit, |k| k == "_rankingScore" && !want);
+        let obj = if pinned {
+            &parsed[q].pins[i].1
+        } else {
+            &parsed[q].hits[i].0
+        };
+        obj.write_without(&mut hit, |k| {
+            (k == "_rankingScore" && !want) || k == PIN_MARK
+        });
         hit.pop(); // the closing `}`: `_federation` goes last
         out.extend_from_slice(&hit);
         if hit.len() > 1 {

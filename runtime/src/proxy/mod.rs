@@ -54,6 +54,7 @@ pub mod hedge;
 pub mod hydrate;
 pub mod json;
 pub mod offload;
+pub mod pins;
 pub mod planner;
 pub mod query;
 pub mod quorum;

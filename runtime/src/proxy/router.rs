@@ -236,6 +236,38 @@ pub fn route(method: Method, path: &str) -> Result<Route, RouteError> {
             Delete => Ok(control("/webhooks/{uuid}", "webhooks.delete", None)),
             _ => not_allowed,
         },
+        // Dynamic search rules live in the admin (admin/src/search_rules.rs, decision 042).
+        ["dynamic-search-rules"] => match method {
+            Post => Ok(control(
+                "/dynamic-search-rules",
+                "dynamicSearchRules.get",
+                None,
+            )),
+            Delete => Ok(control(
+                "/dynamic-search-rules",
+                "dynamicSearchRules.delete",
+                None,
+            )),
+            _ => not_allowed,
+        },
+        ["dynamic-search-rules", uid] if !uid.is_empty() => match method {
+            Get => Ok(control(
+                "/dynamic-search-rules/{uid}",
+                "dynamicSearchRules.get",
+                None,
+            )),
+            Patch => Ok(control(
+                "/dynamic-search-rules/{uid}",
+                "dynamicSearchRules.update",
+                None,
+            )),
+            Delete => Ok(control(
+                "/dynamic-search-rules/{uid}",
+                "dynamicSearchRules.delete",
+                None,
+            )),
+            _ => not_allowed,
+        },
         ["multi-search"] => match method {
             Post => Ok(Route::MultiSearch),
             _ => not_allowed,
@@ -544,6 +576,31 @@ mod tests {
             Ok(Route::DocumentGet { .. })
         ));
         for (m, p, action) in [
+            (
+                Method::Post,
+                "/dynamic-search-rules",
+                "dynamicSearchRules.get",
+            ),
+            (
+                Method::Delete,
+                "/dynamic-search-rules",
+                "dynamicSearchRules.delete",
+            ),
+            (
+                Method::Get,
+                "/dynamic-search-rules/r",
+                "dynamicSearchRules.get",
+            ),
+            (
+                Method::Patch,
+                "/dynamic-search-rules/r",
+                "dynamicSearchRules.update",
+            ),
+            (
+                Method::Delete,
+                "/dynamic-search-rules/r",
+                "dynamicSearchRules.delete",
+            ),
             (Method::Get, "/chats", "chats.get"),
             (Method::Get, "/chats/w", "chats.get"),
             (Method::Delete, "/chats/w", "chats.delete"),

@@ -104,7 +104,17 @@ impl<U: Upstreams> Proxy<U> {
         {
             return resp;
         }
-        let merged = if self.config.scatter.coalesce {
+        // Dynamic search rules (decision 042): one branch when there are none.
+        let pinned = match snap.search_rules.is_empty() {
+            true => None,
+            false => {
+                self.search_with_rules(snap, meta, &routing, &q, false, rid)
+                    .await
+            }
+        };
+        let merged = if let Some(pinned) = pinned {
+            pinned
+        } else if self.config.scatter.coalesce {
             self.search_coalesced(snap, meta, &routing, &q, rid).await
         } else {
             self.search_one(meta, &routing, &q, rid).await
@@ -380,9 +390,10 @@ impl<U: Upstreams> Proxy<U> {
                 }
             }
         }
-        let runs = plans
-            .iter()
-            .map(|(meta, routing, q)| self.search_one(meta, routing, q, rid));
+        let federated = federation.is_some();
+        let runs = plans.iter().map(|(meta, routing, q)| {
+            self.search_one_pinned(snap, meta, routing, q, federated, rid)
+        });
         let results = futures_util::future::join_all(runs).await;
         if let Some(fed) = federation {
             let mut bodies = Vec::with_capacity(results.len());
