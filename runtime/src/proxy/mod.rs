@@ -103,7 +103,6 @@ pub struct IndexRouting {
 struct RoutingCache {
     generation: u64,
     topology: Option<Rc<Topology>>,
-    addresses: Rc<HashMap<NodeId, String>>,
     per_index: HashMap<String, Rc<IndexRouting>>,
 }
 
@@ -131,12 +130,9 @@ pub struct Proxy<U> {
     counter: Cell<usize>,
     /// `GET /version` answer from a node, kept once obtained.
     version: RefCell<Option<Vec<u8>>>,
-    /// Nodes that failed a call on this core recently: avoided (not excluded) by the next
-    /// plans, so a hung node costs one timeout per [`SUSPECT_FOR`] instead of one per request
-    /// until the admin's health checks mark it failed.
-    suspects: RefCell<HashMap<NodeId, std::time::Instant>>,
-    /// Per-node latency estimates and the hedge budget of this core (see [`hedge`]).
-    latency: RefCell<HashMap<NodeId, hedge::Latency>>,
+    /// This core's per-node state (address, latency estimate, suspicion), one slot per node.
+    nodes: RefCell<NodeSlots>,
+    /// The hedge budget of this core (see [`hedge`]).
     hedges: Cell<hedge::Budget>,
     /// Searches in flight on this core, for `scatter.coalesce` (see [`coalesce`]).
     pub(crate) inflight: coalesce::Inflight<search::Merged>,
@@ -144,6 +140,40 @@ pub struct Proxy<U> {
 
 /// How long a node that failed a call is avoided by this core's read plans.
 pub const SUSPECT_FOR: Duration = Duration::from_secs(1);
+
+/// Per-core state of every node this core knows, one slot per node: a read's call finds its
+/// node once and reads the address, latency estimate and suspicion from the slot, instead of
+/// one SipHash lookup per map and a `String` clone of the address (decision 040). Slots
+/// outlive snapshot generations (latency and suspicion are the node's, not the topology's);
+/// addresses are reset at each generation.
+#[derive(Default)]
+struct NodeSlots {
+    index: HashMap<NodeId, usize>,
+    slots: Vec<NodeSlot>,
+}
+
+#[derive(Default)]
+struct NodeSlot {
+    /// The node's base URL in the cached snapshot generation (`None`: not in it).
+    address: Option<Rc<str>>,
+    /// Latency estimate for hedged reads (successful calls only, with `scatter.hedging`).
+    latency: Option<hedge::Latency>,
+    /// When the node last failed a call on this core: it is avoided (not excluded) by the
+    /// next plans for [`SUSPECT_FOR`], so a hung node costs one timeout per period instead
+    /// of one per request until the admin's health checks mark it failed.
+    failed_at: Option<std::time::Instant>,
+}
+
+impl NodeSlots {
+    fn slot(&mut self, node: &NodeId) -> usize {
+        if let Some(&i) = self.index.get(node) {
+            return i;
+        }
+        self.slots.push(NodeSlot::default());
+        self.index.insert(node.clone(), self.slots.len() - 1);
+        self.slots.len() - 1
+    }
+}
 
 impl<U: Upstreams> Proxy<U> {
     pub fn new(
@@ -160,8 +190,7 @@ impl<U: Upstreams> Proxy<U> {
             cache: RefCell::new(RoutingCache::default()),
             counter: Cell::new(0),
             version: RefCell::new(None),
-            suspects: RefCell::new(HashMap::new()),
-            latency: RefCell::new(HashMap::new()),
+            nodes: RefCell::new(NodeSlots::default()),
             hedges: Cell::new(hedge::Budget::default()),
             inflight: coalesce::Inflight::default(),
         }
@@ -337,14 +366,16 @@ impl<U: Upstreams> Proxy<U> {
         *cache = RoutingCache {
             generation: snap.generation,
             topology: Some(Rc::new(topo)),
-            addresses: Rc::new(
-                snap.nodes
-                    .iter()
-                    .map(|n| (n.id.clone(), n.address.clone()))
-                    .collect(),
-            ),
             per_index: HashMap::new(),
         };
+        let mut nodes = self.nodes.borrow_mut();
+        for slot in &mut nodes.slots {
+            slot.address = None;
+        }
+        for n in &snap.nodes {
+            let i = nodes.slot(&n.id);
+            nodes.slots[i].address = Some(Rc::from(n.address.as_str()));
+        }
         Ok(())
     }
 
@@ -402,8 +433,9 @@ impl<U: Upstreams> Proxy<U> {
         Ok(r)
     }
 
-    pub(crate) fn address(&self, node: &NodeId) -> Option<String> {
-        self.cache.borrow().addresses.get(node).cloned()
+    /// The node's slot on this core (created on first use).
+    fn slot(&self, node: &NodeId) -> usize {
+        self.nodes.borrow_mut().slot(node)
     }
 
     /// Next round-robin position: `(preferred group index, replica rotation)`.
@@ -436,7 +468,21 @@ impl<U: Upstreams> Proxy<U> {
         request_id: &str,
         timeout: Duration,
     ) -> Result<Response, crate::http::types::UpstreamError> {
-        let Some(address) = self.address(node) else {
+        self.call_slot(self.slot(node), node, req, request_id, timeout)
+            .await
+    }
+
+    /// [`Proxy::call_node`] for a node whose slot is known.
+    async fn call_slot(
+        &self,
+        slot: usize,
+        node: &NodeId,
+        req: Request,
+        request_id: &str,
+        timeout: Duration,
+    ) -> Result<Response, crate::http::types::UpstreamError> {
+        let address = self.nodes.borrow().slots[slot].address.clone();
+        let Some(address) = address else {
             return Err(crate::http::types::UpstreamError::Connect(format!(
                 "unknown node {node}"
             )));
@@ -563,17 +609,19 @@ impl<U: Upstreams> Proxy<U> {
     ) -> (NodeId, Result<Response, crate::http::types::UpstreamError>) {
         use futures_util::future::{select, Either};
         let started = std::time::Instant::now();
-        let delay = self.hedge_delay(a, timeout);
-        let mut primary = std::pin::pin!(self.call_node(&a.node, build(a), request_id, timeout));
+        let slot = self.slot(&a.node);
+        let delay = self.hedge_delay(slot, timeout);
+        let mut primary =
+            std::pin::pin!(self.call_slot(slot, &a.node, build(a), request_id, timeout));
         let Some(delay) = delay else {
             let r = primary.await;
-            self.observe(&a.node, started, &r);
+            self.observe(slot, started, &r);
             return (a.node.clone(), r);
         };
         let waited = std::pin::pin!(self.up.sleep(delay));
         match select(primary.as_mut(), waited).await {
             Either::Left((r, _)) => {
-                self.observe(&a.node, started, &r);
+                self.observe(slot, started, &r);
                 return (a.node.clone(), r);
             }
             Either::Right(((), _)) => {}
@@ -585,7 +633,7 @@ impl<U: Upstreams> Proxy<U> {
         self.hedges.set(budget);
         let (Some(other), true) = (other, allowed) else {
             let r = primary.await;
-            self.observe(&a.node, started, &r);
+            self.observe(slot, started, &r);
             return (a.node.clone(), r);
         };
         let mut hedged =
@@ -594,7 +642,7 @@ impl<U: Upstreams> Proxy<U> {
             |r: &Result<Response, _>| matches!(r, Ok(resp) if !is_node_failure(resp.status));
         match select(primary.as_mut(), hedged.as_mut()).await {
             Either::Left((r, _)) if usable(&r) => {
-                self.observe(&a.node, started, &r);
+                self.observe(slot, started, &r);
                 (a.node.clone(), r)
             }
             Either::Right((r, _)) if usable(&r) => (other.node.clone(), r),
@@ -602,7 +650,7 @@ impl<U: Upstreams> Proxy<U> {
             Either::Left((_, rest)) => (other.node.clone(), rest.await),
             Either::Right((_, rest)) => {
                 let r = rest.await;
-                self.observe(&a.node, started, &r);
+                self.observe(slot, started, &r);
                 (a.node.clone(), r)
             }
         }
@@ -610,7 +658,7 @@ impl<U: Upstreams> Proxy<U> {
 
     /// When a call to `a`'s node would be hedged, or `None` (hedging off, node not warmed
     /// up). Counts the call in the core's hedge budget.
-    fn hedge_delay(&self, a: &NodeAssignment, timeout: Duration) -> Option<Duration> {
+    fn hedge_delay(&self, slot: usize, timeout: Duration) -> Option<Duration> {
         let mut budget = self.hedges.get();
         budget.call();
         self.hedges.set(budget);
@@ -618,9 +666,8 @@ impl<U: Upstreams> Proxy<U> {
             return None;
         }
         let min = Duration::from_millis(self.config.scatter.hedge_min_ms);
-        self.latency
-            .borrow()
-            .get(&a.node)?
+        self.nodes.borrow().slots[slot]
+            .latency?
             .hedge_after(min, timeout / 2)
     }
 
@@ -645,7 +692,7 @@ impl<U: Upstreams> Proxy<U> {
     /// Records a successful call's latency for the node's hedge estimate.
     fn observe(
         &self,
-        node: &NodeId,
+        slot: usize,
         started: std::time::Instant,
         r: &Result<Response, crate::http::types::UpstreamError>,
     ) {
@@ -655,32 +702,42 @@ impl<U: Upstreams> Proxy<U> {
             return;
         }
         let took = started.elapsed();
-        let mut latency = self.latency.borrow_mut();
-        match latency.get_mut(node) {
-            Some(l) => l.record(took),
-            None => {
-                let mut l = hedge::Latency::default();
-                l.record(took);
-                latency.insert(node.clone(), l);
-            }
-        }
+        self.nodes.borrow_mut().slots[slot]
+            .latency
+            .get_or_insert_with(hedge::Latency::default)
+            .record(took);
     }
 
     /// Nodes that failed on this core within [`SUSPECT_FOR`].
     pub(crate) fn suspects(&self) -> HashSet<NodeId> {
+        let mut nodes = self.nodes.borrow_mut();
+        let NodeSlots { index, slots } = &mut *nodes;
+        let mut out = HashSet::new();
+        if slots.iter().all(|s| s.failed_at.is_none()) {
+            return out;
+        }
         let now = std::time::Instant::now();
-        let mut m = self.suspects.borrow_mut();
-        m.retain(|_, at| now.duration_since(*at) < SUSPECT_FOR);
-        m.keys().cloned().collect()
+        for (node, &i) in index.iter() {
+            let slot = &mut slots[i];
+            match slot.failed_at {
+                Some(at) if now.duration_since(at) < SUSPECT_FOR => {
+                    out.insert(node.clone());
+                }
+                Some(_) => slot.failed_at = None,
+                None => {}
+            }
+        }
+        out
     }
 
     /// Records the outcome of a call to `node` (a success clears suspicion at once).
     pub(crate) fn mark(&self, node: &NodeId, failed: bool) {
-        let mut m = self.suspects.borrow_mut();
+        let mut nodes = self.nodes.borrow_mut();
         if failed {
-            m.insert(node.clone(), std::time::Instant::now());
-        } else {
-            m.remove(node);
+            let i = nodes.slot(node);
+            nodes.slots[i].failed_at = Some(std::time::Instant::now());
+        } else if let Some(&i) = nodes.index.get(node) {
+            nodes.slots[i].failed_at = None;
         }
     }
 
