@@ -57,6 +57,7 @@ pub mod planner;
 pub mod query;
 pub mod quorum;
 pub mod reads;
+pub mod replica;
 pub mod router;
 pub mod scatter;
 pub mod scope;
@@ -162,6 +163,31 @@ struct NodeSlot {
     /// next plans for [`SUSPECT_FOR`], so a hung node costs one timeout per period instead
     /// of one per request until the admin's health checks mark it failed.
     failed_at: Option<std::time::Instant>,
+    /// Latency, failures and calls in flight for adaptive replica selection ([`replica`]).
+    health: replica::Health,
+    /// When `health` last learnt from a finished call.
+    sampled_at: Option<std::time::Instant>,
+}
+
+/// One call in flight to a node, counted in its slot until dropped.
+struct InFlight<'a> {
+    nodes: &'a RefCell<NodeSlots>,
+    slot: usize,
+}
+
+impl<'a> InFlight<'a> {
+    fn new(nodes: &'a RefCell<NodeSlots>, slot: usize) -> Self {
+        nodes.borrow_mut().slots[slot].health.inflight += 1;
+        InFlight { nodes, slot }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        let mut nodes = self.nodes.borrow_mut();
+        let h = &mut nodes.slots[self.slot].health;
+        h.inflight = h.inflight.saturating_sub(1);
+    }
 }
 
 impl NodeSlots {
@@ -488,6 +514,8 @@ impl<U: Upstreams> Proxy<U> {
             )));
         };
         let req = with_node_auth(req, self.node_key(), request_id);
+        // Counted while in flight, also when the call is dropped (a hedge won).
+        let _inflight = InFlight::new(&self.nodes, slot);
         self.up.node(&address, req, timeout).await
     }
 
@@ -539,10 +567,10 @@ impl<U: Upstreams> Proxy<U> {
                 break;
             }
             let avoid: HashSet<NodeId> = excluded.union(&suspects).cloned().collect();
-            let mut plan = table.assign(&pending, group, rotation, &avoid);
+            let mut plan = self.plan_read(table, &pending, (group, rotation), &avoid);
             if !plan.uncovered.is_empty() && !suspects.is_empty() {
                 // Suspects are avoided, not excluded: shards only they can serve go to them.
-                let rest = table.assign(&plan.uncovered, group, rotation, &excluded);
+                let rest = self.plan_read(table, &plan.uncovered, (group, rotation), &excluded);
                 plan.assignments.extend(rest.assignments);
                 plan.uncovered = rest.uncovered;
             }
@@ -591,6 +619,33 @@ impl<U: Upstreams> Proxy<U> {
         got.sort_by_key(|(s, _)| *s);
         out.bodies = got.into_iter().map(|(_, b)| b).collect();
         out
+    }
+
+    /// A read's plan: the table's rotation, or with `scatter.adaptive_replicas` (and RF > 1)
+    /// each shard's best-scoring usable owner ([`replica`]).
+    fn plan_read(
+        &self,
+        table: &ReadTable,
+        shards: &[ShardId],
+        (group, rotation): (usize, usize),
+        excluded: &HashSet<NodeId>,
+    ) -> scatter::ScatterPlan {
+        if !self.config.scatter.adaptive_replicas || !table.has_replicas() {
+            return table.assign(shards, group, rotation, excluded);
+        }
+        let now = std::time::Instant::now();
+        let nodes = self.nodes.borrow();
+        let score = |n: &NodeId| match nodes.index.get(n) {
+            Some(&i) => {
+                let slot = &nodes.slots[i];
+                let idle = slot
+                    .sampled_at
+                    .map_or(Duration::ZERO, |at| now.saturating_duration_since(at));
+                replica::score(&slot.health, idle)
+            }
+            None => replica::score(&replica::Health::default(), Duration::ZERO),
+        };
+        table.assign_scored(shards, group, rotation, excluded, &score)
     }
 
     /// One assignment of a scatter: its node's answer, or — with `scatter.hedging`, when the
@@ -696,16 +751,25 @@ impl<U: Upstreams> Proxy<U> {
         started: std::time::Instant,
         r: &Result<Response, crate::http::types::UpstreamError>,
     ) {
-        if !self.config.scatter.hedging
-            || !matches!(r, Ok(resp) if (200..300).contains(&resp.status))
-        {
+        let (hedging, adaptive) = (
+            self.config.scatter.hedging,
+            self.config.scatter.adaptive_replicas,
+        );
+        if !(hedging || adaptive) || !matches!(r, Ok(resp) if (200..300).contains(&resp.status)) {
             return;
         }
         let took = started.elapsed();
-        self.nodes.borrow_mut().slots[slot]
-            .latency
-            .get_or_insert_with(hedge::Latency::default)
-            .record(took);
+        let mut nodes = self.nodes.borrow_mut();
+        let slot = &mut nodes.slots[slot];
+        if hedging {
+            slot.latency
+                .get_or_insert_with(hedge::Latency::default)
+                .record(took);
+        }
+        if adaptive {
+            slot.health.success(took);
+            slot.sampled_at = Some(std::time::Instant::now());
+        }
     }
 
     /// Nodes that failed on this core within [`SUSPECT_FOR`].
@@ -735,7 +799,13 @@ impl<U: Upstreams> Proxy<U> {
         let mut nodes = self.nodes.borrow_mut();
         if failed {
             let i = nodes.slot(node);
-            nodes.slots[i].failed_at = Some(std::time::Instant::now());
+            let now = std::time::Instant::now();
+            let slot = &mut nodes.slots[i];
+            slot.failed_at = Some(now);
+            if self.config.scatter.adaptive_replicas {
+                slot.health.failure();
+                slot.sampled_at = Some(now);
+            }
         } else if let Some(&i) = nodes.index.get(node) {
             nodes.slots[i].failed_at = None;
         }

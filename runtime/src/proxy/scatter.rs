@@ -232,6 +232,27 @@ impl ReadTable {
         self.plan(shards, preferred_group, rotation, excluded)
     }
 
+    /// Whether some shard has more than one owner in a group (RF > 1): only then can
+    /// [`ReadTable::assign_scored`] choose differently from [`ReadTable::assign`].
+    pub fn has_replicas(&self) -> bool {
+        self.memo.period != 1
+    }
+
+    /// [`ReadTable::assign`], except that within a group each shard goes to the usable owner
+    /// with the lowest `score` (adaptive replica selection, [`crate::proxy::replica`]):
+    /// owners within [`crate::proxy::replica::BAND`] of the best keep the rotation's order.
+    /// Groups and fallbacks are chosen as by `assign`.
+    pub fn assign_scored(
+        &self,
+        shards: &[ShardId],
+        preferred_group: usize,
+        rotation: usize,
+        excluded: &HashSet<NodeId>,
+        score: &dyn Fn(&NodeId) -> f64,
+    ) -> ScatterPlan {
+        self.plan_with(shards, preferred_group, rotation, excluded, Some(score))
+    }
+
     /// [`ReadTable::assign`] without the memo.
     fn plan(
         &self,
@@ -239,6 +260,17 @@ impl ReadTable {
         preferred_group: usize,
         rotation: usize,
         excluded: &HashSet<NodeId>,
+    ) -> ScatterPlan {
+        self.plan_with(shards, preferred_group, rotation, excluded, None)
+    }
+
+    fn plan_with(
+        &self,
+        shards: &[ShardId],
+        preferred_group: usize,
+        rotation: usize,
+        excluded: &HashSet<NodeId>,
+        score: Option<&dyn Fn(&NodeId) -> f64>,
     ) -> ScatterPlan {
         let mut per_node: BTreeMap<NodeId, (GroupId, BTreeSet<ShardId>)> = BTreeMap::new();
         let mut uncovered = Vec::new();
@@ -255,9 +287,17 @@ impl ReadTable {
                 // offset spreads one query's shards over all replicas, the rotation spreads
                 // successive queries; then the next owners in order as fallback.
                 let start = rotation.wrapping_add(shard.0 as usize);
-                let pick = (0..len)
+                let usable = (0..len)
                     .map(|k| &owners[start.wrapping_add(k) % len])
-                    .find(|n| self.serves(n, shard) && !excluded.contains(*n));
+                    .filter(|n| self.serves(n, shard) && !excluded.contains(*n));
+                let pick = match score {
+                    Some(score) if len > 1 => {
+                        let best = usable.clone().map(score).fold(f64::INFINITY, f64::min);
+                        let band = best * crate::proxy::replica::BAND;
+                        usable.clone().find(|n| score(n) <= band)
+                    }
+                    _ => usable.clone().next(),
+                };
                 if let Some(n) = pick {
                     chosen = Some((n.clone(), g.group));
                     break;
@@ -550,6 +590,50 @@ mod tests {
                 for c in 0..8 {
                     prop_assert_eq!(t.pick_group(c), fresh.pick_group(c));
                 }
+            }
+
+            /// Scored plans cover exactly what plain plans cover, from the same groups; each
+            /// shard's node scores within the band of its group's best usable owner; equal
+            /// scores give the plain plan.
+            #[test]
+            fn scored_plans_cover_like_plain_ones(
+                groups in 1u32..4,
+                per_group in 1u32..6,
+                rf_seed in 0u32..8,
+                shards in 1u32..48,
+                down in proptest::collection::vec(any::<bool>(), 18),
+                excluded_bits in proptest::collection::vec(any::<bool>(), 18),
+                scores in proptest::collection::vec(1.0f64..1000.0, 18),
+                preferred in 0usize..4,
+                rotation in 0usize..16,
+            ) {
+                let rf = 1 + rf_seed % per_group;
+                let node = |g: u32, i: u32| NodeId::new(format!("g{g}-{i}"));
+                let members = |g: u32| (0..per_group).map(|i| node(g, i)).collect::<Vec<_>>();
+                let all: Vec<NodeId> = (0..groups).flat_map(members).collect();
+                let readable: HashSet<NodeId> = all.iter().enumerate().filter(|(i, _)| !down[*i]).map(|(_, n)| n.clone()).collect();
+                let excluded: HashSet<NodeId> = all.iter().enumerate().filter(|(i, _)| excluded_bits[*i]).map(|(_, n)| n.clone()).collect();
+                let gids: Vec<GroupId> = (0..groups).map(GroupId).collect();
+                let t = ReadTable::build(shards, &gids, |s, g| owners(s, &members(g.0), rf), readable.clone(), &[]);
+                let preferred = preferred % groups as usize;
+                let score_of = |n: &NodeId| scores[all.iter().position(|m| m == n).unwrap()];
+                let plain = t.assign(&t.all_shards(), preferred, rotation, &excluded);
+                let scored = t.assign_scored(&t.all_shards(), preferred, rotation, &excluded, &score_of);
+                prop_assert_eq!(&plain.uncovered, &scored.uncovered);
+                let usable = |n: &NodeId| readable.contains(n) && !excluded.contains(n);
+                let mut covered = BTreeSet::new();
+                for a in &scored.assignments {
+                    let p = plain.assignments.iter().find(|p| p.shards.contains(&a.shards[0])).unwrap();
+                    prop_assert_eq!(a.group, p.group);
+                    for s in &a.shards {
+                        prop_assert!(covered.insert(*s));
+                        let os = owners(*s, &members(a.group.0), rf);
+                        let best = os.iter().filter(|n| usable(n)).map(score_of).fold(f64::INFINITY, f64::min);
+                        prop_assert!(score_of(&a.node) <= best * crate::proxy::replica::BAND);
+                    }
+                }
+                let same = t.assign_scored(&t.all_shards(), preferred, rotation, &excluded, &|_| 1.0);
+                prop_assert_eq!(same, plain);
             }
         }
     }
