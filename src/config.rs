@@ -280,6 +280,10 @@ pub struct ScatterConfig {
     pub hedge_min_ms: u64,
     /// Identical searches in flight at once on one core share one scatter-gather.
     pub coalesce: bool,
+    /// Adaptive replica selection (RF > 1): each shard is read from the owner with the best
+    /// score from this core's latency EWMA, calls in flight and recent failures, instead of
+    /// the plain rotation (docs/operations.md, decision 041).
+    pub adaptive_replicas: bool,
 }
 
 /// Anti-entropy: comparing the copies of every shard and repairing differences
@@ -396,6 +400,7 @@ impl Default for ScatterConfig {
             hedging: true,
             hedge_min_ms: 10,
             coalesce: false,
+            adaptive_replicas: false,
         }
     }
 }

@@ -751,7 +751,11 @@ fn rebalance_repairs_missing_and_stray_copies() {
     let done = wait_operation_done(&d);
     assert_eq!(done["kind"], "reconcile", "{done}");
     let moves = done["moves"].as_array().unwrap();
-    eprintln!("reconcile: {} moves; ms per phase {}", moves.len(), done["phase_ms"]);
+    eprintln!(
+        "reconcile: {} moves; ms per phase {}",
+        moves.len(),
+        done["phase_ms"]
+    );
     // Copies differing only by the writer's batches in flight are not copied over (a
     // shortfall must be seen again in several re-counts): far from every shard moves.
     assert!(moves.len() < SHARDS as usize, "{done}");

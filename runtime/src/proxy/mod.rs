@@ -59,6 +59,7 @@ pub mod planner;
 pub mod query;
 pub mod quorum;
 pub mod reads;
+pub mod replica;
 pub mod router;
 pub mod scatter;
 pub mod scope;
@@ -105,7 +106,6 @@ pub struct IndexRouting {
 struct RoutingCache {
     generation: u64,
     topology: Option<Rc<Topology>>,
-    addresses: Rc<HashMap<NodeId, String>>,
     per_index: HashMap<String, Rc<IndexRouting>>,
 }
 
@@ -133,12 +133,9 @@ pub struct Proxy<U> {
     counter: Cell<usize>,
     /// `GET /version` answer from a node, kept once obtained.
     version: RefCell<Option<Vec<u8>>>,
-    /// Nodes that failed a call on this core recently: avoided (not excluded) by the next
-    /// plans, so a hung node costs one timeout per [`SUSPECT_FOR`] instead of one per request
-    /// until the admin's health checks mark it failed.
-    suspects: RefCell<HashMap<NodeId, std::time::Instant>>,
-    /// Per-node latency estimates and the hedge budget of this core (see [`hedge`]).
-    latency: RefCell<HashMap<NodeId, hedge::Latency>>,
+    /// This core's per-node state (address, latency estimate, suspicion), one slot per node.
+    nodes: RefCell<NodeSlots>,
+    /// The hedge budget of this core (see [`hedge`]).
     hedges: Cell<hedge::Budget>,
     /// Searches in flight on this core, for `scatter.coalesce` (see [`coalesce`]).
     pub(crate) inflight: coalesce::Inflight<search::Merged>,
@@ -146,6 +143,65 @@ pub struct Proxy<U> {
 
 /// How long a node that failed a call is avoided by this core's read plans.
 pub const SUSPECT_FOR: Duration = Duration::from_secs(1);
+
+/// Per-core state of every node this core knows, one slot per node: a read's call finds its
+/// node once and reads the address, latency estimate and suspicion from the slot, instead of
+/// one SipHash lookup per map and a `String` clone of the address (decision 040). Slots
+/// outlive snapshot generations (latency and suspicion are the node's, not the topology's);
+/// addresses are reset at each generation.
+#[derive(Default)]
+struct NodeSlots {
+    index: HashMap<NodeId, usize>,
+    slots: Vec<NodeSlot>,
+}
+
+#[derive(Default)]
+struct NodeSlot {
+    /// The node's base URL in the cached snapshot generation (`None`: not in it).
+    address: Option<Rc<str>>,
+    /// Latency estimate for hedged reads (successful calls only, with `scatter.hedging`).
+    latency: Option<hedge::Latency>,
+    /// When the node last failed a call on this core: it is avoided (not excluded) by the
+    /// next plans for [`SUSPECT_FOR`], so a hung node costs one timeout per period instead
+    /// of one per request until the admin's health checks mark it failed.
+    failed_at: Option<std::time::Instant>,
+    /// Latency, failures and calls in flight for adaptive replica selection ([`replica`]).
+    health: replica::Health,
+    /// When `health` last learnt from a finished call.
+    sampled_at: Option<std::time::Instant>,
+}
+
+/// One call in flight to a node, counted in its slot until dropped.
+struct InFlight<'a> {
+    nodes: &'a RefCell<NodeSlots>,
+    slot: usize,
+}
+
+impl<'a> InFlight<'a> {
+    fn new(nodes: &'a RefCell<NodeSlots>, slot: usize) -> Self {
+        nodes.borrow_mut().slots[slot].health.inflight += 1;
+        InFlight { nodes, slot }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        let mut nodes = self.nodes.borrow_mut();
+        let h = &mut nodes.slots[self.slot].health;
+        h.inflight = h.inflight.saturating_sub(1);
+    }
+}
+
+impl NodeSlots {
+    fn slot(&mut self, node: &NodeId) -> usize {
+        if let Some(&i) = self.index.get(node) {
+            return i;
+        }
+        self.slots.push(NodeSlot::default());
+        self.index.insert(node.clone(), self.slots.len() - 1);
+        self.slots.len() - 1
+    }
+}
 
 impl<U: Upstreams> Proxy<U> {
     pub fn new(
@@ -162,8 +218,7 @@ impl<U: Upstreams> Proxy<U> {
             cache: RefCell::new(RoutingCache::default()),
             counter: Cell::new(0),
             version: RefCell::new(None),
-            suspects: RefCell::new(HashMap::new()),
-            latency: RefCell::new(HashMap::new()),
+            nodes: RefCell::new(NodeSlots::default()),
             hedges: Cell::new(hedge::Budget::default()),
             inflight: coalesce::Inflight::default(),
         }
@@ -339,14 +394,16 @@ impl<U: Upstreams> Proxy<U> {
         *cache = RoutingCache {
             generation: snap.generation,
             topology: Some(Rc::new(topo)),
-            addresses: Rc::new(
-                snap.nodes
-                    .iter()
-                    .map(|n| (n.id.clone(), n.address.clone()))
-                    .collect(),
-            ),
             per_index: HashMap::new(),
         };
+        let mut nodes = self.nodes.borrow_mut();
+        for slot in &mut nodes.slots {
+            slot.address = None;
+        }
+        for n in &snap.nodes {
+            let i = nodes.slot(&n.id);
+            nodes.slots[i].address = Some(Rc::from(n.address.as_str()));
+        }
         Ok(())
     }
 
@@ -404,8 +461,9 @@ impl<U: Upstreams> Proxy<U> {
         Ok(r)
     }
 
-    pub(crate) fn address(&self, node: &NodeId) -> Option<String> {
-        self.cache.borrow().addresses.get(node).cloned()
+    /// The node's slot on this core (created on first use).
+    fn slot(&self, node: &NodeId) -> usize {
+        self.nodes.borrow_mut().slot(node)
     }
 
     /// Next round-robin position: `(preferred group index, replica rotation)`.
@@ -438,12 +496,28 @@ impl<U: Upstreams> Proxy<U> {
         request_id: &str,
         timeout: Duration,
     ) -> Result<Response, crate::http::types::UpstreamError> {
-        let Some(address) = self.address(node) else {
+        self.call_slot(self.slot(node), node, req, request_id, timeout)
+            .await
+    }
+
+    /// [`Proxy::call_node`] for a node whose slot is known.
+    async fn call_slot(
+        &self,
+        slot: usize,
+        node: &NodeId,
+        req: Request,
+        request_id: &str,
+        timeout: Duration,
+    ) -> Result<Response, crate::http::types::UpstreamError> {
+        let address = self.nodes.borrow().slots[slot].address.clone();
+        let Some(address) = address else {
             return Err(crate::http::types::UpstreamError::Connect(format!(
                 "unknown node {node}"
             )));
         };
         let req = with_node_auth(req, self.node_key(), request_id);
+        // Counted while in flight, also when the call is dropped (a hedge won).
+        let _inflight = InFlight::new(&self.nodes, slot);
         self.up.node(&address, req, timeout).await
     }
 
@@ -495,10 +569,10 @@ impl<U: Upstreams> Proxy<U> {
                 break;
             }
             let avoid: HashSet<NodeId> = excluded.union(&suspects).cloned().collect();
-            let mut plan = table.assign(&pending, group, rotation, &avoid);
+            let mut plan = self.plan_read(table, &pending, (group, rotation), &avoid);
             if !plan.uncovered.is_empty() && !suspects.is_empty() {
                 // Suspects are avoided, not excluded: shards only they can serve go to them.
-                let rest = table.assign(&plan.uncovered, group, rotation, &excluded);
+                let rest = self.plan_read(table, &plan.uncovered, (group, rotation), &excluded);
                 plan.assignments.extend(rest.assignments);
                 plan.uncovered = rest.uncovered;
             }
@@ -549,6 +623,33 @@ impl<U: Upstreams> Proxy<U> {
         out
     }
 
+    /// A read's plan: the table's rotation, or with `scatter.adaptive_replicas` (and RF > 1)
+    /// each shard's best-scoring usable owner ([`replica`]).
+    fn plan_read(
+        &self,
+        table: &ReadTable,
+        shards: &[ShardId],
+        (group, rotation): (usize, usize),
+        excluded: &HashSet<NodeId>,
+    ) -> scatter::ScatterPlan {
+        if !self.config.scatter.adaptive_replicas || !table.has_replicas() {
+            return table.assign(shards, group, rotation, excluded);
+        }
+        let now = std::time::Instant::now();
+        let nodes = self.nodes.borrow();
+        let score = |n: &NodeId| match nodes.index.get(n) {
+            Some(&i) => {
+                let slot = &nodes.slots[i];
+                let idle = slot
+                    .sampled_at
+                    .map_or(Duration::ZERO, |at| now.saturating_duration_since(at));
+                replica::score(&slot.health, idle)
+            }
+            None => replica::score(&replica::Health::default(), Duration::ZERO),
+        };
+        table.assign_scored(shards, group, rotation, excluded, &score)
+    }
+
     /// One assignment of a scatter: its node's answer, or — with `scatter.hedging`, when the
     /// node is slower than usual and another replica can answer for all its shards — the
     /// first usable answer of the two ([`hedge`]). Returns who answered.
@@ -565,17 +666,19 @@ impl<U: Upstreams> Proxy<U> {
     ) -> (NodeId, Result<Response, crate::http::types::UpstreamError>) {
         use futures_util::future::{select, Either};
         let started = std::time::Instant::now();
-        let delay = self.hedge_delay(a, timeout);
-        let mut primary = std::pin::pin!(self.call_node(&a.node, build(a), request_id, timeout));
+        let slot = self.slot(&a.node);
+        let delay = self.hedge_delay(slot, timeout);
+        let mut primary =
+            std::pin::pin!(self.call_slot(slot, &a.node, build(a), request_id, timeout));
         let Some(delay) = delay else {
             let r = primary.await;
-            self.observe(&a.node, started, &r);
+            self.observe(slot, started, &r);
             return (a.node.clone(), r);
         };
         let waited = std::pin::pin!(self.up.sleep(delay));
         match select(primary.as_mut(), waited).await {
             Either::Left((r, _)) => {
-                self.observe(&a.node, started, &r);
+                self.observe(slot, started, &r);
                 return (a.node.clone(), r);
             }
             Either::Right(((), _)) => {}
@@ -587,7 +690,7 @@ impl<U: Upstreams> Proxy<U> {
         self.hedges.set(budget);
         let (Some(other), true) = (other, allowed) else {
             let r = primary.await;
-            self.observe(&a.node, started, &r);
+            self.observe(slot, started, &r);
             return (a.node.clone(), r);
         };
         let mut hedged =
@@ -596,7 +699,7 @@ impl<U: Upstreams> Proxy<U> {
             |r: &Result<Response, _>| matches!(r, Ok(resp) if !is_node_failure(resp.status));
         match select(primary.as_mut(), hedged.as_mut()).await {
             Either::Left((r, _)) if usable(&r) => {
-                self.observe(&a.node, started, &r);
+                self.observe(slot, started, &r);
                 (a.node.clone(), r)
             }
             Either::Right((r, _)) if usable(&r) => (other.node.clone(), r),
@@ -604,7 +707,7 @@ impl<U: Upstreams> Proxy<U> {
             Either::Left((_, rest)) => (other.node.clone(), rest.await),
             Either::Right((_, rest)) => {
                 let r = rest.await;
-                self.observe(&a.node, started, &r);
+                self.observe(slot, started, &r);
                 (a.node.clone(), r)
             }
         }
@@ -612,7 +715,7 @@ impl<U: Upstreams> Proxy<U> {
 
     /// When a call to `a`'s node would be hedged, or `None` (hedging off, node not warmed
     /// up). Counts the call in the core's hedge budget.
-    fn hedge_delay(&self, a: &NodeAssignment, timeout: Duration) -> Option<Duration> {
+    fn hedge_delay(&self, slot: usize, timeout: Duration) -> Option<Duration> {
         let mut budget = self.hedges.get();
         budget.call();
         self.hedges.set(budget);
@@ -620,9 +723,8 @@ impl<U: Upstreams> Proxy<U> {
             return None;
         }
         let min = Duration::from_millis(self.config.scatter.hedge_min_ms);
-        self.latency
-            .borrow()
-            .get(&a.node)?
+        self.nodes.borrow().slots[slot]
+            .latency?
             .hedge_after(min, timeout / 2)
     }
 
@@ -647,42 +749,67 @@ impl<U: Upstreams> Proxy<U> {
     /// Records a successful call's latency for the node's hedge estimate.
     fn observe(
         &self,
-        node: &NodeId,
+        slot: usize,
         started: std::time::Instant,
         r: &Result<Response, crate::http::types::UpstreamError>,
     ) {
-        if !self.config.scatter.hedging
-            || !matches!(r, Ok(resp) if (200..300).contains(&resp.status))
-        {
+        let (hedging, adaptive) = (
+            self.config.scatter.hedging,
+            self.config.scatter.adaptive_replicas,
+        );
+        if !(hedging || adaptive) || !matches!(r, Ok(resp) if (200..300).contains(&resp.status)) {
             return;
         }
         let took = started.elapsed();
-        let mut latency = self.latency.borrow_mut();
-        match latency.get_mut(node) {
-            Some(l) => l.record(took),
-            None => {
-                let mut l = hedge::Latency::default();
-                l.record(took);
-                latency.insert(node.clone(), l);
-            }
+        let mut nodes = self.nodes.borrow_mut();
+        let slot = &mut nodes.slots[slot];
+        if hedging {
+            slot.latency
+                .get_or_insert_with(hedge::Latency::default)
+                .record(took);
+        }
+        if adaptive {
+            slot.health.success(took);
+            slot.sampled_at = Some(std::time::Instant::now());
         }
     }
 
     /// Nodes that failed on this core within [`SUSPECT_FOR`].
     pub(crate) fn suspects(&self) -> HashSet<NodeId> {
+        let mut nodes = self.nodes.borrow_mut();
+        let NodeSlots { index, slots } = &mut *nodes;
+        let mut out = HashSet::new();
+        if slots.iter().all(|s| s.failed_at.is_none()) {
+            return out;
+        }
         let now = std::time::Instant::now();
-        let mut m = self.suspects.borrow_mut();
-        m.retain(|_, at| now.duration_since(*at) < SUSPECT_FOR);
-        m.keys().cloned().collect()
+        for (node, &i) in index.iter() {
+            let slot = &mut slots[i];
+            match slot.failed_at {
+                Some(at) if now.duration_since(at) < SUSPECT_FOR => {
+                    out.insert(node.clone());
+                }
+                Some(_) => slot.failed_at = None,
+                None => {}
+            }
+        }
+        out
     }
 
     /// Records the outcome of a call to `node` (a success clears suspicion at once).
     pub(crate) fn mark(&self, node: &NodeId, failed: bool) {
-        let mut m = self.suspects.borrow_mut();
+        let mut nodes = self.nodes.borrow_mut();
         if failed {
-            m.insert(node.clone(), std::time::Instant::now());
-        } else {
-            m.remove(node);
+            let i = nodes.slot(node);
+            let now = std::time::Instant::now();
+            let slot = &mut nodes.slots[i];
+            slot.failed_at = Some(now);
+            if self.config.scatter.adaptive_replicas {
+                slot.health.failure();
+                slot.sampled_at = Some(now);
+            }
+        } else if let Some(&i) = nodes.index.get(node) {
+            nodes.slots[i].failed_at = None;
         }
     }
 

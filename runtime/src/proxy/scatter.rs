@@ -22,8 +22,13 @@
 //!
 //! The same function replans after a runtime failure: call it again with the failed nodes
 //! excluded and only the failed shards requested.
+//!
+//! The common call — every shard, nothing excluded — depends only on the table, the
+//! preferred group and the rotation modulo the owner lists' lengths, so its plans are
+//! memoised in the table (built once per snapshot generation and index; decision 040).
 
 use miroir_core::{GroupId, NodeId, ShardId};
+use std::cell::OnceCell;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 /// One group's placement for an index's shard count.
@@ -46,6 +51,67 @@ pub struct ReadTable {
     pub held: BTreeMap<NodeId, BTreeSet<ShardId>>,
     /// `(node, shard)` copies that are behind (pending hints): never read for that shard.
     pub lagging: HashSet<(NodeId, ShardId)>,
+    /// Memoised plans and group completeness. They assume the fields above are not changed
+    /// after the first call to [`ReadTable::assign`] or [`ReadTable::pick_group`] (tables
+    /// are rebuilt, not edited, when the snapshot changes).
+    memo: PlanMemo,
+}
+
+/// Memoised results of a [`ReadTable`]: a cache, not part of the table's value.
+#[derive(Debug, Clone, Default)]
+struct PlanMemo {
+    /// Rotations repeat their plan with this period: the least common multiple of the owner
+    /// lists' lengths (the shard's RF), or 0 when that is too large to be worth memoising.
+    period: usize,
+    /// `plans[preferred_group * period + rotation % period]` for the all-shards call with
+    /// nothing excluded.
+    plans: Vec<OnceCell<ScatterPlan>>,
+    /// Per group: whether some owner in it is readable (it takes round-robin turns) and
+    /// whether every shard has a readable owner in it ([`ReadTable::pick_group`]).
+    complete: OnceCell<Vec<(bool, bool)>>,
+}
+
+impl PartialEq for PlanMemo {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for PlanMemo {}
+
+/// Plans for more rotations than this are not memoised (RF is at most a handful).
+const MAX_MEMO_PERIOD: usize = 64;
+
+impl PlanMemo {
+    fn new(groups: &[GroupTable]) -> PlanMemo {
+        fn gcd(a: usize, b: usize) -> usize {
+            if b == 0 {
+                a
+            } else {
+                gcd(b, a % b)
+            }
+        }
+        let mut period = 1usize;
+        for len in groups.iter().flat_map(|g| g.owners.iter().map(Vec::len)) {
+            if len > 0 {
+                period = period / gcd(period, len) * len;
+                if period > MAX_MEMO_PERIOD {
+                    period = 0;
+                    break;
+                }
+            }
+        }
+        let slots = if groups.is_empty() {
+            0
+        } else {
+            groups.len() * period
+        };
+        PlanMemo {
+            period,
+            plans: (0..slots).map(|_| OnceCell::new()).collect(),
+            complete: OnceCell::new(),
+        }
+    }
 }
 
 /// One node's part of a scatter.
@@ -95,18 +161,21 @@ impl ReadTable {
         for (n, s) in extra_held {
             held.entry(n.clone()).or_default().insert(*s);
         }
+        let memo = PlanMemo::new(&groups);
         ReadTable {
             shards,
             groups,
             readable,
             held,
             lagging: HashSet::new(),
+            memo,
         }
     }
 
     /// The same table with `lagging` copies not readable for their shard.
     pub fn with_lagging(mut self, lagging: impl IntoIterator<Item = (NodeId, ShardId)>) -> Self {
         self.lagging.extend(lagging);
+        self.memo = PlanMemo::new(&self.groups);
         self
     }
 
@@ -123,22 +192,28 @@ impl ReadTable {
     pub fn pick_group(&self, counter: usize) -> usize {
         // Lagging copies do not make a group incomplete: `assign` moves just their shards to
         // another group at no cost, while a down node would cost a failed request.
-        let complete = |i: usize| {
-            self.groups[i]
-                .owners
+        // Per group: (serving, complete), computed once per table. A group with no readable
+        // owner at all (a removed group's empty slot, a group still joining) never takes a
+        // turn.
+        let groups = self.memo.complete.get_or_init(|| {
+            self.groups
                 .iter()
-                .all(|os| os.iter().any(|o| self.readable.contains(o)))
-        };
-        // A group with no readable owner at all (a removed group's empty slot, a group still
-        // joining) never takes a turn.
-        let serving = |i: usize| {
-            self.groups[i]
-                .owners
-                .iter()
-                .flatten()
-                .any(|o| self.readable.contains(o))
-        };
-        miroir_core::routing::preferred_group(counter, self.groups.len(), serving, complete)
+                .map(|g| {
+                    let serving = g.owners.iter().flatten().any(|o| self.readable.contains(o));
+                    let complete = g
+                        .owners
+                        .iter()
+                        .all(|os| os.iter().any(|o| self.readable.contains(o)));
+                    (serving, complete)
+                })
+                .collect()
+        });
+        miroir_core::routing::preferred_group(
+            counter,
+            self.groups.len(),
+            |i| groups.get(i).is_some_and(|g| g.0),
+            |i| groups.get(i).is_some_and(|g| g.1),
+        )
     }
 
     /// Assigns each of `shards` to one readable, non-excluded node (see module docs).
@@ -148,6 +223,63 @@ impl ReadTable {
         preferred_group: usize,
         rotation: usize,
         excluded: &HashSet<NodeId>,
+    ) -> ScatterPlan {
+        let ng = self.groups.len();
+        let period = self.memo.period;
+        let every_shard = || {
+            shards.len() == self.shards as usize
+                && shards.iter().enumerate().all(|(i, s)| s.0 as usize == i)
+        };
+        if period > 0 && ng > 0 && excluded.is_empty() && every_shard() {
+            // Only the rotation modulo every owner list's length and the preferred group
+            // modulo the group count reach the plan below.
+            let slot = (preferred_group % ng) * period + rotation % period;
+            return self.memo.plans[slot]
+                .get_or_init(|| self.plan(shards, preferred_group, rotation, excluded))
+                .clone();
+        }
+        self.plan(shards, preferred_group, rotation, excluded)
+    }
+
+    /// Whether some shard has more than one owner in a group (RF > 1): only then can
+    /// [`ReadTable::assign_scored`] choose differently from [`ReadTable::assign`].
+    pub fn has_replicas(&self) -> bool {
+        self.memo.period != 1
+    }
+
+    /// [`ReadTable::assign`], except that within a group each shard goes to the usable owner
+    /// with the lowest `score` (adaptive replica selection, [`crate::proxy::replica`]):
+    /// owners within [`crate::proxy::replica::BAND`] of the best keep the rotation's order.
+    /// Groups and fallbacks are chosen as by `assign`.
+    pub fn assign_scored(
+        &self,
+        shards: &[ShardId],
+        preferred_group: usize,
+        rotation: usize,
+        excluded: &HashSet<NodeId>,
+        score: &dyn Fn(&NodeId) -> f64,
+    ) -> ScatterPlan {
+        self.plan_with(shards, preferred_group, rotation, excluded, Some(score))
+    }
+
+    /// [`ReadTable::assign`] without the memo.
+    fn plan(
+        &self,
+        shards: &[ShardId],
+        preferred_group: usize,
+        rotation: usize,
+        excluded: &HashSet<NodeId>,
+    ) -> ScatterPlan {
+        self.plan_with(shards, preferred_group, rotation, excluded, None)
+    }
+
+    fn plan_with(
+        &self,
+        shards: &[ShardId],
+        preferred_group: usize,
+        rotation: usize,
+        excluded: &HashSet<NodeId>,
+        score: Option<&dyn Fn(&NodeId) -> f64>,
     ) -> ScatterPlan {
         let mut per_node: BTreeMap<NodeId, (GroupId, BTreeSet<ShardId>)> = BTreeMap::new();
         let mut uncovered = Vec::new();
@@ -164,9 +296,17 @@ impl ReadTable {
                 // offset spreads one query's shards over all replicas, the rotation spreads
                 // successive queries; then the next owners in order as fallback.
                 let start = rotation.wrapping_add(shard.0 as usize);
-                let pick = (0..len)
+                let usable = (0..len)
                     .map(|k| &owners[start.wrapping_add(k) % len])
-                    .find(|n| self.serves(n, shard) && !excluded.contains(*n));
+                    .filter(|n| self.serves(n, shard) && !excluded.contains(*n));
+                let pick = match score {
+                    Some(score) if len > 1 => {
+                        let best = usable.clone().map(score).fold(f64::INFINITY, f64::min);
+                        let band = best * crate::proxy::replica::BAND;
+                        usable.clone().find(|n| score(n) <= band)
+                    }
+                    _ => usable.clone().next(),
+                };
                 if let Some(n) = pick {
                     chosen = Some((n.clone(), g.group));
                     break;
@@ -424,6 +564,85 @@ mod tests {
                         prop_assert!(members(preferred as u32).contains(n), "preferred group skipped");
                     }
                 }
+            }
+
+            /// The memoised all-shards plan is the one the planner computes, for every
+            /// preferred group and rotation, first call and repeated, with lagging copies.
+            #[test]
+            fn memoised_plans_equal_fresh_ones(
+                groups in 1u32..4,
+                per_group in 1u32..6,
+                rf_seed in 0u32..8,
+                shards in 1u32..48,
+                down in proptest::collection::vec(any::<bool>(), 18),
+                lagging_bits in proptest::collection::vec(any::<bool>(), 18),
+            ) {
+                let rf = 1 + rf_seed % per_group;
+                let node = |g: u32, i: u32| NodeId::new(format!("g{g}-{i}"));
+                let members = |g: u32| (0..per_group).map(|i| node(g, i)).collect::<Vec<_>>();
+                let all: Vec<NodeId> = (0..groups).flat_map(members).collect();
+                let readable: HashSet<NodeId> = all.iter().enumerate().filter(|(i, _)| !down[*i]).map(|(_, n)| n.clone()).collect();
+                let lagging: Vec<(NodeId, ShardId)> = all.iter().enumerate().filter(|(i, _)| lagging_bits[*i]).map(|(i, n)| (n.clone(), ShardId(i as u32 % shards))).collect();
+                let gids: Vec<GroupId> = (0..groups).map(GroupId).collect();
+                let t = ReadTable::build(shards, &gids, |s, g| owners(s, &members(g.0), rf), readable, &[])
+                    .with_lagging(lagging);
+                let none = HashSet::new();
+                for _ in 0..2 {
+                    for preferred in 0..groups as usize + 1 {
+                        for rotation in 0..(2 * rf as usize + 3) {
+                            let memo = t.assign(&t.all_shards(), preferred, rotation, &none);
+                            prop_assert_eq!(memo, t.plan(&t.all_shards(), preferred, rotation, &none));
+                        }
+                    }
+                }
+                let fresh = ReadTable::build(shards, &gids, |s, g| owners(s, &members(g.0), rf), t.readable.clone(), &[]);
+                for c in 0..8 {
+                    prop_assert_eq!(t.pick_group(c), fresh.pick_group(c));
+                }
+            }
+
+            /// Scored plans cover exactly what plain plans cover, from the same groups; each
+            /// shard's node scores within the band of its group's best usable owner; equal
+            /// scores give the plain plan.
+            #[test]
+            fn scored_plans_cover_like_plain_ones(
+                groups in 1u32..4,
+                per_group in 1u32..6,
+                rf_seed in 0u32..8,
+                shards in 1u32..48,
+                down in proptest::collection::vec(any::<bool>(), 18),
+                excluded_bits in proptest::collection::vec(any::<bool>(), 18),
+                scores in proptest::collection::vec(1.0f64..1000.0, 18),
+                preferred in 0usize..4,
+                rotation in 0usize..16,
+            ) {
+                let rf = 1 + rf_seed % per_group;
+                let node = |g: u32, i: u32| NodeId::new(format!("g{g}-{i}"));
+                let members = |g: u32| (0..per_group).map(|i| node(g, i)).collect::<Vec<_>>();
+                let all: Vec<NodeId> = (0..groups).flat_map(members).collect();
+                let readable: HashSet<NodeId> = all.iter().enumerate().filter(|(i, _)| !down[*i]).map(|(_, n)| n.clone()).collect();
+                let excluded: HashSet<NodeId> = all.iter().enumerate().filter(|(i, _)| excluded_bits[*i]).map(|(_, n)| n.clone()).collect();
+                let gids: Vec<GroupId> = (0..groups).map(GroupId).collect();
+                let t = ReadTable::build(shards, &gids, |s, g| owners(s, &members(g.0), rf), readable.clone(), &[]);
+                let preferred = preferred % groups as usize;
+                let score_of = |n: &NodeId| scores[all.iter().position(|m| m == n).unwrap()];
+                let plain = t.assign(&t.all_shards(), preferred, rotation, &excluded);
+                let scored = t.assign_scored(&t.all_shards(), preferred, rotation, &excluded, &score_of);
+                prop_assert_eq!(&plain.uncovered, &scored.uncovered);
+                let usable = |n: &NodeId| readable.contains(n) && !excluded.contains(n);
+                let mut covered = BTreeSet::new();
+                for a in &scored.assignments {
+                    let p = plain.assignments.iter().find(|p| p.shards.contains(&a.shards[0])).unwrap();
+                    prop_assert_eq!(a.group, p.group);
+                    for s in &a.shards {
+                        prop_assert!(covered.insert(*s));
+                        let os = owners(*s, &members(a.group.0), rf);
+                        let best = os.iter().filter(|n| usable(n)).map(score_of).fold(f64::INFINITY, f64::min);
+                        prop_assert!(score_of(&a.node) <= best * crate::proxy::replica::BAND);
+                    }
+                }
+                let same = t.assign_scored(&t.all_shards(), preferred, rotation, &excluded, &|_| 1.0);
+                prop_assert_eq!(same, plain);
             }
         }
     }
