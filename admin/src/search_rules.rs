@@ -334,51 +334,36 @@ fn parse_update(body: &Value) -> Result<Update, ApiError> {
             return Err(unknown_field(ErrorCode::BadRequest, k, None, RULE_FIELDS));
         }
     }
-    if let Some(v) = m.get("description") {
-        u.description = match v {
-            Value::Null => Setting::Reset,
-            Value::String(s) => Setting::Set(s.clone()),
-            other => {
-                return Err(invalid_type(
-                    ErrorCode::InvalidDynamicSearchRuleDescription,
-                    ".description",
-                    "a string",
-                    other,
-                ))
-            }
-        };
-        u.echo.insert("description".into(), v.clone());
-    }
-    if let Some(v) = m.get("precedence") {
-        u.precedence = match v {
-            Value::Null => Setting::Reset,
-            Value::Number(n) if n.is_u64() => Setting::Set(n.as_u64().unwrap_or_default()),
-            other => {
-                return Err(invalid_type(
-                    ErrorCode::InvalidDynamicSearchRulePriority,
-                    ".precedence",
-                    "a positive integer",
-                    other,
-                ))
-            }
-        };
-        u.echo.insert("precedence".into(), v.clone());
-    }
-    if let Some(v) = m.get("active") {
-        u.active = match v {
-            Value::Null => Setting::Reset,
-            Value::Bool(b) => Setting::Set(*b),
-            other => {
-                return Err(invalid_type(
-                    ErrorCode::InvalidDynamicSearchRuleActive,
-                    ".active",
-                    "a boolean",
-                    other,
-                ))
-            }
-        };
-        u.echo.insert("active".into(), v.clone());
-    }
+    u.description = scalar(
+        m,
+        &mut u.echo,
+        Scalar {
+            field: "description",
+            code: ErrorCode::InvalidDynamicSearchRuleDescription,
+            expected: "a string",
+            read: |v| v.as_str().map(str::to_string),
+        },
+    )?;
+    u.precedence = scalar(
+        m,
+        &mut u.echo,
+        Scalar {
+            field: "precedence",
+            code: ErrorCode::InvalidDynamicSearchRulePriority,
+            expected: "a positive integer",
+            read: Value::as_u64,
+        },
+    )?;
+    u.active = scalar(
+        m,
+        &mut u.echo,
+        Scalar {
+            field: "active",
+            code: ErrorCode::InvalidDynamicSearchRuleActive,
+            expected: "a boolean",
+            read: Value::as_bool,
+        },
+    )?;
     if let Some(v) = m.get("conditions") {
         if v.is_null() {
             u.conditions = Setting::Reset;
@@ -404,6 +389,41 @@ fn parse_update(body: &Value) -> Result<Update, ApiError> {
         }
     }
     Ok(u)
+}
+
+/// One scalar field of a rule update: `null` resets it, a value `read` accepts sets it,
+/// anything else is Meilisearch's type error for the field; echoed as sent.
+struct Scalar<T> {
+    field: &'static str,
+    code: ErrorCode,
+    expected: &'static str,
+    read: fn(&Value) -> Option<T>,
+}
+
+fn scalar<T>(
+    m: &Map<String, Value>,
+    echo: &mut Map<String, Value>,
+    f: Scalar<T>,
+) -> Result<Setting<T>, ApiError> {
+    let Some(v) = m.get(f.field) else {
+        return Ok(Setting::NotSet);
+    };
+    let setting = match v {
+        Value::Null => Setting::Reset,
+        other => match (f.read)(other) {
+            Some(t) => Setting::Set(t),
+            None => {
+                return Err(invalid_type(
+                    f.code,
+                    &format!(".{}", f.field),
+                    f.expected,
+                    other,
+                ))
+            }
+        },
+    };
+    echo.insert(f.field.into(), v.clone());
+    Ok(setting)
 }
 
 fn conditions_echo(c: &Conditions) -> Value {
