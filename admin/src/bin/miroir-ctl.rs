@@ -187,6 +187,20 @@ fn fail(status: u16, body: &Value) -> String {
     )
 }
 
+/// What the admin answered to a topology command: an accepted operation (202), a finished
+/// one or a message (200), or the error.
+fn operation_answer(status: u16, v: &Value) -> Result<String, String> {
+    match status {
+        202 => Ok(format!(
+            "accepted; follow it with `miroir-ctl rebalance status --watch`\n{}",
+            render_operation(v)
+        )),
+        200 if v.get("kind").is_some() => Ok(format!("done\n{}", render_operation(v))),
+        200 => Ok(v["message"].as_str().unwrap_or("done").to_string()),
+        _ => Err(fail(status, v)),
+    }
+}
+
 /// One line per operation: kind, node, phase, documents, rate, ETA, last error.
 fn render_operation(op: &Value) -> String {
     if op.get("kind").is_none() {
@@ -365,14 +379,7 @@ async fn run(cli: &Cli) -> Result<String, String> {
                 ),
             };
             let (s, v) = call(cli, method, &path, body).await?;
-            match s {
-                202 => Ok(format!(
-                    "accepted; follow it with `miroir-ctl rebalance status --watch`\n{}",
-                    render_operation(&v)
-                )),
-                200 => Ok(v["message"].as_str().unwrap_or("done").to_string()),
-                _ => Err(fail(s, &v)),
-            }
+            operation_answer(s, &v)
         }
         Command::Group { action } => {
             let (method, path, body) = match action {
@@ -396,27 +403,13 @@ async fn run(cli: &Cli) -> Result<String, String> {
                 ),
             };
             let (s, v) = call(cli, method, &path, body).await?;
-            match s {
-                202 => Ok(format!(
-                    "accepted; follow it with `miroir-ctl rebalance status --watch`\n{}",
-                    render_operation(&v)
-                )),
-                200 if v.get("kind").is_some() => Ok(format!("done\n{}", render_operation(&v))),
-                200 => Ok(v["message"].as_str().unwrap_or("done").to_string()),
-                _ => Err(fail(s, &v)),
-            }
+            operation_answer(s, &v)
         }
         Command::Rebalance {
             action: RebalanceAction::Start,
         } => {
             let (s, v) = call(cli, hyper::Method::POST, "/_miroir/rebalance", None).await?;
-            match s {
-                202 => Ok(format!(
-                    "accepted; follow it with `miroir-ctl rebalance status --watch`\n{}",
-                    render_operation(&v)
-                )),
-                _ => Err(fail(s, &v)),
-            }
+            operation_answer(s, &v)
         }
         Command::Rebalance {
             action: RebalanceAction::Status { watch },
