@@ -27,6 +27,7 @@ pub mod fingerprint;
 pub mod foreign_keys;
 pub mod ids;
 pub mod node_message;
+pub mod retrieve_vectors;
 pub mod routing;
 pub mod search_rules;
 pub mod snapshot;

@@ -293,3 +293,50 @@ fn task_documents_as_one_node() {
         );
     }
 }
+
+/// `retrieveVectors: true` on an index without embedders: with `displayedAttributes: *`
+/// every hit carries `_vectors: {}` after the document's fields (Miroir's nodes hold an
+/// explicit displayed list and leave it out: Miroir adds it); with an explicit list, none.
+#[test]
+fn retrieve_vectors_without_embedders_as_one_node() {
+    let p = pair();
+    let docs = json!((0..12)
+        .map(|i| json!({"id": i, "t": format!("shoe {i}")}))
+        .collect::<Vec<_>>());
+    for c in [p.one.http(), p.cluster.http()] {
+        let r = c.call("POST", "/indexes/v/documents", Some(&docs));
+        let uid = r.json()["taskUid"].as_u64().unwrap();
+        assert_eq!(miroir_testkit::wait_task(&c, uid)["status"], "succeeded");
+    }
+    let hits = |body: Value| {
+        let sorted = |c: &Client| {
+            let mut v = answer(c, "POST", "/indexes/v/search", Some(&body)).1;
+            let mut hits = v["hits"].as_array().cloned().unwrap_or_default();
+            // Equal scores come in any order across shards: compare as sets.
+            hits.sort_by_key(|h| h.to_string());
+            v["hits"] = json!(hits);
+            (v["hits"].clone(), v["estimatedTotalHits"].clone())
+        };
+        let (one, miroir) = (sorted(&p.one.http()), sorted(&p.cluster.http()));
+        assert_eq!(miroir, one, "{body}: Miroir (left) and one node (right)");
+        one.0
+    };
+    let all = hits(
+        json!({"q": "shoe", "retrieveVectors": true, "attributesToHighlight": ["t"], "showRankingScore": true, "limit": 50}),
+    );
+    let keys: Vec<&String> = all[0].as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["id", "t", "_vectors", "_formatted", "_rankingScore"]);
+    hits(json!({"q": "shoe", "retrieveVectors": true, "attributesToRetrieve": ["t"], "limit": 50}));
+    hits(json!({"q": "shoe", "limit": 50}));
+    for c in [p.one.http(), p.cluster.http()] {
+        let r = c.call(
+            "PATCH",
+            "/indexes/v/settings",
+            Some(&json!({"displayedAttributes": ["id", "t"]})),
+        );
+        let uid = r.json()["taskUid"].as_u64().unwrap();
+        assert_eq!(miroir_testkit::wait_task(&c, uid)["status"], "succeeded");
+    }
+    let listed = hits(json!({"q": "shoe", "retrieveVectors": true, "limit": 50}));
+    assert!(listed[0].get("_vectors").is_none(), "{listed}");
+}

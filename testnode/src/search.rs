@@ -49,7 +49,8 @@ pub struct Query {
     pub distinct: Option<String>,
     pub ranking_score_threshold: Option<f64>,
     pub attributes_to_search_on: Option<Vec<String>>,
-    /// Adds `_vectors` (always `{}`: the test node has no embedders) to each hit.
+    /// Adds `_vectors` (always `{}`: the test node has no embedders) to each hit, when the
+    /// displayed attributes are `*`.
     pub retrieve_vectors: bool,
     /// Adds `performanceDetails` to the response.
     pub show_performance_details: bool,
@@ -1667,7 +1668,16 @@ pub fn search(ix: &Index, q: &Query, started: std::time::Instant) -> Result<Out>
         let obj = &ix.docs[s.docid as usize].as_ref().expect("live").obj;
         let shown = ix.project(obj, q.attributes_to_retrieve.as_deref());
         let mut hit = Out::from(&shown);
-        if q.retrieve_vectors {
+        // With an explicit `displayedAttributes` list, Meilisearch 1.50 shows `_vectors` in
+        // search hits only when the index has embedders (the test node has none); checked
+        // against a real node.
+        if q.retrieve_vectors
+            && ix
+                .view
+                .displayed
+                .as_ref()
+                .is_none_or(|d| d.iter().any(|p| p == "_vectors"))
+        {
             hit.push("_vectors", Out::obj());
         }
         if formatting {

@@ -216,6 +216,13 @@ impl<U: Upstreams> Proxy<U> {
         let mut out =
             Vec::with_capacity(gathered.bodies.iter().map(Vec::len).sum::<usize>() / 2 + 256);
         match merge_search(&merge_req, &inputs, &arena, &mut out) {
+            Ok(_)
+                if meta.displayed_wildcard
+                    && q.body.get("retrieveVectors") == Some(&Value::Bool(true)) =>
+            {
+                let out = miroir_core::retrieve_vectors::fill_empty_vectors(&out).unwrap_or(out);
+                Ok((out, degraded))
+            }
             Ok(_) => Ok((out, degraded)),
             Err(e) => Err(error(&MeiliError::new(
                 ErrorCode::Internal,
