@@ -312,10 +312,11 @@ fn render_status(topology: &Value, ready: bool) -> String {
         out.push_str(&format!(
             "{:<16} {:>5} {:<10} {:>6} {:>15}  {}\n",
             n["id"].as_str().unwrap_or("?"),
-            n["replica_group"],
+            // `Value`'s Display ignores widths: format numbers as strings.
+            n["replica_group"].to_string(),
             n["status"].as_str().unwrap_or("?"),
-            n["shard_count"],
-            n["last_seen_ms"],
+            n["shard_count"].to_string(),
+            n["last_seen_ms"].to_string(),
             n["error"].as_str().unwrap_or("")
         ));
     }
@@ -449,6 +450,13 @@ async fn run(cli: &Cli) -> Result<String, String> {
     }
 }
 
+/// Writes the report to stdout; a closed pipe (`miroir-ctl status | head`) is not an error.
+fn print_out(out: &str) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "{out}");
+}
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -464,7 +472,7 @@ fn main() -> std::process::ExitCode {
         );
         return match rt.block_on(verify) {
             Ok((report, consistent)) => {
-                println!("{report}");
+                print_out(&report);
                 std::process::ExitCode::from(u8::from(!consistent))
             }
             Err(e) => {
@@ -475,7 +483,7 @@ fn main() -> std::process::ExitCode {
     }
     match rt.block_on(run(&cli)) {
         Ok(out) => {
-            println!("{out}");
+            print_out(&out);
             std::process::ExitCode::SUCCESS
         }
         Err(e) => {
