@@ -183,15 +183,6 @@ fn with_status(t: &Topology, node: &str, status: NodeStatus) -> Result<Topology,
     .map_err(internal)
 }
 
-fn indexes(admin: &Admin) -> Vec<(String, u32)> {
-    admin
-        .lock()
-        .indexes
-        .values()
-        .map(|m| (m.uid.clone(), m.shards))
-        .collect()
-}
-
 /// `POST /_miroir/nodes/{id}/drain`.
 pub async fn drain_node(admin: &Admin, id: &str, force: bool) -> Result<Resp, ApiError> {
     let Some(node) = admin.nodes().into_iter().find(|n| n.id == id) else {
@@ -206,7 +197,7 @@ pub async fn drain_node(admin: &Admin, id: &str, force: bool) -> Result<Resp, Ap
     let now = admin.build_snapshot().topology().map_err(internal)?;
     let before = with_status(&now, id, NodeStatus::Draining)?;
     let after = with_status(&now, id, NodeStatus::Removed)?;
-    let (_, dropped) = plan::moves(&before, &after, &indexes(admin), |_| true);
+    let (_, dropped) = plan::moves(&before, &after, &super::index_shards(admin), |_| true);
     if !dropped.is_empty() && !force {
         return Err(last_copy(id, "draining", &dropped));
     }
@@ -245,7 +236,7 @@ pub async fn start_remove(admin: &Admin, id: &str, force: bool) -> Result<Operat
     }
     let before = admin.build_snapshot().topology().map_err(internal)?;
     let after = with_status(&before, id, NodeStatus::Removed)?;
-    let (moves, mut lost) = plan::moves(&before, &after, &indexes(admin), |_| true);
+    let (moves, mut lost) = plan::moves(&before, &after, &super::index_shards(admin), |_| true);
     let live: std::collections::HashSet<String> =
         admin.live_nodes().into_iter().map(|n| n.id).collect();
     lost.extend(
@@ -370,7 +361,7 @@ pub async fn remove_group(admin: &Admin, id: &str, force: bool) -> Result<Resp, 
             format!("replica group {group} is the last one serving reads: removing it would lose every shard. Add a group first (POST /_miroir/groups)."),
         ));
     }
-    let lost = plan::group_removal_losses(&topology, group, &indexes(admin), up);
+    let lost = plan::group_removal_losses(&topology, group, &super::index_shards(admin), up);
     if !lost.is_empty() && !force {
         return Err(ApiError::core(
             ErrorCode::MiroirLastCopy,

@@ -261,14 +261,18 @@ async fn prepare(admin: &Arc<Admin>, op: &mut Operation) -> Result<(), String> {
             // What a forced removal gives up, for the record (before the nodes go).
             let before = current_topology(admin)?;
             if !before.placement_nodes(GroupId(group)).is_empty() {
-                op.lost =
-                    plan::group_removal_losses(&before, group, &index_shards(admin), usable(admin));
+                op.lost = plan::group_removal_losses(
+                    &before,
+                    group,
+                    &super::index_shards(admin),
+                    usable(admin),
+                );
             }
             return remove_group(admin, group).await;
         }
         OpKind::Reconcile => {
             let topology = current_topology(admin)?;
-            let indexes = index_shards(admin);
+            let indexes = super::index_shards(admin);
             let mut held = scan_holdings(admin, &topology, &indexes).await?;
             let nodes = admin.nodes();
             let address = |id: &str| {
@@ -324,7 +328,7 @@ async fn prepare(admin: &Arc<Admin>, op: &mut Operation) -> Result<(), String> {
     }
     let before = current_topology(admin)?;
     let after = target_topology(&before, &op.kind)?;
-    let indexes = index_shards(admin);
+    let indexes = super::index_shards(admin);
     let up = usable(admin);
     let (mut moves, dropped) = plan::moves(&before, &after, &indexes, &up);
     if matches!(op.kind, OpKind::AddGroup { .. }) && !dropped.is_empty() {
@@ -436,16 +440,6 @@ async fn recount(
         }
     }
     Ok(())
-}
-
-/// Every index with its shard count.
-fn index_shards(admin: &Admin) -> Vec<(String, u32)> {
-    admin
-        .lock()
-        .indexes
-        .values()
-        .map(|m| (m.uid.clone(), m.shards))
-        .collect()
 }
 
 /// Plans the moves of indexes created since `prepare` (they were created on the owners only);

@@ -355,6 +355,16 @@ pub async fn save(admin: &Admin, op: &mut Operation) -> Result<(), AdminError> {
     Ok(())
 }
 
+/// Every index with its shard count (what operations plan over).
+pub(crate) fn index_shards(admin: &Admin) -> Vec<(String, u32)> {
+    admin
+        .lock()
+        .indexes
+        .values()
+        .map(|m| (m.uid.clone(), m.shards))
+        .collect()
+}
+
 /// Whether a topology operation is running (for `GET /_miroir/topology`).
 pub fn in_progress(admin: &Admin) -> bool {
     admin.lock().rebalance.is_some()

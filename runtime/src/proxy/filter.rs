@@ -17,7 +17,24 @@
 
 pub use miroir_core::documents::shard_clause;
 use miroir_core::ShardId;
-use serde_json::Value;
+use serde_json::{Map, Value};
+
+/// A JSON request body for one node: `body` as is, or with its `filter` restricted to
+/// `shards` when the node must be asked for only some of the shards it holds.
+pub fn node_body_for(body: &Map<String, Value>, shards: Option<&[ShardId]>) -> Vec<u8> {
+    let bytes = |m: &Map<String, Value>| serde_json::to_vec(m).expect("a JSON map serialises");
+    match shards {
+        None => bytes(body),
+        Some(shards) => {
+            let mut b = body.clone();
+            b.insert(
+                "filter".into(),
+                restrict_to_shards(body.get("filter"), shards),
+            );
+            bytes(&b)
+        }
+    }
+}
 
 /// Combines the shard restriction with the client's filter (see module docs).
 /// `client` is the `filter` value of the client's request, `None` when absent.

@@ -377,12 +377,8 @@ impl<U: Upstreams> Proxy<U> {
         let shards = self.planned_shards(meta, &routing.read, q.filter(), Some(&ids_value));
         let gathered = self
             .gather(&routing.read, shards, rid, |a| {
-                let mut b = body.clone();
-                if a.needs_shard_filter {
-                    let f = crate::proxy::filter::restrict_to_shards(body.get("filter"), &a.shards);
-                    b.insert("filter".into(), f);
-                }
-                let bytes = serde_json::to_vec(&Value::Object(b)).expect("a JSON map serialises");
+                let shards = a.needs_shard_filter.then_some(a.shards.as_slice());
+                let bytes = crate::proxy::filter::node_body_for(&body, shards);
                 json_request(Method::Post, path.clone(), String::new(), bytes)
             })
             .await;
