@@ -88,6 +88,8 @@ use upstream::{is_node_failure, with_node_auth, Upstreams};
 /// Deadline for control-path calls to the admin. Broadcasts with rollback (settings, index
 /// creation) wait for every node, so this is much longer than a node search timeout.
 pub const CONTROL_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a request waits for the first snapshot of a data plane that just started.
+pub const FIRST_SNAPSHOT_WAIT: Duration = Duration::from_secs(2);
 
 /// Where the proxy gets the current snapshot (the transport's per-core `SnapshotHandle`).
 pub type SnapshotSource = Box<dyn Fn() -> Option<Rc<Snapshot>>>;
@@ -269,6 +271,26 @@ impl<U: Upstreams> Proxy<U> {
             })
     }
 
+    /// The current snapshot. A data plane that has just started (or restarted) has none
+    /// until the admin's first publication reaches it, a few milliseconds after it connects:
+    /// a request arriving then waits for it (up to [`FIRST_SNAPSHOT_WAIT`]) rather than
+    /// failing, so that a restart is invisible to clients that retry connection errors.
+    /// Without an admin at all, it is `503 miroir_admin_unavailable` after that wait.
+    async fn first_snapshot(&self) -> Option<Rc<Snapshot>> {
+        if let Some(s) = (self.snapshot)() {
+            return Some(s);
+        }
+        // Counted in steps of the transport's timer (a test fake's waits end at once).
+        const STEP: Duration = Duration::from_millis(10);
+        for _ in 0..FIRST_SNAPSHOT_WAIT.as_millis() / STEP.as_millis() {
+            self.up.sleep(STEP).await;
+            if let Some(s) = (self.snapshot)() {
+                return Some(s);
+            }
+        }
+        None
+    }
+
     async fn handle_routed(&self, req: Request, request_id: &str) -> Response {
         let route = match router::route(req.method, &req.path) {
             Ok(r) => r,
@@ -283,7 +305,7 @@ impl<U: Upstreams> Proxy<U> {
         if route == Route::Health {
             return Response::json(200, br#"{"status":"available"}"#.to_vec());
         }
-        let Some(snap) = (self.snapshot)() else {
+        let Some(snap) = self.first_snapshot().await else {
             return error(&admin_unavailable());
         };
         let principal = match self.authenticate(&route, &req, &snap) {

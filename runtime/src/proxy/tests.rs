@@ -41,6 +41,11 @@ impl Upstreams for Fake {
         self.calls.borrow_mut().push(("admin".to_owned(), req));
         std::future::ready(r)
     }
+
+    /// No timer outside a monoio runtime: waits end at once.
+    fn sleep(&self, _d: Duration) -> impl Future<Output = ()> {
+        std::future::ready(())
+    }
 }
 
 /// The fakes answer synchronously, so a few polls always finish the future.
