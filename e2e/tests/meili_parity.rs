@@ -327,6 +327,22 @@ fn retrieve_vectors_without_embedders_as_one_node() {
     let keys: Vec<&String> = all[0].as_object().unwrap().keys().collect();
     assert_eq!(keys, ["id", "t", "_vectors", "_formatted", "_rankingScore"]);
     hits(json!({"q": "shoe", "retrieveVectors": true, "attributesToRetrieve": ["t"], "limit": 50}));
+    // Federated: the hits of a query that asked for vectors carry them.
+    let fed = json!({"federation": {"limit": 50}, "queries": [
+        {"indexUid": "v", "q": "shoe", "retrieveVectors": true},
+        {"indexUid": "v", "q": "red"}]});
+    let fed_hits = |c: &Client| {
+        let v = answer(c, "POST", "/multi-search", Some(&fed)).1;
+        let mut hits = v["hits"].as_array().cloned().unwrap_or_default();
+        hits.sort_by_key(|h| h.to_string());
+        (hits, v.get("queryVectors").cloned())
+    };
+    // (1.50 also answers `queryVectors: {}` then; Miroir does not: docs/compatibility.md.)
+    let (one, miroir) = (fed_hits(&p.one.http()), fed_hits(&p.cluster.http()));
+    assert_eq!(
+        miroir.0, one.0,
+        "federated hits: Miroir (left) and one node (right)"
+    );
     hits(json!({"q": "shoe", "limit": 50}));
     for c in [p.one.http(), p.cluster.http()] {
         let r = c.call(
