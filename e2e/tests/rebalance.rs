@@ -613,14 +613,9 @@ fn the_admin_dies_at_every_phase_and_the_operation_completes() {
         wait_exit(&mut d, phase);
     }
     restart_with(&mut d, None);
-    let done = wait_operation_done(&d);
-    assert_eq!(done["kind"], "add_node");
-    assert_eq!(node_status(&d, "meili-3").as_deref(), Some("active"));
     // The admin was down between the restarts: searches are served by the data plane alone,
     // and must still have been complete and correct.
-    searcher.stop();
-    writer.stop();
-    check(&d, &acked, &[&fourth]);
+    fourth_node_joined(&d, searcher, writer, &acked, &fourth);
 }
 
 /// 500 ms of latency on one of the old owners' document reads during the copy: the
@@ -682,12 +677,24 @@ fn the_data_plane_dies_mid_copy_and_the_operation_completes() {
         status["in_progress"] == true,
         "the kill landed after the copy: {status}"
     );
-    let done = wait_operation_done(&d);
+    fourth_node_joined(&d, searcher, writer, &acked, &fourth);
+}
+
+/// The end of a `meili-3` add under load: the operation finished, the node is active, no
+/// search went wrong, and the end state checks out.
+fn fourth_node_joined(
+    d: &Deployment,
+    searcher: Searcher,
+    writer: Writer,
+    acked: &Arc<Mutex<Acked>>,
+    fourth: &TestNode,
+) {
+    let done = wait_operation_done(d);
     assert_eq!(done["kind"], "add_node", "{done}");
-    assert_eq!(node_status(&d, "meili-3").as_deref(), Some("active"));
+    assert_eq!(node_status(d, "meili-3").as_deref(), Some("active"));
     searcher.stop();
     writer.stop();
-    check(&d, &acked, &[&fourth]);
+    check(d, acked, &[fourth]);
 }
 
 /// `POST /_miroir/rebalance` (`miroir-ctl rebalance start`): copies that differ from the

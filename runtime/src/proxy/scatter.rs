@@ -513,6 +513,54 @@ mod tests {
         use miroir_core::routing::owners;
         use proptest::prelude::*;
 
+        /// A generated cluster: `groups` groups of `per_group` nodes named `g{g}-{i}`, RF
+        /// `1 + rf_seed % per_group`.
+        struct Fixture {
+            all: Vec<NodeId>,
+            gids: Vec<GroupId>,
+            per_group: u32,
+            rf: u32,
+        }
+
+        impl Fixture {
+            fn new(groups: u32, per_group: u32, rf_seed: u32) -> Fixture {
+                let mut f = Fixture {
+                    all: Vec::new(),
+                    gids: (0..groups).map(GroupId).collect(),
+                    per_group,
+                    rf: 1 + rf_seed % per_group,
+                };
+                f.all = (0..groups).flat_map(|g| f.members(g)).collect();
+                f
+            }
+
+            fn members(&self, g: u32) -> Vec<NodeId> {
+                (0..self.per_group)
+                    .map(|i| NodeId::new(format!("g{g}-{i}")))
+                    .collect()
+            }
+
+            /// The nodes whose bit is `when`.
+            fn pick(&self, bits: &[bool], when: bool) -> HashSet<NodeId> {
+                self.all
+                    .iter()
+                    .zip(bits)
+                    .filter(|(_, b)| **b == when)
+                    .map(|(n, _)| n.clone())
+                    .collect()
+            }
+
+            fn table(&self, shards: u32, readable: HashSet<NodeId>) -> ReadTable {
+                ReadTable::build(
+                    shards,
+                    &self.gids,
+                    |s, g| owners(s, &self.members(g.0), self.rf),
+                    readable,
+                    &[],
+                )
+            }
+        }
+
         proptest! {
             #![proptest_config(ProptestConfig::with_cases(1024))]
 
@@ -532,14 +580,12 @@ mod tests {
                 preferred in 0usize..4,
                 rotation in 0usize..16,
             ) {
-                let rf = 1 + rf_seed % per_group;
-                let node = |g: u32, i: u32| NodeId::new(format!("g{g}-{i}"));
-                let members = |g: u32| (0..per_group).map(|i| node(g, i)).collect::<Vec<_>>();
-                let all: Vec<NodeId> = (0..groups).flat_map(members).collect();
-                let readable: HashSet<NodeId> = all.iter().enumerate().filter(|(i, _)| !down[*i]).map(|(_, n)| n.clone()).collect();
-                let excluded: HashSet<NodeId> = all.iter().enumerate().filter(|(i, _)| excluded_bits[*i]).map(|(_, n)| n.clone()).collect();
-                let gids: Vec<GroupId> = (0..groups).map(GroupId).collect();
-                let t = ReadTable::build(shards, &gids, |s, g| owners(s, &members(g.0), rf), readable.clone(), &[]);
+                let f = Fixture::new(groups, per_group, rf_seed);
+                let rf = f.rf;
+                let members = |g: u32| f.members(g);
+                let readable = f.pick(&down, false);
+                let excluded = f.pick(&excluded_bits, true);
+                let t = f.table(shards, readable.clone());
                 let preferred = preferred % groups as usize;
                 let plan = t.assign(&t.all_shards(), preferred, rotation, &excluded);
                 let usable = |n: &NodeId| readable.contains(n) && !excluded.contains(n);
@@ -577,15 +623,11 @@ mod tests {
                 down in proptest::collection::vec(any::<bool>(), 18),
                 lagging_bits in proptest::collection::vec(any::<bool>(), 18),
             ) {
-                let rf = 1 + rf_seed % per_group;
-                let node = |g: u32, i: u32| NodeId::new(format!("g{g}-{i}"));
-                let members = |g: u32| (0..per_group).map(|i| node(g, i)).collect::<Vec<_>>();
-                let all: Vec<NodeId> = (0..groups).flat_map(members).collect();
-                let readable: HashSet<NodeId> = all.iter().enumerate().filter(|(i, _)| !down[*i]).map(|(_, n)| n.clone()).collect();
+                let f = Fixture::new(groups, per_group, rf_seed);
+                let (all, rf) = (&f.all, f.rf);
+                let readable = f.pick(&down, false);
                 let lagging: Vec<(NodeId, ShardId)> = all.iter().enumerate().filter(|(i, _)| lagging_bits[*i]).map(|(i, n)| (n.clone(), ShardId(i as u32 % shards))).collect();
-                let gids: Vec<GroupId> = (0..groups).map(GroupId).collect();
-                let t = ReadTable::build(shards, &gids, |s, g| owners(s, &members(g.0), rf), readable, &[])
-                    .with_lagging(lagging);
+                let t = f.table(shards, readable).with_lagging(lagging);
                 let none = HashSet::new();
                 for _ in 0..2 {
                     for preferred in 0..groups as usize + 1 {
@@ -595,7 +637,7 @@ mod tests {
                         }
                     }
                 }
-                let fresh = ReadTable::build(shards, &gids, |s, g| owners(s, &members(g.0), rf), t.readable.clone(), &[]);
+                let fresh = f.table(shards, t.readable.clone());
                 for c in 0..8 {
                     prop_assert_eq!(t.pick_group(c), fresh.pick_group(c));
                 }
@@ -616,14 +658,12 @@ mod tests {
                 preferred in 0usize..4,
                 rotation in 0usize..16,
             ) {
-                let rf = 1 + rf_seed % per_group;
-                let node = |g: u32, i: u32| NodeId::new(format!("g{g}-{i}"));
-                let members = |g: u32| (0..per_group).map(|i| node(g, i)).collect::<Vec<_>>();
-                let all: Vec<NodeId> = (0..groups).flat_map(members).collect();
-                let readable: HashSet<NodeId> = all.iter().enumerate().filter(|(i, _)| !down[*i]).map(|(_, n)| n.clone()).collect();
-                let excluded: HashSet<NodeId> = all.iter().enumerate().filter(|(i, _)| excluded_bits[*i]).map(|(_, n)| n.clone()).collect();
-                let gids: Vec<GroupId> = (0..groups).map(GroupId).collect();
-                let t = ReadTable::build(shards, &gids, |s, g| owners(s, &members(g.0), rf), readable.clone(), &[]);
+                let f = Fixture::new(groups, per_group, rf_seed);
+                let (all, rf) = (&f.all, f.rf);
+                let members = |g: u32| f.members(g);
+                let readable = f.pick(&down, false);
+                let excluded = f.pick(&excluded_bits, true);
+                let t = f.table(shards, readable.clone());
                 let preferred = preferred % groups as usize;
                 let score_of = |n: &NodeId| scores[all.iter().position(|m| m == n).unwrap()];
                 let plain = t.assign(&t.all_shards(), preferred, rotation, &excluded);
