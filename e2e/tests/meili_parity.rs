@@ -337,12 +337,13 @@ fn retrieve_vectors_without_embedders_as_one_node() {
         hits.sort_by_key(|h| h.to_string());
         (hits, v.get("queryVectors").cloned())
     };
-    // (1.50 also answers `queryVectors: {}` then; Miroir does not: docs/compatibility.md.)
+    // 1.50 also answers `queryVectors: {}` then (no query was embedded).
     let (one, miroir) = (fed_hits(&p.one.http()), fed_hits(&p.cluster.http()));
     assert_eq!(
-        miroir.0, one.0,
-        "federated hits: Miroir (left) and one node (right)"
+        miroir, one,
+        "federated hits and queryVectors: Miroir (left) and one node (right)"
     );
+    assert_eq!(one.1, Some(json!({})));
     hits(json!({"q": "shoe", "limit": 50}));
     for c in [p.one.http(), p.cluster.http()] {
         let r = c.call(

@@ -126,6 +126,9 @@ pub fn run(fed: &Federation, planned: Vec<Planned>, with_index: WithIndex) -> Re
     let mut all: Vec<Candidate> = Vec::new();
     let mut total = 0usize;
     let mut by_index: BTreeMap<String, Vec<Query>> = BTreeMap::new();
+    // Meilisearch 1.50 answers `queryVectors` (query position → its embedding) once any query
+    // asks for vectors; this node embeds no query, so the map stays empty.
+    let retrieve_vectors = planned.iter().any(|p| p.query.retrieve_vectors);
     for (qi, p) in planned.into_iter().enumerate() {
         let want_score = p.query.show_ranking_score;
         let mut q = p.query;
@@ -209,8 +212,11 @@ pub fn run(fed: &Federation, planned: Vec<Planned>, with_index: WithIndex) -> Re
             Out::from(Value::Object(h))
         })
         .collect();
-    let mut body = Out::obj()
-        .with("hits", Out::Arr(hits))
+    let mut body = Out::obj().with("hits", Out::Arr(hits));
+    if retrieve_vectors {
+        body.push("queryVectors", Out::obj());
+    }
+    let mut body = body
         .with(
             "processingTimeMs",
             json!(started.elapsed().as_millis() as u64),

@@ -136,6 +136,8 @@ pub struct QueryResult<'a> {
     pub weight: f64,
     /// The client asked this query for `showRankingScore`.
     pub want_score: bool,
+    /// The client asked this query for `retrieveVectors`.
+    pub retrieve_vectors: bool,
     /// The query's merged body (hits carry `_rankingScore`).
     pub body: &'a [u8],
 }
@@ -146,6 +148,8 @@ struct Parsed<'a> {
     pins: Vec<(u32, OrderedObject<'a>, f64)>,
     total: u64,
     time: u64,
+    /// The query's embedding (`queryVector`, raw JSON) when the search used one.
+    query_vector: Option<&'a RawValue>,
 }
 
 fn parse_result(body: &[u8]) -> Option<Parsed<'_>> {
@@ -173,6 +177,7 @@ fn parse_result(body: &[u8]) -> Option<Parsed<'_>> {
         pins,
         total,
         time: num("processingTimeMs").unwrap_or(0),
+        query_vector: top.get("queryVector"),
     })
 }
 
@@ -266,7 +271,9 @@ pub fn combine(fed: &Federation, results: &[QueryResult], out: &mut Vec<u8>) -> 
         serde_json::to_writer(&mut *out, &w).ok()?;
         out.extend_from_slice(b"}}");
     }
-    out.extend_from_slice(format!("],\"processingTimeMs\":{time},").as_bytes());
+    out.push(b']');
+    write_query_vectors(results, &parsed, out);
+    out.extend_from_slice(format!(",\"processingTimeMs\":{time},").as_bytes());
     match fed.pagination {
         Pagination::OffsetLimit { offset, limit } => out.extend_from_slice(
             format!("\"limit\":{limit},\"offset\":{offset},\"estimatedTotalHits\":{total}}}")
@@ -288,6 +295,29 @@ pub fn combine(fed: &Federation, results: &[QueryResult], out: &mut Vec<u8>) -> 
         }
     }
     Some(())
+}
+
+/// `,"queryVectors":{…}` as Meilisearch 1.50 answers it once any query asks for vectors: each
+/// such query's embedding under its position, when its search used one (else the map is
+/// empty).
+fn write_query_vectors(results: &[QueryResult], parsed: &[Parsed], out: &mut Vec<u8>) {
+    if !results.iter().any(|r| r.retrieve_vectors) {
+        return;
+    }
+    out.extend_from_slice(b",\"queryVectors\":{");
+    let mut first = true;
+    for (q, (r, p)) in results.iter().zip(parsed).enumerate() {
+        let Some(v) = p.query_vector.filter(|_| r.retrieve_vectors) else {
+            continue;
+        };
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        out.extend_from_slice(format!("\"{q}\":").as_bytes());
+        out.extend_from_slice(v.get().as_bytes());
+    }
+    out.push(b'}');
 }
 
 /// One index's facets as one node answers them: `distribution` (facet → ordered values) and
@@ -677,6 +707,7 @@ mod tests {
                 index_total: None,
                 weight: 1.0,
                 want_score: false,
+                retrieve_vectors: false,
                 body: &a,
             },
             QueryResult {
@@ -685,6 +716,7 @@ mod tests {
                 index_total: None,
                 weight: 1.0,
                 want_score: true,
+                retrieve_vectors: false,
                 body: &b,
             },
         ];
@@ -721,6 +753,43 @@ mod tests {
     }
 
     #[test]
+    fn query_vectors_once_any_query_retrieves_vectors() {
+        let plain = body(&[("a1", 0.9)], 1);
+        let mut embedded: Value = serde_json::from_slice(&body(&[("b1", 0.6)], 1)).unwrap();
+        embedded["queryVector"] = json!([0.5, -1.0]);
+        let embedded = serde_json::to_vec(&embedded).unwrap();
+        let query = |body, retrieve_vectors| QueryResult {
+            index_uid: "A",
+            primary_key: None,
+            index_total: None,
+            weight: 1.0,
+            want_score: false,
+            retrieve_vectors,
+            body,
+        };
+        let fed = paginated(Pagination::OffsetLimit {
+            offset: 0,
+            limit: 10,
+        });
+        let answer = |results: &[QueryResult]| {
+            let mut out = Vec::new();
+            combine(&fed, results, &mut out).unwrap();
+            serde_json::from_slice::<Value>(&out).unwrap()
+        };
+        // Nobody asked: no member (a query vector alone does not add it).
+        let v = answer(&[query(&plain, false), query(&embedded, false)]);
+        assert!(v.get("queryVectors").is_none(), "{v}");
+        // Asked, without an embedding: an empty map, right after the hits.
+        let v = answer(&[query(&plain, true), query(&embedded, false)]);
+        assert_eq!(v["queryVectors"], json!({}));
+        let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
+        assert_eq!(keys[..2], ["hits", "queryVectors"]);
+        // Asked by the query that embedded: its vector under its position.
+        let v = answer(&[query(&plain, true), query(&embedded, true)]);
+        assert_eq!(v["queryVectors"], json!({"1": [0.5, -1.0]}));
+    }
+
+    #[test]
     fn a_document_two_queries_match_is_listed_once() {
         let a = body(&[("d1", 0.9), ("d2", 0.5)], 2);
         let b = body(&[("d2", 0.8), ("d3", 0.4)], 2);
@@ -730,6 +799,7 @@ mod tests {
             index_total: Some(3),
             weight: 1.0,
             want_score: false,
+            retrieve_vectors: false,
             body,
         };
         let results = [one(&a), one(&b)];
@@ -767,6 +837,7 @@ mod tests {
                     index_total: None,
                     weight: wa,
                     want_score: false,
+                    retrieve_vectors: false,
                     body: &a,
                 },
                 QueryResult {
@@ -775,6 +846,7 @@ mod tests {
                     index_total: None,
                     weight: wb,
                     want_score: false,
+                    retrieve_vectors: false,
                     body: &b,
                 },
             ];
@@ -801,6 +873,7 @@ mod tests {
             index_total: None,
             weight: 1.0,
             want_score: false,
+            retrieve_vectors: false,
             body: &a,
         }];
         let fed = paginated(Pagination::Page {
@@ -823,6 +896,7 @@ mod tests {
                 index_total: None,
                 weight: 1.0,
                 want_score: false,
+                retrieve_vectors: false,
                 body: b"nope"
             }],
             &mut Vec::new()

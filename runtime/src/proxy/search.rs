@@ -428,6 +428,8 @@ impl<U: Upstreams> Proxy<U> {
                     index_total: unions.get(meta.uid.as_str()).copied(),
                     weight: weights[i],
                     want_score: want_scores[i],
+                    retrieve_vectors: plans[i].2.body.get("retrieveVectors")
+                        == Some(&Value::Bool(true)),
                     body,
                 })
                 .collect();
