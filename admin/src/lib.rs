@@ -202,14 +202,21 @@ pub async fn start(config: Config) -> Result<Running, RunError> {
 
 /// What a host does when it becomes leader (at start, or when a dead leader's lease ran out):
 /// tasks the previous leader was running end `failed` rather than stay `processing`, settings
-/// changes it left half done are rolled back on the nodes, default keys exist, and the state
+/// changes it left half done are rolled back on the nodes, index creations, deletions and swaps
+/// it left half done are undone or finished, default keys exist, and the state
 /// is published (and waited for by every live host).
 async fn take_over(admin: &std::sync::Arc<state::Admin>) -> Result<(), RunError> {
+    // First, so that a deletion or swap finished here ends its task `succeeded` before the
+    // other interrupted tasks are failed. Not fatal: a record that cannot be completed now
+    // stays for the next takeover; refusing to start would leave the deployment leaderless.
+    if let Err(e) = broadcast::recover_interrupted_lifecycle(admin).await {
+        tracing::error!(error = %e, "finishing interrupted index creations, deletions or swaps failed");
+    }
     tasks::fail_interrupted(admin)
         .await
         .map_err(|e| RunError::Api(e.to_string()))?;
-    // Not fatal: a node that refuses the rollback is logged, and the change's record stays
-    // for the next takeover; refusing to start would leave the deployment without a leader.
+    // Same reasoning: a node that refuses the rollback is logged, and the change's record
+    // stays for the next takeover.
     if let Err(e) = broadcast::roll_back_interrupted(admin).await {
         tracing::error!(error = %e, "rolling back interrupted settings changes failed");
     }

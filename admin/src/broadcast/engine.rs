@@ -12,6 +12,7 @@ use crate::store::{TaskRecord, TaskType};
 use crate::tasks;
 use hyper::Method;
 use miroir_core::error::ErrorCode;
+use miroir_core::ids::TaskUid;
 use miroir_core::topology::NodeStatus;
 use serde_json::Value;
 use std::sync::Arc;
@@ -325,13 +326,30 @@ where
     F: FnOnce(Arc<Admin>) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = Result<Value, ApiError>> + Send + 'static,
 {
+    spawn_task_tracked(admin, guard, index, kind, details, |admin, _| work(admin)).await
+}
+
+/// [`spawn_task`] whose work knows its task's uid (to record it where a successor finishes
+/// the task, [`super::intents`]).
+pub(super) async fn spawn_task_tracked<F, Fut>(
+    admin: &Arc<Admin>,
+    guard: Guard,
+    index: Option<&str>,
+    kind: TaskType,
+    details: Value,
+    work: F,
+) -> Result<Resp, ApiError>
+where
+    F: FnOnce(Arc<Admin>, TaskUid) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<Value, ApiError>> + Send + 'static,
+{
     let mut rec: TaskRecord = tasks::create_own(admin, index, kind, details).await?;
     let summary = tasks::summarized(&rec);
     let admin = admin.clone();
     tokio::spawn(async move {
         let _guard = guard;
         tasks::start_own(&admin, &mut rec).await;
-        let outcome = work(admin.clone()).await.map_err(|e| e.body());
+        let outcome = work(admin.clone(), rec.uid).await.map_err(|e| e.body());
         if let Err(e) = &outcome {
             tracing::warn!(task = rec.uid.0, error = %e, "broadcast failed");
         }

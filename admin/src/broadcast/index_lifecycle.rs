@@ -4,8 +4,9 @@
 
 use super::engine::{
     dispatch, failed_task, index_not_found, index_task, refused_by_a_node, run_step, settle,
-    spawn_task, wait_task, Dispatched,
+    spawn_task, spawn_task_tracked, wait_task, Dispatched,
 };
+use super::intents::{delete_on, deleted_documents, ids, Intent, Recorded};
 use super::settings::settings_path;
 use super::settings_translation::{initial_node_settings, DEFAULT_RANKING_RULES};
 use crate::http_types::{encode_segment, ApiError, Req, Resp};
@@ -63,10 +64,19 @@ pub async fn create_index(admin: &Arc<Admin>, req: &Req) -> Result<Resp, ApiErro
         return failed_task(admin, Some(&uid), TaskType::IndexCreation, details, e).await;
     }
     let nodes = admin.broadcast_nodes();
+    let intent = Recorded::record(
+        admin,
+        &uid,
+        &Intent::Create {
+            uid: uid.clone(),
+            nodes: ids(&nodes),
+        },
+    )
+    .await?;
     let created = match dispatch(admin, &nodes, Method::POST, "/indexes", Some(&body)).await {
         Ok(d) => d,
-        Err((accepted, e)) => {
-            rollback_create(admin, &uid, accepted.into_iter().map(|d| d.node).collect()).await;
+        Err((_, e)) => {
+            rollback_create(admin, &uid, &nodes, &intent).await;
             return Err(e);
         }
     };
@@ -78,7 +88,7 @@ pub async fn create_index(admin: &Arc<Admin>, req: &Req) -> Result<Resp, ApiErro
         details.clone(),
         move |admin| async move {
             if let Err(e) = settle(&admin, &created).await {
-                rollback_create(&admin, &uid, nodes).await;
+                rollback_create(&admin, &uid, &nodes, &intent).await;
                 return Err(e);
             }
             let meta = new_meta(&admin, &uid, pk);
@@ -91,10 +101,11 @@ pub async fn create_index(admin: &Arc<Admin>, req: &Req) -> Result<Resp, ApiErro
             )
             .await
             {
-                rollback_create(&admin, &uid, nodes).await;
+                rollback_create(&admin, &uid, &nodes, &intent).await;
                 return Err(e);
             }
             admin.put_index(meta).await?;
+            intent.clear(&admin).await;
             admin.publish().await?;
             Ok(details)
         },
@@ -102,19 +113,19 @@ pub async fn create_index(admin: &Arc<Admin>, req: &Req) -> Result<Resp, ApiErro
     .await
 }
 
-/// Deletes the index on `nodes` (best effort: a node that never created it answers a failed
-/// task, which is fine).
-async fn rollback_create(admin: &Admin, uid: &str, nodes: Vec<NodeHealth>) {
+/// Deletes the index on `nodes`, where a node that never created it counts as done. Its
+/// record is cleared once every node is rid of it; otherwise it stays, and the next takeover
+/// finishes the job ([`super::intents::recover`]).
+async fn rollback_create(admin: &Admin, uid: &str, nodes: &[NodeHealth], intent: &Recorded) {
     admin
         .metrics
         .rollbacks
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let path = format!("/indexes/{}", encode_segment(uid));
-    if let Ok(d) = dispatch(admin, &nodes, Method::DELETE, &path, None)
-        .await
-        .or_else(|(d, _)| Ok::<_, ()>(d))
-    {
-        let _ = settle(admin, &d).await;
+    match delete_on(admin, nodes, uid).await {
+        Ok(_) => intent.clear(admin).await,
+        Err(e) => {
+            tracing::error!(index = uid, error = %e, "undoing a failed index creation did not reach every node; retried at the next takeover")
+        }
     }
 }
 
@@ -230,27 +241,47 @@ async fn undo_rename(admin: &Admin, tasks: &[Dispatched], new: &str, old: &str) 
     }
 }
 
-/// `DELETE /indexes/{uid}`.
+/// `DELETE /indexes/{uid}`. A deletion cannot be undone on the nodes that took it, so it goes
+/// forward: recorded first, then every node deletes its copy (one that no longer has the index
+/// counts as done) and the metadata goes. If a node cannot be reached the task fails and the
+/// index stays listed; a retry, or the next takeover ([`super::intents::recover`]), finishes it.
 pub async fn delete_index(admin: &Arc<Admin>, uid: &str) -> Result<Resp, ApiError> {
-    let path = format!("/indexes/{}", encode_segment(uid));
+    let guard = admin.lock_scopes(vec![uid.to_string()]).await;
+    let details = json!({"deletedDocuments": 0});
+    if admin.index(uid).is_none() {
+        return failed_task(
+            admin,
+            Some(uid),
+            TaskType::IndexDeletion,
+            details,
+            index_not_found(uid),
+        )
+        .await;
+    }
+    let nodes = admin.broadcast_nodes();
     let owned = uid.to_string();
-    index_task(
+    spawn_task_tracked(
         admin,
-        uid,
+        guard,
+        Some(uid),
         TaskType::IndexDeletion,
-        json!({"deletedDocuments": 0}),
-        Method::DELETE,
-        path,
-        None,
-        move |admin, done| async move {
-            let deleted: u64 = done
-                .iter()
-                .filter_map(|t| t["details"]["deletedDocuments"].as_u64())
-                .fold(0, u64::saturating_add);
+        details,
+        move |admin, task| async move {
+            let intent = Recorded::record(
+                &admin,
+                &owned,
+                &Intent::Delete {
+                    uid: owned.clone(),
+                    nodes: ids(&nodes),
+                    task: task.0,
+                },
+            )
+            .await?;
+            let done = delete_on(&admin, &nodes, &owned).await?;
             admin.remove_index(&owned).await?;
+            intent.clear(&admin).await;
             admin.publish().await?;
-            let copies = u64::from(admin.copies()).max(1);
-            Ok(json!({"deletedDocuments": deleted / copies}))
+            Ok(json!({"deletedDocuments": deleted_documents(&admin, &done)}))
         },
     )
     .await
@@ -306,6 +337,15 @@ pub(super) async fn create_everywhere(
 ) -> Result<IndexMeta, ApiError> {
     let meta = new_meta(admin, uid, primary_key.clone());
     let create = json!({"uid": uid, "primaryKey": primary_key});
+    let intent = Recorded::record(
+        admin,
+        uid,
+        &Intent::Create {
+            uid: uid.to_string(),
+            nodes: ids(nodes),
+        },
+    )
+    .await?;
     let settings = initial_node_settings(&meta);
     let created = if wait_settings {
         match run_step(admin, nodes, Method::POST, "/indexes", Some(&create)).await {
@@ -340,9 +380,10 @@ pub(super) async fn create_everywhere(
         }
     };
     if let Err(e) = created {
-        rollback_create(admin, uid, nodes.to_vec()).await;
+        rollback_create(admin, uid, nodes, &intent).await;
         return Err(e);
     }
     admin.put_index(meta.clone()).await?;
+    intent.clear(admin).await;
     Ok(meta)
 }

@@ -44,7 +44,8 @@
 //! rolled back, the repair copies the (old) settings of a peer — still correct.
 //!
 //! One concern per file: `engine` (dispatch, settle, rollback steps, the Miroir task around
-//! them), `index_lifecycle`, `swap`, `settings` (writes) and `settings_translation` (pure,
+//! them), `index_lifecycle`, `intents` (creations, deletions and swaps recorded before they
+//! start, finished or undone after an admin dies in the middle), `swap`, `settings` (writes) and `settings_translation` (pure,
 //! unit-tested on its own), `prepare_write` (with document edition), `dumps` (dumps and
 //! snapshots), `features` (experimental features) and `chats` (chat workspaces).
 
@@ -53,6 +54,7 @@ mod dumps;
 mod engine;
 mod features;
 mod index_lifecycle;
+mod intents;
 mod prepare_write;
 mod settings;
 mod settings_translation;
@@ -63,6 +65,7 @@ pub use dumps::node_local_task;
 pub(crate) use engine::spawn_task;
 pub use features::experimental_features;
 pub use index_lifecycle::{compact_index, create_index, delete_index, update_index};
+pub use intents::recover as recover_interrupted_lifecycle;
 pub use miroir_core::documents::SHARD_FIELD;
 pub use prepare_write::{edit_documents, prepare_write};
 pub use settings::{roll_back_interrupted, settings_request_body, update_settings};

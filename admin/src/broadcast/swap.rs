@@ -2,9 +2,10 @@
 //! Meilisearch's checks (pure), and the broadcast that swaps on every node or undoes it.
 
 use super::engine::{
-    dispatch, failed_task, index_not_found, refused_by_a_node, run_step, settle, spawn_task,
-    wait_task,
+    dispatch, failed_task, index_not_found, refused_by_a_node, run_step, settle,
+    spawn_task_tracked, wait_task,
 };
+use super::intents::{swap_id, task_watermarks, Intent, Recorded, SwapCommit};
 use crate::http_types::{ApiError, Req, Resp};
 use crate::node_health::NodeHealth;
 use crate::state::Admin;
@@ -62,7 +63,7 @@ pub fn swap_details(swaps: &[Swap]) -> Value {
 
 /// The body that undoes `swaps` on a node: a swap is its own inverse, a rename is undone by
 /// renaming back; applied in reverse order.
-fn inverse_swaps(swaps: &[Swap]) -> Value {
+pub(super) fn inverse_swaps(swaps: &[Swap]) -> Value {
     Value::Array(
         swaps
             .iter()
@@ -149,28 +150,42 @@ pub async fn swap_indexes(admin: &Arc<Admin>, req: &Req) -> Result<Resp, ApiErro
     }
     let nodes = admin.broadcast_nodes();
     let undo_body = inverse_swaps(&swaps);
+    // Recorded before any node is asked, with each node's last task uid: an admin killed
+    // before this swap commits has it undone by the next takeover on exactly the nodes that
+    // ran it (super::intents).
+    let mut intent = Intent::Swap {
+        body: body.clone(),
+        undo: undo_body.clone(),
+        watermarks: task_watermarks(admin, &nodes).await?,
+        commit: None,
+    };
+    let record = Recorded::record(admin, &swap_id(), &intent).await?;
     let d = match dispatch(admin, &nodes, Method::POST, "/swap-indexes", Some(&body)).await {
         Ok(d) => d,
         Err((accepted, e)) => {
             let undo: Vec<NodeHealth> = accepted.into_iter().map(|d| d.node).collect();
-            let _ = run_step(
+            if run_step(
                 admin,
                 &undo,
                 Method::POST,
                 "/swap-indexes",
                 Some(&undo_body),
             )
-            .await;
+            .await
+            .is_ok()
+            {
+                record.clear(admin).await;
+            }
             return Err(e);
         }
     };
-    spawn_task(
+    spawn_task_tracked(
         admin,
         guard,
         None,
         TaskType::IndexSwap,
         details.clone(),
-        move |admin| async move {
+        move |admin, task| async move {
             if let Err(e) = settle(&admin, &d).await {
                 // Undo on every node whose task succeeded.
                 admin
@@ -185,33 +200,33 @@ pub async fn swap_indexes(admin: &Arc<Admin>, req: &Req) -> Result<Resp, ApiErro
                         }
                     }
                 }
-                let _ = run_step(
+                if run_step(
                     &admin,
                     &undo,
                     Method::POST,
                     "/swap-indexes",
                     Some(&undo_body),
                 )
-                .await;
+                .await
+                .is_ok()
+                {
+                    record.clear(&admin).await;
+                }
                 return Err(e);
             }
-            for s in &swaps {
-                match (admin.index(&s.lhs), admin.index(&s.rhs), s.rename) {
-                    (Some(mut ma), None, true) => {
-                        ma.uid = s.rhs.clone();
-                        admin.put_index(ma).await?;
-                        admin.remove_index(&s.lhs).await?;
-                    }
-                    (Some(mut ma), Some(mut mb), false) => {
-                        std::mem::swap(&mut ma, &mut mb);
-                        ma.uid = s.lhs.clone();
-                        mb.uid = s.rhs.clone();
-                        admin.put_index(ma).await?;
-                        admin.put_index(mb).await?;
-                    }
-                    _ => {}
-                }
+            // Every node swapped: from here on the swap goes forward.
+            let commit = swapped_metadata(&swaps, task.0, |u| admin.index(u));
+            if let Intent::Swap { commit: c, .. } = &mut intent {
+                *c = Some(commit.clone());
             }
+            record.update(&admin, &intent).await?;
+            for m in commit.metas {
+                admin.put_index(m).await?;
+            }
+            for uid in &commit.removed {
+                admin.remove_index(uid).await?;
+            }
+            record.clear(&admin).await;
             admin.publish().await?;
             Ok(details)
         },
@@ -219,9 +234,100 @@ pub async fn swap_indexes(admin: &Arc<Admin>, req: &Req) -> Result<Resp, ApiErro
     .await
 }
 
+/// The index metadata once `swaps` are applied in order (from `index`, the metadata before):
+/// the entries to write, and the uids renamed away.
+fn swapped_metadata(
+    swaps: &[Swap],
+    task: u32,
+    index: impl Fn(&str) -> Option<miroir_core::snapshot::IndexMeta>,
+) -> SwapCommit {
+    let mut metas: Vec<miroir_core::snapshot::IndexMeta> = Vec::new();
+    let mut removed: Vec<String> = Vec::new();
+    // Later swaps see the earlier ones' results.
+    let current =
+        |uid: &str, metas: &Vec<miroir_core::snapshot::IndexMeta>, removed: &Vec<String>| {
+            if removed.iter().any(|r| r == uid) {
+                return None;
+            }
+            metas
+                .iter()
+                .find(|m| m.uid == uid)
+                .cloned()
+                .or_else(|| index(uid))
+        };
+    for s in swaps {
+        match (
+            current(&s.lhs, &metas, &removed),
+            current(&s.rhs, &metas, &removed),
+            s.rename,
+        ) {
+            (Some(mut ma), None, true) => {
+                ma.uid = s.rhs.clone();
+                metas.retain(|m| m.uid != s.lhs && m.uid != s.rhs);
+                metas.push(ma);
+                removed.retain(|r| r != &s.rhs);
+                removed.push(s.lhs.clone());
+            }
+            (Some(mut ma), Some(mut mb), false) => {
+                std::mem::swap(&mut ma, &mut mb);
+                ma.uid = s.lhs.clone();
+                mb.uid = s.rhs.clone();
+                metas.retain(|m| m.uid != s.lhs && m.uid != s.rhs);
+                metas.push(ma);
+                metas.push(mb);
+            }
+            _ => {}
+        }
+    }
+    SwapCommit {
+        metas,
+        removed,
+        task,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn swapped_metadata_applies_swaps_and_renames_in_order() {
+        use miroir_core::snapshot::IndexMeta;
+        let meta = |uid: &str, pk: &str| IndexMeta::new(uid, Some(pk.into()), 4, "t");
+        let before = [meta("a", "pa"), meta("b", "pb"), meta("c", "pc")];
+        let index = |u: &str| before.iter().find(|m| m.uid == u).cloned();
+        let pks = |c: &SwapCommit| {
+            let mut v: Vec<(String, String)> = c
+                .metas
+                .iter()
+                .map(|m| (m.uid.clone(), m.primary_key.clone().unwrap()))
+                .collect();
+            v.sort();
+            v
+        };
+        // a<->b, then the new `b` (a's data) renamed to `d`.
+        let swaps = parse_swaps(&json!([
+            {"indexes": ["a", "b"]},
+            {"indexes": ["b", "d"], "rename": true}
+        ]))
+        .unwrap();
+        let c = swapped_metadata(&swaps, 9, index);
+        assert_eq!(
+            pks(&c),
+            [("a".into(), "pb".into()), ("d".into(), "pa".into())]
+        );
+        assert_eq!(c.removed, ["b"]);
+        assert_eq!(c.task, 9);
+        // A swap applied twice is no change at all.
+        let twice =
+            parse_swaps(&json!([{"indexes": ["a", "c"]}, {"indexes": ["a", "c"]}])).unwrap();
+        let c = swapped_metadata(&twice, 1, index);
+        assert_eq!(
+            pks(&c),
+            [("a".into(), "pa".into()), ("c".into(), "pc".into())]
+        );
+        assert!(c.removed.is_empty());
+    }
 
     #[test]
     fn swaps_parse_check_and_invert_like_meilisearch() {
