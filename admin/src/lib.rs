@@ -202,15 +202,15 @@ pub async fn start(config: Config) -> Result<Running, RunError> {
 
 /// What a host does when it becomes leader (at start, or when a dead leader's lease ran out):
 /// tasks the previous leader was running end `failed` rather than stay `processing`, settings
-/// changes it left half done are rolled back on the nodes, index creations, deletions and swaps
-/// it left half done are undone or finished, default keys exist, and the state
+/// changes it left half done are rolled back on the nodes, index creations, deletions, swaps and
+/// renames it left half done are undone or finished, default keys exist, and the state
 /// is published (and waited for by every live host).
 async fn take_over(admin: &std::sync::Arc<state::Admin>) -> Result<(), RunError> {
     // First, so that a deletion or swap finished here ends its task `succeeded` before the
     // other interrupted tasks are failed. Not fatal: a record that cannot be completed now
     // stays for the next takeover; refusing to start would leave the deployment leaderless.
     if let Err(e) = broadcast::recover_interrupted_lifecycle(admin).await {
-        tracing::error!(error = %e, "finishing interrupted index creations, deletions or swaps failed");
+        tracing::error!(error = %e, "finishing interrupted index creations, deletions, swaps or renames failed");
     }
     tasks::fail_interrupted(admin)
         .await

@@ -1,7 +1,7 @@
-//! The admin is killed (`kill -9`) in the middle of an index creation, deletion or swap — after
+//! The admin is killed (`kill -9`) in the middle of an index creation, deletion, swap or rename — after
 //! some nodes took it, while another has not answered — and restarted on the same data
 //! directory. The restarted admin undoes the creation, finishes the deletion (its task ends
-//! `succeeded`) and undoes the swap, so every node agrees again with what Miroir lists
+//! `succeeded`) and undoes the swap and the rename, so every node agrees again with what Miroir lists
 //! (admin/src/broadcast/intents.rs, docs/decisions/051-interrupted-index-lifecycle.md).
 //!
 //! One node holds the request unanswered (the test node's `hang` fault), which keeps the
@@ -208,4 +208,53 @@ fn an_interrupted_swap_is_undone_on_the_nodes_that_ran_it() {
     // And a swap works again.
     d.write_ok("POST", "/swap-indexes", &json!([{"indexes": ["a", "b"]}]));
     assert_eq!(holds(&d, "a"), ["b", "b", "b"]);
+}
+
+#[test]
+fn renames_move_the_index_and_an_interrupted_one_is_undone() {
+    let Some(mut d) = start() else { return };
+    let count = |d: &Deployment, index: &str| {
+        let r = d.call(
+            "POST",
+            &format!("/indexes/{index}/search"),
+            Some(&json!({"limit": 100})),
+        );
+        assert_eq!(r.status, 200, "{index}: {}", r.text());
+        r.json()["estimatedTotalHits"].clone()
+    };
+    d.write_ok("POST", "/indexes/r/documents", &docs("r"));
+    // Through `PATCH /indexes/{uid}` and through a swap with `rename`.
+    d.write_ok("PATCH", "/indexes/r", &json!({"uid": "s"}));
+    assert_eq!(on_nodes(&d, "/indexes/s"), [200, 200, 200]);
+    assert_eq!(d.call("GET", "/indexes/r", None).status, 404);
+    assert_eq!(count(&d, "s"), 20);
+    d.write_ok(
+        "POST",
+        "/swap-indexes",
+        &json!([{"indexes": ["s", "r"], "rename": true}]),
+    );
+    assert_eq!(on_nodes(&d, "/indexes/r"), [200, 200, 200]);
+    assert_eq!(d.call("GET", "/indexes/s", None).status, 404);
+    assert_eq!(count(&d, "r"), 20);
+
+    hang_last(&d, "PATCH", "/indexes/r");
+    send_in_background(&d, "PATCH", "/indexes/r", json!({"uid": "s"}));
+    wait_nodes(
+        &d,
+        "/indexes/s",
+        &[200, 200, 404],
+        "the first two nodes to rename `r`",
+    );
+    kill_and_restart(&mut d);
+    wait_nodes(
+        &d,
+        "/indexes/r",
+        &[200, 200, 200],
+        "the rename undone on the nodes that ran it",
+    );
+    assert_eq!(on_nodes(&d, "/indexes/s"), [404, 404, 404]);
+    assert_eq!(count(&d, "r"), 20);
+    // And renaming works again.
+    d.write_ok("PATCH", "/indexes/r", &json!({"uid": "s"}));
+    assert_eq!(count(&d, "s"), 20);
 }

@@ -616,19 +616,45 @@ fn route(app: &App, r: &Req) -> Result<Resp> {
                     authorize(app, r, "indexes.update", Some(uid))?;
                     let body = json_body(r)?;
                     for k in body.as_object().into_iter().flatten().map(|(k, _)| k) {
-                        if k != "primaryKey" {
+                        if k != "primaryKey" && k != "uid" {
                             return Err(ApiError::bad(
                                 "bad_request",
                                 unknown_field(k, "", &["primaryKey", "uid"]),
                             ));
                         }
                     }
+                    // Meilisearch 1.50 renames with `uid` (checked when processed).
+                    let new_uid = match body.get("uid") {
+                        None | Some(Value::Null) => None,
+                        Some(Value::String(u)) => {
+                            check_uid(u)?;
+                            Some(u.clone())
+                        }
+                        Some(v) => {
+                            return Err(ApiError::bad(
+                                "invalid_index_uid",
+                                format!(
+                                    "Invalid value type at `.uid`: expected a string, but found {}: `{v}`",
+                                    settings::kind_name(v)
+                                ),
+                            ))
+                        }
+                    };
                     let pk = primary_key_field(&body)?;
+                    let mut details = Obj::new().with("primaryKey", json!(pk));
+                    if let Some(new) = &new_uid {
+                        details = details
+                            .with("oldIndexUid", json!(uid))
+                            .with("newIndexUid", json!(new));
+                    }
                     accepted(app.node.enqueue(
                         Some(uid),
                         "indexUpdate",
-                        Some(Obj::new().with("primaryKey", json!(pk))),
-                        Payload::UpdateIndex { primary_key: pk },
+                        Some(details),
+                        Payload::UpdateIndex {
+                            primary_key: pk,
+                            new_uid,
+                        },
                     )?)
                 }
                 "DELETE" => {
@@ -1053,21 +1079,16 @@ fn route(app: &App, r: &Req) -> Result<Resp> {
                         unknown_field(k, &format!(" inside `[{i}]`"), &["indexes", "rename"]),
                     ));
                 }
-                match it.get("rename") {
-                    None | Some(Value::Null) | Some(Value::Bool(false)) => {}
-                    Some(Value::Bool(true)) => {
-                        return Err(ApiError::bad(
-                            "bad_request",
-                            "Swapping with `rename: true` is not implemented by miroir-testnode.",
-                        ))
-                    }
+                let rename = match it.get("rename") {
+                    None | Some(Value::Null) | Some(Value::Bool(false)) => false,
+                    Some(Value::Bool(true)) => true,
                     Some(v) => {
                         return Err(ApiError::bad(
                             "invalid_swap_rename",
                             format!("Invalid value type at `[{i}].rename`: expected a boolean, but found {}: `{v}`", settings::kind_name(v)),
                         ))
                     }
-                }
+                };
                 let Some(Value::Array(ix)) = it.get("indexes") else {
                     return Err(ApiError::bad(
                         "missing_swap_indexes",
@@ -1083,17 +1104,17 @@ fn route(app: &App, r: &Req) -> Result<Resp> {
                     authorize(app, r, "indexes.swap", Some(n))?;
                     let seen = pairs
                         .iter()
-                        .any(|(a, b): &(String, String)| a == n || b == n);
+                        .any(|(a, b, _): &(String, String, bool)| a == n || b == n);
                     if seen || (names[0] == names[1]) {
                         return Err(ApiError::bad("invalid_swap_duplicate_index_found", format!("Indexes must be declared only once during a swap. `{n}` was specified several times.")));
                     }
                 }
-                pairs.push((names[0].to_string(), names[1].to_string()));
+                pairs.push((names[0].to_string(), names[1].to_string(), rename));
             }
             authorize(app, r, "indexes.swap", None)?;
             let swaps: Vec<Value> = pairs
                 .iter()
-                .map(|(a, b)| json!({"indexes": [a, b], "rename": false}))
+                .map(|(a, b, rename)| json!({"indexes": [a, b], "rename": rename}))
                 .collect();
             accepted(app.node.enqueue(
                 None,

@@ -33,6 +33,9 @@ pub enum Payload {
     },
     UpdateIndex {
         primary_key: Option<String>,
+        /// Meilisearch 1.50's rename (`PATCH /indexes/{uid}` with `uid`).
+        #[serde(default)]
+        new_uid: Option<String>,
     },
     DeleteIndex,
     AddDocuments {
@@ -52,7 +55,7 @@ pub enum Payload {
         #[serde(default = "yes")]
         allow_index_creation: bool,
     },
-    Swap(Vec<(String, String)>),
+    Swap(Vec<(String, String, bool)>),
     Cancel(Vec<u32>),
     /// `POST /dumps` (`snapshot: false`) and `POST /snapshots` (`snapshot: true`).
     Export {
@@ -551,7 +554,7 @@ fn touched(index_uid: Option<&str>, p: &Payload) -> Vec<String> {
     match p {
         Payload::Swap(pairs) => pairs
             .iter()
-            .flat_map(|(a, b)| [a.clone(), b.clone()])
+            .flat_map(|(a, b, _)| [a.clone(), b.clone()])
             .collect(),
         Payload::DeleteIndex
         | Payload::Cancel(_)
@@ -596,7 +599,23 @@ pub fn apply(
             );
             Ok(None)
         }
-        Payload::UpdateIndex { primary_key } => {
+        Payload::UpdateIndex {
+            primary_key,
+            new_uid,
+        } => {
+            index_mut(indexes, uid)?;
+            let uid = match new_uid.as_deref().filter(|n| *n != uid) {
+                Some(new) => {
+                    if indexes.contains_key(new) {
+                        return Err(ApiError::index_exists(new));
+                    }
+                    let mut ix = indexes.remove(uid).expect("checked");
+                    ix.uid = new.to_string();
+                    indexes.insert(new.to_string(), ix);
+                    new
+                }
+                None => uid,
+            };
             let ix = index_mut(indexes, uid)?;
             if let Some(pk) = primary_key {
                 if !ix.is_empty() && ix.primary_key.as_deref() != Some(pk.as_str()) {
@@ -725,17 +744,45 @@ pub fn apply(
             Ok(None)
         }
         Payload::Swap(pairs) => {
-            for (a, b) in pairs.iter() {
-                for i in [a, b] {
-                    if !indexes.contains_key(i) {
-                        return Err(ApiError::bad(
-                            "index_not_found",
-                            format!("Index `{i}` not found."),
-                        ));
-                    }
+            // Meilisearch checks every pair first: each `lhs` and each swapped `rhs` must
+            // exist, a renamed-to `rhs` must not.
+            let mut missing = std::collections::BTreeSet::new();
+            for (a, b, rename) in pairs.iter() {
+                if !indexes.contains_key(a) {
+                    missing.insert(a.as_str());
+                }
+                if !rename && !indexes.contains_key(b) {
+                    missing.insert(b.as_str());
                 }
             }
-            for (a, b) in pairs.iter() {
+            match missing.len() {
+                0 => {}
+                1 => return Err(ApiError::index_not_found(missing.first().expect("one"))),
+                _ => {
+                    let list: Vec<String> = missing.iter().map(|i| format!("`{i}`")).collect();
+                    return Err(ApiError::bad(
+                        "index_not_found",
+                        format!("Indexes {} not found.", list.join(", ")),
+                    ));
+                }
+            }
+            if let Some((a, b, _)) = pairs
+                .iter()
+                .find(|(_, b, rename)| *rename && indexes.contains_key(b))
+            {
+                return Err(ApiError::bad(
+                    "index_already_exists",
+                    format!("Cannot rename `{a}` to `{b}` as the index already exists. Hint: You can remove `{b}` first and then do your remove."),
+                ));
+            }
+            for (a, b, rename) in pairs.iter() {
+                if *rename {
+                    let mut ia = indexes.remove(a).expect("checked");
+                    ia.uid = b.clone();
+                    ia.updated_at = finished;
+                    indexes.insert(b.clone(), ia);
+                    continue;
+                }
                 let mut ia = indexes.remove(a).expect("checked");
                 let mut ib = indexes.remove(b).expect("checked");
                 std::mem::swap(&mut ia.uid, &mut ib.uid);

@@ -308,6 +308,65 @@ fn indexes_lifecycle_and_errors() {
         .error(404, "index_not_found");
 }
 
+/// Meilisearch 1.50's renames: `PATCH /indexes/{uid}` with `uid`, and swaps with `rename`.
+#[test]
+fn index_renames() {
+    let s = Server::start();
+    let (a, b, c, d) = (unique("ra"), unique("rb"), unique("rc"), unique("rd"));
+    for ix in [&a, &c] {
+        let t = s.task(s.post("/indexes", json!({"uid": ix, "primaryKey": "id"})));
+        assert_eq!(t["status"], "succeeded", "{t}");
+    }
+    let t = s.task(s.post(&format!("/indexes/{a}/documents"), json!([{"id": 1}])));
+    assert_eq!(t["status"], "succeeded", "{t}");
+    s.patch(&format!("/indexes/{a}"), json!({"uid": "a b"}))
+        .error(400, "invalid_index_uid");
+    s.patch(&format!("/indexes/{a}"), json!({"uid": 5}))
+        .error(400, "invalid_index_uid");
+    // Onto an existing index: the task fails.
+    let t = s.task(s.patch(&format!("/indexes/{a}"), json!({"uid": c})));
+    assert_eq!(t["status"], "failed", "{t}");
+    assert_eq!(t["error"]["code"], "index_already_exists", "{t}");
+    assert_eq!(
+        t["error"]["message"],
+        format!("Index `{c}` already exists.")
+    );
+    let t = s.task(s.patch(&format!("/indexes/{a}"), json!({"uid": b})));
+    assert_eq!(t["status"], "succeeded", "{t}");
+    assert_eq!(
+        t["details"],
+        json!({"primaryKey": null, "oldIndexUid": a, "newIndexUid": b})
+    );
+    s.get(&format!("/indexes/{a}"))
+        .error(404, "index_not_found");
+    assert_eq!(
+        s.get(&format!("/indexes/{b}/stats")).json()["numberOfDocuments"],
+        1
+    );
+    // Swap with `rename`: onto an existing index fails, onto a free uid renames.
+    let t = s.task(s.post(
+        "/swap-indexes",
+        json!([{"indexes": [b, c], "rename": true}]),
+    ));
+    assert_eq!(t["status"], "failed", "{t}");
+    assert_eq!(t["error"]["message"], format!("Cannot rename `{b}` to `{c}` as the index already exists. Hint: You can remove `{c}` first and then do your remove."));
+    let t = s.task(s.post(
+        "/swap-indexes",
+        json!([{"indexes": [b, d], "rename": true}]),
+    ));
+    assert_eq!(t["status"], "succeeded", "{t}");
+    assert_eq!(
+        t["details"],
+        json!({"swaps": [{"indexes": [b, d], "rename": true}]})
+    );
+    s.get(&format!("/indexes/{b}"))
+        .error(404, "index_not_found");
+    assert_eq!(
+        s.get(&format!("/indexes/{d}/stats")).json()["numberOfDocuments"],
+        1
+    );
+}
+
 #[test]
 fn documents_in_three_formats_fetch_and_delete() {
     let s = Server::start();

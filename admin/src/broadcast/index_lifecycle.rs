@@ -4,9 +4,12 @@
 
 use super::engine::{
     dispatch, failed_task, index_not_found, index_task, refused_by_a_node, run_step, settle,
-    spawn_task, spawn_task_tracked, wait_task, Dispatched,
+    spawn_task, spawn_task_tracked,
 };
-use super::intents::{delete_on, deleted_documents, ids, Intent, Recorded};
+use super::intents::{
+    complete, delete_on, deleted_documents, ids, op_id, task_watermarks, Intent, MetaCommit,
+    Recorded,
+};
 use super::settings::settings_path;
 use super::settings_translation::{initial_node_settings, DEFAULT_RANKING_RULES};
 use crate::http_types::{encode_segment, ApiError, Req, Resp};
@@ -173,23 +176,47 @@ pub async fn update_index(admin: &Arc<Admin>, uid: &str, req: &Req) -> Result<Re
         return failed_task(admin, Some(uid), TaskType::IndexUpdate, details, e).await;
     }
     let nodes = admin.broadcast_nodes();
-    let d = dispatch(admin, &nodes, Method::PATCH, &path, Some(&body))
-        .await
-        .map_err(|(_, e)| e)?;
+    // A rename is recorded before any node is asked, with each node's last task uid, so that
+    // it is undone exactly where it ran — here on a failure, or by the next takeover if this
+    // admin dies (super::intents).
+    let mut rename = match &new_uid {
+        Some(new) => {
+            let intent = Intent::Rename {
+                old: uid.to_string(),
+                new: new.clone(),
+                watermarks: task_watermarks(admin, &nodes).await?,
+                commit: None,
+            };
+            Some((
+                Recorded::record(admin, &op_id("rename"), &intent).await?,
+                intent,
+            ))
+        }
+        None => None,
+    };
+    let d = match dispatch(admin, &nodes, Method::PATCH, &path, Some(&body)).await {
+        Ok(d) => d,
+        Err((_, e)) => {
+            if let Some((record, intent)) = &rename {
+                undo_rename(admin, record, intent).await;
+            }
+            return Err(e);
+        }
+    };
     let uid = uid.to_string();
-    spawn_task(
+    spawn_task_tracked(
         admin,
         guard,
         Some(&uid.clone()),
         TaskType::IndexUpdate,
         details.clone(),
-        move |admin| async move {
+        move |admin, task| async move {
             if let Err(e) = settle(&admin, &d).await {
                 // A primary key cannot be unset again, so that part of a partial failure is
                 // reported, not undone; a rename is undone where it happened, so the index
                 // keeps one name on every node.
-                if let Some(new) = &new_uid {
-                    undo_rename(&admin, &d, new, &uid).await;
+                if let Some((record, intent)) = &rename {
+                    undo_rename(&admin, record, intent).await;
                 }
                 return Err(e);
             }
@@ -198,14 +225,27 @@ pub async fn update_index(admin: &Arc<Admin>, uid: &str, req: &Req) -> Result<Re
                     meta.primary_key = Some(pk.to_string());
                 }
                 meta.updated_at = crate::timefmt::now_rfc3339();
-                if let Some(new) = &new_uid {
-                    meta.uid = new.clone();
-                    admin.put_index(meta).await?;
-                    admin.remove_index(&uid).await?;
-                } else {
-                    admin.put_index(meta).await?;
+                match (&new_uid, &mut rename) {
+                    (Some(new), Some((record, intent))) => {
+                        // Every node renamed: from here on the rename goes forward.
+                        meta.uid = new.clone();
+                        let commit = MetaCommit {
+                            metas: vec![meta],
+                            removed: vec![uid.clone()],
+                            task: task.0,
+                        };
+                        if let Intent::Rename { commit: c, .. } = intent {
+                            *c = Some(commit.clone());
+                        }
+                        record.update(&admin, intent).await?;
+                        commit.apply(&admin).await?;
+                        record.clear(&admin).await;
+                    }
+                    _ => {
+                        admin.put_index(meta).await?;
+                        admin.publish().await?;
+                    }
                 }
-                admin.publish().await?;
             }
             Ok(details)
         },
@@ -213,31 +253,14 @@ pub async fn update_index(admin: &Arc<Admin>, uid: &str, req: &Req) -> Result<Re
     .await
 }
 
-/// Renames `new` back to `old` on every node whose rename task succeeded (best effort).
-async fn undo_rename(admin: &Admin, tasks: &[Dispatched], new: &str, old: &str) {
-    admin
-        .metrics
-        .rollbacks
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let mut renamed = Vec::new();
-    for x in tasks {
-        if let Ok(t) = wait_task(admin, &x.node, x.task_uid).await {
-            if t["status"] == "succeeded" {
-                renamed.push(x.node.clone());
-            }
+/// Renames the index back on every node that renamed it, then clears the record (kept for
+/// the next takeover if a node could not be reached).
+async fn undo_rename(admin: &Admin, record: &Recorded, intent: &Intent) {
+    match complete(admin, intent).await {
+        Ok(()) => record.clear(admin).await,
+        Err(e) => {
+            tracing::error!(error = %e, "undoing a partial rename did not reach every node; retried at the next takeover")
         }
-    }
-    let path = format!("/indexes/{}", encode_segment(new));
-    if let Err(e) = run_step(
-        admin,
-        &renamed,
-        Method::PATCH,
-        &path,
-        Some(&json!({"uid": old})),
-    )
-    .await
-    {
-        tracing::error!(index = old, error = %e, "undoing a partial rename failed; node index names may differ");
     }
 }
 

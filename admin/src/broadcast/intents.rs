@@ -1,4 +1,4 @@
-//! Index creations, deletions and swaps under way on the nodes, recorded in the store before
+//! Index creations, deletions, swaps and renames under way on the nodes, recorded in the store before
 //! the first node is asked (`lifecycle-inflight:{id}`), so that an admin killed in the middle
 //! of one leaves nothing half done: the next leader (or the same admin restarted on its data)
 //! finishes or undoes it in [`recover`], before it serves writes (decision 051 —
@@ -12,7 +12,8 @@
 //!   every node deletes the index, then the metadata goes;
 //! - a **swap** that had not committed is undone on each node whose swap task succeeded (found
 //!   by the node's own task list, above the task uid recorded before the swap was sent); one
-//!   that had committed (every node swapped) gets the swapped metadata written again.
+//!   that had committed (every node swapped) gets the swapped metadata written again;
+//! - a **rename** (`PATCH /indexes/{uid}` with `uid`) likewise.
 
 use super::engine::{dispatch, settle, wait_task};
 use crate::http_types::{encode_segment, ApiError};
@@ -48,15 +49,37 @@ pub(super) enum Intent {
         watermarks: Vec<(String, Option<u64>)>,
         /// Set once every node swapped: the index metadata to write (renamed-away uids in
         /// `removed`), and the task to finish `succeeded`.
-        commit: Option<SwapCommit>,
+        commit: Option<MetaCommit>,
+    },
+    /// `PATCH /indexes/{old}` with `uid: new` (Meilisearch 1.50's rename): like a swap.
+    Rename {
+        old: String,
+        new: String,
+        watermarks: Vec<(String, Option<u64>)>,
+        commit: Option<MetaCommit>,
     },
 }
 
+/// What an operation writes to Miroir's metadata once every node applied it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub(super) struct SwapCommit {
+pub(super) struct MetaCommit {
     pub(super) metas: Vec<IndexMeta>,
     pub(super) removed: Vec<String>,
     pub(super) task: u32,
+}
+
+impl MetaCommit {
+    /// Writes the metadata (idempotent) and publishes it.
+    pub(super) async fn apply(&self, admin: &Admin) -> Result<(), ApiError> {
+        for m in &self.metas {
+            admin.put_index(m.clone()).await?;
+        }
+        for uid in &self.removed {
+            admin.remove_index(uid).await?;
+        }
+        admin.publish().await?;
+        Ok(())
+    }
 }
 
 /// A recorded intent; [`Recorded::clear`] once the operation finished or was undone.
@@ -158,20 +181,22 @@ pub(super) async fn task_watermarks(
     Ok(out)
 }
 
-/// Whether `node` ran a swap with `body` as a task above `watermark` that succeeded (waiting
-/// for it if it is still queued).
-async fn swapped(
+/// Whether `node` ran a task of type `kind` above `watermark` that `ours` recognises (by its
+/// details) and that succeeded, waiting for it if it is still queued. Miroir is the only
+/// writer of the nodes' index operations, so the few latest tasks of that type suffice.
+async fn ran(
     admin: &Admin,
     node: &NodeHealth,
     watermark: Option<u64>,
-    body: &Value,
+    kind: &str,
+    ours: &(dyn Fn(&Value) -> bool + Sync),
 ) -> Result<bool, ApiError> {
     let r = admin
         .client
         .send(
             &node.address,
             Method::GET,
-            "/tasks?types=indexSwap&limit=20",
+            &format!("/tasks?types={kind}&limit=20"),
             None,
         )
         .await
@@ -182,26 +207,52 @@ async fn swapped(
             body: r.json(),
         });
     }
-    let ours = super::swap::parse_swaps(body).map(|s| super::swap::swap_details(&s));
     for t in r.json()["results"].as_array().into_iter().flatten() {
         let Some(uid) = t["uid"].as_u64() else {
             continue;
         };
-        if watermark.is_some_and(|w| uid <= w) {
+        if watermark.is_some_and(|w| uid <= w) || !ours(&t["details"]) {
             continue;
         }
-        if ours
-            .as_ref()
-            .is_some_and(|o| o["swaps"] != t["details"]["swaps"])
-        {
-            continue;
-        }
-        let t = wait_task(admin, node, uid).await?;
-        if t["status"] == "succeeded" {
+        if wait_task(admin, node, uid).await?["status"] == "succeeded" {
             return Ok(true);
         }
     }
     Ok(false)
+}
+
+/// Sends `undo` (`method path body`) to every node of `watermarks` that ran the operation
+/// ([`ran`]), and waits for it.
+async fn undo_where_ran(
+    admin: &Admin,
+    watermarks: &[(String, Option<u64>)],
+    kind: &str,
+    ours: &(dyn Fn(&Value) -> bool + Sync),
+    (method, path, body): (Method, &str, &Value),
+) -> Result<(), ApiError> {
+    admin
+        .metrics
+        .rollbacks
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let nodes = admin.nodes();
+    for (id, watermark) in watermarks {
+        let Some(node) = nodes.iter().find(|n| &n.id == id) else {
+            continue;
+        };
+        if ran(admin, node, *watermark, kind, ours).await? {
+            let d = dispatch(
+                admin,
+                std::slice::from_ref(node),
+                method.clone(),
+                path,
+                Some(body),
+            )
+            .await
+            .map_err(|(_, e)| e)?;
+            settle(admin, &d).await?;
+        }
+    }
+    Ok(())
 }
 
 /// Finishes or undoes every recorded operation (see the module docs). A record whose nodes
@@ -229,10 +280,25 @@ pub async fn recover(admin: &Admin) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// [`complete`] with the locks of the indexes `intent` touches.
 async fn recover_one(admin: &Admin, intent: &Intent) -> Result<(), ApiError> {
+    let scopes = match intent {
+        Intent::Create { uid, .. } | Intent::Delete { uid, .. } => vec![uid.clone()],
+        Intent::Swap { body, .. } => super::swap::parse_swaps(body)
+            .unwrap_or_default()
+            .into_iter()
+            .flat_map(|s| [s.lhs, s.rhs])
+            .collect(),
+        Intent::Rename { old, new, .. } => vec![old.clone(), new.clone()],
+    };
+    let _guard = admin.lock_scopes(scopes).await;
+    complete(admin, intent).await
+}
+
+/// Undoes or finishes `intent` (see the module docs); the caller holds the indexes' locks.
+pub(super) async fn complete(admin: &Admin, intent: &Intent) -> Result<(), ApiError> {
     match intent {
         Intent::Create { uid, nodes } => {
-            let _guard = admin.lock_scopes(vec![uid.clone()]).await;
             if admin.index(uid).is_some() {
                 // It was recorded in the metadata: the creation completed.
                 return Ok(());
@@ -245,7 +311,6 @@ async fn recover_one(admin: &Admin, intent: &Intent) -> Result<(), ApiError> {
             delete_on(admin, &known(admin, nodes), uid).await.map(drop)
         }
         Intent::Delete { uid, nodes, task } => {
-            let _guard = admin.lock_scopes(vec![uid.clone()]).await;
             tracing::warn!(index = %uid, "finishing an index deletion its admin did not finish");
             let done = delete_on(admin, &known(admin, nodes), uid).await?;
             if admin.index(uid).is_some() {
@@ -262,47 +327,44 @@ async fn recover_one(admin: &Admin, intent: &Intent) -> Result<(), ApiError> {
             watermarks,
             commit,
         } => {
-            let scopes: Vec<String> = super::swap::parse_swaps(body)
-                .unwrap_or_default()
-                .into_iter()
-                .flat_map(|s| [s.lhs, s.rhs])
-                .collect();
-            let _guard = admin.lock_scopes(scopes).await;
+            let swaps = super::swap::parse_swaps(body).unwrap_or_default();
             if let Some(c) = commit {
                 tracing::warn!("finishing an index swap its admin did not finish");
-                for m in &c.metas {
-                    admin.put_index(m.clone()).await?;
-                }
-                for uid in &c.removed {
-                    admin.remove_index(uid).await?;
-                }
-                admin.publish().await?;
+                c.apply(admin).await?;
                 return finish_task(admin, c.task, Value::Null).await;
             }
             tracing::warn!("undoing an index swap its admin did not finish");
-            admin
-                .metrics
-                .rollbacks
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let nodes = admin.nodes();
-            for (id, watermark) in watermarks {
-                let Some(node) = nodes.iter().find(|n| &n.id == id) else {
-                    continue;
-                };
-                if swapped(admin, node, *watermark, body).await? {
-                    let d = dispatch(
-                        admin,
-                        std::slice::from_ref(node),
-                        Method::POST,
-                        "/swap-indexes",
-                        Some(undo),
-                    )
-                    .await
-                    .map_err(|(_, e)| e)?;
-                    settle(admin, &d).await?;
-                }
+            let ours = super::swap::swap_details(&swaps);
+            undo_where_ran(
+                admin,
+                watermarks,
+                "indexSwap",
+                &|d| d["swaps"] == ours["swaps"],
+                (Method::POST, "/swap-indexes", undo),
+            )
+            .await
+        }
+        Intent::Rename {
+            old,
+            new,
+            watermarks,
+            commit,
+        } => {
+            if let Some(c) = commit {
+                tracing::warn!(index = %old, "finishing an index rename its admin did not finish");
+                c.apply(admin).await?;
+                return finish_task(admin, c.task, Value::Null).await;
             }
-            Ok(())
+            tracing::warn!(index = %old, "undoing an index rename its admin did not finish");
+            let path = format!("/indexes/{}", encode_segment(new));
+            undo_where_ran(
+                admin,
+                watermarks,
+                "indexUpdate",
+                &|d| d["oldIndexUid"] == old.as_str() && d["newIndexUid"] == new.as_str(),
+                (Method::PATCH, &path, &json!({"uid": old})),
+            )
+            .await
         }
     }
 }
@@ -340,9 +402,10 @@ async fn finish_task(admin: &Admin, uid: u32, details: Value) -> Result<(), ApiE
     Ok(())
 }
 
-/// A fresh record id for a swap (swaps are not keyed by one index).
-pub(super) fn swap_id() -> String {
-    format!("swap:{}", uuid::Uuid::new_v4())
+/// A fresh record id for an operation on several uids (`kind`: `swap`, `rename`), so that it
+/// never replaces the record of another operation on one of them.
+pub(super) fn op_id(kind: &str) -> String {
+    format!("{kind}:{}", uuid::Uuid::new_v4())
 }
 
 #[cfg(test)]

@@ -44,8 +44,8 @@
 //! rolled back, the repair copies the (old) settings of a peer — still correct.
 //!
 //! One concern per file: `engine` (dispatch, settle, rollback steps, the Miroir task around
-//! them), `index_lifecycle`, `intents` (creations, deletions and swaps recorded before they
-//! start, finished or undone after an admin dies in the middle), `swap`, `settings` (writes) and `settings_translation` (pure,
+//! them), `index_lifecycle`, `intents` (creations, deletions, swaps and renames recorded
+//! before they start, finished or undone after an admin dies in the middle), `swap`, `settings` (writes) and `settings_translation` (pure,
 //! unit-tested on its own), `prepare_write` (with document edition), `dumps` (dumps and
 //! snapshots), `features` (experimental features) and `chats` (chat workspaces).
 

@@ -5,7 +5,7 @@ use super::engine::{
     dispatch, failed_task, index_not_found, refused_by_a_node, run_step, settle,
     spawn_task_tracked, wait_task,
 };
-use super::intents::{swap_id, task_watermarks, Intent, Recorded, SwapCommit};
+use super::intents::{op_id, task_watermarks, Intent, MetaCommit, Recorded};
 use crate::http_types::{ApiError, Req, Resp};
 use crate::node_health::NodeHealth;
 use crate::state::Admin;
@@ -159,7 +159,7 @@ pub async fn swap_indexes(admin: &Arc<Admin>, req: &Req) -> Result<Resp, ApiErro
         watermarks: task_watermarks(admin, &nodes).await?,
         commit: None,
     };
-    let record = Recorded::record(admin, &swap_id(), &intent).await?;
+    let record = Recorded::record(admin, &op_id("swap"), &intent).await?;
     let d = match dispatch(admin, &nodes, Method::POST, "/swap-indexes", Some(&body)).await {
         Ok(d) => d,
         Err((accepted, e)) => {
@@ -220,14 +220,8 @@ pub async fn swap_indexes(admin: &Arc<Admin>, req: &Req) -> Result<Resp, ApiErro
                 *c = Some(commit.clone());
             }
             record.update(&admin, &intent).await?;
-            for m in commit.metas {
-                admin.put_index(m).await?;
-            }
-            for uid in &commit.removed {
-                admin.remove_index(uid).await?;
-            }
+            commit.apply(&admin).await?;
             record.clear(&admin).await;
-            admin.publish().await?;
             Ok(details)
         },
     )
@@ -240,7 +234,7 @@ fn swapped_metadata(
     swaps: &[Swap],
     task: u32,
     index: impl Fn(&str) -> Option<miroir_core::snapshot::IndexMeta>,
-) -> SwapCommit {
+) -> MetaCommit {
     let mut metas: Vec<miroir_core::snapshot::IndexMeta> = Vec::new();
     let mut removed: Vec<String> = Vec::new();
     // Later swaps see the earlier ones' results.
@@ -279,7 +273,7 @@ fn swapped_metadata(
             _ => {}
         }
     }
-    SwapCommit {
+    MetaCommit {
         metas,
         removed,
         task,
@@ -296,7 +290,7 @@ mod tests {
         let meta = |uid: &str, pk: &str| IndexMeta::new(uid, Some(pk.into()), 4, "t");
         let before = [meta("a", "pa"), meta("b", "pb"), meta("c", "pc")];
         let index = |u: &str| before.iter().find(|m| m.uid == u).cloned();
-        let pks = |c: &SwapCommit| {
+        let pks = |c: &MetaCommit| {
             let mut v: Vec<(String, String)> = c
                 .metas
                 .iter()
