@@ -574,15 +574,7 @@ fn route(app: &App, r: &Req) -> Result<Resp> {
             let uid = match body.get("uid") {
                 Some(Value::String(u)) => u.clone(),
                 None => return Err(ApiError::bad("missing_index_uid", "Missing field `uid`")),
-                Some(v) => {
-                    return Err(ApiError::bad(
-                        "invalid_index_uid",
-                        format!(
-                            "Invalid value type at `.uid`: expected a string, but found {}: `{v}`",
-                            settings::kind_name(v)
-                        ),
-                    ))
-                }
+                Some(v) => return Err(uid_type_error(v)),
             };
             check_uid(&uid).map_err(|e| ApiError {
                 message: format!("Invalid value at `.uid`: {}", e.message),
@@ -630,15 +622,7 @@ fn route(app: &App, r: &Req) -> Result<Resp> {
                             check_uid(u)?;
                             Some(u.clone())
                         }
-                        Some(v) => {
-                            return Err(ApiError::bad(
-                                "invalid_index_uid",
-                                format!(
-                                    "Invalid value type at `.uid`: expected a string, but found {}: `{v}`",
-                                    settings::kind_name(v)
-                                ),
-                            ))
-                        }
+                        Some(v) => return Err(uid_type_error(v)),
                     };
                     let pk = primary_key_field(&body)?;
                     let mut details = Obj::new().with("primaryKey", json!(pk));
@@ -1387,6 +1371,17 @@ fn route(app: &App, r: &Req) -> Result<Resp> {
         | (["tasks", _] | ["batches", _], _) => Ok(empty(405)),
         _ => Ok(empty(404)),
     }
+}
+
+/// A body's `uid` that is not a string (index creation and rename).
+fn uid_type_error(v: &Value) -> ApiError {
+    ApiError::bad(
+        "invalid_index_uid",
+        format!(
+            "Invalid value type at `.uid`: expected a string, but found {}: `{v}`",
+            settings::kind_name(v)
+        ),
+    )
 }
 
 fn primary_key_field(body: &Value) -> Result<Option<String>> {

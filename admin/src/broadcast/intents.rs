@@ -158,6 +158,22 @@ pub(super) async fn delete_on(
     Ok(done)
 }
 
+/// `GET path` on `node`: its JSON answer, or the node's error.
+async fn node_get(admin: &Admin, node: &NodeHealth, path: &str) -> Result<Value, ApiError> {
+    let r = admin
+        .client
+        .send(&node.address, Method::GET, path, None)
+        .await
+        .map_err(|e| super::engine::unavailable(node, e))?;
+    if !r.is_success() {
+        return Err(ApiError::Node {
+            status: r.status,
+            body: r.json(),
+        });
+    }
+    Ok(r.json())
+}
+
 /// The highest task uid each node has (`None`: none yet), read before a swap is sent.
 pub(super) async fn task_watermarks(
     admin: &Admin,
@@ -165,18 +181,8 @@ pub(super) async fn task_watermarks(
 ) -> Result<Vec<(String, Option<u64>)>, ApiError> {
     let mut out = Vec::with_capacity(nodes.len());
     for n in nodes {
-        let r = admin
-            .client
-            .send(&n.address, Method::GET, "/tasks?limit=1", None)
-            .await
-            .map_err(|e| super::engine::unavailable(n, e))?;
-        if !r.is_success() {
-            return Err(ApiError::Node {
-                status: r.status,
-                body: r.json(),
-            });
-        }
-        out.push((n.id.clone(), r.json()["results"][0]["uid"].as_u64()));
+        let tasks = node_get(admin, n, "/tasks?limit=1").await?;
+        out.push((n.id.clone(), tasks["results"][0]["uid"].as_u64()));
     }
     Ok(out)
 }
@@ -191,23 +197,8 @@ async fn ran(
     kind: &str,
     ours: &(dyn Fn(&Value) -> bool + Sync),
 ) -> Result<bool, ApiError> {
-    let r = admin
-        .client
-        .send(
-            &node.address,
-            Method::GET,
-            &format!("/tasks?types={kind}&limit=20"),
-            None,
-        )
-        .await
-        .map_err(|e| super::engine::unavailable(node, e))?;
-    if !r.is_success() {
-        return Err(ApiError::Node {
-            status: r.status,
-            body: r.json(),
-        });
-    }
-    for t in r.json()["results"].as_array().into_iter().flatten() {
+    let tasks = node_get(admin, node, &format!("/tasks?types={kind}&limit=20")).await?;
+    for t in tasks["results"].as_array().into_iter().flatten() {
         let Some(uid) = t["uid"].as_u64() else {
             continue;
         };
