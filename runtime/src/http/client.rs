@@ -21,6 +21,7 @@ pub use crate::http::conn::Upstream;
 pub use crate::http::observe::ClientMetrics;
 use crate::http::parse::{ChunkedDecoder, ParseError};
 use crate::http::pool::{Pool, PooledConn};
+use crate::http::recycle;
 use crate::http::server::{grow_towards, push_decimal, BODY_STEP};
 use crate::http::types::{Method, Request, Response, UpstreamError};
 use monoio::buf::IoBufMut;
@@ -577,7 +578,8 @@ async fn read_response(
             }
             let n = n as usize;
             let have = (buf.len() - at).min(n);
-            let mut body = Vec::with_capacity(have.max(n.min(BODY_STEP)));
+            // A buffer a written response handed back: no large allocation per call.
+            let mut body = recycle::take(have.max(n.min(BODY_STEP)));
             body.extend_from_slice(&buf[at..at + have]);
             at += have;
             while body.len() < n {
