@@ -10,6 +10,10 @@ utime + stime ÷ requests answered) and the medians, with B ÷ A per round, so a
 judged on CPU per request measured in the same conditions (docs/benchmarks.md#proxy-cpu).
 Needs target/release/{miroir-testnode,loadgen} (`cargo build --release -p miroir-testnode -p
 miroir-bench --bins`).
+
+MALLOCS=1 adds one more run per build and K that counts the server's `malloc` calls per
+answered request with a uprobe (`perf probe -x <libc> --add malloc` once, as root; the probe
+slows the process, so that run's CPU is not reported).
 """
 import importlib.machinery
 import importlib.util
@@ -17,6 +21,7 @@ import json
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 
@@ -41,6 +46,7 @@ def main():
     tmp = tempfile.mkdtemp(prefix="miroir-ab-")
     cpu = {(v, k): [] for v in dirs for k in ks}
     nginx_cpu = []
+    mallocs = {}
     try:
         canned = os.path.join(tmp, "canned.json")
         with open(canned, "w") as f:
@@ -80,9 +86,17 @@ def main():
                     cpu[(v, k)].append(m["cpu_us_per_request"])
             print(f"round {r}: nginx {n['cpu_us_per_request']:.1f} us; " + "; ".join(
                 f"K={k} A {cpu[('A', k)][-1]:.1f} B {cpu[('B', k)][-1]:.1f} us" for k in ks), flush=True)
+        if os.environ.get("MALLOCS") == "1":
+            for k in ks:
+                for v in dirs:
+                    pgid, _ = deployments[(v, k)]
+                    mallocs[(v, k)] = count_mallocs(pgid, lambda: bench.loadgen(
+                        url(v, k), body, 32, duration, warmup, core=client_core))
     finally:
         procs.stop_all()
         shutil.rmtree(tmp, ignore_errors=True)
+    for (v, k), m in sorted(mallocs.items(), key=lambda x: (x[0][1], x[0][0])):
+        print(f"K={k} {v}: {m:.1f} malloc calls per request")
     print(f"\nCPU per request, median of {rounds} rounds (µs); nginx K=1 {statistics.median(nginx_cpu):.1f}")
     for k in ks:
         a, b = cpu[("A", k)], cpu[("B", k)]
@@ -91,6 +105,23 @@ def main():
               f"B/A median {statistics.median(ratios):.3f} [{ratios[0]:.3f}, {ratios[-1]:.3f}]  "
               f"A/nginx {statistics.median(a) / statistics.median(nginx_cpu):.2f}  "
               f"B/nginx {statistics.median(b) / statistics.median(nginx_cpu):.2f}")
+
+
+def count_mallocs(pgid, run):
+    """`malloc` calls of the process group `pgid` per request answered by `run()` (a loadgen)."""
+    pids = subprocess.check_output(["ps", "-o", "pid=", "-g", str(pgid)], text=True).split()
+    out = os.path.join(tempfile.mkdtemp(prefix="miroir-mallocs-"), "stat.csv")
+    perf = subprocess.Popen(["perf", "stat", "-x", ",", "-o", out, "-e", "probe_libc:malloc", "-p",
+                             ",".join(pids)])
+    try:
+        res = run()
+    finally:
+        perf.send_signal(2)
+        perf.wait()
+    with open(out) as f:
+        rows = [line.split(",") for line in f if line.strip() and not line.startswith("#")]
+    calls = float(next(r[0] for r in rows if "malloc" in ",".join(r)))
+    return calls / max(1, res["requests_total"])
 
 
 if __name__ == "__main__":

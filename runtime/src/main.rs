@@ -28,6 +28,7 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
+    miroir_runtime::http::recycle::tune_allocator();
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .json()

@@ -21,6 +21,7 @@ pub use crate::http::conn::Upstream;
 pub use crate::http::observe::ClientMetrics;
 use crate::http::parse::{ChunkedDecoder, ParseError};
 use crate::http::pool::{Pool, PooledConn};
+use crate::http::recycle;
 use crate::http::server::{grow_towards, push_decimal, BODY_STEP};
 use crate::http::types::{Method, Request, Response, UpstreamError};
 use monoio::buf::IoBufMut;
@@ -464,9 +465,11 @@ pub fn parse_response_head(
     let mut chunked = false;
     let mut close = version_minor == 0;
     for h in resp.headers.iter() {
-        let name = h.name.to_ascii_lowercase();
-        match name.as_str() {
-            "content-length" => {
+        // Compared without lower-casing first: only relayed headers get an owned name (the
+        // framing headers, `date` and the like are dropped and cost no allocation).
+        let is = |n: &str| h.name.eq_ignore_ascii_case(n);
+        match () {
+            _ if is("content-length") => {
                 let v = std::str::from_utf8(h.value)
                     .ok()
                     .map(str::trim)
@@ -477,14 +480,14 @@ pub fn parse_response_head(
                     _ => return Err(proto("invalid or conflicting Content-Length")),
                 }
             }
-            "transfer-encoding" => {
+            _ if is("transfer-encoding") => {
                 // The last coding decides; anything but chunked there means close-delimited.
                 let last = h.value.rsplit(|&b| b == b',').next().unwrap_or(b"");
                 chunked = String::from_utf8_lossy(last)
                     .trim()
                     .eq_ignore_ascii_case("chunked");
             }
-            "connection" => {
+            _ if is("connection") => {
                 for t in h.value.split(|&b| b == b',') {
                     let t = String::from_utf8_lossy(t);
                     let t = t.trim();
@@ -497,18 +500,18 @@ pub fn parse_response_head(
             }
             _ => {}
         }
-        if !matches!(
-            name.as_str(),
-            "content-length"
-                | "transfer-encoding"
-                | "connection"
-                | "keep-alive"
-                | "date"
-                | "trailer"
-                | "upgrade"
-                | "proxy-connection"
-        ) {
-            headers.push((name, h.value.to_vec()));
+        const DROPPED: [&str; 8] = [
+            "content-length",
+            "transfer-encoding",
+            "connection",
+            "keep-alive",
+            "date",
+            "trailer",
+            "upgrade",
+            "proxy-connection",
+        ];
+        if !DROPPED.iter().any(|d| is(d)) {
+            headers.push((h.name.to_ascii_lowercase(), h.value.to_vec()));
         }
     }
     let framing = if head_request || (100..200).contains(&status) || status == 204 || status == 304
@@ -577,7 +580,8 @@ async fn read_response(
             }
             let n = n as usize;
             let have = (buf.len() - at).min(n);
-            let mut body = Vec::with_capacity(have.max(n.min(BODY_STEP)));
+            // A buffer a written response handed back: no large allocation per call.
+            let mut body = recycle::take(have.max(n.min(BODY_STEP)));
             body.extend_from_slice(&buf[at..at + have]);
             at += have;
             while body.len() < n {

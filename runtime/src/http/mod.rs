@@ -17,6 +17,7 @@
 //!   that must parse bodies.
 //! - [`compress`]: response compression for clients sending `Accept-Encoding`.
 //! - [`date`]: the cached `Date` header.
+//! - [`recycle`]: per-core reuse of large body buffers (node answers, written responses).
 //!
 //! **Layering:** this module depends on nothing else in the crate (only on `miroir-core`, for
 //! Meilisearch-shaped error bodies and the config its settings are read from, and on external
@@ -41,6 +42,7 @@ pub mod decode;
 pub mod observe;
 pub mod parse;
 pub mod pool;
+pub mod recycle;
 pub mod server;
 pub mod shutdown;
 pub mod types;

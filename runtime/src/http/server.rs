@@ -18,6 +18,7 @@ use crate::http::compress;
 use crate::http::date::DateCache;
 pub use crate::http::observe::ServerMetrics;
 use crate::http::parse::{ChunkedDecoder, Framing, HeadScanner, Limits, ParseError, RequestHead};
+use crate::http::recycle;
 use crate::http::shutdown::Shutdown;
 use crate::http::types::{Method, Request, Response};
 use futures_util::FutureExt;
@@ -497,7 +498,8 @@ pub async fn serve_connection<H: Handler + 'static, M: ServerMetrics + 'static>(
             version_minor,
             is_head,
         );
-        drop(resp);
+        // The body was copied behind the head: its buffer serves the next node answer.
+        recycle::give(resp.body);
         let (res, o) =
             match monoio::time::timeout(settings.write_timeout, stream.write_all(out)).await {
                 Ok(r) => r,

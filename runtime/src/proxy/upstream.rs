@@ -45,7 +45,12 @@ pub fn json_request(method: Method, path: String, query: String, body: Vec<u8>) 
         method,
         path,
         query,
-        headers: vec![("content-type".into(), b"application/json".to_vec())],
+        headers: {
+            // Room for what `with_node_auth` adds (authorization, x-request-id): no regrowth.
+            let mut h = Vec::with_capacity(3);
+            h.push(("content-type".into(), b"application/json".to_vec()));
+            h
+        },
         body,
     }
 }
