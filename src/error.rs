@@ -142,6 +142,7 @@ error_codes! {
     UnexpectedNetworkPreviousRemotes => ("unexpected_network_previous_remotes", 400, InvalidRequest),
     RequiresEnterpriseEdition => ("requires_enterprise_edition", 451, InvalidRequest),
     InvalidMultiSearchRemote => ("invalid_multi_search_remote", 400, InvalidRequest),
+    InvalidMultiSearchFederationOptions => ("invalid_multi_search_federation_options", 400, InvalidRequest),
     RemoteBadResponse => ("remote_bad_response", 502, System),
     RemoteBadRequest => ("remote_bad_request", 400, InvalidRequest),
     RemoteCouldNotSendRequest => ("remote_could_not_send_request", 502, System),

@@ -127,6 +127,22 @@ pub fn feature_error() -> MeiliError {
     )
 }
 
+/// Meilisearch's refusal of `useNetwork` while the feature is off.
+pub fn use_network_feature_error() -> MeiliError {
+    MeiliError::new(
+        ErrorCode::FeatureNotEnabled,
+        "passing `useNetwork` in a search query requires enabling the `network` experimental feature. See https://github.com/orgs/meilisearch/discussions/805",
+    )
+}
+
+/// Meilisearch's refusal of a query with both `useNetwork: true` and a `remote`.
+pub fn remote_and_use_network_error() -> MeiliError {
+    MeiliError::new(
+        ErrorCode::InvalidMultiSearchFederationOptions,
+        "Using `.useNetwork` is not allowed as the same time as `.federationOptions.remote`.\n  - Hint: to perform an explicit query against a remote, remove `.useNetwork`.\n  - Hint: to automatically perform queries against the entire network, remove `.federationOptions.remote`.",
+    )
+}
+
 impl NetworkView {
     /// Where a query with `federationOptions.remote = remote` runs: no remote or `self` →
     /// here; a registered remote → there; otherwise Meilisearch's error (without the

@@ -272,6 +272,38 @@ fn network_lives_in_miroir_and_remote_queries_merge_as_on_one_meilisearch() {
     );
     assert!(!hits(&v).is_empty());
     assert!(hits(&v).iter().all(|h| h.1 == LOCAL));
+    // `useNetwork: true`: a copy of the query for every remote of the network (`self` runs
+    // here); the remote lacks the index and `dead` is down, so both are in `remoteErrors`.
+    let body = json!({"federation": {}, "queries": [
+        {"indexUid": LOCAL, "q": "apple", "useNetwork": true},
+    ]});
+    let r = miroir.call("POST", "/multi-search", Some(&body));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    let errors: Vec<(&String, &Value)> = v["remoteErrors"].as_object().unwrap().iter().collect();
+    assert_eq!(
+        errors
+            .iter()
+            .map(|(n, e)| (n.as_str(), e["code"].as_str().unwrap()))
+            .collect::<Vec<_>>(),
+        [
+            ("dead", "remote_could_not_send_request"),
+            ("r", "remote_bad_request")
+        ]
+    );
+    let local_only = json!({"federation": {}, "queries": [{"indexUid": LOCAL, "q": "apple"}]});
+    let plain = miroir
+        .call("POST", "/multi-search", Some(&local_only))
+        .json();
+    assert_eq!(
+        hits(&v).iter().map(|h| h.0).collect::<Vec<_>>(),
+        hits(&plain).iter().map(|h| h.0).collect::<Vec<_>>()
+    );
+    assert!(v["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|h| h["_federation"]["remote"] == "miroir"));
     // An unknown remote is the client's error, as in Meilisearch.
     let body = json!({"federation": {}, "queries": [
         {"indexUid": LOCAL, "q": "apple"},

@@ -30,7 +30,8 @@ pub type PositionedQueries = Vec<(usize, Map<String, Value>)>;
 /// The remote part of one federated request.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RemotePlan {
-    /// Positions (in the client's request) of the queries sent to a remote.
+    /// Positions (in the client's request) of the queries not searched here (sent to
+    /// remotes only, or to no one: `useNetwork` over a network that does not list `self`).
     pub remote_queries: Vec<usize>,
     /// Per remote (name order): the remote and its queries with their positions.
     pub groups: Vec<(RemoteView, PositionedQueries)>,
@@ -52,7 +53,8 @@ impl RemotePlan {
 /// does not read as expected is `Ok(None)`: the ordinary path delegates it.
 pub fn plan(network: &NetworkView, body: &[u8]) -> Result<Option<RemotePlan>, (usize, MeiliError)> {
     // The common case pays one scan of the body.
-    if !body.windows(8).any(|w| w == b"\"remote\"") {
+    let named = |k: &[u8]| body.windows(k.len()).any(|w| w == k);
+    if !named(b"\"remote\"") && !named(b"\"useNetwork\"") {
         return Ok(None);
     }
     let Ok(Value::Object(mut top)) = serde_json::from_slice::<Value>(body) else {
@@ -72,20 +74,46 @@ pub fn plan(network: &NetworkView, body: &[u8]) -> Result<Option<RemotePlan>, (u
         local: network.local.clone(),
     };
     for (i, q) in queries.into_iter().enumerate() {
-        let Value::Object(q) = q else { return Ok(None) };
+        let Value::Object(mut q) = q else {
+            return Ok(None);
+        };
         let Some(remote) = miroir_core::network::query_remote(&q) else {
             return Ok(None);
         };
-        any |= remote.is_some();
-        match network.target(remote.as_deref()).map_err(|e| (i, e))? {
-            Target::Local => {}
-            Target::Remote(r) => {
-                plan.remote_queries.push(i);
-                match plan.groups.iter_mut().find(|(g, _)| g.name == r.name) {
-                    Some((_, qs)) => qs.push((i, q)),
-                    None => plan.groups.push((r.clone(), vec![(i, q)])),
-                }
+        // `useNetwork: true` (CE, no sharding): one copy of the query per remote of the
+        // network, `self` included when listed; the copies all report the query's position.
+        let use_network = match q.shift_remove("useNetwork") {
+            None | Some(Value::Null) => None,
+            Some(Value::Bool(b)) => Some(b),
+            Some(_) => return Ok(None),
+        };
+        if use_network.is_some() && !network.feature {
+            return Err((i, miroir_core::network::use_network_feature_error()));
+        }
+        let targets: Vec<Option<String>> = match (use_network, remote) {
+            (Some(true), Some(_)) => {
+                return Err((i, miroir_core::network::remote_and_use_network_error()))
             }
+            (Some(true), None) => network
+                .remotes
+                .iter()
+                .map(|r| Some(r.name.clone()))
+                .collect(),
+            (_, remote) => vec![remote],
+        };
+        let mut local = false;
+        for remote in targets {
+            any |= remote.is_some();
+            match network.target(remote.as_deref()).map_err(|e| (i, e))? {
+                Target::Local => local = true,
+                Target::Remote(r) => match plan.groups.iter_mut().find(|(g, _)| g.name == r.name) {
+                    Some((_, qs)) => qs.push((i, q.clone())),
+                    None => plan.groups.push((r.clone(), vec![(i, q.clone())])),
+                },
+            }
+        }
+        if !local {
+            plan.remote_queries.push(i);
         }
     }
     plan.groups.sort_by(|a, b| a.0.name.cmp(&b.0.name));
@@ -265,6 +293,47 @@ mod tests {
         assert_eq!(groups, [("b", vec![3]), ("c", vec![0, 4])]);
         assert_eq!(p.local.as_deref(), Some("a"));
         assert!(p.is_remote(4) && !p.is_remote(2));
+    }
+
+    #[test]
+    fn use_network_sends_a_copy_to_every_remote() {
+        let body = br#"{"federation":{},"queries":[{"indexUid":"m","useNetwork":true},{"indexUid":"n","useNetwork":false}]}"#;
+        // A network without remotes: no copy anywhere else (the nodes, whose own network
+        // is empty, answer the query with no hits, as Meilisearch does).
+        let empty = NetworkView {
+            remotes: Vec::new(),
+            ..network()
+        };
+        assert_eq!(plan(&empty, body), Ok(None));
+        let mut with_self = network();
+        with_self.remotes.push(RemoteView {
+            name: "a".into(),
+            url: "http://a".into(),
+            search_api_key: None,
+        });
+        with_self.remotes.sort_by(|x, y| x.name.cmp(&y.name));
+        let body = br#"{"federation":{},"queries":[{"indexUid":"m","useNetwork":true}]}"#;
+        let p = plan(&with_self, body).unwrap().unwrap();
+        // `self` is listed: the query also runs here.
+        assert!(p.remote_queries.is_empty());
+        let names: Vec<&str> = p.groups.iter().map(|(r, _)| r.name.as_str()).collect();
+        assert_eq!(names, ["b", "c"]);
+        assert!(p.groups[0].1[0].1.get("useNetwork").is_none());
+        // `self` not listed: the query runs on the remotes only.
+        let p = plan(&network(), body).unwrap().unwrap();
+        assert_eq!(p.remote_queries, [0]);
+        let both = br#"{"federation":{},"queries":[{"indexUid":"m","useNetwork":true,"federationOptions":{"remote":"b"}}]}"#;
+        let (i, e) = plan(&network(), both).unwrap_err();
+        assert_eq!(
+            (i, e.code),
+            (0, ErrorCode::InvalidMultiSearchFederationOptions)
+        );
+        let off = NetworkView {
+            feature: false,
+            ..network()
+        };
+        let (_, e) = plan(&off, body).unwrap_err();
+        assert_eq!(e.code, ErrorCode::FeatureNotEnabled);
     }
 
     #[test]

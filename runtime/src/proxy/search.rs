@@ -360,8 +360,12 @@ impl<U: Upstreams> Proxy<U> {
         // The client's position of each local query (remote ones are left out of `plans`).
         let mut local_positions = Vec::with_capacity(multi.queries.len());
         for (i, (index, mut body, weight)) in multi.queries.into_iter().enumerate() {
-            if remote_plan.as_ref().is_some_and(|p| p.is_remote(i)) {
-                continue;
+            if let Some(p) = &remote_plan {
+                if p.is_remote(i) {
+                    continue;
+                }
+                // `useNetwork` was resolved into remote copies: the local copy is plain.
+                body.remove("useNetwork");
             }
             let prefix = format!("Inside `.queries[{i}]`: ");
 
