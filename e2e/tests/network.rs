@@ -329,3 +329,53 @@ fn network_lives_in_miroir_and_remote_queries_merge_as_on_one_meilisearch() {
     assert_eq!(v["remotes"].as_object().unwrap().len(), 1);
     miroir_testkit::keep_if_panicking(dir);
 }
+
+/// The network is in the admin's store with Redis too (shared by every host): it survives an
+/// admin restart, and the data plane still sends remote queries with it.
+#[test]
+fn network_survives_an_admin_restart_redis() {
+    let dir = temp_dir("network-redis");
+    let redis = miroir_e2e::Redis::start();
+    let mut d = Deployment::start(
+        &ClusterSpec {
+            master_key: KEY.into(),
+            shards: 4,
+            ..ClusterSpec::default()
+        },
+        &DeploymentOptions {
+            extra_yaml: format!(
+                "task_store: {{ backend: redis, url: \"{}\" }}\n",
+                redis.url()
+            ),
+            ..DeploymentOptions::default()
+        },
+    );
+    let miroir = d.http();
+    let remote = start_node(dir.path(), "remote", KEY);
+    for c in [&miroir, &remote.http()] {
+        enable_network(c);
+    }
+    write(
+        &remote.http(),
+        "POST",
+        &format!("/indexes/{REMOTE}/documents?primaryKey=id"),
+        &docs(0, 10),
+    );
+    let patch = json!({"self": "m", "remotes": {"r": {"url": remote.url(), "searchApiKey": KEY}}});
+    let r = miroir.call("PATCH", "/network", Some(&patch));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let answer = r.json();
+    d.kill_admin();
+    d.start_admin();
+    d.wait_ready();
+    assert_eq!(miroir.call("GET", "/network", None).json(), answer);
+    let body = json!({"federation": {}, "queries": [
+        {"indexUid": REMOTE, "q": "apple", "federationOptions": {"remote": "r"}},
+    ]});
+    let r = miroir.call("POST", "/multi-search", Some(&body));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["remoteErrors"], json!({}));
+    assert!(!hits(&v).is_empty());
+    miroir_testkit::keep_if_panicking(dir);
+}
