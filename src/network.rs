@@ -319,7 +319,7 @@ pub struct RemoteResult {
 /// authentication failure, other `4xx` → bad request, `5xx` → remote error), then the body
 /// as a federated answer whose every hit carries `_federation.weightedRankingScore`.
 /// `weightedScoreValues`, Meilisearch's rule-by-rule details, is dropped: Miroir merges on
-/// the weighted score (decision 045).
+/// the weighted score (decision 045); so is `extra_document`.
 pub fn read_remote_answer(
     name: &str,
     status: u16,
@@ -366,6 +366,9 @@ pub fn read_remote_answer(
             ));
         };
         fed.shift_remove("weightedScoreValues");
+        // Meilisearch's internal hand-over of the hit's foreign documents (it mounts them on
+        // the hit for its own hydration); never part of an answer.
+        fed.shift_remove("extra_document");
         fed.insert("remote".into(), Value::String(name.to_string()));
         hits.push((hit, score));
     }
@@ -597,7 +600,7 @@ mod tests {
         let ok = read_remote_answer(
             "b",
             200,
-            br#"{"hits":[{"id":1,"_federation":{"indexUid":"m","queriesPosition":1,"weightedRankingScore":0.5,"weightedScoreValues":[]}}],"estimatedTotalHits":4,"processingTimeMs":7}"#,
+            br#"{"hits":[{"id":1,"_federation":{"indexUid":"m","queriesPosition":1,"weightedRankingScore":0.5,"weightedScoreValues":[],"extra_document":{}}}],"estimatedTotalHits":4,"processingTimeMs":7}"#,
         )
         .unwrap();
         assert_eq!((ok.total, ok.time), (4, 7));

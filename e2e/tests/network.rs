@@ -253,7 +253,19 @@ fn network_lives_in_miroir_and_remote_queries_merge_as_on_one_meilisearch() {
                     "r"
                 };
                 assert_eq!(h["_federation"]["remote"], expected, "{h}");
-                assert!(h["_federation"].get("weightedScoreValues").is_none());
+                // Nothing of Meilisearch's remote hand-over (`weightedScoreValues`,
+                // `extra_document`) shows.
+                let keys: Vec<&String> = h["_federation"].as_object().unwrap().keys().collect();
+                assert_eq!(
+                    keys,
+                    [
+                        "indexUid",
+                        "queriesPosition",
+                        "weightedRankingScore",
+                        "remote"
+                    ],
+                    "{h}"
+                );
             }
         }
     }
