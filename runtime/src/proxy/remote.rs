@@ -12,6 +12,7 @@
 //! `miroir_core::network`.
 
 use crate::http::types::{Method, Request, UpstreamError};
+use crate::proxy::auth::Principal;
 use crate::proxy::federated::Federation;
 use crate::proxy::upstream::Upstreams;
 use crate::proxy::Proxy;
@@ -44,6 +45,19 @@ pub struct RemotePlan {
 impl RemotePlan {
     pub fn is_remote(&self, position: usize) -> bool {
         self.remote_queries.contains(&position)
+    }
+
+    /// A tenant token's rules go with the queries sent to remotes too: Meilisearch adds them
+    /// to every query's filter before it partitions the queries.
+    pub fn apply_tenant_filters(&mut self, principal: &Principal) {
+        for (_, queries) in &mut self.groups {
+            for (_, q) in queries {
+                if let Some(index) = q.get("indexUid").and_then(Value::as_str) {
+                    let index = index.to_owned();
+                    crate::proxy::search::apply_tenant_filter(principal, &index, q);
+                }
+            }
+        }
     }
 }
 
@@ -334,6 +348,26 @@ mod tests {
         };
         let (_, e) = plan(&off, body).unwrap_err();
         assert_eq!(e.code, ErrorCode::FeatureNotEnabled);
+    }
+
+    #[test]
+    fn tenant_rules_go_with_remote_queries() {
+        let body = br#"{"federation":{},"queries":[{"indexUid":"m","filter":"a = 1","federationOptions":{"remote":"b"}}]}"#;
+        let mut p = plan(&network(), body).unwrap().unwrap();
+        let tenant = crate::proxy::tenant::Tenant {
+            api_key_uid: "u".into(),
+            key_indexes: vec!["*".into()],
+            rules: crate::proxy::tenant::SearchRules::Map(vec![(
+                "m".into(),
+                Some(serde_json::json!({"filter": "t = 2"})),
+            )]),
+        };
+        p.apply_tenant_filters(&Principal::Tenant(tenant));
+        let filter = p.groups[0].1[0].1["filter"].clone();
+        assert_ne!(filter, serde_json::json!("a = 1"));
+        assert!(filter.to_string().contains("t = 2"), "{filter}");
+        p.apply_tenant_filters(&Principal::Master);
+        assert_eq!(p.groups[0].1[0].1["filter"], filter);
     }
 
     #[test]

@@ -342,7 +342,7 @@ impl<U: Upstreams> Proxy<U> {
                 return error(&MeiliError::new(e.code, prefixed));
             }
         }
-        let remote_plan = match remote_plan.transpose() {
+        let mut remote_plan = match remote_plan.transpose() {
             Ok(p) => p.flatten(),
             Err((i, e)) => {
                 let mut r = error(&MeiliError::new(
@@ -353,6 +353,9 @@ impl<U: Upstreams> Proxy<U> {
                 return r;
             }
         };
+        if let Some(p) = &mut remote_plan {
+            p.apply_tenant_filters(principal);
+        }
         let mut plans: Vec<(&IndexMeta, Rc<IndexRouting>, SearchQuery)> =
             Vec::with_capacity(multi.queries.len());
         let mut weights = Vec::with_capacity(multi.queries.len());
