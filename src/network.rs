@@ -369,6 +369,9 @@ pub fn read_remote_answer(
         // Meilisearch's internal hand-over of the hit's foreign documents (it mounts them on
         // the hit for its own hydration); never part of an answer.
         fed.shift_remove("extra_document");
+        // A remote's pinned hit (its dynamic search rules) is merged by its score here
+        // (decision 045); the position is Meilisearch's internal hand-over too.
+        fed.shift_remove("pinnedPosition");
         fed.insert("remote".into(), Value::String(name.to_string()));
         hits.push((hit, score));
     }
@@ -384,8 +387,8 @@ pub fn read_remote_answer(
 
 /// Merges the local federated answer (its hits are the first `offset + limit`, or page 1 of
 /// `page × hitsPerPage`, ordered by weighted score) with the remotes' results, as
-/// Meilisearch's `merge_index_global_results` does: by weighted ranking score, local hits
-/// first on a tie, then remotes in name order; the client's window applied after the merge;
+/// Meilisearch's `merge_index_global_results` does: by weighted ranking score, ties to the
+/// lower query position; the client's window applied after the merge;
 /// totals added up (page mode recomputes `totalPages`); the longest processing time.
 /// Every local hit's `_federation` gets `remote: self` (`null` when `self` is not set) and
 /// its query's position in the client's request (`local_positions[q]` for the local answer's
@@ -448,15 +451,22 @@ pub fn merge_remote_results(
     let mut merged = Vec::new();
     let mut taken = 0usize;
     while taken < start.saturating_add(len) {
-        let mut best: Option<(usize, f64)> = None;
+        // Ties go to the lower query position (Meilisearch's `merge_index_global_results`),
+        // then to the earlier list (local, then remotes in name order).
+        let mut best: Option<(usize, f64, u64)> = None;
         for (i, h) in heads.iter().enumerate() {
-            if let Some((_, s)) = h {
-                if best.is_none_or(|(_, b)| *s > b) {
-                    best = Some((i, *s));
+            if let Some((hit, s)) = h {
+                let position = hit
+                    .get("_federation")
+                    .and_then(|f| f.get("queriesPosition"))
+                    .and_then(Value::as_u64)
+                    .unwrap_or(u64::MAX);
+                if best.is_none_or(|(_, b, p)| *s > b || (*s == b && position < p)) {
+                    best = Some((i, *s, position));
                 }
             }
         }
-        let Some((i, _)) = best else { break };
+        let Some((i, _, _)) = best else { break };
         let (hit, _) = std::mem::replace(&mut heads[i], lists[i].next())?;
         if taken >= start {
             merged.push(Value::Object(hit));
@@ -611,6 +621,37 @@ mod tests {
         let msg = RemoteFailure::CouldNotSend("error sending request".into()).to_json();
         assert_eq!(msg["code"], "remote_could_not_send_request");
         assert_eq!(msg["type"], "system");
+    }
+
+    #[test]
+    fn ties_go_to_the_lower_query_position() {
+        let local = serde_json::to_vec(&json!({
+            "hits": [{"id": 1, "_federation": {"indexUid": "m", "queriesPosition": 0, "weightedRankingScore": 0.5}}],
+            "processingTimeMs": 1, "limit": 20, "offset": 0, "estimatedTotalHits": 1
+        }))
+        .unwrap();
+        let remote = RemoteResult {
+            hits: vec![(
+                json!({"id": 2, "_federation": {"queriesPosition": 0, "remote": "b"}})
+                    .as_object()
+                    .unwrap()
+                    .clone(),
+                0.5,
+            )],
+            total: 1,
+            time: 1,
+        };
+        // The local query is the client's second one, the remote's its first.
+        let out =
+            merge_remote_results(&local, Some("a"), vec![remote], &[1], (0, 20), &[]).unwrap();
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        let ids: Vec<i64> = v["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["id"].as_i64().unwrap())
+            .collect();
+        assert_eq!(ids, [2, 1]);
     }
 
     #[test]
