@@ -52,7 +52,8 @@ pub async fn load(store: &dyn TaskStore) -> Result<NetworkState, AdminError> {
 /// Records the `network` feature as the nodes now have it and publishes it when it changed
 /// (called after `PATCH /experimental-features` and whenever a node is asked for it).
 pub async fn note_feature(admin: &Admin, on: bool) -> Result<(), AdminError> {
-    if admin.lock().network.feature == on {
+    // Only the leader writes the shared metadata; followers get it with the next reload.
+    if admin.lock().network.feature == on || !admin.leadership().is_leader() {
         return Ok(());
     }
     let value: &[u8] = if on { b"true" } else { b"false" };
