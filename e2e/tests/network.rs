@@ -391,3 +391,64 @@ fn network_survives_an_admin_restart_redis() {
     assert!(!hits(&v).is_empty());
     miroir_testkit::keep_if_panicking(dir);
 }
+
+/// Two hosts on one Redis: the network changed through either host is the one every host
+/// answers and routes remote queries with.
+#[test]
+fn every_host_shares_the_network() {
+    let dir = temp_dir("network-hosts");
+    let redis = miroir_e2e::Redis::start();
+    let cluster = miroir_testkit::Cluster::start(ClusterSpec {
+        master_key: KEY.into(),
+        extra_yaml: format!(
+            "task_store: {{ backend: redis, url: \"{}\" }}\n",
+            redis.url()
+        ),
+        shards: 4,
+        launch: miroir_testkit::Launch::OneCommand,
+        ..ClusterSpec::default()
+    });
+    let other = cluster.start_host();
+    let hosts = [
+        cluster.http(),
+        Client::tcp(other.addr)
+            .bearer(KEY)
+            .timeout(std::time::Duration::from_secs(30)),
+    ];
+    let remote = start_node(dir.path(), "remote", KEY);
+    enable_network(&hosts[0]);
+    enable_network(&remote.http());
+    write(
+        &remote.http(),
+        "POST",
+        &format!("/indexes/{REMOTE}/documents?primaryKey=id"),
+        &docs(0, 10),
+    );
+    for (i, via) in hosts.iter().enumerate() {
+        let patch = json!({"self": format!("m{i}"), "remotes": {"r": {"url": remote.url(), "searchApiKey": KEY}}});
+        let r = via.call("PATCH", "/network", Some(&patch));
+        assert_eq!(r.status, 200, "{}", r.text());
+        let answer = r.json();
+        for h in &hosts {
+            let seen = miroir_e2e::wait_until(
+                miroir_e2e::within(std::time::Duration::from_secs(30)),
+                "every host to answer the new network",
+                || {
+                    let v = h.call("GET", "/network", None).json();
+                    (v == answer).then_some(v)
+                },
+            );
+            assert_eq!(seen["self"], json!(format!("m{i}")));
+            let body = json!({"federation": {}, "queries": [
+                {"indexUid": REMOTE, "q": "apple", "federationOptions": {"remote": "r"}},
+            ]});
+            let r = h.call("POST", "/multi-search", Some(&body));
+            assert_eq!(r.status, 200, "{}", r.text());
+            let v = r.json();
+            assert_eq!(v["remoteErrors"], json!({}), "{v}");
+            assert!(!hits(&v).is_empty());
+        }
+    }
+    drop(other);
+    miroir_testkit::keep_if_panicking(dir);
+}
