@@ -8,6 +8,7 @@
 //! (`routes/network`, `search/federated/{perform,proxy}.rs`) and checked against a real build.
 
 use crate::error::{ErrorCode, MeiliError};
+use crate::snapshot::FacetOrder;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -313,6 +314,8 @@ pub struct RemoteResult {
     pub hits: Vec<(Map<String, Value>, f64)>,
     pub total: u64,
     pub time: u64,
+    /// The remote's `facetsByIndex` (index → `{distribution, stats}`), when it sent some.
+    pub facets_by_index: Option<Map<String, Value>>,
 }
 
 /// Reads a remote's answer as Meilisearch does: the status first (`401/403` → an
@@ -376,12 +379,17 @@ pub fn read_remote_answer(
         hits.push((hit, score));
     }
     let num = |k: &str| top.get(k).and_then(Value::as_u64);
+    let facets_by_index = match top.get("facetsByIndex") {
+        Some(Value::Object(f)) => Some(f.clone()),
+        _ => None,
+    };
     Ok(RemoteResult {
         hits,
         total: num("estimatedTotalHits")
             .or_else(|| num("totalHits"))
             .unwrap_or(0),
         time: num("processingTimeMs").unwrap_or(0),
+        facets_by_index,
     })
 }
 
@@ -487,6 +495,185 @@ pub fn merge_remote_results(
         let hpp = top.get("hitsPerPage").and_then(Value::as_u64).unwrap_or(0);
         let pages = if hpp == 0 { 0 } else { total.div_ceil(hpp) };
         top.insert("totalPages".into(), pages.into());
+    }
+    serde_json::to_vec(&Value::Object(top)).ok()
+}
+
+/// How the remotes' facets join a federated answer, as Meilisearch's `FacetOrder::merge`.
+pub struct FacetJoin<'a> {
+    /// `mergeFacets` (its `maxValuesPerFacet`), or `None` for `facetsByIndex`.
+    pub merge: Option<Option<usize>>,
+    /// For a local index with facets: its value order per facet (`facet → order`, `*` as the
+    /// default) and its `maxValuesPerFacet`.
+    pub local: &'a dyn Fn(&str) -> Option<LocalFacetSettings>,
+}
+
+/// A local index's facet value order per facet (`*` as the default) and `maxValuesPerFacet`.
+pub type LocalFacetSettings = (BTreeMap<String, FacetOrder>, usize);
+
+fn order_of(orders: &BTreeMap<String, FacetOrder>, facet: &str) -> FacetOrder {
+    orders
+        .get(facet)
+        .or_else(|| orders.get("*"))
+        .copied()
+        .unwrap_or(FacetOrder::Alpha)
+}
+
+fn sort_values(values: &mut Map<String, Value>, order: FacetOrder, max: Option<usize>) {
+    let mut v: Vec<(String, Value)> = std::mem::take(values).into_iter().collect();
+    match order {
+        FacetOrder::Alpha => v.sort_by(|a, b| a.0.cmp(&b.0)),
+        FacetOrder::Count => v.sort_by_key(|x| std::cmp::Reverse(x.1.as_u64().unwrap_or(0))),
+    }
+    if let Some(max) = max {
+        v.truncate(max);
+    }
+    *values = v.into_iter().collect();
+}
+
+/// Adds one index's facets into `into` (`{distribution, stats}`): counts summed, stats
+/// widened (Meilisearch's `FederatedFacets::append`).
+fn add_facets(into: &mut Map<String, Value>, other: &Value) {
+    // Meilisearch's member order, whichever side brings them.
+    for k in ["distribution", "stats"] {
+        into.entry(k).or_insert_with(|| Value::Object(Map::new()));
+    }
+    if let Some(Value::Object(stats)) = other.get("stats") {
+        let merged = into
+            .entry("stats")
+            .or_insert_with(|| Value::Object(Map::new()));
+        if let Value::Object(merged) = merged {
+            for (facet, s) in stats {
+                match merged.get_mut(facet) {
+                    None => {
+                        merged.insert(facet.clone(), s.clone());
+                    }
+                    Some(m) => {
+                        let f = |v: &Value, k: &str| v.get(k).and_then(Value::as_f64);
+                        if let (Some(a), Some(b), Some(c), Some(d)) =
+                            (f(m, "min"), f(m, "max"), f(s, "min"), f(s, "max"))
+                        {
+                            *m = serde_json::json!({"min": a.min(c), "max": b.max(d)});
+                        }
+                    }
+                }
+            }
+        }
+    }
+    if let Some(Value::Object(dist)) = other.get("distribution") {
+        let merged = into
+            .entry("distribution")
+            .or_insert_with(|| Value::Object(Map::new()));
+        if let Value::Object(merged) = merged {
+            for (facet, values) in dist {
+                let Value::Object(values) = values else {
+                    continue;
+                };
+                let entry = merged
+                    .entry(facet.clone())
+                    .or_insert_with(|| Value::Object(Map::new()));
+                if let Value::Object(entry) = entry {
+                    for (value, count) in values {
+                        let sum = entry.get(value).and_then(Value::as_u64).unwrap_or(0)
+                            + count.as_u64().unwrap_or(0);
+                        entry.insert(value.clone(), sum.into());
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The remotes' `facetsByIndex` joined with a federated answer's facets, as Meilisearch
+/// does: each index's facets summed with the remotes' for that index, then either
+/// (`facetsByIndex`) each local index's values ordered and cut by its own settings, or
+/// (`mergeFacets`) every index merged into one `facetDistribution`/`facetStats`, values in
+/// the order of the local indexes' settings (alphabetical for a facet none has), cut to
+/// `mergeFacets.maxValuesPerFacet`. The answer holds the local facets as `facetsByIndex`
+/// (it was computed without `mergeFacets`). `None` when unreadable.
+pub fn join_remote_facets(
+    answer: &[u8],
+    remotes: Vec<Map<String, Value>>,
+    join: &FacetJoin,
+) -> Option<Vec<u8>> {
+    let Value::Object(mut top) = serde_json::from_slice::<Value>(answer).ok()? else {
+        return None;
+    };
+    let local: BTreeMap<String, Value> = match top.get("facetsByIndex") {
+        Some(Value::Object(m)) => m.clone().into_iter().collect(),
+        _ => BTreeMap::new(),
+    };
+    let local_indexes: Vec<String> = local.keys().cloned().collect();
+    let mut by_index: BTreeMap<String, Map<String, Value>> = local
+        .into_iter()
+        .map(|(k, v)| (k, v.as_object().cloned().unwrap_or_default()))
+        .collect();
+    for remote in remotes {
+        for (index, facets) in remote {
+            add_facets(by_index.entry(index).or_default(), &facets);
+        }
+    }
+    match join.merge {
+        None => {
+            for (index, facets) in by_index.iter_mut() {
+                if !local_indexes.contains(index) {
+                    continue;
+                }
+                let Some((orders, max)) = (join.local)(index) else {
+                    continue;
+                };
+                if let Some(Value::Object(dist)) = facets.get_mut("distribution") {
+                    for (facet, values) in dist.iter_mut() {
+                        if let Value::Object(values) = values {
+                            sort_values(values, order_of(&orders, facet), Some(max));
+                        }
+                    }
+                }
+            }
+            if !by_index.is_empty() {
+                let v: Map<String, Value> = by_index
+                    .into_iter()
+                    .map(|(k, v)| (k, Value::Object(v)))
+                    .collect();
+                top.insert("facetsByIndex".into(), Value::Object(v));
+            }
+        }
+        Some(max) => {
+            top.shift_remove("facetsByIndex");
+            if by_index.is_empty() {
+                return serde_json::to_vec(&Value::Object(top)).ok();
+            }
+            // The first local index (uid order) that has the facet decides its order.
+            let orders: Vec<BTreeMap<String, FacetOrder>> = local_indexes
+                .iter()
+                .filter_map(|i| (join.local)(i).map(|(o, _)| o))
+                .collect();
+            let mut merged = Map::new();
+            for facets in by_index.values() {
+                add_facets(&mut merged, &Value::Object(facets.clone()));
+            }
+            if let Some(Value::Object(dist)) = merged.get_mut("distribution") {
+                for (facet, values) in dist.iter_mut() {
+                    let order = orders
+                        .iter()
+                        .find(|o| o.contains_key(facet.as_str()) || o.contains_key("*"))
+                        .map(|o| order_of(o, facet))
+                        .unwrap_or(FacetOrder::Alpha);
+                    if let Value::Object(values) = values {
+                        sort_values(values, order, max);
+                    }
+                }
+            }
+            let empty = || Value::Object(Map::new());
+            top.insert(
+                "facetDistribution".into(),
+                merged.get("distribution").cloned().unwrap_or_else(empty),
+            );
+            top.insert(
+                "facetStats".into(),
+                merged.get("stats").cloned().unwrap_or_else(empty),
+            );
+        }
     }
     serde_json::to_vec(&Value::Object(top)).ok()
 }
@@ -640,6 +827,7 @@ mod tests {
             )],
             total: 1,
             time: 1,
+            facets_by_index: None,
         };
         // The local query is the client's second one, the remote's its first.
         let out =
@@ -683,6 +871,7 @@ mod tests {
             ],
             total: 5,
             time: 9,
+            facets_by_index: None,
         };
         let out = merge_remote_results(
             &local,
@@ -723,6 +912,49 @@ mod tests {
                 "estimatedTotalHits"
             ]
         );
+    }
+
+    #[test]
+    fn remote_facets_join_as_meilisearch() {
+        let answer = br#"{"hits":[],"limit":20,"facetsByIndex":{"b":{"distribution":{"g":{"x":1,"z":5}},"stats":{"n":{"min":1.0,"max":2.0}}}}}"#;
+        let remote = json!({
+            "c": {"distribution": {"g": {"y": 2}}, "stats": {}},
+            "b": {"distribution": {"g": {"x": 3, "a": 1}}, "stats": {"n": {"min": 0.0, "max": 1.5}}},
+        });
+        let local = |i: &str| {
+            (i == "b").then(|| (BTreeMap::from([("*".to_string(), FacetOrder::Count)]), 2))
+        };
+        let by_index = FacetJoin {
+            merge: None,
+            local: &local,
+        };
+        let out = join_remote_facets(answer, vec![remote.as_object().unwrap().clone()], &by_index)
+            .unwrap();
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(
+            v["facetsByIndex"],
+            json!({"b": {"distribution": {"g": {"z": 5, "x": 4}}, "stats": {"n": {"min": 0.0, "max": 2.0}}},
+                   "c": {"distribution": {"g": {"y": 2}}, "stats": {}}})
+        );
+        let members: Vec<&String> = v["facetsByIndex"]["c"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .collect();
+        assert_eq!(members, ["distribution", "stats"]);
+        let merged = FacetJoin {
+            merge: Some(None),
+            local: &local,
+        };
+        let out =
+            join_remote_facets(answer, vec![remote.as_object().unwrap().clone()], &merged).unwrap();
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert!(v.get("facetsByIndex").is_none());
+        assert_eq!(
+            serde_json::to_string(&v["facetDistribution"]).unwrap(),
+            r#"{"g":{"z":5,"x":4,"y":2,"a":1}}"#
+        );
+        assert_eq!(v["facetStats"], json!({"n": {"min": 0.0, "max": 2.0}}));
     }
 
     #[test]

@@ -17,9 +17,11 @@ use crate::proxy::federated::Federation;
 use crate::proxy::upstream::Upstreams;
 use crate::proxy::Proxy;
 use miroir_core::network::{
-    read_remote_answer, remote_body, NetworkView, RemoteFailure, RemoteResult, RemoteView, Target,
-    PROXY_SEARCH_HEADER, REMOTE_SEARCH_TIMEOUT_SECS, REMOTE_SEARCH_TRIES,
+    join_remote_facets, read_remote_answer, remote_body, FacetJoin, NetworkView, RemoteFailure,
+    RemoteResult, RemoteView, Target, PROXY_SEARCH_HEADER, REMOTE_SEARCH_TIMEOUT_SECS,
+    REMOTE_SEARCH_TRIES,
 };
+use miroir_core::snapshot::Snapshot;
 use miroir_core::MeiliError;
 use miroir_merge::Pagination;
 use serde_json::{Map, Value};
@@ -154,6 +156,50 @@ pub fn local_federation(fed: &Federation) -> Federation {
         pagination,
         ..fed.clone()
     }
+}
+
+/// The remotes' `facetsByIndex` (Meilisearch joins them with the local facets when the
+/// federation asks for facets).
+pub fn take_facets(fed: &Federation, answers: &mut [RemoteResult]) -> Vec<Map<String, Value>> {
+    if fed.facets_by_index.is_empty() {
+        return Vec::new();
+    }
+    answers
+        .iter_mut()
+        .filter_map(|a| a.facets_by_index.take())
+        .collect()
+}
+
+/// The federation the local facets are computed with when remotes take part: per index
+/// (no `mergeFacets`), so that the remotes' facets join them before any merge.
+pub fn local_facets_federation(fed: &Federation) -> Federation {
+    Federation {
+        merge_facets: None,
+        ..fed.clone()
+    }
+}
+
+/// Joins the remotes' facets with the answer's (see [`join_remote_facets`]), the local
+/// indexes' value orders and `maxValuesPerFacet` taken from the snapshot.
+pub fn join_facets(
+    snap: &Snapshot,
+    fed: &Federation,
+    answer: &[u8],
+    remotes: Vec<Map<String, Value>>,
+) -> Option<Vec<u8>> {
+    let local = |index: &str| {
+        snap.index(index).map(|m| {
+            (
+                m.sort_facet_values_by.clone(),
+                m.max_values_per_facet as usize,
+            )
+        })
+    };
+    let join = FacetJoin {
+        merge: fed.merge_facets,
+        local: &local,
+    };
+    join_remote_facets(answer, remotes, &join)
 }
 
 /// The local federated answer (from [`local_federation`]) merged with the remotes' results,

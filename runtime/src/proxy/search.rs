@@ -485,7 +485,9 @@ impl<U: Upstreams> Proxy<U> {
                 Err(resp) => return resp,
             };
             let mut remote_failures = None;
-            if let (Some(plan), Some((answers, failed))) = (&remote_plan, remote_answers) {
+            let mut remote_facets = Vec::new();
+            if let (Some(plan), Some((mut answers, failed))) = (&remote_plan, remote_answers) {
+                remote_facets = remote::take_facets(&fed, &mut answers);
                 match remote::merge(&fed, plan, &out, answers, &local_positions) {
                     Some(merged) => out = merged,
                     None => {
@@ -498,7 +500,12 @@ impl<U: Upstreams> Proxy<U> {
                 remote_failures = Some(failed);
             }
             if !fed.facets_by_index.is_empty() {
-                match self.federated_facets(&fed, &plans, rid).await {
+                // With remotes, the local facets stay per index until the remotes' join them.
+                let facets_fed = match &remote_plan {
+                    Some(_) => remote::local_facets_federation(&fed),
+                    None => fed.clone(),
+                };
+                match self.federated_facets(&facets_fed, &plans, rid).await {
                     // `combine` closes the object last: the facets go before that `}`.
                     Ok(members) => {
                         out.pop();
@@ -509,6 +516,17 @@ impl<U: Upstreams> Proxy<U> {
                         return self.delegate_any(snap, req, principal, rid).await
                     }
                     Err(federated::FacetsFailure::Respond(resp)) => return resp,
+                }
+            }
+            if remote_plan.is_some() && !fed.facets_by_index.is_empty() {
+                match remote::join_facets(snap, &fed, &out, remote_facets) {
+                    Some(with) => out = with,
+                    None => {
+                        return error(&MeiliError::new(
+                            ErrorCode::Internal,
+                            "A federated answer could not take the remotes' facets.",
+                        ))
+                    }
                 }
             }
             if let Some(failed) = remote_failures {
