@@ -9,6 +9,7 @@
 //! - [`routing`]: the normative, byte-exact routing of docs/contract.md#routing (xxh64 + rendezvous).
 //! - [`documents`]: primary-key resolution, reserved fields, `_miroir_shard` injection.
 //! - [`config`]: the YAML/env/CLI configuration and its validation.
+//! - [`network`]: the `/network` record, its snapshot view and remote federated search.
 //! - [`search_rules`]: dynamic search rules (which are active for a query, where pins land).
 //! - [`snapshot`]: the immutable state the admin publishes and the data plane reads.
 //! - [`control`]: the data plane ⇄ admin control protocol (paths, headers, messages).
@@ -26,6 +27,7 @@ pub mod error;
 pub mod fingerprint;
 pub mod foreign_keys;
 pub mod ids;
+pub mod network;
 pub mod node_message;
 pub mod retrieve_vectors;
 pub mod routing;

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Current snapshot encoding version (first byte(s) of the encoded form).
-pub const SNAPSHOT_FORMAT_VERSION: u16 = 4;
+pub const SNAPSHOT_FORMAT_VERSION: u16 = 5;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct Snapshot {
@@ -42,6 +42,10 @@ pub struct Snapshot {
     /// Dynamic search rules (decision 042), in the order milli takes them
     /// ([`crate::search_rules::precedence_order`]). Empty: searches pay one branch.
     pub search_rules: Vec<crate::search_rules::SearchRule>,
+    /// The `/network` remotes and the `network` feature (decision 045; format 5): where a
+    /// federated query with `federationOptions.remote` is sent.
+    #[serde(default)]
+    pub network: crate::network::NetworkView,
 }
 
 /// One shard copy that is behind its other copies (see [`Snapshot::lagging`]).
@@ -309,6 +313,15 @@ mod tests {
                 });
                 r
             }],
+            network: crate::network::NetworkView {
+                feature: true,
+                local: Some("ms-0".into()),
+                remotes: vec![crate::network::RemoteView {
+                    name: "ms-1".into(),
+                    url: "http://ms-1:7700".into(),
+                    search_api_key: Some("k".into()),
+                }],
+            },
         }
     }
 
@@ -443,6 +456,7 @@ mod tests {
                 lagging: vec![LaggingCopy { node: NodeId::new("a"), index: "i".into(), shard: ShardId(shard) }],
                 foreign_keys_feature: expires.is_some(),
                 search_rules: vec![crate::search_rules::SearchRule { precedence: Some(generation), end_ns: Some(i128::from(epoch) << 64), ..crate::search_rules::SearchRule::new("r", shard) }],
+                network: crate::network::NetworkView { feature: rf % 2 == 0, local: Some(format!("n{shard}")), remotes: vec![] },
             };
             prop_assert_eq!(Snapshot::decode(&snap.encode()).unwrap(), snap);
         }

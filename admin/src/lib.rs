@@ -39,6 +39,7 @@ pub mod http_types;
 pub mod keys;
 pub mod leader;
 pub mod metrics;
+pub mod network;
 pub mod node_client;
 pub mod node_health;
 pub mod operator_api;

@@ -181,6 +181,8 @@ async fn route(admin: &Arc<Admin>, listener: Listener, req: &Req) -> Result<Resp
         (&Method::POST, ["export"]) => crate::export::export(admin, req).await,
         (_, ["webhooks"]) => crate::webhooks::route(admin, req, None).await,
         (_, ["webhooks", uuid]) => crate::webhooks::route(admin, req, Some(uuid)).await,
+        (_, ["network"]) => crate::network::route(admin, req, false).await,
+        (_, ["network", "control"]) => crate::network::route(admin, req, true).await,
         (_, ["dynamic-search-rules"]) => crate::search_rules::route(admin, req, None).await,
         (_, ["dynamic-search-rules", uid]) => {
             crate::search_rules::route(admin, req, Some(uid)).await
@@ -224,6 +226,7 @@ fn needs_leader(m: &Method, s: &[&str]) -> bool {
                 &Method::PATCH | &Method::DELETE,
                 ["dynamic-search-rules", ..]
             )
+            | (&Method::PATCH, ["network"])
     )
 }
 

@@ -138,6 +138,8 @@ pub struct State {
     pub foreign_keys_feature: bool,
     /// Dynamic search rules, published in the snapshot (changed by crate::search_rules).
     pub search_rules: Vec<miroir_core::search_rules::SearchRule>,
+    /// `/network` and the `network` feature, published in the snapshot (crate::network).
+    pub network: crate::network::NetworkState,
 }
 
 pub struct Admin {
@@ -245,6 +247,7 @@ impl Admin {
         state.foreign_keys_feature =
             store.get_meta(META_FOREIGN_KEYS_FEATURE).await?.as_deref() == Some(b"true".as_slice());
         state.search_rules = load_search_rules(store.as_ref()).await?;
+        state.network = crate::network::load(store.as_ref()).await?;
         let client = NodeClient::new(
             config.effective_node_master_key(),
             Duration::from_millis(config.scatter.node_timeout_ms.max(1)),
@@ -413,7 +416,11 @@ impl Admin {
 
     /// Writes (`Some`) or deletes (`None`) leader-owned metadata. On a shared store the write
     /// is fenced with this admin's lease token, so a deposed leader changes nothing.
-    async fn write_meta(&self, key: &str, value: Option<&[u8]>) -> Result<(), AdminError> {
+    pub(crate) async fn write_meta(
+        &self,
+        key: &str,
+        value: Option<&[u8]>,
+    ) -> Result<(), AdminError> {
         let Some(shared) = self.leadership.shared_store() else {
             match value {
                 Some(v) => self.store.put_meta(key, v).await?,
@@ -458,6 +465,7 @@ impl Admin {
             lagging: st.lagging.iter().cloned().collect(),
             foreign_keys_feature: st.foreign_keys_feature,
             search_rules: st.search_rules.clone(),
+            network: st.network.view(),
         }
     }
 
@@ -686,7 +694,9 @@ impl Admin {
         let lagging: Vec<miroir_core::snapshot::LaggingCopy> = self.json_meta(META_LAGGING).await?;
         let foreign_keys_feature: bool = self.json_meta(META_FOREIGN_KEYS_FEATURE).await?;
         let search_rules = load_search_rules(self.store.as_ref()).await?;
+        let network = crate::network::load(self.store.as_ref()).await?;
         let mut st = self.lock();
+        st.network = network;
         st.foreign_keys_feature = foreign_keys_feature;
         st.search_rules = search_rules;
         st.indexes = indexes;

@@ -89,6 +89,17 @@ pub struct Planned {
     pub index: String,
     pub query: Query,
     pub weight: f64,
+    /// `federationOptions.queryPosition`: the position a remote search reports in
+    /// `queriesPosition` (Meilisearch sets it on the queries it sends to a remote).
+    pub position: Option<usize>,
+}
+
+/// A query's `federationOptions.queryPosition`, if any.
+pub fn query_position(q: &Value) -> Option<usize> {
+    q.get("federationOptions")
+        .and_then(|o| o.get("queryPosition"))
+        .and_then(Value::as_u64)
+        .map(|p| p as usize)
 }
 
 /// A query's `federationOptions.weight` (default 1).
@@ -164,7 +175,13 @@ pub fn run(fed: &Federation, planned: Vec<Planned>, with_index: WithIndex) -> Re
                 h.remove("_rankingScore");
             }
             let key = serde_json::to_string(&h.get(&pk)).unwrap_or_default();
-            all.push((score * p.weight, qi, p.index.clone(), key, h));
+            all.push((
+                score * p.weight,
+                p.position.unwrap_or(qi),
+                p.index.clone(),
+                key,
+                h,
+            ));
         }
         by_index.entry(p.index).or_default().push(q);
     }

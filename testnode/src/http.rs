@@ -1589,6 +1589,7 @@ fn multi_search(app: &App, r: &Req) -> Result<Resp> {
                 index: uid,
                 query,
                 weight: crate::federated::weight(q),
+                position: crate::federated::query_position(q),
             });
             continue;
         }

@@ -82,5 +82,9 @@ pub async fn experimental_features(admin: &Arc<Admin>, req: &Req) -> Result<Resp
             admin.publish().await?;
         }
     }
+    // Remote federated search is refused in the data planes while `network` is off.
+    if let Some(on) = answer.get("network").and_then(serde_json::Value::as_bool) {
+        crate::network::note_feature(admin, on).await?;
+    }
     Ok(Resp::json(200, &answer))
 }

@@ -130,6 +130,7 @@ fn takes_json(method: Method, template: &str) -> bool {
             | (Patch, "/webhooks/{uuid}")
             | (Post, "/dynamic-search-rules")
             | (Patch, "/dynamic-search-rules/{uid}")
+            | (Patch | Post, "/network" | "/network/control")
     )
 }
 

@@ -59,6 +59,7 @@ pub mod planner;
 pub mod query;
 pub mod quorum;
 pub mod reads;
+pub mod remote;
 pub mod replica;
 pub mod router;
 pub mod scatter;

@@ -236,6 +236,16 @@ pub fn route(method: Method, path: &str) -> Result<Route, RouteError> {
             Delete => Ok(control("/webhooks/{uuid}", "webhooks.delete", None)),
             _ => not_allowed,
         },
+        // The network lives in the admin (admin/src/network.rs, decision 045).
+        ["network"] => match method {
+            Get => Ok(control("/network", "network.get", None)),
+            Patch => Ok(control("/network", "network.update", None)),
+            _ => not_allowed,
+        },
+        ["network", "control"] => match method {
+            Post => Ok(control("/network/control", "network.update", None)),
+            _ => not_allowed,
+        },
         // Dynamic search rules live in the admin (admin/src/search_rules.rs, decision 042).
         ["dynamic-search-rules"] => match method {
             Post => Ok(control(
@@ -670,5 +680,24 @@ mod tests {
         assert_eq!(percent_decode("a%20b").as_deref(), Some("a b"));
         assert_eq!(percent_decode("a%2"), None);
         assert_eq!(percent_decode("%ff"), None);
+    }
+
+    #[test]
+    fn network_routes_are_control_routes() {
+        for (m, p, action) in [
+            (Method::Get, "/network", "network.get"),
+            (Method::Patch, "/network", "network.update"),
+            (Method::Post, "/network/control", "network.update"),
+        ] {
+            assert_eq!(route(m, p).unwrap().action(), Some(action), "{p}");
+        }
+        assert!(matches!(
+            route(Method::Delete, "/network"),
+            Err(RouteError::MethodNotAllowed)
+        ));
+        assert!(matches!(
+            route(Method::Get, "/network/control"),
+            Err(RouteError::MethodNotAllowed)
+        ));
     }
 }

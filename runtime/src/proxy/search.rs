@@ -16,7 +16,7 @@ use crate::proxy::auth::{self, Principal};
 use crate::proxy::json::{prefix_error_message, RESERVED_PREFIX};
 use crate::proxy::query::{self, QueryError, SearchQuery};
 use crate::proxy::upstream::{json_request, Upstreams};
-use crate::proxy::{error, federated, index_meta, IndexRouting, Proxy};
+use crate::proxy::{error, federated, index_meta, remote, IndexRouting, Proxy};
 use miroir_core::snapshot::{IndexMeta, Snapshot};
 use miroir_core::{ErrorCode, MeiliError};
 use miroir_merge::{
@@ -342,7 +342,12 @@ impl<U: Upstreams> Proxy<U> {
         req: Request,
         rid: &str,
     ) -> Response {
-        let parsed = json_body(self, &req).and_then(|b| parse_multi(&b));
+        // Queries for another Miroir or Meilisearch of the network (decision 045).
+        let mut remote_plan = None;
+        let parsed = json_body(self, &req).and_then(|b| {
+            remote_plan = Some(remote::plan(&snap.network, &b));
+            parse_multi(&b)
+        });
         let Some(multi) = parsed else {
             return self.delegate_any(snap, req, principal, rid).await;
         };
@@ -368,11 +373,34 @@ impl<U: Upstreams> Proxy<U> {
                 return error(&MeiliError::new(e.code, prefixed));
             }
         }
+        let mut remote_plan = match remote_plan.transpose() {
+            Ok(p) => p.flatten(),
+            Err((i, e)) => {
+                let mut r = error(&MeiliError::new(
+                    e.code,
+                    format!("Inside `.queries[{i}]`: {}", e.message),
+                ));
+                inside_multi_search(&mut r);
+                return r;
+            }
+        };
+        if let Some(p) = &mut remote_plan {
+            p.apply_tenant_filters(principal);
+        }
         let mut plans: Vec<(&IndexMeta, Rc<IndexRouting>, SearchQuery)> =
             Vec::with_capacity(multi.queries.len());
         let mut weights = Vec::with_capacity(multi.queries.len());
         let mut want_scores = Vec::with_capacity(multi.queries.len());
+        // The client's position of each local query (remote ones are left out of `plans`).
+        let mut local_positions = Vec::with_capacity(multi.queries.len());
         for (i, (index, mut body, weight)) in multi.queries.into_iter().enumerate() {
+            if let Some(p) = &remote_plan {
+                if p.is_remote(i) {
+                    continue;
+                }
+                // `useNetwork` was resolved into remote copies: the local copy is plain.
+                body.remove("useNetwork");
+            }
             let prefix = format!("Inside `.queries[{i}]`: ");
 
             let meta = match index_meta(snap, &index) {
@@ -417,6 +445,7 @@ impl<U: Upstreams> Proxy<U> {
                         q.want_ranking_score = true;
                     }
                     weights.push(weight);
+                    local_positions.push(i);
                     plans.push((meta, routing, q))
                 }
                 Err(QueryError::Delegate) => {
@@ -428,7 +457,14 @@ impl<U: Upstreams> Proxy<U> {
         let runs = plans.iter().map(|(meta, routing, q)| {
             self.search_one_pinned(snap, meta, routing, q, federated, rid)
         });
-        let results = futures_util::future::join_all(runs).await;
+        let remotes = async {
+            match &remote_plan {
+                Some(p) => Some(self.search_remotes(p, rid).await),
+                None => None,
+            }
+        };
+        let (results, remote_answers) =
+            futures_util::future::join(futures_util::future::join_all(runs), remotes).await;
         if let Some(fed) = federation {
             let mut bodies = Vec::with_capacity(results.len());
             let mut degraded = Vec::new();
@@ -465,7 +501,13 @@ impl<U: Upstreams> Proxy<U> {
                 })
                 .collect();
             let mut out = Vec::new();
-            if federated::combine(&fed, &inputs, &mut out).is_none() {
+            // With remotes, the local answer is the whole prefix: the window comes after the
+            // merge with the remotes' hits.
+            let local_fed = match &remote_plan {
+                Some(_) => remote::local_federation(&fed),
+                None => fed.clone(),
+            };
+            if federated::combine(&local_fed, &inputs, &mut out).is_none() {
                 return error(&MeiliError::new(
                     ErrorCode::Internal,
                     "A merged search response could not be federated.",
@@ -475,8 +517,28 @@ impl<U: Upstreams> Proxy<U> {
                 Ok(out) => out,
                 Err(resp) => return resp,
             };
+            let mut remote_failures = None;
+            let mut remote_facets = Vec::new();
+            if let (Some(plan), Some((mut answers, failed))) = (&remote_plan, remote_answers) {
+                remote_facets = remote::take_facets(&fed, &mut answers);
+                match remote::merge(&fed, plan, &out, answers, &local_positions) {
+                    Some(merged) => out = merged,
+                    None => {
+                        return error(&MeiliError::new(
+                            ErrorCode::Internal,
+                            "A federated answer could not be merged with the remotes' answers.",
+                        ))
+                    }
+                }
+                remote_failures = Some(failed);
+            }
             if !fed.facets_by_index.is_empty() {
-                match self.federated_facets(&fed, &plans, rid).await {
+                // With remotes, the local facets stay per index until the remotes' join them.
+                let facets_fed = match &remote_plan {
+                    Some(_) => remote::local_facets_federation(&fed),
+                    None => fed.clone(),
+                };
+                match self.federated_facets(&facets_fed, &plans, rid).await {
                     // `combine` closes the object last: the facets go before that `}`.
                     Ok(members) => {
                         out.pop();
@@ -488,6 +550,23 @@ impl<U: Upstreams> Proxy<U> {
                     }
                     Err(federated::FacetsFailure::Respond(resp)) => return resp,
                 }
+            }
+            if remote_plan.is_some() && !fed.facets_by_index.is_empty() {
+                match remote::join_facets(snap, &fed, &out, remote_facets) {
+                    Some(with) => out = with,
+                    None => {
+                        return error(&MeiliError::new(
+                            ErrorCode::Internal,
+                            "A federated answer could not take the remotes' facets.",
+                        ))
+                    }
+                }
+            }
+            if let Some(failed) = remote_failures {
+                // `remoteErrors` is the answer's last member, as in Meilisearch.
+                out.pop();
+                out.extend_from_slice(&miroir_core::network::remote_errors_member(&failed));
+                out.push(b'}');
             }
             let d = (!degraded.is_empty()).then(|| degraded.join(";"));
             return with_degraded(Response::json(200, out), d);
