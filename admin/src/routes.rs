@@ -186,6 +186,8 @@ async fn route(admin: &Arc<Admin>, listener: Listener, req: &Req) -> Result<Resp
             crate::search_rules::route(admin, req, Some(uid)).await
         }
         (&Method::GET, ["chats", ..]) => reads::index_read(admin, req).await,
+        // Served streamed by the HTTP layer on the control socket (`chat::stream`); here
+        // when it arrives another way, answered whole.
         (&Method::POST, ["chats", ws, "chat", "completions"]) => {
             crate::chat::completions(admin, ws, req).await
         }

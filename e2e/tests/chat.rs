@@ -9,8 +9,9 @@ use miroir_e2e::{Client, Cluster, ClusterSpec};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
-use std::sync::{Arc, Mutex};
+use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 /// One request the provider got: its headers (and `:path`) and JSON body.
 type Received = (BTreeMap<String, String>, Value);
@@ -19,6 +20,39 @@ type Received = (BTreeMap<String, String>, Value);
 struct Llm {
     base: String,
     got: Arc<Mutex<Vec<Received>>>,
+    gate: Arc<Gate>,
+}
+
+/// When armed, the provider holds its content answer until the test opens the gate (or a
+/// minute passes: then `timed_out` tells the test the events did not arrive meanwhile).
+#[derive(Default)]
+struct Gate {
+    state: Mutex<(bool, bool, bool)>, // (armed, open, timed_out)
+    cv: Condvar,
+}
+
+impl Gate {
+    fn wait(&self) {
+        let mut st = self.state.lock().unwrap();
+        if !st.0 {
+            return;
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !st.1 {
+            let now = Instant::now();
+            if now >= deadline {
+                st.2 = true;
+                break;
+            }
+            st = self.cv.wait_timeout(st, deadline - now).unwrap().0;
+        }
+        st.0 = false;
+    }
+
+    fn open(&self) {
+        self.state.lock().unwrap().1 = true;
+        self.cv.notify_all();
+    }
 }
 
 fn sse(chunks: &[Value]) -> String {
@@ -79,7 +113,10 @@ fn llm() -> Llm {
     let base = format!("http://{}/v1", listener.local_addr().unwrap());
     let got = Arc::new(Mutex::new(Vec::new()));
     let g = got.clone();
+    let gate = Arc::new(Gate::default());
+    let llm_gate = gate.clone();
     std::thread::spawn(move || {
+        let gate = llm_gate;
         for stream in listener.incoming().flatten() {
             let mut out = stream.try_clone().unwrap();
             let mut rd = BufReader::new(stream);
@@ -107,6 +144,9 @@ fn llm() -> Llm {
             rd.read_exact(&mut body).unwrap();
             let req: Value = serde_json::from_slice(&body).unwrap();
             let (status, ct, text) = answer(&req);
+            if text.contains("Hello") {
+                gate.wait();
+            }
             g.lock().unwrap().push((hs, req));
             let head = format!(
                 "HTTP/1.1 {status} X\r\ncontent-type: {ct}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
@@ -116,7 +156,7 @@ fn llm() -> Llm {
             let _ = out.write_all(text.as_bytes());
         }
     });
-    Llm { base, got }
+    Llm { base, got, gate }
 }
 
 /// The `data:` events of a stream (`[DONE]` as a string).
@@ -384,4 +424,89 @@ fn chat_completions_search_every_shard() {
     let r = master.delete("/chats/ws").unwrap();
     assert!(r.status < 300, "{}", r.text());
     assert_eq!(completion(&master, "ws", &ask).status, 404);
+}
+
+/// Reads a chunked body from `rd` chunk by chunk, calling `seen` with the body so far after
+/// each chunk; returns the whole body.
+fn read_chunked(rd: &mut impl BufRead, mut seen: impl FnMut(&str)) -> String {
+    let mut body = Vec::new();
+    loop {
+        let mut size = String::new();
+        rd.read_line(&mut size).unwrap();
+        let n = usize::from_str_radix(size.trim(), 16).unwrap();
+        let mut chunk = vec![0; n + 2];
+        rd.read_exact(&mut chunk).unwrap();
+        if n == 0 {
+            return String::from_utf8(body).unwrap();
+        }
+        body.extend_from_slice(&chunk[..n]);
+        seen(std::str::from_utf8(&body).unwrap());
+    }
+}
+
+#[test]
+fn events_reach_the_client_as_they_are_produced() {
+    let llm = llm();
+    let cluster = Cluster::start(ClusterSpec::default());
+    ok(
+        &cluster,
+        "PATCH",
+        "/experimental-features",
+        &json!({"chatCompletions": true}),
+    );
+    let docs: Vec<Value> = (0..6)
+        .map(|i| json!({"id": i, "title": format!("Star {i}")}))
+        .collect();
+    ok(&cluster, "POST", "/indexes/movies/documents", &json!(docs));
+    ok(
+        &cluster,
+        "PATCH",
+        "/chats/ws/settings",
+        &json!({"source": "vLlm", "baseUrl": llm.base}),
+    );
+    // The provider holds its content until the client has the search's sources: only an
+    // answer relayed as it is produced lets the conversation finish before the gate's minute.
+    llm.gate.state.lock().unwrap().0 = true;
+    let body =
+        json!({"model": "m1", "messages": [{"role": "user", "content": "hi"}], "stream": true,
+        "tools": [{"type": "function", "function": {"name": "_meiliSearchSources"}}]})
+        .to_string();
+    let mut conn = TcpStream::connect(cluster.addr).unwrap();
+    write!(
+        conn,
+        "POST /chats/ws/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {}\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        cluster.spec.master_key,
+        body.len()
+    )
+    .unwrap();
+    let mut rd = BufReader::new(conn);
+    let mut head = String::new();
+    loop {
+        let mut l = String::new();
+        rd.read_line(&mut l).unwrap();
+        if l == "\r\n" {
+            break;
+        }
+        head.push_str(&l.to_ascii_lowercase());
+    }
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("transfer-encoding: chunked\r\n"), "{head}");
+    assert!(
+        head.contains("content-type: text/event-stream\r\n"),
+        "{head}"
+    );
+    let gate = llm.gate.clone();
+    let text = read_chunked(&mut rd, |so_far| {
+        if so_far.contains("_meiliSearchSources") {
+            gate.open();
+        }
+    });
+    assert!(
+        !llm.gate.state.lock().unwrap().2,
+        "the events arrived only at the end"
+    );
+    assert!(text.starts_with("retry: 10000\n\n"), "{text}");
+    assert!(text.contains("\"content\":\"Hello\""), "{text}");
+    assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
 }

@@ -13,29 +13,54 @@ pub const APPEND_CONVERSATION_MESSAGE: &str = "_meiliAppendConversationMessage";
 /// The tool the provider calls to search; never shown to the client.
 pub const SEARCH_IN_INDEX: &str = "_meiliSearchInIndex";
 
-/// The events written so far (the body of the answer).
+/// Where the events go: sent as they are produced (the streamed answer), or collected.
 #[derive(Debug, Default)]
 pub struct Sse {
     pub body: Vec<u8>,
+    sink: Option<tokio::sync::mpsc::UnboundedSender<bytes::Bytes>>,
+    /// The client went away: the conversation stops (as Meilisearch's on a closed channel).
+    pub closed: bool,
 }
 
 impl Sse {
+    /// Events collected in [`Sse::body`].
     pub fn new() -> Sse {
+        let mut s = Sse::default();
+        s.start();
+        s
+    }
+
+    /// Events sent to `sink` as they are produced.
+    pub fn streamed(sink: tokio::sync::mpsc::UnboundedSender<bytes::Bytes>) -> Sse {
+        let mut s = Sse {
+            sink: Some(sink),
+            ..Sse::default()
+        };
+        s.start();
+        s
+    }
+
+    fn start(&mut self) {
         // actix-web-lab's `Sse::with_retry_duration(10s)`.
-        Sse {
-            body: b"retry: 10000\n\n".to_vec(),
+        self.write(b"retry: 10000\n\n".to_vec());
+    }
+
+    fn write(&mut self, bytes: Vec<u8>) {
+        match &self.sink {
+            Some(tx) => self.closed |= tx.send(bytes.into()).is_err(),
+            None => self.body.extend_from_slice(&bytes),
         }
     }
 
     pub fn data(&mut self, v: &Value) {
-        self.body.extend_from_slice(b"data: ");
-        self.body
-            .extend_from_slice(&serde_json::to_vec(v).expect("JSON values serialise"));
-        self.body.extend_from_slice(b"\n\n");
+        let mut event = b"data: ".to_vec();
+        event.extend_from_slice(&serde_json::to_vec(v).expect("JSON values serialise"));
+        event.extend_from_slice(b"\n\n");
+        self.write(event);
     }
 
     pub fn done(&mut self) {
-        self.body.extend_from_slice(b"data: [DONE]\n\n");
+        self.write(b"data: [DONE]\n\n".to_vec());
     }
 }
 

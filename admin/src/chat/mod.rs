@@ -7,8 +7,7 @@
 //! feature and the workspace, declares the `_meiliSearchInIndex` tool for the indexes the
 //! caller may search, calls the provider (streamed), runs each search tool call on the data
 //! plane, renders hits with the index's document template, and answers the server-sent events
-//! Meilisearch sends. The events are written once the conversation ends (the control relay
-//! buffers answers; docs/compatibility.md).
+//! Meilisearch sends, each as it is produced (`stream`, served by the HTTP layer).
 
 mod events;
 mod provider;
@@ -19,6 +18,7 @@ mod template;
 pub use secrets::remember as remember_workspace;
 
 use crate::http_types::{ApiError, Req, Resp};
+use crate::routes::Listener;
 use crate::state::Admin;
 use events::{Sse, APPEND_CONVERSATION_MESSAGE, SEARCH_IN_INDEX, SEARCH_PROGRESS, SEARCH_SOURCES};
 use hyper::Method;
@@ -27,6 +27,7 @@ use provider::{Next, Provider};
 use search::{IndexChat, Searcher};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// Provider round trips per completion (Meilisearch's limit on internal calls).
 const MAX_ROUNDS: usize = 20;
@@ -57,7 +58,55 @@ struct SearchInIndex {
     filter: Option<String>,
 }
 
-pub async fn completions(admin: &Admin, workspace: &str, req: &Req) -> Result<Resp, ApiError> {
+/// The whole answer at once (a request reaching the routes, e.g. forwarded by another host).
+pub async fn completions(admin: &Arc<Admin>, workspace: &str, req: &Req) -> Result<Resp, ApiError> {
+    let (mut conversation, mut request) = prepare(admin, workspace, req, Sse::new()).await?;
+    conversation.run(&mut request).await;
+    Ok(Resp::text(200, "text/event-stream", conversation.sse.body))
+}
+
+/// The workspace of a chat completion the control socket received (served streamed by the
+/// admin's HTTP layer); `None` for any other request.
+pub fn streamed_workspace(listener: Listener, req: &Req) -> Option<String> {
+    if listener != Listener::Control
+        || req.method != Method::POST
+        || req.header(miroir_core::control::VERSION_HEADER)
+            != Some(miroir_core::control::CONTROL_VERSION)
+    {
+        return None;
+    }
+    let segs: Vec<&str> = req.path.trim_matches('/').split('/').collect();
+    match segs.as_slice() {
+        ["chats", ws, "chat", "completions"] if !ws.is_empty() => {
+            Some(crate::http_types::percent_decode(ws))
+        }
+        _ => None,
+    }
+}
+
+/// The events as they are produced: the checks answer first (an error is a whole answer),
+/// then the conversation runs as its own task, sending each event as it is produced.
+pub async fn stream(
+    admin: Arc<Admin>,
+    workspace: String,
+    req: Req,
+) -> Result<tokio::sync::mpsc::UnboundedReceiver<bytes::Bytes>, Resp> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let (mut conversation, mut request) = prepare(&admin, &workspace, &req, Sse::streamed(tx))
+        .await
+        .map_err(ApiError::into_resp)?;
+    tokio::spawn(async move { conversation.run(&mut request).await });
+    Ok(rx)
+}
+
+/// Meilisearch's checks and set-up of a completion, in its order: the conversation ready to
+/// run and the request to send the provider.
+async fn prepare(
+    admin: &Arc<Admin>,
+    workspace: &str,
+    req: &Req,
+    sse: Sse,
+) -> Result<(Conversation, Map<String, Value>), ApiError> {
     let body = req.json()?;
     let Value::Object(mut request) = body else {
         return Err(ApiError::core(
@@ -147,22 +196,16 @@ pub async fn completions(admin: &Admin, workspace: &str, req: &Req) -> Result<Re
         messages.insert(0, system);
     }
 
-    let mut conversation = Conversation {
-        admin,
+    let conversation = Conversation {
+        admin: admin.clone(),
         provider,
         searcher,
         indexes: listed,
         support,
-        sse: Sse::new(),
+        sse,
         calls: BTreeMap::new(),
     };
-    for _ in 0..MAX_ROUNDS {
-        if !conversation.round(&mut request).await {
-            break;
-        }
-    }
-    conversation.sse.done();
-    Ok(Resp::text(200, "text/event-stream", conversation.sse.body))
+    Ok((conversation, request))
 }
 
 /// Meilisearch's `check_chat_completions`, read from a node (the flag is broadcast).
@@ -270,8 +313,8 @@ fn check_tools(request: &mut Map<String, Value>) -> Result<FunctionSupport, ApiE
     Ok(support)
 }
 
-struct Conversation<'a> {
-    admin: &'a Admin,
+struct Conversation {
+    admin: Arc<Admin>,
     provider: Provider,
     searcher: Searcher,
     /// The indexes declared to the provider, with their chat settings.
@@ -281,7 +324,17 @@ struct Conversation<'a> {
     calls: BTreeMap<u64, Call>,
 }
 
-impl Conversation<'_> {
+impl Conversation {
+    /// Up to [`MAX_ROUNDS`] provider calls, then `[DONE]` (not sent to a client that left).
+    async fn run(&mut self, request: &mut Map<String, Value>) {
+        for _ in 0..MAX_ROUNDS {
+            if !self.round(request).await || self.sse.closed {
+                break;
+            }
+        }
+        self.sse.done();
+    }
+
     /// One provider call; `true` when the provider asked for tools and expects another.
     async fn round(&mut self, request: &mut Map<String, Value>) -> bool {
         if self.provider.source.wants_usage() {
@@ -421,7 +474,7 @@ impl Conversation<'_> {
         let ix = match self.indexes.get(&args.index_uid) {
             Some(ix) => ix.clone(),
             // Not declared to the provider: the data plane answers the caller's authorisation.
-            None => match search::index(self.admin, &args.index_uid).await {
+            None => match search::index(&self.admin, &args.index_uid).await {
                 Ok(Some(ix)) => ix,
                 Ok(None) => {
                     return Err((

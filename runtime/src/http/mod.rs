@@ -17,6 +17,7 @@
 //!   that must parse bodies.
 //! - [`compress`]: response compression for clients sending `Accept-Encoding`.
 //! - [`date`]: the cached `Date` header.
+//! - [`stream`]: an upstream answer relayed as its body arrives (chat completions' events).
 //!
 //! **Layering:** this module depends on nothing else in the crate (only on `miroir-core`, for
 //! Meilisearch-shaped error bodies and the config its settings are read from, and on external
@@ -43,6 +44,7 @@ pub mod parse;
 pub mod pool;
 pub mod server;
 pub mod shutdown;
+pub mod stream;
 pub mod types;
 
 pub use client::{SendOptions, Upstream, UpstreamClient};

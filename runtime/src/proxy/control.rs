@@ -15,6 +15,7 @@
 //! [`internal_request`]. Paths, headers and bodies come from `miroir_core::control`, which
 //! the admin decodes with.
 
+use crate::http::stream;
 use crate::http::types::{Method, Request, Response, UpstreamError};
 use crate::proxy::auth::Principal;
 use crate::proxy::router::{ControlRoute, CHAT_COMPLETIONS};
@@ -184,24 +185,35 @@ impl<U: Upstreams> Proxy<U> {
 
     /// `POST /chats/{workspace}/chat/completions`: the admin runs the conversation and
     /// searches through this data plane as the caller, so the caller's `Authorization` goes
-    /// along. The admin answers the whole event stream when the conversation ends; it is
-    /// relayed with the headers Meilisearch sends on its event streams.
+    /// along. The admin's events are relayed as they arrive (`http::stream`, on a connection
+    /// of its own: the pooled control client reads whole answers), with the headers
+    /// Meilisearch sends on its event streams.
     async fn forward_chat(&self, req: Request, principal: &Principal, rid: &str) -> Response {
         let authorization = req.header("authorization").map(<[u8]>::to_vec);
         let mut fwd = control_request(req, false, principal, rid);
         if let Some(a) = authorization {
             fwd.headers.push(("authorization".into(), a));
         }
-        match self.up.admin(fwd, CHAT_TIMEOUT).await {
-            Ok(resp) => {
-                let mut resp = relay(resp);
-                if resp.status == 200 {
-                    resp.headers.extend(event_stream_headers());
-                }
-                resp
-            }
-            Err(e) => error(&admin_error(&e)),
+        let socket = self.config.control_socket_path();
+        let (head, body) = match stream::request(&socket, &fwd, CHAT_TIMEOUT).await {
+            Ok(answer) => answer,
+            Err(e) => return error(&admin_error(&e)),
+        };
+        let event_stream = head.status == 200
+            && head
+                .header("content-type")
+                .is_some_and(|v| v.starts_with(b"text/event-stream"));
+        if !event_stream {
+            // An error answered before the conversation started: a whole JSON body.
+            return match body.collect().await {
+                Ok(b) => relay(Response { body: b, ..head }),
+                Err(e) => error(&admin_error(&e)),
+            };
         }
+        let mut resp = relay(head);
+        resp.headers.extend(event_stream_headers());
+        stream::attach(&mut resp, body);
+        resp
     }
 }
 
