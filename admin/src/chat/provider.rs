@@ -2,16 +2,37 @@
 //! `source` (async-openai's `OpenAIConfig`/`AzureConfig`) and the streamed answer read as
 //! server-sent events.
 //!
-//! The admin's HTTP client speaks plain `http://` only: an `https://` provider fails with a
-//! `transport_error` event (docs/compatibility.md: put an HTTP gateway in front of it).
+//! Providers are reached over `https://` (rustls on `ring`, Mozilla's roots compiled in) or
+//! plain `http://` (local models, test fakes).
 
 use super::events;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
+use std::sync::OnceLock;
 use std::time::Duration;
+
+type HttpsClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// One pooled client for every provider (its TLS roots are parsed once).
+fn client() -> &'static HttpsClient {
+    static CLIENT: OnceLock<HttpsClient> = OnceLock::new();
+    CLIENT.get_or_init(|| {
+        let mut http = HttpConnector::new();
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(Duration::from_secs(30)));
+        http.enforce_http(false);
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_webpki_roots()
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        Client::builder(TokioExecutor::new()).build(connector)
+    })
+}
 
 /// How long the provider may stay silent (before its headers, or between two chunks).
 const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
@@ -156,11 +177,7 @@ fn transport_error(message: String) -> Value {
 /// Sends the completion request; a provider that refuses it (status, content type) becomes the
 /// error event Meilisearch relays for it.
 pub async fn start(provider: &Provider, request: &Value) -> Result<Stream, Value> {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(Duration::from_secs(30)));
-    let client: Client<HttpConnector, Full<Bytes>> =
-        Client::builder(TokioExecutor::new()).build(connector);
+    let client = client();
     let mut builder = hyper::Request::builder()
         .method(hyper::Method::POST)
         .uri(&provider.url)
@@ -323,6 +340,26 @@ mod tests {
             "http://a/openai/deployments/d/chat/completions?api-version=2024-01-01"
         );
         assert_eq!(p.headers, vec![("api-key", "k".to_string())]);
+    }
+
+    #[tokio::test]
+    async fn https_providers_are_reached_over_tls() {
+        // Nothing listens on port 1: a TLS-capable client fails to connect, where a plain
+        // HTTP client refuses the scheme before trying.
+        let p = Provider::new(
+            &json!({"source": "openAi", "baseUrl": "https://127.0.0.1:1/v1"}),
+            None,
+        );
+        let Err(e) = start(&p, &json!({})).await else {
+            panic!("nothing listens there")
+        };
+        let message = e["error"]["message"].as_str().unwrap();
+        assert_eq!(e["error"]["type"], "transport_error");
+        assert!(!message.contains("scheme is not http"), "{message}");
+        assert!(
+            message.contains("https://127.0.0.1:1/v1/chat/completions"),
+            "{message}"
+        );
     }
 
     #[test]
