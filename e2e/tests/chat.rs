@@ -420,6 +420,42 @@ fn chat_completions_search_every_shard() {
         expected.join("\n")
     );
 
+    // A tenant token: its rules' filter applies to the conversation's searches and to the
+    // facet distributions declared to the provider.
+    let parent = ok(
+        &cluster,
+        "POST",
+        "/keys",
+        &json!({"actions": ["search", "chatCompletions"], "indexes": ["*"], "expiresAt": null}),
+    );
+    let token = miroir_testkit::tenant_token(
+        parent["key"].as_str().unwrap(),
+        &json!({"apiKeyUid": parent["uid"], "searchRules": {"movies": {"filter": "genre = scifi"}}}),
+    );
+    let before = llm.got.lock().unwrap().len();
+    let r = completion(&Client::tcp(cluster.addr).bearer(&token), "ws", &ask);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let got = llm.got.lock().unwrap().clone();
+    let filter_doc = got[before].1["tools"][0]["function"]["parameters"]["properties"]["filter"]
+        ["description"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        filter_doc.ends_with("index\ngenre: scifi.\n\n"),
+        "{filter_doc:?}"
+    );
+    let scifi: Vec<String> = hits
+        .iter()
+        .filter(|h| h["genre"] == "scifi")
+        .map(render)
+        .collect();
+    assert!(!scifi.is_empty() && scifi.len() < hits.len());
+    assert_eq!(
+        got[before + 1].1["messages"][3]["content"],
+        scifi.join("\n")
+    );
+
     // Deleting the workspace forgets it.
     let r = master.delete("/chats/ws").unwrap();
     assert!(r.status < 300, "{}", r.text());
