@@ -456,6 +456,34 @@ fn chat_completions_search_every_shard() {
         scifi.join("\n")
     );
 
+    // The index's chat settings (real nodes only: the test node does not implement them):
+    // description, document template and search parameters are the index's.
+    if miroir_e2e::real_meilisearch().is_some() {
+        let chat = json!({"chat": {"description": "Movies index", "documentTemplate": "{{ doc.title }}!",
+            "searchParameters": {"limit": 3, "sort": ["id:desc"]}}});
+        ok(
+            &cluster,
+            "PATCH",
+            "/indexes/movies/settings",
+            &json!({"sortableAttributes": ["id"]}),
+        );
+        ok(&cluster, "PATCH", "/indexes/movies/settings", &chat);
+        let before = llm.got.lock().unwrap().len();
+        let r = completion(&master, "ws", &ask);
+        assert_eq!(r.status, 200, "{}", r.text());
+        let got = llm.got.lock().unwrap().clone();
+        let description = got[before].1["tools"][0]["function"]["description"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            description.ends_with("\n\n - movies: Movies index\n\n"),
+            "{description:?}"
+        );
+        let top: Vec<String> = [35, 30, 25].iter().map(|i| format!("Star {i}!")).collect();
+        assert_eq!(got[before + 1].1["messages"][3]["content"], top.join("\n"));
+    }
+
     // Deleting the workspace forgets it.
     let r = master.delete("/chats/ws").unwrap();
     assert!(r.status < 300, "{}", r.text());
