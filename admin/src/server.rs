@@ -73,7 +73,11 @@ async fn serve_one(
                 body,
                 request_id: rid.clone(),
             };
-            if let Some(ws) = crate::chat::streamed_workspace(listener, &req) {
+            let chat = match listener {
+                Listener::Control => crate::chat::streamed_workspace(&req),
+                Listener::AdminApi => None,
+            };
+            if let Some(ws) = chat {
                 match crate::chat::stream(admin.clone(), ws, req).await {
                     Ok(events) => {
                         tracing::info!(request_id = %rid, listener = ?listener, method = %parts.method,

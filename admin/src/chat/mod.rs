@@ -18,7 +18,6 @@ mod template;
 pub use secrets::remember as remember_workspace;
 
 use crate::http_types::{ApiError, Req, Resp};
-use crate::routes::Listener;
 use crate::state::Admin;
 use events::{Sse, APPEND_CONVERSATION_MESSAGE, SEARCH_IN_INDEX, SEARCH_PROGRESS, SEARCH_SOURCES};
 use hyper::Method;
@@ -65,11 +64,11 @@ pub async fn completions(admin: &Arc<Admin>, workspace: &str, req: &Req) -> Resu
     Ok(Resp::text(200, "text/event-stream", conversation.sse.body))
 }
 
-/// The workspace of a chat completion the control socket received (served streamed by the
-/// admin's HTTP layer); `None` for any other request.
-pub fn streamed_workspace(listener: Listener, req: &Req) -> Option<String> {
-    if listener != Listener::Control
-        || req.method != Method::POST
+/// The workspace of a chat completion from the data plane (the HTTP layer serves it
+/// streamed; it asks only for requests that came in on the control socket); `None` for any
+/// other request.
+pub fn streamed_workspace(req: &Req) -> Option<String> {
+    if req.method != Method::POST
         || req.header(miroir_core::control::VERSION_HEADER)
             != Some(miroir_core::control::CONTROL_VERSION)
     {
