@@ -183,6 +183,11 @@ error_codes! {
     ImmutableApiKeyExpiresAt => ("immutable_api_key_expires_at", 400, InvalidRequest),
     ImmutableApiKeyCreatedAt => ("immutable_api_key_created_at", 400, InvalidRequest),
     ImmutableApiKeyUpdatedAt => ("immutable_api_key_updated_at", 400, InvalidRequest),
+    // Chat completions (`POST /chats/{workspace}/chat/completions`).
+    ChatNotFound => ("chat_not_found", 404, InvalidRequest),
+    UnimplementedNonStreamingChatCompletions => ("unimplemented_non_streaming_chat_completions", 501, InvalidRequest),
+    UnimplementedMultiChoiceChatCompletions => ("unimplemented_multi_choice_chat_completions", 501, InvalidRequest),
+    UnimplementedExternalFunctionCalling => ("unimplemented_external_function_calling", 501, InvalidRequest),
 }
 
 /// Where Miroir's own codes are documented: `docs/errors.md` of this repository, as a

@@ -30,6 +30,7 @@
 
 pub mod antientropy;
 pub mod broadcast;
+pub mod chat;
 pub mod coverage;
 pub mod ctl_client;
 pub mod export;

@@ -188,8 +188,16 @@ async fn route(admin: &Arc<Admin>, listener: Listener, req: &Req) -> Result<Resp
             crate::search_rules::route(admin, req, Some(uid)).await
         }
         (&Method::GET, ["chats", ..]) => reads::index_read(admin, req).await,
+        // Served streamed by the HTTP layer on the control socket (`chat::stream`); here
+        // when it arrives another way, answered whole.
+        (&Method::POST, ["chats", ws, "chat", "completions"]) => {
+            crate::chat::completions(admin, ws, req).await
+        }
         (&Method::DELETE, ["chats", ws]) | (_, ["chats", ws, "settings"]) => {
-            broadcast::chat_workspace(admin, ws, req).await
+            let answer = broadcast::chat_workspace(admin, ws, req).await?;
+            // The conversation needs the API key nodes only answer redacted.
+            crate::chat::remember_workspace(admin, ws, req).await?;
+            Ok(answer)
         }
         (&Method::POST, ["dumps"]) => {
             broadcast::node_local_task(admin, "/dumps", TaskType::DumpCreation).await

@@ -46,11 +46,14 @@ fn request_id(headers: &hyper::HeaderMap) -> String {
         })
 }
 
+/// A whole answer, or a chat completion's events as they are produced.
+type Body = http_body_util::combinators::UnsyncBoxBody<Bytes, Infallible>;
+
 async fn serve_one(
     admin: Arc<Admin>,
     listener: Listener,
     req: hyper::Request<hyper::body::Incoming>,
-) -> Result<hyper::Response<Full<Bytes>>, Infallible> {
+) -> Result<hyper::Response<Body>, Infallible> {
     let started = std::time::Instant::now();
     let (parts, body) = req.into_parts();
     let rid = request_id(&parts.headers);
@@ -70,14 +73,29 @@ async fn serve_one(
                 body,
                 request_id: rid.clone(),
             };
-            // Run the handler as its own task: a broadcast that has started touching nodes
-            // must finish (or roll back) even if the client hangs up mid-way.
-            let admin = admin.clone();
-            match tokio::spawn(async move { handle(&admin, listener, req).await }).await {
-                Ok(resp) => resp,
-                Err(e) => {
-                    crate::http_types::ApiError::internal(format!("request handler failed: {e}"))
-                        .into_resp()
+            let chat = match listener {
+                Listener::Control => crate::chat::streamed_workspace(&req),
+                Listener::AdminApi => None,
+            };
+            if let Some(ws) = chat {
+                match crate::chat::stream(admin.clone(), ws, req).await {
+                    Ok(events) => {
+                        tracing::info!(request_id = %rid, listener = ?listener, method = %parts.method,
+                            path = %parts.uri.path(), status = 200, "request (event stream)");
+                        return Ok(event_stream(events, &rid));
+                    }
+                    Err(resp) => resp,
+                }
+            } else {
+                // Run the handler as its own task: a broadcast that has started touching nodes
+                // must finish (or roll back) even if the client hangs up mid-way.
+                let admin = admin.clone();
+                match tokio::spawn(async move { handle(&admin, listener, req).await }).await {
+                    Ok(resp) => resp,
+                    Err(e) => crate::http_types::ApiError::internal(format!(
+                        "request handler failed: {e}"
+                    ))
+                    .into_resp(),
                 }
             }
         }
@@ -125,15 +143,33 @@ fn log_path(path: &str) -> &str {
     }
 }
 
-fn to_hyper(resp: Resp, rid: &str) -> hyper::Response<Full<Bytes>> {
+fn to_hyper(resp: Resp, rid: &str) -> hyper::Response<Body> {
     let mut b = hyper::Response::builder()
         .status(resp.status)
         .header("x-request-id", rid);
     if !resp.body.is_empty() {
         b = b.header(hyper::header::CONTENT_TYPE, resp.content_type);
     }
-    b.body(Full::new(resp.body))
-        .unwrap_or_else(|_| hyper::Response::new(Full::new(Bytes::new())))
+    b.body(Full::new(resp.body).boxed_unsync())
+        .unwrap_or_else(|_| hyper::Response::new(Full::new(Bytes::new()).boxed_unsync()))
+}
+
+/// A chat completion's events, each sent as it is produced (chunked framing).
+fn event_stream(
+    events: tokio::sync::mpsc::UnboundedReceiver<Bytes>,
+    rid: &str,
+) -> hyper::Response<Body> {
+    let frames = futures_util::stream::unfold(events, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|b| (Ok::<_, Infallible>(hyper::body::Frame::data(b)), rx))
+    });
+    hyper::Response::builder()
+        .status(200)
+        .header("x-request-id", rid)
+        .header(hyper::header::CONTENT_TYPE, "text/event-stream")
+        .body(http_body_util::StreamBody::new(frames).boxed_unsync())
+        .unwrap_or_else(|_| hyper::Response::new(Full::new(Bytes::new()).boxed_unsync()))
 }
 
 fn spawn_conn<S>(

@@ -18,6 +18,7 @@
 //! - [`compress`]: response compression for clients sending `Accept-Encoding`.
 //! - [`date`]: the cached `Date` header.
 //! - [`recycle`]: per-core reuse of large body buffers (node answers, written responses).
+//! - [`stream`]: an upstream answer relayed as its body arrives (chat completions' events).
 //!
 //! **Layering:** this module depends on nothing else in the crate (only on `miroir-core`, for
 //! Meilisearch-shaped error bodies and the config its settings are read from, and on external
@@ -45,6 +46,7 @@ pub mod pool;
 pub mod recycle;
 pub mod server;
 pub mod shutdown;
+pub mod stream;
 pub mod types;
 
 pub use client::{SendOptions, Upstream, UpstreamClient};

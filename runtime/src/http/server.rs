@@ -479,7 +479,7 @@ pub async fn serve_connection<H: Handler + 'static, M: ServerMetrics + 'static>(
                 (Response::json(e.status(), e.to_body()), true)
             }
         };
-        let resp = match coding {
+        let mut resp = match coding {
             Some(c) => compress::compress(c, resp).await,
             None => resp,
         };
@@ -488,6 +488,24 @@ pub async fn serve_connection<H: Handler + 'static, M: ServerMetrics + 'static>(
         drop(reservation);
         // Shutdown may have started while the handler ran: tell the client we close.
         let keep_alive = keep_alive && !panicked && !core.shutdown.is_set();
+        if let Some(body) = super::stream::detach(&mut resp) {
+            let date = core.date.now();
+            let reusable = super::stream::write_streamed(
+                &mut stream,
+                resp,
+                body,
+                &request_id,
+                &date,
+                keep_alive,
+                version_minor,
+                settings.write_timeout,
+            )
+            .await;
+            if !reusable {
+                return;
+            }
+            continue;
+        }
         out.clear();
         write_response(
             &mut out,

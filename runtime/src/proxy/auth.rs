@@ -139,10 +139,13 @@ pub fn authenticate(
         return Ok(Principal::Master);
     }
     let tenant = match (action, std::str::from_utf8(token)) {
-        ("search", Ok(jwt)) => match tenant::verify(jwt, keys, now_unix).map_err(token_error)? {
-            TokenOutcome::Valid(t) => Some(t),
-            TokenOutcome::NotAToken => None,
-        },
+        // Meilisearch accepts tenant tokens for search and chat completions only.
+        ("search" | "chatCompletions", Ok(jwt)) => {
+            match tenant::verify(jwt, keys, now_unix).map_err(token_error)? {
+                TokenOutcome::Valid(t) => Some(t),
+                TokenOutcome::NotAToken => None,
+            }
+        }
         _ => None,
     };
     let key = match &tenant {

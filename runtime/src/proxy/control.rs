@@ -15,9 +15,10 @@
 //! [`internal_request`]. Paths, headers and bodies come from `miroir_core::control`, which
 //! the admin decodes with.
 
+use crate::http::stream;
 use crate::http::types::{Method, Request, Response, UpstreamError};
 use crate::proxy::auth::Principal;
-use crate::proxy::router::ControlRoute;
+use crate::proxy::router::{ControlRoute, CHAT_COMPLETIONS};
 use crate::proxy::upstream::{relay, Upstreams};
 use crate::proxy::{admin_unavailable, error, Proxy, CONTROL_TIMEOUT};
 use miroir_core::content_type::json_content_type_error;
@@ -96,6 +97,19 @@ fn method_of(endpoint: Endpoint<'_>) -> Method {
     }
 }
 
+/// A chat completion lasts as long as its provider round trips and searches (up to 20).
+const CHAT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// What Meilisearch (actix-web-lab's `Sse`) sends with an event stream: no proxy buffering,
+/// no caching, and no compression.
+fn event_stream_headers() -> [(String, Vec<u8>); 3] {
+    [
+        ("content-encoding".into(), b"identity".to_vec()),
+        ("x-accel-buffering".into(), b"no".to_vec()),
+        ("cache-control".into(), b"no-cache".to_vec()),
+    ]
+}
+
 /// Maps a failed admin call to the client's error.
 pub fn admin_error(e: &UpstreamError) -> MeiliError {
     match e {
@@ -126,6 +140,7 @@ fn takes_json(method: Method, template: &str) -> bool {
             | (Post, "/swap-indexes")
             | (Patch, "/experimental-features")
             | (Patch, "/chats/{workspace}/settings")
+            | (Post, CHAT_COMPLETIONS)
             | (Post, "/webhooks")
             | (Patch, "/webhooks/{uuid}")
             | (Post, "/dynamic-search-rules")
@@ -158,12 +173,48 @@ impl<U: Upstreams> Proxy<U> {
                 return error(&e);
             }
         }
+        if route.template == CHAT_COMPLETIONS {
+            return self.forward_chat(req, principal, rid).await;
+        }
         let admin_prefix = route.template.starts_with("/_miroir");
         let fwd = control_request(req, admin_prefix, principal, rid);
         match self.up.admin(fwd, CONTROL_TIMEOUT).await {
             Ok(resp) => relay(resp),
             Err(e) => error(&admin_error(&e)),
         }
+    }
+
+    /// `POST /chats/{workspace}/chat/completions`: the admin runs the conversation and
+    /// searches through this data plane as the caller, so the caller's `Authorization` goes
+    /// along. The admin's events are relayed as they arrive (`http::stream`, on a connection
+    /// of its own: the pooled control client reads whole answers), with the headers
+    /// Meilisearch sends on its event streams.
+    async fn forward_chat(&self, req: Request, principal: &Principal, rid: &str) -> Response {
+        let authorization = req.header("authorization").map(<[u8]>::to_vec);
+        let mut fwd = control_request(req, false, principal, rid);
+        if let Some(a) = authorization {
+            fwd.headers.push(("authorization".into(), a));
+        }
+        let socket = self.config.control_socket_path();
+        let (head, body) = match stream::request(&socket, &fwd, CHAT_TIMEOUT).await {
+            Ok(answer) => answer,
+            Err(e) => return error(&admin_error(&e)),
+        };
+        let event_stream = head.status == 200
+            && head
+                .header("content-type")
+                .is_some_and(|v| v.starts_with(b"text/event-stream"));
+        if !event_stream {
+            // An error answered before the conversation started: a whole JSON body.
+            return match body.collect().await {
+                Ok(b) => relay(Response { body: b, ..head }),
+                Err(e) => error(&admin_error(&e)),
+            };
+        }
+        let mut resp = relay(head);
+        resp.headers.extend(event_stream_headers());
+        stream::attach(&mut resp, body);
+        resp
     }
 }
 

@@ -196,6 +196,9 @@ impl CodedError for RouteError {
     }
 }
 
+/// The chat completions route (streamed answer, caller's `Authorization` forwarded).
+pub const CHAT_COMPLETIONS: &str = "/chats/{workspace}/chat/completions";
+
 fn control(template: &'static str, action: &'static str, index: Option<&str>) -> Route {
     Route::Control(ControlRoute {
         template,
@@ -330,6 +333,12 @@ pub fn route(method: Method, path: &str) -> Result<Route, RouteError> {
                 "chatsSettings.update",
                 None,
             )),
+            _ => not_allowed,
+        },
+        // The conversation runs in the admin, its searches through this data plane
+        // (admin/src/chat); the answer is server-sent events.
+        ["chats", ws, "chat", "completions"] if !ws.is_empty() => match method {
+            Post => Ok(control(CHAT_COMPLETIONS, "chatCompletions", None)),
             _ => not_allowed,
         },
         ["dumps"] => match method {
@@ -617,6 +626,7 @@ mod tests {
             (Method::Get, "/chats/w/settings", "chatsSettings.get"),
             (Method::Patch, "/chats/w/settings", "chatsSettings.update"),
             (Method::Delete, "/chats/w/settings", "chatsSettings.update"),
+            (Method::Post, "/chats/w/chat/completions", "chatCompletions"),
         ] {
             assert_eq!(r(m, p).unwrap().action(), Some(action), "{p}");
         }
