@@ -49,6 +49,19 @@ pub struct RemoteRecord {
     pub write_api_key: Option<String>,
 }
 
+/// What the admin keeps and publishes: the record and the `network` feature as last seen.
+#[derive(Debug, Clone, Default)]
+pub struct NetworkState {
+    pub record: NetworkRecord,
+    pub feature: bool,
+}
+
+impl NetworkState {
+    pub fn view(&self) -> NetworkView {
+        self.record.view(self.feature)
+    }
+}
+
 impl NetworkRecord {
     /// The `GET`/`PATCH /network` answer, in Meilisearch's shape and key order.
     pub fn to_api(&self) -> Value {

@@ -15,39 +15,12 @@
 
 use crate::http_types::{describe_json_value, did_you_mean, ApiError, Req, Resp};
 use crate::state::{Admin, AdminError};
-use crate::store::TaskStore;
 use hyper::Method;
 use miroir_core::error::ErrorCode;
-use miroir_core::network::{NetworkRecord, NetworkView, RemoteRecord, FEATURE_KEY, STORE_KEY};
+use miroir_core::network::{NetworkRecord, RemoteRecord, FEATURE_KEY, STORE_KEY};
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-
-/// What the admin keeps: the record and the `network` feature as last seen.
-#[derive(Debug, Clone, Default)]
-pub struct NetworkState {
-    pub record: NetworkRecord,
-    pub feature: bool,
-}
-
-impl NetworkState {
-    pub fn view(&self) -> NetworkView {
-        self.record.view(self.feature)
-    }
-}
-
-/// The stored network and feature flag (defaults when never set).
-pub async fn load(store: &dyn TaskStore) -> Result<NetworkState, AdminError> {
-    let record = match store.get_meta(STORE_KEY).await? {
-        Some(b) => serde_json::from_slice(&b).map_err(|e| AdminError::CorruptMeta {
-            key: STORE_KEY.into(),
-            reason: e.to_string(),
-        })?,
-        None => NetworkRecord::default(),
-    };
-    let feature = store.get_meta(FEATURE_KEY).await?.as_deref() == Some(b"true".as_slice());
-    Ok(NetworkState { record, feature })
-}
 
 /// Records the `network` feature as the nodes now have it and publishes it when it changed
 /// (called after `PATCH /experimental-features` and whenever a node is asked for it).

@@ -139,7 +139,7 @@ pub struct State {
     /// Dynamic search rules, published in the snapshot (changed by crate::search_rules).
     pub search_rules: Vec<miroir_core::search_rules::SearchRule>,
     /// `/network` and the `network` feature, published in the snapshot (crate::network).
-    pub network: crate::network::NetworkState,
+    pub network: miroir_core::network::NetworkState,
 }
 
 pub struct Admin {
@@ -247,7 +247,7 @@ impl Admin {
         state.foreign_keys_feature =
             store.get_meta(META_FOREIGN_KEYS_FEATURE).await?.as_deref() == Some(b"true".as_slice());
         state.search_rules = load_search_rules(store.as_ref()).await?;
-        state.network = crate::network::load(store.as_ref()).await?;
+        state.network = load_network(store.as_ref()).await?;
         let client = NodeClient::new(
             config.effective_node_master_key(),
             Duration::from_millis(config.scatter.node_timeout_ms.max(1)),
@@ -694,7 +694,7 @@ impl Admin {
         let lagging: Vec<miroir_core::snapshot::LaggingCopy> = self.json_meta(META_LAGGING).await?;
         let foreign_keys_feature: bool = self.json_meta(META_FOREIGN_KEYS_FEATURE).await?;
         let search_rules = load_search_rules(self.store.as_ref()).await?;
-        let network = crate::network::load(self.store.as_ref()).await?;
+        let network = load_network(self.store.as_ref()).await?;
         let mut st = self.lock();
         st.network = network;
         st.foreign_keys_feature = foreign_keys_feature;
@@ -1021,6 +1021,22 @@ async fn load_search_rules(
     }
     miroir_core::search_rules::precedence_order(&mut rules);
     Ok(rules)
+}
+
+/// The stored network and `network` feature flag (defaults when never set; admin/src/network.rs).
+async fn load_network(
+    store: &dyn TaskStore,
+) -> Result<miroir_core::network::NetworkState, AdminError> {
+    use miroir_core::network::{NetworkRecord, NetworkState, FEATURE_KEY, STORE_KEY};
+    let record = match store.get_meta(STORE_KEY).await? {
+        Some(b) => serde_json::from_slice(&b).map_err(|e| AdminError::CorruptMeta {
+            key: STORE_KEY.into(),
+            reason: e.to_string(),
+        })?,
+        None => NetworkRecord::default(),
+    };
+    let feature = store.get_meta(FEATURE_KEY).await?.as_deref() == Some(b"true".as_slice());
+    Ok(NetworkState { record, feature })
 }
 
 /// Index metadata and API keys as stored.
