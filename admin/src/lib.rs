@@ -247,13 +247,20 @@ fn host_id(config: &Config, address: &str) -> String {
     format!("{hostname}|{address}|{}", config.data_dir.display())
 }
 
-/// Resolves when SIGTERM or SIGINT arrives.
-pub async fn shutdown_signal() {
+/// Installs the SIGTERM/SIGINT handlers now and resolves when one of the signals arrives.
+///
+/// The handlers are installed by this call, not when the future is first polled: a signal
+/// that comes while the process is still starting (or between two polls) is then held for
+/// the future instead of killing the process with the default action. Call it once, early,
+/// inside the runtime.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
     let mut int = signal(SignalKind::interrupt()).expect("installing a SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+    async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
     }
 }

@@ -84,3 +84,29 @@ fn gives_up_when_the_data_plane_keeps_dying() {
         "restarted until the limit, then gave up"
     );
 }
+
+#[test]
+fn a_sigterm_while_waiting_to_restart_the_data_plane_shuts_down() {
+    let dir = tempdir();
+    let node = start_testnode(&dir.path().join("node"));
+    let config = write_config(dir.path(), &[&node], 8, "");
+    let log = dir.path().join("dataplane.log");
+    let script = format!("#!/bin/sh\necho start >> {}\nexit 3\n", log.display());
+    let miroir = install(dir.path(), &script);
+    let mut cmd = Command::new(&miroir);
+    cmd.arg("--config").arg(&config).env("RUST_LOG", "warn");
+    let mut proc = Proc::spawn("miroir", &mut cmd, dir.path().join("miroir.log"));
+    eventually("the data plane started once", || {
+        read(&log).contains("start").then_some(())
+    });
+    // The first restart waits 500 ms: the signal lands in that wait (or, at worst, while the
+    // exit is being noticed), never with no handler installed.
+    std::thread::sleep(Duration::from_millis(100));
+    let status = proc.terminate();
+    assert!(status.success(), "{status:?}");
+    assert!(
+        read(&log).lines().count() < 5,
+        "stopped instead of restarting until the limit: {}",
+        read(&log)
+    );
+}

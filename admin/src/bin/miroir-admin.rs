@@ -30,9 +30,10 @@ fn main() -> std::process::ExitCode {
         .build()
         .expect("building the tokio runtime");
     rt.block_on(async move {
+        let shutdown = miroir_admin::shutdown_signal();
         match miroir_admin::start(config).await {
             Ok(running) => {
-                miroir_admin::shutdown_signal().await;
+                shutdown.await;
                 tracing::info!("shutting down");
                 // Another host takes over at once instead of after the lease TTL.
                 running.admin.leadership().release().await;

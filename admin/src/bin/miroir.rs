@@ -71,6 +71,10 @@ fn main() -> std::process::ExitCode {
         .build()
         .expect("building the tokio runtime");
     rt.block_on(async move {
+        // Installed before anything starts: a SIGTERM while the admin starts, right after a
+        // spawn or during a restart backoff is a shutdown, never the default action.
+        let shutdown = miroir_admin::shutdown_signal();
+        tokio::pin!(shutdown);
         let running = match miroir_admin::start(config).await {
             Ok(r) => r,
             Err(e) => {
@@ -105,7 +109,7 @@ fn main() -> std::process::ExitCode {
             };
             tracing::info!(pid = child.id(), "data plane started");
             tokio::select! {
-                _ = miroir_admin::shutdown_signal() => {
+                _ = &mut shutdown => {
                     if let Some(pid) = child.id() {
                         // SAFETY: plain kill(2) on our own child's pid.
                         unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
@@ -113,10 +117,7 @@ fn main() -> std::process::ExitCode {
                     if tokio::time::timeout(grace, child.wait()).await.is_err() {
                         let _ = child.kill().await;
                     }
-                    // Another host takes over at once instead of after the lease TTL.
-                    running.admin.leadership().release().await;
-                    tracing::info!("shut down");
-                    return std::process::ExitCode::SUCCESS;
+                    return shut_down(&running).await;
                 }
                 status = child.wait() => {
                     tracing::error!(status = ?status, "data plane exited");
@@ -127,10 +128,21 @@ fn main() -> std::process::ExitCode {
                         eprintln!("miroir: the data plane died {MAX_RESTARTS} times within {RESTART_WINDOW:?}; giving up");
                         return std::process::ExitCode::FAILURE;
                     }
-                    tokio::time::sleep(backoff).await;
+                    tokio::select! {
+                        _ = &mut shutdown => return shut_down(&running).await,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
                     backoff = (backoff * 2).min(Duration::from_secs(30));
                 }
             }
         }
     })
+}
+
+/// The admin's part of a shutdown, once the data plane is gone.
+async fn shut_down(running: &miroir_admin::Running) -> std::process::ExitCode {
+    // Another host takes over at once instead of after the lease TTL.
+    running.admin.leadership().release().await;
+    tracing::info!("shut down");
+    std::process::ExitCode::SUCCESS
 }
