@@ -201,6 +201,44 @@ pub fn did_you_mean(received: &str, accepted: &[&str]) -> String {
         .unwrap_or_default()
 }
 
+/// deserr's "Invalid value type" error (`at` empty: the body itself).
+pub fn invalid_value_type(code: ErrorCode, at: &str, expected: &str, v: &Value) -> ApiError {
+    let at = if at.is_empty() {
+        String::new()
+    } else {
+        format!(" at `{at}`")
+    };
+    ApiError::core(
+        code,
+        format!(
+            "Invalid value type{at}: expected {expected}, but found {}",
+            describe_json_value(v)
+        ),
+    )
+}
+
+/// deserr's "Unknown field" error, with its "did you mean" hint and the accepted fields.
+pub fn unknown_field(
+    code: ErrorCode,
+    key: &str,
+    inside: Option<&str>,
+    accepted: &[&str],
+) -> ApiError {
+    let expected = accepted
+        .iter()
+        .map(|f| format!("`{f}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let place = inside.map(|p| format!(" inside `{p}`")).unwrap_or_default();
+    ApiError::core(
+        code,
+        format!(
+            "Unknown field `{key}`{place}: {}expected one of {expected}",
+            did_you_mean(key, accepted)
+        ),
+    )
+}
+
 pub use miroir_core::uri::{encode_segment, query_pairs};
 
 /// Decodes one component as [`query_pairs`] does (`%XX` escapes and `+` as space; invalid

@@ -34,6 +34,7 @@ pub mod chat;
 pub mod coverage;
 pub mod ctl_client;
 pub mod export;
+pub mod features;
 pub mod health;
 pub mod hints;
 pub mod http_types;

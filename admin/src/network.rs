@@ -13,7 +13,9 @@
 //! Enterprise Edition features. Both need the `network` experimental feature, which Miroir
 //! relays to every node, so any live node knows it.
 
-use crate::http_types::{describe_json_value, did_you_mean, ApiError, Req, Resp};
+use crate::http_types::{
+    describe_json_value, invalid_value_type, unknown_field, ApiError, Req, Resp,
+};
 use crate::state::{Admin, AdminError};
 use hyper::Method;
 use miroir_core::error::ErrorCode;
@@ -126,33 +128,16 @@ fn control_body_error(body: &Value) -> Option<ApiError> {
 /// Meilisearch's `feature_not_enabled` unless a node has `network` on; the answer also
 /// keeps the data planes' copy of the flag current.
 async fn check_feature(admin: &Admin, action: &str) -> Result<(), ApiError> {
-    let mut last = None;
-    for node in admin.live_nodes() {
-        match admin
-            .client
-            .send(&node.address, Method::GET, "/experimental-features", None)
-            .await
-        {
-            Ok(r) if r.is_success() => {
-                let on = r.json().get("network") == Some(&Value::Bool(true));
-                if let Err(e) = note_feature(admin, on).await {
-                    tracing::warn!(error = %e, "could not record the network feature");
-                }
-                if on {
-                    return Ok(());
-                }
-                return Err(ApiError::core(
-                    ErrorCode::FeatureNotEnabled,
-                    format!("{action} requires enabling the `network` experimental feature. See https://github.com/orgs/meilisearch/discussions/805"),
-                ));
-            }
-            Ok(r) => last = Some(format!("node `{}` answered {}", node.id, r.status)),
-            Err(e) => last = Some(format!("node `{}`: {e}", node.id)),
-        }
+    let on = crate::features::node_flag(admin, "network").await?;
+    if let Err(e) = note_feature(admin, on).await {
+        tracing::warn!(error = %e, "could not record the network feature");
+    }
+    if on {
+        return Ok(());
     }
     Err(ApiError::core(
-        ErrorCode::MiroirNodeUnreachable,
-        last.unwrap_or_else(|| "no node is available".into()),
+        ErrorCode::FeatureNotEnabled,
+        format!("{action} requires enabling the `network` experimental feature. See https://github.com/orgs/meilisearch/discussions/805"),
     ))
 }
 
@@ -204,42 +189,11 @@ const TOP_FIELDS: &[&str] = &[
 const REMOTE_FIELDS: &[&str] = &["url", "searchApiKey", "writeApiKey"];
 const SHARD_FIELDS: &[&str] = &["remotes", "addRemotes", "removeRemotes"];
 
-fn invalid_type(code: ErrorCode, at: &str, expected: &str, v: &Value) -> ApiError {
-    let at = if at.is_empty() {
-        String::new()
-    } else {
-        format!(" at `{at}`")
-    };
-    ApiError::core(
-        code,
-        format!(
-            "Invalid value type{at}: expected {expected}, but found {}",
-            describe_json_value(v)
-        ),
-    )
-}
-
-fn unknown_field(code: ErrorCode, key: &str, inside: Option<&str>, accepted: &[&str]) -> ApiError {
-    let expected = accepted
-        .iter()
-        .map(|f| format!("`{f}`"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let place = inside.map(|p| format!(" inside `{p}`")).unwrap_or_default();
-    ApiError::core(
-        code,
-        format!(
-            "Unknown field `{key}`{place}: {}expected one of {expected}",
-            did_you_mean(key, accepted)
-        ),
-    )
-}
-
 fn string_setting(code: ErrorCode, at: &str, v: &Value) -> Result<Setting<String>, ApiError> {
     match v {
         Value::Null => Ok(Setting::Reset),
         Value::String(s) => Ok(Setting::Set(s.clone())),
-        other => Err(invalid_type(code, at, "a string", other)),
+        other => Err(invalid_value_type(code, at, "a string", other)),
     }
 }
 
@@ -248,7 +202,7 @@ fn parse_remotes(at: &str, v: &Value) -> Result<Entries<RemotePatch>, ApiError> 
     let m = match v {
         Value::Null => return Ok(Setting::Reset),
         Value::Object(m) => m,
-        other => return Err(invalid_type(code, at, "an object", other)),
+        other => return Err(invalid_value_type(code, at, "an object", other)),
     };
     let mut out = Vec::with_capacity(m.len());
     for (name, r) in m {
@@ -276,7 +230,7 @@ fn parse_remotes(at: &str, v: &Value) -> Result<Entries<RemotePatch>, ApiError> 
                 }
                 Some(p)
             }
-            other => return Err(invalid_type(code, &here, "an object", other)),
+            other => return Err(invalid_value_type(code, &here, "an object", other)),
         };
         out.push((name.clone(), r));
     }
@@ -292,11 +246,16 @@ fn parse_remote_set(at: &str, v: &Value) -> Result<Option<BTreeSet<String>>, Api
             .enumerate()
             .map(|(i, s)| match s {
                 Value::String(s) => Ok(s.clone()),
-                other => Err(invalid_type(code, &format!("{at}[{i}]"), "a string", other)),
+                other => Err(invalid_value_type(
+                    code,
+                    &format!("{at}[{i}]"),
+                    "a string",
+                    other,
+                )),
             })
             .collect::<Result<_, _>>()
             .map(Some),
-        other => Err(invalid_type(code, at, "an array", other)),
+        other => Err(invalid_value_type(code, at, "an array", other)),
     }
 }
 
@@ -305,7 +264,7 @@ fn parse_shards(at: &str, v: &Value) -> Result<Entries<ShardPatch>, ApiError> {
     let m = match v {
         Value::Null => return Ok(Setting::Reset),
         Value::Object(m) => m,
-        other => return Err(invalid_type(code, at, "an object", other)),
+        other => return Err(invalid_value_type(code, at, "an object", other)),
     };
     let mut out = Vec::with_capacity(m.len());
     for (name, s) in m {
@@ -325,7 +284,7 @@ fn parse_shards(at: &str, v: &Value) -> Result<Entries<ShardPatch>, ApiError> {
                 }
                 Some(p)
             }
-            other => return Err(invalid_type(code, &here, "an object", other)),
+            other => return Err(invalid_value_type(code, &here, "an object", other)),
         };
         out.push((name.clone(), s));
     }
@@ -337,7 +296,14 @@ fn parse_shards(at: &str, v: &Value) -> Result<Entries<ShardPatch>, ApiError> {
 fn parse_patch(body: &Value) -> Result<Patch, ApiError> {
     let m: &Map<String, Value> = match body {
         Value::Object(m) => m,
-        other => return Err(invalid_type(ErrorCode::BadRequest, "", "an object", other)),
+        other => {
+            return Err(invalid_value_type(
+                ErrorCode::BadRequest,
+                "",
+                "an object",
+                other,
+            ))
+        }
     };
     let mut p = Patch::default();
     for (k, v) in m {

@@ -12,7 +12,9 @@
 //! `/experimental-features` to every node, so any live node knows it).
 
 use crate::broadcast::spawn_task;
-use crate::http_types::{describe_json_value, did_you_mean, ApiError, Req, Resp};
+use crate::http_types::{
+    describe_json_value, invalid_value_type, unknown_field, ApiError, Req, Resp,
+};
 use crate::state::Admin;
 use crate::store::TaskType;
 use hyper::Method;
@@ -104,56 +106,13 @@ fn valid_uid(uid: &str) -> bool {
 
 /// Meilisearch's `feature_not_enabled` unless a node has `dynamicSearchRules` on.
 async fn check_feature(admin: &Admin, action: &str) -> Result<(), ApiError> {
-    let mut last = None;
-    for node in admin.live_nodes() {
-        match admin
-            .client
-            .send(&node.address, Method::GET, "/experimental-features", None)
-            .await
-        {
-            Ok(r) if r.is_success() => {
-                if r.json().get("dynamicSearchRules") == Some(&Value::Bool(true)) {
-                    return Ok(());
-                }
-                return Err(ApiError::core(
-                    ErrorCode::FeatureNotEnabled,
-                    format!("{action} requires enabling the `dynamic search rules` experimental feature. See https://github.com/orgs/meilisearch/discussions/884"),
-                ));
-            }
-            Ok(r) => last = Some(format!("node `{}` answered {}", node.id, r.status)),
-            Err(e) => last = Some(format!("node `{}`: {e}", node.id)),
-        }
+    if crate::features::node_flag(admin, "dynamicSearchRules").await? {
+        return Ok(());
     }
     Err(ApiError::core(
-        ErrorCode::MiroirNodeUnreachable,
-        last.unwrap_or_else(|| "no node is available".into()),
+        ErrorCode::FeatureNotEnabled,
+        format!("{action} requires enabling the `dynamic search rules` experimental feature. See https://github.com/orgs/meilisearch/discussions/884"),
     ))
-}
-
-fn invalid_type(code: ErrorCode, at: &str, expected: &str, v: &Value) -> ApiError {
-    ApiError::core(
-        code,
-        format!(
-            "Invalid value type at `{at}`: expected {expected}, but found {}",
-            describe_json_value(v)
-        ),
-    )
-}
-
-fn unknown_field(code: ErrorCode, key: &str, inside: Option<&str>, accepted: &[&str]) -> ApiError {
-    let expected = accepted
-        .iter()
-        .map(|f| format!("`{f}`"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let place = inside.map(|p| format!(" inside `{p}`")).unwrap_or_default();
-    ApiError::core(
-        code,
-        format!(
-            "Unknown field `{key}`{place}: {}expected one of {expected}",
-            did_you_mean(key, accepted)
-        ),
-    )
 }
 
 fn missing_field(code: ErrorCode, key: &str, inside: &str) -> ApiError {
@@ -190,7 +149,7 @@ fn parse_list(body: &Value) -> Result<ListRules, ApiError> {
     let uint = |k: &str, code: ErrorCode, v: &Value| -> Result<usize, ApiError> {
         v.as_u64()
             .map(|n| n as usize)
-            .ok_or_else(|| invalid_type(code, &format!(".{k}"), "a positive integer", v))
+            .ok_or_else(|| invalid_value_type(code, &format!(".{k}"), "a positive integer", v))
     };
     for (k, v) in m {
         match k.as_str() {
@@ -204,7 +163,7 @@ fn parse_list(body: &Value) -> Result<ListRules, ApiError> {
                             (_, Value::Null) if fk == "query" || fk == "active" => {}
                             ("query", Value::String(s)) => out.query = Some(s.clone()),
                             ("query", other) => {
-                                return Err(invalid_type(
+                                return Err(invalid_value_type(
                                     ErrorCode::InvalidDynamicSearchRuleFilterQuery,
                                     ".filter.query",
                                     "a string",
@@ -213,7 +172,7 @@ fn parse_list(body: &Value) -> Result<ListRules, ApiError> {
                             }
                             ("active", Value::Bool(b)) => out.active = Some(*b),
                             ("active", other) => {
-                                return Err(invalid_type(
+                                return Err(invalid_value_type(
                                     ErrorCode::InvalidDynamicSearchRuleFilterActive,
                                     ".filter.active",
                                     "a boolean",
@@ -232,7 +191,7 @@ fn parse_list(body: &Value) -> Result<ListRules, ApiError> {
                     }
                 }
                 other => {
-                    return Err(invalid_type(
+                    return Err(invalid_value_type(
                         ErrorCode::InvalidDynamicSearchRuleFilter,
                         ".filter",
                         "an object",
@@ -413,7 +372,7 @@ fn scalar<T>(
         other => match (f.read)(other) {
             Some(t) => Setting::Set(t),
             None => {
-                return Err(invalid_type(
+                return Err(invalid_value_type(
                     f.code,
                     &format!(".{}", f.field),
                     f.expected,
@@ -448,7 +407,7 @@ fn apply_conditions(r: &mut SearchRule, c: &Conditions) {
 fn parse_conditions(v: &Value) -> Result<Conditions, ApiError> {
     const CODE: ErrorCode = ErrorCode::InvalidDynamicSearchRuleConditions;
     let Value::Object(m) = v else {
-        return Err(invalid_type(CODE, ".conditions", "an object", v));
+        return Err(invalid_value_type(CODE, ".conditions", "an object", v));
     };
     let mut c = Conditions::default();
     for (k, v) in m {
@@ -463,7 +422,7 @@ fn parse_conditions(v: &Value) -> Result<Conditions, ApiError> {
                             .map_err(|_| ApiError::core(CODE, format!(
                                 "Invalid value at `.conditions.time.{key}`: `{s}` is not a valid date. It should follow the RFC 3339 format to represents a date or datetime in the future or specified as a null value. e.g. 'YYYY-MM-DD' or 'YYYY-MM-DD HH:MM:SS'.\n"
                             ))),
-                        Some(other) => Err(invalid_type(
+                        Some(other) => Err(invalid_value_type(
                             CODE,
                             &format!(".conditions.time.{key}"),
                             "a string",
@@ -475,7 +434,12 @@ fn parse_conditions(v: &Value) -> Result<Conditions, ApiError> {
                 c.time = Some((date("start")?, date("end")?));
             }
             ("time", other) => {
-                return Err(invalid_type(CODE, ".conditions.time", "an object", other))
+                return Err(invalid_value_type(
+                    CODE,
+                    ".conditions.time",
+                    "an object",
+                    other,
+                ))
             }
             ("query", Value::Object(q)) => {
                 let mut is_empty = None;
@@ -485,7 +449,7 @@ fn parse_conditions(v: &Value) -> Result<Conditions, ApiError> {
                         (_, Value::Null) if qk == "isEmpty" || qk == "words" => {}
                         ("isEmpty", Value::Bool(b)) => is_empty = Some(*b),
                         ("isEmpty", other) => {
-                            return Err(invalid_type(
+                            return Err(invalid_value_type(
                                 CODE,
                                 ".conditions.query.isEmpty",
                                 "a boolean",
@@ -494,7 +458,7 @@ fn parse_conditions(v: &Value) -> Result<Conditions, ApiError> {
                         }
                         ("words", Value::String(s)) => words = Some(s.clone()),
                         ("words", other) => {
-                            return Err(invalid_type(
+                            return Err(invalid_value_type(
                                 CODE,
                                 ".conditions.query.words",
                                 "a string",
@@ -514,7 +478,12 @@ fn parse_conditions(v: &Value) -> Result<Conditions, ApiError> {
                 c.query = Some((is_empty, words));
             }
             ("query", other) => {
-                return Err(invalid_type(CODE, ".conditions.query", "an object", other))
+                return Err(invalid_value_type(
+                    CODE,
+                    ".conditions.query",
+                    "an object",
+                    other,
+                ))
             }
             (other, _) => {
                 return Err(unknown_field(
@@ -549,13 +518,13 @@ fn parse_conditions(v: &Value) -> Result<Conditions, ApiError> {
 fn parse_actions(v: &Value) -> Result<Vec<PinAction>, ApiError> {
     const CODE: ErrorCode = ErrorCode::InvalidDynamicSearchRuleActions;
     let Value::Array(items) = v else {
-        return Err(invalid_type(CODE, ".actions", "an array", v));
+        return Err(invalid_value_type(CODE, ".actions", "an array", v));
     };
     let mut out = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
         let at = format!(".actions[{i}]");
         let Value::Object(m) = item else {
-            return Err(invalid_type(CODE, &at, "an object", item));
+            return Err(invalid_value_type(CODE, &at, "an object", item));
         };
         for k in m.keys() {
             if k != "selector" && k != "action" {
@@ -567,7 +536,7 @@ fn parse_actions(v: &Value) -> Result<Vec<PinAction>, ApiError> {
             .ok_or_else(|| missing_field(CODE, "selector", &at))?;
         let sat = format!("{at}.selector");
         let Value::Object(sel) = selector else {
-            return Err(invalid_type(CODE, &sat, "an object", selector));
+            return Err(invalid_value_type(CODE, &sat, "an object", selector));
         };
         let mut index_uid = None;
         let mut id = None;
@@ -583,7 +552,7 @@ fn parse_actions(v: &Value) -> Result<Vec<PinAction>, ApiError> {
                     index_uid = Some(s.clone());
                 }
                 ("indexUid", other) => {
-                    return Err(invalid_type(
+                    return Err(invalid_value_type(
                         CODE,
                         &format!("{sat}.indexUid"),
                         "a string",
@@ -592,7 +561,12 @@ fn parse_actions(v: &Value) -> Result<Vec<PinAction>, ApiError> {
                 }
                 ("id", Value::String(s)) => id = Some(s.clone()),
                 ("id", other) => {
-                    return Err(invalid_type(CODE, &format!("{sat}.id"), "a string", other))
+                    return Err(invalid_value_type(
+                        CODE,
+                        &format!("{sat}.id"),
+                        "a string",
+                        other,
+                    ))
                 }
                 (other, _) => {
                     return Err(unknown_field(CODE, other, Some(&sat), &["indexUid", "id"]))
@@ -605,7 +579,7 @@ fn parse_actions(v: &Value) -> Result<Vec<PinAction>, ApiError> {
             .ok_or_else(|| missing_field(CODE, "action", &at))?;
         let aat = format!("{at}.action");
         let Value::Object(act) = action else {
-            return Err(invalid_type(CODE, &aat, "an object", action));
+            return Err(invalid_value_type(CODE, &aat, "an object", action));
         };
         match act.get("type") {
             Some(Value::String(t)) if t == "pin" => {}
@@ -628,7 +602,7 @@ fn parse_actions(v: &Value) -> Result<Vec<PinAction>, ApiError> {
                 n.as_u64().unwrap_or_default() as u32
             }
             Some(other) => {
-                return Err(invalid_type(
+                return Err(invalid_value_type(
                     CODE,
                     &format!("{aat}.position"),
                     "a positive integer",

@@ -209,29 +209,12 @@ async fn prepare(
 
 /// Meilisearch's `check_chat_completions`, read from a node (the flag is broadcast).
 async fn check_feature(admin: &Admin) -> Result<(), ApiError> {
-    let mut last = None;
-    for node in admin.live_nodes() {
-        match admin
-            .client
-            .send(&node.address, Method::GET, "/experimental-features", None)
-            .await
-        {
-            Ok(r) if r.is_success() => {
-                if r.json().get("chatCompletions") == Some(&Value::Bool(true)) {
-                    return Ok(());
-                }
-                return Err(ApiError::core(
-                    ErrorCode::FeatureNotEnabled,
-                    "using the /chats chat completions route requires enabling the `chat completions` experimental feature. See https://github.com/orgs/meilisearch/discussions/835",
-                ));
-            }
-            Ok(r) => last = Some(format!("node `{}` answered {}", node.id, r.status)),
-            Err(e) => last = Some(format!("node `{}`: {e}", node.id)),
-        }
+    if crate::features::node_flag(admin, "chatCompletions").await? {
+        return Ok(());
     }
     Err(ApiError::core(
-        ErrorCode::MiroirNodeUnreachable,
-        last.unwrap_or_else(|| "no node is available".into()),
+        ErrorCode::FeatureNotEnabled,
+        "using the /chats chat completions route requires enabling the `chat completions` experimental feature. See https://github.com/orgs/meilisearch/discussions/835",
     ))
 }
 

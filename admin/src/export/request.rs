@@ -2,7 +2,7 @@
 //! its error codes and messages, checked against a real node), and the task details it
 //! produces before and after the export ran.
 
-use crate::http_types::{describe_json_value, did_you_mean, ApiError};
+use crate::http_types::{describe_json_value, invalid_value_type, unknown_field, ApiError};
 use byte_unit::{Byte, UnitType};
 use miroir_core::access::index_matches;
 use miroir_core::error::ErrorCode;
@@ -35,32 +35,6 @@ pub struct ExportRequest {
 const FIELDS: &[&str] = &["url", "apiKey", "payloadSize", "indexes"];
 const INDEX_FIELDS: &[&str] = &["filter", "overrideSettings"];
 
-fn invalid_type(code: ErrorCode, at: &str, expected: &str, v: &Value) -> ApiError {
-    ApiError::core(
-        code,
-        format!(
-            "Invalid value type at `{at}`: expected {expected}, but found {}",
-            describe_json_value(v)
-        ),
-    )
-}
-
-fn unknown_field(key: &str, inside: Option<&str>, accepted: &[&str]) -> ApiError {
-    let expected = accepted
-        .iter()
-        .map(|f| format!("`{f}`"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let place = inside.map(|p| format!(" inside `{p}`")).unwrap_or_default();
-    ApiError::core(
-        ErrorCode::BadRequest,
-        format!(
-            "Unknown field `{key}`{place}: {}expected one of {expected}",
-            did_you_mean(key, accepted)
-        ),
-    )
-}
-
 /// Meilisearch's `IndexUidPattern`: `*`, or an index uid optionally followed by one `*`.
 pub fn valid_pattern(p: &str) -> bool {
     let uid = p.strip_suffix('*').unwrap_or(p);
@@ -76,9 +50,9 @@ pub fn valid_pattern(p: &str) -> bool {
 fn payload_size(v: &Value) -> Result<u64, ApiError> {
     let code = ErrorCode::InvalidExportPayloadSize;
     match v {
-        Value::Number(n) => n
-            .as_u64()
-            .ok_or_else(|| invalid_type(code, ".payloadSize", "a positive integer or a string", v)),
+        Value::Number(n) => n.as_u64().ok_or_else(|| {
+            invalid_value_type(code, ".payloadSize", "a positive integer or a string", v)
+        }),
         Value::String(s) => Byte::from_str(s).map(|b| b.as_u64()).map_err(|e| {
             // byte-unit without its decimal feature lists the units slightly differently
             // from Meilisearch's build; the message is made Meilisearch's.
@@ -88,7 +62,7 @@ fn payload_size(v: &Value) -> Result<u64, ApiError> {
             );
             ApiError::core(code, format!("Invalid value at `.payloadSize`: {msg}"))
         }),
-        _ => Err(invalid_type(
+        _ => Err(invalid_value_type(
             code,
             ".payloadSize",
             "a positive integer or a string",
@@ -100,7 +74,12 @@ fn payload_size(v: &Value) -> Result<u64, ApiError> {
 fn index_export(pattern: &str, v: &Value) -> Result<IndexExport, ApiError> {
     let at = format!(".indexes.{pattern}");
     let Some(fields) = v.as_object() else {
-        return Err(invalid_type(ErrorCode::BadRequest, &at, "an object", v));
+        return Err(invalid_value_type(
+            ErrorCode::BadRequest,
+            &at,
+            "an object",
+            v,
+        ));
     };
     let mut out = IndexExport {
         filter: Value::Null,
@@ -112,7 +91,7 @@ fn index_export(pattern: &str, v: &Value) -> Result<IndexExport, ApiError> {
             "overrideSettings" => match v {
                 Value::Bool(b) => out.override_settings = *b,
                 _ => {
-                    return Err(invalid_type(
+                    return Err(invalid_value_type(
                         ErrorCode::InvalidExportIndexOverrideSettings,
                         &format!("{at}.overrideSettings"),
                         "a boolean",
@@ -120,7 +99,14 @@ fn index_export(pattern: &str, v: &Value) -> Result<IndexExport, ApiError> {
                     ))
                 }
             },
-            _ => return Err(unknown_field(k, Some(&at), INDEX_FIELDS)),
+            _ => {
+                return Err(unknown_field(
+                    ErrorCode::BadRequest,
+                    k,
+                    Some(&at),
+                    INDEX_FIELDS,
+                ))
+            }
         }
     }
     Ok(out)
@@ -149,7 +135,7 @@ pub fn parse(body: &Value) -> Result<ExportRequest, ApiError> {
             "url" => match v {
                 Value::String(s) => req.url = s.clone(),
                 _ => {
-                    return Err(invalid_type(
+                    return Err(invalid_value_type(
                         ErrorCode::InvalidExportUrl,
                         ".url",
                         "a string",
@@ -161,7 +147,7 @@ pub fn parse(body: &Value) -> Result<ExportRequest, ApiError> {
                 Value::String(s) => req.api_key = Some(s.clone()),
                 Value::Null => req.api_key = None,
                 _ => {
-                    return Err(invalid_type(
+                    return Err(invalid_value_type(
                         ErrorCode::InvalidExportApiKey,
                         ".apiKey",
                         "a string",
@@ -179,7 +165,7 @@ pub fn parse(body: &Value) -> Result<ExportRequest, ApiError> {
                 Value::Null => indexes = None,
                 Value::Object(m) => indexes = Some(parse_indexes(m)?),
                 _ => {
-                    return Err(invalid_type(
+                    return Err(invalid_value_type(
                         ErrorCode::BadRequest,
                         ".indexes",
                         "an object",
@@ -187,7 +173,7 @@ pub fn parse(body: &Value) -> Result<ExportRequest, ApiError> {
                     ))
                 }
             },
-            _ => return Err(unknown_field(k, None, FIELDS)),
+            _ => return Err(unknown_field(ErrorCode::BadRequest, k, None, FIELDS)),
         }
     }
     req.indexes = indexes.unwrap_or_else(|| {

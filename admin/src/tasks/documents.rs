@@ -26,29 +26,9 @@ fn no_documents(uid: u32) -> ApiError {
     )
 }
 
-/// Whether the nodes have the feature on (they all get the same `PATCH
-/// /experimental-features`).
-async fn feature_on(admin: &Admin) -> Result<bool, ApiError> {
-    for node in admin.live_nodes() {
-        if let Ok(r) = admin
-            .client
-            .send(&node.address, Method::GET, "/experimental-features", None)
-            .await
-        {
-            if r.is_success() {
-                return Ok(r.json()["getTaskDocumentsRoute"] == Value::Bool(true));
-            }
-        }
-    }
-    Err(ApiError::core(
-        ErrorCode::MiroirNodeUnreachable,
-        "no node answered `GET /experimental-features`",
-    ))
-}
-
 /// `GET /tasks/{uid}/documents`.
 pub async fn documents(admin: &Admin, uid: &str) -> Result<Resp, ApiError> {
-    if !feature_on(admin).await? {
+    if !crate::features::node_flag(admin, "getTaskDocumentsRoute").await? {
         return Err(ApiError::core(
             ErrorCode::FeatureNotEnabled,
             "Getting the documents of an enqueued task requires enabling the `get task documents route` experimental feature. See https://github.com/orgs/meilisearch/discussions/808",
