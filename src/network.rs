@@ -707,6 +707,16 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// The hits' `id`s in order.
+    fn hit_ids(v: &Value) -> Vec<i64> {
+        v["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["id"].as_i64().unwrap())
+            .collect()
+    }
+
     fn view() -> NetworkView {
         NetworkRecord {
             local: Some("a".into()),
@@ -846,12 +856,7 @@ mod tests {
         let out =
             merge_remote_results(&local, Some("a"), vec![remote], &[1], (0, 20), &[]).unwrap();
         let v: Value = serde_json::from_slice(&out).unwrap();
-        let ids: Vec<i64> = v["hits"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|h| h["id"].as_i64().unwrap())
-            .collect();
+        let ids = hit_ids(&v);
         assert_eq!(ids, [2, 1]);
     }
 
@@ -896,12 +901,7 @@ mod tests {
         )
         .unwrap();
         let v: Value = serde_json::from_slice(&out).unwrap();
-        let ids: Vec<i64> = v["hits"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|h| h["id"].as_i64().unwrap())
-            .collect();
+        let ids = hit_ids(&v);
         assert_eq!(ids, [11, 12]);
         assert_eq!(
             (

@@ -22,6 +22,14 @@ fn install(dir: &Path, script: &str) -> std::path::PathBuf {
     miroir
 }
 
+/// `miroir --config config` started from `dir` with `script` as its data plane.
+fn spawn(dir: &Path, config: &Path, script: &str) -> Proc {
+    let miroir = install(dir, script);
+    let mut cmd = Command::new(&miroir);
+    cmd.arg("--config").arg(config).env("RUST_LOG", "warn");
+    Proc::spawn("miroir", &mut cmd, dir.join("miroir.log"))
+}
+
 fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
@@ -36,10 +44,7 @@ fn starts_the_data_plane_with_the_same_arguments_and_forwards_sigterm() {
         "#!/bin/sh\necho \"args $*\" >> {log}\ntrap 'echo term >> {log}; exit 0' TERM\nwhile true; do sleep 0.05; done\n",
         log = log.display()
     );
-    let miroir = install(dir.path(), &script);
-    let mut cmd = Command::new(&miroir);
-    cmd.arg("--config").arg(&config).env("RUST_LOG", "warn");
-    let mut proc = Proc::spawn("miroir", &mut cmd, dir.path().join("miroir.log"));
+    let mut proc = spawn(dir.path(), &config, &script);
     proc.wait_for_line("admin listening on ", within(Duration::from_secs(60)));
     let first = proc.log().lines().next().unwrap_or_default().to_string();
     assert!(first.starts_with("admin listening on "), "{first}");
@@ -92,10 +97,7 @@ fn a_sigterm_while_waiting_to_restart_the_data_plane_shuts_down() {
     let config = write_config(dir.path(), &[&node], 8, "");
     let log = dir.path().join("dataplane.log");
     let script = format!("#!/bin/sh\necho start >> {}\nexit 3\n", log.display());
-    let miroir = install(dir.path(), &script);
-    let mut cmd = Command::new(&miroir);
-    cmd.arg("--config").arg(&config).env("RUST_LOG", "warn");
-    let mut proc = Proc::spawn("miroir", &mut cmd, dir.path().join("miroir.log"));
+    let mut proc = spawn(dir.path(), &config, &script);
     eventually("the data plane started once", || {
         read(&log).contains("start").then_some(())
     });

@@ -7,8 +7,8 @@ use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
 
 pub use miroir_testkit::{
-    bin, free_port, temp_dir, try_wait_until, wait_until, within, Client, ClusterSpec, NodeSpec,
-    Proc, Redis, Response, TestNode,
+    bin, free_port, read_request, temp_dir, try_wait_until, wait_until, within, Client,
+    ClusterSpec, NodeSpec, Proc, Redis, Response, TestNode,
 };
 
 /// The real Meilisearch binary to use as nodes instead of `miroir-testnode`

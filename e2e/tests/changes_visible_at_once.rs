@@ -6,18 +6,6 @@
 use miroir_e2e::{Client, Cluster, ClusterSpec};
 use serde_json::{json, Value};
 
-/// Sends a change, waits for its task to succeed (when it has one), returns the answer.
-fn change(cluster: &Cluster, method: &str, path: &str, body: &Value) -> Value {
-    let r = cluster.http().send_json(method, path, body).unwrap();
-    assert!(r.status < 300, "{method} {path}: {}", r.text());
-    let answer = r.json();
-    if let Some(uid) = answer["taskUid"].as_u64() {
-        let t = cluster.wait_task(uid);
-        assert_eq!(t["status"], "succeeded", "{t}");
-    }
-    answer
-}
-
 /// A search on `index` with `client`, right away: its status.
 fn search_status(client: &Client, index: &str, body: Value) -> u16 {
     let r = client
@@ -34,12 +22,7 @@ fn keys_indexes_and_settings_work_on_the_next_request() {
     for round in 0..10 {
         let uid = format!("idx{round}");
         // A new index, then at once a search on it.
-        change(
-            &cluster,
-            "POST",
-            "/indexes",
-            &json!({"uid": uid, "primaryKey": "id"}),
-        );
+        cluster.change("POST", "/indexes", &json!({"uid": uid, "primaryKey": "id"}));
         assert_eq!(
             search_status(&master, &uid, json!({"q": ""})),
             200,
@@ -47,17 +30,11 @@ fn keys_indexes_and_settings_work_on_the_next_request() {
         );
         // A setting, then at once a query that needs it.
         let settings = json!({"filterableAttributes": ["tag"]});
-        change(
-            &cluster,
-            "PATCH",
-            &format!("/indexes/{uid}/settings"),
-            &settings,
-        );
+        cluster.change("PATCH", &format!("/indexes/{uid}/settings"), &settings);
         let filtered = json!({"q": "", "filter": "tag = 1"});
         assert_eq!(search_status(&master, &uid, filtered), 200, "round {round}");
         // A key, then at once a search with it; a deleted key is refused at once.
-        let key = change(
-            &cluster,
+        let key = cluster.change(
             "POST",
             "/keys",
             &json!({"actions": ["search"], "indexes": [uid], "expiresAt": null}),

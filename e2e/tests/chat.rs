@@ -5,10 +5,10 @@
 //!
 //! The expected shapes were captured from a real Meilisearch 1.50 talking to the same script.
 
-use miroir_e2e::{Client, Cluster, ClusterSpec};
+use miroir_e2e::{read_request, Client, Cluster, ClusterSpec};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -120,28 +120,12 @@ fn llm() -> Llm {
         for stream in listener.incoming().flatten() {
             let mut out = stream.try_clone().unwrap();
             let mut rd = BufReader::new(stream);
-            let mut line = String::new();
-            if rd.read_line(&mut line).unwrap_or(0) == 0 {
+            let Ok(Some(served)) = read_request(&mut rd) else {
                 continue;
-            }
-            let mut hs = BTreeMap::new();
-            hs.insert(
-                ":path".to_string(),
-                line.split(' ').nth(1).unwrap_or("").to_string(),
-            );
-            loop {
-                let mut l = String::new();
-                rd.read_line(&mut l).unwrap();
-                let l = l.trim_end();
-                if l.is_empty() {
-                    break;
-                }
-                let (k, v) = l.split_once(':').unwrap();
-                hs.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
-            }
-            let len: usize = hs.get("content-length").map_or(0, |v| v.parse().unwrap());
-            let mut body = vec![0; len];
-            rd.read_exact(&mut body).unwrap();
+            };
+            let mut hs = served.headers;
+            hs.insert(":path".to_string(), served.path);
+            let body = served.body;
             let req: Value = serde_json::from_slice(&body).unwrap();
             let (status, ct, text) = answer(&req);
             if text.contains("Hello") {
@@ -173,17 +157,6 @@ fn completion(client: &Client, workspace: &str, body: &Value) -> miroir_e2e::Res
         .unwrap()
 }
 
-fn ok(cluster: &Cluster, method: &str, path: &str, body: &Value) -> Value {
-    let r = cluster.http().send_json(method, path, body).unwrap();
-    assert!(r.status < 300, "{method} {path}: {}", r.text());
-    let answer = r.json();
-    if let Some(uid) = answer["taskUid"].as_u64() {
-        let t = cluster.wait_task(uid);
-        assert_eq!(t["status"], "succeeded", "{t}");
-    }
-    answer
-}
-
 /// Meilisearch's default chat document template for these documents (every field
 /// searchable, in document order).
 fn render(hit: &Value) -> String {
@@ -211,8 +184,7 @@ fn chat_completions_search_every_shard() {
     let r = completion(&master, "ws", &ask);
     assert_eq!(r.status, 400, "{}", r.text());
     assert_eq!(r.json()["code"], "feature_not_enabled");
-    ok(
-        &cluster,
+    cluster.change(
         "PATCH",
         "/experimental-features",
         &json!({"chatCompletions": true}),
@@ -229,9 +201,8 @@ fn chat_completions_search_every_shard() {
             json!({"id": i, "title": title, "genre": if i % 3 == 0 { "scifi" } else { "drama" }})
         })
         .collect();
-    ok(&cluster, "POST", "/indexes/movies/documents", &json!(docs));
-    ok(
-        &cluster,
+    cluster.change("POST", "/indexes/movies/documents", &json!(docs));
+    cluster.change(
         "PATCH",
         "/indexes/movies/settings",
         &json!({"filterableAttributes": ["genre"]}),
@@ -255,8 +226,7 @@ fn chat_completions_search_every_shard() {
     assert_eq!(r.status, 404, "{}", r.text());
     assert_eq!(r.json()["code"], "chat_not_found");
     assert_eq!(r.json()["message"], "Chat `ws` not found");
-    ok(
-        &cluster,
+    cluster.change(
         "PATCH",
         "/chats/ws/settings",
         &json!({"source": "vLlm", "baseUrl": llm.base, "apiKey": "sk-test"}),
@@ -397,8 +367,7 @@ fn chat_completions_search_every_shard() {
     // Keys: without the action refused; with it (and `search`), the conversation searches as
     // that key.
     let key = |actions: Value| {
-        let k = ok(
-            &cluster,
+        let k = cluster.change(
             "POST",
             "/keys",
             &json!({"actions": actions, "indexes": ["*"], "expiresAt": null}),
@@ -422,8 +391,7 @@ fn chat_completions_search_every_shard() {
 
     // A tenant token: its rules' filter applies to the conversation's searches and to the
     // facet distributions declared to the provider.
-    let parent = ok(
-        &cluster,
+    let parent = cluster.change(
         "POST",
         "/keys",
         &json!({"actions": ["search", "chatCompletions"], "indexes": ["*"], "expiresAt": null}),
@@ -461,13 +429,12 @@ fn chat_completions_search_every_shard() {
     if miroir_e2e::real_meilisearch().is_some() {
         let chat = json!({"chat": {"description": "Movies index", "documentTemplate": "{{ doc.title }}!",
             "searchParameters": {"limit": 3, "sort": ["id:desc"]}}});
-        ok(
-            &cluster,
+        cluster.change(
             "PATCH",
             "/indexes/movies/settings",
             &json!({"sortableAttributes": ["id"]}),
         );
-        ok(&cluster, "PATCH", "/indexes/movies/settings", &chat);
+        cluster.change("PATCH", "/indexes/movies/settings", &chat);
         let before = llm.got.lock().unwrap().len();
         let r = completion(&master, "ws", &ask);
         assert_eq!(r.status, 200, "{}", r.text());
@@ -512,8 +479,7 @@ fn read_chunked(rd: &mut impl BufRead, mut seen: impl FnMut(&str)) -> String {
 fn events_reach_the_client_as_they_are_produced() {
     let llm = llm();
     let cluster = Cluster::start(ClusterSpec::default());
-    ok(
-        &cluster,
+    cluster.change(
         "PATCH",
         "/experimental-features",
         &json!({"chatCompletions": true}),
@@ -521,9 +487,8 @@ fn events_reach_the_client_as_they_are_produced() {
     let docs: Vec<Value> = (0..6)
         .map(|i| json!({"id": i, "title": format!("Star {i}")}))
         .collect();
-    ok(&cluster, "POST", "/indexes/movies/documents", &json!(docs));
-    ok(
-        &cluster,
+    cluster.change("POST", "/indexes/movies/documents", &json!(docs));
+    cluster.change(
         "PATCH",
         "/chats/ws/settings",
         &json!({"source": "vLlm", "baseUrl": llm.base}),

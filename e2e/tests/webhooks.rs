@@ -2,10 +2,10 @@
 //! once, as one Meilisearch sends them (a `POST` of gzip-compressed NDJSON with the webhook's
 //! headers), also when deliveries failed for a while and the admin was restarted meanwhile.
 
-use miroir_e2e::{wait_until, within, ClusterSpec, Deployment, DeploymentOptions};
+use miroir_e2e::{read_request, wait_until, within, ClusterSpec, Deployment, DeploymentOptions};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -35,24 +35,10 @@ fn receiver() -> Receiver {
                 let mut rd = BufReader::new(stream);
                 // Keep-alive: one request after another on the connection.
                 loop {
-                    let mut line = String::new();
-                    if rd.read_line(&mut line).unwrap_or(0) == 0 {
+                    let Ok(Some(served)) = read_request(&mut rd) else {
                         return;
-                    }
-                    let mut hs = BTreeMap::new();
-                    loop {
-                        let mut l = String::new();
-                        rd.read_line(&mut l).unwrap();
-                        let l = l.trim_end();
-                        if l.is_empty() {
-                            break;
-                        }
-                        let (k, v) = l.split_once(':').unwrap();
-                        hs.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
-                    }
-                    let len: usize = hs.get("content-length").map_or(0, |v| v.parse().unwrap());
-                    let mut body = vec![0; len];
-                    rd.read_exact(&mut body).unwrap();
+                    };
+                    let (hs, body) = (served.headers, served.body);
                     if r.load(Ordering::SeqCst) {
                         out.write_all(
                             b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n",

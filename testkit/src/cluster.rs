@@ -290,6 +290,19 @@ impl Cluster {
         crate::wait_task(&self.http(), uid)
     }
 
+    /// Sends a change, asserts it was accepted and, when it has a task, that the task
+    /// succeeded; returns the answer.
+    pub fn change(&self, method: &str, path: &str, body: &Value) -> Value {
+        let r = self.http().send_json(method, path, body).unwrap();
+        assert!(r.status < 300, "{method} {path}: {}", r.text());
+        let answer = r.json();
+        if let Some(uid) = answer["taskUid"].as_u64() {
+            let t = self.wait_task(uid);
+            assert_eq!(t["status"], "succeeded", "{t}");
+        }
+        answer
+    }
+
     /// Requests that change data, summed over every node since their counters were last
     /// reset (the test node's `GET /_testnode/counters`): every route except reads (`GET`,
     /// searches, document fetches), by route.

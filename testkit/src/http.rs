@@ -269,6 +269,60 @@ fn bad(m: impl Into<String>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, m.into())
 }
 
+/// Header lines up to the empty line: names lower-cased, values trimmed.
+fn read_headers(r: &mut impl BufRead, what: &str) -> io::Result<Vec<(String, String)>> {
+    let mut headers = Vec::new();
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if r.read_line(&mut line)? == 0 {
+            return Err(bad(format!("connection closed before a complete {what}")));
+        }
+        let l = line.trim_end();
+        if l.is_empty() {
+            return Ok(headers);
+        }
+        let (n, v) = l
+            .split_once(':')
+            .ok_or_else(|| bad(format!("bad header {l:?}")))?;
+        headers.push((n.trim().to_ascii_lowercase(), v.trim().to_string()));
+    }
+}
+
+/// One request a test's own server received (a fake provider, a webhook receiver).
+#[derive(Debug, Clone)]
+pub struct ServedRequest {
+    pub path: String,
+    /// Names lower-cased, values trimmed.
+    pub headers: std::collections::BTreeMap<String, String>,
+    pub body: Vec<u8>,
+}
+
+/// Reads one request framed by `Content-Length` (what Miroir's outgoing calls send); `None`
+/// when the connection ends before a request line.
+pub fn read_request(r: &mut impl BufRead) -> io::Result<Option<ServedRequest>> {
+    let mut line = String::new();
+    if r.read_line(&mut line)? == 0 {
+        return Ok(None);
+    }
+    let path = line.split(' ').nth(1).unwrap_or("").to_string();
+    let headers: std::collections::BTreeMap<_, _> =
+        read_headers(r, "request")?.into_iter().collect();
+    let len = match headers.get("content-length") {
+        Some(v) => v
+            .parse()
+            .map_err(|_| bad(format!("bad content-length {v:?}")))?,
+        None => 0,
+    };
+    let mut body = vec![0; len];
+    r.read_exact(&mut body)?;
+    Ok(Some(ServedRequest {
+        path,
+        headers,
+        body,
+    }))
+}
+
 /// Reads one response framed by `Content-Length`, chunked encoding or the end of the
 /// connection. A connection closed before a status line is `InvalidData`.
 pub fn read_response(r: &mut impl BufRead, head_request: bool) -> io::Result<Response> {
@@ -281,21 +335,7 @@ pub fn read_response(r: &mut impl BufRead, head_request: bool) -> io::Result<Res
         .nth(1)
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| bad(format!("bad status line {line:?}")))?;
-    let mut headers = Vec::new();
-    loop {
-        line.clear();
-        if r.read_line(&mut line)? == 0 {
-            return Err(bad("connection closed before a complete response"));
-        }
-        let l = line.trim_end();
-        if l.is_empty() {
-            break;
-        }
-        let (n, v) = l
-            .split_once(':')
-            .ok_or_else(|| bad(format!("bad header {l:?}")))?;
-        headers.push((n.trim().to_ascii_lowercase(), v.trim().to_string()));
-    }
+    let headers = read_headers(r, "response")?;
     let get = |n: &str| {
         headers
             .iter()

@@ -20,7 +20,7 @@ pub mod token;
 
 pub use bins::bin;
 pub use cluster::{Cluster, ClusterSpec, Health, Host, Launch};
-pub use http::{Client, Response};
+pub use http::{read_request, Client, Response, ServedRequest};
 pub use net::{free_addr, free_port};
 pub use node::{NodeSpec, TestNode};
 pub use poll::{try_wait_until, wait_until, within};
