@@ -84,7 +84,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 use std::time::Duration;
-use upstream::{is_node_failure, with_node_auth, Upstreams};
+use upstream::{is_node_failure, json_request, with_node_auth, Upstreams};
 
 /// Deadline for control-path calls to the admin. Broadcasts with rollback (settings, index
 /// creation) wait for every node, so this is much longer than a node search timeout.
@@ -566,6 +566,24 @@ impl<U: Upstreams> Proxy<U> {
             }
         }
         table.all_shards()
+    }
+
+    /// [`Self::gather`] of `POST path` with a JSON `body`, its filter restricted to the
+    /// assigned shards where a node holds others too.
+    pub(crate) async fn gather_post(
+        &self,
+        table: &ReadTable,
+        shards: Vec<ShardId>,
+        request_id: &str,
+        path: &str,
+        body: &serde_json::Map<String, serde_json::Value>,
+    ) -> Gathered {
+        self.gather(table, shards, request_id, |a| {
+            let shards = a.needs_shard_filter.then_some(a.shards.as_slice());
+            let bytes = filter::node_body_for(body, shards);
+            json_request(Method::Post, path.to_string(), String::new(), bytes)
+        })
+        .await
     }
 
     /// Scatter-gather over `shards` (see the module docs): plan, fan out, retry failed nodes'

@@ -22,11 +22,10 @@
 //! `_rankingScoreDetails` `{"pin": {"order": 0, "position": p}}` when asked — the
 //! approximations are listed in docs/compatibility.md.
 
-use crate::http::types::Method;
 use crate::proxy::json::RESERVED_PREFIX;
 use crate::proxy::query::{self, SearchQuery};
 use crate::proxy::search::Merged;
-use crate::proxy::upstream::{json_request, Upstreams};
+use crate::proxy::upstream::Upstreams;
 use crate::proxy::{IndexRouting, Proxy};
 use miroir_core::search_rules::{candidate_pins, id_string, place_pins, resolve_pins};
 use miroir_core::snapshot::{IndexMeta, Snapshot};
@@ -376,11 +375,7 @@ impl<U: Upstreams> Proxy<U> {
         let path = format!("/indexes/{}/documents/fetch", meta.uid);
         let shards = self.planned_shards(meta, &routing.read, q.filter(), Some(&ids_value));
         let gathered = self
-            .gather(&routing.read, shards, rid, |a| {
-                let shards = a.needs_shard_filter.then_some(a.shards.as_slice());
-                let bytes = crate::proxy::filter::node_body_for(&body, shards);
-                json_request(Method::Post, path.clone(), String::new(), bytes)
-            })
+            .gather_post(&routing.read, shards, rid, &path, &body)
             .await;
         if gathered.relay.is_some() || !gathered.unavailable.is_empty() {
             return None;

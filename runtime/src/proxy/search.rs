@@ -293,11 +293,7 @@ impl<U: Upstreams> Proxy<U> {
         let path = format!("/indexes/{}/facet-search", meta.uid);
         let shards = self.planned_shards(meta, &routing.read, body.get("filter"), None);
         let gathered = self
-            .gather(&routing.read, shards, rid, |a| {
-                let shards = a.needs_shard_filter.then_some(a.shards.as_slice());
-                let bytes = crate::proxy::filter::node_body_for(&body, shards);
-                json_request(Method::Post, path.clone(), String::new(), bytes)
-            })
+            .gather_post(&routing.read, shards, rid, &path, &body)
             .await;
         if let Some(resp) = gathered.relay {
             return resp;
