@@ -27,8 +27,15 @@ struct Cli {
     log: String,
 }
 
+/// mimalloc instead of the C library's allocator: per-thread free lists for every size class
+/// the data plane uses per request (a scatter's call futures of ~4 KiB each, header strings,
+/// 300 KiB of brotli tables), where glibc took its slow path (`malloc_consolidate`, arena
+/// locks) and musl's allocator is slower still. Measured and argued in
+/// docs/decisions/052-zero-copy-bodies-and-mimalloc.md.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
-    miroir_runtime::http::recycle::tune_allocator();
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .json()

@@ -550,7 +550,7 @@ impl Handler for MetricsHandler {
             return Response::json(e.status(), e.to_body());
         }
         let mut r = Response::new(200).with_header("content-type", "text/plain; version=0.0.4");
-        r.body = self.metrics.render_prometheus().into_bytes();
+        r.body = self.metrics.render_prometheus().into_bytes().into();
         r
     }
 }

@@ -174,6 +174,47 @@ fn framings_on_one_pooled_connection() {
     }
 }
 
+/// Answers of several KiB take the connection's read buffer as their body (no copy) and the
+/// connection continues with another buffer: each answer arrives whole, in order.
+#[test]
+fn large_answers_take_the_read_buffer_and_the_connection_goes_on() {
+    let answer = |fill: u8, len: usize| -> &'static [u8] {
+        let mut a = format!("HTTP/1.1 200 OK\r\nContent-Length: {len}\r\n\r\n").into_bytes();
+        a.resize(a.len() + len, fill);
+        Box::leak(a.into_boxed_slice())
+    };
+    for io in backends() {
+        let fake = fake_upstream(vec![vec![
+            Step::Read,
+            Step::Write(answer(b'a', 8 * 1024)),
+            Step::Read,
+            Step::Write(answer(b'b', 20 * 1024)),
+            Step::Read,
+            Step::Write(OK),
+        ]]);
+        let up = Upstream::tcp(&fake.addr.to_string());
+        block_on(kind(io), async {
+            let (c, _) = client();
+            let r = c.send(&up, get("/a"), T).await.unwrap();
+            assert_eq!(r.body.len(), 8 * 1024);
+            assert!(r.body.iter().all(|&b| b == b'a'));
+            let r = c.send(&up, get("/b"), T).await.unwrap();
+            assert_eq!(r.body.len(), 20 * 1024);
+            assert!(r.body.iter().all(|&b| b == b'b'));
+            assert_eq!(r.body.clone().into_vec().len(), 20 * 1024);
+            let r = c.send(&up, get("/c"), T).await.unwrap();
+            assert_eq!(r.body, b"ok");
+            assert_eq!(c.pool().idle_count(&up), 1);
+        })
+        .unwrap();
+        assert_eq!(
+            fake.thread.join().unwrap().len(),
+            3,
+            "one connection throughout"
+        );
+    }
+}
+
 #[test]
 fn stale_pooled_connection_retries_only_when_safe() {
     for io in backends() {

@@ -437,3 +437,30 @@ fn handlers_reach_upstreams_through_the_core_client() {
         upstream.join().unwrap();
     }
 }
+
+#[test]
+fn a_body_with_head_room_is_sent_with_its_head_in_place() {
+    for io in backends() {
+        let srv = TestServer::start(io, |_| {});
+        let mut c = srv.connect();
+        // Room enough: head written into it, one send. Too little: the head is written the
+        // usual way. HEAD: no body either way. The connection stays usable after each.
+        for room in [512, 3, 0] {
+            c.send(format!("GET /roomy?room={room} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes());
+            let r = c.reply().unwrap();
+            assert_eq!(r.status, 200, "room {room}");
+            assert_eq!(r.body, b"{\"roomy\":true}", "room {room}");
+            assert_eq!(
+                r.header("content-type").as_deref(),
+                Some("application/json")
+            );
+            c.send(format!("HEAD /roomy?room={room} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes());
+            let r = c.reply_opts(true).unwrap();
+            assert_eq!((r.status, r.body.len()), (200, 0), "HEAD, room {room}");
+        }
+        // Pipelined: two answers from head-room bodies arrive whole and in order.
+        c.send(b"GET /roomy HTTP/1.1\r\nHost: t\r\n\r\nGET /a HTTP/1.1\r\nHost: t\r\n\r\n");
+        assert_eq!(c.reply().unwrap().body, b"{\"roomy\":true}");
+        assert_eq!(c.reply().unwrap().json()["path"], "/a");
+    }
+}

@@ -16,6 +16,7 @@
 //! futures and await them together with `futures_util::future::join_all` (re-exported as
 //! [`join_all`]) — they borrow the client, need no `'static`, and interleave on the core.
 
+use crate::http::body::Body;
 use crate::http::conn::Conn;
 pub use crate::http::conn::Upstream;
 pub use crate::http::observe::ClientMetrics;
@@ -579,6 +580,20 @@ async fn read_response(
                 return Err((UpstreamError::TooLarge, true));
             }
             let n = n as usize;
+            if n >= HAND_OVER_MIN && buf.len() - at == n {
+                // The whole answer arrived with its head (the common case): the read buffer
+                // becomes the body, the connection takes a recycled one for its next read.
+                let body = Body::after(std::mem::replace(&mut buf, recycle::take(READ_BUF)), at);
+                pc.buf = buf;
+                return Ok((
+                    Response {
+                        status: head.status,
+                        headers: head.headers,
+                        body,
+                    },
+                    head.keep_alive,
+                ));
+            }
             let have = (buf.len() - at).min(n);
             // A buffer a written response handed back: no large allocation per call.
             let mut body = recycle::take(have.max(n.min(BODY_STEP)));
@@ -648,6 +663,7 @@ async fn read_response(
             body
         }
     };
+    let body = Body::from(body);
     // Bytes beyond the response mean the upstream sent something unasked: don't reuse.
     let keep_alive = head.keep_alive && at == buf.len();
     buf.clear();
@@ -669,6 +685,10 @@ async fn read_response(
 /// head arrive in one read instead of two (each read is one more io_uring operation and, for
 /// the part beyond the buffer, one more copy). Pages are touched only as far as answers reach.
 const READ_BUF: usize = 64 * 1024;
+
+/// Smaller answers are copied out of the read buffer (cheap), so a small body never pins a
+/// whole read buffer; larger ones take the buffer itself.
+const HAND_OVER_MIN: usize = 4 * 1024;
 
 /// Idle pooled connections younger than this are reused without the `MSG_PEEK` check when
 /// the request may be replayed: a connection the node closed meanwhile yields no response

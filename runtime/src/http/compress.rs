@@ -140,7 +140,7 @@ pub async fn compress(coding: Coding, mut resp: Response) -> Response {
     let body = std::mem::take(&mut resp.body);
     resp.body = if body.len() >= OFFLOAD_AT_BYTES {
         match monoio::spawn_blocking(move || encode(coding, &body)).await {
-            Ok(b) => b,
+            Ok(b) => b.into(),
             // The pool is gone (shutdown): the body went with it; answer uncompressed is
             // impossible, so say the server is going away.
             Err(_) => {
@@ -152,7 +152,7 @@ pub async fn compress(coding: Coding, mut resp: Response) -> Response {
             }
         }
     } else {
-        encode(coding, &body)
+        encode(coding, &body).into()
     };
     resp.headers.push((
         "content-encoding".into(),
@@ -253,7 +253,7 @@ mod tests {
         let no_content = Response {
             status: 204,
             headers: Vec::new(),
-            body: b"x".to_vec(),
+            body: b"x".into(),
         };
         let no_content = rt().block_on(compress(Coding::Gzip, no_content));
         assert_eq!(no_content.body, b"x");

@@ -3,7 +3,9 @@
 //! connection, its buffers and the pools it borrows from never leave their core.
 //!
 //! Layout:
-//! - [`types`]: the request/response seam shared with `proxy/` (fixed shape).
+//! - [`types`]: the request/response seam shared with `proxy/` (fixed shape); [`body`]: a
+//!   body that may start part-way into its buffer (no copy out of a read buffer or behind a
+//!   written head).
 //! - [`parse`]: pure, incremental request-head and chunked-body parsing with every limit and
 //!   anti-smuggling rule; no I/O, so it is unit-, property- and fuzz-tested directly.
 //! - [`server`]: the connection loop (keep-alive, pipelining, 100-continue, timeouts) and the
@@ -35,6 +37,7 @@
 //!   [`client::UpstreamClient::send_with`] and fans out with [`client::join_all`];
 //! - write routes decompress with [`types::Request::decoded_body`] (see [`decode`]);
 //! - the transport owns framing headers and adds `x-request-id`, `date` and `connection`.
+pub mod body;
 pub mod client;
 pub mod compress;
 pub mod conn;
@@ -49,6 +52,7 @@ pub mod shutdown;
 pub mod stream;
 pub mod types;
 
+pub use body::Body;
 pub use client::{SendOptions, Upstream, UpstreamClient};
 pub use server::{Handler, RequestMeta};
 pub use types::{Method, Request, Response, UpstreamError};

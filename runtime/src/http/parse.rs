@@ -241,10 +241,22 @@ fn parse_content_length(v: &[u8]) -> Result<u64, ParseError> {
     Ok(v.iter().fold(0u64, |acc, d| acc * 10 + u64::from(d - b'0')))
 }
 
+/// Header slots [`parse_head`] keeps on the stack (the default [`Limits::max_headers`]).
+const STACK_HEADERS: usize = 100;
+
 /// Parses a complete head (`head` is exactly what [`HeadScanner::find_end`] delimited).
 pub fn parse_head(head: &[u8], limits: &Limits) -> Result<RequestHead, ParseError> {
-    let mut storage = vec![httparse::EMPTY_HEADER; limits.max_headers];
-    let mut req = httparse::Request::new(&mut storage);
+    // On the stack for the default limit: a heap array of 100 headers (3.2 KiB) is beyond
+    // glibc's per-thread cache and cost a slow-path malloc per request.
+    let mut on_stack = [httparse::EMPTY_HEADER; STACK_HEADERS];
+    let mut on_heap = Vec::new();
+    let storage = if limits.max_headers <= STACK_HEADERS {
+        &mut on_stack[..limits.max_headers]
+    } else {
+        on_heap.resize(limits.max_headers, httparse::EMPTY_HEADER);
+        &mut on_heap[..]
+    };
+    let mut req = httparse::Request::new(storage);
     match req.parse(head) {
         Ok(httparse::Status::Complete(n)) if n == head.len() => {}
         Ok(_) => return Err(ParseError::BadRequest("incomplete request head")),

@@ -1,12 +1,12 @@
 //! Per-core recycling of body buffers.
 //!
-//! A search at K=1 allocated two ~20 KiB buffers per request (the node's answer, the merged
-//! answer) and freed them a few microseconds later. glibc serves such sizes from the main
-//! heap, and every allocation of that size first runs `malloc_consolidate` over the small
-//! chunks freed meanwhile (1.4 % of the data plane's CPU in the session-6 profile, plus
-//! `_int_malloc`/`_int_free` on the large chunks). Here the transport hands a written
-//! response body back to its core ([`give`]) and the client takes one for the next node
-//! answer ([`take`]), so in steady state the large buffers are allocated once per core.
+//! A search at K=3 passes four 64 KiB buffers per request: each node answer arrives in (and
+//! stays in) its connection's read buffer ([`super::body`]), and the merged answer is built
+//! in one. Allocated and freed per request, such buffers cost allocator slow paths (glibc's
+//! `malloc_consolidate` was 1.4 % of the data plane's CPU in the session-6 profile) and, once
+//! an allocator returns their pages, page faults to touch them again. Here a read answer's
+//! buffer and a written response's buffer go back to their core ([`give`]) and the next
+//! read or merge takes one ([`take`]), so in steady state they are allocated once per core.
 //!
 //! Buffers never leave their core (monoio is thread-per-core; this is a `thread_local`).
 //! What is kept is bounded by count and bytes, and outsized buffers (a 100 MiB document
@@ -15,14 +15,17 @@
 
 use std::cell::RefCell;
 
-/// Smaller requests and buffers bypass the free list: small allocations come from glibc's
-/// per-thread cache at no cost worth saving.
+/// Smaller requests and buffers bypass the free list: small allocations come from the
+/// allocator's per-thread free lists at no cost worth saving.
 const MIN_CAPACITY: usize = 4 * 1024;
 /// Larger buffers are freed, not kept: one huge answer must not pin memory on a core.
 const MAX_CAPACITY: usize = 256 * 1024;
-/// At most this many bytes of capacity are kept per core (32 connections × K bodies of
-/// ~20 KiB in flight fit, a burst of large answers does not stay resident).
-const MAX_KEPT_BYTES: usize = 2 * 1024 * 1024;
+/// At most this many bytes of capacity are kept per core. Node answers arrive in the
+/// connections' 64 KiB read buffers ([`super::body`]), so a search passes four such buffers
+/// through here at K=3; 32 concurrent searches swing the free list by ~128 of them, and a
+/// smaller cap freed buffers only to allocate them again a moment later (seen as
+/// `malloc_consolidate` under load). A burst of large answers still does not stay resident.
+const MAX_KEPT_BYTES: usize = 8 * 1024 * 1024;
 
 #[derive(Default)]
 struct Free {
@@ -69,31 +72,6 @@ pub fn give(mut buf: Vec<u8>) {
             f.bufs.push(buf);
         }
     });
-}
-
-/// glibc's allocator thresholds for the data plane, set once at start (before the reactors).
-///
-/// By default glibc serves allocations above a *dynamic* threshold (128 KiB at start) with
-/// `mmap` and returns a freed heap top above 128 KiB to the kernel. A brotli-compressed
-/// answer allocates ~300 KiB of encoder tables per response and frees them at once, so
-/// depending on the heap's state every such response mapped and faulted those pages in
-/// again: 75–87 page faults and ~210 µs of CPU per `br` response, against ~90 µs and no
-/// faults when the memory stays in the heap (docs/benchmarks.md, the `br` row). Fixed values
-/// (1 MiB, 8 MiB) keep per-request buffers in the heap; larger blocks are still mapped and
-/// returned, and at most 8 MiB of freed heap top stays with each arena. An operator's own
-/// `GLIBC_TUNABLES` malloc settings take precedence (nothing is set then).
-pub fn tune_allocator() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        if std::env::var("GLIBC_TUNABLES").is_ok_and(|t| t.contains("glibc.malloc.")) {
-            return;
-        }
-        // SAFETY: plain libc calls with valid parameters, made before other threads allocate.
-        unsafe {
-            libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
-            libc::mallopt(libc::M_TRIM_THRESHOLD, 8 << 20);
-        }
-    }
 }
 
 #[cfg(test)]

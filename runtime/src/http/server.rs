@@ -24,7 +24,7 @@ use crate::http::types::{Method, Request, Response};
 use futures_util::FutureExt;
 use miroir_core::config::ServerConfig;
 use miroir_core::{ErrorCode, MeiliError};
-use monoio::buf::IoBufMut;
+use monoio::buf::{IoBuf, IoBufMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::{TcpListener, TcpStream};
 use std::cell::Cell;
@@ -507,26 +507,53 @@ pub async fn serve_connection<H: Handler + 'static, M: ServerMetrics + 'static>(
             continue;
         }
         out.clear();
-        write_response(
+        let with_body = write_head(
             &mut out,
             &resp,
             &request_id,
             &core.date.now(),
             keep_alive,
             version_minor,
-            is_head,
-        );
-        // The body was copied behind the head: its buffer serves the next node answer.
-        recycle::give(resp.body);
-        let (res, o) =
-            match monoio::time::timeout(settings.write_timeout, stream.write_all(out)).await {
-                Ok(r) => r,
-                Err(_) => return,
-            };
+        ) && !is_head;
+        // A body built with room before it takes the head there: one send, no copy of the
+        // body. Otherwise it is copied behind the head. Either way its buffer then serves the
+        // next node answer on this core.
+        let whole = if with_body {
+            match resp.body.prepend(&out) {
+                Ok(whole) => Some(whole),
+                Err(body) => {
+                    out.extend_from_slice(&body);
+                    recycle::give(body.into_buffer());
+                    None
+                }
+            }
+        } else {
+            recycle::give(resp.body.into_buffer());
+            None
+        };
+        let res = match whole {
+            Some((buf, at)) => {
+                let write = stream.write_all(buf.slice(at..));
+                let Ok((res, sent)) = monoio::time::timeout(settings.write_timeout, write).await
+                else {
+                    return;
+                };
+                recycle::give(sent.into_inner());
+                res
+            }
+            None => {
+                let write = stream.write_all(out);
+                let Ok((res, o)) = monoio::time::timeout(settings.write_timeout, write).await
+                else {
+                    return;
+                };
+                out = o;
+                res
+            }
+        };
         if res.is_err() || !keep_alive {
             return;
         }
-        out = o;
         // Don't let one large body pin memory for the rest of a keep-alive connection.
         if out.capacity() > 1 << 20 {
             out = Vec::with_capacity(8192);
@@ -787,6 +814,20 @@ pub fn write_response(
     version_minor: u8,
     head_only: bool,
 ) {
+    if write_head(out, resp, request_id, date, keep_alive, version_minor) && !head_only {
+        out.extend_from_slice(&resp.body);
+    }
+}
+
+/// Serialises a response's head into `out`; returns whether its status lets a body follow.
+pub fn write_head(
+    out: &mut Vec<u8>,
+    resp: &Response,
+    request_id: &str,
+    date: &[u8],
+    keep_alive: bool,
+    version_minor: u8,
+) -> bool {
     let status = resp.status;
     out.extend_from_slice(if version_minor == 0 {
         b"HTTP/1.0 "
@@ -828,9 +869,7 @@ pub fn write_response(
         out.extend_from_slice(b"connection: keep-alive\r\n");
     }
     out.extend_from_slice(b"\r\n");
-    if !head_only && !bodyless {
-        out.extend_from_slice(&resp.body);
-    }
+    !bodyless
 }
 
 #[cfg(test)]

@@ -149,7 +149,7 @@ pub async fn request(
     let resp = Response {
         status: head.status,
         headers: head.headers,
-        body: Vec::new(),
+        body: Default::default(),
     };
     Ok((resp, body))
 }
@@ -193,7 +193,10 @@ pub async fn write_streamed(
         let Ok(all) = body.collect().await else {
             return false;
         };
-        let whole = Response { body: all, ..resp };
+        let whole = Response {
+            body: all.into(),
+            ..resp
+        };
         write_response(&mut out, &whole, request_id, date, keep_alive, 0, false);
         return send(stream, out, write_timeout).await && keep_alive;
     }

@@ -1,8 +1,11 @@
 //! The seam between the HTTP transport (server, client, pools — `http/`) and the proxy logic
 //! (routes, scatter-gather, writes — `proxy/`). Both sides code against these types only.
 //!
-//! Bodies are owned `Vec<u8>`: monoio's I/O takes owned buffers, and a body is parsed once
-//! (writes, merges) or relayed untouched (pass-through routes).
+//! Bodies are owned buffers: monoio's I/O takes owned buffers, and a body is parsed once
+//! (writes, merges) or relayed untouched (pass-through routes). A response's body is a
+//! [`Body`]: its bytes may start part-way into the buffer (see [`super::body`]).
+
+use super::body::Body;
 
 /// An HTTP method. Anything else is answered 405/400 by the server before reaching a handler.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -61,7 +64,7 @@ pub struct Response {
     /// Header names lower-cased. `content-length`, `connection`, `date` and
     /// `transfer-encoding` are managed by the transport and must not be set here.
     pub headers: Vec<(String, Vec<u8>)>,
-    pub body: Vec<u8>,
+    pub body: Body,
 }
 
 impl Response {
@@ -69,15 +72,15 @@ impl Response {
         Response {
             status,
             headers: Vec::new(),
-            body: Vec::new(),
+            body: Body::default(),
         }
     }
 
-    pub fn json(status: u16, body: Vec<u8>) -> Self {
+    pub fn json(status: u16, body: impl Into<Body>) -> Self {
         Response {
             status,
             headers: vec![("content-type".into(), b"application/json".to_vec())],
-            body,
+            body: body.into(),
         }
     }
 

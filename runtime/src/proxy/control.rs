@@ -207,7 +207,10 @@ impl<U: Upstreams> Proxy<U> {
         if !event_stream {
             // An error answered before the conversation started: a whole JSON body.
             return match body.collect().await {
-                Ok(b) => relay(Response { body: b, ..head }),
+                Ok(b) => relay(Response {
+                    body: b.into(),
+                    ..head
+                }),
                 Err(e) => error(&admin_error(&e)),
             };
         }

@@ -23,7 +23,7 @@ fn plain_400(message: &str) -> Response {
     Response {
         status: 400,
         headers: vec![("content-type".into(), b"text/plain; charset=utf-8".to_vec())],
-        body: message.as_bytes().to_vec(),
+        body: message.as_bytes().into(),
     }
 }
 
@@ -59,7 +59,7 @@ pub fn preflight(req: &Request) -> Response {
     Response {
         status: 200,
         headers,
-        body: Vec::new(),
+        body: Default::default(),
     }
 }
 

@@ -27,6 +27,7 @@
 //! the indexes as Meilisearch does (counts summed, stats widened, each facet in the order of
 //! the indexes, cut to `mergeFacets.maxValuesPerFacet`).
 
+use crate::http::body::Body;
 use crate::http::types::{Method, Response};
 use crate::proxy::json::{OrderedObject, RESERVED_PREFIX};
 use crate::proxy::pins::PIN_MARK;
@@ -397,7 +398,7 @@ fn as_search_body(index: &str, node_answer: &[u8]) -> Option<Vec<u8>> {
 pub fn sum_index_facets(
     meta: &IndexMeta,
     index: &str,
-    node_answers: &[Vec<u8>],
+    node_answers: &[Body],
 ) -> Option<IndexFacets> {
     let bodies: Vec<Vec<u8>> = node_answers
         .iter()

@@ -116,7 +116,10 @@ impl<U: Upstreams> Proxy<U> {
         for hit in hits.iter_mut().filter_map(Value::as_object_mut) {
             hydrate_hit(hit, keys, &fetched);
         }
-        Ok((serde_json::to_vec(&v).expect("JSON serialises"), degraded))
+        Ok((
+            serde_json::to_vec(&v).expect("JSON serialises").into(),
+            degraded,
+        ))
     }
 
     /// A federated answer (hits carry `_federation.indexUid`), hydrated.

@@ -70,6 +70,7 @@ pub mod tenant;
 pub mod upstream;
 pub mod writes;
 
+use crate::http::body::Body;
 use crate::http::types::{Method, Request, Response};
 use auth::Principal;
 use miroir_core::config::{Config, UnavailableShardPolicy};
@@ -116,7 +117,7 @@ struct RoutingCache {
 #[derive(Debug, Default)]
 pub struct Gathered {
     /// 2xx bodies, ordered by each node's smallest shard.
-    pub bodies: Vec<Vec<u8>>,
+    pub bodies: Vec<Body>,
     /// Shards no node could answer for.
     pub unavailable: Vec<ShardId>,
     /// The first client error (node 4xx) to relay verbatim instead of merging.
@@ -299,7 +300,7 @@ impl<U: Upstreams> Proxy<U> {
                 return Response {
                     status: e.status(),
                     headers: Vec::new(),
-                    body: Vec::new(),
+                    body: Default::default(),
                 }
             }
         };
@@ -322,7 +323,7 @@ impl<U: Upstreams> Proxy<U> {
                         "content-type".into(),
                         b"text/plain; version=0.0.4; charset=utf-8".to_vec(),
                     )],
-                    body: render().into_bytes(),
+                    body: render().into_bytes().into(),
                 },
                 None => error(&MeiliError::new(ErrorCode::NotFound, "Not Found")),
             },
@@ -598,7 +599,7 @@ impl<U: Upstreams> Proxy<U> {
         let (group, rotation) = self.next_turn(table);
         let mut excluded: HashSet<NodeId> = HashSet::new();
         let mut pending = shards;
-        let mut got: Vec<(ShardId, Vec<u8>)> = Vec::new();
+        let mut got: Vec<(ShardId, Body)> = Vec::new();
         let mut out = Gathered::default();
         let timeout = self.node_timeout();
         // Each round excludes at least one more node, so this terminates; the bound is a
@@ -734,8 +735,10 @@ impl<U: Upstreams> Proxy<U> {
             self.observe(slot, started, &r);
             return (a.node.clone(), r);
         };
-        let mut hedged =
-            std::pin::pin!(self.call_node(&other.node, build(&other), request_id, timeout));
+        // Boxed: a hedge is rare, and inline it would double the size of every call's future
+        // (a scatter allocates its calls' futures together; larger than glibc's per-thread
+        // cache, that allocation took malloc's slow path on every search).
+        let mut hedged = Box::pin(self.call_node(&other.node, build(&other), request_id, timeout));
         let usable =
             |r: &Result<Response, _>| matches!(r, Ok(resp) if !is_node_failure(resp.status));
         match select(primary.as_mut(), hedged.as_mut()).await {
@@ -964,7 +967,7 @@ impl<U: Upstreams> Proxy<U> {
                 .await
             {
                 if resp.status == 200 {
-                    *self.version.borrow_mut() = Some(resp.body.clone());
+                    *self.version.borrow_mut() = Some(resp.body.to_vec());
                     return Response::json(200, resp.body);
                 }
             }

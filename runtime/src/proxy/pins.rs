@@ -342,7 +342,7 @@ impl<U: Upstreams> Proxy<U> {
         };
         apply(&mut merged, pk, pins, &mut docs, q, &drop, mark);
         let out = serde_json::to_vec(&Value::Object(merged)).expect("a JSON map serialises");
-        Some(Ok((out, degraded)))
+        Some(Ok((out.into(), degraded)))
     }
 
     /// The candidate documents that exist and match the search's filter, by id, with the

@@ -10,6 +10,7 @@
 //! ASSUMPTION (Meilisearch v1.x): that prefix is how Meilisearch words per-query errors.
 //! Federated multi-search (`federation`): see [`crate::proxy::federated`].
 
+use crate::http::body::{Body, RESPONSE_HEAD_ROOM};
 use crate::http::recycle;
 use crate::http::types::{Method, Request, Response};
 use crate::proxy::auth::{self, Principal};
@@ -27,7 +28,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 /// A merged body plus its `X-Miroir-Degraded` value, or the response to send instead.
-pub(crate) type Merged = Result<(Vec<u8>, Option<String>), Response>;
+pub(crate) type Merged = Result<(Body, Option<String>), Response>;
 
 thread_local! {
     /// The search merge's scratch arena, one per core and reset after each merge: a fresh
@@ -222,15 +223,22 @@ impl<U: Upstreams> Proxy<U> {
         let node_req = merge_req.node_request();
         let path = format!("/indexes/{}/search", meta.uid);
         let shards = self.planned_shards(meta, &routing.read, q.filter(), None);
+        let body_for = |filter: Option<&[miroir_core::ids::ShardId]>| {
+            query::node_body(
+                &node_q,
+                node_req.pagination,
+                node_req.show_ranking_score_details,
+                filter,
+            )
+        };
+        // Nodes asked for all their shards get the same body: serialised once per scatter.
+        let unfiltered = std::cell::OnceCell::new();
         let gathered = self
             .gather(&routing.read, shards, rid, |a| {
-                let filter = a.needs_shard_filter.then_some(a.shards.as_slice());
-                let body = query::node_body(
-                    &node_q,
-                    node_req.pagination,
-                    node_req.show_ranking_score_details,
-                    filter,
-                );
+                let body = match a.needs_shard_filter {
+                    true => body_for(Some(a.shards.as_slice())),
+                    false => unfiltered.get_or_init(|| body_for(None)).clone(),
+                };
                 json_request(Method::Post, path.clone(), String::new(), body)
             })
             .await;
@@ -239,19 +247,25 @@ impl<U: Upstreams> Proxy<U> {
         }
         let degraded = self.shard_policy(&meta.uid, &gathered)?;
         let inputs: Vec<ShardInput> = gathered.bodies.iter().map(|b| ShardInput::Ok(b)).collect();
-        let mut out = recycle::take(gathered.bodies.iter().map(Vec::len).sum::<usize>() / 2 + 256);
-        let merged = with_merge_arena(|arena| merge_search(&merge_req, &inputs, arena, &mut out));
+        // Room for the response head before the merged answer: the server sends both with
+        // one write and no copy (`http::body`).
+        let size = gathered.bodies.iter().map(|b| b.len()).sum::<usize>() / 2 + 256;
+        let mut out =
+            Body::with_head_room(recycle::take(RESPONSE_HEAD_ROOM + size), RESPONSE_HEAD_ROOM);
+        let merged =
+            with_merge_arena(|arena| merge_search(&merge_req, &inputs, arena, out.append()));
         std::mem::drop(inputs);
         // The node answers are read: their buffers serve the next calls on this core.
         for b in gathered.bodies {
-            recycle::give(b);
+            recycle::give(b.into_buffer());
         }
         match merged {
             Ok(_)
                 if meta.displayed_wildcard
                     && q.body.get("retrieveVectors") == Some(&Value::Bool(true)) =>
             {
-                let out = miroir_core::retrieve_vectors::fill_empty_vectors(&out).unwrap_or(out);
+                let out =
+                    miroir_core::retrieve_vectors::fill_empty_vectors(&out).map_or(out, Body::from);
                 Ok((out, degraded))
             }
             Ok(_) => Ok((out, degraded)),
@@ -429,7 +443,7 @@ impl<U: Upstreams> Proxy<U> {
                 .resolve_foreign_filters(snap, meta, &mut body, rid)
                 .await
             {
-                resp.body = prefix_error_message(&resp.body, &prefix);
+                resp.body = prefix_error_message(&resp.body, &prefix).into();
                 inside_multi_search(&mut resp);
                 return resp;
             }
@@ -474,7 +488,8 @@ impl<U: Upstreams> Proxy<U> {
                     }
                     Err(mut resp) => {
                         resp.body =
-                            prefix_error_message(&resp.body, &format!("Inside `.queries[{i}]`: "));
+                            prefix_error_message(&resp.body, &format!("Inside `.queries[{i}]`: "))
+                                .into();
                         inside_multi_search(&mut resp);
                         return resp;
                     }
@@ -574,7 +589,8 @@ impl<U: Upstreams> Proxy<U> {
                 Ok(x) => x,
                 Err(mut resp) => {
                     resp.body =
-                        prefix_error_message(&resp.body, &format!("Inside `.queries[{i}]`: "));
+                        prefix_error_message(&resp.body, &format!("Inside `.queries[{i}]`: "))
+                            .into();
                     inside_multi_search(&mut resp);
                     return resp;
                 }

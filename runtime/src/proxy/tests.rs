@@ -137,7 +137,7 @@ fn admin_registers(req: &Request) -> Result<Response, UpstreamError> {
         return Ok(Response {
             status: 204,
             headers: vec![],
-            body: vec![],
+            body: Default::default(),
         });
     }
     if req.path == "/_internal/v1/tasks" {

@@ -100,7 +100,7 @@ pub fn relay_headers(resp: &Response) -> Vec<(String, Vec<u8>)> {
 pub fn relay(resp: Response) -> Response {
     let headers = relay_headers(&resp);
     let body = if resp.status >= 400 {
-        scrub_error_body(resp.body)
+        scrub_error_body(resp.body.into_vec()).into()
     } else {
         resp.body
     };
@@ -160,7 +160,7 @@ mod tests {
         let r = relay(Response {
             status: 400,
             headers: vec![],
-            body: body.to_vec(),
+            body: body.as_slice().into(),
         });
         let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
         assert_eq!(
@@ -174,7 +174,7 @@ mod tests {
             let r = relay(Response {
                 status,
                 headers: vec![],
-                body: b.clone(),
+                body: b.clone().into(),
             });
             assert_eq!(r.body == b, status == 200);
         }
@@ -195,7 +195,7 @@ mod tests {
                 ("content-length".into(), b"3".to_vec()),
                 ("connection".into(), b"close".to_vec()),
             ],
-            body: b"{}".to_vec(),
+            body: b"{}".into(),
         };
         let r = relay(resp);
         assert_eq!(r.headers.len(), 1);

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 use miroir_core::config::{Config, IoBackend};
+use miroir_runtime::http::body::Body;
 use miroir_runtime::http::client::Upstream;
 use miroir_runtime::http::client::{parse_response_head, ResponseFraming};
 use miroir_runtime::http::server::{Handler, RequestMeta};
@@ -49,6 +50,18 @@ impl Handler for Echo {
     async fn handle(&self, req: Request, meta: RequestMeta) -> Response {
         match req.path.as_str() {
             "/panic" => panic!("handler panic requested by the test"),
+            "/roomy" => {
+                // `/roomy?room=N`: a body built with N bytes of room before it, the way the
+                // search merge builds its answers (the server writes its head there).
+                let room = req
+                    .query
+                    .strip_prefix("room=")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(512);
+                let mut body = Body::with_head_room(Vec::new(), room);
+                body.append().extend_from_slice(b"{\"roomy\":true}");
+                Response::json(200, body)
+            }
             "/slow" => {
                 // `/slow?ms=N`: answers after N ms (lets tests have a request in flight).
                 let ms = req
@@ -111,7 +124,7 @@ trait WithBody {
 
 impl WithBody for Response {
     fn with_body(mut self, b: String) -> Self {
-        self.body = b.into_bytes();
+        self.body = b.into_bytes().into();
         self
     }
 }
