@@ -29,6 +29,7 @@ use monoio::buf::IoBufMut;
 use monoio::net::{TcpStream, UnixStream};
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::mem::MaybeUninit;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -443,9 +444,15 @@ pub fn parse_response_head(
     head_request: bool,
     max_head: usize,
 ) -> Result<Option<ResponseHead>, UpstreamError> {
-    let mut storage = [httparse::EMPTY_HEADER; 128];
-    let mut resp = httparse::Response::new(&mut storage);
-    let head_len = match resp.parse(buf) {
+    // Uninitialised slots: httparse writes those it uses (no 4 KiB memset per answer).
+    let mut storage = [const { MaybeUninit::<httparse::Header>::uninit() }; 128];
+    let mut resp = httparse::Response::new(&mut []);
+    let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut resp,
+        buf,
+        &mut storage,
+    );
+    let head_len = match parsed {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => {
             if buf.len() > max_head {
