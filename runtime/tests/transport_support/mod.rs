@@ -53,22 +53,14 @@ impl Handler for Echo {
             "/roomy" => {
                 // `/roomy?room=N`: a body built with N bytes of room before it, the way the
                 // search merge builds its answers (the server writes its head there).
-                let room = req
-                    .query
-                    .strip_prefix("room=")
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(512);
+                let room = query_number(&req, "room=", 512);
                 let mut body = Body::with_head_room(Vec::new(), room);
                 body.append().extend_from_slice(b"{\"roomy\":true}");
                 Response::json(200, body)
             }
             "/slow" => {
                 // `/slow?ms=N`: answers after N ms (lets tests have a request in flight).
-                let ms = req
-                    .query
-                    .strip_prefix("ms=")
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(100);
+                let ms = query_number(&req, "ms=", 100);
                 monoio::time::sleep(Duration::from_millis(ms)).await;
                 Response::json(200, b"{\"slow\":true}".to_vec())
             }
@@ -116,6 +108,14 @@ impl Handler for Echo {
             }
         }
     }
+}
+
+/// The number in a one-parameter query `name=N`, or `default`.
+fn query_number<T: std::str::FromStr>(req: &Request, name: &str, default: T) -> T {
+    req.query
+        .strip_prefix(name)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 trait WithBody {
