@@ -5,16 +5,16 @@
 //! connection's read buffer (where it arrives behind its head), and the merged answer was
 //! copied behind the response head into the write buffer. A [`Body`] is bytes `start..` of a
 //! `Vec`, so the client hands the read buffer itself over as the body, and a handler that
-//! builds its answer [`Body::with_head_room`] lets the server write the head into the room
+//! builds its answer in a [`Body::for_response`] lets the server write the head into the room
 //! before it and send both with one `send` and no copy ([`Body::prepend`]).
 
 use std::fmt;
 use std::ops::Deref;
 
-/// Room a handler leaves before a body it builds for the response head the server writes
-/// (status line, `content-type`, `content-length`, `x-request-id`, `date`, a few more):
-/// a head that does not fit is written the old way, so this is a size, not a limit.
-pub const RESPONSE_HEAD_ROOM: usize = 512;
+/// Room [`Body::for_response`] leaves for the response head the server writes (status line,
+/// `content-type`, `content-length`, `x-request-id`, `date`, a few more): a head that does
+/// not fit is written the old way, so this is a size, not a limit.
+const RESPONSE_HEAD_ROOM: usize = 512;
 
 /// Bytes `start..` of `buf`. Dereferences to the body's bytes; the bytes before `start` are
 /// not part of it (a read head, or room reserved for the response head).
@@ -42,6 +42,15 @@ impl Body {
         Body { buf, start: room }
     }
 
+    /// An empty body to build a response in, in a recycled buffer of at least `capacity`
+    /// bytes, with room before it for the response head.
+    pub fn for_response(capacity: usize) -> Body {
+        Body::with_head_room(
+            super::recycle::take(RESPONSE_HEAD_ROOM + capacity),
+            RESPONSE_HEAD_ROOM,
+        )
+    }
+
     /// The buffer to append body bytes to (its bytes before the body stay untouched as long
     /// as the caller only appends or truncates to at least its current length).
     pub fn append(&mut self) -> &mut Vec<u8> {
@@ -51,11 +60,6 @@ impl Body {
     /// The body's bytes.
     pub fn as_slice(&self) -> &[u8] {
         self
-    }
-
-    /// Free bytes before the body.
-    pub fn head_room(&self) -> usize {
-        self.start
     }
 
     /// Writes `head` into the room just before the body when it fits and returns the buffer

@@ -581,7 +581,7 @@ async fn read_response(
     };
     let mut at = head.head_len;
     let body = match head.framing {
-        ResponseFraming::Empty => Vec::new(),
+        ResponseFraming::Empty => Body::default(),
         ResponseFraming::Length(n) => {
             if n > max_body as u64 {
                 return Err((UpstreamError::TooLarge, true));
@@ -589,37 +589,32 @@ async fn read_response(
             let n = n as usize;
             if n >= HAND_OVER_MIN && buf.len() - at == n {
                 // The whole answer arrived with its head (the common case): the read buffer
-                // becomes the body, the connection takes a recycled one for its next read.
-                let body = Body::after(std::mem::replace(&mut buf, recycle::take(READ_BUF)), at);
-                pc.buf = buf;
-                return Ok((
-                    Response {
-                        status: head.status,
-                        headers: head.headers,
-                        body,
-                    },
-                    head.keep_alive,
-                ));
-            }
-            let have = (buf.len() - at).min(n);
-            // A buffer a written response handed back: no large allocation per call.
-            let mut body = recycle::take(have.max(n.min(BODY_STEP)));
-            body.extend_from_slice(&buf[at..at + have]);
-            at += have;
-            while body.len() < n {
-                let len = body.len();
-                let end = grow_towards(&mut body, n);
-                let (r, s) = pc.conn.read(body.slice_mut(len..end)).await;
-                body = s.into_inner();
-                match r {
-                    Ok(0) => {
-                        return Err((proto("connection closed inside the response body"), true))
+                // becomes the body, the connection goes on with a recycled (empty) one.
+                let whole = std::mem::replace(&mut buf, recycle::take(READ_BUF));
+                let body = Body::after(whole, at);
+                at = 0;
+                body
+            } else {
+                let have = (buf.len() - at).min(n);
+                // A buffer a written response handed back: no large allocation per call.
+                let mut body = recycle::take(have.max(n.min(BODY_STEP)));
+                body.extend_from_slice(&buf[at..at + have]);
+                at += have;
+                while body.len() < n {
+                    let len = body.len();
+                    let end = grow_towards(&mut body, n);
+                    let (r, s) = pc.conn.read(body.slice_mut(len..end)).await;
+                    body = s.into_inner();
+                    match r {
+                        Ok(0) => {
+                            return Err((proto("connection closed inside the response body"), true))
+                        }
+                        Ok(_) => {}
+                        Err(e) => return Err((UpstreamError::Io(e.to_string()), true)),
                     }
-                    Ok(_) => {}
-                    Err(e) => return Err((UpstreamError::Io(e.to_string()), true)),
                 }
+                body.into()
             }
-            body
         }
         ResponseFraming::Chunked => {
             let mut dec = ChunkedDecoder::new();
@@ -650,7 +645,7 @@ async fn read_response(
                     Err(e) => return Err((UpstreamError::Io(e.to_string()), true)),
                 }
             }
-            body
+            body.into()
         }
         ResponseFraming::UntilClose => {
             let mut body = buf[at..].to_vec();
@@ -667,10 +662,9 @@ async fn read_response(
                     Err(e) => return Err((UpstreamError::Io(e.to_string()), true)),
                 }
             }
-            body
+            body.into()
         }
     };
-    let body = Body::from(body);
     // Bytes beyond the response mean the upstream sent something unasked: don't reuse.
     let keep_alive = head.keep_alive && at == buf.len();
     buf.clear();

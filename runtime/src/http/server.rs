@@ -518,7 +518,7 @@ pub async fn serve_connection<H: Handler + 'static, M: ServerMetrics + 'static>(
         // A body built with room before it takes the head there: one send, no copy of the
         // body. Otherwise it is copied behind the head. Either way its buffer then serves the
         // next node answer on this core.
-        let whole = if with_body {
+        let in_body = if with_body {
             match resp.body.prepend(&out) {
                 Ok(whole) => Some(whole),
                 Err(body) => {
@@ -531,26 +531,19 @@ pub async fn serve_connection<H: Handler + 'static, M: ServerMetrics + 'static>(
             recycle::give(resp.body.into_buffer());
             None
         };
-        let res = match whole {
-            Some((buf, at)) => {
-                let write = stream.write_all(buf.slice(at..));
-                let Ok((res, sent)) = monoio::time::timeout(settings.write_timeout, write).await
-                else {
-                    return;
-                };
-                recycle::give(sent.into_inner());
-                res
-            }
-            None => {
-                let write = stream.write_all(out);
-                let Ok((res, o)) = monoio::time::timeout(settings.write_timeout, write).await
-                else {
-                    return;
-                };
-                out = o;
-                res
-            }
+        // What is sent: the body's buffer from its head on, or `out` (kept for the next answer).
+        let (send, at, is_out) = match in_body {
+            Some((buf, at)) => (buf, at, false),
+            None => (std::mem::take(&mut out), 0, true),
         };
+        let write = stream.write_all(send.slice(at..));
+        let Ok((res, sent)) = monoio::time::timeout(settings.write_timeout, write).await else {
+            return;
+        };
+        match is_out {
+            true => out = sent.into_inner(),
+            false => recycle::give(sent.into_inner()),
+        }
         if res.is_err() || !keep_alive {
             return;
         }

@@ -10,7 +10,7 @@
 //! ASSUMPTION (Meilisearch v1.x): that prefix is how Meilisearch words per-query errors.
 //! Federated multi-search (`federation`): see [`crate::proxy::federated`].
 
-use crate::http::body::{Body, RESPONSE_HEAD_ROOM};
+use crate::http::body::Body;
 use crate::http::recycle;
 use crate::http::types::{Method, Request, Response};
 use crate::proxy::auth::{self, Principal};
@@ -250,8 +250,7 @@ impl<U: Upstreams> Proxy<U> {
         // Room for the response head before the merged answer: the server sends both with
         // one write and no copy (`http::body`).
         let size = gathered.bodies.iter().map(|b| b.len()).sum::<usize>() / 2 + 256;
-        let mut out =
-            Body::with_head_room(recycle::take(RESPONSE_HEAD_ROOM + size), RESPONSE_HEAD_ROOM);
+        let mut out = Body::for_response(size);
         let merged =
             with_merge_arena(|arena| merge_search(&merge_req, &inputs, arena, out.append()));
         std::mem::drop(inputs);
