@@ -429,6 +429,7 @@ mod tests {
             updated_at: "2026-01-01T00:00:00Z".into(),
             distinct_attribute: None,
             foreign_keys: Vec::new(),
+            deleting: false,
         };
         let v = round_trip(&Prepared {
             generation: 3,

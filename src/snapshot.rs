@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Current snapshot encoding version (first byte(s) of the encoded form).
-pub const SNAPSHOT_FORMAT_VERSION: u16 = 5;
+pub const SNAPSHOT_FORMAT_VERSION: u16 = 6;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct Snapshot {
@@ -87,6 +87,13 @@ pub struct IndexMeta {
     /// would hydrate from their own shard of the foreign index (decision 044).
     #[serde(default)]
     pub foreign_keys: Vec<crate::foreign_keys::ForeignKey>,
+    /// An index deletion was accepted and has not finished (docs/contract.md#index-deletion).
+    /// Reads still find the index, as on Meilisearch until its deletion task runs; a document
+    /// write, which re-creates a deleted index, goes through the admin, which orders it after
+    /// the deletion.
+    /// (`default`: the admin's stores hold metadata written before this field existed.)
+    #[serde(default)]
+    pub deleting: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -228,6 +235,7 @@ impl IndexMeta {
             updated_at: now.to_string(),
             distinct_attribute: None,
             foreign_keys: Vec::new(),
+            deleting: false,
         }
     }
 }
@@ -433,6 +441,7 @@ mod tests {
                     } else {
                         Vec::new()
                     },
+                    deleting: dw && !sw,
                 },
             )
     }

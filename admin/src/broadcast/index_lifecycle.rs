@@ -11,38 +11,24 @@ use super::intents::{
     Recorded,
 };
 use super::settings::settings_path;
-use super::settings_translation::{initial_node_settings, DEFAULT_RANKING_RULES};
+use super::settings_translation::initial_node_settings;
 use crate::http_types::{encode_segment, ApiError, Req, Resp};
 use crate::node_health::NodeHealth;
 use crate::state::Admin;
 use crate::store::TaskType;
 use hyper::Method;
 use miroir_core::error::ErrorCode;
-use miroir_core::snapshot::{FacetOrder, IndexMeta};
+use miroir_core::snapshot::IndexMeta;
 use serde_json::{json, Value};
 use std::sync::Arc;
 
 fn new_meta(admin: &Admin, uid: &str, primary_key: Option<String>) -> IndexMeta {
-    let now = crate::timefmt::now_rfc3339();
-    IndexMeta {
-        uid: uid.to_string(),
+    IndexMeta::new(
+        uid,
         primary_key,
-        shards: admin.config.shards,
-        fields: Vec::new(),
-        searchable_wildcard: true,
-        displayed_wildcard: true,
-        ranking_rules: DEFAULT_RANKING_RULES
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
-        max_values_per_facet: 100,
-        sort_facet_values_by: [("*".to_string(), FacetOrder::Alpha)].into_iter().collect(),
-        max_total_hits: 1000,
-        created_at: now.clone(),
-        updated_at: now,
-        distinct_attribute: None,
-        foreign_keys: Vec::new(),
-    }
+        admin.config.shards,
+        &crate::timefmt::now_rfc3339(),
+    )
 }
 
 /// `POST /indexes`.
@@ -268,10 +254,16 @@ async fn undo_rename(admin: &Admin, record: &Recorded, intent: &Intent) {
 /// forward: recorded first, then every node deletes its copy (one that no longer has the index
 /// counts as done) and the metadata goes. If a node cannot be reached the task fails and the
 /// index stays listed; a retry, or the next takeover ([`super::intents::recover`]), finishes it.
+///
+/// Before the task is answered, the index is published as `deleting`, so that a document
+/// write sent right after (which on Meilisearch re-creates the index once the deletion has
+/// run) asks the admin, whose `prepare-write` waits for this task's scope and then creates
+/// the index afresh — instead of reaching the nodes directly, where it would re-create the
+/// index behind Miroir's back (docs/contract.md#index-deletion).
 pub async fn delete_index(admin: &Arc<Admin>, uid: &str) -> Result<Resp, ApiError> {
     let guard = admin.lock_scopes(vec![uid.to_string()]).await;
     let details = json!({"deletedDocuments": 0});
-    if admin.index(uid).is_none() {
+    let Some(meta) = admin.index(uid) else {
         return failed_task(
             admin,
             Some(uid),
@@ -280,7 +272,8 @@ pub async fn delete_index(admin: &Arc<Admin>, uid: &str) -> Result<Resp, ApiErro
             index_not_found(uid),
         )
         .await;
-    }
+    };
+    set_deleting(admin, meta, true).await?;
     let nodes = admin.broadcast_nodes();
     let owned = uid.to_string();
     spawn_task_tracked(
@@ -300,7 +293,18 @@ pub async fn delete_index(admin: &Arc<Admin>, uid: &str) -> Result<Resp, ApiErro
                 },
             )
             .await?;
-            let done = delete_on(&admin, &nodes, &owned).await?;
+            let done = match delete_on(&admin, &nodes, &owned).await {
+                Ok(done) => done,
+                Err(e) => {
+                    // The index stays: writes go straight to the nodes again.
+                    if let Some(meta) = admin.index(&owned) {
+                        if let Err(e) = set_deleting(&admin, meta, false).await {
+                            tracing::error!(index = owned, error = %e, "could not clear the deleting mark after a failed deletion; the next prepare-write clears it");
+                        }
+                    }
+                    return Err(e);
+                }
+            };
             admin.remove_index(&owned).await?;
             intent.clear(&admin).await;
             admin.publish().await?;
@@ -308,6 +312,21 @@ pub async fn delete_index(admin: &Arc<Admin>, uid: &str) -> Result<Resp, ApiErro
         },
     )
     .await
+}
+
+/// Marks or unmarks `meta`'s index as being deleted and publishes it.
+pub(super) async fn set_deleting(
+    admin: &Admin,
+    mut meta: IndexMeta,
+    deleting: bool,
+) -> Result<(), ApiError> {
+    if meta.deleting == deleting {
+        return Ok(());
+    }
+    meta.deleting = deleting;
+    admin.put_index(meta).await?;
+    admin.publish().await?;
+    Ok(())
 }
 
 /// `POST /indexes/{uid}/compact` (Meilisearch 1.50): every node compacts its copy of the

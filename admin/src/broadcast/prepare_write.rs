@@ -156,7 +156,13 @@ pub async fn prepare_write(admin: &Arc<Admin>, uid: &str, req: &Req) -> Result<R
     let _guard = admin.lock_scopes(vec![uid.to_string()]).await;
     let nodes = admin.broadcast_nodes();
     let mut meta = match admin.index(uid) {
-        Some(m) => m,
+        // Holding the index's scope, no deletion of it is running: a `deleting` mark left
+        // here is from one that failed before clearing it (or an admin that died), and the
+        // index is still there.
+        Some(m) => IndexMeta {
+            deleting: false,
+            ..m
+        },
         None => create_everywhere(admin, &nodes, uid, body.primary_key.clone(), false).await?,
     };
     match (&meta.primary_key, &body.primary_key) {

@@ -11,14 +11,7 @@ use miroir_core::foreign_keys::ForeignKey;
 use miroir_core::snapshot::{FacetOrder, IndexMeta};
 use serde_json::{json, Map, Value};
 
-pub const DEFAULT_RANKING_RULES: [&str; 6] = [
-    "words",
-    "typo",
-    "proximity",
-    "attribute",
-    "sort",
-    "exactness",
-];
+pub use miroir_core::snapshot::DEFAULT_RANKING_RULES;
 
 /// The explicit `displayedAttributes` nodes hold for a client's `*`: the index's fields, except
 /// `_vectors`. Meilisearch 1.50 returns `_vectors` under `retrieveVectors: true` when displayed
@@ -603,6 +596,7 @@ mod tests {
             updated_at: String::new(),
             distinct_attribute: None,
             foreign_keys: Vec::new(),
+            deleting: false,
         }
     }
 

@@ -77,6 +77,7 @@ fn meta(uid: &str, shards: u32) -> IndexMeta {
         updated_at: String::new(),
         distinct_attribute: None,
         foreign_keys: Vec::new(),
+        deleting: false,
     }
 }
 

@@ -439,7 +439,10 @@ impl<U: Upstreams> Proxy<U> {
             params.csv_delimiter.unwrap_or(b','),
         )
         .map_err(|e| error(&e))?;
-        let known = snap.indexes.get(index);
+        // An index being deleted is unknown to a write: on Meilisearch the write runs after
+        // the deletion and re-creates it, so the admin's prepare-write (which waits for the
+        // deletion) creates it afresh (docs/contract.md#index-deletion).
+        let known = snap.indexes.get(index).filter(|m| !m.deleting);
         let shards = known.map_or(self.config.shards, |m| m.shards).max(1);
         // Decompression and parsing of a large batch run off the reactor (`offload`).
         let max = self.config.server.max_body_bytes as usize;
