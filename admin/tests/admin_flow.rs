@@ -1347,6 +1347,15 @@ fn admin_answers_match_meilisearch_1_50() {
     assert_eq!(t["status"], "failed");
     assert_eq!(t["error"]["code"], "index_already_exists");
     assert_eq!(t["details"]["swaps"][0]["rename"], true);
+    // An index named twice is refused at once, before its existence is looked at.
+    let r = control(
+        sock,
+        "POST",
+        "/swap-indexes",
+        Some(&json!([{"indexes": ["nosuch", "nosuch"]}])),
+    );
+    assert_eq!(r.status, 400, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["code"], "invalid_swap_duplicate_index_found");
 
     // Renaming onto an existing index fails as Meilisearch's task does, touching no node.
     let r = control(

@@ -79,6 +79,16 @@ pub(super) fn inverse_swaps(swaps: &[Swap]) -> Value {
     )
 }
 
+/// Whether some index appears more than once across `swaps`, which Meilisearch refuses
+/// synchronously whether or not the indexes exist.
+pub fn names_an_index_twice(swaps: &[Swap]) -> bool {
+    let mut seen = std::collections::HashSet::new();
+    !swaps
+        .iter()
+        .flat_map(|s| [s.lhs.as_str(), s.rhs.as_str()])
+        .all(|uid| seen.insert(uid))
+}
+
 /// Meilisearch's check before swapping (index-scheduler `process_batch`, `IndexSwap`): every
 /// `lhs` and every non-renamed `rhs` must exist, a renamed-to `rhs` must not. Its errors.
 pub fn check_swaps(swaps: &[Swap], exists: impl Fn(&str) -> bool) -> Result<(), ApiError> {
@@ -133,7 +143,9 @@ pub fn check_swaps(swaps: &[Swap], exists: impl Fn(&str) -> bool) -> Result<(), 
 /// `POST /swap-indexes` (with Meilisearch 1.50's `rename`).
 pub async fn swap_indexes(admin: &Arc<Admin>, req: &Req) -> Result<Resp, ApiError> {
     let body = req.json()?;
-    let Some(swaps) = parse_swaps(&body) else {
+    // An index named twice is refused before anything else, existing or not
+    // (`invalid_swap_duplicate_index_found`): a node gives the exact error.
+    let Some(swaps) = parse_swaps(&body).filter(|s| !names_an_index_twice(s)) else {
         return Err(refused_by_a_node(admin, Method::POST, "/swap-indexes", &body).await);
     };
     let guard = admin
@@ -321,6 +333,19 @@ mod tests {
             [("a".into(), "pa".into()), ("c".into(), "pc".into())]
         );
         assert!(c.removed.is_empty());
+    }
+
+    #[test]
+    fn an_index_named_twice_is_found_across_swaps() {
+        let swap = |l: &str, r: &str| Swap {
+            lhs: l.into(),
+            rhs: r.into(),
+            rename: false,
+        };
+        assert!(names_an_index_twice(&[swap("a", "a")]));
+        assert!(names_an_index_twice(&[swap("a", "b"), swap("c", "a")]));
+        assert!(!names_an_index_twice(&[swap("a", "b"), swap("c", "d")]));
+        assert!(!names_an_index_twice(&[]));
     }
 
     #[test]
