@@ -357,3 +357,43 @@ fn retrieve_vectors_without_embedders_as_one_node() {
     let listed = hits(json!({"q": "shoe", "retrieveVectors": true, "limit": 50}));
     assert!(listed[0].get("_vectors").is_none(), "{listed}");
 }
+
+/// `showPerformanceDetails` in a GET search and in `federation` (found missing by the JS SDK
+/// suite): both answer with a `performanceDetails` object, as one Meilisearch does.
+#[test]
+fn performance_details_in_get_and_federated_searches() {
+    let p = pair();
+    for (name, c) in [("one node", p.one.http()), ("Miroir", p.cluster.http())] {
+        let r = c.call(
+            "POST",
+            "/indexes/perf/documents",
+            Some(&json!([{"id": 1, "t": "a"}, {"id": 2, "t": "b"}])),
+        );
+        let uid = r.json()["taskUid"].as_u64().unwrap();
+        assert_eq!(miroir_testkit::wait_task(&c, uid)["status"], "succeeded");
+        let r = c.call(
+            "GET",
+            "/indexes/perf/search?q=&showPerformanceDetails=true",
+            None,
+        );
+        assert_eq!(r.status, 200, "{name}: {}", r.text());
+        assert!(
+            r.json()["performanceDetails"].is_object(),
+            "{name}: {}",
+            r.text()
+        );
+    }
+    let body = json!({"federation": {"showPerformanceDetails": true},
+        "queries": [{"indexUid": "perf", "q": "a"}, {"indexUid": "perf", "q": "b"}]});
+    let r = p.cluster.http().call("POST", "/multi-search", Some(&body));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["hits"].as_array().unwrap().len(), 2, "{v}");
+    let details = v["performanceDetails"]
+        .as_object()
+        .expect("performanceDetails");
+    assert!(
+        !details.is_empty() && details.values().all(Value::is_string),
+        "{v}"
+    );
+}

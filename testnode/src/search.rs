@@ -318,7 +318,7 @@ impl Query {
                     Err(_) => return Err(ApiError::bad(&format!("invalid_search_{}", snake(k)), format!("Invalid value in parameter `{k}`: could not parse `{v}` as a positive integer"))),
                 },
                 "rankingScoreThreshold" => v.parse::<f64>().map(|x| json!(x)).unwrap_or(json!(v)),
-                "showRankingScore" | "showRankingScoreDetails" | "showMatchesPosition" | "retrieveVectors" => match v.as_str() {
+                "showRankingScore" | "showRankingScoreDetails" | "showMatchesPosition" | "showPerformanceDetails" | "retrieveVectors" => match v.as_str() {
                     "true" => json!(true),
                     "false" => json!(false),
                     _ => return Err(ApiError::bad(&format!("invalid_search_{}", snake(k)), format!("Invalid value in parameter `{k}`: could not parse `{v}` as a boolean, expected either `true` or `false`"))),

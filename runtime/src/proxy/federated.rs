@@ -50,6 +50,8 @@ pub struct Federation {
     pub facets_by_index: Vec<(String, Option<Value>)>,
     /// `mergeFacets` (not `null`): its `maxValuesPerFacet`, if any.
     pub merge_facets: Option<Option<usize>>,
+    /// `showPerformanceDetails`: the answer gets Miroir's own timings ([`performance_member`]).
+    pub show_performance_details: bool,
 }
 
 /// Reads `federation` (`offset`/`limit` or `page`/`hitsPerPage`, `facetsByIndex`,
@@ -67,9 +69,12 @@ pub fn parse_federation(v: &Value) -> Option<Federation> {
     };
     let mut facets_by_index = Vec::new();
     let mut merge_facets = None;
+    let mut show_performance_details = false;
     for (k, v) in m {
         match (k.as_str(), v) {
             ("offset" | "limit" | "page" | "hitsPerPage", _) => {}
+            ("showPerformanceDetails", Value::Bool(b)) => show_performance_details = *b,
+            ("showPerformanceDetails", Value::Null) => {}
             ("facetsByIndex" | "mergeFacets", Value::Null) => {}
             ("facetsByIndex", Value::Object(by_index)) => {
                 for (index, facets) in by_index {
@@ -110,7 +115,20 @@ pub fn parse_federation(v: &Value) -> Option<Federation> {
         pagination,
         facets_by_index,
         merge_facets,
+        show_performance_details,
     })
+}
+
+/// `,"performanceDetails":{…}` for `federation.showPerformanceDetails`: Miroir's own steps
+/// (asking the nodes, then merging their answers), written as Meilisearch writes a step's
+/// duration (`8.90ms`). The nodes' own steps stay theirs: a federated query runs as several
+/// node searches whose timings do not add up to one.
+pub fn performance_member(nodes: std::time::Duration, merge: std::time::Duration) -> Vec<u8> {
+    let details = serde_json::json!({
+        "miroir > search the nodes": format!("{nodes:.2?}"),
+        "miroir > merge the answers": format!("{merge:.2?}"),
+    });
+    format!(",\"performanceDetails\":{details}").into_bytes()
 }
 
 /// A query's weight (`federationOptions.weight`, default 1.0); `None` when malformed.
@@ -645,6 +663,7 @@ mod tests {
             pagination,
             facets_by_index: Vec::new(),
             merge_facets: None,
+            show_performance_details: false,
         }
     }
 
@@ -690,6 +709,30 @@ mod tests {
         assert_eq!(parse_federation(&json!({"mergeFacets": {"x": 1}})), None);
         assert_eq!(parse_federation(&json!({"limit": "x"})), None);
         assert_eq!(parse_federation(&json!({"nope": 1})), None);
+        assert!(
+            parse_federation(&json!({"showPerformanceDetails": true}))
+                .unwrap()
+                .show_performance_details
+        );
+        assert!(
+            !parse_federation(&json!({"showPerformanceDetails": null}))
+                .unwrap()
+                .show_performance_details
+        );
+        assert_eq!(
+            parse_federation(&json!({"showPerformanceDetails": 1})),
+            None
+        );
+        let member = performance_member(
+            std::time::Duration::from_micros(8_901),
+            std::time::Duration::from_nanos(42_610),
+        );
+        let v: Value =
+            serde_json::from_slice(&[b"{\"a\":1".as_slice(), &member, b"}"].concat()).unwrap();
+        assert_eq!(
+            v["performanceDetails"],
+            json!({"miroir > search the nodes": "8.90ms", "miroir > merge the answers": "42.61µs"})
+        );
         assert_eq!(weight(&Map::new()), Some(1.0));
         let q = json!({"federationOptions": {"weight": 2.5}});
         assert_eq!(weight(q.as_object().unwrap()), Some(2.5));

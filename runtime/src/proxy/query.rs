@@ -212,6 +212,7 @@ pub fn parse_get(qs: &str) -> Result<SearchQuery, QueryError> {
             "showRankingScore"
             | "showRankingScoreDetails"
             | "showMatchesPosition"
+            | "showPerformanceDetails"
             | "retrieveVectors" => {
                 Value::Bool(v.parse::<bool>().map_err(|_| QueryError::Delegate)?)
             }
@@ -246,6 +247,10 @@ pub fn parse_get(qs: &str) -> Result<SearchQuery, QueryError> {
                     })
                     .collect();
                 Value::Array(nums.map_err(|_| QueryError::Delegate)?)
+            }
+            "personalizeUserContext" => {
+                body.insert("personalize".into(), serde_json::json!({"userContext": v}));
+                continue;
             }
             "hybridEmbedder" => {
                 hybrid.insert("embedder".into(), Value::String(v));
@@ -424,6 +429,10 @@ mod tests {
             q.body["hybrid"],
             json!({"embedder":"e","semanticRatio":0.5})
         );
+        let q =
+            parse_get("showPerformanceDetails=true&personalizeUserContext=likes%20cats").unwrap();
+        assert_eq!(q.body["showPerformanceDetails"], json!(true));
+        assert_eq!(q.body["personalize"], json!({"userContext": "likes cats"}));
     }
 
     #[test]

@@ -351,6 +351,7 @@ impl<U: Upstreams> Proxy<U> {
         req: Request,
         rid: &str,
     ) -> Response {
+        let started = std::time::Instant::now();
         // Queries for another Miroir or Meilisearch of the network (decision 045).
         let mut remote_plan = None;
         let parsed = json_body(self, &req).and_then(|b| {
@@ -474,6 +475,7 @@ impl<U: Upstreams> Proxy<U> {
         };
         let (results, remote_answers) =
             futures_util::future::join(futures_util::future::join_all(runs), remotes).await;
+        let gathered = std::time::Instant::now();
         if let Some(fed) = federation {
             let mut bodies = Vec::with_capacity(results.len());
             let mut degraded = Vec::new();
@@ -571,6 +573,14 @@ impl<U: Upstreams> Proxy<U> {
                         ))
                     }
                 }
+            }
+            if fed.show_performance_details {
+                out.pop();
+                out.extend_from_slice(&federated::performance_member(
+                    gathered - started,
+                    gathered.elapsed(),
+                ));
+                out.push(b'}');
             }
             if let Some(failed) = remote_failures {
                 // `remoteErrors` is the answer's last member, as in Meilisearch.
