@@ -397,3 +397,110 @@ fn performance_details_in_get_and_federated_searches() {
         "{v}"
     );
 }
+
+/// `federation.distinct`: the merged hits keep one per value of the attribute (across queries
+/// and shards), the total drops by each hit left out, and an attribute the query does not
+/// retrieve is read anyway and not shown. Compared with one node when it is a real
+/// Meilisearch (the test node has no federated `distinct`).
+#[test]
+fn federated_distinct() {
+    let p = pair();
+    // 0..24 in `fd`, 24..30 in `fd2` (whose genres overlap `fd`'s only in `drama`).
+    let docs: Vec<Value> = (0..30)
+        .map(|i| {
+            let genre = if i < 24 {
+                ["Drama", "comedy ", "Horror"][i % 3]
+            } else {
+                ["drama", "Western"][i % 2]
+            };
+            json!({"id": i, "t": format!("word{} common", i % 3), "genre": genre, "n": i % 4})
+        })
+        .collect();
+    for c in [p.one.http(), p.cluster.http()] {
+        for (index, part) in [("fd", &docs[..24]), ("fd2", &docs[24..])] {
+            let r = c.call(
+                "PATCH",
+                &format!("/indexes/{index}/settings"),
+                Some(&json!({"filterableAttributes": ["genre", "n"]})),
+            );
+            miroir_testkit::wait_task(&c, r.json()["taskUid"].as_u64().unwrap());
+            let r = c.call(
+                "POST",
+                &format!("/indexes/{index}/documents"),
+                Some(&json!(part)),
+            );
+            let t = miroir_testkit::wait_task(&c, r.json()["taskUid"].as_u64().unwrap());
+            assert_eq!(t["status"], "succeeded", "{t}");
+        }
+    }
+    let cases = [
+        json!({"federation": {"distinct": "genre"},
+            "queries": [{"indexUid": "fd", "q": "word0"}, {"indexUid": "fd", "q": "common"}]}),
+        json!({"federation": {"distinct": "genre"},
+            "queries": [{"indexUid": "fd", "q": "common"}, {"indexUid": "fd2", "q": ""}]}),
+        json!({"federation": {"distinct": "n", "limit": 3},
+            "queries": [{"indexUid": "fd", "q": "common", "attributesToRetrieve": ["id"]}]}),
+    ];
+    for body in &cases {
+        let (status, v) = answer(&p.cluster.http(), "POST", "/multi-search", Some(body));
+        assert_eq!(status, 200, "{body}: {v}");
+        let hits = v["hits"].as_array().unwrap();
+        let attribute = body["federation"]["distinct"].as_str().unwrap();
+        let mut values: Vec<String> = hits
+            .iter()
+            .map(|h| {
+                let id = h["id"].as_u64().unwrap() as usize;
+                docs[id][attribute]
+                    .to_string()
+                    .trim_matches('"')
+                    .trim()
+                    .to_lowercase()
+            })
+            .collect();
+        let n = values.len();
+        values.sort();
+        values.dedup();
+        assert_eq!(values.len(), n, "{body}: one hit per value: {v}");
+        if body["queries"][0].get("attributesToRetrieve").is_some() {
+            assert!(hits.iter().all(|h| h.get(attribute).is_none()), "{v}");
+        }
+        if miroir_e2e::real_meilisearch().is_some() {
+            // Equal scores come in another order than one node's (docs/compatibility.md),
+            // so the hit kept for a value can differ: compare the values and the total.
+            let (_, one) = answer(&p.one.http(), "POST", "/multi-search", Some(body));
+            let kept = |v: &Value| -> Vec<String> {
+                let mut k: Vec<String> = v["hits"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|h| {
+                        let value = &docs[h["id"].as_u64().unwrap() as usize][attribute];
+                        value.to_string().trim_matches('"').trim().to_lowercase()
+                    })
+                    .collect();
+                k.sort();
+                k
+            };
+            // A page that holds every value must hold the same ones; a shorter one depends on
+            // the order of equal scores.
+            if one["hits"].as_array().unwrap().len() as u64 == one["estimatedTotalHits"] {
+                assert_eq!(kept(&v), kept(&one), "{body}: Miroir {v} / one node {one}");
+            }
+            assert_eq!(
+                v["estimatedTotalHits"], one["estimatedTotalHits"],
+                "{body}: Miroir {v} / one node {one}"
+            );
+        }
+    }
+    // A query's own `distinct` next to the federation's is refused as one node refuses it.
+    let body = json!({"federation": {"distinct": "genre"},
+        "queries": [{"indexUid": "fd", "q": "", "distinct": "n"}]});
+    let (status, v) = answer(&p.cluster.http(), "POST", "/multi-search", Some(&body));
+    assert_eq!(status, 400, "{v}");
+    if miroir_e2e::real_meilisearch().is_some() {
+        assert_eq!(
+            answer(&p.one.http(), "POST", "/multi-search", Some(&body)),
+            (status, v)
+        );
+    }
+}

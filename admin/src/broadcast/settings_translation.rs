@@ -33,21 +33,7 @@ pub(super) fn initial_node_settings(meta: &IndexMeta) -> Value {
     })
 }
 
-/// Nodes return at least this many values per facet, whatever the client's
-/// `faceting.maxValuesPerFacet` (which the merge applies and clients read back).
-///
-/// A node cuts its facet values to `maxValuesPerFacet` in *its* order, and that order is not
-/// always the global one: milli lists number values in text order up to 3 000 matching
-/// documents and numerically above, so a shard under the threshold and a global result over
-/// it cut differently; `count` order cut per shard misses values whose count only adds up
-/// across shards. A larger node cut makes the merge exact for every facet with at most this
-/// many distinct values per shard (docs/decisions/005-facet-overfetch.md).
-pub const NODE_MAX_VALUES_PER_FACET: u64 = 1000;
-
-/// The node's `maxValuesPerFacet` for a client value.
-pub fn node_max_values_per_facet(client: u64) -> u64 {
-    client.max(NODE_MAX_VALUES_PER_FACET)
-}
+pub use miroir_core::snapshot::{node_max_values_per_facet, NODE_MAX_VALUES_PER_FACET};
 
 /// Rewrites the `faceting` object of a node patch so nodes over-fetch facet values. Values
 /// that are not an object, number or null are left as sent for the nodes to refuse.

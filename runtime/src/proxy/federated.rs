@@ -42,6 +42,8 @@ use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
+mod distinct;
+
 /// The federation's own options.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Federation {
@@ -52,6 +54,8 @@ pub struct Federation {
     pub merge_facets: Option<Option<usize>>,
     /// `showPerformanceDetails`: the answer gets Miroir's own timings ([`performance_member`]).
     pub show_performance_details: bool,
+    /// `distinct`: the attribute the merged hits are deduplicated by ([`distinct`]).
+    pub distinct: Option<String>,
 }
 
 /// Reads `federation` (`offset`/`limit` or `page`/`hitsPerPage`, `facetsByIndex`,
@@ -70,11 +74,13 @@ pub fn parse_federation(v: &Value) -> Option<Federation> {
     let mut facets_by_index = Vec::new();
     let mut merge_facets = None;
     let mut show_performance_details = false;
+    let mut distinct = None;
     for (k, v) in m {
         match (k.as_str(), v) {
             ("offset" | "limit" | "page" | "hitsPerPage", _) => {}
             ("showPerformanceDetails", Value::Bool(b)) => show_performance_details = *b,
-            ("showPerformanceDetails", Value::Null) => {}
+            ("showPerformanceDetails" | "distinct", Value::Null) => {}
+            ("distinct", Value::String(d)) => distinct = Some(d.clone()),
             ("facetsByIndex" | "mergeFacets", Value::Null) => {}
             ("facetsByIndex", Value::Object(by_index)) => {
                 for (index, facets) in by_index {
@@ -116,7 +122,33 @@ pub fn parse_federation(v: &Value) -> Option<Federation> {
         facets_by_index,
         merge_facets,
         show_performance_details,
+        distinct,
     })
+}
+
+/// Makes a query's hits carry `attribute` (the federation deduplicates on it) when its
+/// `attributesToRetrieve` leaves it out; returns the member to drop from its hits then.
+/// Meilisearch reads the attribute from the document whatever the query retrieves.
+pub fn retrieve_for_distinct(
+    query: &mut serde_json::Map<String, Value>,
+    attribute: &str,
+) -> Option<String> {
+    let Some(Value::Array(list)) = query.get_mut("attributesToRetrieve") else {
+        return None;
+    };
+    let top = attribute.split('.').next().unwrap_or(attribute);
+    let covered = |a: &str| a == "*" || a == attribute || attribute.starts_with(&format!("{a}."));
+    if list.iter().filter_map(Value::as_str).any(covered) {
+        return None;
+    }
+    // The client asked for another part of the same object: keep it whole rather than
+    // remove what was asked for.
+    let shares_top = list
+        .iter()
+        .filter_map(Value::as_str)
+        .any(|a| a.split('.').next() == Some(top));
+    list.push(Value::String(attribute.to_owned()));
+    (!shares_top).then(|| top.to_owned())
 }
 
 /// `,"performanceDetails":{…}` for `federation.showPerformanceDetails`: Miroir's own steps
@@ -159,6 +191,9 @@ pub struct QueryResult<'a> {
     pub retrieve_vectors: bool,
     /// The query's merged body (hits carry `_rankingScore`).
     pub body: &'a [u8],
+    /// A member the hits carry only for `federation.distinct` (the client's
+    /// `attributesToRetrieve` left it out): removed from the answer.
+    pub drop_member: Option<&'a str>,
 }
 
 struct Parsed<'a> {
@@ -226,7 +261,12 @@ pub fn combine(fed: &Federation, results: &[QueryResult], out: &mut Vec<u8>) -> 
     let mut heads = vec![0usize; parsed.len()];
     let mut picked: Vec<(usize, usize, f64)> = Vec::new();
     let mut seen: std::collections::HashSet<(&str, &str)> = std::collections::HashSet::new();
-    while picked.len() < start.saturating_add(len) {
+    let mut distinct_seen = distinct::Seen::default();
+    let mut rejected = 0u64;
+    let window = start.saturating_add(len);
+    // With `distinct`, every fetched hit is looked at, so that the total drops by each one
+    // left out, as Meilisearch counts them.
+    while picked.len() < window || fed.distinct.is_some() {
         let mut best: Option<(usize, f64)> = None;
         for (q, p) in parsed.iter().enumerate() {
             if let Some((_, score)) = p.hits.get(heads[q]) {
@@ -242,11 +282,24 @@ pub fn combine(fed: &Federation, results: &[QueryResult], out: &mut Vec<u8>) -> 
             .and_then(|pk| parsed[q].hits[heads[q]].0.get(pk))
             .map(|v| v.get());
         let first = id.is_none_or(|id| seen.insert((results[q].index_uid, id)));
-        if first {
+        let kept = first
+            && fed.distinct.as_deref().is_none_or(|d| {
+                let hit = &parsed[q].hits[heads[q]].0;
+                match distinct_seen.admit(results[q].index_uid, hit, d) {
+                    distinct::Admission::Kept => true,
+                    distinct::Admission::DuplicateInIndex => false,
+                    distinct::Admission::Rejected => {
+                        rejected += 1;
+                        false
+                    }
+                }
+            });
+        if kept && picked.len() < window {
             picked.push((q, heads[q], w));
         }
         heads[q] += 1;
     }
+    let total = total.saturating_sub(rejected);
     // Pinned hits are placed over the organic prefix as Meilisearch does: every query's pins
     // ordered by position, then by index uid (it groups queries by index in a sorted map),
     // then query order (a stable sort), then milli's placement.
@@ -274,8 +327,9 @@ pub fn combine(fed: &Federation, results: &[QueryResult], out: &mut Vec<u8>) -> 
         } else {
             &parsed[q].hits[i].0
         };
+        let extra = results[q].drop_member;
         obj.write_without(&mut hit, |k| {
-            (k == "_rankingScore" && !want) || k == PIN_MARK
+            (k == "_rankingScore" && !want) || k == PIN_MARK || Some(k) == extra
         });
         hit.pop(); // the closing `}`: `_federation` goes last
         out.extend_from_slice(&hit);
@@ -554,24 +608,56 @@ pub fn facets_members(
     Some(out)
 }
 
+/// How many values of `attribute` the nodes' facet distributions of `meta`'s index hold
+/// together, each counted once (`None` when an answer is unreadable or a distribution may be
+/// cut at the nodes' `maxValuesPerFacet`).
+fn distinct_values(bodies: &[Body], meta: &IndexMeta, attribute: &str) -> Option<u64> {
+    let index = meta.uid.as_str();
+    let node_cut =
+        miroir_core::snapshot::node_max_values_per_facet(u64::from(meta.max_values_per_facet));
+    let mut values = std::collections::HashSet::new();
+    for b in bodies {
+        let v: Value = serde_json::from_slice(b).ok()?;
+        let distribution = v
+            .get("facetsByIndex")?
+            .get(index)?
+            .get("distribution")?
+            .get(attribute)
+            .and_then(Value::as_object);
+        let Some(distribution) = distribution else {
+            continue; // no document of the shards has a value
+        };
+        if distribution.len() as u64 >= node_cut {
+            return None;
+        }
+        values.extend(distribution.keys().map(|k| distinct::distribution_key(k)));
+    }
+    Some(values.len() as u64)
+}
+
 impl<U: Upstreams> Proxy<U> {
     /// For each index that several queries search: how many documents they match together,
     /// each counted once (one node answer per node: its shards' union, shards disjoint).
-    /// An index whose count is not available (a node refused, a shard unavailable) is left
-    /// out: its queries' totals are added up instead.
+    /// With `federation.distinct`, for every index: how many values of the attribute those
+    /// documents have, each counted once (the union of the nodes' facet distributions of
+    /// it). An index whose count is not available (a node refused, a shard unavailable, a
+    /// distribution cut at the nodes' `maxValuesPerFacet`) is left out: its queries' totals
+    /// are added up instead.
     pub(crate) async fn union_totals(
         &self,
         plans: &[(&IndexMeta, Rc<IndexRouting>, SearchQuery)],
+        distinct: Option<&str>,
         rid: &str,
     ) -> std::collections::HashMap<String, u64> {
         let mut out = std::collections::HashMap::new();
+        let facets = distinct.map_or(Value::Null, |d| serde_json::json!([d]));
         for (meta, routing, _) in plans {
             let queries: Vec<&SearchQuery> = plans
                 .iter()
                 .filter(|(m, _, _)| m.uid == meta.uid)
                 .map(|(_, _, q)| q)
                 .collect();
-            if queries.len() < 2 || out.contains_key(&meta.uid) {
+            if (queries.len() < 2 && distinct.is_none()) || out.contains_key(&meta.uid) {
                 continue;
             }
             let path = "/multi-search".to_string();
@@ -579,11 +665,17 @@ impl<U: Upstreams> Proxy<U> {
             let gathered = self
                 .gather(&routing.read, shards, rid, |a| {
                     let filter = a.needs_shard_filter.then_some(a.shards.as_slice());
-                    let body = node_facets_body(&meta.uid, &Value::Null, &queries, filter);
+                    let body = node_facets_body(&meta.uid, &facets, &queries, filter);
                     json_request(Method::Post, path.clone(), String::new(), body)
                 })
                 .await;
             if gathered.relay.is_some() || !gathered.unavailable.is_empty() {
+                continue;
+            }
+            if let Some(d) = distinct {
+                if let Some(n) = distinct_values(&gathered.bodies, meta, d) {
+                    out.insert(meta.uid.clone(), n);
+                }
                 continue;
             }
             let totals: Option<Vec<u64>> = gathered
@@ -664,6 +756,7 @@ mod tests {
             facets_by_index: Vec::new(),
             merge_facets: None,
             show_performance_details: false,
+            distinct: None,
         }
     }
 
@@ -753,6 +846,7 @@ mod tests {
                 want_score: false,
                 retrieve_vectors: false,
                 body: &a,
+                drop_member: None,
             },
             QueryResult {
                 index_uid: "B",
@@ -762,6 +856,7 @@ mod tests {
                 want_score: true,
                 retrieve_vectors: false,
                 body: &b,
+                drop_member: None,
             },
         ];
         let fed = paginated(Pagination::OffsetLimit {
@@ -810,6 +905,7 @@ mod tests {
             want_score: false,
             retrieve_vectors,
             body,
+            drop_member: None,
         };
         let fed = paginated(Pagination::OffsetLimit {
             offset: 0,
@@ -845,6 +941,7 @@ mod tests {
             want_score: false,
             retrieve_vectors: false,
             body,
+            drop_member: None,
         };
         let results = [one(&a), one(&b)];
         let fed = paginated(Pagination::OffsetLimit {
@@ -883,6 +980,7 @@ mod tests {
                     want_score: false,
                     retrieve_vectors: false,
                     body: &a,
+                    drop_member: None,
                 },
                 QueryResult {
                     index_uid: "B",
@@ -892,6 +990,7 @@ mod tests {
                     want_score: false,
                     retrieve_vectors: false,
                     body: &b,
+                    drop_member: None,
                 },
             ];
             let mut out = Vec::new();
@@ -919,6 +1018,7 @@ mod tests {
             want_score: false,
             retrieve_vectors: false,
             body: &a,
+            drop_member: None,
         }];
         let fed = paginated(Pagination::Page {
             page: 2,
@@ -941,7 +1041,8 @@ mod tests {
                 weight: 1.0,
                 want_score: false,
                 retrieve_vectors: false,
-                body: b"nope"
+                body: b"nope",
+                drop_member: None,
             }],
             &mut Vec::new()
         )

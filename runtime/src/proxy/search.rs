@@ -401,6 +401,8 @@ impl<U: Upstreams> Proxy<U> {
             Vec::with_capacity(multi.queries.len());
         let mut weights = Vec::with_capacity(multi.queries.len());
         let mut want_scores = Vec::with_capacity(multi.queries.len());
+        // Per local query: a member its hits carry only for `federation.distinct`.
+        let mut drop_members: Vec<Option<String>> = Vec::with_capacity(multi.queries.len());
         // The client's position of each local query (remote ones are left out of `plans`).
         let mut local_positions = Vec::with_capacity(multi.queries.len());
         for (i, (index, mut body, weight)) in multi.queries.into_iter().enumerate() {
@@ -438,6 +440,17 @@ impl<U: Upstreams> Proxy<U> {
                 body.insert("offset".into(), 0.into());
                 body.insert("limit".into(), start.saturating_add(len).into());
             }
+            let mut drop_member = None;
+            if let Some(d) = federation.as_ref().and_then(|f| f.distinct.as_ref()) {
+                // A query's own `distinct` is refused next to the federation's, and remotes
+                // would deduplicate on their own: a node words the error, or Miroir says it
+                // cannot answer.
+                if body.contains_key("distinct") || remote_plan.is_some() {
+                    return self.delegate_any(snap, req, principal, rid).await;
+                }
+                body.insert("distinct".into(), Value::String(d.clone()));
+                drop_member = federated::retrieve_for_distinct(&mut body, d);
+            }
             apply_tenant_filter(principal, &index, &mut body);
             if let Err(mut resp) = self
                 .resolve_foreign_filters(snap, meta, &mut body, rid)
@@ -455,6 +468,7 @@ impl<U: Upstreams> Proxy<U> {
                         q.want_ranking_score = true;
                     }
                     weights.push(weight);
+                    drop_members.push(drop_member);
                     local_positions.push(i);
                     plans.push((meta, routing, q))
                 }
@@ -496,7 +510,9 @@ impl<U: Upstreams> Proxy<U> {
                     }
                 }
             }
-            let unions = self.union_totals(&plans, rid).await;
+            let unions = self
+                .union_totals(&plans, fed.distinct.as_deref(), rid)
+                .await;
             let inputs: Vec<federated::QueryResult> = plans
                 .iter()
                 .zip(&bodies)
@@ -510,6 +526,7 @@ impl<U: Upstreams> Proxy<U> {
                     retrieve_vectors: plans[i].2.body.get("retrieveVectors")
                         == Some(&Value::Bool(true)),
                     body,
+                    drop_member: drop_members[i].as_deref(),
                 })
                 .collect();
             let mut out = Vec::new();
