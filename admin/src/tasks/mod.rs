@@ -630,10 +630,12 @@ pub async fn list(admin: &Admin, req: &Req) -> Result<Resp, ApiError> {
 /// - `batchStrategy` (Meilisearch 1.50's reason for closing a batch) uses Meilisearch's own
 ///   wording for a batch of one task that is not batched with others — true of every Miroir
 ///   batch.
-/// - `stats.progressTrace` and `stats.writeChannelCongestion` are left out, as Meilisearch
-///   leaves them out of batches that have none: a Miroir batch spans several node batches
-///   (which may also hold other tasks), so copying one node's trace would describe
-///   something else.
+/// - `stats.progressTrace` of a batch that ran holds one step, Miroir's own: the time from the
+///   task's start to its end (`processing tasks > miroir task`), written as Meilisearch writes
+///   a step (`8.90ms`). A Miroir batch spans several node batches (which may also hold other
+///   tasks), so copying one node's steps would describe something else.
+///   `stats.writeChannelCongestion` is left out, as Meilisearch leaves it out of batches that
+///   have none.
 pub fn batch_of(task: &Value) -> Value {
     let status = task["status"].as_str().unwrap_or("enqueued");
     let kind = task["type"].as_str().unwrap_or_default();
@@ -641,16 +643,22 @@ pub fn batch_of(task: &Value) -> Value {
         "created batch containing only task with id {} of type `{kind}` that cannot be batched with any other task.",
         task["uid"]
     );
+    let mut stats = json!({
+        "totalNbTasks": 1,
+        "status": {status: 1},
+        "types": {task["type"].as_str().unwrap_or_default(): 1},
+        "indexUids": match task["indexUid"].as_str() { Some(i) => json!({i: 1}), None => json!({}) },
+    });
+    let time = |k: &str| task[k].as_str().and_then(crate::timefmt::parse_rfc3339);
+    if let (Some(started), Some(finished)) = (time("startedAt"), time("finishedAt")) {
+        let took = std::time::Duration::try_from(finished - started).unwrap_or_default();
+        stats["progressTrace"] = json!({"processing tasks > miroir task": format!("{took:.2?}")});
+    }
     json!({
         "uid": task["uid"],
         "progress": null,
         "details": task["details"],
-        "stats": {
-            "totalNbTasks": 1,
-            "status": {status: 1},
-            "types": {task["type"].as_str().unwrap_or_default(): 1},
-            "indexUids": match task["indexUid"].as_str() { Some(i) => json!({i: 1}), None => json!({}) },
-        },
+        "stats": stats,
         "duration": task["duration"],
         "startedAt": task["startedAt"],
         "finishedAt": task["finishedAt"],
@@ -1107,6 +1115,15 @@ mod tests {
         assert_eq!(b["uid"], 4);
         assert_eq!(b["stats"]["status"]["succeeded"], 1);
         assert_eq!(b["stats"]["indexUids"]["m"], 1);
+        // "a"/"b" are no times: no trace.
+        assert!(b["stats"].get("progressTrace").is_none());
+        let mut ran = t.clone();
+        ran["startedAt"] = json!("2026-12-08T02:25:55.991295Z");
+        ran["finishedAt"] = json!("2026-12-08T02:25:56.009298Z");
+        assert_eq!(
+            batch_of(&ran)["stats"]["progressTrace"],
+            json!({"processing tasks > miroir task": "18.00ms"})
+        );
         assert_eq!(
             b["batchStrategy"],
             "created batch containing only task with id 4 of type `indexCreation` that cannot be batched with any other task."
