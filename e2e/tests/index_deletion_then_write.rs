@@ -52,14 +52,11 @@ fn a_write_right_after_a_deletion_re_creates_the_index() {
             .unwrap();
         assert_eq!(search.status, 200, "round {round}: {}", search.text());
         let hits = search.json();
-        let mut ids: Vec<u64> = hits["hits"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|h| h["id"].as_u64().unwrap())
-            .collect();
-        ids.sort_unstable();
-        assert_eq!(ids, [1, 2], "round {round}: only the new documents: {hits}");
+        assert_eq!(
+            miroir_testkit::hit_ids(&hits),
+            [1, 2],
+            "round {round}: only the new documents: {hits}"
+        );
         // Every node's copy was created by Miroir (its shard field is filterable), none by a
         // write that slipped past the catalog.
         for node in &cluster.nodes {

@@ -39,6 +39,14 @@ fn answer(c: &Client, method: &str, path: &str, body: Option<&Value>) -> (u16, V
     (r.status, v)
 }
 
+/// Adds `docs` to `index` through `c` and waits for the task to succeed.
+fn add_documents(c: &Client, index: &str, docs: &Value) {
+    let r = c.call("POST", &format!("/indexes/{index}/documents"), Some(docs));
+    let uid = r.json()["taskUid"].as_u64().expect("a task");
+    let t = miroir_testkit::wait_task(c, uid);
+    assert_eq!(t["status"], "succeeded", "{t}");
+}
+
 impl Pair {
     /// Sends the request to both sides and asserts the same answer; returns it.
     fn same(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
@@ -364,13 +372,11 @@ fn retrieve_vectors_without_embedders_as_one_node() {
 fn performance_details_in_get_and_federated_searches() {
     let p = pair();
     for (name, c) in [("one node", p.one.http()), ("Miroir", p.cluster.http())] {
-        let r = c.call(
-            "POST",
-            "/indexes/perf/documents",
-            Some(&json!([{"id": 1, "t": "a"}, {"id": 2, "t": "b"}])),
+        add_documents(
+            &c,
+            "perf",
+            &json!([{"id": 1, "t": "a"}, {"id": 2, "t": "b"}]),
         );
-        let uid = r.json()["taskUid"].as_u64().unwrap();
-        assert_eq!(miroir_testkit::wait_task(&c, uid)["status"], "succeeded");
         let r = c.call(
             "GET",
             "/indexes/perf/search?q=&showPerformanceDetails=true",
@@ -424,13 +430,7 @@ fn federated_distinct() {
                 Some(&json!({"filterableAttributes": ["genre", "n"]})),
             );
             miroir_testkit::wait_task(&c, r.json()["taskUid"].as_u64().unwrap());
-            let r = c.call(
-                "POST",
-                &format!("/indexes/{index}/documents"),
-                Some(&json!(part)),
-            );
-            let t = miroir_testkit::wait_task(&c, r.json()["taskUid"].as_u64().unwrap());
-            assert_eq!(t["status"], "succeeded", "{t}");
+            add_documents(&c, index, &json!(part));
         }
     }
     let cases = [

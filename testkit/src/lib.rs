@@ -46,6 +46,18 @@ pub fn keep_if_panicking(dir: TempDir) {
     }
 }
 
+/// The numeric `id`s of a search answer's hits, sorted (tests compare hit sets).
+pub fn hit_ids(answer: &serde_json::Value) -> Vec<u64> {
+    let mut ids: Vec<u64> = answer["hits"]
+        .as_array()
+        .expect("an answer with hits")
+        .iter()
+        .map(|h| h["id"].as_u64().expect("a numeric id"))
+        .collect();
+    ids.sort_unstable();
+    ids
+}
+
 /// Polls `GET /tasks/{uid}` through `client` until the task is `succeeded`, `failed` or
 /// `canceled` (answers other than 200 and refused connections are polled again); returns the
 /// task. Panics with the last answer after 120 s.

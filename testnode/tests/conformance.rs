@@ -1560,14 +1560,7 @@ fn shard_token_punctuation_is_never_a_word() {
     let search = |body: Value| {
         let r = s.post(&format!("/indexes/{ix}/search"), body);
         assert_eq!(r.status, 200, "{}", r.text());
-        let mut ids: Vec<u64> = r.json()["hits"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|h| h["id"].as_u64().unwrap())
-            .collect();
-        ids.sort_unstable();
-        ids
+        miroir_testkit::hit_ids(&r.json())
     };
     for c in "!#()*+-./;"
         .chars()
