@@ -138,6 +138,34 @@ fn three_hosts_one_leader_failover_without_losing_a_task() {
         &format!("/indexes/{INDEX}/settings"),
         &json!({"filterableAttributes": ["group"]}),
     );
+    // An index deleted through one follower and written to at once through another is
+    // re-created by the write, as on one Meilisearch (decision 054).
+    change(
+        &all[1],
+        &all[2],
+        "POST",
+        "/indexes",
+        &json!({"uid": "gone"}),
+    );
+    let deletion = all[1].http().delete("/indexes/gone").unwrap();
+    assert_eq!(deletion.status, 202, "{}", deletion.text());
+    let addition = all[2]
+        .http()
+        .post_json("/indexes/gone/documents", &json!([{"id": 7}]))
+        .unwrap();
+    assert_eq!(addition.status, 202, "{}", addition.text());
+    for t in [deletion.json(), addition.json()] {
+        let t = miroir_testkit::wait_task(&all[0].http(), t["taskUid"].as_u64().unwrap());
+        assert_eq!(t["status"], "succeeded", "{t}");
+    }
+    for h in &all {
+        let r = h
+            .http()
+            .post_json("/indexes/gone/search", &json!({"q": ""}))
+            .unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(miroir_testkit::hit_ids(&r.json()), [7]);
+    }
     for h in &all {
         let filtered = json!({"q": "", "filter": "group = 1"});
         assert_eq!(search_status(&h.http(), filtered), 200);
