@@ -2,7 +2,8 @@
 //! telling the admin which generation this process serves (docs/internals/control-protocol.md).
 //!
 //! - One background std thread ([`spawn_watcher`]) looks at the LMDB snapshot store when the
-//!   admin commits to it ([`changes`]: an inotify watch, with a 50 ms look in case the file
+//!   admin commits to it ([`changes`]: an inotify watch, then every 1 ms for 20 ms since LMDB
+//!   makes a commit visible just after its last write; and every 50 ms in case the file
 //!   system does not report writes; every 5 ms where inotify is unavailable). When the
 //!   generation changed it decodes the snapshot once and publishes it in [`SnapshotShared`]:
 //!   an `ArcSwapOption` plus an `AtomicU64` generation.
@@ -43,6 +44,11 @@ pub const POLL_INTERVAL: Duration = Duration::from_millis(5);
 /// With a watch, the store is still read this often, in case a write was not reported.
 /// Idle, that is 20 wake-ups a second instead of 200 (decision 053).
 pub const WATCHED_POLL_INTERVAL: Duration = Duration::from_millis(50);
+/// After a reported write the store is read every [`SETTLE_POLL_INTERVAL`] for this long:
+/// LMDB makes a commit visible to readers (the transaction id in the lock file's shared
+/// memory) just *after* its last `pwrite`, and that step raises no event (decision 053).
+pub const SETTLE_FOR: Duration = Duration::from_millis(20);
+pub const SETTLE_POLL_INTERVAL: Duration = Duration::from_millis(1);
 /// Heartbeat period (the admin declares a data plane dead after 5 s without one).
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(500);
 
@@ -182,6 +188,8 @@ pub fn spawn_watcher(cfg: WatcherConfig, shared: Arc<SnapshotShared>) -> std::io
 fn watch_loop(cfg: WatcherConfig, shared: Arc<SnapshotShared>, stop: Arc<AtomicBool>) {
     let mut store: Option<SnapshotStore> = None;
     let mut changes: Option<StoreChanges> = None;
+    // Until when the store is read every SETTLE_POLL_INTERVAL (after a reported write).
+    let mut settle_until = Instant::now();
     let mut last_open_attempt: Option<Instant> = None;
     let mut last_error_log: Option<Instant> = None;
     let mut next_heartbeat = Instant::now();
@@ -229,10 +237,19 @@ fn watch_loop(cfg: WatcherConfig, shared: Arc<SnapshotShared>, stop: Arc<AtomicB
             std::thread::sleep(POLL_INTERVAL);
             continue;
         };
-        let until_heartbeat = next_heartbeat.saturating_duration_since(Instant::now());
-        if let Err(e) = c.wait(WATCHED_POLL_INTERVAL.min(until_heartbeat)) {
-            tracing::warn!(error = %e, "snapshot store watch failed; polling every {POLL_INTERVAL:?}");
-            changes = None;
+        let now = Instant::now();
+        let period = if now < settle_until {
+            SETTLE_POLL_INTERVAL
+        } else {
+            WATCHED_POLL_INTERVAL
+        };
+        match c.wait(period.min(next_heartbeat.saturating_duration_since(now))) {
+            Ok(true) => settle_until = Instant::now() + SETTLE_FOR,
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "snapshot store watch failed; polling every {POLL_INTERVAL:?}");
+                changes = None;
+            }
         }
     }
 }

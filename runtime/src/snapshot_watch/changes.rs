@@ -3,10 +3,12 @@
 //!
 //! An inotify watch on the store's directory: LMDB, opened without `WRITE_MAP` as
 //! `SnapshotStore` does, writes a commit's pages and then its meta page with `pwrite`, and
-//! every such write is an `IN_MODIFY` on `data.mdb`. The meta page is written last, so an
-//! event that arrives after the watcher already looked means "look again", never "you missed
-//! it". Read transactions only touch the memory-mapped lock file and raise no event, so the
-//! watcher's own reads do not wake it. The watcher still looks on a slow period in case the
+//! every such write is an `IN_MODIFY` on `data.mdb`. A reader sees a commit only once the
+//! writer has stored the new transaction id in the lock file's shared memory — just after the
+//! meta page's `pwrite`, and without an event — so a wake-up can come a moment before the
+//! commit is visible: the watcher then keeps looking for a short while
+//! (`SETTLE_FOR` in the parent module). Read transactions only touch the memory-mapped lock
+//! file and raise no event, so the watcher's own reads do not wake it. The watcher still looks on a slow period in case the
 //! file system does not report writes (some network file systems).
 
 use std::io;
