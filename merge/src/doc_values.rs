@@ -76,6 +76,36 @@ pub(crate) fn facet_values<'a>(
     Ok(out)
 }
 
+/// A facet value as a hashable key, what `distinct` compares: numbers by their bits (`-0.0`
+/// is `0.0`), strings normalised as above.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum DistinctKey {
+    Number(u64),
+    String(String),
+}
+
+/// The facet values of `field` in the hit `doc` (an object's bytes), as keys.
+pub fn distinct_keys(doc: &[u8], field: &str) -> Result<Vec<DistinctKey>, ScanError> {
+    let arena = Bump::new();
+    Ok(facet_values(doc, field, &arena)?
+        .into_iter()
+        .filter_map(|v| match v {
+            SortValue::Number(n) => Some(DistinctKey::Number(number_key(n))),
+            SortValue::String(s) => Some(DistinctKey::String(s.to_owned())),
+            SortValue::Missing | SortValue::Other => None,
+        })
+        .collect())
+}
+
+/// One key per number value (`-0.0` is `0.0`).
+pub(crate) fn number_key(n: f64) -> u64 {
+    if n == 0.0 {
+        0
+    } else {
+        n.to_bits()
+    }
+}
+
 /// Calls `found` with every facet value at `path` inside the object at the cursor: a key
 /// equal to `path`, or a key that is a prefix of it (`a` for `a.b`) holding an object, or an
 /// array of objects, to descend into (milli flattens both).

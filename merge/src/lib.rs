@@ -78,7 +78,7 @@ pub mod reference;
 #[cfg(any(test, feature = "reference"))]
 pub mod samples;
 
-pub use doc_values::DocSort;
+pub use doc_values::{distinct_keys, DistinctKey, DocSort};
 pub use scan::simd::Level;
 pub use search::{merge_search, merge_search_with_level};
 pub use small::{merge_document_lists, merge_facet_search, merge_index_stats};

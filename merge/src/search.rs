@@ -846,7 +846,7 @@ impl<'a> Seen<'a> {
     fn admit(&mut self, doc: &'a [u8], field: &str, arena: &'a Bump) -> Result<bool, ScanError> {
         let values = crate::doc_values::facet_values(doc, field, arena)?;
         let known = values.iter().any(|v| match v {
-            SortValue::Number(n) => self.numbers.contains(&number_key(*n)),
+            SortValue::Number(n) => self.numbers.contains(&crate::doc_values::number_key(*n)),
             SortValue::String(s) => self.strings.contains(s),
             _ => false,
         });
@@ -856,7 +856,7 @@ impl<'a> Seen<'a> {
         for v in values {
             match v {
                 SortValue::Number(n) => {
-                    self.numbers.insert(number_key(n));
+                    self.numbers.insert(crate::doc_values::number_key(n));
                 }
                 SortValue::String(s) => {
                     self.strings.insert(s);
@@ -865,15 +865,6 @@ impl<'a> Seen<'a> {
             }
         }
         Ok(true)
-    }
-}
-
-/// One key per number value (`-0.0` is `0.0`).
-fn number_key(n: f64) -> u64 {
-    if n == 0.0 {
-        0
-    } else {
-        n.to_bits()
     }
 }
 

@@ -197,7 +197,8 @@ pub struct QueryResult<'a> {
 }
 
 struct Parsed<'a> {
-    hits: Vec<(OrderedObject<'a>, f64)>,
+    /// `(hit, score, its JSON)`.
+    hits: Vec<(OrderedObject<'a>, f64, &'a str)>,
     /// Pinned hits (dynamic search rules, decision 042): `(position, hit, score)`.
     pins: Vec<(u32, OrderedObject<'a>, f64)>,
     total: u64,
@@ -219,7 +220,7 @@ fn parse_result(body: &[u8]) -> Option<Parsed<'_>> {
             .unwrap_or(0.0);
         match obj.get(PIN_MARK).and_then(|p| p.get().parse::<u32>().ok()) {
             Some(position) => pins.push((position, obj, score)),
-            None => hits.push((obj, score)),
+            None => hits.push((obj, score, h.get())),
         }
     }
     let num = |k: &str| top.get(k).and_then(|v| v.get().parse::<u64>().ok());
@@ -269,7 +270,7 @@ pub fn combine(fed: &Federation, results: &[QueryResult], out: &mut Vec<u8>) -> 
     while picked.len() < window || fed.distinct.is_some() {
         let mut best: Option<(usize, f64)> = None;
         for (q, p) in parsed.iter().enumerate() {
-            if let Some((_, score)) = p.hits.get(heads[q]) {
+            if let Some((_, score, _)) = p.hits.get(heads[q]) {
                 let w = score * results[q].weight;
                 if best.is_none_or(|(_, b)| w > b) {
                     best = Some((q, w));
@@ -284,7 +285,7 @@ pub fn combine(fed: &Federation, results: &[QueryResult], out: &mut Vec<u8>) -> 
         let first = id.is_none_or(|id| seen.insert((results[q].index_uid, id)));
         let kept = first
             && fed.distinct.as_deref().is_none_or(|d| {
-                let hit = &parsed[q].hits[heads[q]].0;
+                let hit = parsed[q].hits[heads[q]].2;
                 match distinct_seen.admit(results[q].index_uid, hit, d) {
                     distinct::Admission::Kept => true,
                     distinct::Admission::DuplicateInIndex => false,
@@ -630,7 +631,8 @@ fn distinct_values(bodies: &[Body], meta: &IndexMeta, attribute: &str) -> Option
         if distribution.len() as u64 >= node_cut {
             return None;
         }
-        values.extend(distribution.keys().map(|k| distinct::distribution_key(k)));
+        // Distribution keys are facet values as written: compared as the hits' are.
+        values.extend(distribution.keys().map(|k| k.trim().to_lowercase()));
     }
     Some(values.len() as u64)
 }
